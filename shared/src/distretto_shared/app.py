@@ -1,0 +1,302 @@
+"""Assembly: turns a service's routes, consumers and migrations into a running app.
+
+A service's ``app.py`` is a few lines::
+
+    SPEC = ServiceSpec(name="membership", settings_cls=Settings, routers=[api.router],
+                       consumers=[consumers.consumers], migrations=MIGRATIONS, topics=[...])
+    app = create_app(SPEC)            # for uvicorn / tests
+    main = cli(SPEC)                  # python -m membership
+
+What it runs: FastAPI (routes, error handlers, request metrics, ``/metrics``,
+``/healthz``, ``/readyz``) + Alembic migrations at start-up + a FastStream
+KafkaBroker with the service's consumers + the outbox relay + periodic jobs.
+The broker connects in the background: a service whose broker is away still
+starts, answers, and keeps writing to its outbox; ``/readyz`` tells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from distretto_shared.consumer import ConsumerRunner, Consumers
+from distretto_shared.db import Database
+from distretto_shared.logging import configure_logging, get_logger
+from distretto_shared.migrations import upgrade_async
+from distretto_shared.outbox import OutboxRelay
+from distretto_shared.settings import ServiceSettings, default_data_dir
+from distretto_shared.topics import TopicSpec, ensure_topics, topic_name
+from distretto_shared.web import RequestContextMiddleware, install_error_handlers
+
+log = get_logger(__name__)
+
+
+@dataclass
+class PeriodicJob:
+    """A coroutine run every ``interval`` seconds (e.g. the lapse check, the deadline scan)."""
+
+    name: str
+    interval: Callable[[Any], float] | float
+    run: Callable[[ServiceContext], Awaitable[Any]]
+
+
+@dataclass
+class ServiceSpec:
+    """What a service is made of."""
+
+    name: str
+    settings_cls: type[ServiceSettings]
+    routers: list[APIRouter]
+    migrations: Path
+    consumers: list[Consumers] = field(default_factory=list)
+    topics: list[TopicSpec] = field(default_factory=list)
+    periodic: list[PeriodicJob] = field(default_factory=list)
+    on_startup: list[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=list)
+    on_shutdown: list[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=list)
+    title: str = ""
+    description: str = ""
+    version: str = "0.1.0"
+    published_events: list[type] = field(default_factory=list)
+    """Event classes the service publishes (documented in its AsyncAPI document)."""
+
+
+class ServiceContext:
+    """Everything a running service holds; ``app.state.ctx``."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.source = f"/distretto/{spec.name}"
+        self.db = Database(settings.resolved_database_url(), schema=settings.database_schema)
+        self.broker = build_broker(spec, settings)
+        self.runners = [
+            ConsumerRunner(
+                c,
+                db=self.db,
+                service=spec.name,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                max_attempts=settings.consumer_max_attempts,
+                backoff_initial=settings.consumer_backoff_initial,
+                backoff_max=settings.consumer_backoff_max,
+            )
+            for c in spec.consumers
+        ]
+        for runner in self.runners:
+            runner.attach(self.broker)
+        self.relay = OutboxRelay(
+            self.db,
+            service=spec.name,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+            lock_dir=default_data_dir() / "locks",
+        )
+        self.broker_connected = False
+        self.broker_error: str | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.extras: dict[str, Any] = {}
+        """Service-specific singletons (a search index, an SMTP pool …)."""
+
+
+def build_broker(spec: ServiceSpec, settings: ServiceSettings) -> KafkaBroker:
+    """A FastStream Kafka broker with the Prometheus middleware and AsyncAPI publishers."""
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=spec.name)],
+        client_id=f"distretto-{spec.name}",
+        request_timeout_ms=15000,
+        logger=None,
+    )
+    for cls in spec.published_events:
+        broker.publisher(
+            topic_name(cls.topic),  # type: ignore[attr-defined]
+            title=f"{cls.topic}:{cls.__name__}",  # type: ignore[attr-defined]
+            description=f"CloudEvents type {cls.event_type}",  # type: ignore[attr-defined]
+            schema=cls,
+        )
+    return broker
+
+
+async def _connect_broker(ctx: ServiceContext) -> None:
+    """Create topics and start the consumers, retrying until the broker answers."""
+    delay = 0.5
+    while True:
+        try:
+            if ctx.settings.create_topics and ctx.spec.topics:
+                await ensure_topics(ctx.settings.kafka_bootstrap_servers, ctx.spec.topics)
+            await ctx.broker.start()
+            ctx.broker_connected = True
+            ctx.broker_error = None
+            log.info("broker connected", bootstrap=ctx.settings.kafka_bootstrap_servers)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            ctx.broker_error = repr(exc)
+            log.warning("broker not reachable; retrying", error=repr(exc), retry_in=delay)
+            with contextlib.suppress(Exception):
+                await ctx.broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
+    while True:
+        interval = job.interval(ctx.settings) if callable(job.interval) else job.interval
+        await asyncio.sleep(interval)
+        try:
+            await job.run(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("periodic job failed", job=job.name, error=repr(exc))
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
+    """The service's ASGI app, with everything started in its lifespan."""
+    settings = settings or spec.settings_cls()
+    settings.service_name = spec.name
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(spec.name, settings.log_level, settings.log_json)
+        ctx = ServiceContext(spec, settings)
+        app.state.ctx = ctx
+        await upgrade_async(spec.migrations, ctx.db.url, settings.database_schema)
+        await ctx.relay.start()
+        ctx.tasks.append(asyncio.create_task(_connect_broker(ctx), name="broker-connect"))
+        for hook in spec.on_startup:
+            await hook(ctx)
+        for job in spec.periodic:
+            ctx.tasks.append(asyncio.create_task(_periodic(ctx, job), name=job.name))
+        log.info("service started", database=_redact(ctx.db.url))
+        try:
+            yield
+        finally:
+            for hook in spec.on_shutdown:
+                with contextlib.suppress(Exception):
+                    await hook(ctx)
+            for task in ctx.tasks:
+                task.cancel()
+            for task in ctx.tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            with contextlib.suppress(Exception):
+                await ctx.broker.stop()
+            for runner in ctx.runners:
+                await runner.close()
+            await ctx.relay.stop()
+            await ctx.db.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(
+        title=spec.title or f"Distretto {spec.name}",
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware, service=spec.name)
+    install_error_handlers(app)
+    for router in spec.routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], summary="Process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Database, broker and relay ready")
+    async def readyz(request: Request) -> JSONResponse:
+        ctx: ServiceContext = request.app.state.ctx
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(ctx.db.ping(), timeout=3)
+            checks["database"] = {"ok": True}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "error": repr(exc)}
+        broker_ok = False
+        if ctx.broker_connected:
+            with contextlib.suppress(Exception):
+                broker_ok = await ctx.broker.ping(timeout=3)
+        checks["broker"] = {"ok": broker_ok} | ({} if broker_ok else {"error": ctx.broker_error or "not connected"})
+        relay_ok = ctx.relay.running and time.monotonic() - ctx.relay.last_loop < max(30, 10 * ctx.relay.poll_interval)
+        checks["relay"] = {"ok": relay_ok, "active": ctx.relay.active} | (
+            {"error": ctx.relay.last_error} if ctx.relay.last_error else {}
+        )
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={"status": "ready" if ready else "not ready", "service": spec.name, "checks": checks},
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
+    """The service's AsyncAPI 3 document, generated by FastStream."""
+    from faststream.specification import AsyncAPI
+
+    settings = spec.settings_cls()
+    settings.service_name = spec.name
+    broker = build_broker(spec, settings)
+    for consumers in spec.consumers:
+        ConsumerRunner(
+            consumers,
+            db=None,
+            service=spec.name,  # type: ignore[arg-type]
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+        ).attach(broker)
+    doc = AsyncAPI(broker, title=f"Distretto {spec.name}", version=spec.version, schema_version="3.0.0")
+    return json.loads(doc.to_specification().to_json())
+
+
+def cli(spec: ServiceSpec) -> Callable[[], None]:
+    """The service's command line: ``serve`` (default), ``migrate``, ``asyncapi``."""
+
+    def main() -> None:
+        parser = argparse.ArgumentParser(prog=spec.name, description=spec.description or spec.name)
+        sub = parser.add_subparsers(dest="command")
+        serve = sub.add_parser("serve", help="run the HTTP API, consumers and relay")
+        serve.add_argument("--host")
+        serve.add_argument("--port", type=int)
+        sub.add_parser("migrate", help="apply database migrations and exit")
+        sub.add_parser("asyncapi", help="print the AsyncAPI 3 document")
+        args = parser.parse_args()
+        settings = spec.settings_cls()
+        settings.service_name = spec.name
+        if args.command == "migrate":
+            configure_logging(spec.name, settings.log_level, settings.log_json)
+            asyncio.run(upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema))
+            return
+        if args.command == "asyncapi":
+            print(json.dumps(asyncapi_document(spec), indent=2, sort_keys=True))
+            return
+        import uvicorn
+
+        host = getattr(args, "host", None) or settings.http_host
+        port = getattr(args, "port", None) or settings.http_port
+        uvicorn.run(create_app(spec, settings), host=host, port=port, log_level="warning", access_log=False)
+
+    return main

@@ -1,0 +1,316 @@
+"""Consumer runner on FastStream 0.7: inbox, retries with backoff, dead letters, lag.
+
+A service declares its handlers on a :class:`Consumers` object::
+
+    consumers = Consumers("membership-projection")
+
+    @consumers.handles(OrganisationJoined)
+    async def on_joined(session, event, meta): ...
+
+:class:`ConsumerRunner` subscribes to the topics of those events with
+FastStream (``AckPolicy.NACK_ON_ERROR``: the offset is committed only after the
+handler returns, i.e. after its transaction committed; an exception seeks back
+so the message is read again). For each message it:
+
+1. decodes the CloudEvents headers and the body; a message that can never
+   succeed (headers missing, not JSON, unknown type, fails validation) goes to
+   ``<topic>.dlq`` at once;
+2. opens one transaction, claims ``(consumer, source, id)`` in the inbox (a
+   duplicate is skipped) and calls the handler in that transaction;
+3. retries a failing handler with exponential backoff; after N attempts the
+   message goes to the dead-letter topic, and the partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import Consumer as ConsumerAnnotation
+from faststream.kafka.annotations import KafkaMessage as KafkaMessageAnnotation
+from faststream.message import StreamMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from distretto_shared import inbox, metrics
+from distretto_shared.db import Database
+from distretto_shared.events import (
+    Event,
+    EventMeta,
+    PermanentEventError,
+    decode,
+    decode_headers,
+)
+from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
+from distretto_shared.topics import dlq_topic, topic_name
+
+log = get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Any, EventMeta], Awaitable[None]]
+
+DLQ_ERROR = "dlq_error"
+DLQ_ERROR_KIND = "dlq_error_kind"
+DLQ_ATTEMPTS = "dlq_attempts"
+DLQ_TOPIC = "dlq_origin_topic"
+DLQ_PARTITION = "dlq_origin_partition"
+DLQ_OFFSET = "dlq_origin_offset"
+DLQ_CONSUMER = "dlq_consumer"
+DLQ_TIME = "dlq_time"
+DLQ_HEADERS = (DLQ_ERROR, DLQ_ERROR_KIND, DLQ_ATTEMPTS, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET, DLQ_CONSUMER, DLQ_TIME)
+
+
+class Outcome(StrEnum):
+    """What became of one message."""
+
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class Consumers:
+    """A named set of event handlers (the name is the inbox's ``consumer`` and the group id's suffix)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: dict[str, Handler] = {}
+        self.topics: set[str] = set()
+
+    def handles(self, *event_classes: type[Event]) -> Callable[[Handler], Handler]:
+        """Register the decorated coroutine as the handler of these event types."""
+
+        def register(fn: Handler) -> Handler:
+            for cls in event_classes:
+                self.handlers[cls.event_type] = fn
+                self.topics.add(cls.topic)
+            return fn
+
+        return register
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a Kafka record the runner needs (FastStream-independent)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class ConsumerRunner:
+    """Runs one :class:`Consumers` set against Kafka with inbox, retries and dead letters."""
+
+    def __init__(
+        self,
+        consumers: Consumers,
+        *,
+        db: Database | None,
+        service: str,
+        bootstrap_servers: str,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.consumers = consumers
+        self._db = db
+        self.service = service
+        self.bootstrap_servers = bootstrap_servers
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.group_id = f"{service}.{consumers.name}"
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> Database:
+        """The service database (absent only when the runner is built for documentation)."""
+        if self._db is None:
+            raise RuntimeError("ConsumerRunner built without a database")
+        return self._db
+
+    # -- FastStream wiring -------------------------------------------------
+
+    def attach(self, broker: KafkaBroker) -> None:
+        """Subscribe to every topic the handlers need, on ``broker``."""
+        if not self.consumers.topics:
+            return
+
+        async def raw_body(msg: StreamMessage[Any]) -> Any:
+            # Never let FastStream decode: a broken body must reach us, not fail before us.
+            return msg.body
+
+        subscriber = broker.subscriber(
+            *sorted(topic_name(t) for t in self.consumers.topics),
+            group_id=self.group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=raw_body,
+            title=f"{self.service}:{self.consumers.name}",
+            description=f"Handles {', '.join(sorted(self.consumers.handlers))}",
+        )
+
+        async def handle(message: StreamMessage[Any], consumer: Any) -> None:
+            raw = message.raw_message
+            record = Record(
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                key=raw.key,
+                value=raw.value,
+                headers=list(raw.headers or ()),
+            )
+            try:
+                await self.handle(record)
+            except Exception:
+                # Dead-letter publish failed (broker away): wait, then let FastStream seek back.
+                await asyncio.sleep(1.0)
+                raise
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    tp = TopicPartition(raw.topic, raw.partition)
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        metrics.CONSUMER_LAG.labels(self.service, raw.topic, str(raw.partition)).set(
+                            max(0, highwater - raw.offset - 1)
+                        )
+
+        async def entry(message: KafkaMessageAnnotation, consumer: ConsumerAnnotation) -> None:
+            await handle(message, consumer)
+
+        subscriber(entry)
+
+    async def close(self) -> None:
+        """Stop the dead-letter producer."""
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    # -- processing --------------------------------------------------------
+
+    async def handle(self, record: Record) -> Outcome:
+        """Process one record: decode, dedupe, run the handler with retries, or dead-letter it."""
+        try:
+            headers = decode_headers(record.headers)
+            meta, event = decode(headers, record.value)
+        except PermanentEventError as exc:
+            await self.dead_letter(record, exc, attempts=0, kind="invalid")
+            return Outcome.DEAD_LETTERED
+
+        handler = self.consumers.handlers.get(meta.type)
+        if handler is None:
+            metrics.EVENTS_IGNORED.labels(self.service, self.consumers.name, meta.type).inc()
+            return Outcome.IGNORED
+
+        bound = structlog.contextvars.bound_contextvars(
+            event_id=meta.id, event_type=meta.type, correlation_id=meta.correlation_id
+        )
+        cid_token = correlation_id_var.set(meta.correlation_id)
+        tp_token = traceparent_var.set(meta.traceparent)
+        try:
+            with bound:
+                return await self._attempts(record, handler, meta, event)
+        finally:
+            correlation_id_var.reset(cid_token)
+            traceparent_var.reset(tp_token)
+
+    async def _attempts(self, record: Record, handler: Handler, meta: EventMeta, event: Event) -> Outcome:
+        delay = self.backoff_initial
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                duplicate = False
+                async with self.db.transaction() as session:
+                    fresh = await inbox.claim(
+                        session,
+                        consumer=self.consumers.name,
+                        source=meta.source,
+                        event_id=meta.id,
+                        event_type=meta.type,
+                    )
+                    if fresh:
+                        await handler(session, event, meta)
+                    else:
+                        duplicate = True
+                if duplicate:
+                    metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()
+                    log.info("duplicate event skipped")
+                    return Outcome.DUPLICATE
+                metrics.EVENTS_HANDLED.labels(self.service, self.consumers.name, meta.type).inc()
+                return Outcome.HANDLED
+            except PermanentEventError as exc:
+                await self.dead_letter(record, exc, attempts=attempt, kind="rejected")
+                return Outcome.DEAD_LETTERED
+            except Exception as exc:
+                if await self._already_processed(meta):
+                    # The racing delivery won the inbox's primary key: this one is a duplicate.
+                    metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()
+                    return Outcome.DUPLICATE
+                if attempt >= self.max_attempts:
+                    await self.dead_letter(record, exc, attempts=attempt, kind="failed")
+                    return Outcome.DEAD_LETTERED
+                metrics.CONSUMER_RETRIES.labels(self.service, record.topic).inc()
+                log.warning("handler failed; retrying", attempt=attempt, error=repr(exc), backoff=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+        raise AssertionError("unreachable")
+
+    async def _already_processed(self, meta: EventMeta) -> bool:
+        with contextlib.suppress(Exception):
+            async with self.db.read() as session:
+                return await inbox.is_processed(
+                    session, consumer=self.consumers.name, source=meta.source, event_id=meta.id
+                )
+        return False
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def dead_letter(self, record: Record, exc: BaseException, *, attempts: int, kind: str) -> None:
+        """Publish the record unchanged to ``<topic>.dlq`` with headers naming the error and origin."""
+        reason = str(exc) or type(exc).__name__
+        if kind == "failed":
+            reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        extra = {
+            DLQ_ERROR: reason[:4000],
+            DLQ_ERROR_KIND: kind,
+            DLQ_ATTEMPTS: str(attempts),
+            DLQ_TOPIC: record.topic,
+            DLQ_PARTITION: str(record.partition),
+            DLQ_OFFSET: str(record.offset),
+            DLQ_CONSUMER: self.group_id,
+            DLQ_TIME: datetime.now(UTC).isoformat(),
+        }
+        headers = [(k, v) for k, v in record.headers if k not in extra]
+        headers += [(k, v.encode()) for k, v in extra.items()]
+        producer = await self._dlq_producer()
+        await producer.send_and_wait(dlq_topic(record.topic), value=record.value, key=record.key, headers=headers)
+        metrics.DEAD_LETTERS.labels(self.service, record.topic, kind).inc()
+        log.error(
+            "message dead-lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            kind=kind,
+            attempts=attempts,
+            error=reason[:500],
+        )

@@ -1,0 +1,55 @@
+"""Inbox: ``(consumer, source, id)`` recorded with a handler's effects, so a redelivery has no second effect."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel, col
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """An event a consumer has handled."""
+
+    __tablename__ = "processed_event"
+
+    consumer: str = Field(primary_key=True, max_length=100)
+    source: str = Field(primary_key=True, max_length=200)
+    event_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(max_length=200)
+    processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+async def is_processed(session: AsyncSession, *, consumer: str, source: str, event_id: str) -> bool:
+    """True when this consumer has already handled the event."""
+    row = (
+        await session.execute(
+            select(col(ProcessedEvent.event_id)).where(
+                col(ProcessedEvent.consumer) == consumer,
+                col(ProcessedEvent.source) == source,
+                col(ProcessedEvent.event_id) == event_id,
+            )
+        )
+    ).first()
+    return row is not None
+
+
+async def claim(session: AsyncSession, *, consumer: str, source: str, event_id: str, event_type: str) -> bool:
+    """Record the event as processed in this transaction; False if it already was.
+
+    Two racing deliveries cannot both win: the primary key makes the second
+    commit fail, and its transaction (with its effects) is rolled back.
+    """
+    if await is_processed(session, consumer=consumer, source=source, event_id=event_id):
+        return False
+    session.add(
+        ProcessedEvent(
+            consumer=consumer,
+            source=source,
+            event_id=event_id,
+            event_type=event_type,
+            processed_at=datetime.now(UTC),
+        )
+    )
+    return True

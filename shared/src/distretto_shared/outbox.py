@@ -1,0 +1,304 @@
+"""Transactional outbox: events are rows written with the state change, then relayed to Kafka.
+
+``add_event`` writes an event to the ``outbox`` table inside the caller's
+transaction. :class:`OutboxRelay` publishes unpublished rows in id order with an
+idempotent producer (``acks=all``) in batches, marks them published, wakes
+right after a commit and also polls, so it catches up after a crash. With
+several instances on one PostgreSQL database, an advisory lock keeps exactly
+one relay active, so per-key order holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import time
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import JSON, Column, DateTime, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import Field, SQLModel
+
+from distretto_shared import metrics
+from distretto_shared.db import OUTBOX_DIRTY, Database
+from distretto_shared.events import Event, encode
+from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
+from distretto_shared.topics import topic_name
+
+log = get_logger(__name__)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An event waiting to be (or already) published."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64, unique=True)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=200)
+    event_type: str = Field(max_length=200)
+    headers: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+    payload: str
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+def add_event(
+    session: AsyncSession,
+    event: Event,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+) -> OutboxMessage:
+    """Record ``event`` in the outbox, in the caller's transaction.
+
+    The correlation id and traceparent default to those of the request or the
+    event being handled, so a chain of events stays traceable.
+    """
+    key, headers, body = encode(
+        event,
+        source=source,
+        correlation_id=correlation_id or correlation_id_var.get(),
+        traceparent=traceparent_var.get(),
+    )
+    row = OutboxMessage(
+        event_id=headers["ce_id"],
+        topic=topic_name(event.topic),
+        key=key,
+        event_type=event.event_type,
+        headers=headers,
+        payload=body.decode(),
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    session.info[OUTBOX_DIRTY] = True
+    return row
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka; one active instance per database."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        service: str,
+        bootstrap_servers: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        lock_dir: Path | None = None,
+    ) -> None:
+        self.db = db
+        self.service = service
+        self.bootstrap_servers = bootstrap_servers
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lock_dir = lock_dir
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = False
+        self.active = False
+        """True while this instance holds the relay lock."""
+        self.last_loop = 0.0
+        self.last_error: str | None = None
+        db.on_outbox_commit(self.notify)
+
+    def notify(self) -> None:
+        """Wake the relay (called after a commit that wrote outbox rows)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """True while the relay task is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start the relay task."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        """Stop the relay, letting an in-flight batch finish."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, timeout=15)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+        self._task = None
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=15000,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        try:
+            async with self._leadership():
+                self.active = True
+                log.info("outbox relay active", service=self.service)
+                while not self._stopping:
+                    self.last_loop = time.monotonic()
+                    try:
+                        published = await self.publish_pending()
+                        self.last_error = None
+                        backoff = 0.2
+                    except Exception as exc:  # broker or database away: retry with backoff
+                        self.last_error = repr(exc)
+                        metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
+                        log.warning("outbox publish failed; retrying", error=repr(exc), backoff=backoff)
+                        await self._close_producer()
+                        await self._sleep(backoff)
+                        backoff = min(backoff * 2, 10.0)
+                        continue
+                    if published >= self.batch_size:
+                        continue  # more may be waiting
+                    await self._sleep(self.poll_interval)
+        finally:
+            self.active = False
+            await self._close_producer()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished rows in id order; returns how many were published."""
+        async with self.db.read() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(OutboxMessage)
+                        .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+                        .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+                        .limit(self.batch_size)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            backlog = len(rows)
+            if backlog >= self.batch_size:
+                backlog = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(OutboxMessage)
+                        .where(
+                            OutboxMessage.published_at.is_(None)  # type: ignore[union-attr]
+                        )
+                    )
+                ).scalar_one()
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        futures = []
+        for row in rows:
+            headers = [(k, v.encode()) for k, v in row.headers.items()]
+            futures.append(
+                await producer.send(row.topic, value=row.payload.encode(), key=row.key.encode(), headers=headers)
+            )
+        # The idempotent producer keeps per-partition order across its own retries;
+        # if any send fails, nothing of this batch is marked and the batch is sent again
+        # (consumers' inboxes absorb the repeats).
+        await asyncio.gather(*futures)
+        now = datetime.now(UTC)
+        ids = [row.id for row in rows]
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+                .values(published_at=now)
+            )
+        for row in rows:
+            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+            metrics.OUTBOX_PUBLISH_LATENCY.labels(self.service).observe((now - created).total_seconds())
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, backlog - len(rows)))
+        return len(rows)
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self) -> Any:
+        """Hold the relay lock for as long as the relay runs.
+
+        PostgreSQL: a session-level advisory lock on a dedicated connection.
+        SQLite: an exclusive file lock beside the database file.
+        """
+        if self.db.sqlite:
+            async with self._file_lock():
+                yield
+            return
+        key = zlib.crc32(f"distretto-outbox-{self.service}".encode()) & 0x7FFFFFFF
+        while not self._stopping:
+            try:
+                conn: AsyncConnection = await self.db.engine.connect()
+            except Exception as exc:
+                self.last_error = repr(exc)
+                await self._sleep(1.0)
+                continue
+            try:
+                got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+                await conn.commit()
+                if got:
+                    try:
+                        yield
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                            await conn.commit()
+                    return
+            finally:
+                await conn.close()
+            log.info("another relay holds the outbox lock; standing by", service=self.service)
+            self.last_loop = time.monotonic()
+            await self._sleep(5.0)
+        yield
+
+    @contextlib.asynccontextmanager
+    async def _file_lock(self) -> Any:
+        if self.lock_dir is None:
+            yield
+            return
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        path = self.lock_dir / f"{self.service}.relay.lock"
+        fh = path.open("w")
+        try:
+            while not self._stopping:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self.last_loop = time.monotonic()
+                    await self._sleep(2.0)
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()

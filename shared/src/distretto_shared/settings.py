@@ -1,0 +1,56 @@
+"""Settings shared by every service.
+
+Each service subclasses :class:`ServiceSettings` and sets its own env prefix
+(``MEMBERSHIP_``, ``NEWSLETTER_`` …). ``KAFKA_BOOTSTRAP_SERVERS`` without a
+prefix is honoured by every service, so one variable points the whole platform
+at a broker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def default_data_dir() -> Path:
+    """Folder for SQLite files and other local state (``DISTRETTO_DATA_DIR``, default ``./var``)."""
+    return Path(os.environ.get("DISTRETTO_DATA_DIR", "var"))
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; subclass and set ``model_config`` with an env prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="DISTRETTO_", extra="ignore")
+
+    service_name: str = "service"
+    database_url: str = ""
+    """SQLAlchemy async URL; empty means a SQLite file ``<data dir>/<service>.db``."""
+    database_schema: str | None = None
+    """PostgreSQL schema to use (search_path); lets services share one database safely."""
+    kafka_bootstrap_servers: str = Field(default_factory=_default_bootstrap)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    relay_poll_interval: float = 1.0
+    relay_batch_size: int = 500
+    consumer_max_attempts: int = 5
+    consumer_backoff_initial: float = 0.2
+    consumer_backoff_max: float = 5.0
+    create_topics: bool = True
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file per service."""
+        if self.database_url:
+            return self.database_url
+        data_dir = default_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{data_dir / (self.service_name + '.db')}"

@@ -1,0 +1,91 @@
+"""The topic catalogue: every topic is created explicitly, never by auto-create."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from distretto_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic with its partitions and retention policy."""
+
+    name: str
+    partitions: int = 3
+    retention_ms: int = 4 * WEEK_MS
+    compacted: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configuration for the admin API."""
+        cfg = {"retention.ms": str(self.retention_ms), **self.extra}
+        if self.compacted:
+            # compact+delete: latest state per key is kept, old keys still age out.
+            cfg["cleanup.policy"] = "compact,delete"
+        return cfg
+
+    def dead_letter(self) -> TopicSpec:
+        """The ``<topic>.dlq`` companion: one partition, kept for long."""
+        return TopicSpec(name=dlq_topic(self.name), partitions=1, retention_ms=52 * WEEK_MS)
+
+
+def topic_name(name: str) -> str:
+    """The physical topic of a catalogue name: ``DISTRETTO_TOPIC_PREFIX`` + name.
+
+    The prefix lets several environments (or test runs) share one Kafka cluster.
+    """
+    return os.environ.get("DISTRETTO_TOPIC_PREFIX", "") + name
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``."""
+    return f"{topic}.dlq"
+
+
+CATALOGUE: dict[str, TopicSpec] = {}
+
+
+def register(*specs: TopicSpec) -> None:
+    """Add topics to the catalogue (contract modules call this)."""
+    for spec in specs:
+        CATALOGUE[spec.name] = spec
+
+
+async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create the given topics (default: the whole catalogue) and their dead-letter topics.
+
+    Existing topics are left as they are. Returns the names created.
+    """
+    wanted: list[TopicSpec] = []
+    for spec in specs if specs is not None else list(CATALOGUE.values()):
+        physical = TopicSpec(topic_name(spec.name), spec.partitions, spec.retention_ms, spec.compacted, spec.extra)
+        wanted += [physical, physical.dead_letter()]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(name=s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config())
+            for s in wanted
+            if s.name not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another service created it in the meantime
+            created = [t.name for t in new]
+            log.info("topics created", topics=created)
+    finally:
+        await admin.close()
+    return created
