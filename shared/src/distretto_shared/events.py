@@ -138,6 +138,10 @@ def decode(headers: dict[str, str], body: bytes | None) -> tuple[EventMeta, Even
     ce_type = headers[H_TYPE]
     cls = EVENT_TYPES.get(ce_type)
     if cls is None:
+        import distretto_shared.contracts  # noqa: F401  (registers every Distretto event type)
+
+        cls = EVENT_TYPES.get(ce_type)
+    if cls is None:
         raise PermanentEventError(f"unknown event type {ce_type!r}")
     try:
         data = json.loads(body or b"")

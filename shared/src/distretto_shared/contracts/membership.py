@@ -1,0 +1,172 @@
+"""Events published by the membership service."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from distretto_shared.events import Event
+from distretto_shared.topics import WEEK_MS, TopicSpec, register
+
+ORGANISATION_TOPIC = TopicSpec("membership.organisation.v1", partitions=3, retention_ms=-1)
+CONTACT_TOPIC = TopicSpec("membership.contact.v1", partitions=3, retention_ms=-1)
+FIGURES_TOPIC = TopicSpec("membership.figures.v1", partitions=1, retention_ms=52 * WEEK_MS, compacted=True)
+register(ORGANISATION_TOPIC, CONTACT_TOPIC, FIGURES_TOPIC)
+
+
+class OrganisationProfile(BaseModel):
+    """What other services keep of an organisation (no personal data)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    organisation_id: str
+    name: str
+    kind: str
+    """company, university, research_institute, hospital, health_authority, foundation, other"""
+    sectors: list[str] = []
+    vat_number: str | None = None
+    country: str = "IT"
+    province: str | None = None
+    city: str | None = None
+    website: str | None = None
+    ateco_code: str | None = None
+    description: str = ""
+    competences: list[str] = []
+    keywords: list[str] = []
+    status: str = "applied"
+    """applied, active, rejected, suspended, lapsed, left"""
+    size_class: str | None = None
+    """micro, small, medium, large (EU 2003/361/EC), from the latest yearly figures"""
+
+
+class _OrganisationEvent(Event):
+    topic = ORGANISATION_TOPIC.name
+    subject_field = "organisation_id"
+
+    organisation_id: str
+
+
+class OrganisationRegistered(_OrganisationEvent):
+    """An organisation applied for membership (or was entered in the register)."""
+
+    event_type = "distretto.membership.organisation.registered.v1"
+    profile: OrganisationProfile
+
+
+class OrganisationUpdated(_OrganisationEvent):
+    """An organisation's data changed; carries the whole new profile."""
+
+    event_type = "distretto.membership.organisation.updated.v1"
+    profile: OrganisationProfile
+
+
+class OrganisationJoined(_OrganisationEvent):
+    """The membership became active (approved, reinstated or renewed after lapsing)."""
+
+    event_type = "distretto.membership.organisation.joined.v1"
+    profile: OrganisationProfile
+    first_join: bool = True
+    """False when an existing member came back from suspended or lapsed."""
+    joined_on: date
+
+
+class OrganisationSuspended(_OrganisationEvent):
+    """The membership was suspended."""
+
+    event_type = "distretto.membership.organisation.suspended.v1"
+    reason: str = ""
+
+
+class OrganisationLapsed(_OrganisationEvent):
+    """The renewal is overdue past the grace period."""
+
+    event_type = "distretto.membership.organisation.lapsed.v1"
+    renewal_due: date | None = None
+
+
+class OrganisationLeft(_OrganisationEvent):
+    """The organisation left the cluster."""
+
+    event_type = "distretto.membership.organisation.left.v1"
+    reason: str = ""
+
+
+class OrganisationRejected(_OrganisationEvent):
+    """The application was rejected."""
+
+    event_type = "distretto.membership.organisation.rejected.v1"
+    reason: str = ""
+
+
+class ContactDetails(BaseModel):
+    """A person of a member organisation (personal data: internal topics only)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contact_id: str
+    organisation_id: str
+    first_name: str
+    last_name: str
+    email: str
+    role: str = ""
+    phone: str | None = None
+    consent_newsletter: bool = False
+    consent_data_processing: bool = False
+    language: str = "it"
+
+
+class _ContactEvent(Event):
+    topic = CONTACT_TOPIC.name
+    subject_field = "contact_id"
+
+    contact_id: str
+    organisation_id: str
+
+
+class ContactAdded(_ContactEvent):
+    """A person was added to an organisation."""
+
+    event_type = "distretto.membership.contact.added.v1"
+    contact: ContactDetails
+
+
+class ContactUpdated(_ContactEvent):
+    """A person's data or consent changed; carries the whole new record."""
+
+    event_type = "distretto.membership.contact.updated.v1"
+    contact: ContactDetails
+
+
+class ContactErased(_ContactEvent):
+    """A person was erased (GDPR): every service must erase what it holds of them.
+
+    Carries no personal data: services find the person by ``contact_id`` or by
+    the SHA-256 of the lower-cased email address.
+    """
+
+    event_type = "distretto.membership.contact.erased.v1"
+    email_sha256: str
+
+
+class DistrictFiguresChanged(Event):
+    """The district's aggregate figures changed (debounced)."""
+
+    event_type = "distretto.membership.figures.changed.v1"
+    topic = FIGURES_TOPIC.name
+    subject_field = "district"
+
+    district: str = "district"
+    computed_at: datetime
+    year: int | None = None
+    members_total: int
+    by_status: dict[str, int] = {}
+    by_kind: dict[str, int] = {}
+    by_sector: dict[str, int] = {}
+    by_size_class: dict[str, int] = {}
+    companies: int = 0
+    staff: int = 0
+    rd_staff: int = 0
+    turnover_eur: float = 0
+    lab_m2: float = 0
+    patents: int = 0

@@ -1,0 +1,252 @@
+"""Pytest plugin shared by every test folder (loaded by the root ``conftest.py``).
+
+Fixtures:
+
+- ``kafka_bootstrap`` (session): a real Kafka broker. ``KAFKA_BOOTSTRAP_SERVERS``
+  if set, otherwise a throwaway broker on free ports in a temporary folder.
+- ``topic_prefix``: a unique ``DISTRETTO_TOPIC_PREFIX`` per test, so tests
+  sharing the session's broker never see each other's events.
+- ``database`` (parametrised ``sqlite`` / ``postgresql``): a fresh database
+  target per test — a SQLite file, or a fresh schema in the PostgreSQL
+  database named by ``DISTRETTO_TEST_POSTGRES_URL``. When that variable is not
+  set the PostgreSQL variant is skipped with the reason, unless
+  ``DISTRETTO_REQUIRE_POSTGRES=1`` (CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from distretto_shared.events import Event, encode
+
+POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where a test's service keeps its data."""
+
+    backend: str
+    url: str
+    schema: str | None = None
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """Environment variables pointing a service (``<PREFIX>_DATABASE_URL`` …) here."""
+        env = {f"{prefix}_DATABASE_URL": self.url}
+        if self.schema:
+            env[f"{prefix}_DATABASE_SCHEMA"] = self.schema
+        return env
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of the session's real Kafka broker."""
+    from distretto_shared.kafka_runner import session_broker
+
+    with session_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        yield bootstrap
+
+
+@pytest.fixture
+def topic_prefix(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A unique topic prefix for this test."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    monkeypatch.setenv("DISTRETTO_TOPIC_PREFIX", prefix)
+    return prefix
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DatabaseTarget]:
+    """A fresh database target per test, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield DatabaseTarget("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'service.db'}")
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        if os.environ.get("DISTRETTO_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{POSTGRES_ENV} is not set but DISTRETTO_REQUIRE_POSTGRES=1")
+        pytest.skip(f"PostgreSQL variant needs {POSTGRES_ENV} (make test sets it up)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield DatabaseTarget("postgresql", url, schema)
+    await drop_schema(url, schema)
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    """Drop a test schema and everything in it."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        await engine.dispose()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+
+
+async def publish_events(bootstrap: str, events: list[Event], *, source: str = "/tests") -> list[str]:
+    """Publish events straight to Kafka (as another service would); returns their ids."""
+    from distretto_shared.topics import topic_name
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    ids = []
+    try:
+        for event in events:
+            key, headers, body = encode(event, source=source)
+            await producer.send_and_wait(
+                topic_name(event.topic),
+                value=body,
+                key=key.encode(),
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
+            ids.append(headers["ce_id"])
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0, min_count: int = 0) -> list[Any]:
+    """Every record of ``topic`` from the start (waits until ``min_count`` arrived or ``timeout``)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not partitions and asyncio.get_running_loop().time() < deadline:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await asyncio.sleep(0.2)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for recs in batch.values():
+                records.extend(recs)
+            if min_count and len(records) >= min_count:
+                end = await consumer.end_offsets(tps)
+                if all([await consumer.position(tp) >= end[tp] for tp in tps]):
+                    break
+            if not min_count and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def headers_of(record: Any) -> dict[str, str]:
+    """A record's headers as a dict of str."""
+    return {k: v.decode() for k, v in record.headers or ()}
+
+
+@contextlib.asynccontextmanager
+async def service_client(app: Any) -> AsyncIterator[Any]:
+    """Run an app's lifespan (migrations, relay, broker) and yield an httpx client talking to it in-process."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client
+
+
+class ServiceProcess:
+    """A service run as a real process (``python -m <module> serve``), for end-to-end and crash tests."""
+
+    def __init__(
+        self, module: str, *, port: int | None = None, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
+        self.module = module
+        self.port = port or free_port()
+        self.env = env or {}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running service."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 60.0) -> ServiceProcess:
+        """Start the process and wait until ``/healthz`` answers."""
+        import httpx
+
+        env = {**os.environ, **self.env}
+        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, "serve", "--port", str(self.port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient() as client:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.module} exited with {self.proc.returncode}; log: {self.log_path}")
+                try:
+                    if (await client.get(self.url + "/healthz", timeout=1)).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"{self.module} did not answer /healthz within {timeout}s; log: {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a test wants to survive."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()

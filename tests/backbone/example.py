@@ -1,0 +1,96 @@
+"""A tiny service used to exercise the backbone: a ledger of credits.
+
+``credit`` is a use case (state change + outbox event in one transaction);
+``projection`` is a consumer whose effect (one row per handled credit) lets the
+tests count effects exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from distretto_shared.consumer import Consumers
+from distretto_shared.db import Database
+from distretto_shared.events import Event, EventMeta, PermanentEventError
+from distretto_shared.outbox import add_event
+from distretto_shared.topics import TopicSpec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+MIGRATIONS = Path(__file__).parent / "example_migrations"
+SOURCE = "/distretto/example"
+TOPIC = TopicSpec("example.account.v1", partitions=3)
+
+metadata = sa.MetaData()
+entries = sa.Table(
+    "ledger_entry",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.String(50), nullable=False),
+    sa.Column("amount", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+effects = sa.Table(
+    "credit_effect",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("account_id", sa.String(50), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+
+class AccountCredited(Event):
+    """An account received an amount."""
+
+    event_type = "distretto.example.account.credited.v1"
+    topic = TOPIC.name
+    subject_field = "account_id"
+
+    account_id: str
+    amount: int
+    seq: int
+
+
+class Rollback(Exception):
+    """Raised by a use case to abort its unit of work."""
+
+
+async def credit(db: Database, account_id: str, amount: int, seq: int, *, fail: bool = False) -> None:
+    """Use case: record a credit and its event; ``fail`` aborts after both were written."""
+    async with db.transaction() as session:
+        await session.execute(entries.insert().values(account_id=account_id, amount=amount, seq=seq))
+        add_event(session, AccountCredited(account_id=account_id, amount=amount, seq=seq), source=SOURCE)
+        if fail:
+            raise Rollback("aborted by the test")
+
+
+class Faults:
+    """Switches the tests flip to make the handler fail."""
+
+    transient_failures = 0
+    """How many more calls fail with a transient error."""
+    reject_seq: int | None = None
+    """A seq the handler refuses permanently."""
+
+
+projection = Consumers("example-projection")
+
+
+@projection.handles(AccountCredited)
+async def on_credited(session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
+    if Faults.reject_seq is not None and event.seq == Faults.reject_seq:
+        raise PermanentEventError(f"seq {event.seq} refused")
+    if Faults.transient_failures > 0:
+        Faults.transient_failures -= 1
+        raise ConnectionError("simulated database outage")
+    await session.execute(effects.insert().values(event_id=meta.id, account_id=event.account_id, seq=event.seq))
+
+
+async def effect_rows(db: Database) -> list[tuple[str, str, int]]:
+    """(event_id, account_id, seq) of every handled credit, in handling order."""
+    async with db.read() as session:
+        rows = await session.execute(
+            sa.select(effects.c.event_id, effects.c.account_id, effects.c.seq).order_by(effects.c.id)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

@@ -1,0 +1,134 @@
+"""Outbox and relay against the real broker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+import pytest
+from distretto_shared.db import Database
+from distretto_shared.events import EVENT_TYPES, decode
+from distretto_shared.outbox import OutboxMessage, OutboxRelay
+from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, wait_for
+from sqlalchemy import func, select
+
+from .example import SOURCE, AccountCredited, Rollback, credit
+
+
+def relay_for(db: Database, bootstrap: str, **kw: object) -> OutboxRelay:
+    return OutboxRelay(db, service="example", bootstrap_servers=bootstrap, poll_interval=0.2, **kw)  # type: ignore[arg-type]
+
+
+async def unpublished(db: Database) -> int:
+    async with db.read() as s:
+        return (
+            await s.execute(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None)))  # type: ignore[union-attr]
+        ).scalar_one()
+
+
+async def test_committed_change_publishes_exactly_its_events_rolled_back_publishes_nothing(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    relay = relay_for(db, kafka_bootstrap)
+    await relay.start()
+    try:
+        await credit(db, "acc-1", 10, 1)
+        with pytest.raises(Rollback):
+            await credit(db, "acc-1", 99, 2, fail=True)
+        await credit(db, "acc-2", 20, 3)
+        await wait_for(lambda: _zero(unpublished(db)), what="outbox drained")
+    finally:
+        await relay.stop()
+
+    records = await read_topic(kafka_bootstrap, topics, min_count=2)
+    events = [decode(headers_of(r), r.value)[1] for r in records]
+    assert sorted((e.account_id, e.seq) for e in events) == [("acc-1", 1), ("acc-2", 3)]  # type: ignore[attr-defined]
+    for r in records:
+        h = headers_of(r)
+        assert h["ce_specversion"] == "1.0"
+        assert h["ce_source"] == SOURCE
+        assert h["ce_type"] == AccountCredited.event_type
+        assert h["ce_subject"] == r.key.decode()
+        assert h["content-type"] == "application/json"
+        assert h["traceparent"].startswith("00-") and len(h["traceparent"]) == 55
+        assert h["correlation_id"] and h["ce_id"] and h["ce_time"]
+    # The rolled-back state change left nothing behind either.
+    async with db.read() as s:
+        assert (await s.execute(select(func.count()).select_from(OutboxMessage))).scalar_one() == 2
+
+
+async def _zero(coro: object) -> bool:
+    return (await coro) == 0  # type: ignore[misc]
+
+
+async def test_relay_stopped_between_commit_and_publish_catches_up_in_order(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    # Commits happen while no relay runs (the relay "crashed" after the commit).
+    for seq in range(60):
+        await credit(db, f"acc-{seq % 4}", 1, seq)
+    assert await read_topic(kafka_bootstrap, topics, timeout=1.5) == []
+    assert await unpublished(db) == 60
+
+    relay = relay_for(db, kafka_bootstrap, batch_size=25)  # several batches
+    await relay.start()
+    try:
+        await wait_for(lambda: _zero(unpublished(db)), what="relay caught up")
+    finally:
+        await relay.stop()
+    records = await read_topic(kafka_bootstrap, topics, min_count=60)
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_key[r.key.decode()].append(decode(headers_of(r), r.value)[1].seq)  # type: ignore[attr-defined]
+    assert sum(len(v) for v in per_key.values()) == 60
+    for key, seqs in per_key.items():
+        assert seqs == sorted(seqs), f"{key} reordered: {seqs}"
+        assert len(set(seqs)) == 15
+
+
+async def test_relay_retries_while_broker_is_unreachable_and_loses_nothing(db: Database) -> None:
+    # A port nothing listens on: the relay must keep the rows and report the error.
+    relay = relay_for(db, "127.0.0.1:1")
+    await credit(db, "acc-x", 5, 1)
+    await relay.start()
+    try:
+        await wait_for(lambda: _has_error(relay), timeout=30, what="relay reports the broker error")
+        assert relay.running
+        assert await unpublished(db) == 1
+    finally:
+        await relay.stop()
+
+
+async def _has_error(relay: OutboxRelay) -> bool:
+    return relay.last_error is not None
+
+
+async def test_only_one_relay_is_active_per_database(
+    database: DatabaseTarget, db: Database, kafka_bootstrap: str, tmp_path: object
+) -> None:
+    other_db = Database(database.url, schema=database.schema)
+    first = relay_for(db, kafka_bootstrap, lock_dir=tmp_path)
+    second = relay_for(other_db, kafka_bootstrap, lock_dir=tmp_path)
+    await first.start()
+    try:
+        await wait_for(lambda: _active(first), what="first relay active")
+        await second.start()
+        await asyncio.sleep(1.0)
+        assert first.active and not second.active
+        await first.stop()
+        # The standby takes over once the lock is free.
+        await wait_for(lambda: _active(second), timeout=20, what="second relay takes over")
+    finally:
+        with contextlib.suppress(Exception):
+            await first.stop()
+        await second.stop()
+        await other_db.dispose()
+
+
+async def _active(relay: OutboxRelay) -> bool:
+    return relay.active
+
+
+def test_event_contract_is_registered() -> None:
+    assert EVENT_TYPES[AccountCredited.event_type] is AccountCredited
