@@ -1,0 +1,1 @@
+"""Distretto projects service."""
