@@ -1,0 +1,61 @@
+# Distretto — the two commands: `make up` (run the platform) and `make test` (run every test).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_LINK_MODE ?= copy
+
+.PHONY: help bootstrap up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
+
+help:
+	@echo "make up      start Kafka, every service, the gateway and the mail catcher; load the demo data"
+	@echo "make down    stop all of it"
+	@echo "make test    run every test (real Kafka; SQLite and PostgreSQL)"
+	@echo "make lint    ruff + mypy"
+	@echo "make bench   run the benchmarks (figures printed side by side with their baselines)"
+
+# uv, the virtual environment, Java 17 + Maven and the Kafka jars.
+bootstrap:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || { echo "installing uv with pip"; python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages uv; }
+	@$(UV) sync --frozen --quiet
+	@bash deploy/bootstrap-java.sh
+	@$(UV) run --no-sync distretto-kafka fetch
+
+up: bootstrap
+	@$(UV) run --no-sync python deploy/platform.py up
+
+down:
+	@$(UV) run --no-sync python deploy/platform.py down
+
+status:
+	@$(UV) run --no-sync python deploy/platform.py status
+
+# PostgreSQL: DISTRETTO_TEST_POSTGRES_URL if given, else a local server started by
+# deploy/postgres/ensure-postgres.sh where it can (root + Debian packages).
+test: bootstrap
+	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
+	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
+	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \
+	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+lint:
+	@$(UV) run --no-sync ruff check .
+	@$(UV) run --no-sync ruff format --check .
+	@$(UV) run --no-sync mypy shared/src services/*/src
+
+bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway
+
+bench-backbone: bootstrap
+	@$(UV) run --no-sync python bench/backbone/run.py
+
+bench-newsletter: bootstrap
+	@$(UV) run --no-sync python bench/newsletter/run.py
+
+bench-matchmaking: bootstrap
+	@$(UV) run --no-sync python bench/matchmaking/quality.py
+	@$(UV) run --no-sync python bench/matchmaking/latency.py
+
+bench-gateway: bootstrap
+	@$(UV) run --no-sync python bench/gateway/run.py
+
+clean: down
+	rm -rf var

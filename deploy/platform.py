@@ -1,0 +1,281 @@
+"""`make up` / `make down` / `make status`: the whole platform on one machine, embedded defaults.
+
+up:    Kafka (KRaft, from the Maven Central jars) → the mail catcher → the four services →
+       the gateway; waits until each answers /readyz; loads the demo data through the
+       gateway; prints where to look.
+down:  stops every process it started (SIGTERM, then SIGKILL), Kafka last.
+
+State lives under ./var: SQLite files in var/data, logs in var/log, pidfiles in var/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+VAR = ROOT / "var"
+RUN = VAR / "run"
+LOG = VAR / "log"
+DATA = VAR / "data"
+KAFKA_PORT = int(os.environ.get("DISTRETTO_KAFKA_PORT", "9092"))
+BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
+ADMIN_EMAIL = os.environ.get("GATEWAY_ADMIN_EMAIL", "admin@distretto.local")
+ADMIN_PASSWORD = os.environ.get("GATEWAY_ADMIN_PASSWORD", "distretto-admin")
+GATEWAY = "http://127.0.0.1:8080"
+
+
+@dataclass
+class Proc:
+    """A process of the platform."""
+
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/readyz"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+
+def _py(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def processes() -> list[Proc]:
+    """Every process `make up` starts, in start order."""
+    common = {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DISTRETTO_DATA_DIR": str(DATA)}
+    public = GATEWAY
+    return [
+        Proc(
+            "catcher",
+            _py("-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--store", str(VAR / "mail")),
+            8025,
+            common,
+            ready_path="/",
+        ),
+        Proc(
+            "membership",
+            _py("-m", "membership", "serve", "--port", "8001"),
+            8001,
+            {**common, "MEMBERSHIP_PUBLIC_BASE_URL": public},
+        ),
+        Proc(
+            "projects",
+            _py("-m", "projects", "serve", "--port", "8002"),
+            8002,
+            {**common, "PROJECTS_PUBLIC_BASE_URL": public},
+        ),
+        Proc(
+            "newsletter",
+            _py("-m", "newsletter", "serve", "--port", "8003"),
+            8003,
+            {
+                **common,
+                "NEWSLETTER_PUBLIC_BASE_URL": public + "/api/newsletter",
+                "NEWSLETTER_SMTP_SERVERS": "127.0.0.1:1025",
+            },
+        ),
+        Proc(
+            "matchmaking",
+            _py("-m", "matchmaking", "serve", "--port", "8004"),
+            8004,
+            {**common, "MATCHMAKING_PUBLIC_BASE_URL": public},
+        ),
+        Proc(
+            "gateway",
+            _py("-m", "gateway", "serve", "--port", "8080"),
+            8080,
+            {
+                **common,
+                "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
+                "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "GATEWAY_MEMBERSHIP_URL": "http://127.0.0.1:8001",
+                "GATEWAY_PROJECTS_URL": "http://127.0.0.1:8002",
+                "GATEWAY_NEWSLETTER_URL": "http://127.0.0.1:8003",
+                "GATEWAY_MATCHMAKING_URL": "http://127.0.0.1:8004",
+            },
+        ),
+    ]
+
+
+def say(msg: str) -> None:
+    print(f"distretto: {msg}", flush=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def _pid(p: Proc) -> int | None:
+    try:
+        pid = int(p.pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start(p: Proc) -> None:
+    if _pid(p):
+        say(f"{p.name} already running (pid {_pid(p)})")
+        return
+    LOG.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
+    log = (LOG / f"{p.name}.log").open("ab")
+    proc = subprocess.Popen(
+        p.argv,
+        cwd=ROOT,
+        env={**os.environ, **p.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    p.pidfile.write_text(str(proc.pid))
+    say(f"{p.name} started (pid {proc.pid}) on {p.url}; log var/log/{p.name}.log")
+
+
+def wait_ready(p: Proc, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not _pid(p):
+            tail = (LOG / f"{p.name}.log").read_text(errors="replace").splitlines()[-20:]
+            raise SystemExit(f"distretto: {p.name} exited; last log lines:\n" + "\n".join(tail))
+        try:
+            r = httpx.get(p.url + p.ready_path, timeout=3)
+            if r.status_code == 200:
+                return
+            last = r.text[:300]
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise SystemExit(f"distretto: {p.name} not ready after {timeout:.0f}s: {last}")
+
+
+def stop(p: Proc, timeout: float = 20.0) -> None:
+    pid = _pid(p)
+    if pid is None:
+        p.pidfile.unlink(missing_ok=True)
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+        say(f"{p.name} killed after {timeout:.0f}s")
+    p.pidfile.unlink(missing_ok=True)
+    say(f"{p.name} stopped")
+
+
+def kafka(cmd: str) -> int:
+    return subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "distretto_shared.kafka_runner",
+            cmd,
+            "--port",
+            str(KAFKA_PORT),
+            "--data-dir",
+            str(VAR / "kafka"),
+        ],
+        cwd=ROOT,
+    )
+
+
+def load_demo() -> None:
+    """Load each service's demo data through the gateway, as an admin."""
+    r = httpx.post(GATEWAY + "/auth/token", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}, timeout=10)
+    r.raise_for_status()
+    token = r.json()["access_token"]
+    for name in ("membership", "projects", "matchmaking", "newsletter"):
+        say(f"loading {name} demo data through the gateway")
+        code = subprocess.call(
+            [sys.executable, "-m", f"{name}.demo", "--base-url", f"{GATEWAY}/api/{name}", "--token", token],
+            cwd=ROOT,
+        )
+        if code != 0:
+            raise SystemExit(f"distretto: {name} demo loader failed (exit {code})")
+
+
+def up(args: argparse.Namespace) -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    if kafka("start") != 0:
+        raise SystemExit("distretto: Kafka did not start (see var/kafka/server.log)")
+    procs = processes()
+    for p in procs:
+        start(p)
+        if p.name in ("catcher", "membership"):
+            wait_ready(p)  # membership first: its topics are consumed by the others
+    for p in procs:
+        wait_ready(p)
+    if not args.no_demo:
+        load_demo()
+    say("the platform is up")
+    print(f"""
+  Gateway            {GATEWAY}            (admin: {ADMIN_EMAIL} / {ADMIN_PASSWORD})
+  API docs           {GATEWAY}/docs       (one OpenAPI document for every service)
+  District figures   {GATEWAY}/api/membership/figures
+  Caught emails      http://127.0.0.1:8025
+  Metrics            http://127.0.0.1:8001/metrics … :8004/metrics, {GATEWAY}/metrics
+  Kafka              {BOOTSTRAP}
+  Logs               var/log/*.log        Stop everything: make down
+""")
+
+
+def down(_args: argparse.Namespace) -> None:
+    for p in reversed(processes()):
+        stop(p)
+    kafka("stop")
+
+
+def status(_args: argparse.Namespace) -> None:
+    kafka("status")
+    for p in processes():
+        pid = _pid(p)
+        state = f"running (pid {pid}) {p.url}" if pid else "not running"
+        say(f"{p.name:12s} {state}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    u = sub.add_parser("up")
+    u.add_argument("--no-demo", action="store_true", help="do not load the demo data")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    args = parser.parse_args()
+    {"up": up, "down": down, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
