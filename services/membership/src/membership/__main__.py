@@ -1,0 +1,5 @@
+"""``python -m membership [serve|migrate|asyncapi]``."""
+
+from membership.app import main
+
+main()

@@ -1,0 +1,77 @@
+"""Assembly of the membership service: routes, migrations, topics, periodic jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import create_app as _create_app
+from distretto_shared.contracts import membership as contracts
+from fastapi import FastAPI
+
+from membership import api, consumers, service
+from membership.config import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+async def _lapse_scan(ctx: ServiceContext) -> None:
+    await service.lapse_overdue(ctx)
+
+
+async def _publish_figures(ctx: ServiceContext) -> None:
+    await service.publish_figures_if_changed(ctx)
+
+
+async def _refresh_gauges(ctx: ServiceContext) -> None:
+    await service.compute_figures(ctx)
+
+
+def _setting(name: str) -> Any:
+    return lambda settings: getattr(settings, name)
+
+
+SPEC = ServiceSpec(
+    name="membership",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    consumers=[consumers.consumers],
+    topics=[contracts.ORGANISATION_TOPIC, contracts.CONTACT_TOPIC, contracts.FIGURES_TOPIC],
+    published_events=[
+        contracts.OrganisationRegistered,
+        contracts.OrganisationUpdated,
+        contracts.OrganisationJoined,
+        contracts.OrganisationRejected,
+        contracts.OrganisationSuspended,
+        contracts.OrganisationLapsed,
+        contracts.OrganisationLeft,
+        contracts.ContactAdded,
+        contracts.ContactUpdated,
+        contracts.ContactErased,
+        contracts.DistrictFiguresChanged,
+    ],
+    periodic=[
+        PeriodicJob("membership-lapse-scan", _setting("lapse_check_interval"), _lapse_scan),
+        PeriodicJob("membership-figures", _setting("figures_interval"), _publish_figures),
+    ],
+    on_startup=[_refresh_gauges],
+    title="Distretto membership",
+    description="The register of the district's organisations, their membership lifecycle, contacts and figures.",
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The membership ASGI app."""
+    return _create_app(SPEC, settings)
+
+
+main = cli(SPEC)
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn membership.app:app`` builds the app only when asked for it.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

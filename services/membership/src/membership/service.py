@@ -1,0 +1,1013 @@
+"""Use cases of the register: each one a unit of work (load, apply the rule, save, add outbox events)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from distretto_shared.app import ServiceContext
+from distretto_shared.contracts import membership as contracts
+from distretto_shared.events import Event
+from distretto_shared.outbox import add_event
+from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from membership import domain
+from membership.config import Settings
+from membership.domain import (
+    IllegalTransition,
+    LifecycleAction,
+    MembershipStatus,
+    OrganisationKind,
+    Sector,
+    SizeClass,
+)
+from membership.models import (
+    ApproveRequest,
+    Contact,
+    ContactCreate,
+    ContactPublic,
+    ContactUpdate,
+    DistrictFiguresPublic,
+    FeePlan,
+    FeePlanCreate,
+    FeePlanPublic,
+    ImportResult,
+    Organisation,
+    OrganisationCreate,
+    OrganisationPublic,
+    OrganisationUpdate,
+    PublishedFigures,
+    Renewal,
+    RenewalCreate,
+    RenewalPublic,
+    StatusChange,
+    StatusChangePublic,
+    YearlyFigures,
+    YearlyFiguresCreate,
+    YearlyFiguresPublic,
+    as_utc,
+    utcnow,
+)
+
+# -- Domain metrics (the backbone's HTTP/outbox/consumer metrics come on top) --
+
+MEMBERS = Gauge("distretto_membership_members", "Organisations in the register by status and kind", ["status", "kind"])
+TRANSITIONS = Counter(
+    "distretto_membership_transitions_total", "Lifecycle transitions applied", ["from_status", "to_status"]
+)
+IMPORT_ROWS = Counter("distretto_membership_import_rows_total", "CSV import rows by outcome", ["outcome"])
+
+
+def _settings(ctx: ServiceContext) -> Settings:
+    assert isinstance(ctx.settings, Settings)
+    return ctx.settings
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+# -- Shapes --------------------------------------------------------------------
+
+
+def _profile(org: Organisation) -> contracts.OrganisationProfile:
+    return contracts.OrganisationProfile(
+        organisation_id=org.id,
+        name=org.name,
+        kind=str(org.kind),
+        sectors=[str(s) for s in org.sectors],
+        vat_number=org.vat_number,
+        country=org.country,
+        province=org.province,
+        city=org.city,
+        website=org.website,
+        ateco_code=org.ateco_code,
+        description=org.description,
+        competences=list(org.competences),
+        keywords=list(org.keywords),
+        status=str(org.status),
+        size_class=str(org.size_class) if org.size_class else None,
+    )
+
+
+def _fields(row: Any, names: Any = None) -> dict[str, Any]:
+    """A table row's fields as a dict (``model_dump`` would warn: enum columns come back as str)."""
+    return {name: getattr(row, name) for name in (names or type(row).model_fields)}
+
+
+def _figures_public(fig: YearlyFigures, kind: str) -> YearlyFiguresPublic:
+    return YearlyFiguresPublic(
+        year=fig.year,
+        staff=fig.staff,
+        rd_staff=fig.rd_staff,
+        turnover_eur=fig.turnover_eur,
+        lab_m2=fig.lab_m2,
+        patents=fig.patents,
+        size_class=_size_class_for(kind, fig),
+    )
+
+
+def _org_public(org: Organisation, latest: YearlyFigures | None = None) -> OrganisationPublic:
+    status = MembershipStatus(org.status)
+    return OrganisationPublic.model_validate(
+        {
+            **_fields(org),
+            "status_changed_at": as_utc(org.status_changed_at),
+            "created_at": as_utc(org.created_at),
+            "updated_at": as_utc(org.updated_at),
+            "latest_figures": _figures_public(latest, org.kind) if latest else None,
+            "allowed_actions": [a for a in domain.allowed_actions(status) if a is not LifecycleAction.lapse],
+        }
+    )
+
+
+def _contact_public(contact: Contact) -> ContactPublic:
+    data = _fields(contact)
+    for name in ("consent_newsletter_at", "consent_data_processing_at", "erased_at", "created_at", "updated_at"):
+        data[name] = as_utc(data[name])
+    return ContactPublic.model_validate(data)
+
+
+def _contact_details(contact: Contact) -> contracts.ContactDetails:
+    return contracts.ContactDetails(
+        contact_id=contact.id,
+        organisation_id=contact.organisation_id,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        email=contact.email or "",
+        role=contact.role,
+        phone=contact.phone,
+        consent_newsletter=contact.consent_newsletter,
+        consent_data_processing=contact.consent_data_processing,
+        language=contact.language,
+    )
+
+
+def _size_class_for(kind: str, fig: YearlyFigures | None) -> SizeClass | None:
+    # The EU definition is about enterprises: universities, hospitals … get none.
+    if fig is None or kind != OrganisationKind.company:
+        return None
+    return domain.size_class(fig.staff, fig.turnover_eur)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
+
+# -- Loading -------------------------------------------------------------------
+
+
+async def _organisation(session: AsyncSession, organisation_id: str) -> Organisation:
+    org = await session.get(Organisation, organisation_id)
+    if org is None:
+        raise NotFound(f"organisation {organisation_id} does not exist")
+    return org
+
+
+async def _latest_figures(session: AsyncSession, org: Organisation) -> YearlyFigures | None:
+    if org.latest_year is None:
+        return None
+    return (
+        await session.execute(
+            select(YearlyFigures).where(
+                col(YearlyFigures.organisation_id) == org.id, col(YearlyFigures.year) == org.latest_year
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def _vat_holder(session: AsyncSession, vat: str | None, exclude_id: str | None = None) -> Organisation | None:
+    if not vat:
+        return None
+    query = select(Organisation).where(col(Organisation.vat_number) == vat)
+    if exclude_id:
+        query = query.where(col(Organisation.id) != exclude_id)
+    return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+
+# -- Organisations -------------------------------------------------------------
+
+
+async def create_organisation(ctx: ServiceContext, data: OrganisationCreate) -> OrganisationPublic:
+    """Enter an organisation in the register as an applicant."""
+    async with ctx.db.transaction() as session:
+        holder = await _vat_holder(session, data.vat_number)
+        if holder:
+            raise Conflict(f"VAT number {data.vat_number} is already registered to {holder.name!r} ({holder.id})")
+        org = Organisation.model_validate(data.model_dump())
+        session.add(org)
+        add_event(
+            session, contracts.OrganisationRegistered(organisation_id=org.id, profile=_profile(org)), source=ctx.source
+        )
+    return _org_public(org)
+
+
+async def get_organisation(ctx: ServiceContext, organisation_id: str) -> OrganisationPublic:
+    """One organisation with its latest figures."""
+    async with ctx.db.read() as session:
+        org = await _organisation(session, organisation_id)
+        return _org_public(org, await _latest_figures(session, org))
+
+
+@dataclass(frozen=True)
+class OrganisationFilter:
+    """Filters of the organisation list and the CSV export."""
+
+    kind: OrganisationKind | None = None
+    sector: Sector | None = None
+    status: MembershipStatus | None = None
+    province: str | None = None
+    size_class: SizeClass | None = None
+    q: str | None = None
+
+    def conditions(self) -> list[Any]:
+        """SQL conditions, portable between SQLite and PostgreSQL."""
+        where: list[Any] = []
+        if self.kind:
+            where.append(col(Organisation.kind) == self.kind.value)
+        if self.status:
+            where.append(col(Organisation.status) == self.status.value)
+        if self.size_class:
+            where.append(col(Organisation.size_class) == self.size_class.value)
+        if self.province:
+            where.append(func.upper(Organisation.province) == self.province.strip().upper())
+        if self.sector:
+            # sectors is a JSON list of enum values: its text holds "<value>" with the quotes.
+            where.append(cast(Organisation.sectors, String).like(f'%"{self.sector.value}"%'))
+        if self.q and self.q.strip():
+            escaped = self.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            where.append(
+                or_(
+                    *(
+                        func.lower(column).like(pattern, escape="\\")
+                        for column in (
+                            Organisation.name,
+                            Organisation.description,
+                            Organisation.city,
+                            cast(Organisation.keywords, String),
+                            cast(Organisation.competences, String),
+                        )
+                    )
+                )
+            )
+        return where
+
+
+async def list_organisations(
+    ctx: ServiceContext, flt: OrganisationFilter, page: PageParams
+) -> Page[OrganisationPublic]:
+    """One page of the register, ordered by name."""
+    where = flt.conditions()
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(Organisation).where(*where))).scalar_one()
+        orgs = (
+            (
+                await session.execute(
+                    select(Organisation)
+                    .where(*where)
+                    .order_by(Organisation.name, Organisation.id)
+                    .limit(page.limit)
+                    .offset(page.offset)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        latest = await _latest_figures_of(session, orgs)
+    return make_page([_org_public(o, latest.get(o.id)) for o in orgs], total, page)
+
+
+async def _latest_figures_of(session: AsyncSession, orgs: Sequence[Organisation]) -> dict[str, YearlyFigures]:
+    wanted = {o.id: o.latest_year for o in orgs if o.latest_year is not None}
+    if not wanted:
+        return {}
+    rows = (
+        (await session.execute(select(YearlyFigures).where(col(YearlyFigures.organisation_id).in_(list(wanted)))))
+        .scalars()
+        .all()
+    )
+    return {f.organisation_id: f for f in rows if wanted.get(f.organisation_id) == f.year}
+
+
+async def update_organisation(
+    ctx: ServiceContext, organisation_id: str, patch: OrganisationUpdate
+) -> OrganisationPublic:
+    """Change an organisation's data; publishes OrganisationUpdated only when something changed."""
+    changes = patch.model_dump(exclude_unset=True)
+    async with ctx.db.transaction() as session:
+        org = await _organisation(session, organisation_id)
+        current = _fields(org, OrganisationCreate.model_fields)
+        try:
+            # Re-validate the whole record: a new country changes what a valid VAT number is.
+            merged = OrganisationCreate.model_validate({**current, **changes})
+        except ValidationError as exc:
+            raise Invalid(_validation_message(exc)) from exc
+        new = merged.model_dump(mode="json")
+        if new == OrganisationCreate.model_validate(current).model_dump(mode="json"):
+            return _org_public(org, await _latest_figures(session, org))
+        holder = await _vat_holder(session, merged.vat_number, exclude_id=org.id)
+        if holder:
+            raise Conflict(f"VAT number {merged.vat_number} is already registered to {holder.name!r} ({holder.id})")
+        for name, value in new.items():
+            setattr(org, name, value)
+        latest = await _latest_figures(session, org)
+        size = _size_class_for(org.kind, latest)
+        org.size_class = size
+        org.updated_at = utcnow()
+        add_event(
+            session, contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)), source=ctx.source
+        )
+    return _org_public(org, latest)
+
+
+# -- Yearly figures ------------------------------------------------------------
+
+
+async def set_figures(
+    ctx: ServiceContext, organisation_id: str, year: int, data: YearlyFiguresCreate
+) -> YearlyFiguresPublic:
+    """Record (or correct) an organisation's figures for a year; the size class follows."""
+    async with ctx.db.transaction() as session:
+        org = await _organisation(session, organisation_id)
+        fig = (
+            await session.execute(
+                select(YearlyFigures).where(
+                    col(YearlyFigures.organisation_id) == org.id, col(YearlyFigures.year) == year
+                )
+            )
+        ).scalar_one_or_none()
+        values = data.model_dump()
+        if fig is None:
+            fig = YearlyFigures(organisation_id=org.id, year=year, **values)
+            session.add(fig)
+        elif {k: getattr(fig, k) for k in values} == values:
+            return _figures_public(fig, org.kind)
+        else:
+            for name, value in values.items():
+                setattr(fig, name, value)
+            fig.updated_at = utcnow()
+        if org.latest_year is None or year >= org.latest_year:
+            org.latest_year = year
+            size = _size_class_for(org.kind, fig)
+            if size != org.size_class:
+                org.size_class = size
+                org.updated_at = utcnow()
+                # The profile other services keep carries the size class.
+                add_event(
+                    session,
+                    contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)),
+                    source=ctx.source,
+                )
+    return _figures_public(fig, org.kind)
+
+
+async def list_figures(ctx: ServiceContext, organisation_id: str) -> list[YearlyFiguresPublic]:
+    """Every year's figures of an organisation, latest first."""
+    async with ctx.db.read() as session:
+        org = await _organisation(session, organisation_id)
+        rows = (
+            (
+                await session.execute(
+                    select(YearlyFigures)
+                    .where(col(YearlyFigures.organisation_id) == org.id)
+                    .order_by(col(YearlyFigures.year).desc())
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return [_figures_public(f, org.kind) for f in rows]
+
+
+# -- Lifecycle -------------------------------------------------------------------
+
+
+async def _plan(session: AsyncSession, fee_plan_id: str | None) -> FeePlan | None:
+    if fee_plan_id is None:
+        return None
+    plan = await session.get(FeePlan, fee_plan_id)
+    if plan is None:
+        raise Invalid(f"fee plan {fee_plan_id} does not exist")
+    return plan
+
+
+def _apply(
+    ctx: ServiceContext,
+    session: AsyncSession,
+    org: Organisation,
+    action: LifecycleAction,
+    reason: str = "",
+) -> tuple[MembershipStatus, MembershipStatus]:
+    """Move ``org`` along the lifecycle, record the step and its event. Raises Conflict when illegal."""
+    before = MembershipStatus(org.status)
+    try:
+        after = domain.next_status(before, action)
+    except IllegalTransition as exc:
+        raise Conflict(str(exc), details={"status": before.value, "action": action.value}) from exc
+    today = _today()
+    session.add(StatusChange(organisation_id=org.id, action=action, from_status=before, to_status=after, reason=reason))
+    if after == before:
+        return before, after
+    org.status = after
+    org.status_changed_at = org.updated_at = utcnow()
+    event: Event
+    if after is MembershipStatus.active:
+        event = contracts.OrganisationJoined(
+            organisation_id=org.id,
+            profile=_profile(org),
+            first_join=before is MembershipStatus.applied,
+            joined_on=org.joined_on or today,
+        )
+    elif after is MembershipStatus.rejected:
+        event = contracts.OrganisationRejected(organisation_id=org.id, reason=reason)
+    elif after is MembershipStatus.suspended:
+        event = contracts.OrganisationSuspended(organisation_id=org.id, reason=reason)
+    elif after is MembershipStatus.lapsed:
+        event = contracts.OrganisationLapsed(organisation_id=org.id, renewal_due=org.renewal_due)
+    else:
+        event = contracts.OrganisationLeft(organisation_id=org.id, reason=reason)
+    add_event(session, event, source=ctx.source)
+    return before, after
+
+
+def _count(step: tuple[MembershipStatus, MembershipStatus]) -> None:
+    if step[0] != step[1]:
+        TRANSITIONS.labels(step[0].value, step[1].value).inc()
+
+
+async def approve(ctx: ServiceContext, organisation_id: str, request: ApproveRequest) -> OrganisationPublic:
+    """applied → active: the organisation becomes a member; its first renewal falls due one period later."""
+    async with ctx.db.transaction() as session:
+        org = await _organisation(session, organisation_id)
+        plan = await _plan(session, request.fee_plan_id)
+        joined_on = request.joined_on or _today()
+        if MembershipStatus(org.status) is MembershipStatus.applied:
+            org.fee_plan_id = plan.id if plan else None
+            org.joined_on = joined_on
+            org.renewal_due = domain.add_months(joined_on, _period_months(ctx, plan))
+        step = _apply(ctx, session, org, LifecycleAction.approve)
+        latest = await _latest_figures(session, org)
+    _count(step)
+    return _org_public(org, latest)
+
+
+async def change_status(
+    ctx: ServiceContext, organisation_id: str, action: LifecycleAction, reason: str = ""
+) -> OrganisationPublic:
+    """reject / suspend / reinstate / leave."""
+    async with ctx.db.transaction() as session:
+        org = await _organisation(session, organisation_id)
+        step = _apply(ctx, session, org, action, reason)
+        latest = await _latest_figures(session, org)
+    _count(step)
+    return _org_public(org, latest)
+
+
+def _period_months(ctx: ServiceContext, plan: FeePlan | None) -> int:
+    return plan.period_months if plan else _settings(ctx).default_period_months
+
+
+async def renew(ctx: ServiceContext, organisation_id: str, request: RenewalCreate) -> RenewalPublic:
+    """Record a paid renewal: extends an active membership, brings a lapsed one back."""
+    async with ctx.db.transaction() as session:
+        org = await _organisation(session, organisation_id)
+        status = MembershipStatus(org.status)
+        plan = await session.get(FeePlan, org.fee_plan_id) if org.fee_plan_id else None
+        paid_on = request.paid_on or _today()
+        start, end = domain.renewal_period(org.renewal_due, paid_on, _period_months(ctx, plan), status)
+        step = _apply(ctx, session, org, LifecycleAction.renew)
+        amount = request.amount_eur if request.amount_eur is not None else (plan.amount_eur if plan else 0.0)
+        renewal = Renewal(
+            organisation_id=org.id, period_start=start, period_end=end, amount_eur=amount, paid_on=paid_on
+        )
+        session.add(renewal)
+        org.renewal_due = end
+        org.updated_at = utcnow()
+    _count(step)
+    return RenewalPublic.model_validate(renewal.model_dump())
+
+
+async def list_renewals(ctx: ServiceContext, organisation_id: str, page: PageParams) -> Page[RenewalPublic]:
+    """An organisation's renewals, latest first."""
+    async with ctx.db.read() as session:
+        await _organisation(session, organisation_id)
+        where = col(Renewal.organisation_id) == organisation_id
+        total = (await session.execute(select(func.count()).select_from(Renewal).where(where))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(Renewal)
+                    .where(where)
+                    .order_by(col(Renewal.period_start).desc())
+                    .limit(page.limit)
+                    .offset(page.offset)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return make_page([RenewalPublic.model_validate(r.model_dump()) for r in rows], total, page)
+
+
+async def lapse_overdue(ctx: ServiceContext, today: date | None = None) -> list[str]:
+    """Active members whose renewal is overdue past the grace period become lapsed (the scheduled scan)."""
+    today = today or _today()
+    async with ctx.db.read() as session:
+        candidates = (
+            await session.execute(
+                select(col(Organisation.id), col(Organisation.renewal_due), col(FeePlan.grace_days))
+                .outerjoin(FeePlan, col(FeePlan.id) == Organisation.fee_plan_id)
+                .where(col(Organisation.status) == MembershipStatus.active.value, col(Organisation.renewal_due) < today)
+            )
+        ).all()
+    lapsed = []
+    for organisation_id, due, grace in candidates:
+        grace_days = grace if grace is not None else _settings(ctx).default_grace_days
+        if not domain.renewal_overdue(due, grace_days, today):
+            continue
+        async with ctx.db.transaction() as session:
+            org = await _organisation(session, organisation_id)
+            # Re-checked inside the unit of work: a renewal may have been paid meanwhile.
+            if org.status != MembershipStatus.active or not domain.renewal_overdue(org.renewal_due, grace_days, today):
+                continue
+            step = _apply(ctx, session, org, LifecycleAction.lapse, reason=f"renewal due {org.renewal_due} unpaid")
+        _count(step)
+        lapsed.append(organisation_id)
+    return lapsed
+
+
+async def history(ctx: ServiceContext, organisation_id: str, page: PageParams) -> Page[StatusChangePublic]:
+    """An organisation's lifecycle steps, oldest first."""
+    async with ctx.db.read() as session:
+        await _organisation(session, organisation_id)
+        where = col(StatusChange.organisation_id) == organisation_id
+        total = (await session.execute(select(func.count()).select_from(StatusChange).where(where))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(StatusChange)
+                    .where(where)
+                    .order_by(col(StatusChange.at))
+                    .limit(page.limit)
+                    .offset(page.offset)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return make_page([StatusChangePublic.model_validate({**_fields(r), "at": as_utc(r.at)}) for r in rows], total, page)
+
+
+# -- Fee plans -----------------------------------------------------------------
+
+
+async def create_fee_plan(ctx: ServiceContext, data: FeePlanCreate) -> FeePlanPublic:
+    """A new fee plan; names are unique."""
+    async with ctx.db.transaction() as session:
+        if (await session.execute(select(FeePlan).where(col(FeePlan.name) == data.name))).scalar_one_or_none():
+            raise Conflict(f"a fee plan named {data.name!r} already exists")
+        plan = FeePlan.model_validate(data.model_dump())
+        session.add(plan)
+    return FeePlanPublic.model_validate(plan.model_dump())
+
+
+async def list_fee_plans(ctx: ServiceContext, page: PageParams) -> Page[FeePlanPublic]:
+    """Fee plans by name."""
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(FeePlan))).scalar_one()
+        rows = (
+            (await session.execute(select(FeePlan).order_by(FeePlan.name).limit(page.limit).offset(page.offset)))
+            .scalars()
+            .all()
+        )
+    return make_page([FeePlanPublic.model_validate(p.model_dump()) for p in rows], total, page)
+
+
+# -- Contacts --------------------------------------------------------------------
+
+
+async def _contact(session: AsyncSession, contact_id: str) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id} does not exist")
+    return contact
+
+
+async def _email_taken(session: AsyncSession, organisation_id: str, email: str, exclude_id: str | None = None) -> bool:
+    query = select(col(Contact.id)).where(
+        col(Contact.organisation_id) == organisation_id, func.lower(Contact.email) == email.strip().lower()
+    )
+    if exclude_id:
+        query = query.where(col(Contact.id) != exclude_id)
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def add_contact(ctx: ServiceContext, organisation_id: str, data: ContactCreate) -> ContactPublic:
+    """Add a person to an organisation, recording when and where each consent was given."""
+    async with ctx.db.transaction() as session:
+        await _organisation(session, organisation_id)
+        if await _email_taken(session, organisation_id, data.email):
+            raise Conflict(f"{data.email} is already a contact of this organisation")
+        now = utcnow()
+        contact = Contact(organisation_id=organisation_id, **data.model_dump(exclude={"consent_source"}))
+        if data.consent_newsletter:
+            contact.consent_newsletter_at, contact.consent_newsletter_source = now, data.consent_source
+        if data.consent_data_processing:
+            contact.consent_data_processing_at, contact.consent_data_processing_source = now, data.consent_source
+        session.add(contact)
+        add_event(
+            session,
+            contracts.ContactAdded(
+                contact_id=contact.id, organisation_id=organisation_id, contact=_contact_details(contact)
+            ),
+            source=ctx.source,
+        )
+    return _contact_public(contact)
+
+
+async def get_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
+    """One contact."""
+    async with ctx.db.read() as session:
+        return _contact_public(await _contact(session, contact_id))
+
+
+async def list_contacts(
+    ctx: ServiceContext,
+    page: PageParams,
+    *,
+    organisation_id: str | None = None,
+    consent_newsletter: bool | None = None,
+) -> Page[ContactPublic]:
+    """Contacts (of one organisation, or all), erased ones excluded."""
+    where: list[Any] = [col(Contact.erased_at).is_(None)]
+    async with ctx.db.read() as session:
+        if organisation_id is not None:
+            await _organisation(session, organisation_id)
+            where.append(col(Contact.organisation_id) == organisation_id)
+        if consent_newsletter is not None:
+            where.append(col(Contact.consent_newsletter) == consent_newsletter)
+        total = (await session.execute(select(func.count()).select_from(Contact).where(*where))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(Contact)
+                    .where(*where)
+                    .order_by(Contact.last_name, Contact.first_name, Contact.id)
+                    .limit(page.limit)
+                    .offset(page.offset)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return make_page([_contact_public(c) for c in rows], total, page)
+
+
+async def update_contact(ctx: ServiceContext, contact_id: str, patch: ContactUpdate) -> ContactPublic:
+    """Change a person's data or consent; a consent change records its new time and source."""
+    changes = patch.model_dump(exclude_unset=True, exclude={"consent_source"})
+    async with ctx.db.transaction() as session:
+        contact = await _contact(session, contact_id)
+        if contact.erased_at is not None:
+            raise Conflict(f"contact {contact_id} was erased")
+        for required in (
+            "first_name",
+            "last_name",
+            "email",
+            "role",
+            "language",
+            "consent_newsletter",
+            "consent_data_processing",
+        ):
+            if required in changes and changes[required] is None:
+                raise Invalid(f"{required} cannot be null")
+        if "email" in changes and await _email_taken(session, contact.organisation_id, changes["email"], contact.id):
+            raise Conflict(f"{changes['email']} is already a contact of this organisation")
+        changed = {k: v for k, v in changes.items() if getattr(contact, k) != v}
+        if not changed:
+            return _contact_public(contact)
+        now = utcnow()
+        for name, value in changed.items():
+            setattr(contact, name, value)
+        for consent in ("consent_newsletter", "consent_data_processing"):
+            if consent in changed:
+                setattr(contact, f"{consent}_at", now)
+                setattr(contact, f"{consent}_source", patch.consent_source)
+        contact.updated_at = now
+        add_event(
+            session,
+            contracts.ContactUpdated(
+                contact_id=contact.id, organisation_id=contact.organisation_id, contact=_contact_details(contact)
+            ),
+            source=ctx.source,
+        )
+    return _contact_public(contact)
+
+
+async def erase_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
+    """GDPR erasure: remove the person's data and tell the other services (by id and email hash)."""
+    async with ctx.db.transaction() as session:
+        contact = await _contact(session, contact_id)
+        if contact.erased_at is not None:
+            raise Conflict(f"contact {contact_id} was already erased")
+        digest = domain.email_sha256(contact.email or "")
+        now = utcnow()
+        contact.first_name = contact.last_name = contact.role = ""
+        contact.email = contact.phone = None
+        contact.consent_newsletter = contact.consent_data_processing = False
+        contact.consent_newsletter_at = contact.consent_data_processing_at = None
+        contact.consent_newsletter_source = contact.consent_data_processing_source = None
+        contact.erased_at = contact.updated_at = now
+        add_event(
+            session,
+            contracts.ContactErased(
+                contact_id=contact.id, organisation_id=contact.organisation_id, email_sha256=digest
+            ),
+            source=ctx.source,
+        )
+    return _contact_public(contact)
+
+
+# -- District figures ------------------------------------------------------------
+
+
+async def compute_figures(ctx: ServiceContext) -> domain.DistrictFigures:
+    """The district's live aggregates (also refreshes the members gauges)."""
+    async with ctx.db.read() as session:
+        rows = (
+            await session.execute(
+                select(
+                    col(Organisation.status),
+                    col(Organisation.kind),
+                    col(Organisation.sectors),
+                    col(Organisation.size_class),
+                    col(YearlyFigures.year),
+                    col(YearlyFigures.staff),
+                    col(YearlyFigures.rd_staff),
+                    col(YearlyFigures.turnover_eur),
+                    col(YearlyFigures.lab_m2),
+                    col(YearlyFigures.patents),
+                )
+                .outerjoin(
+                    YearlyFigures,
+                    and_(
+                        col(YearlyFigures.organisation_id) == Organisation.id,
+                        col(YearlyFigures.year) == Organisation.latest_year,
+                    ),
+                )
+                .order_by(Organisation.id)
+            )
+        ).all()
+    members = [
+        domain.MemberSnapshot(
+            status=r[0],
+            kind=r[1],
+            sectors=tuple(r[2] or ()),
+            size_class=r[3],
+            year=r[4],
+            staff=r[5] or 0,
+            rd_staff=r[6] or 0,
+            turnover_eur=r[7] or 0.0,
+            lab_m2=r[8] or 0.0,
+            patents=r[9] or 0,
+        )
+        for r in rows
+    ]
+    by_status_kind = {(s.value, k.value): 0 for s in MembershipStatus for k in OrganisationKind}
+    for m in members:
+        by_status_kind[(m.status, m.kind)] = by_status_kind.get((m.status, m.kind), 0) + 1
+    for (status, kind), n in by_status_kind.items():
+        MEMBERS.labels(status, kind).set(n)
+    figures = domain.district_figures(members)
+    # Rounded so float summation order can never make "changed" figures out of equal ones.
+    figures.turnover_eur = round(figures.turnover_eur, 2)
+    figures.lab_m2 = round(figures.lab_m2, 2)
+    return figures
+
+
+async def figures_now(ctx: ServiceContext) -> DistrictFiguresPublic:
+    """``GET /figures``."""
+    figures = await compute_figures(ctx)
+    return DistrictFiguresPublic(computed_at=utcnow(), **asdict(figures))
+
+
+async def publish_figures_if_changed(ctx: ServiceContext) -> bool:
+    """Publish DistrictFiguresChanged when the figures differ from the last published ones.
+
+    Run on a schedule (``figures_interval``), this is the debounce: a burst of
+    writes between two runs yields one event.
+    """
+    figures = await compute_figures(ctx)
+    payload = asdict(figures)
+    async with ctx.db.transaction() as session:
+        last = await session.get(PublishedFigures, "district")
+        if last is not None and last.payload == payload:
+            return False
+        now = utcnow()
+        if last is None:
+            session.add(PublishedFigures(key="district", payload=payload, published_at=now))
+        else:
+            last.payload, last.published_at = payload, now
+        add_event(session, contracts.DistrictFiguresChanged(computed_at=now, **payload), source=ctx.source)
+    return True
+
+
+# -- CSV import and export -------------------------------------------------------
+
+CSV_COLUMNS = [
+    "name",
+    "kind",
+    "sectors",
+    "address",
+    "postcode",
+    "city",
+    "province",
+    "country",
+    "website",
+    "vat_number",
+    "ateco_code",
+    "description",
+    "competences",
+    "keywords",
+]
+LIST_COLUMNS = {"sectors", "competences", "keywords"}
+FIGURE_COLUMNS = ["year", "staff", "rd_staff", "turnover_eur", "lab_m2", "patents"]
+EXPORT_ONLY_COLUMNS = ["id", "status", "size_class"]
+"""Written by the export, ignored by the import (so an export can be imported elsewhere)."""
+REQUIRED_COLUMNS = ["name", "kind"]
+MAX_IMPORT_ROWS = 10_000
+
+
+def _split_list(cell: str) -> list[str]:
+    return [part.strip() for part in cell.replace(";", "|").split("|") if part.strip()]
+
+
+@dataclass
+class _ParsedRow:
+    line: int
+    organisation: OrganisationCreate
+    year: int | None
+    figures: YearlyFiguresCreate | None
+
+
+def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]]]:
+    """Rows and per-row errors; raises DomainError (400) when the file itself is not a usable CSV."""
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise DomainError("the CSV file is empty: the first line must name the columns")
+        columns = [h.strip().lower() for h in header]
+        known = set(CSV_COLUMNS) | set(FIGURE_COLUMNS) | set(EXPORT_ONLY_COLUMNS)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise DomainError(
+                f"unknown column(s) {', '.join(map(repr, unknown))}; "
+                f"known columns: {', '.join(CSV_COLUMNS + FIGURE_COLUMNS)}"
+            )
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise DomainError(f"column(s) {', '.join(duplicated)} appear more than once")
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise DomainError(f"missing required column(s): {', '.join(missing)}")
+        rows: list[_ParsedRow] = []
+        errors: list[dict[str, Any]] = []
+        for cells in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
+                raise DomainError(f"the file has more than {MAX_IMPORT_ROWS} rows; split it")
+            if len(cells) != len(columns):
+                errors.append({"line": line, "errors": [f"{len(cells)} fields, but the header has {len(columns)}"]})
+                continue
+            record = {c: v.strip() for c, v in zip(columns, cells, strict=True) if v.strip()}
+            row_errors: list[str] = []
+            org_data: dict[str, Any] = {
+                c: (_split_list(v) if c in LIST_COLUMNS else v) for c, v in record.items() if c in CSV_COLUMNS
+            }
+            organisation = figures = None
+            try:
+                organisation = OrganisationCreate.model_validate(org_data)
+            except ValidationError as exc:
+                row_errors.append(_validation_message(exc))
+            year: int | None = None
+            fig_data = {c: record[c] for c in FIGURE_COLUMNS if c in record and c != "year"}
+            if "year" in record or fig_data:
+                try:
+                    year = int(record.get("year", ""))
+                    if not 1900 <= year <= 2100:
+                        raise ValueError
+                except ValueError:
+                    row_errors.append(f"year: {record.get('year', '')!r} is not a year between 1900 and 2100")
+                try:
+                    figures = YearlyFiguresCreate.model_validate(fig_data)
+                except ValidationError as exc:
+                    row_errors.append(_validation_message(exc))
+            if row_errors or organisation is None:
+                errors.append({"line": line, "errors": row_errors})
+            else:
+                rows.append(_ParsedRow(line, organisation, year, figures))
+    except csv.Error as exc:
+        raise DomainError(f"malformed CSV at line {reader.line_num}: {exc}") from exc
+    if not rows and not errors:
+        raise DomainError("the CSV file has a header but no rows")
+    return rows, errors
+
+
+async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
+    """Import organisations (and optionally one year's figures each) from CSV: all rows or none."""
+    if len(raw) > _settings(ctx).import_max_bytes:
+        raise DomainError(f"the file is larger than {_settings(ctx).import_max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DomainError(f"the file is not UTF-8 text (byte {exc.start})") from exc
+    if "\x00" in text:
+        raise DomainError("the file is not text (it contains NUL bytes)")
+    rows, errors = _parse_csv(text)
+    total_rows = len(rows) + len(errors)
+    async with ctx.db.transaction() as session:
+        seen: dict[str, int] = {}
+        for row in rows:
+            vat = row.organisation.vat_number
+            if not vat:
+                continue
+            if vat in seen:
+                errors.append({"line": row.line, "errors": [f"vat_number: {vat} repeats line {seen[vat]}"]})
+                continue
+            seen[vat] = row.line
+            holder = await _vat_holder(session, vat)
+            if holder:
+                errors.append(
+                    {"line": row.line, "errors": [f"vat_number: {vat} is already registered to {holder.name!r}"]}
+                )
+        if errors:
+            errors.sort(key=lambda e: e["line"])
+            IMPORT_ROWS.labels("rejected").inc(len(errors))
+            shown = "; ".join(f"line {e['line']}: {', '.join(e['errors'])}" for e in errors[:10])
+            more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+            raise Invalid(
+                f"{len(errors)} of {total_rows} rows have errors; nothing was imported. {shown}{more}",
+                details=errors,
+            )
+        ids = []
+        for row in rows:
+            org = Organisation.model_validate(row.organisation.model_dump())
+            if row.figures is not None and row.year is not None:
+                org.latest_year = row.year
+                fig = YearlyFigures(organisation_id=org.id, year=row.year, **row.figures.model_dump())
+                org.size_class = _size_class_for(org.kind, fig)
+                session.add(fig)
+            session.add(org)
+            add_event(
+                session,
+                contracts.OrganisationRegistered(organisation_id=org.id, profile=_profile(org)),
+                source=ctx.source,
+            )
+            ids.append(org.id)
+    IMPORT_ROWS.labels("accepted").inc(len(ids))
+    return ImportResult(imported=len(ids), organisation_ids=ids)
+
+
+async def export_csv(ctx: ServiceContext, flt: OrganisationFilter) -> str:
+    """The organisations matching ``flt`` as CSV (the import's columns, plus id, status and latest figures)."""
+    async with ctx.db.read() as session:
+        orgs = (
+            (
+                await session.execute(
+                    select(Organisation).where(*flt.conditions()).order_by(Organisation.name, Organisation.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        latest = await _latest_figures_of(session, orgs)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_ONLY_COLUMNS + CSV_COLUMNS + FIGURE_COLUMNS)
+    for org in orgs:
+        data = _fields(org)
+        fig = latest.get(org.id)
+        writer.writerow(
+            [data["id"], data["status"], data["size_class"] or ""]
+            + ["|".join(map(str, data[c])) if c in LIST_COLUMNS else (data[c] or "") for c in CSV_COLUMNS]
+            + ([fig.year, fig.staff, fig.rd_staff, fig.turnover_eur, fig.lab_m2, fig.patents] if fig else [""] * 6)
+        )
+    return out.getvalue()
