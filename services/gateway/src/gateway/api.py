@@ -1,0 +1,187 @@
+"""The gateway's own routes: tokens, users, API keys, health, the aggregated OpenAPI document.
+
+Who may call each route is decided by the policy table (``domain.POLICY``) in
+the middleware before a request gets here; routes read the verified identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import httpx
+from distretto_shared.web import Page, PageParams, page_params
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from gateway import openapi, service
+from gateway.domain import Role
+from gateway.models import (
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyPublic,
+    Identity,
+    PasswordChange,
+    TokenRequest,
+    TokenResponse,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
+from gateway.proxy import Gateway
+
+router = APIRouter()
+
+
+def gateway_of(request: Request) -> Gateway:
+    """Dependency: the running gateway."""
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def identity_of(request: Request) -> Identity:
+    """Dependency: the caller, as verified by the middleware (these routes are never public)."""
+    identity = request.scope.get("state", {}).get("identity")
+    if identity is None:
+        raise service.Unauthorized("Authentication required")
+    assert isinstance(identity, Identity)
+    return identity
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+IdentityDep = Annotated[Identity, Depends(identity_of)]
+
+
+def _db(gw: Gateway) -> Any:
+    assert gw.db is not None
+    return gw.db
+
+
+@router.post("/auth/token", tags=["auth"], summary="Log in: a bearer token for email and password")
+async def token(body: TokenRequest, gw: GatewayDep) -> TokenResponse:
+    return await service.login(_db(gw), gw.passwords, gw.auth, body.email, body.password)
+
+
+@router.get("/auth/me", tags=["auth"], summary="Who the gateway says I am")
+async def me(identity: IdentityDep) -> Identity:
+    return identity
+
+
+@router.post("/auth/password", tags=["auth"], summary="Change my own password", status_code=204)
+async def change_password(body: PasswordChange, identity: IdentityDep, gw: GatewayDep) -> None:
+    if not identity.principal.startswith("user:"):
+        raise service.Unauthorized("Only a user logged in with a token has a password")
+    await service.change_password(
+        _db(gw), gw.passwords, identity.principal.removeprefix("user:"), body.current_password, body.new_password
+    )
+
+
+@router.post("/auth/users", tags=["auth"], summary="Create a user account", status_code=201)
+async def create_user(body: UserCreate, gw: GatewayDep) -> UserPublic:
+    return await service.create_user(_db(gw), gw.passwords, body)
+
+
+@router.get("/auth/users", tags=["auth"], summary="List user accounts")
+async def list_users(
+    gw: GatewayDep,
+    params: Annotated[PageParams, Depends(page_params)],
+    role: Annotated[Role | None, Query(description="Only users with this role")] = None,
+) -> Page[UserPublic]:
+    return await service.list_users(_db(gw), params, role)
+
+
+@router.get("/auth/users/{user_id}", tags=["auth"], summary="One user account")
+async def get_user(user_id: str, gw: GatewayDep) -> UserPublic:
+    return await service.get_user(_db(gw), user_id)
+
+
+@router.patch("/auth/users/{user_id}", tags=["auth"], summary="Change a user's role, password or status")
+async def update_user(user_id: str, body: UserUpdate, gw: GatewayDep) -> UserPublic:
+    return await service.update_user(_db(gw), gw.passwords, user_id, body)
+
+
+@router.post("/auth/api-keys", tags=["auth"], summary="Issue an API key (shown once)", status_code=201)
+async def create_api_key(body: ApiKeyCreate, identity: IdentityDep, gw: GatewayDep) -> ApiKeyIssued:
+    return await service.create_api_key(_db(gw), body, identity.email or identity.principal)
+
+
+@router.get("/auth/api-keys", tags=["auth"], summary="List API keys")
+async def list_api_keys(
+    gw: GatewayDep,
+    params: Annotated[PageParams, Depends(page_params)],
+    include_revoked: Annotated[bool, Query(description="Also list revoked keys")] = False,
+) -> Page[ApiKeyPublic]:
+    return await service.list_api_keys(_db(gw), params, include_revoked)
+
+
+@router.delete("/auth/api-keys/{key_id}", tags=["auth"], summary="Revoke an API key")
+async def revoke_api_key(key_id: str, gw: GatewayDep) -> ApiKeyPublic:
+    key = await service.revoke_api_key(_db(gw), key_id)
+    gw.auth.forget_api_key(key_id)
+    return key
+
+
+async def _check_upstreams(gw: Gateway, probe: str) -> dict[str, dict[str, Any]]:
+    timeout = gw.settings.upstream_check_timeout
+
+    async def one(name: str, base: str) -> tuple[str, dict[str, Any]]:
+        try:
+            response = await gw.client.get(base + probe, timeout=timeout)
+        except httpx.ConnectError:
+            return name, {"ok": False, "url": base, "error": "connection refused"}
+        except httpx.TimeoutException:
+            return name, {"ok": False, "url": base, "error": f"no answer within {timeout:g} s"}
+        except httpx.HTTPError as exc:
+            return name, {"ok": False, "url": base, "error": repr(exc)}
+        try:
+            detail: Any = response.json()
+        except ValueError:
+            detail = response.text[:200]
+        return name, {"ok": response.status_code == 200, "url": base, "status": response.status_code, "detail": detail}
+
+    results = await asyncio.gather(*(one(n, b) for n, b in gw.upstreams.items()))
+    return dict(results)
+
+
+@router.get("/healthz", tags=["operations"], summary="Gateway alive; each service's /healthz")
+async def healthz(gw: GatewayDep) -> dict[str, Any]:
+    return {"status": "ok", "service": "gateway", "upstreams": await _check_upstreams(gw, "/healthz")}
+
+
+@router.get("/readyz", tags=["operations"], summary="Gateway database and each service's /readyz")
+async def readyz(gw: GatewayDep) -> JSONResponse:
+    upstreams_task = asyncio.create_task(_check_upstreams(gw, "/readyz"))
+    try:
+        await asyncio.wait_for(_db(gw).ping(), timeout=gw.settings.upstream_check_timeout)
+        database: dict[str, Any] = {"ok": True}
+    except Exception as exc:
+        database = {"ok": False, "error": repr(exc)}
+    upstreams = await upstreams_task
+    ready = database["ok"] and (not gw.settings.readyz_requires_upstreams or all(u["ok"] for u in upstreams.values()))
+    return JSONResponse(
+        status_code=200 if ready else 503,
+        content={
+            "status": "ready" if ready else "not ready",
+            "service": "gateway",
+            "checks": {"database": database, "upstreams": upstreams},
+        },
+    )
+
+
+@router.get("/openapi.json", tags=["operations"], summary="The platform's OpenAPI document", include_in_schema=False)
+async def openapi_document(request: Request, gw: GatewayDep) -> JSONResponse:
+    now = time.monotonic()
+    if gw.openapi_cache is not None and gw.openapi_cache[0] > now:
+        return JSONResponse(gw.openapi_cache[1])
+    docs, failures = await openapi.fetch_documents(gw.client, gw.upstreams, gw.settings.upstream_check_timeout)
+    doc = openapi.merge(request.app.openapi(), docs, failures, gw.policy)
+    # a missing service is asked again soon; a complete document is kept longer
+    gw.openapi_cache = (now + (5.0 if failures else gw.settings.openapi_cache_seconds), doc)
+    return JSONResponse(doc)
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Distretto API")

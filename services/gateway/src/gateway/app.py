@@ -1,0 +1,122 @@
+"""Assembly of the gateway: the backbone's app plus the gateway middleware in front of it.
+
+Two things the backbone's ``create_app``/``cli`` do not offer, done here:
+the pure-ASGI :class:`~gateway.proxy.GatewayMiddleware` (and CORS) wrapped
+around the app, and ``serve --workers N`` on uvloop + httptools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+from distretto_shared.app import ServiceContext, ServiceSpec, cli
+from distretto_shared.app import create_app as _create
+from distretto_shared.logging import configure_logging
+from distretto_shared.migrations import upgrade_async
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway import api, service
+from gateway.config import Settings
+from gateway.proxy import Gateway, GatewayMiddleware
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+SPEC = ServiceSpec(
+    name="gateway",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    title="Distretto gateway",
+    description="The single entrance: authentication, roles, rate limits, routing to the services.",
+)
+
+# FastAPI's own document and UI are replaced by the aggregated ones in api.py.
+_REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway's ASGI app (identity, policy, rate limits and proxy in front of the backbone's app)."""
+    settings = settings or Settings()
+    gateway = Gateway(settings)
+
+    async def start(ctx: ServiceContext) -> None:
+        await gateway.start(ctx.db)
+        ctx.extras["gateway"] = gateway
+        await service.ensure_admin(ctx.db, gateway.passwords, settings.admin_email, settings.admin_password)
+
+    async def stop(_ctx: ServiceContext) -> None:
+        await gateway.stop()
+
+    spec = dataclasses.replace(SPEC, on_startup=[start], on_shutdown=[stop])
+    app = _create(spec, settings)
+    app.state.gateway = gateway
+    mine = {api.openapi_document, api.docs}
+    app.router.routes = [
+        r
+        for r in app.router.routes
+        if getattr(r, "path", None) not in _REPLACED or getattr(r, "endpoint", None) in mine
+    ]
+    app.add_middleware(GatewayMiddleware, gateway=gateway)
+    if settings.cors_origins:
+        # outermost, so a browser's preflight is answered before authentication
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            expose_headers=["X-Request-ID", "X-Correlation-ID", "Retry-After"],
+            max_age=600,
+        )
+    return app
+
+
+def main() -> None:
+    """``python -m gateway [serve [--host H] [--port P] [--workers N] | migrate | asyncapi]``."""
+    if len(sys.argv) > 1 and sys.argv[1] in ("migrate", "asyncapi", "-h", "--help"):
+        cli(SPEC)()
+        return
+    parser = argparse.ArgumentParser(prog="gateway")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default GATEWAY_WORKERS or 1)")
+    args = parser.parse_args()
+    settings = Settings()
+    settings.service_name = SPEC.name
+    host = getattr(args, "host", None) or settings.http_host
+    port = getattr(args, "port", None) or settings.http_port
+    workers = getattr(args, "workers", None) or settings.workers
+    import uvicorn
+
+    if workers > 1:
+        # migrate once here, not in N workers racing on the same database
+        configure_logging(SPEC.name, settings.log_level, settings.log_json)
+        asyncio.run(upgrade_async(MIGRATIONS, settings.resolved_database_url(), settings.database_schema))
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+        )
+        return
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

@@ -1,0 +1,385 @@
+"""The request path: identity, rate limit, policy, then the reverse proxy or the gateway's own routes.
+
+Pure ASGI (no BaseHTTPMiddleware): a proxied request never enters FastAPI's
+routing; bodies stream both ways through one pooled ``httpx.AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from distretto_shared.db import Database
+from distretto_shared.logging import get_logger
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import Settings
+from gateway.domain import GATEWAY, Policy, RateLimiter, decide, retry_after_header, split_upstream
+from gateway.models import Identity
+from gateway.service import Authenticator, Passwords, Unauthorized
+
+log = get_logger(__name__)
+
+REQUESTS = Counter(
+    "distretto_gateway_requests_total",
+    "Requests through the gateway by policy route, upstream and status",
+    ["route", "upstream", "method", "status"],
+)
+LATENCY = Histogram(
+    "distretto_gateway_request_duration_seconds",
+    "Time from request to the end of the response, by policy route and upstream",
+    ["route", "upstream"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UPSTREAM_ERRORS = Counter(
+    "distretto_gateway_upstream_errors_total",
+    "Upstream failures: refused (502), timeout (504), broken (502, or cut mid-response)",
+    ["upstream", "kind"],
+)
+RATE_LIMITED = Counter("distretto_gateway_rate_limited_total", "Requests refused with 429", ["bucket"])
+DENIED = Counter("distretto_gateway_denied_total", "Requests refused by authentication or policy", ["status"])
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Never forwarded upstream: hop-by-hop, credentials (the services get the verified identity instead),
+# any identity or forwarding header a caller might forge, and the ids the gateway sets itself.
+IDENTITY_HEADERS = (b"x-distretto-principal", b"x-distretto-role", b"x-distretto-organisation", b"x-distretto-via")
+STRIPPED_REQUEST = HOP_BY_HOP | {
+    b"host",
+    b"authorization",
+    b"x-api-key",
+    *IDENTITY_HEADERS,
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"x-correlation-id",
+}
+
+
+def _safe_id(value: str | None) -> str | None:
+    """An incoming id, kept only when short and printable (it goes into logs and headers)."""
+    if not value:
+        return None
+    value = value.strip()[:128]
+    return value if value.isascii() and value.isprintable() and value else None
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    """A JSON answer from the gateway itself."""
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+class ClientGone(Exception):
+    """The caller disconnected while its body was being forwarded."""
+
+
+class Gateway:
+    """The gateway's running parts: HTTP client pool, authenticator, limiters, policy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policy = Policy()
+        self.upstreams = settings.upstreams()
+        self.started = False
+        self.db: Database | None = None
+        self.passwords: Passwords
+        self.auth: Authenticator
+        self.client: httpx.AsyncClient
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.anonymous_limiter = RateLimiter(
+            settings.anonymous_rate_limit_per_minute, settings.anonymous_rate_limit_burst
+        )
+        self.login_limiter = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
+        self.openapi_cache: tuple[float, dict[str, Any]] | None = None
+
+    async def start(self, db: Database) -> None:
+        """Open the connection pool; build the authenticator on the service's database."""
+        s = self.settings
+        self.db = db
+        self.passwords = Passwords(s)
+        self.auth = Authenticator(s, db)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=s.connect_timeout, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
+            ),
+            limits=httpx.Limits(
+                max_connections=s.max_connections,
+                max_keepalive_connections=s.max_keepalive_connections,
+                # below uvicorn's 5 s keep-alive, so we never reuse a socket the service is closing
+                keepalive_expiry=4.0,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.started = True
+
+    async def stop(self) -> None:
+        """Close the connection pool."""
+        if self.started:
+            await self.client.aclose()
+            self.started = False
+
+    def rate_limit(self, identity: Identity | None, client: str, method: str, path: str) -> tuple[float, str]:
+        """Seconds to wait (0: go ahead) and the bucket that said so."""
+        now = time.monotonic()
+        if method == "POST" and path == "/auth/token":
+            wait = self.login_limiter.take(client, now)
+            if wait:
+                return wait, "login"
+        if identity is not None:
+            return self.limiter.take(identity.principal, now), "principal"
+        return self.anonymous_limiter.take(client, now), "anonymous"
+
+
+class GatewayMiddleware:
+    """Every request: ids → identity → rate limit → policy → proxy (``/api/…``) or the gateway's routes."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self._children: dict[tuple[str, str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+
+    def _observe(self, route: str, upstream: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, upstream, method, str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = REQUESTS.labels(*key)
+        counter.inc()
+        lkey = (route, upstream)
+        hist = self._latency.get(lkey)
+        if hist is None:
+            hist = self._latency[lkey] = LATENCY.labels(*lkey)
+        hist.observe(elapsed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        gw = self.gateway
+        method: str = scope["method"]
+        path: str = scope["path"]
+        authorization = api_key = rid = cid = forwarded_for = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                authorization = v.decode("latin-1")
+            elif k == b"x-api-key":
+                api_key = v.decode("latin-1")
+            elif k == b"x-request-id":
+                rid = v.decode("latin-1")
+            elif k == b"x-correlation-id":
+                cid = v.decode("latin-1")
+            elif k == b"x-forwarded-for":
+                forwarded_for = v.decode("latin-1")
+        request_id = _safe_id(rid) or uuid.uuid4().hex
+        correlation_id = _safe_id(cid) or request_id
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        if forwarded_for and gw.settings.trust_forwarded_for:
+            client = forwarded_for.split(",")[0].strip() or client
+        id_headers = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
+
+        rule = gw.policy.match("GET" if method == "HEAD" else method, path)
+        target = split_upstream(path)
+        route = rule.pattern if rule else "unmatched"
+        upstream = rule.upstream if rule else (target[0] if target else GATEWAY)
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *(h for h in message.get("headers", ()) if h[0] not in (b"x-request-id", b"x-correlation-id")),
+                    *id_headers,
+                ]
+            await send(message)
+
+        try:
+            identity: Identity | None = None
+            auth_error: str | None = None
+            try:
+                identity = await gw.auth.identify(authorization, api_key)
+            except Unauthorized as exc:
+                auth_error = exc.message
+            if gw.settings.rate_limit_enabled:
+                wait, bucket = gw.rate_limit(identity, client, method, path)
+                if wait:
+                    RATE_LIMITED.labels(bucket).inc()
+                    await send_json(
+                        send_wrapper,
+                        429,
+                        {
+                            "error": "rate_limited",
+                            "message": f"Too many requests; retry in {retry_after_header(wait)} s",
+                        },
+                        [(b"retry-after", retry_after_header(wait).encode())],
+                    )
+                    return
+            if auth_error is not None:
+                DENIED.labels("401").inc()
+                await send_json(
+                    send_wrapper,
+                    401,
+                    {"error": "unauthorized", "message": auth_error},
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
+            decision = decide(rule, identity.role if identity else None, method, path)
+            if decision.status:
+                DENIED.labels(str(decision.status)).inc()
+                error = "unauthorized" if decision.status == 401 else "forbidden"
+                extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
+                await send_json(send_wrapper, decision.status, {"error": error, "message": decision.message}, extra)
+                return
+            if target is not None:
+                await self.forward(scope, receive, send_wrapper, target[0], identity, client, id_headers)
+            else:
+                scope.setdefault("state", {})["identity"] = identity
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            self._observe(route, upstream, method, status, time.perf_counter() - start)
+
+    async def forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: str,
+        identity: Identity | None,
+        client: str,
+        id_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Stream the request to ``service`` and its answer back; 502/504 in JSON when it fails."""
+        gw = self.gateway
+        base = gw.upstreams[service]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        prefix_len = len("/api/") + len(service)
+        upstream_path = raw_path[prefix_len:] or b"/"
+        url = base + upstream_path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+
+        connection_listed: set[bytes] = set()
+        has_body = False
+        forwarded_for: bytes | None = None
+        host: bytes | None = None
+        for k, v in scope["headers"]:
+            if k == b"connection":
+                connection_listed.update(t.strip().lower() for t in v.split(b","))
+            elif k == b"content-length":
+                has_body = v.strip() not in (b"", b"0")
+            elif k == b"transfer-encoding":
+                has_body = True
+            elif k == b"x-forwarded-for":
+                forwarded_for = v
+            elif k == b"host":
+                host = v
+        headers = [(k, v) for k, v in scope["headers"] if k not in STRIPPED_REQUEST and k not in connection_listed]
+        xff = client.encode()
+        if forwarded_for and gw.settings.trust_forwarded_for:
+            xff = forwarded_for + b", " + scope["client"][0].encode() if scope.get("client") else forwarded_for
+        headers.append((b"x-forwarded-for", xff))
+        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+        if host:
+            headers.append((b"x-forwarded-host", host))
+        headers.extend(id_headers)
+        if identity is not None:
+            headers.append((b"x-distretto-principal", identity.principal.encode()))
+            headers.append((b"x-distretto-role", identity.role.value.encode()))
+            headers.append((b"x-distretto-via", identity.via.encode()))
+            if identity.organisation_id:
+                headers.append((b"x-distretto-organisation", identity.organisation_id.encode()))
+
+        request = httpx.Request(scope["method"], url, headers=headers, content=_body(receive) if has_body else None)
+        try:
+            response = await gw.client.send(request, stream=True)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            await self._fail(
+                send, service, "timeout", 504, f"The {service} service did not accept a connection in time"
+            )
+            return
+        except httpx.TimeoutException:
+            await self._fail(
+                send,
+                service,
+                "timeout",
+                504,
+                f"The {service} service did not answer within {gw.settings.read_timeout:g} s",
+            )
+            return
+        except httpx.ConnectError:
+            await self._fail(
+                send, service, "refused", 502, f"The {service} service is unavailable (connection refused)"
+            )
+            return
+        except ClientGone:
+            return
+        except httpx.HTTPError as exc:
+            await self._fail(send, service, "broken", 502, f"The {service} service broke the connection ({exc!r})")
+            return
+        try:
+            listed = {t.strip().lower() for t in response.headers.get("connection", "").encode().split(b",")}
+            out = [
+                (k.lower(), v)
+                for k, v in response.headers.raw
+                if k.lower() not in HOP_BY_HOP and k.lower() not in listed
+            ]
+            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            # Headers are gone already: all we can do is cut the connection so the client sees a short answer.
+            UPSTREAM_ERRORS.labels(service, "cut").inc()
+            log.warning("upstream cut the response", upstream=service, error=repr(exc))
+            raise
+        finally:
+            await response.aclose()
+
+    async def _fail(self, send: Send, service: str, kind: str, status: int, message: str) -> None:
+        UPSTREAM_ERRORS.labels(service, kind).inc()
+        log.warning("upstream failed", upstream=service, kind=kind, status=status)
+        error = "upstream_timeout" if status == 504 else "upstream_unavailable"
+        await send_json(send, status, {"error": error, "message": message, "upstream": service}, [])
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return

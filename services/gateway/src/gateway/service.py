@@ -1,0 +1,353 @@
+"""Use cases of the gateway: users, tokens, API keys; and the identity of a request."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from distretto_shared.db import Database
+from distretto_shared.logging import get_logger
+from distretto_shared.web import Conflict, DomainError, NotFound, Page, PageParams, make_page
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from gateway.config import Settings
+from gateway.domain import Role
+from gateway.models import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyPublic,
+    Identity,
+    TokenResponse,
+    User,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
+
+log = get_logger(__name__)
+
+API_KEY_PREFIX = "dk_"
+
+
+class Unauthorized(DomainError):
+    """Credentials missing, wrong, expired or revoked."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Passwords:
+    """argon2id hashing, run off the event loop (a hash takes tens of milliseconds by design)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        # Verifying against this when the email is unknown keeps both answers equally slow.
+        self._dummy = self.hasher.hash(secrets.token_hex(16))
+
+    async def hash(self, password: str) -> str:
+        """The argon2id hash of ``password``."""
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches (``None`` hash: always False, same cost)."""
+
+        def check() -> bool:
+            try:
+                return self.hasher.verify(password_hash or self._dummy, password) and password_hash is not None
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of a key: keys are 256-bit random, so a fast hash is enough (no dictionary to guess from)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Authenticator:
+    """Turns ``Authorization: Bearer`` / ``X-API-Key`` into a verified :class:`Identity`."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.secret = settings.jwt_secret
+        self.ttl = settings.token_ttl_seconds
+        self._tokens: dict[str, tuple[Identity, float]] = {}
+        self._keys: dict[str, tuple[Identity | None, float]] = {}
+
+    # --- JWT
+    def issue(self, user: User) -> TokenResponse:
+        """A signed HS256 token for ``user``."""
+        now = int(time.time())
+        claims = {
+            "sub": user.id,
+            "role": user.role,
+            "email": user.email,
+            "org": user.organisation_id,
+            "iat": now,
+            "exp": now + self.ttl,
+            "iss": self.settings.jwt_issuer,
+        }
+        token = jwt.encode(claims, self.secret, algorithm="HS256")
+        return TokenResponse(access_token=token, expires_in=self.ttl, role=Role(user.role))
+
+    def verify_token(self, token: str) -> Identity:
+        """The identity a token carries; :class:`Unauthorized` when bad or expired."""
+        now = time.time()
+        hit = self._tokens.get(token)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "sub", "role", "iat"]},
+            )
+            role = Role(claims["role"])
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired: ask POST /auth/token for a new one") from None
+        except (jwt.InvalidTokenError, ValueError, KeyError):
+            raise Unauthorized("The token is not valid") from None
+        identity = Identity(
+            principal=f"user:{claims['sub']}",
+            role=role,
+            email=claims.get("email"),
+            organisation_id=claims.get("org"),
+            via="token",
+        )
+        if len(self._tokens) > 50_000:
+            self._tokens.clear()
+        self._tokens[token] = (identity, float(claims["exp"]))
+        return identity
+
+    # --- API keys
+    async def verify_api_key(self, key: str) -> Identity:
+        """The identity of an API key; :class:`Unauthorized` when unknown or revoked."""
+        digest = hash_api_key(key)
+        now = time.monotonic()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[1] > now:
+            identity = hit[0]
+        else:
+            identity = await lookup_api_key(self.db, digest)
+            if len(self._keys) > 50_000:
+                self._keys.clear()
+            self._keys[digest] = (identity, now + self.settings.api_key_cache_seconds)
+        if identity is None:
+            raise Unauthorized("The API key is not valid or has been revoked")
+        return identity
+
+    def forget_api_key(self, key_id: str) -> None:
+        """Drop a revoked key from this worker's cache at once."""
+        principal = f"apikey:{key_id}"
+        for digest, (identity, _) in list(self._keys.items()):
+            if identity is not None and identity.principal == principal:
+                del self._keys[digest]
+
+    async def identify(self, authorization: str | None, api_key: str | None) -> Identity | None:
+        """The caller's identity, ``None`` when no credentials were sent."""
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("The Authorization header must be 'Bearer <token>'")
+            return self.verify_token(token.strip())
+        if api_key is not None:
+            return await self.verify_api_key(api_key.strip())
+        return None
+
+
+# --- use cases
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+def _key_public(key: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic.model_validate(key, from_attributes=True)
+
+
+async def ensure_admin(db: Database, passwords: Passwords, email: str, password: str) -> bool:
+    """Create the bootstrap admin when no user has that email; True when created."""
+    if not password:
+        return False
+    email = email.strip().lower()
+    async with db.read() as session:
+        if (await session.execute(select(col(User.id)).where(col(User.email) == email))).first():
+            return False
+    try:
+        async with db.transaction() as session:
+            session.add(User(email=email, role=Role.ADMIN.value, password_hash=await passwords.hash(password)))
+    except IntegrityError:  # another worker created it first
+        return False
+    log.info("bootstrap admin created", email=email)
+    return True
+
+
+async def login(db: Database, passwords: Passwords, auth: Authenticator, email: str, password: str) -> TokenResponse:
+    """A token for valid credentials of an active user."""
+    async with db.read() as session:
+        user = (
+            await session.execute(select(User).where(col(User.email) == email.strip().lower()))
+        ).scalar_one_or_none()
+    ok = await passwords.verify(user.password_hash if user else None, password)
+    if user is None or not ok or not user.active:
+        raise Unauthorized("Wrong email or password, or the account is disabled")
+    return auth.issue(user)
+
+
+async def create_user(db: Database, passwords: Passwords, data: UserCreate) -> UserPublic:
+    """A new user account; 409 when the email is taken."""
+    password_hash = await passwords.hash(data.password)
+    try:
+        async with db.transaction() as session:
+            if (await session.execute(select(col(User.id)).where(col(User.email) == data.email))).first():
+                raise Conflict(f"A user with email {data.email} already exists")
+            user = User(
+                email=data.email,
+                role=data.role.value,
+                organisation_id=data.organisation_id,
+                password_hash=password_hash,
+            )
+            session.add(user)
+    except IntegrityError:
+        raise Conflict(f"A user with email {data.email} already exists") from None
+    return _public(user)
+
+
+async def list_users(db: Database, params: PageParams, role: Role | None = None) -> Page[UserPublic]:
+    """Users, oldest first."""
+    query = select(User)
+    count = select(func.count()).select_from(User)
+    if role is not None:
+        query = query.where(col(User.role) == role.value)
+        count = count.where(col(User.role) == role.value)
+    async with db.read() as session:
+        total = (await session.execute(count)).scalar_one()
+        rows = (
+            await session.execute(
+                query.order_by(col(User.created_at), col(User.id)).limit(params.limit).offset(params.offset)
+            )
+        ).scalars()
+        return make_page([_public(u) for u in rows], total, params)
+
+
+async def get_user(db: Database, user_id: str) -> UserPublic:
+    """One user; 404 when unknown."""
+    async with db.read() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user {user_id}")
+    return _public(user)
+
+
+async def update_user(db: Database, passwords: Passwords, user_id: str, data: UserUpdate) -> UserPublic:
+    """Change role, active flag, password or organisation."""
+    password_hash = await passwords.hash(data.password) if data.password else None
+    async with db.transaction() as session:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"No user {user_id}")
+        if data.role is not None:
+            user.role = data.role.value
+        if data.active is not None:
+            user.active = data.active
+        if "organisation_id" in data.model_fields_set:
+            user.organisation_id = data.organisation_id
+        if password_hash:
+            user.password_hash = password_hash
+        user.updated_at = datetime.now(UTC)
+        session.add(user)
+    return _public(user)
+
+
+async def change_password(db: Database, passwords: Passwords, user_id: str, current: str, new: str) -> None:
+    """A user changes their own password (the current one is required)."""
+    async with db.read() as session:
+        user = await session.get(User, user_id)
+    if user is None or not await passwords.verify(user.password_hash, current):
+        raise Unauthorized("The current password is wrong")
+    new_hash = await passwords.hash(new)
+    async with db.transaction() as session:
+        fresh = await session.get(User, user_id)
+        if fresh is None:
+            raise NotFound(f"No user {user_id}")
+        fresh.password_hash = new_hash
+        fresh.updated_at = datetime.now(UTC)
+        session.add(fresh)
+
+
+async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | None) -> ApiKeyIssued:
+    """A new random key; the answer is the only place it is ever shown."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=data.name,
+        prefix=key[:10],
+        key_hash=hash_api_key(key),
+        role=data.role.value,
+        organisation_id=data.organisation_id,
+        created_by=created_by,
+    )
+    async with db.transaction() as session:
+        session.add(row)
+    return ApiKeyIssued(**_key_public(row).model_dump(), key=key)
+
+
+async def list_api_keys(db: Database, params: PageParams, include_revoked: bool = False) -> Page[ApiKeyPublic]:
+    """API keys, oldest first (revoked ones only when asked)."""
+    query = select(ApiKey)
+    count = select(func.count()).select_from(ApiKey)
+    if not include_revoked:
+        query = query.where(col(ApiKey.revoked_at).is_(None))
+        count = count.where(col(ApiKey.revoked_at).is_(None))
+    async with db.read() as session:
+        total = (await session.execute(count)).scalar_one()
+        rows = (
+            await session.execute(
+                query.order_by(col(ApiKey.created_at), col(ApiKey.id)).limit(params.limit).offset(params.offset)
+            )
+        ).scalars()
+        return make_page([_key_public(k) for k in rows], total, params)
+
+
+async def revoke_api_key(db: Database, key_id: str) -> ApiKeyPublic:
+    """Revoke a key (revoking twice changes nothing)."""
+    async with db.transaction() as session:
+        key = await session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"No API key {key_id}")
+        if key.revoked_at is None:
+            key.revoked_at = datetime.now(UTC)
+            session.add(key)
+    return _key_public(key)
+
+
+async def lookup_api_key(db: Database, digest: str) -> Identity | None:
+    """The identity of a live key with this hash, ``None`` when unknown or revoked."""
+    async with db.read() as session:
+        key = (await session.execute(select(ApiKey).where(col(ApiKey.key_hash) == digest))).scalar_one_or_none()
+    if key is None or key.revoked_at is not None:
+        return None
+    return Identity(
+        principal=f"apikey:{key.id}",
+        role=Role(key.role),
+        organisation_id=key.organisation_id,
+        via="api_key",
+    )

@@ -1,0 +1,109 @@
+"""Pure rules: the policy table, decisions, token buckets, OpenAPI merging."""
+
+from __future__ import annotations
+
+from gateway.domain import (
+    ANY_METHOD,
+    POLICY,
+    Policy,
+    RateLimiter,
+    Role,
+    TokenBucket,
+    decide,
+    retry_after_header,
+    split_upstream,
+)
+from gateway.openapi import merge
+
+from .conftest import openapi_of
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def test_every_rule_is_reachable_from_its_example_path() -> None:
+    policy = Policy()
+    for rule in POLICY:
+        methods = METHODS if ANY_METHOD in rule.methods else rule.methods
+        winners = [m for m in methods if policy.match(m, rule.example_path()) is rule]
+        assert winners, f"{rule.methods} {rule.pattern} is shadowed by an earlier rule"
+
+
+def test_patterns_match_segments_and_rests() -> None:
+    policy = Policy()
+    figures = policy.match("GET", "/api/membership/figures")
+    assert figures is not None and figures.public
+    contacts = policy.match("GET", "/api/membership/organisations/o1/contacts")
+    assert contacts is not None and contacts.roles == frozenset({Role.ADMIN, Role.STAFF})
+    register = policy.match("GET", "/api/membership/organisations/o1")
+    assert register is not None and Role.PARTNER in (register.roles or ())
+    # a one-segment parameter does not swallow slashes
+    assert policy.match("PATCH", "/auth/users/a/b") is None
+    assert policy.match("GET", "/api/unknown/x") is None
+    assert policy.match("GET", "/etc/passwd") is None
+    assert policy.match("DELETE", "/auth/token") is None
+
+
+def test_decide_allows_denies_with_401_or_403() -> None:
+    policy = Policy()
+    approve = policy.match("POST", "/api/membership/organisations/o1/approve")
+    assert decide(approve, Role.STAFF, "POST", "/x").status == 0
+    assert decide(approve, Role.MEMBER, "POST", "/x").status == 403
+    assert decide(approve, None, "POST", "/x").status == 401
+    assert decide(None, Role.ADMIN, "GET", "/nowhere").status == 403
+    assert decide(None, None, "GET", "/nowhere").status == 401
+    public = policy.match("POST", "/api/newsletter/subscribe")
+    assert decide(public, None, "POST", "/x").status == 0
+    assert "member" in decide(approve, Role.MEMBER, "POST", "/x").message
+
+
+def test_split_upstream_strips_the_prefix() -> None:
+    assert split_upstream("/api/projects/projects/1") == ("projects", "/projects/1")
+    assert split_upstream("/api/projects") == ("projects", "/")
+    assert split_upstream("/api/other/x") is None
+    assert split_upstream("/auth/token") is None
+
+
+def test_token_bucket_empties_and_refills() -> None:
+    bucket = TokenBucket(rate=1.0, capacity=2, now=100.0)
+    assert bucket.take(100.0) == 0
+    assert bucket.take(100.0) == 0
+    wait = bucket.take(100.0)
+    assert 0.99 <= wait <= 1.0
+    assert bucket.take(100.5) > 0
+    assert bucket.take(101.1) == 0
+    assert retry_after_header(0.2) == "1"
+    assert retry_after_header(2.01) == "3"
+
+
+def test_rate_limiter_keys_are_independent_and_bounded() -> None:
+    limiter = RateLimiter(per_minute=60, burst=1, max_keys=10)
+    assert limiter.take("a", 0.0) == 0
+    assert limiter.take("a", 0.0) > 0
+    assert limiter.take("b", 0.0) == 0
+    for i in range(50):
+        limiter.take(f"k{i}", 1000.0 + i)
+    assert len(limiter.buckets) <= 10
+
+
+def test_merge_prefixes_paths_and_components_and_reports_missing() -> None:
+    own = {"openapi": "3.1.0", "info": {"title": "gw"}, "paths": {"/auth/token": {"post": {}}}, "components": {}}
+    doc = merge(
+        own,
+        {"membership": openapi_of("membership"), "projects": openapi_of("projects")},
+        {"newsletter": "connection refused"},
+        Policy(),
+    )
+    schemas = doc["components"]["schemas"]
+    assert schemas["membership_Organisation"]["description"] == "membership's organisation"
+    assert schemas["projects_Organisation"]["description"] == "projects's organisation"
+    owner = schemas["projects_Organisation"]["properties"]["owner"]
+    assert owner == {"$ref": "#/components/schemas/projects_Owner"}
+    post = doc["paths"]["/api/membership/organisations"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/membership_Organisation")
+    assert post["operationId"] == "membership_apply"
+    assert post["x-distretto-roles"] == ["admin", "member", "staff"]
+    assert doc["paths"]["/api/membership/figures"]["get"]["security"] == []
+    assert doc["paths"]["/auth/token"]["post"]["x-distretto-roles"] == ["public"]
+    assert {"bearerAuth", "apiKeyAuth"} <= set(doc["components"]["securitySchemes"])
+    assert doc["x-distretto-upstreams"]["newsletter"] == {"included": False, "error": "connection refused"}
+    assert "newsletter" in doc["info"]["description"]
