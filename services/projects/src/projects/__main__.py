@@ -1,0 +1,3 @@
+from projects.app import main
+
+main()

@@ -1,0 +1,72 @@
+"""Assembly of the projects service: ``python -m projects [serve|migrate|asyncapi]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import create_app as _create
+from distretto_shared.contracts import membership
+from distretto_shared.contracts import projects as contracts
+from distretto_shared.logging import get_logger
+from fastapi import FastAPI
+
+from projects import api, consumers, service
+from projects.config import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+log = get_logger(__name__)
+
+
+def deps_of(ctx: ServiceContext) -> service.Deps:
+    """The use cases' dependencies, from the running service."""
+    return service.Deps(db=ctx.db, settings=ctx.settings, source=ctx.source)  # type: ignore[arg-type]
+
+
+async def deadline_scan(ctx: ServiceContext) -> None:
+    """The scheduled deadline scan (exactly-once notices make overlapping runs harmless)."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    if not settings.deadline_scan_enabled:
+        return
+    result = await service.scan_deadlines(deps_of(ctx))
+    if result.due_soon or result.overdue:
+        log.info("deadline scan", due_soon=result.due_soon, overdue=result.overdue, today=str(result.today))
+
+
+def _scan_interval(settings: Any) -> float:
+    return float(settings.deadline_scan_interval)
+
+
+SPEC = ServiceSpec(
+    name="projects",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    consumers=[consumers.consumers],
+    # Ours, plus the consumed organisation topic (harmless; lets us start before membership).
+    topics=[contracts.PROJECT_TOPIC, membership.ORGANISATION_TOPIC],
+    periodic=[PeriodicJob("deadline-scan", _scan_interval, deadline_scan)],
+    title="Distretto projects",
+    description="EU projects: CORDIS fields, consortium, work plan, deadlines, portfolio figures.",
+    published_events=[
+        contracts.ProjectRegistered,
+        contracts.ProjectUpdated,
+        contracts.ProjectStatusChanged,
+        contracts.ParticipantAdded,
+        contracts.ParticipantLinked,
+        contracts.DeliverableSubmitted,
+        contracts.DeliverableDueSoon,
+        contracts.DeliverableOverdue,
+        contracts.MilestoneReached,
+    ],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The projects service's ASGI app."""
+    return _create(SPEC, settings)
+
+
+main = cli(SPEC)

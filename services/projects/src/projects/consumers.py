@@ -1,0 +1,51 @@
+"""Handlers of the membership service's organisation events: event → service call.
+
+They keep this service's read model of member organisations and link the
+consortium participants that are members (by VAT number or normalised name),
+whichever arrives first: a participant added before its organisation is
+linked when the organisation's event comes; one added after is linked at once.
+"""
+
+from __future__ import annotations
+
+from distretto_shared.consumer import Consumers
+from distretto_shared.contracts import membership as m
+from distretto_shared.events import EventMeta, PermanentEventError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projects import service
+
+consumers = Consumers("projects-organisations")
+
+
+@consumers.handles(m.OrganisationRegistered, m.OrganisationUpdated, m.OrganisationJoined)
+async def on_profile(
+    session: AsyncSession,
+    event: m.OrganisationRegistered | m.OrganisationUpdated | m.OrganisationJoined,
+    meta: EventMeta,
+) -> None:
+    """An organisation's profile: keep it and link the participants it matches."""
+    profile = event.profile
+    if event.organisation_id != profile.organisation_id:
+        raise PermanentEventError("organisation_id differs from profile.organisation_id")
+    if isinstance(event, m.OrganisationJoined):
+        profile = profile.model_copy(update={"status": "active"})
+    await service.record_organisation(session, profile)
+
+
+_STATUS = {
+    m.OrganisationSuspended.event_type: "suspended",
+    m.OrganisationLapsed.event_type: "lapsed",
+    m.OrganisationLeft.event_type: "left",
+    m.OrganisationRejected.event_type: "rejected",
+}
+
+
+@consumers.handles(m.OrganisationSuspended, m.OrganisationLapsed, m.OrganisationLeft, m.OrganisationRejected)
+async def on_status(
+    session: AsyncSession,
+    event: m.OrganisationSuspended | m.OrganisationLapsed | m.OrganisationLeft | m.OrganisationRejected,
+    meta: EventMeta,
+) -> None:
+    """A membership status change: kept; an organisation that left or was rejected is unlinked."""
+    await service.record_organisation_status(session, event.organisation_id, _STATUS[event.event_type])
