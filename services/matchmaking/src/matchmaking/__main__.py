@@ -1,0 +1,3 @@
+from matchmaking.app import main
+
+main()

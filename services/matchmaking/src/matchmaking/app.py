@@ -1,0 +1,100 @@
+"""Assembly of the matchmaking service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import create_app as _create
+from distretto_shared.contracts import matchmaking as contracts
+from fastapi import FastAPI
+
+from matchmaking import api, consumers, service
+from matchmaking.config import Settings
+from matchmaking.domain import FeedbackWeights
+from matchmaking.embeddings import shared_encoder
+from matchmaking.ranking import Engine
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _runtime(ctx: ServiceContext) -> service.Runtime:
+    return ctx.extras["runtime"]  # type: ignore[no-any-return]
+
+
+async def start_engine(ctx: ServiceContext) -> None:
+    """Load the embedding model and rebuild the ranking index from the database."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    engine = Engine(
+        bm25_weight=settings.bm25_weight,
+        feedback=FeedbackWeights(settings.feedback_pair_weight, settings.feedback_counterpart_weight),
+    )
+    engine.merge_threshold = settings.delta_merge_threshold
+    rt = service.Runtime(
+        db=ctx.db,
+        engine=engine,
+        encoder=shared_encoder(settings.embedding_threads),
+        settings=settings,
+        source=ctx.source,
+    )
+    ctx.extras["runtime"] = rt
+    service.register_runtime(rt)
+    await service.rebuild_index(rt)
+
+
+async def stop_engine(ctx: ServiceContext) -> None:
+    """Forget the runtime."""
+    rt = ctx.extras.get("runtime")
+    if rt is not None:
+        service.unregister_runtime(rt)
+
+
+async def expire(ctx: ServiceContext) -> None:
+    """Periodic: expire opportunities past their expiry day."""
+    await service.expire_due(_runtime(ctx))
+
+
+async def merge(ctx: ServiceContext) -> None:
+    """Periodic: fold the BM25 delta into the main index."""
+    await service.merge_delta(_runtime(ctx))
+
+
+def _interval(name: str) -> Any:
+    return lambda settings: getattr(settings, name)
+
+
+SPEC = ServiceSpec(
+    name="matchmaking",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    consumers=[consumers.consumers],
+    topics=[contracts.OPPORTUNITY_TOPIC, contracts.MATCH_TOPIC],
+    periodic=[
+        PeriodicJob("expire-opportunities", _interval("expiry_check_interval"), expire),
+        PeriodicJob("merge-bm25-delta", _interval("merge_interval"), merge),
+    ],
+    on_startup=[start_engine],
+    on_shutdown=[stop_engine],
+    title="Distretto matchmaking",
+    description="Opportunities, competence profiles, hybrid ranked matches with explanations, partner search.",
+    published_events=[
+        contracts.OpportunityPublished,
+        contracts.OpportunityRenewed,
+        contracts.OpportunityExpired,
+        contracts.MatchProposed,
+        contracts.MatchAccepted,
+        contracts.MatchDeclined,
+        contracts.MeetingScheduled,
+        contracts.MeetingHeld,
+    ],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The matchmaking ASGI app."""
+    return _create(SPEC, settings)
+
+
+main = cli(SPEC)

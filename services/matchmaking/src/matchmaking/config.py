@@ -1,0 +1,30 @@
+"""Settings of the matchmaking service (environment prefix ``MATCHMAKING_``)."""
+
+from __future__ import annotations
+
+from distretto_shared.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class Settings(ServiceSettings):
+    """Matchmaking settings; every field can be set as ``MATCHMAKING_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MATCHMAKING_", extra="ignore")
+
+    http_port: int = 8004
+    bm25_weight: float = 0.45
+    """Weight of the normalised BM25 score in the fused score (the dense cosine gets the rest)."""
+    feedback_pair_weight: float = 0.25
+    """Score added (or removed) for a counterpart marked useful (not useful) for the same pair."""
+    feedback_counterpart_weight: float = 0.05
+    """Score added for a counterpart others found useful, across every query (saturating)."""
+    delta_merge_threshold: int = 500
+    """Documents changed since the last BM25 build before the BM25 index is rebuilt."""
+    merge_interval: float = 30.0
+    """Seconds between two checks that merge the BM25 delta into the main index."""
+    expiry_check_interval: float = 3600.0
+    """Seconds between two scans for expired opportunities."""
+    default_validity_months: int = 12
+    """How long an opportunity stays published when no expiry is given (EEN: 12 months)."""
+    embedding_threads: int = 2
+    """Intra-op threads of the ONNX embedding model."""

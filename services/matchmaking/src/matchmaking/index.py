@@ -1,0 +1,482 @@
+"""The in-memory search index: BM25 (bm25s) + dense vectors (numpy) + filter columns.
+
+One row per document (an opportunity or a competence profile). For speed at
+100,000 rows every filter is a numpy column and the dense scores are one
+matrix-vector product over a contiguous float32 matrix.
+
+BM25 and incremental updates: bm25s builds an immutable sparse index. Rows
+added or changed since the last build form a small *delta*: they are scored
+exactly with the same Lucene BM25 formula, using the main index's document
+frequencies and average length (a new term counts as df = 0 until the next
+build). Once the delta passes a threshold (or on the periodic merge job) the
+main index is rebuilt from every row's tokens and the delta is emptied. Removed
+rows are tombstoned (``alive`` = False) and dropped at the next build's
+compaction-free rebuild (they score zero and never pass the filter).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+import bm25s
+import numpy as np
+
+from matchmaking.embeddings import DIM
+
+K1 = 1.5
+B = 0.75
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "new",
+        "use",
+        "using",
+        "based",
+        "via",
+        "within",
+        "per",
+        "etc",
+        "il",
+        "lo",
+        "la",
+        "gli",
+        "le",
+        "di",
+        "da",
+        "del",
+        "della",
+        "dei",
+        "delle",
+        "e",
+        "ed",
+        "un",
+        "una",
+        "per",
+        "con",
+        "su",
+        "tra",
+        "fra",
+        "che",
+        "non",
+        "nel",
+        "nella",
+    ]
+)
+
+FIELD_BOOST = {"title": 2, "keywords": 2}
+"""Fields whose terms count twice in BM25 (a title or keyword match says more than one in a long text)."""
+
+OPPORTUNITY = 0
+PROFILE = 1
+KINDS = {"opportunity": OPPORTUNITY, "profile": PROFILE}
+NO_EXPIRY = np.iinfo(np.int32).max
+
+
+def stem(word: str) -> str:
+    """A light English plural stemmer (therapies → therapy, cells → cell)."""
+    if len(word) > 4:
+        if word.endswith("ies"):
+            return word[:-3] + "y"
+        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stop words removed, lightly stemmed terms of ``text``."""
+    return [stem(w) for w in _TOKEN.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
+
+
+@dataclass
+class Document:
+    """What the index keeps of one opportunity or competence profile."""
+
+    key: str
+    """``opportunity:<id>`` or ``profile:<organisation id>``."""
+    kind: str
+    entity_id: str
+    fields: dict[str, str]
+    vector: np.ndarray
+    opportunity_type: str | None = None
+    org_kind: str | None = None
+    sectors: tuple[str, ...] = ()
+    country: str | None = None
+    owner_id: str | None = None
+    expires_on: date | None = None
+    active: bool = True
+
+    def tokens(self) -> list[str]:
+        """The BM25 terms of the document, boosted fields repeated."""
+        out: list[str] = []
+        for name, text in self.fields.items():
+            out += tokenize(text) * FIELD_BOOST.get(name, 1)
+        return out
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which rows may be returned."""
+
+    kind: str
+    opportunity_types: frozenset[str] | None = None
+    org_kinds: frozenset[str] | None = None
+    sectors: frozenset[str] | None = None
+    """Any overlap qualifies."""
+    country: str | None = None
+    exclude_owner: str | None = None
+    exclude_key: str | None = None
+    valid_on: date | None = None
+    """Only active rows not expired on that day (None: every row)."""
+    countries: frozenset[str] | None = None
+
+
+class _Codes:
+    """Small integer codes for the values of a categorical column."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        return self.codes.setdefault(value, len(self.codes))
+
+    def lookup(self, value: str) -> int:
+        return self.codes.get(value, -2)
+
+
+@dataclass
+class _Main:
+    """The immutable bm25s index of the rows that existed at the last build."""
+
+    retriever: bm25s.BM25 | None = None
+    rows: int = 0
+    df: dict[str, int] = field(default_factory=dict)
+    avgdl: float = 1.0
+    docs: int = 0
+
+
+class Index:
+    """Rows of documents with BM25, dense and filter columns."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self.size = 0
+        self.vectors = np.zeros((capacity, DIM), dtype=np.float32)
+        self.alive = np.zeros(capacity, dtype=bool)
+        self.active = np.zeros(capacity, dtype=bool)
+        self.kind = np.full(capacity, -1, dtype=np.int8)
+        self.opp_type = np.full(capacity, -1, dtype=np.int16)
+        self.org_kind = np.full(capacity, -1, dtype=np.int16)
+        self.country = np.full(capacity, -1, dtype=np.int16)
+        self.owner = np.full(capacity, -1, dtype=np.int32)
+        self.sectors = np.zeros(capacity, dtype=np.uint64)
+        self.expires = np.full(capacity, NO_EXPIRY, dtype=np.int32)
+        self.docs: list[Document | None] = []
+        self.row_of: dict[str, int] = {}
+        self.tokens: list[list[str]] = []
+        self.delta: dict[int, tuple[Counter[str], int, int]] = {}
+        """row → (term counts, length, version) of rows changed since the last BM25 build."""
+        self._version = 0
+        self.main = _Main()
+        self._codes = {name: _Codes() for name in ("type", "kind", "country", "owner", "sector")}
+
+    # -- writes --------------------------------------------------------------------
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        new = max(needed, self.capacity * 2)
+        for name in ("vectors", "alive", "active", "kind", "opp_type", "org_kind", "country", "owner", "sectors"):
+            old = getattr(self, name)
+            fill = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1}.get(name, 0)
+            arr = np.full((new, *old.shape[1:]), fill, dtype=old.dtype)
+            arr[: self.size] = old[: self.size]
+            setattr(self, name, arr)
+        expires = np.full(new, NO_EXPIRY, dtype=np.int32)
+        expires[: self.size] = self.expires[: self.size]
+        self.expires = expires
+        self.capacity = new
+
+    def _sector_bits(self, sectors: Iterable[str]) -> int:
+        bits = 0
+        for s in sectors:
+            # 64 bits: beyond 63 distinct sectors, codes share bits (a filter may then admit a near miss).
+            bits |= 1 << (self._codes["sector"].code(s) % 64)
+        return bits
+
+    def upsert(self, doc: Document) -> None:
+        """Add or replace a document (it joins the BM25 delta until the next build)."""
+        row = self.row_of.get(doc.key)
+        if row is None:
+            row = self.size
+            self._grow(row + 1)
+            self.size += 1
+            self.docs.append(doc)
+            self.tokens.append([])
+            self.row_of[doc.key] = row
+        self.docs[row] = doc
+        self.vectors[row] = doc.vector
+        self.alive[row] = True
+        self.active[row] = doc.active
+        self.kind[row] = KINDS[doc.kind]
+        self.opp_type[row] = self._codes["type"].code(doc.opportunity_type)
+        self.org_kind[row] = self._codes["kind"].code(doc.org_kind)
+        self.country[row] = self._codes["country"].code(doc.country)
+        self.owner[row] = self._codes["owner"].code(doc.owner_id)
+        self.sectors[row] = np.uint64(self._sector_bits(doc.sectors))
+        self.expires[row] = doc.expires_on.toordinal() if doc.expires_on else NO_EXPIRY
+        tokens = doc.tokens()
+        self.tokens[row] = tokens
+        self._version += 1
+        self.delta[row] = (Counter(tokens), len(tokens), self._version)
+
+    def set_active(self, key: str, active: bool, expires_on: date | None = None) -> bool:
+        """Change a document's status/expiry without touching its text (no BM25 change)."""
+        row = self.row_of.get(key)
+        doc = self.docs[row] if row is not None else None
+        if row is None or doc is None:
+            return False
+        doc.active = active
+        self.active[row] = active
+        if expires_on is not None:
+            doc.expires_on = expires_on
+            self.expires[row] = expires_on.toordinal()
+        return True
+
+    def remove(self, key: str) -> bool:
+        """Tombstone a document."""
+        row = self.row_of.pop(key, None)
+        if row is None:
+            return False
+        self.alive[row] = False
+        self.docs[row] = None
+        self.tokens[row] = []
+        self.delta.pop(row, None)
+        return True
+
+    def get(self, key: str) -> Document | None:
+        """The document stored under ``key``."""
+        row = self.row_of.get(key)
+        return self.docs[row] if row is not None else None
+
+    # -- BM25 build ---------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[int, list[list[str]], dict[int, int]]:
+        """What a build needs, taken on the caller's thread (the build may run in another)."""
+        marks = {row: entry[2] for row, entry in self.delta.items()}
+        return self.size, list(self.tokens[: self.size]), marks
+
+    @staticmethod
+    def build_main(rows: int, tokens: list[list[str]]) -> _Main:
+        """A bm25s index over ``tokens`` (CPU-heavy; safe to run in a worker thread)."""
+        df: Counter[str] = Counter()
+        total = 0
+        live = 0
+        for doc in tokens:
+            if doc:
+                df.update(set(doc))
+                total += len(doc)
+                live += 1
+        if not live:
+            return _Main(None, rows, {}, 1.0, 0)
+        retriever = bm25s.BM25(k1=K1, b=B, method="lucene")
+        retriever.index(tokens, show_progress=False)
+        return _Main(retriever, rows, dict(df), total / live, live)
+
+    def install(self, main: _Main, marks: dict[int, int]) -> None:
+        """Swap in a built index; rows changed again since the snapshot stay in the delta."""
+        self.main = main
+        for row, mark in marks.items():
+            entry = self.delta.get(row)
+            if entry is not None and entry[2] == mark:
+                del self.delta[row]
+
+    def merge(self) -> None:
+        """Rebuild the BM25 index from every row now (synchronously)."""
+        rows, tokens, marks = self.snapshot()
+        self.install(self.build_main(rows, tokens), marks)
+
+    # -- reads ------------------------------------------------------------------------
+
+    @property
+    def documents(self) -> int:
+        """Live documents."""
+        return len(self.row_of)
+
+    def count(self, kind: str) -> int:
+        """Live documents of one kind."""
+        n = self.size
+        return int(np.count_nonzero(self.alive[:n] & (self.kind[:n] == KINDS[kind])))
+
+    def mask(self, f: Filter) -> np.ndarray:
+        """Boolean mask over the rows that pass ``f``."""
+        n = self.size
+        m = self.alive[:n] & (self.kind[:n] == KINDS[f.kind])
+        if f.opportunity_types is not None:
+            codes = [self._codes["type"].lookup(t) for t in f.opportunity_types]
+            m &= np.isin(self.opp_type[:n], codes)
+        if f.org_kinds is not None:
+            codes = [self._codes["kind"].lookup(k) for k in f.org_kinds]
+            m &= np.isin(self.org_kind[:n], codes)
+        if f.country is not None:
+            m &= self.country[:n] == self._codes["country"].lookup(f.country)
+        if f.sectors is not None:
+            bits = 0
+            for s in f.sectors:
+                code = self._codes["sector"].lookup(s)
+                if code >= 0:
+                    bits |= 1 << (code % 64)
+            m &= (self.sectors[:n] & np.uint64(bits)) != 0
+        if f.exclude_owner is not None:
+            code = self._codes["owner"].lookup(f.exclude_owner)
+            if code >= 0:
+                m &= self.owner[:n] != code
+        if f.exclude_key is not None and f.exclude_key in self.row_of:
+            m[self.row_of[f.exclude_key]] = False
+        if f.valid_on is not None:
+            m &= self.active[:n] & (self.expires[:n] >= f.valid_on.toordinal())
+        return m
+
+    def bm25(self, query_tokens: list[str]) -> np.ndarray:
+        """BM25 of every row for the (deduplicated) query terms."""
+        n = self.size
+        scores = np.zeros(n, dtype=np.float32)
+        terms = list(dict.fromkeys(query_tokens))
+        main = self.main
+        if main.retriever is not None and terms:
+            ids = main.retriever.get_tokens_ids(terms)
+            if ids:
+                scores[: main.rows] = main.retriever.get_scores_from_ids(ids)
+        if self.delta:
+            idf = {t: math.log(1 + (main.docs - main.df.get(t, 0) + 0.5) / (main.df.get(t, 0) + 0.5)) for t in terms}
+            for row, (tf, dl, _) in self.delta.items():
+                norm = K1 * (1 - B + B * dl / main.avgdl)
+                scores[row] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in terms if t in tf)
+        return scores
+
+    def dense(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every row with ``vector`` (rows and query are unit vectors)."""
+        return self.vectors[: self.size] @ vector.astype(np.float32)

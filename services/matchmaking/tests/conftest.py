@@ -1,0 +1,48 @@
+"""Fixtures of the matchmaking tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from distretto_shared.testing import DatabaseTarget
+from matchmaking.config import Settings
+
+
+@pytest.fixture
+def settings(database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str) -> Settings:
+    """Settings of a matchmaking service on this test's database, broker and topics."""
+    return Settings(
+        database_url=database.url,
+        database_schema=database.schema,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        relay_poll_interval=0.2,
+        consumer_backoff_initial=0.05,
+    )
+
+
+def opportunity(**overrides: Any) -> dict[str, Any]:
+    """A valid opportunity payload (a technology offer unless overridden)."""
+    body: dict[str, Any] = {
+        "opportunity_type": "technology_offer",
+        "title": "Automated closed-system manufacturing of CAR-T cells",
+        "summary": "A Tuscan biotech offers a closed, automated bioreactor process that cuts the cost of "
+        "autologous CAR-T cell therapy manufacturing and is looking for licensing partners.",
+        "keywords": ["CAR-T", "cell therapy", "GMP manufacturing"],
+        "technology_fields": ["cell therapy", "bioprocessing"],
+        "market_fields": ["oncology"],
+        "sectors": ["biotech"],
+        "development_stage": "prototype",
+        "country": "IT",
+        "owner_organisation_id": "org-owner",
+    }
+    body.update(overrides)
+    return body
+
+
+async def create(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """Publish an opportunity through the API and return it."""
+    response = await client.post("/opportunities", json=opportunity(**overrides))
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]

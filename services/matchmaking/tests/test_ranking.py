@@ -1,0 +1,183 @@
+"""The ranking engine on the real embedding model: fusion, filters, explanations, delta index, feedback."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+from matchmaking.domain import FeedbackWeights
+from matchmaking.embeddings import Encoder, shared_encoder
+from matchmaking.index import Document, Filter
+from matchmaking.ranking import Engine
+
+PROFILES = {
+    "celltx": ("company", ["biotech"], "IT", "Engineering of CAR-T and TCR T cells; closed automated GMP manufacturing."),
+    "unifi-immuno": (
+        "university",
+        ["biotech"],
+        "IT",
+        "Academic laboratory of tumour immunology: T lymphocyte engineering, adoptive cell therapy for leukaemia.",
+    ),
+    "dx-lab": ("company", ["diagnostics"], "IT", "Molecular diagnostics kits: PCR assays for infectious disease."),
+    "olive": ("company", ["nutraceutics"], "IT", "Nutraceutical extracts from olive leaves, polyphenols, supplements."),
+    "cnr-imaging": (
+        "research_institute",
+        ["medical_devices"],
+        "IT",
+        "Microwave imaging and breast cancer screening devices; radar signal processing.",
+    ),
+    "munich-cells": ("company", ["biotech"], "DE", "Contract manufacturing of cell and gene therapies, viral vectors."),
+}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return shared_encoder(2)
+
+
+def profile(encoder: Encoder, key: str) -> Document:
+    kind, sectors, country, text = PROFILES[key]
+    return Document(
+        key=f"profile:{key}",
+        kind="profile",
+        entity_id=key,
+        fields={"description": text, "competences": "", "keywords": "", "projects": ""},
+        vector=encoder.encode_one(text),
+        org_kind=kind,
+        sectors=tuple(sectors),
+        country=country,
+        owner_id=key,
+    )
+
+
+def query(encoder: Encoder, text: str, keywords: str = "", **kw: object) -> Document:
+    return Document(
+        key="opportunity:q",
+        kind="opportunity",
+        entity_id="q",
+        fields={"title": text, "summary": "", "keywords": keywords},
+        vector=encoder.encode_one(text + " " + keywords),
+        opportunity_type="technology_request",
+        owner_id="requester",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(encoder: Encoder) -> Engine:
+    e = Engine(bm25_weight=0.45, feedback=FeedbackWeights())
+    for key in PROFILES:
+        e.upsert(profile(encoder, key))
+    e.index.merge()
+    return e
+
+
+def ids(ranking: object) -> list[str]:
+    return [h.entity_id for h in ranking.hits]  # type: ignore[attr-defined]
+
+
+def test_relevant_profiles_rank_first_with_score_parts(engine: Engine, encoder: Encoder) -> None:
+    q = query(encoder, "Looking for CAR-T cell manufacturing partners", "CAR-T; cell therapy")
+    ranking = engine.rank(q, Filter(kind="profile"), limit=6)
+    top = ids(ranking)
+    assert set(top[:3]) == {"celltx", "unifi-immuno", "munich-cells"}
+    assert top[0] == "celltx"
+    assert top.index("olive") > 2
+    first = ranking.hits[0]
+    assert first.bm25 > 0 and first.dense > 0.3
+    assert first.fused == pytest.approx(0.45 * first.bm25_normalised + 0.55 * first.dense, abs=1e-5)
+    assert first.score == pytest.approx(first.fused)
+    assert ranking.total == len(PROFILES)
+
+
+def test_fusion_combines_both_signals(engine: Engine, encoder: Encoder) -> None:
+    # Lexically only "cell" is shared with the university; semantically it is the closest academic lab.
+    q = query(encoder, "adoptive immunotherapy with engineered lymphocytes against blood cancers")
+    bm25_only = engine.rank(q, Filter(kind="profile"), limit=6, bm25_weight=1.0)
+    dense_only = engine.rank(q, Filter(kind="profile"), limit=6, bm25_weight=0.0)
+    hybrid = engine.rank(q, Filter(kind="profile"), limit=6)
+    assert [h.bm25 for h in bm25_only.hits] == sorted((h.bm25 for h in bm25_only.hits), reverse=True)
+    assert [h.dense for h in dense_only.hits] == sorted((h.dense for h in dense_only.hits), reverse=True)
+    assert dense_only.hits[0].entity_id == "unifi-immuno"
+    assert all(h.bm25 == 0 for h in dense_only.hits)
+    for h in hybrid.hits:
+        assert h.score == pytest.approx(0.45 * h.bm25_normalised + 0.55 * max(0.0, h.dense), abs=1e-5)
+
+
+def test_filters_by_kind_sector_country_owner_and_expiry(engine: Engine, encoder: Encoder) -> None:
+    q = query(encoder, "CAR-T cell manufacturing", "cell therapy")
+    research = ids(engine.rank(q, Filter(kind="profile", org_kinds=frozenset({"university", "research_institute"}))))
+    assert set(research) == {"unifi-immuno", "cnr-imaging"}
+    assert ids(engine.rank(q, Filter(kind="profile", country="DE"))) == ["munich-cells"]
+    biotech = ids(engine.rank(q, Filter(kind="profile", sectors=frozenset({"biotech"}))))
+    assert set(biotech) == {"celltx", "unifi-immuno", "munich-cells"}
+    assert "celltx" not in ids(engine.rank(q, Filter(kind="profile", exclude_owner="celltx")))
+    assert ids(engine.rank(q, Filter(kind="opportunity"))) == []
+
+    e = Engine()
+    e.upsert(profile(encoder, "celltx"))
+    e.index.set_active("profile:celltx", True, date(2020, 1, 1))
+    assert ids(e.rank(q, Filter(kind="profile", valid_on=date(2025, 1, 1)))) == []
+    assert ids(e.rank(q, Filter(kind="profile"))) == ["celltx"]
+
+
+def test_explanation_names_fields_and_terms(engine: Engine, encoder: Encoder) -> None:
+    q = query(encoder, "microwave imaging for breast cancer screening")
+    hit = engine.rank(q, Filter(kind="profile"), limit=1).hits[0]
+    assert hit.entity_id == "cnr-imaging"
+    matched = hit.explanation["matched_fields"]["description"]
+    assert {"microwave", "imaging", "breast", "screening"} <= set(matched)
+    assert "microwave" in hit.explanation["summary"]
+
+
+def test_delta_rows_are_searchable_before_and_after_the_merge(encoder: Encoder) -> None:
+    e = Engine()
+    e.eager_merge_rows = 0  # behave as a large index: no merge at query time
+    for key in ("celltx", "dx-lab", "olive"):
+        e.upsert(profile(encoder, key))
+    e.index.merge()
+    e.upsert(profile(encoder, "cnr-imaging"))
+    assert len(e.index.delta) == 1
+    q = query(encoder, "microwave breast imaging")
+    before = e.rank(q, Filter(kind="profile"), limit=2).hits
+    assert before[0].entity_id == "cnr-imaging" and before[0].bm25 > 0
+    e.index.merge()
+    assert not e.index.delta
+    after = e.rank(q, Filter(kind="profile"), limit=2).hits
+    assert after[0].entity_id == "cnr-imaging"
+    # Replacing a document's text moves it: the old terms no longer match.
+    e.upsert(profile(encoder, "olive").__class__(**{**profile(encoder, "olive").__dict__, "key": "profile:cnr-imaging"}))
+    assert e.rank(q, Filter(kind="profile"), limit=1).hits[0].bm25 == 0
+    e.remove("profile:cnr-imaging")
+    assert "cnr-imaging" not in ids(e.rank(q, Filter(kind="profile")))
+
+
+def test_feedback_moves_a_candidate(engine: Engine, encoder: Encoder) -> None:
+    q = query(encoder, "Looking for CAR-T cell manufacturing partners", "CAR-T; cell therapy")
+    before = ids(engine.rank(q, Filter(kind="profile")))
+    second = before[1]
+    try:
+        engine.feedback.add("opportunity:q", f"profile:{before[0]}", -1)
+        engine.feedback.add("opportunity:q", f"profile:{second}", +1)
+        after = engine.rank(q, Filter(kind="profile"))
+        assert ids(after)[0] == second
+        assert after.hits[0].feedback > 0
+        assert "feedback" in after.hits[0].explanation["summary"]
+    finally:
+        engine.feedback.clear()
+
+
+def test_embeddings_are_unit_vectors_and_deterministic(encoder: Encoder) -> None:
+    a = encoder.encode(["rare diseases registry", "CAR-T", ""])
+    assert a.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-4)
+    assert np.array_equal(a, encoder.encode(["rare diseases registry", "CAR-T", ""]))
+
+
+def test_pytorch_is_never_imported(encoder: Encoder) -> None:
+    import sys
+
+    encoder.encode_one("cell therapy")
+    assert "torch" not in sys.modules
+    assert "sentence_transformers" not in sys.modules
