@@ -13,7 +13,6 @@ import httpx
 import pytest
 import uvicorn
 from distretto_shared.testing import DatabaseTarget, free_port, service_client
-
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.domain import SERVICES

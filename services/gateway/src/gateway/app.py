@@ -35,8 +35,9 @@ SPEC = ServiceSpec(
     description="The single entrance: authentication, roles, rate limits, routing to the services.",
 )
 
-# FastAPI's own document and UI are replaced by the aggregated ones in api.py.
-_REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# FastAPI's own document and UI are replaced by the aggregated ones in api.py, the backbone's
+# health routes by ones that also report each service.
+_REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     spec = dataclasses.replace(SPEC, on_startup=[start], on_shutdown=[stop])
     app = _create(spec, settings)
     app.state.gateway = gateway
-    mine = {api.openapi_document, api.docs}
+    mine = {api.openapi_document, api.docs, api.healthz, api.readyz}
     app.router.routes = [
         r
         for r in app.router.routes

@@ -1,0 +1,234 @@
+"""The gateway in front of real stand-in services: authorisation matrix, auth routes, proxy behaviour."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+from distretto_shared.testing import DatabaseTarget, free_port
+from gateway.domain import ANY_METHOD, POLICY, Policy, Role
+
+from .conftest import (
+    ADMIN_EMAIL,
+    Upstreams,
+    admin_headers,
+    create_user,
+    gateway_settings,
+    login,
+    running_gateway,
+)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def test_authorisation_matrix_every_route_every_role(database: DatabaseTarget, upstreams: Upstreams) -> None:
+    """Every rule of the policy table × every role (token and API key) × anonymous: allowed, 401 or 403."""
+    async with running_gateway(gateway_settings(database, upstreams)) as client:
+        admin = await admin_headers(client)
+        identities: dict[str, tuple[Role | None, dict[str, str]]] = {
+            "anonymous": (None, {}),
+            "admin": (Role.ADMIN, admin),
+        }
+        for role in (Role.STAFF, Role.MEMBER, Role.PARTNER):
+            identities[role.value] = (role, await create_user(client, admin, role.value))
+        issued = await client.post("/auth/api-keys", json={"name": "partner system"}, headers=admin)
+        assert issued.status_code == 201, issued.text
+        identities["partner api key"] = (Role.PARTNER, {"X-API-Key": issued.json()["key"]})
+
+        policy = Policy()
+        checked = 0
+        for rule in POLICY:
+            path = rule.example_path()
+            methods = METHODS if ANY_METHOD in rule.methods else rule.methods
+            for method in [m for m in methods if policy.match(m, path) is rule]:
+                for who, (role, headers) in identities.items():
+                    # forged identity headers must never count
+                    forged = {**headers, "X-Distretto-Role": "admin", "X-Distretto-Principal": "user:forged"}
+                    body = {} if method in ("POST", "PUT", "PATCH") else None
+                    response = await client.request(method, path, headers=forged, json=body)
+                    label = f"{who} {method} {path} → {response.status_code} {response.text[:120]}"
+                    if rule.allows(role):
+                        assert response.status_code not in (401, 403), label
+                        if rule.upstream != "gateway":
+                            assert response.status_code == 200, label
+                            echo = response.json()
+                            assert echo["service"] == rule.upstream, label
+                            assert echo["path"] == path.removeprefix(f"/api/{rule.upstream}"), label
+                            seen = echo["headers"]
+                            if role is None:
+                                assert "x-distretto-role" not in seen and "x-distretto-principal" not in seen, label
+                            else:
+                                assert seen["x-distretto-role"] == role.value, label
+                                assert seen["x-distretto-principal"] != "user:forged", label
+                    else:
+                        assert response.status_code == (401 if role is None else 403), label
+                        assert response.json()["message"], label
+                    checked += 1
+        assert checked >= len(POLICY) * len(identities)
+
+        # unknown routes are denied by default
+        for method, path in (("GET", "/api/nowhere/x"), ("GET", "/admin"), ("DELETE", "/auth/token")):
+            assert (await client.request(method, path)).status_code == 401
+            assert (await client.request(method, path, headers=admin)).status_code == 403
+
+
+async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Upstreams) -> None:
+    settings = gateway_settings(database, upstreams)
+    async with running_gateway(settings) as client:
+        # malformed or wrong credentials
+        bad_json = await client.post("/auth/token", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert bad_json.status_code == 422 and bad_json.json()["message"]
+        missing = await client.post("/auth/token", json={"email": ADMIN_EMAIL})
+        assert missing.status_code == 422 and "password" in missing.json()["message"]
+        wrong = await client.post("/auth/token", json={"email": ADMIN_EMAIL, "password": "nope"})
+        assert wrong.status_code == 401 and wrong.json()["message"]
+        unknown = await client.post("/auth/token", json={"email": "who@x.test", "password": "nope"})
+        assert unknown.status_code == 401
+
+        admin = await admin_headers(client)
+        me = (await client.get("/auth/me", headers=admin)).json()
+        assert me["role"] == "admin" and me["email"] == ADMIN_EMAIL
+
+        # bad input writes nothing
+        before = (await client.get("/auth/users", headers=admin)).json()["total"]
+        for body in (
+            {"email": "short@x.test", "password": "short", "role": "staff"},
+            {"email": "not-an-email", "password": "long-enough-password", "role": "staff"},
+            {"email": "r@x.test", "password": "long-enough-password", "role": "emperor"},
+        ):
+            response = await client.post("/auth/users", json=body, headers=admin)
+            assert response.status_code == 422 and response.json()["message"], response.text
+        assert (await client.get("/auth/users", headers=admin)).json()["total"] == before
+
+        staff = await create_user(client, admin, "staff")
+        dup = await client.post(
+            "/auth/users",
+            json={"email": "STAFF-0@gateway.test", "password": "another-password-1", "role": "member"},
+            headers=admin,
+        )
+        assert dup.status_code == 409 and "already exists" in dup.json()["message"]
+        page = (await client.get("/auth/users", params={"limit": 1, "offset": 1}, headers=admin)).json()
+        assert page["total"] == before + 1 and len(page["items"]) == 1 and page["limit"] == 1
+        assert "password_hash" not in page["items"][0]
+        assert (await client.get("/auth/users", params={"limit": 0}, headers=admin)).status_code == 422
+
+        # a member user carries its organisation to the services
+        member = await create_user(client, admin, "member", organisation_id="org-42")
+        echo = (await client.get("/api/projects/projects", headers=member)).json()
+        assert echo["headers"]["x-distretto-organisation"] == "org-42"
+        assert "authorization" not in echo["headers"]  # credentials stay at the gateway
+
+        # a disabled user can no longer log in
+        users = (await client.get("/auth/users", params={"role": "staff"}, headers=admin)).json()["items"]
+        staff_id = users[0]["id"]
+        patched = await client.patch(f"/auth/users/{staff_id}", json={"active": False}, headers=admin)
+        assert patched.status_code == 200 and patched.json()["active"] is False
+        assert (
+            await client.post("/auth/token", json={"email": "staff-0@gateway.test", "password": "staff-password-1234"})
+        ).status_code == 401
+        assert (await client.get("/auth/users/nobody", headers=admin)).status_code == 404
+        assert staff  # the token issued before stays valid until it expires (stateless JWT)
+
+        # bad, forged and expired tokens
+        for header in ("Bearer garbage", "Bearer ", "Basic abc", "Token x"):
+            response = await client.get("/api/projects/projects", headers={"Authorization": header})
+            assert response.status_code == 401 and response.json()["message"], header
+        forged = jwt.encode(
+            {"sub": "x", "role": "admin", "iat": 0, "exp": time.time() + 60, "iss": settings.jwt_issuer},
+            "other-secret-of-at-least-32-bytes!!",
+            algorithm="HS256",
+        )
+        assert (await client.get("/auth/me", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
+        now = int(time.time())
+        expired = jwt.encode(
+            {"sub": "x", "role": "admin", "iat": now - 7200, "exp": now - 3600, "iss": settings.jwt_issuer},
+            settings.jwt_secret,
+            algorithm="HS256",
+        )
+        response = await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"})
+        assert response.status_code == 401 and "expired" in response.json()["message"]
+        # even a public route refuses a bad credential rather than silently treating the caller as anonymous
+        assert (
+            await client.get("/api/membership/figures", headers={"Authorization": "Bearer garbage"})
+        ).status_code == 401
+
+        # API keys: shown once, stored hashed, revocable
+        issued = await client.post("/auth/api-keys", json={"name": "Partner CRM", "role": "partner"}, headers=admin)
+        assert issued.status_code == 201
+        key = issued.json()["key"]
+        key_id = issued.json()["id"]
+        listed = (await client.get("/auth/api-keys", headers=admin)).json()
+        assert listed["total"] == 1 and "key" not in listed["items"][0]
+        assert listed["items"][0]["prefix"] == key[:10]
+        echo = (await client.get("/api/projects/projects", headers={"X-API-Key": key})).json()
+        assert echo["headers"]["x-distretto-principal"] == f"apikey:{key_id}"
+        assert echo["headers"]["x-distretto-role"] == "partner"
+        assert "x-api-key" not in echo["headers"]
+        assert (await client.post("/auth/api-keys", json={"name": ""}, headers=admin)).status_code == 422
+        revoked = await client.delete(f"/auth/api-keys/{key_id}", headers=admin)
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        response = await client.get("/api/projects/projects", headers={"X-API-Key": key})
+        assert response.status_code == 401 and "revoked" in response.json()["message"]
+        assert (await client.get("/api/projects/projects", headers={"X-API-Key": "dk_made_up"})).status_code == 401
+        assert (await client.get("/auth/api-keys", headers=admin)).json()["total"] == 0
+        assert (await client.get("/auth/api-keys", params={"include_revoked": True}, headers=admin)).json()[
+            "total"
+        ] == 1
+        assert (await client.delete("/auth/api-keys/nope", headers=admin)).status_code == 404
+
+        # a user changes their own password
+        member2 = await create_user(client, admin, "member")
+        wrong_current = await client.post(
+            "/auth/password", json={"current_password": "x", "new_password": "a-brand-new-password"}, headers=member2
+        )
+        assert wrong_current.status_code == 401
+        changed = await client.post(
+            "/auth/password",
+            json={"current_password": "member-password-1234", "new_password": "a-brand-new-password"},
+            headers=member2,
+        )
+        assert changed.status_code == 204
+        await login(client, "member-0@gateway.test", "a-brand-new-password")
+
+
+async def test_bootstrap_admin_is_created_once(database: DatabaseTarget, upstreams: Upstreams) -> None:
+    settings = gateway_settings(database, upstreams)
+    for _ in range(2):
+        async with running_gateway(settings) as client:
+            admin = await admin_headers(client)
+            admins = (await client.get("/auth/users", params={"role": "admin"}, headers=admin)).json()
+            assert admins["total"] == 1
+    # with no bootstrap password nothing is created
+    empty = gateway_settings(database, upstreams, admin_email="other@gateway.test", admin_password="")
+    async with running_gateway(empty) as client:
+        response = await client.post("/auth/token", json={"email": "other@gateway.test", "password": "x"})
+        assert response.status_code == 401
+
+
+async def test_health_and_readiness_report_each_service(database: DatabaseTarget, upstreams: Upstreams) -> None:
+    async with running_gateway(gateway_settings(database, upstreams)) as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 200
+        assert all(u["ok"] for u in health.json()["upstreams"].values())
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        checks = ready.json()["checks"]
+        assert checks["database"]["ok"] and set(checks["upstreams"]) == {
+            "membership",
+            "projects",
+            "newsletter",
+            "matchmaking",
+        }
+    upstreams.apps["newsletter"].ready = False
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        async with running_gateway(gateway_settings(database, upstreams, matchmaking_url=dead)) as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            checks = ready.json()["checks"]["upstreams"]
+            assert checks["newsletter"]["ok"] is False and checks["newsletter"]["status"] == 503
+            assert checks["matchmaking"] == {"ok": False, "url": dead, "error": "connection refused"}
+            assert checks["membership"]["ok"] is True
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        upstreams.apps["newsletter"].ready = True
