@@ -452,9 +452,9 @@ async def approve(ctx: ServiceContext, organisation_id: str, request: ApproveReq
     """applied → active: the organisation becomes a member; its first renewal falls due one period later."""
     async with ctx.db.transaction() as session:
         org = await _organisation(session, organisation_id)
-        plan = await _plan(session, request.fee_plan_id)
         joined_on = request.joined_on or _today()
         if MembershipStatus(org.status) is MembershipStatus.applied:
+            plan = await _plan(session, request.fee_plan_id)
             org.fee_plan_id = plan.id if plan else None
             org.joined_on = joined_on
             org.renewal_due = domain.add_months(joined_on, _period_months(ctx, plan))

@@ -1,0 +1,124 @@
+"""CSV import (all rows or none, errors by line) and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+CSV_HEADERS = {"content-type": "text/csv"}
+
+GOOD = """name,kind,sectors,province,city,vat_number,keywords,year,staff,rd_staff,turnover_eur,lab_m2,patents
+Alfa Bio S.r.l.,company,biotech|pharma,SI,Siena,IT12345678903,vaccines|adjuvants,2024,40,12,8000000,300,4
+Università Esempio,university,,PI,Pisa,,,,,,,,
+"Gamma, Diagnostica S.p.A.",company,diagnostics,FI,Firenze,00488410010,,2024,300,30,60000000,1200,20
+"""
+
+
+async def _import(membership: Any, text: str | bytes) -> Any:
+    body = text.encode() if isinstance(text, str) else text
+    return await membership.http.post("/organisations/import", content=body, headers=CSV_HEADERS)
+
+
+async def test_import_creates_every_row_with_its_figures(membership: Any) -> None:
+    events = await membership.outbox_count()
+    response = await _import(membership, GOOD)
+    assert response.status_code == 201, response.text
+    assert response.json()["imported"] == 3
+    page = await membership.get("/organisations")
+    by_name = {o["name"]: o for o in page["items"]}
+    assert set(by_name) == {"Alfa Bio S.r.l.", "Università Esempio", "Gamma, Diagnostica S.p.A."}
+    alfa = by_name["Alfa Bio S.r.l."]
+    assert alfa["sectors"] == ["biotech", "pharma"]
+    assert alfa["keywords"] == ["vaccines", "adjuvants"]
+    assert alfa["vat_number"] == "12345678903"
+    assert (alfa["size_class"], alfa["latest_figures"]["staff"]) == ("small", 40)
+    assert by_name["Gamma, Diagnostica S.p.A."]["size_class"] == "large"
+    assert by_name["Università Esempio"]["latest_figures"] is None
+    assert await membership.outbox_count() == events + 3
+
+    # Semicolon-separated files (Excel in Italian) work too.
+    semi = "name;kind;sectors;province\nDelta Nutra;company;nutraceutics;LU\n"
+    response = await _import(membership, semi)
+    assert response.status_code == 201, response.text
+    assert (await membership.get("/organisations", q="delta"))["items"][0]["province"] == "LU"
+
+
+async def test_a_file_with_bad_rows_imports_nothing_and_names_each_line(membership: Any) -> None:
+    await membership.create(name="Already here", vat_number="00743110157")
+    before = await membership.register_snapshot()
+    text = (
+        "name,kind,sectors,vat_number,staff,year\n"  # line 1
+        "Good One,company,biotech,01114601006,10,2024\n"  # line 2
+        "Bad VAT,company,biotech,12345678901,,\n"  # line 3
+        "Bad Sector,company,astrology,,,\n"  # line 4
+        "Negative,company,pharma,,-3,2024\n"  # line 5
+        "Repeat,company,pharma,01114601006,,\n"  # line 6
+        "Known,company,pharma,00743110157,,\n"  # line 7
+        ",company,pharma,,,\n"  # line 8: no name
+        "Too,many,fields,,,,\n"  # line 9
+        "Good Two,research_institute,,,,\n"  # line 10
+    )
+    response = await _import(membership, text)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert "nothing was imported" in body["message"]
+    assert body["message"].startswith("7 of 9 rows have errors")
+    errors = {e["line"]: " ".join(e["errors"]) for e in body["details"]}
+    assert sorted(errors) == [3, 4, 5, 6, 7, 8, 9]
+    assert "check digit" in errors[3]
+    assert "sectors.0" in errors[4]
+    assert "staff" in errors[5]
+    assert "repeats line 2" in errors[6]
+    assert "already registered" in errors[7]
+    assert "name" in errors[8]
+    assert "7 fields" in errors[9]
+    assert await membership.register_snapshot() == before
+
+
+MALFORMED: list[tuple[bytes, str]] = [
+    (b"", "empty"),
+    (b"\n\n", "empty"),
+    (b"name,kind\n", "no rows"),
+    ("name,kind\nCaffè Rossi,company\n".encode("latin-1"), "UTF-8"),
+    (b"name,kind,colour\nX,company,red\n", "unknown column"),
+    (b"name,sectors\nX,biotech\n", "missing required column(s): kind"),
+    (b"name,kind,name\nX,company,Y\n", "more than once"),
+    (b'name,kind\n"Unclosed,company\n', "malformed CSV"),
+    (b"name,kind\nX\x00,company\n", "NUL"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "UTF-8"),
+]
+
+
+async def test_malformed_files_are_refused(membership: Any) -> None:
+    await membership.create(name="Existing")
+    before = await membership.register_snapshot()
+    for raw, words in MALFORMED:
+        response = await _import(membership, raw)
+        assert response.status_code == 400, (raw, response.text)
+        assert words in response.json()["message"], (raw, response.json())
+    assert await membership.register_snapshot() == before
+
+
+async def test_export_is_filtered_and_can_be_imported_again(membership: Any) -> None:
+    a = await membership.create(name="Export Alfa", sectors=["biotech", "pharma"], keywords=["cells", "RNA"])
+    await membership.create(name="Export Beta", sectors=["cosmeceutics"], province="LU")
+    await membership.post(f"/organisations/{a['id']}/approve")
+    await membership.http.put(f"/organisations/{a['id']}/figures/2024", json={"staff": 12, "turnover_eur": 1e6})
+
+    response = await membership.http.get("/organisations/export", params={"status": "active"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["name"] for r in rows] == ["Export Alfa"]
+    assert rows[0]["sectors"] == "biotech|pharma"
+    assert rows[0]["keywords"] == "cells|RNA"
+    assert (rows[0]["status"], rows[0]["size_class"], rows[0]["staff"]) == ("active", "small", "12")
+
+    everything = (await membership.http.get("/organisations/export")).text
+    assert len(list(csv.DictReader(io.StringIO(everything)))) == 2
+    again = await _import(membership, everything)
+    assert again.status_code == 201, again.text
+    page = await membership.get("/organisations", q="export beta")
+    assert page["total"] == 2
+    assert {o["province"] for o in page["items"]} == {"LU"}
