@@ -46,3 +46,15 @@ async def create(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     response = await client.post("/opportunities", json=opportunity(**overrides))
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def payload() -> Any:
+    """``payload(**overrides)``: a valid opportunity body."""
+    return opportunity
+
+
+@pytest.fixture
+def publish() -> Any:
+    """``await publish(client, **overrides)``: publish an opportunity through the API."""
+    return create

@@ -12,7 +12,12 @@ from matchmaking.index import Document, Filter
 from matchmaking.ranking import Engine
 
 PROFILES = {
-    "celltx": ("company", ["biotech"], "IT", "Engineering of CAR-T and TCR T cells; closed automated GMP manufacturing."),
+    "celltx": (
+        "company",
+        ["biotech"],
+        "IT",
+        "Engineering of CAR-T and TCR T cells; closed automated GMP manufacturing.",
+    ),
     "unifi-immuno": (
         "university",
         ["biotech"],
@@ -147,7 +152,9 @@ def test_delta_rows_are_searchable_before_and_after_the_merge(encoder: Encoder) 
     after = e.rank(q, Filter(kind="profile"), limit=2).hits
     assert after[0].entity_id == "cnr-imaging"
     # Replacing a document's text moves it: the old terms no longer match.
-    e.upsert(profile(encoder, "olive").__class__(**{**profile(encoder, "olive").__dict__, "key": "profile:cnr-imaging"}))
+    e.upsert(
+        profile(encoder, "olive").__class__(**{**profile(encoder, "olive").__dict__, "key": "profile:cnr-imaging"})
+    )
     assert e.rank(q, Filter(kind="profile"), limit=1).hits[0].bm25 == 0
     e.remove("profile:cnr-imaging")
     assert "cnr-imaging" not in ids(e.rank(q, Filter(kind="profile")))

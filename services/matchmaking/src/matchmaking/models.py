@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -31,6 +31,14 @@ def new_id() -> str:
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
 
 
 def _json(default: Any = list) -> Any:
@@ -288,8 +296,8 @@ class OpportunityPublic(BaseModel):
     expires_on: date
     status: str
     renewals: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class OpportunityAnonymous(BaseModel):
@@ -425,12 +433,12 @@ class MatchPublic(BaseModel):
     score: float
     score_parts: dict[str, Any]
     explanation: dict[str, Any]
-    meeting_at: datetime | None
+    meeting_at: UtcDatetime | None
     meeting_place: str | None
     held_on: date | None
     feedback: dict[str, bool] = {}
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class IndexStats(BaseModel):
