@@ -1,0 +1,3 @@
+from newsletter.app import main
+
+main()

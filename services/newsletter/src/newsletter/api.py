@@ -1,0 +1,371 @@
+"""HTTP routes: HTTP → service call → response."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from distretto_shared.app import ServiceContext
+from distretto_shared.web import Invalid, Page, PageParams, make_page, page_params
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
+
+from newsletter import service
+from newsletter.config import Settings
+from newsletter.domain import CampaignAction
+from newsletter.models import (
+    BouncePublic,
+    BounceReport,
+    CampaignCreate,
+    CampaignPublic,
+    CampaignUpdate,
+    DeliveryPublic,
+    MailingListCreate,
+    MailingListPublic,
+    Preferences,
+    Schedule,
+    SendTest,
+    SendTestResult,
+    SignUp,
+    SubscriberCreate,
+    SubscriberPublic,
+    SubscriberUpdate,
+    TemplateCreate,
+    TemplatePublic,
+    TemplateUpdate,
+)
+
+router = APIRouter()
+PageDep = Annotated[PageParams, Depends(page_params)]
+Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Token = Annotated[str, Path(min_length=10, max_length=600)]
+QToken = Annotated[str, Query(min_length=10, max_length=600, description="The signed token from the mail")]
+
+
+def ctx_of(request: Request) -> ServiceContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Ctx = Annotated[ServiceContext, Depends(ctx_of)]
+
+
+def client_of(request: Request) -> service.Client:
+    """The caller's address (X-Forwarded-For only when configured to trust the gateway)."""
+    settings: Settings = request.app.state.ctx.settings
+    address = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    if settings.trust_forwarded_for and forwarded:
+        address = forwarded.split(",")[0].strip()[:100]
+    return service.Client(address=address, user_agent=request.headers.get("user-agent"))
+
+
+ClientDep = Annotated[service.Client, Depends(client_of)]
+
+
+def _rate_limited(exc: service.RateLimited) -> JSONResponse:
+    return JSONResponse(
+        status_code=429,
+        content={"error": exc.code, "message": exc.message, "details": exc.details},
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
+async def _form_or_json(request: Request) -> dict[str, Any]:
+    """A POST body as a dict: JSON, or an HTML form (application/x-www-form-urlencoded)."""
+    raw = await request.body()
+    if len(raw) > 64_000:
+        raise Invalid("the request body is too large")
+    ctype = request.headers.get("content-type", "")
+    if "json" in ctype:
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError as exc:
+            raise Invalid("the body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise Invalid("the body must be a JSON object")
+        return data
+    try:
+        parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise Invalid("the form is not UTF-8") from exc
+    return {k: v for k, v in parsed.items()}
+
+
+# -- lists ---------------------------------------------------------------------
+
+
+@router.post("/lists", status_code=201, response_model=MailingListPublic, tags=["lists"])
+async def create_list(data: MailingListCreate, ctx: Ctx) -> MailingListPublic:
+    return await service.create_list(ctx, data)
+
+
+@router.get("/lists", response_model=Page[MailingListPublic], tags=["lists"])
+async def list_lists(ctx: Ctx, page: PageDep) -> Page[MailingListPublic]:
+    items, total = await service.list_lists(ctx, page)
+    return make_page(items, total, page)
+
+
+@router.get("/lists/{list_id}", response_model=MailingListPublic, tags=["lists"])
+async def get_list(list_id: Id, ctx: Ctx) -> MailingListPublic:
+    return await service.get_list(ctx, list_id)
+
+
+# -- subscribers (administration) ------------------------------------------------------
+
+
+@router.post("/subscribers", status_code=201, response_model=SubscriberPublic, tags=["subscribers"])
+async def create_subscriber(data: SubscriberCreate, ctx: Ctx) -> SubscriberPublic:
+    return await service.create_subscriber(ctx, data)
+
+
+@router.get("/subscribers", response_model=Page[SubscriberPublic], tags=["subscribers"])
+async def list_subscribers(
+    ctx: Ctx,
+    page: PageDep,
+    list_ref: Annotated[str | None, Query(alias="list", max_length=80)] = None,
+    status: Annotated[str | None, Query(pattern=r"^(unconfirmed|confirmed|unsubscribed|suppressed)$")] = None,
+) -> Page[SubscriberPublic]:
+    items, total = await service.list_subscribers(ctx, page, list_ref=list_ref, status=status)
+    return make_page(items, total, page)
+
+
+@router.get("/subscribers/{subscriber_id}", response_model=SubscriberPublic, tags=["subscribers"])
+async def get_subscriber(subscriber_id: Id, ctx: Ctx) -> SubscriberPublic:
+    return await service.get_subscriber(ctx, subscriber_id)
+
+
+@router.patch("/subscribers/{subscriber_id}", response_model=SubscriberPublic, tags=["subscribers"])
+async def update_subscriber(subscriber_id: Id, data: SubscriberUpdate, ctx: Ctx) -> SubscriberPublic:
+    return await service.update_subscriber(ctx, subscriber_id, data)
+
+
+@router.get("/subscribers/{subscriber_id}/export", tags=["gdpr"], summary="Everything held about a subscriber")
+async def export_subscriber(subscriber_id: Id, ctx: Ctx) -> dict[str, Any]:
+    return await service.export_subscriber(ctx, subscriber_id)
+
+
+@router.delete("/subscribers/{subscriber_id}", status_code=204, tags=["gdpr"], summary="Erase a subscriber")
+async def erase_subscriber(subscriber_id: Id, ctx: Ctx) -> Response:
+    await service.erase_subscriber(ctx, subscriber_id)
+    return Response(status_code=204)
+
+
+# -- public: sign-up, confirmation, preferences, unsubscribe -----------------------------
+
+
+@router.post("/signup", status_code=202, tags=["public"], summary="Subscribe (double opt-in)")
+async def sign_up(data: SignUp, ctx: Ctx, client: ClientDep) -> Any:
+    try:
+        await service.sign_up(ctx, data, client)
+    except service.RateLimited as exc:
+        return _rate_limited(exc)
+    return {"status": "pending", "message": "Check your inbox: we sent a link to confirm the subscription."}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (
+        "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+        f"<title>{html.escape(title)}</title><body style='font-family:sans-serif;max-width:40em;margin:2em auto'>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=status)
+
+
+@router.get("/confirm", response_class=HTMLResponse, tags=["public"], summary="The confirmation page (a button)")
+async def confirm_page(token: QToken, ctx: Ctx) -> HTMLResponse:
+    # A GET only shows the button: link scanners that open every URL in a mail must not confirm.
+    service._verify(ctx.settings, token, "confirm")  # type: ignore[arg-type]
+    return _page(
+        "Confirm your subscription",
+        f"<form method=post action='confirm?token={html.escape(token)}'><button>Confirm</button></form>",
+    )
+
+
+@router.post("/confirm", tags=["public"], summary="Confirm the double opt-in")
+async def confirm(token: QToken, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+    lists = await service.confirm(ctx, token, client)
+    if "json" in request.headers.get("accept", ""):
+        return {"status": "confirmed", "lists": lists}
+    return _page("Subscription confirmed", "<p>Thank you: your subscription is confirmed.</p>")
+
+
+@router.get("/preferences", response_class=HTMLResponse, tags=["public"], summary="The preferences page")
+async def preferences_page(token: QToken, ctx: Ctx) -> HTMLResponse:
+    sub, lists = await service.preferences(ctx, token)
+    mine = {s.list_id for s in sub.subscriptions if s.status == "confirmed"}
+    boxes = "".join(
+        f"<label><input type=checkbox name=lists value='{html.escape(lst.slug)}'"
+        f"{' checked' if lst.id in mine else ''}> {html.escape(lst.name)}</label><br>"
+        for lst in lists
+    )
+    body = (
+        f"<p>{html.escape(sub.email)}</p><form method=post action='preferences?token={html.escape(token)}'>"
+        f"<label>Name <input name=name value='{html.escape(sub.name)}'></label><p>{boxes}</p>"
+        f"<label>Interests (comma-separated) <input name=interests value='{html.escape(', '.join(sub.interests))}'>"
+        "</label><p><button>Save</button> <button name=unsubscribe_all value=1>Unsubscribe from everything</button>"
+        "</p></form>"
+    )
+    return _page("Your newsletter preferences", body)
+
+
+@router.post("/preferences", tags=["public"], summary="Save preferences (form or JSON)")
+async def save_preferences(token: QToken, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+    data = await _form_or_json(request)
+    if "json" not in request.headers.get("content-type", ""):
+        interests = [i.strip() for v in data.get("interests", []) for i in v.split(",") if i.strip()]
+        data = {
+            "lists": data.get("lists", []),
+            "interests": interests,
+            "name": (data.get("name") or [None])[0],
+            "unsubscribe_all": bool(data.get("unsubscribe_all")),
+        }
+    try:
+        prefs = Preferences.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    sub = await service.update_preferences(ctx, token, prefs, client)
+    if "json" in request.headers.get("accept", ""):
+        return sub
+    return _page("Preferences saved", "<p>Your preferences are saved.</p>")
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["public"], summary="Unsubscribe page")
+async def unsubscribe_page(token: Token, ctx: Ctx) -> HTMLResponse:
+    # GET never unsubscribes (RFC 8058: mail scanners open links); the page's one button does.
+    service.check_unsubscribe_token(ctx.settings, token)  # type: ignore[arg-type]
+    return _page(
+        "Unsubscribe",
+        f"<form method=post action='{html.escape(token)}'>"
+        "<input type=hidden name=List-Unsubscribe value=One-Click><button>Unsubscribe</button></form>",
+    )
+
+
+@router.post("/unsubscribe/{token}", tags=["public"], summary="One-click unsubscribe (RFC 8058)")
+async def unsubscribe(token: Token, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+    data = await _form_or_json(request)
+    one_click = data.get("List-Unsubscribe") in (["One-Click"], "One-Click")
+    lists = await service.unsubscribe(ctx, token, method="one-click" if one_click else "link", client=client)
+    if "json" in request.headers.get("accept", "") or one_click and "html" not in request.headers.get("accept", ""):
+        return {"status": "unsubscribed", "lists": lists}
+    return _page("Unsubscribed", "<p>You will not receive these mails any more.</p>")
+
+
+# -- templates -------------------------------------------------------------------------
+
+
+@router.post("/templates", status_code=201, response_model=TemplatePublic, tags=["templates"])
+async def create_template(data: TemplateCreate, ctx: Ctx) -> TemplatePublic:
+    return await service.create_template(ctx, data)
+
+
+@router.get("/templates", response_model=Page[TemplatePublic], tags=["templates"])
+async def list_templates(ctx: Ctx, page: PageDep) -> Page[TemplatePublic]:
+    items, total = await service.list_templates(ctx, page)
+    return make_page(items, total, page)
+
+
+@router.get("/templates/{template_id}", response_model=TemplatePublic, tags=["templates"])
+async def get_template(template_id: Id, ctx: Ctx) -> TemplatePublic:
+    return await service.get_template(ctx, template_id)
+
+
+@router.patch("/templates/{template_id}", response_model=TemplatePublic, tags=["templates"])
+async def update_template(template_id: Id, data: TemplateUpdate, ctx: Ctx) -> TemplatePublic:
+    return await service.update_template(ctx, template_id, data)
+
+
+# -- campaigns -------------------------------------------------------------------------
+
+
+@router.post("/campaigns", status_code=201, response_model=CampaignPublic, tags=["campaigns"])
+async def create_campaign(data: CampaignCreate, ctx: Ctx) -> CampaignPublic:
+    return await service.create_campaign(ctx, data)
+
+
+@router.get("/campaigns", response_model=Page[CampaignPublic], tags=["campaigns"])
+async def list_campaigns(
+    ctx: Ctx,
+    page: PageDep,
+    status: Annotated[str | None, Query(pattern=r"^(draft|scheduled|running|paused|finished|cancelled)$")] = None,
+) -> Page[CampaignPublic]:
+    items, total = await service.list_campaigns(ctx, page, status=status)
+    return make_page(items, total, page)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
+async def get_campaign(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
+    return await service.get_campaign(ctx, campaign_id)
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
+async def update_campaign(campaign_id: Id, data: CampaignUpdate, ctx: Ctx) -> CampaignPublic:
+    return await service.update_campaign(ctx, campaign_id, data)
+
+
+@router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignPublic, tags=["campaigns"])
+async def schedule_campaign(campaign_id: Id, data: Schedule, ctx: Ctx) -> CampaignPublic:
+    return await service.schedule_campaign(ctx, campaign_id, data.send_at)
+
+
+def _action_route(action: CampaignAction) -> None:
+    async def act(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
+        return await service.campaign_action(ctx, campaign_id, action)
+
+    act.__name__ = f"{action.value}_campaign"
+    router.post(
+        f"/campaigns/{{campaign_id}}/{action.value}",
+        response_model=CampaignPublic,
+        tags=["campaigns"],
+        summary=f"{action.value.capitalize()} the campaign (409 when not allowed from its status)",
+    )(act)
+
+
+for _action in (
+    CampaignAction.START,
+    CampaignAction.PAUSE,
+    CampaignAction.RESUME,
+    CampaignAction.CANCEL,
+    CampaignAction.UNSCHEDULE,
+):
+    _action_route(_action)
+
+
+@router.post("/campaigns/{campaign_id}/test", response_model=list[SendTestResult], tags=["campaigns"])
+async def send_test(campaign_id: Id, data: SendTest, ctx: Ctx) -> list[SendTestResult]:
+    return await service.send_test(ctx, campaign_id, data)
+
+
+@router.get("/campaigns/{campaign_id}/deliveries", response_model=Page[DeliveryPublic], tags=["campaigns"])
+async def list_deliveries(
+    campaign_id: Id,
+    ctx: Ctx,
+    page: PageDep,
+    status: Annotated[str | None, Query(pattern=r"^(pending|sending|sent|failed|skipped|cancelled)$")] = None,
+) -> Page[DeliveryPublic]:
+    items, total = await service.list_deliveries(ctx, campaign_id, page, status=status)
+    return make_page(items, total, page)
+
+
+@router.post("/digest", tags=["campaigns"], summary="Build the digest now (draft or started, per configuration)")
+async def build_digest(ctx: Ctx) -> Any:
+    campaign = await service.build_digest(ctx)
+    if campaign is None:
+        return JSONResponse(status_code=200, content={"status": "nothing-new", "message": "no new items for a digest"})
+    return campaign
+
+
+# -- bounces ---------------------------------------------------------------------------
+
+
+@router.post("/bounces", status_code=201, response_model=BouncePublic, tags=["bounces"], summary="Bounce webhook")
+async def report_bounce(data: BounceReport, ctx: Ctx) -> BouncePublic:
+    return await service.report_bounce(ctx, data)
+
+
+@router.get("/bounces", response_model=Page[BouncePublic], tags=["bounces"])
+async def list_bounces(ctx: Ctx, page: PageDep) -> Page[BouncePublic]:
+    items, total = await service.list_bounces(ctx, page)
+    return make_page(items, total, page)

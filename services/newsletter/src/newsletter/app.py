@@ -1,0 +1,100 @@
+"""Assembly of the newsletter service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import create_app as _create
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.logging import get_logger
+
+from newsletter import api, consumers, service
+from newsletter.config import Settings
+from newsletter.delivery import DeliveryEngine
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+async def start_engine(ctx: ServiceContext) -> None:
+    consumers.bind(ctx)
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    if settings.delivery_enabled:
+        engine = DeliveryEngine(ctx.db, settings, source=ctx.source)
+        ctx.extras["engine"] = engine
+        # A restart after a crash: rows a dead worker held come back once their lease ran out.
+        await engine.release_stale()
+        await engine.start()
+
+
+async def stop_engine(ctx: ServiceContext) -> None:
+    engine: DeliveryEngine | None = ctx.extras.pop("engine", None)
+    if engine is not None:
+        await engine.stop()
+
+
+async def scheduler(ctx: ServiceContext) -> None:
+    """Start due campaigns, finish done ones, take back dead workers' rows, refresh the gauges."""
+    await service.start_due_campaigns(ctx)
+    engine: DeliveryEngine | None = ctx.extras.get("engine")
+    if engine is not None:
+        await engine.release_stale()
+    await service.finish_done_campaigns(ctx)
+    await service.update_queue_metrics(ctx)
+
+
+async def digest(ctx: ServiceContext) -> None:
+    if ctx.settings.digest_enabled:  # type: ignore[attr-defined]
+        campaign = await service.build_digest(ctx)
+        if campaign is not None:
+            log.info("digest built", campaign_id=campaign.id, status=campaign.status)
+
+
+def _interval(name: str) -> Any:
+    return lambda settings: getattr(settings, name)
+
+
+SPEC = ServiceSpec(
+    name="newsletter",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    consumers=[consumers.consumers],
+    topics=[
+        contracts.SUBSCRIBER_TOPIC,
+        contracts.CAMPAIGN_TOPIC,
+        membership.ORGANISATION_TOPIC,
+        membership.CONTACT_TOPIC,
+        projects.PROJECT_TOPIC,
+        matchmaking.OPPORTUNITY_TOPIC,
+    ],
+    published_events=[
+        contracts.SubscriberConfirmed,
+        contracts.SubscriberUnsubscribed,
+        contracts.SubscriberErased,
+        contracts.BounceRecorded,
+        contracts.CampaignStarted,
+        contracts.CampaignFinished,
+        contracts.DeliveryFailed,
+    ],
+    periodic=[
+        PeriodicJob("newsletter-scheduler", _interval("scheduler_interval"), scheduler),
+        PeriodicJob("newsletter-digest", _interval("digest_interval_seconds"), digest),
+    ],
+    on_startup=[start_engine],
+    on_shutdown=[stop_engine],
+    title="Distretto newsletter",
+    description="Subscribers with double opt-in, campaigns delivered exactly once, one-click unsubscribe, automation",
+)
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    """The newsletter's ASGI app."""
+    return _create(SPEC, settings)
+
+
+main = cli(SPEC)

@@ -1,0 +1,95 @@
+"""Event handlers: membership, projects and matchmaking events → newsletter use cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distretto_shared.app import ServiceContext
+from distretto_shared.consumer import Consumers
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.events import EventMeta
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from newsletter import service
+
+consumers = Consumers("newsletter-automation")
+
+# The handlers need the service context (settings, source); the app sets it at start-up.
+_CTX: dict[str, ServiceContext] = {}
+
+
+def bind(ctx: ServiceContext) -> None:
+    """Give the handlers the running service's context."""
+    _CTX["ctx"] = ctx
+
+
+def _ctx() -> ServiceContext:
+    try:
+        return _CTX["ctx"]
+    except KeyError as exc:  # a transient state at start-up: the runner retries
+        raise RuntimeError("newsletter context not bound yet") from exc
+
+
+@consumers.handles(membership.ContactAdded, membership.ContactUpdated)
+async def on_contact(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    await service.contact_changed(session, _ctx(), event.contact)
+
+
+@consumers.handles(membership.ContactErased)
+async def on_contact_erased(session: AsyncSession, event: membership.ContactErased, meta: EventMeta) -> None:
+    await service.contact_erased(session, _ctx(), event.contact_id, event.email_sha256.lower())
+
+
+@consumers.handles(membership.OrganisationJoined)
+async def on_joined(session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+    await service.organisation_joined(session, _ctx(), event)
+
+
+@consumers.handles(projects.ProjectRegistered)
+async def on_project(session: AsyncSession, event: projects.ProjectRegistered, meta: EventMeta) -> None:
+    p = event.project
+    await service.add_digest_item(
+        session,
+        kind="project",
+        ref=f"project:{event.project_id}",
+        title=f"{p.acronym}: {p.title}",
+        detail=", ".join(p.thematic_areas),
+        occurred_on=p.start_date,
+    )
+
+
+@consumers.handles(projects.MilestoneReached)
+async def on_milestone(session: AsyncSession, event: projects.MilestoneReached, meta: EventMeta) -> None:
+    await service.add_digest_item(
+        session,
+        kind="milestone",
+        ref=f"milestone:{event.milestone_id}",
+        title=f"{event.acronym or event.project_id} {event.number}: {event.title}",
+        detail=f"reached on {event.reached_on.isoformat()}",
+        occurred_on=event.reached_on,
+    )
+
+
+@consumers.handles(projects.DeliverableDueSoon, projects.DeliverableOverdue)
+async def on_deadline(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    overdue = isinstance(event, projects.DeliverableOverdue)
+    await service.add_digest_item(
+        session,
+        kind="deadline",
+        ref=f"deliverable:{event.deliverable_id}:{'overdue' if overdue else event.horizon_days}",
+        title=f"{event.acronym or event.project_id} {event.number}: {event.title}",
+        detail=(f"overdue by {event.days_late} days" if overdue else f"due on {event.due_date.isoformat()}"),
+        occurred_on=event.due_date,
+    )
+
+
+@consumers.handles(matchmaking.OpportunityPublished)
+async def on_opportunity(session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta) -> None:
+    await service.add_digest_item(
+        session,
+        kind="opportunity",
+        ref=f"opportunity:{event.opportunity_id}",
+        title=event.title,
+        detail=f"{event.opportunity_type.replace('_', ' ')}" + (f" — {event.summary[:200]}" if event.summary else ""),
+        occurred_on=None,
+    )

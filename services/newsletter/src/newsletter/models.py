@@ -1,0 +1,498 @@
+"""Tables of the newsletter service and their API shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import uuid4
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as PField
+from sqlmodel import Column, Field, SQLModel
+
+from newsletter import domain
+
+
+def new_id() -> str:
+    """A fresh UUID string."""
+    return uuid4().hex
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(sa.DateTime(timezone=True), nullable=nullable))
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is a 422, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _email(value: str) -> str:
+    try:
+        return domain.normalise_email(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid email address") from exc
+
+
+# -- lists -------------------------------------------------------------------
+
+
+class MailingListBase(SQLModel):
+    slug: str = Field(max_length=80, unique=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
+    visibility: str = Field(default="public", max_length=10)
+
+
+class MailingList(MailingListBase, table=True):
+    __tablename__ = "mailing_list"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class MailingListCreate(Strict):
+    slug: str = PField(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$", description="lower-case letters, digits, dashes")
+    name: str = PField(min_length=1, max_length=200)
+    description: str = PField(default="", max_length=2000)
+    visibility: str = PField(default="public", pattern=r"^(public|private)$")
+
+
+class MailingListPublic(MailingListBase):
+    id: str
+    created_at: datetime
+    subscribers: int = 0
+
+
+# -- subscribers ---------------------------------------------------------------
+
+
+class Subscriber(SQLModel, table=True):
+    __tablename__ = "subscriber"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    email: str = Field(max_length=254, unique=True)
+    email_sha256: str = Field(max_length=64, index=True)
+    name: str = Field(default="", max_length=200)
+    language: str = Field(default="it", max_length=10)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
+    confirmed_at: datetime | None = _ts()
+    suppressed: bool = False
+    suppressed_reason: str | None = Field(default=None, max_length=40)
+    soft_bounces: int = 0
+    contact_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class Subscription(SQLModel, table=True):
+    """A subscriber on a list: unconfirmed, confirmed or unsubscribed (per list, as in listmonk)."""
+
+    __tablename__ = "subscription"
+    subscriber_id: str = Field(foreign_key="subscriber.id", primary_key=True, max_length=32, ondelete="CASCADE")
+    list_id: str = Field(foreign_key="mailing_list.id", primary_key=True, max_length=32, index=True)
+    status: str = Field(default="unconfirmed", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class SubscriberInterest(SQLModel, table=True):
+    __tablename__ = "subscriber_interest"
+    subscriber_id: str = Field(foreign_key="subscriber.id", primary_key=True, max_length=32, ondelete="CASCADE")
+    interest: str = Field(primary_key=True, max_length=80, index=True)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Proof of consent: what was agreed (or withdrawn), when, where, with which wording, from which address."""
+
+    __tablename__ = "consent_record"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    subscriber_id: str = Field(foreign_key="subscriber.id", max_length=32, index=True, ondelete="CASCADE")
+    action: str = Field(max_length=30)
+    lists: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
+    source: str = Field(max_length=200)
+    wording_version: str = Field(max_length=50)
+    client_address: str | None = Field(default=None, max_length=100)
+    user_agent: str | None = Field(default=None, max_length=300)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class RateHit(SQLModel, table=True):
+    """One accepted sign-up, counted against its address and its client."""
+
+    __tablename__ = "rate_hit"
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=20)
+    key: str = Field(max_length=100)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    __table_args__ = (sa.Index("ix_rate_hit_scope_key_at", "scope", "key", "at"),)
+
+
+def _interests(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        v = v.strip().lower()
+        if not v or len(v) > 80:
+            raise ValueError("interests are 1–80 characters each")
+        if v not in out:
+            out.append(v)
+    return out
+
+
+class SignUp(Strict):
+    """A public sign-up (double opt-in)."""
+
+    email: str
+    name: str = PField(default="", max_length=200)
+    lists: list[str] = PField(min_length=1, max_length=20)
+    """Slugs of public lists."""
+    interests: list[str] = PField(default_factory=list, max_length=30)
+    language: str = PField(default="it", max_length=10)
+    consent: bool
+    """The box the person ticked; must be true."""
+    consent_wording_version: str | None = PField(default=None, max_length=50)
+    source: str = PField(default="web-form", max_length=200)
+
+    _email = field_validator("email")(_email)
+    _interests = field_validator("interests")(_interests)
+
+    @field_validator("consent")
+    @classmethod
+    def _consented(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("consent must be given to subscribe")
+        return v
+
+
+class SubscriberCreate(Strict):
+    """An administrator adds a subscriber (e.g. an import with consent collected elsewhere)."""
+
+    email: str
+    name: str = PField(default="", max_length=200)
+    lists: list[str] = PField(default_factory=list, max_length=50)
+    interests: list[str] = PField(default_factory=list, max_length=30)
+    language: str = PField(default="it", max_length=10)
+    attributes: dict[str, Any] = PField(default_factory=dict)
+    preconfirmed: bool = False
+    """True only when consent was collected elsewhere (recorded with ``consent_source``)."""
+    consent_source: str = PField(default="admin", max_length=200)
+    consent_wording_version: str | None = PField(default=None, max_length=50)
+
+    _email = field_validator("email")(_email)
+    _interests = field_validator("interests")(_interests)
+
+
+class SubscriberUpdate(Strict):
+    name: str | None = PField(default=None, max_length=200)
+    language: str | None = PField(default=None, max_length=10)
+    interests: list[str] | None = PField(default=None, max_length=30)
+    attributes: dict[str, Any] | None = None
+
+    @field_validator("interests")
+    @classmethod
+    def _i(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _interests(v)
+
+
+class SubscriptionPublic(BaseModel):
+    list_id: str
+    list_slug: str
+    status: str
+
+
+class SubscriberPublic(BaseModel):
+    id: str
+    email: str
+    name: str
+    language: str
+    attributes: dict[str, Any]
+    confirmed_at: datetime | None
+    suppressed: bool
+    suppressed_reason: str | None
+    soft_bounces: int
+    interests: list[str] = []
+    subscriptions: list[SubscriptionPublic] = []
+    created_at: datetime
+
+
+# -- templates -----------------------------------------------------------------
+
+
+class TemplateBase(SQLModel):
+    name: str = Field(max_length=200, unique=True)
+    subject: str = Field(max_length=300)
+    body_html: str = Field(sa_type=sa.Text)
+    body_text: str = Field(sa_type=sa.Text)
+
+
+class Template(TemplateBase, table=True):
+    __tablename__ = "template"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class TemplateCreate(Strict):
+    name: str = PField(min_length=1, max_length=200)
+    subject: str = PField(min_length=1, max_length=300)
+    body_html: str = PField(min_length=1, max_length=500_000)
+    body_text: str = PField(min_length=1, max_length=500_000)
+
+
+class TemplateUpdate(Strict):
+    name: str | None = PField(default=None, min_length=1, max_length=200)
+    subject: str | None = PField(default=None, min_length=1, max_length=300)
+    body_html: str | None = PField(default=None, min_length=1, max_length=500_000)
+    body_text: str | None = PField(default=None, min_length=1, max_length=500_000)
+
+
+class TemplatePublic(TemplateBase):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- campaigns -----------------------------------------------------------------
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaign"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    subject: str = Field(max_length=300)
+    template_id: str = Field(foreign_key="template.id", max_length=32)
+    lists: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
+    interests: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
+    kind: str = Field(default="regular", max_length=20)
+    status: str = Field(default="draft", max_length=20, index=True)
+    send_at: datetime | None = _ts()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    recipients: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class CampaignCreate(Strict):
+    name: str = PField(min_length=1, max_length=200)
+    subject: str = PField(min_length=1, max_length=300)
+    """Jinja2 (subscriber fields available); CR/LF never reach the header."""
+    template_id: str = PField(min_length=1, max_length=32)
+    lists: list[str] = PField(min_length=1, max_length=50)
+    """List ids or slugs."""
+    interests: list[str] = PField(default_factory=list, max_length=30)
+    """When given, only subscribers sharing at least one of these interests."""
+    data: dict[str, Any] = PField(default_factory=dict)
+
+    _interests = field_validator("interests")(_interests)
+
+
+class CampaignUpdate(Strict):
+    name: str | None = PField(default=None, min_length=1, max_length=200)
+    subject: str | None = PField(default=None, min_length=1, max_length=300)
+    template_id: str | None = PField(default=None, min_length=1, max_length=32)
+    lists: list[str] | None = PField(default=None, min_length=1, max_length=50)
+    interests: list[str] | None = PField(default=None, max_length=30)
+    data: dict[str, Any] | None = None
+
+    @field_validator("interests")
+    @classmethod
+    def _i(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _interests(v)
+
+
+class Schedule(Strict):
+    send_at: datetime
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("send_at needs a time zone (e.g. 2025-05-01T09:00:00Z)")
+        return v
+
+
+class SendTest(Strict):
+    emails: list[str] = PField(min_length=1, max_length=10)
+
+    @field_validator("emails")
+    @classmethod
+    def _e(cls, v: list[str]) -> list[str]:
+        return [_email(e) for e in v]
+
+
+class CampaignStats(BaseModel):
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+
+
+class CampaignPublic(BaseModel):
+    id: str
+    name: str
+    subject: str
+    template_id: str
+    lists: list[str]
+    interests: list[str]
+    data: dict[str, Any]
+    kind: str
+    status: str
+    send_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    recipients: int
+    created_at: datetime
+    stats: CampaignStats | None = None
+
+
+# -- the delivery ledger ---------------------------------------------------------
+
+
+class Delivery(SQLModel, table=True):
+    """One mail to one recipient: the ledger row that makes delivery exactly-once.
+
+    Campaign rows are one per (campaign, subscriber) (unique); transactional rows
+    (confirmation, welcome) are unique by ``dedupe_key`` and carry their rendered content.
+    Status: pending → sending (claimed with a token and a lease) → sent | failed | skipped | cancelled.
+    """
+
+    __tablename__ = "delivery"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str | None = Field(default=None, max_length=32)
+    subscriber_id: str | None = Field(default=None, max_length=32)
+    kind: str = Field(default="campaign", max_length=20)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    email: str | None = Field(default=None, max_length=254)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(sa.JSON, nullable=True))
+    status: str = Field(default="pending", max_length=20)
+    claim_token: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime | None = _ts()
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    smtp_server: str | None = Field(default=None, max_length=200)
+    smtp_code: int | None = None
+    smtp_reply: str | None = Field(default=None, max_length=500)
+    message_id: str | None = Field(default=None, max_length=300)
+    sent_at: datetime | None = _ts()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
+        sa.Index("ix_delivery_status_campaign", "status", "campaign_id", "id"),
+    )
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    campaign_id: str | None
+    subscriber_id: str | None
+    kind: str
+    status: str
+    attempts: int
+    smtp_server: str | None
+    smtp_code: int | None
+    smtp_reply: str | None
+    message_id: str | None
+    sent_at: datetime | None
+
+
+class SendTestResult(BaseModel):
+    email: str
+    ok: bool
+    smtp_code: int | None
+    smtp_reply: str
+
+
+# -- bounces -------------------------------------------------------------------
+
+
+class Bounce(SQLModel, table=True):
+    __tablename__ = "bounce"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    subscriber_id: str = Field(foreign_key="subscriber.id", max_length=32, index=True, ondelete="CASCADE")
+    campaign_id: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=20)
+    source: str = Field(max_length=20)
+    reason: str = Field(default="", max_length=1000)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class BounceReport(Strict):
+    """What a bounce webhook sends (a mail provider, or a mailbox scanner)."""
+
+    email: str
+    kind: domain.BounceKind
+    reason: str = PField(default="", max_length=1000)
+    campaign_id: str | None = PField(default=None, max_length=32)
+
+    _email = field_validator("email")(_email)
+
+
+class BouncePublic(BaseModel):
+    id: str
+    subscriber_id: str
+    campaign_id: str | None
+    kind: str
+    source: str
+    reason: str
+    at: datetime
+    suppressed: bool = False
+
+
+# -- read models fed by other services' events ---------------------------------------
+
+
+class MemberContact(SQLModel, table=True):
+    """A member organisation's contact (membership's ContactAdded/Updated)."""
+
+    __tablename__ = "member_contact"
+    contact_id: str = Field(primary_key=True, max_length=64)
+    organisation_id: str = Field(max_length=64, index=True)
+    email: str = Field(max_length=254)
+    email_sha256: str = Field(max_length=64, index=True)
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    language: str = Field(default="it", max_length=10)
+    consent_newsletter: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class MemberOrganisation(SQLModel, table=True):
+    """A member organisation as far as mails need it (name and first join)."""
+
+    __tablename__ = "member_organisation"
+    organisation_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=300)
+    first_joined_on: date | None = None
+
+
+class DigestItem(SQLModel, table=True):
+    """Something worth a line in the next digest, kept from another service's event."""
+
+    __tablename__ = "digest_item"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    kind: str = Field(max_length=30)
+    ref: str = Field(max_length=200, unique=True)
+    title: str = Field(max_length=500)
+    detail: str = Field(default="", max_length=2000)
+    occurred_on: date | None = None
+    campaign_id: str | None = Field(default=None, max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+# -- preferences (form posts) ----------------------------------------------------------
+
+
+class Preferences(BaseModel):
+    lists: list[str] = []
+    interests: list[str] = []
+    name: str | None = None
+    unsubscribe_all: bool = False

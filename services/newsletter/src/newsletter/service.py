@@ -1,0 +1,1477 @@
+"""Use cases of the newsletter: one unit of work each (load, apply the rule, save, add outbox events)."""
+
+from __future__ import annotations
+
+import html as html_lib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from distretto_shared.app import ServiceContext
+from distretto_shared.contracts import membership as membership_contracts
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.outbox import add_event
+from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from newsletter import delivery, domain
+from newsletter.config import Settings
+from newsletter.models import (
+    Bounce,
+    BouncePublic,
+    BounceReport,
+    Campaign,
+    CampaignCreate,
+    CampaignPublic,
+    CampaignStats,
+    CampaignUpdate,
+    ConsentRecord,
+    Delivery,
+    DeliveryPublic,
+    DigestItem,
+    MailingList,
+    MailingListCreate,
+    MailingListPublic,
+    MemberContact,
+    MemberOrganisation,
+    Preferences,
+    RateHit,
+    SendTest,
+    SendTestResult,
+    SignUp,
+    Subscriber,
+    SubscriberCreate,
+    SubscriberInterest,
+    SubscriberPublic,
+    SubscriberUpdate,
+    Subscription,
+    SubscriptionPublic,
+    Template,
+    TemplateCreate,
+    TemplatePublic,
+    TemplateUpdate,
+    new_id,
+    utcnow,
+)
+
+
+class RateLimited(DomainError):
+    """Too many sign-ups from this address or this client."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class Gone(DomainError):
+    """A link that was valid once and has expired."""
+
+    status = 410
+    code = "gone"
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is on the other end of a public request."""
+
+    address: str | None
+    user_agent: str | None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+# -- links and list headers --------------------------------------------------------
+
+
+def links_for(settings: Settings, subscriber_id: str, campaign_id: str | None = None) -> dict[str, str]:
+    """Signed unsubscribe and preference links of a subscriber (they do not expire)."""
+    base = settings.link_base_url.rstrip("/")
+    unsub = domain.sign_token(settings.secret_key, "unsubscribe", subscriber_id, extra=campaign_id or "")
+    prefs = domain.sign_token(settings.secret_key, "preferences", subscriber_id)
+    return {
+        "unsubscribe_token": unsub,
+        "unsubscribe_url": f"{base}/unsubscribe/{unsub}",
+        "preferences_url": f"{base}/preferences?token={prefs}",
+    }
+
+
+def list_headers(settings: Settings, links: dict[str, str], campaign: Campaign) -> list[tuple[str, str]]:
+    """RFC 2369 / RFC 8058 headers every campaign mail carries."""
+    mailto = f"mailto:{settings.unsubscribe_mailto}?subject={quote('unsubscribe ' + links['unsubscribe_token'])}"
+    return [
+        ("List-Unsubscribe", f"<{links['unsubscribe_url']}>, <{mailto}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("List-Id", f"<newsletter.{settings.mail_domain}>"),
+        ("Feedback-ID", f"{campaign.id}:newsletter:{settings.mail_domain}"),
+        ("Precedence", "bulk"),
+    ]
+
+
+# -- lists -----------------------------------------------------------------------
+
+
+async def create_list(ctx: ServiceContext, data: MailingListCreate) -> MailingListPublic:
+    async with ctx.db.transaction() as session:
+        if (await session.execute(select(MailingList).where(MailingList.slug == data.slug))).first():
+            raise Conflict(f"a list with slug {data.slug!r} already exists")
+        row = MailingList(**data.model_dump())
+        session.add(row)
+    return MailingListPublic(**row.model_dump())
+
+
+async def _list_counts(session: AsyncSession, ids: list[str]) -> dict[str, int]:
+    rows = await session.execute(
+        select(Subscription.list_id, func.count())
+        .where(col(Subscription.list_id).in_(ids), Subscription.status == "confirmed")
+        .group_by(Subscription.list_id)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+async def list_lists(ctx: ServiceContext, page: PageParams) -> tuple[list[MailingListPublic], int]:
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(MailingList))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(MailingList)
+                    .order_by(col(MailingList.created_at), col(MailingList.id))
+                    .offset(page.offset)
+                    .limit(page.limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        counts = await _list_counts(session, [r.id for r in rows])
+    return [MailingListPublic(**r.model_dump(), subscribers=counts.get(r.id, 0)) for r in rows], total
+
+
+async def get_list(ctx: ServiceContext, list_id: str) -> MailingListPublic:
+    async with ctx.db.read() as session:
+        row = await _find_list(session, list_id)
+        counts = await _list_counts(session, [row.id])
+    return MailingListPublic(**row.model_dump(), subscribers=counts.get(row.id, 0))
+
+
+async def _find_list(session: AsyncSession, ref: str) -> MailingList:
+    row = (
+        await session.execute(select(MailingList).where(sa.or_(MailingList.id == ref, MailingList.slug == ref)))
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no list {ref!r}")
+    return row
+
+
+async def _resolve_lists(session: AsyncSession, refs: Sequence[str], *, public_only: bool = False) -> list[MailingList]:
+    rows = (
+        (
+            await session.execute(
+                select(MailingList).where(sa.or_(col(MailingList.id).in_(refs), col(MailingList.slug).in_(refs)))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    known = {r.id for r in rows} | {r.slug for r in rows}
+    missing = [r for r in refs if r not in known]
+    if missing:
+        raise Invalid(f"unknown list(s): {', '.join(missing)}", details={"lists": missing})
+    if public_only:
+        private = [r.slug for r in rows if r.visibility != "public"]
+        if private:
+            raise Invalid(f"list(s) not open to sign-up: {', '.join(private)}", details={"lists": private})
+    return list(rows)
+
+
+async def ensure_members_list(session: AsyncSession, settings: Settings) -> MailingList:
+    """The private list of member contacts who consented (created on first use)."""
+    row = (
+        await session.execute(select(MailingList).where(MailingList.slug == settings.members_list_slug))
+    ).scalar_one_or_none()
+    if row is None:
+        row = MailingList(
+            slug=settings.members_list_slug,
+            name="Member organisations",
+            description="Contacts of member organisations who consented to the newsletter",
+            visibility="private",
+        )
+        session.add(row)
+        await session.flush()
+    return row
+
+
+# -- subscribers -------------------------------------------------------------------
+
+
+async def _set_interests(session: AsyncSession, subscriber_id: str, interests: Sequence[str], *, replace: bool) -> None:
+    if replace:
+        await session.execute(
+            sa.delete(SubscriberInterest).where(col(SubscriberInterest.subscriber_id) == subscriber_id)
+        )
+        existing: set[str] = set()
+    else:
+        existing = set(
+            (
+                await session.execute(
+                    select(SubscriberInterest.interest).where(SubscriberInterest.subscriber_id == subscriber_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for interest in interests:
+        if interest not in existing:
+            session.add(SubscriberInterest(subscriber_id=subscriber_id, interest=interest))
+            existing.add(interest)
+
+
+async def _subscriber_public(session: AsyncSession, sub: Subscriber) -> SubscriberPublic:
+    interests = (
+        (await session.execute(select(SubscriberInterest.interest).where(SubscriberInterest.subscriber_id == sub.id)))
+        .scalars()
+        .all()
+    )
+    subs = (
+        await session.execute(
+            select(Subscription.list_id, MailingList.slug, Subscription.status)
+            .join(MailingList, col(MailingList.id) == col(Subscription.list_id))
+            .where(Subscription.subscriber_id == sub.id)
+            .order_by(col(MailingList.slug))
+        )
+    ).all()
+    return SubscriberPublic(
+        **sub.model_dump(exclude={"email_sha256", "contact_id", "updated_at"}),
+        interests=sorted(interests),
+        subscriptions=[SubscriptionPublic(list_id=r[0], list_slug=r[1], status=r[2]) for r in subs],
+    )
+
+
+async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
+    return (await session.execute(select(Subscriber).where(Subscriber.email == email))).scalar_one_or_none()
+
+
+async def _subscribe(
+    session: AsyncSession, sub: Subscriber, lists: Sequence[MailingList], status: str
+) -> list[MailingList]:
+    """Put ``sub`` on ``lists`` with ``status``; returns the lists whose subscription changed."""
+    changed = []
+    for lst in lists:
+        row = await session.get(Subscription, (sub.id, lst.id))
+        if row is None:
+            session.add(Subscription(subscriber_id=sub.id, list_id=lst.id, status=status))
+            changed.append(lst)
+        elif row.status != "confirmed" and row.status != status:
+            row.status = status
+            row.updated_at = utcnow()
+            changed.append(lst)
+    return changed
+
+
+async def create_subscriber(ctx: ServiceContext, data: SubscriberCreate) -> SubscriberPublic:
+    """An administrator adds a subscriber (pre-confirmed only when consent was collected elsewhere)."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    async with ctx.db.transaction() as session:
+        if await _by_email(session, data.email):
+            raise Conflict(f"{data.email} is already a subscriber")
+        lists = await _resolve_lists(session, data.lists) if data.lists else []
+        sub = Subscriber(
+            email=data.email,
+            email_sha256=domain.email_sha256(data.email),
+            name=domain.clean_header_text(data.name, limit=200),
+            language=data.language,
+            attributes=data.attributes,
+            confirmed_at=utcnow() if data.preconfirmed else None,
+        )
+        session.add(sub)
+        await session.flush()
+        await _subscribe(session, sub, lists, "confirmed" if data.preconfirmed else "unconfirmed")
+        await _set_interests(session, sub.id, data.interests, replace=True)
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="import" if data.preconfirmed else "admin-added",
+                lists=[lst.slug for lst in lists],
+                source=data.consent_source,
+                wording_version=data.consent_wording_version or settings.consent_wording_version,
+            )
+        )
+        if data.preconfirmed and lists:
+            add_event(
+                session,
+                contracts.SubscriberConfirmed(
+                    subscriber_id=sub.id, lists=[lst.slug for lst in lists], interests=data.interests
+                ),
+                source=ctx.source,
+            )
+        elif lists:
+            _queue_confirmation(session, settings, sub)
+        out = await _subscriber_public(session, sub)
+    _wake(ctx)
+    return out
+
+
+async def list_subscribers(
+    ctx: ServiceContext, page: PageParams, *, list_ref: str | None = None, status: str | None = None
+) -> tuple[list[SubscriberPublic], int]:
+    async with ctx.db.read() as session:
+        q = select(Subscriber)
+        if list_ref:
+            lst = await _find_list(session, list_ref)
+            cond = [Subscription.list_id == lst.id, Subscription.subscriber_id == Subscriber.id]
+            if status:
+                cond.append(Subscription.status == status)
+            q = q.where(sa.exists().where(*cond))
+        elif status == "suppressed":
+            q = q.where(col(Subscriber.suppressed).is_(True))
+        total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    q.order_by(col(Subscriber.created_at), col(Subscriber.id)).offset(page.offset).limit(page.limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return [await _subscriber_public(session, r) for r in rows], total
+
+
+async def get_subscriber(ctx: ServiceContext, subscriber_id: str) -> SubscriberPublic:
+    async with ctx.db.read() as session:
+        sub = await session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise NotFound(f"no subscriber {subscriber_id!r}")
+        return await _subscriber_public(session, sub)
+
+
+async def update_subscriber(ctx: ServiceContext, subscriber_id: str, data: SubscriberUpdate) -> SubscriberPublic:
+    async with ctx.db.transaction() as session:
+        sub = await session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise NotFound(f"no subscriber {subscriber_id!r}")
+        if data.name is not None:
+            sub.name = domain.clean_header_text(data.name, limit=200)
+        if data.language is not None:
+            sub.language = data.language
+        if data.attributes is not None:
+            sub.attributes = data.attributes
+        if data.interests is not None:
+            await _set_interests(session, sub.id, data.interests, replace=True)
+        sub.updated_at = utcnow()
+        return await _subscriber_public(session, sub)
+
+
+# -- double opt-in -----------------------------------------------------------------
+
+
+CONFIRM_TEXT = """Hello {name},
+
+please confirm that you want to receive the newsletter of the Tuscan life-sciences cluster
+(lists: {lists}) by opening this link:
+
+{url}
+
+The link expires on {expires}. If you did not ask for this, ignore this mail: nothing happens.
+"""
+
+
+def _queue_confirmation(session: AsyncSession, settings: Settings, sub: Subscriber, lists: Sequence[str] = ()) -> None:
+    expires = utcnow() + timedelta(hours=settings.confirm_ttl_hours)
+    token = domain.sign_token(settings.secret_key, "confirm", sub.id, expires=expires, extra=new_id()[:8])
+    url = f"{settings.link_base_url.rstrip('/')}/confirm?token={token}"
+    names = ", ".join(lists) or "newsletter"
+    text = CONFIRM_TEXT.format(
+        name=sub.name or sub.email, lists=names, url=url, expires=expires.strftime("%Y-%m-%d %H:%M UTC")
+    )
+    html = (
+        f"<p>Hello {html_lib.escape(sub.name or sub.email)},</p>"
+        f"<p>please confirm your subscription ({html_lib.escape(names)}):</p>"
+        f'<p><a href="{html_lib.escape(url)}">Confirm my subscription</a></p>'
+        f"<p>The link expires on {expires:%Y-%m-%d %H:%M} UTC. If you did not ask for this, ignore this mail.</p>"
+    )
+    session.add(
+        Delivery(
+            kind="confirmation",
+            dedupe_key=f"confirm:{sub.id}:{new_id()}",
+            subscriber_id=None,
+            email=sub.email,
+            payload={"subject": "Please confirm your subscription", "text": text, "html": html, "to_name": sub.name},
+        )
+    )
+
+
+async def _rate_check(session: AsyncSession, settings: Settings, scope: str, key: str, limit: int) -> None:
+    now = utcnow()
+    window = timedelta(seconds=settings.signup_window_seconds)
+    times = (
+        (
+            await session.execute(
+                select(RateHit.at).where(RateHit.scope == scope, RateHit.key == key, col(RateHit.at) > now - window)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    wait = domain.retry_after([_aware(t) or now for t in times], now=now, window=window, limit=limit)
+    if wait is not None:
+        raise RateLimited(f"too many sign-ups from this {scope}; try again in {wait} s", retry_after=wait)
+
+
+async def sign_up(ctx: ServiceContext, data: SignUp, client: Client) -> None:
+    """Public sign-up: records consent, puts the subscriber on public lists unconfirmed, mails a signed link.
+
+    The answer is the same whether the address is new, known or suppressed (no address probing).
+    """
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    async with ctx.db.transaction() as session:
+        lists = await _resolve_lists(session, data.lists, public_only=True)
+        address_key = domain.email_sha256(data.email)
+        await _rate_check(session, settings, "address", address_key, settings.signup_limit_per_address)
+        client_key = (client.address or "unknown")[:100]
+        await _rate_check(session, settings, "client", client_key, settings.signup_limit_per_client)
+        session.add(RateHit(scope="address", key=address_key))
+        session.add(RateHit(scope="client", key=client_key))
+        sub = await _by_email(session, data.email)
+        if sub is None:
+            sub = Subscriber(
+                email=data.email,
+                email_sha256=address_key,
+                name=domain.clean_header_text(data.name, limit=200),
+                language=data.language,
+            )
+            session.add(sub)
+            await session.flush()
+        elif data.name and not sub.name:
+            sub.name = domain.clean_header_text(data.name, limit=200)
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="sign-up",
+                lists=[lst.slug for lst in lists],
+                source=data.source,
+                wording_version=data.consent_wording_version or settings.consent_wording_version,
+                client_address=client.address,
+                user_agent=(client.user_agent or "")[:300] or None,
+            )
+        )
+        if sub.suppressed:
+            return
+        changed = await _subscribe(session, sub, lists, "unconfirmed")
+        await _set_interests(session, sub.id, data.interests, replace=False)
+        if changed:
+            _queue_confirmation(session, settings, sub, [lst.slug for lst in changed])
+    _wake(ctx)
+
+
+def _verify(settings: Settings, token: str, purpose: str) -> domain.TokenClaims:
+    try:
+        return domain.verify_token(settings.secret_key, token, purpose, now=utcnow())
+    except domain.BadToken as exc:
+        if "expired" in str(exc):
+            raise Gone(str(exc)) from exc
+        raise Invalid(str(exc)) from exc
+
+
+async def confirm(ctx: ServiceContext, token: str, client: Client) -> list[str]:
+    """Confirm the double opt-in; returns the slugs of the lists now confirmed."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    claims = _verify(settings, token, "confirm")
+    async with ctx.db.transaction() as session:
+        sub = await session.get(Subscriber, claims.subject)
+        if sub is None:
+            raise NotFound("this subscription no longer exists")
+        rows = (
+            await session.execute(
+                select(Subscription, MailingList.slug)
+                .join(MailingList, col(MailingList.id) == col(Subscription.list_id))
+                .where(Subscription.subscriber_id == sub.id, Subscription.status == "unconfirmed")
+            )
+        ).all()
+        slugs = []
+        for subscription, slug in rows:
+            subscription.status = "confirmed"
+            subscription.updated_at = utcnow()
+            slugs.append(slug)
+        if not slugs:
+            return []
+        sub.confirmed_at = sub.confirmed_at or utcnow()
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="confirm",
+                lists=slugs,
+                source="confirmation-link",
+                wording_version=settings.consent_wording_version,
+                client_address=client.address,
+                user_agent=(client.user_agent or "")[:300] or None,
+            )
+        )
+        interests = (
+            (
+                await session.execute(
+                    select(SubscriberInterest.interest).where(SubscriberInterest.subscriber_id == sub.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        add_event(
+            session,
+            contracts.SubscriberConfirmed(subscriber_id=sub.id, lists=slugs, interests=sorted(interests)),
+            source=ctx.source,
+        )
+    return slugs
+
+
+# -- preferences and unsubscribe --------------------------------------------------------
+
+
+async def preferences(ctx: ServiceContext, token: str) -> tuple[SubscriberPublic, list[MailingList]]:
+    """The subscriber behind a preferences link and the lists they may choose from."""
+    claims = _verify(ctx.settings, token, "preferences")  # type: ignore[arg-type]
+    async with ctx.db.read() as session:
+        sub = await session.get(Subscriber, claims.subject)
+        if sub is None:
+            raise NotFound("this subscription no longer exists")
+        public = await _subscriber_public(session, sub)
+        mine = {s.list_id for s in public.subscriptions}
+        lists = (
+            (
+                await session.execute(
+                    select(MailingList)
+                    .where(sa.or_(MailingList.visibility == "public", col(MailingList.id).in_(mine)))
+                    .order_by(col(MailingList.name))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return public, list(lists)
+
+
+async def update_preferences(ctx: ServiceContext, token: str, prefs: Preferences, client: Client) -> SubscriberPublic:
+    """Apply the preferences form: chosen lists confirmed (the link proves the address), others left."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    claims = _verify(settings, token, "preferences")
+    async with ctx.db.transaction() as session:
+        sub = await session.get(Subscriber, claims.subject)
+        if sub is None:
+            raise NotFound("this subscription no longer exists")
+        current = {
+            s.list_id: s
+            for s in (await session.execute(select(Subscription).where(Subscription.subscriber_id == sub.id))).scalars()
+        }
+        wanted = [] if prefs.unsubscribe_all else await _resolve_lists(session, prefs.lists)
+        for lst in wanted:
+            if lst.visibility != "public" and lst.id not in current:
+                raise Invalid(f"list {lst.slug!r} is not open to sign-up")
+        wanted_ids = {lst.id for lst in wanted}
+        joined = [lst.slug for lst in wanted if current.get(lst.id) is None or current[lst.id].status != "confirmed"]
+        left_ids = [lid for lid, s in current.items() if lid not in wanted_ids and s.status != "unsubscribed"]
+        for lst in wanted:
+            row = current.get(lst.id)
+            if row is None:
+                session.add(Subscription(subscriber_id=sub.id, list_id=lst.id, status="confirmed"))
+            else:
+                row.status, row.updated_at = "confirmed", utcnow()
+        for lid in left_ids:
+            current[lid].status, current[lid].updated_at = "unsubscribed", utcnow()
+        if prefs.name is not None:
+            sub.name = domain.clean_header_text(prefs.name, limit=200)
+        await _set_interests(session, sub.id, prefs.interests, replace=True)
+        if wanted and sub.confirmed_at is None:
+            sub.confirmed_at = utcnow()
+        left_slugs = [
+            r[0] for r in await session.execute(select(MailingList.slug).where(col(MailingList.id).in_(left_ids)))
+        ]
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="preferences",
+                lists=sorted(lst.slug for lst in wanted),
+                source="preferences-page",
+                wording_version=settings.consent_wording_version,
+                client_address=client.address,
+                user_agent=(client.user_agent or "")[:300] or None,
+            )
+        )
+        if joined:
+            add_event(
+                session,
+                contracts.SubscriberConfirmed(subscriber_id=sub.id, lists=joined, interests=prefs.interests),
+                source=ctx.source,
+            )
+        if left_slugs:
+            add_event(
+                session,
+                contracts.SubscriberUnsubscribed(subscriber_id=sub.id, lists=sorted(left_slugs), method="preferences"),
+                source=ctx.source,
+            )
+        return await _subscriber_public(session, sub)
+
+
+def check_unsubscribe_token(settings: Settings, token: str) -> domain.TokenClaims:
+    """Verify an unsubscribe link (for the page that shows the button)."""
+    return _verify(settings, token, "unsubscribe")
+
+
+async def unsubscribe(ctx: ServiceContext, token: str, *, method: str, client: Client) -> list[str]:
+    """One step: leave the lists the campaign went to (every list when the link names none)."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    claims = _verify(settings, token, "unsubscribe")
+    async with ctx.db.transaction() as session:
+        sub = await session.get(Subscriber, claims.subject)
+        if sub is None:
+            return []  # erased already: nothing left to unsubscribe
+        list_ids: list[str] | None = None
+        if claims.extra:
+            campaign = await session.get(Campaign, claims.extra)
+            list_ids = list(campaign.lists) if campaign else None
+        q = select(Subscription).where(Subscription.subscriber_id == sub.id, Subscription.status != "unsubscribed")
+        if list_ids is not None:
+            q = q.where(col(Subscription.list_id).in_(list_ids))
+        rows = (await session.execute(q)).scalars().all()
+        if not rows:
+            return []
+        for row in rows:
+            row.status, row.updated_at = "unsubscribed", utcnow()
+        slugs = sorted(
+            r[0]
+            for r in await session.execute(
+                select(MailingList.slug).where(col(MailingList.id).in_([r.list_id for r in rows]))
+            )
+        )
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="unsubscribe",
+                lists=slugs,
+                source=method,
+                wording_version=settings.consent_wording_version,
+                client_address=client.address,
+                user_agent=(client.user_agent or "")[:300] or None,
+            )
+        )
+        add_event(
+            session,
+            contracts.SubscriberUnsubscribed(subscriber_id=sub.id, lists=slugs, method=method),
+            source=ctx.source,
+        )
+    return slugs
+
+
+# -- templates -----------------------------------------------------------------------
+
+
+def _check_template_fields(subject: str | None, html: str | None, text: str | None) -> None:
+    problems = {}
+    for name, value, is_html in (("subject", subject, False), ("body_html", html, True), ("body_text", text, False)):
+        if value is None:
+            continue
+        try:
+            delivery.check_template(value, html=is_html)
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if problems:
+        raise Invalid("; ".join(f"{k}: {v}" for k, v in problems.items()), details=problems)
+
+
+async def create_template(ctx: ServiceContext, data: TemplateCreate) -> TemplatePublic:
+    _check_template_fields(data.subject, data.body_html, data.body_text)
+    async with ctx.db.transaction() as session:
+        if (await session.execute(select(Template).where(Template.name == data.name))).first():
+            raise Conflict(f"a template named {data.name!r} already exists")
+        row = Template(**data.model_dump())
+        session.add(row)
+    return TemplatePublic(**row.model_dump())
+
+
+async def update_template(ctx: ServiceContext, template_id: str, data: TemplateUpdate) -> TemplatePublic:
+    _check_template_fields(data.subject, data.body_html, data.body_text)
+    async with ctx.db.transaction() as session:
+        row = await session.get(Template, template_id)
+        if row is None:
+            raise NotFound(f"no template {template_id!r}")
+        changes = data.model_dump(exclude_unset=True, exclude_none=True)
+        if "name" in changes and changes["name"] != row.name:
+            if (await session.execute(select(Template).where(Template.name == changes["name"]))).first():
+                raise Conflict(f"a template named {changes['name']!r} already exists")
+        for k, v in changes.items():
+            setattr(row, k, v)
+        row.updated_at = utcnow()
+    return TemplatePublic(**row.model_dump())
+
+
+async def get_template(ctx: ServiceContext, template_id: str) -> TemplatePublic:
+    async with ctx.db.read() as session:
+        row = await session.get(Template, template_id)
+        if row is None:
+            raise NotFound(f"no template {template_id!r}")
+        return TemplatePublic(**row.model_dump())
+
+
+async def list_templates(ctx: ServiceContext, page: PageParams) -> tuple[list[TemplatePublic], int]:
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(Template))).scalar_one()
+        rows = (
+            (await session.execute(select(Template).order_by(col(Template.name)).offset(page.offset).limit(page.limit)))
+            .scalars()
+            .all()
+        )
+    return [TemplatePublic(**r.model_dump()) for r in rows], total
+
+
+# -- campaigns ------------------------------------------------------------------------
+
+
+async def _campaign_public(session: AsyncSession, c: Campaign, *, stats: bool = True) -> CampaignPublic:
+    out = CampaignPublic(**c.model_dump())
+    if stats:
+        counts = dict(
+            (
+                await session.execute(
+                    select(Delivery.status, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.status)
+                )
+            ).all()
+        )
+        out.stats = CampaignStats(**{k: v for k, v in counts.items() if k in CampaignStats.model_fields})
+    return out
+
+
+async def _load_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
+    c = await session.get(Campaign, campaign_id)
+    if c is None:
+        raise NotFound(f"no campaign {campaign_id!r}")
+    return c
+
+
+async def create_campaign(ctx: ServiceContext, data: CampaignCreate, *, kind: str = "regular") -> CampaignPublic:
+    _check_template_fields(data.subject, None, None)
+    async with ctx.db.transaction() as session:
+        if await session.get(Template, data.template_id) is None:
+            raise Invalid(f"no template {data.template_id!r}", details={"template_id": data.template_id})
+        lists = await _resolve_lists(session, data.lists)
+        c = Campaign(
+            name=data.name,
+            subject=data.subject,
+            template_id=data.template_id,
+            lists=[lst.id for lst in lists],
+            interests=data.interests,
+            data=data.data,
+            kind=kind,
+        )
+        session.add(c)
+        await session.flush()
+        return await _campaign_public(session, c, stats=False)
+
+
+async def update_campaign(ctx: ServiceContext, campaign_id: str, data: CampaignUpdate) -> CampaignPublic:
+    _check_template_fields(data.subject, None, None)
+    async with ctx.db.transaction() as session:
+        c = await _load_campaign(session, campaign_id)
+        if c.status not in domain.EDITABLE:
+            raise Conflict(f"a campaign that is {c.status} cannot be edited")
+        changes = data.model_dump(exclude_unset=True, exclude_none=True)
+        if "template_id" in changes and await session.get(Template, changes["template_id"]) is None:
+            raise Invalid(f"no template {changes['template_id']!r}")
+        if "lists" in changes:
+            changes["lists"] = [lst.id for lst in await _resolve_lists(session, changes["lists"])]
+        for k, v in changes.items():
+            setattr(c, k, v)
+        c.updated_at = utcnow()
+        return await _campaign_public(session, c, stats=False)
+
+
+async def get_campaign(ctx: ServiceContext, campaign_id: str) -> CampaignPublic:
+    async with ctx.db.read() as session:
+        return await _campaign_public(session, await _load_campaign(session, campaign_id))
+
+
+async def list_campaigns(
+    ctx: ServiceContext, page: PageParams, *, status: str | None = None
+) -> tuple[list[CampaignPublic], int]:
+    async with ctx.db.read() as session:
+        q = select(Campaign)
+        if status:
+            q = q.where(Campaign.status == status)
+        total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    q.order_by(col(Campaign.created_at).desc(), col(Campaign.id)).offset(page.offset).limit(page.limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return [await _campaign_public(session, c, stats=False) for c in rows], total
+
+
+def _apply(c: Campaign, action: domain.CampaignAction) -> None:
+    try:
+        c.status = domain.transition(c.status, action).value
+    except domain.IllegalTransition as exc:
+        raise Conflict(str(exc), details={"status": c.status, "action": action.value}) from exc
+    c.updated_at = utcnow()
+
+
+def _engine(ctx: ServiceContext) -> delivery.DeliveryEngine | None:
+    return ctx.extras.get("engine")
+
+
+def _wake(ctx: ServiceContext) -> None:
+    engine = _engine(ctx)
+    if engine is not None:
+        engine.wake()
+
+
+async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
+    """Insert one ledger row per eligible subscriber (on several lists: still one row)."""
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    SS = Subscription.__table__  # type: ignore[attr-defined]
+    SI = SubscriberInterest.__table__  # type: ignore[attr-defined]
+    D = Delivery.__table__  # type: ignore[attr-defined]
+    audience = sa.select(S.c.id).where(
+        S.c.suppressed.is_(False),
+        sa.exists().where(SS.c.subscriber_id == S.c.id, SS.c.list_id.in_(c.lists), SS.c.status == "confirmed"),
+    )
+    if c.interests:
+        audience = audience.where(sa.exists().where(SI.c.subscriber_id == S.c.id, SI.c.interest.in_(c.interests)))
+    now = utcnow()
+    src = sa.select(
+        sa.literal(c.id),
+        S.c.id,
+        sa.literal("campaign"),
+        sa.literal(c.id + ":") + S.c.id,
+        sa.literal("pending"),
+        sa.literal(0),
+        sa.literal(now, sa.DateTime(timezone=True)),
+    ).where(S.c.id.in_(audience))
+    await session.execute(
+        D.insert().from_select(
+            ["campaign_id", "subscriber_id", "kind", "dedupe_key", "status", "attempts", "created_at"], src
+        )
+    )
+    return int(
+        (await session.execute(sa.select(func.count()).select_from(D).where(D.c.campaign_id == c.id))).scalar_one()
+    )
+
+
+async def _start(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> None:
+    _apply(c, domain.CampaignAction.START)
+    c.started_at = utcnow()
+    c.recipients = await _freeze_audience(session, c)
+    add_event(
+        session, contracts.CampaignStarted(campaign_id=c.id, name=c.name, recipients=c.recipients), source=ctx.source
+    )
+    if c.recipients == 0:
+        await _finish(session, ctx, c)
+
+
+async def _finish(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> None:
+    counts = dict(
+        (
+            await session.execute(
+                select(Delivery.status, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.status)
+            )
+        ).all()
+    )
+    if c.status == "running":
+        _apply(c, domain.CampaignAction.FINISH)
+    c.finished_at = utcnow()
+    add_event(
+        session,
+        contracts.CampaignFinished(
+            campaign_id=c.id, status=c.status, sent=counts.get("sent", 0), failed=counts.get("failed", 0)
+        ),
+        source=ctx.source,
+    )
+
+
+async def campaign_action(ctx: ServiceContext, campaign_id: str, action: domain.CampaignAction) -> CampaignPublic:
+    """start, pause, resume, cancel, unschedule (illegal from the current status: 409)."""
+    async with ctx.db.transaction() as session:
+        c = await _load_campaign(session, campaign_id)
+        if action == domain.CampaignAction.START:
+            await _start(session, ctx, c)
+        elif action == domain.CampaignAction.CANCEL:
+            _apply(c, action)
+            await session.execute(
+                sa.update(Delivery)
+                .where(col(Delivery.campaign_id) == c.id, col(Delivery.status) == "pending")
+                .values(status="cancelled")
+            )
+            await _finish(session, ctx, c)
+        else:
+            _apply(c, action)
+        out = await _campaign_public(session, c)
+    engine = _engine(ctx)
+    if engine is not None:
+        engine.campaign_changed(c.id, c.status)
+    return out
+
+
+async def schedule_campaign(ctx: ServiceContext, campaign_id: str, send_at: datetime) -> CampaignPublic:
+    async with ctx.db.transaction() as session:
+        c = await _load_campaign(session, campaign_id)
+        _apply(c, domain.CampaignAction.SCHEDULE)
+        c.send_at = send_at.astimezone(UTC)
+        return await _campaign_public(session, c, stats=False)
+
+
+async def start_due_campaigns(ctx: ServiceContext) -> int:
+    """Start every scheduled campaign whose time has come (the scheduler's job)."""
+    async with ctx.db.read() as session:
+        due = (
+            (
+                await session.execute(
+                    select(Campaign.id).where(Campaign.status == "scheduled", col(Campaign.send_at) <= utcnow())
+                )
+            )
+            .scalars()
+            .all()
+        )
+    started = 0
+    for cid in due:
+        try:
+            await campaign_action(ctx, cid, domain.CampaignAction.START)
+            started += 1
+        except Conflict:
+            pass  # someone else started or cancelled it meanwhile
+    return started
+
+
+async def finish_done_campaigns(ctx: ServiceContext) -> int:
+    """Running campaigns with nothing left to send become finished; released rows of cancelled ones are cancelled."""
+    finished = 0
+    async with ctx.db.read() as session:
+        running = (await session.execute(select(Campaign.id).where(Campaign.status == "running"))).scalars().all()
+    for cid in running:
+        async with ctx.db.transaction() as session:
+            left = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.campaign_id == cid, col(Delivery.status).in_(["pending", "sending"]))
+                )
+            ).scalar_one()
+            if left:
+                continue
+            c = await _load_campaign(session, cid)
+            if c.status != "running":
+                continue
+            await _finish(session, ctx, c)
+            finished += 1
+        engine = _engine(ctx)
+        if engine is not None:
+            engine.campaign_changed(cid, "finished")
+    async with ctx.db.transaction() as session:
+        cancelled = select(Campaign.id).where(Campaign.status == "cancelled")
+        await session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.campaign_id).in_(cancelled), col(Delivery.status) == "pending")
+            .values(status="cancelled")
+        )
+    return finished
+
+
+async def update_queue_metrics(ctx: ServiceContext) -> None:
+    """Queue depth and delivery ratio gauges."""
+    async with ctx.db.read() as session:
+        counts = dict((await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))).all())
+    delivery.QUEUE_DEPTH.set(counts.get("pending", 0) + counts.get("sending", 0))
+    done = counts.get("sent", 0) + counts.get("failed", 0)
+    delivery.DELIVERY_RATIO.set(counts.get("sent", 0) / done if done else 1.0)
+
+
+async def list_deliveries(
+    ctx: ServiceContext, campaign_id: str, page: PageParams, *, status: str | None = None
+) -> tuple[list[DeliveryPublic], int]:
+    async with ctx.db.read() as session:
+        await _load_campaign(session, campaign_id)
+        q = select(Delivery).where(Delivery.campaign_id == campaign_id)
+        if status:
+            q = q.where(Delivery.status == status)
+        total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        rows = (
+            (await session.execute(q.order_by(col(Delivery.id)).offset(page.offset).limit(page.limit))).scalars().all()
+        )
+    return [DeliveryPublic(**r.model_dump()) for r in rows], total  # type: ignore[arg-type]
+
+
+async def send_test(ctx: ServiceContext, campaign_id: str, data: SendTest) -> list[SendTestResult]:
+    """Render the campaign for each address (its subscriber's fields when known) and send it now."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    engine = _engine(ctx)
+    if engine is None:
+        raise Conflict("delivery is disabled in this instance")
+    async with ctx.db.read() as session:
+        c = await _load_campaign(session, campaign_id)
+        template = await session.get(Template, c.template_id)
+        if template is None:
+            raise Invalid("the campaign's template is gone")
+        known = {
+            s.email: s
+            for s in (await session.execute(select(Subscriber).where(col(Subscriber.email).in_(data.emails)))).scalars()
+        }
+    renderer = delivery.CampaignRenderer("[TEST] " + c.subject, template.body_html, template.body_text)
+    results = []
+    for email in data.emails:
+        sub = known.get(email)
+        item = delivery.Claimed(
+            id=0,
+            token="test",
+            kind="campaign",
+            campaign_id=c.id,
+            subscriber_id=sub.id if sub else "test-" + domain.email_sha256(email)[:12],
+            email=email,
+            payload=None,
+            attempts=0,
+            name=sub.name if sub else "Test",
+            language=sub.language if sub else "it",
+            attributes=sub.attributes if sub else {},
+        )
+        try:
+            _mid, message = engine.compose(item, renderer, c)
+        except Exception as exc:
+            raise Invalid(f"the campaign does not render: {exc}") from exc
+        result = await engine.send_now(email, message)
+        results.append(SendTestResult(email=email, ok=result.ok, smtp_code=result.code, smtp_reply=result.reply))
+    _ = settings
+    return results
+
+
+# -- bounces -------------------------------------------------------------------------
+
+
+async def record_bounce_in(
+    session: AsyncSession,
+    settings: Settings,
+    source: str,
+    *,
+    subscriber_id: str,
+    kind: domain.BounceKind,
+    reason: str,
+    campaign_id: str | None,
+    origin: str,
+) -> tuple[Bounce, bool]:
+    """Record a bounce in the caller's transaction; suppress when the rule says so."""
+    sub = await session.get(Subscriber, subscriber_id)
+    if sub is None:
+        raise NotFound("no such subscriber")
+    bounce = Bounce(subscriber_id=sub.id, campaign_id=campaign_id, kind=kind.value, source=origin, reason=reason[:1000])
+    session.add(bounce)
+    if kind == domain.BounceKind.SOFT:
+        sub.soft_bounces += 1
+    newly = False
+    if not sub.suppressed and domain.suppresses(kind, sub.soft_bounces, settings.soft_bounce_limit):
+        sub.suppressed, sub.suppressed_reason, newly = (
+            True,
+            f"{kind.value}-bounce" if kind != "complaint" else "complaint",
+            True,
+        )
+        delivery.SUPPRESSED.labels(kind.value).inc()
+    sub.updated_at = utcnow()
+    delivery.BOUNCED.labels(kind.value).inc()
+    add_event(
+        session,
+        contracts.BounceRecorded(subscriber_id=sub.id, kind=kind.value, suppressed=sub.suppressed),
+        source=source,
+    )
+    if newly and kind == domain.BounceKind.COMPLAINT:
+        add_event(session, contracts.SubscriberUnsubscribed(subscriber_id=sub.id, method="complaint"), source=source)
+    return bounce, sub.suppressed
+
+
+async def report_bounce(ctx: ServiceContext, report: BounceReport) -> BouncePublic:
+    """The bounce webhook."""
+    async with ctx.db.transaction() as session:
+        sub = await _by_email(session, report.email)
+        if sub is None:
+            raise NotFound(f"no subscriber with address {report.email}")
+        if report.campaign_id and await session.get(Campaign, report.campaign_id) is None:
+            raise Invalid(f"no campaign {report.campaign_id!r}")
+        bounce, suppressed = await record_bounce_in(
+            session,
+            ctx.settings,  # type: ignore[arg-type]
+            ctx.source,
+            subscriber_id=sub.id,
+            kind=report.kind,
+            reason=report.reason,
+            campaign_id=report.campaign_id,
+            origin="webhook",
+        )
+        await session.flush()
+        return BouncePublic(**bounce.model_dump(), suppressed=suppressed)
+
+
+async def list_bounces(ctx: ServiceContext, page: PageParams) -> tuple[list[BouncePublic], int]:
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(Bounce))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(Bounce).order_by(col(Bounce.at).desc()).offset(page.offset).limit(page.limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return [BouncePublic(**r.model_dump()) for r in rows], total
+
+
+# -- GDPR ------------------------------------------------------------------------------
+
+
+async def export_subscriber(ctx: ServiceContext, subscriber_id: str) -> dict[str, Any]:
+    """Everything held about a subscriber."""
+    async with ctx.db.read() as session:
+        sub = await session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise NotFound(f"no subscriber {subscriber_id!r}")
+        public = await _subscriber_public(session, sub)
+        consents = (
+            (
+                await session.execute(
+                    select(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id).order_by(col(ConsentRecord.at))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        bounces = (await session.execute(select(Bounce).where(Bounce.subscriber_id == sub.id))).scalars().all()
+        deliveries = (
+            (await session.execute(select(Delivery).where(Delivery.subscriber_id == sub.id).order_by(col(Delivery.id))))
+            .scalars()
+            .all()
+        )
+        contact = None
+        if sub.contact_id:
+            contact = await session.get(MemberContact, sub.contact_id)
+    return {
+        "subscriber": public.model_dump(mode="json"),
+        "consent": [c.model_dump(mode="json", exclude={"subscriber_id"}) for c in consents],
+        "bounces": [b.model_dump(mode="json", exclude={"subscriber_id"}) for b in bounces],
+        "deliveries": [
+            {"campaign_id": d.campaign_id, "status": d.status, "sent_at": d.sent_at and d.sent_at.isoformat()}
+            for d in deliveries
+        ],
+        "member_contact": contact.model_dump(mode="json") if contact else None,
+    }
+
+
+async def _erase_in(session: AsyncSession, ctx: ServiceContext, sub: Subscriber) -> None:
+    D = Delivery.__table__  # type: ignore[attr-defined]
+    # Keep the ledger's counts, drop the person: rows are unlinked, pending ones are never sent.
+    await session.execute(
+        D.update()
+        .where(D.c.subscriber_id == sub.id, D.c.status.in_(["pending", "sending"]))
+        .values(status="skipped", claim_token=None)
+    )
+    await session.execute(
+        D.update()
+        .where(D.c.subscriber_id == sub.id)
+        .values(
+            subscriber_id=None, email=None, payload=None, dedupe_key=sa.literal("erased:") + sa.cast(D.c.id, sa.String)
+        )
+    )
+    await session.execute(D.delete().where(D.c.email == sub.email, D.c.status != "sent"))
+    await session.execute(D.update().where(D.c.email == sub.email).values(email=None, payload=None))
+    for table in (SubscriberInterest, Subscription, ConsentRecord, Bounce):
+        await session.execute(sa.delete(table).where(table.subscriber_id == sub.id))  # type: ignore[attr-defined]
+    await session.delete(sub)
+    add_event(session, contracts.SubscriberErased(subscriber_id=sub.id), source=ctx.source)
+
+
+async def erase_subscriber(ctx: ServiceContext, subscriber_id: str) -> None:
+    async with ctx.db.transaction() as session:
+        sub = await session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise NotFound(f"no subscriber {subscriber_id!r}")
+        await _erase_in(session, ctx, sub)
+
+
+async def find_subscriber_id(ctx: ServiceContext, email: str) -> str:
+    async with ctx.db.read() as session:
+        sub = await _by_email(session, email)
+        if sub is None:
+            raise NotFound(f"no subscriber with address {email}")
+        return sub.id
+
+
+# -- automation from other services' events ----------------------------------------------
+
+WELCOME_TEXT = """Hello {first_name},
+
+welcome to the Tuscan life-sciences cluster: {organisation} is now a member.
+
+You will receive the cluster's newsletter and digest at this address, as you agreed.
+Change what you receive: {preferences_url}
+"""
+
+
+def _queue_welcome(
+    session: AsyncSession, settings: Settings, contact: MemberContact, org_name: str, sub: Subscriber
+) -> None:
+    links = links_for(settings, sub.id)
+    text = WELCOME_TEXT.format(
+        first_name=contact.first_name or contact.email, organisation=org_name, preferences_url=links["preferences_url"]
+    )
+    html = (
+        f"<p>Hello {html_lib.escape(contact.first_name or contact.email)},</p>"
+        f"<p>welcome to the Tuscan life-sciences cluster: <b>{html_lib.escape(org_name)}</b> is now a member.</p>"
+        f'<p><a href="{html_lib.escape(links["preferences_url"])}">Choose what you receive</a></p>'
+    )
+    session.add(
+        Delivery(
+            kind="welcome",
+            dedupe_key=f"welcome:{contact.organisation_id}:{contact.contact_id}",
+            email=contact.email,
+            payload={
+                "subject": f"Welcome to the cluster, {org_name}",
+                "text": text,
+                "html": html,
+                "to_name": f"{contact.first_name} {contact.last_name}".strip(),
+            },
+        )
+    )
+
+
+async def _member_subscriber(
+    session: AsyncSession, settings: Settings, source: str, contact: MemberContact
+) -> Subscriber | None:
+    """Keep the contact's subscription to the members list in step with its newsletter consent."""
+    members = await ensure_members_list(session, settings)
+    sub = (
+        await session.execute(select(Subscriber).where(Subscriber.contact_id == contact.contact_id))
+    ).scalar_one_or_none() or await _by_email(session, contact.email)
+    if not contact.consent_newsletter:
+        if sub is not None:
+            row = await session.get(Subscription, (sub.id, members.id))
+            if row is not None and row.status != "unsubscribed":
+                row.status = "unsubscribed"
+                add_event(
+                    session,
+                    contracts.SubscriberUnsubscribed(subscriber_id=sub.id, lists=[members.slug], method="admin"),
+                    source=source,
+                )
+        return None
+    if sub is None:
+        sub = Subscriber(
+            email=contact.email,
+            email_sha256=contact.email_sha256,
+            name=domain.clean_header_text(f"{contact.first_name} {contact.last_name}", limit=200),
+            language=contact.language,
+            contact_id=contact.contact_id,
+            confirmed_at=utcnow(),
+        )
+        session.add(sub)
+        await session.flush()
+    else:
+        sub.contact_id = contact.contact_id
+    changed = await _subscribe(session, sub, [members], "confirmed")
+    if changed:
+        session.add(
+            ConsentRecord(
+                subscriber_id=sub.id,
+                action="consent-from-membership",
+                lists=[members.slug],
+                source=f"membership:contact:{contact.contact_id}",
+                wording_version="membership",
+            )
+        )
+        add_event(session, contracts.SubscriberConfirmed(subscriber_id=sub.id, lists=[members.slug]), source=source)
+    return sub
+
+
+async def contact_changed(
+    session: AsyncSession, ctx: ServiceContext, details: membership_contracts.ContactDetails
+) -> None:
+    """ContactAdded / ContactUpdated: the read model, the members list and a late welcome mail."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    try:
+        email = domain.normalise_email(details.email)
+    except ValueError:
+        email = ""
+    contact = await session.get(MemberContact, details.contact_id)
+    if contact is None:
+        contact = MemberContact(
+            contact_id=details.contact_id, organisation_id=details.organisation_id, email="", email_sha256=""
+        )
+        session.add(contact)
+    contact.organisation_id = details.organisation_id
+    contact.email = email
+    contact.email_sha256 = domain.email_sha256(email) if email else ""
+    contact.first_name = domain.clean_header_text(details.first_name, limit=200)
+    contact.last_name = domain.clean_header_text(details.last_name, limit=200)
+    contact.language = details.language
+    contact.consent_newsletter = bool(details.consent_newsletter and email)
+    contact.updated_at = utcnow()
+    await session.flush()
+    sub = await _member_subscriber(session, settings, ctx.source, contact)
+    org = await session.get(MemberOrganisation, contact.organisation_id)
+    if (
+        sub is not None
+        and org is not None
+        and org.first_joined_on is not None
+        and org.first_joined_on >= date.today() - timedelta(days=settings.welcome_window_days)
+    ):
+        await _welcome_once(session, settings, contact, org.name, sub)
+
+
+async def _welcome_once(
+    session: AsyncSession, settings: Settings, contact: MemberContact, org_name: str, sub: Subscriber
+) -> None:
+    key = f"welcome:{contact.organisation_id}:{contact.contact_id}"
+    if (await session.execute(select(Delivery.id).where(Delivery.dedupe_key == key))).first() is None:
+        _queue_welcome(session, settings, contact, org_name, sub)
+
+
+async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id: str, email_hash: str) -> None:
+    """ContactErased: forget the contact and erase the subscriber with that address."""
+    await session.execute(
+        sa.delete(MemberContact).where(
+            sa.or_(col(MemberContact.contact_id) == contact_id, col(MemberContact.email_sha256) == email_hash)
+        )
+    )
+    subs = (
+        (
+            await session.execute(
+                select(Subscriber).where(
+                    sa.or_(Subscriber.email_sha256 == email_hash, Subscriber.contact_id == contact_id)
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for sub in subs:
+        await _erase_in(session, ctx, sub)
+
+
+async def organisation_joined(
+    session: AsyncSession, ctx: ServiceContext, event: membership_contracts.OrganisationJoined
+) -> None:
+    """OrganisationJoined: a digest line always; on the first join, a welcome mail to consenting contacts."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    org = await session.get(MemberOrganisation, event.organisation_id)
+    if org is None:
+        org = MemberOrganisation(organisation_id=event.organisation_id, name=event.profile.name)
+        session.add(org)
+    org.name = event.profile.name
+    if event.first_join and org.first_joined_on is None:
+        org.first_joined_on = event.joined_on
+    await add_digest_item(
+        session,
+        kind="new_member",
+        ref=f"joined:{event.organisation_id}:{event.joined_on.isoformat()}",
+        title=event.profile.name,
+        detail=", ".join(x for x in [event.profile.city or "", *event.profile.sectors] if x),
+        occurred_on=event.joined_on,
+    )
+    if not event.first_join:
+        return
+    await session.flush()
+    contacts = (
+        (
+            await session.execute(
+                select(MemberContact).where(
+                    MemberContact.organisation_id == event.organisation_id,
+                    col(MemberContact.consent_newsletter).is_(True),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for contact in contacts:
+        sub = await _member_subscriber(session, settings, ctx.source, contact)
+        if sub is not None:
+            await _welcome_once(session, settings, contact, event.profile.name, sub)
+
+
+async def add_digest_item(
+    session: AsyncSession, *, kind: str, ref: str, title: str, detail: str = "", occurred_on: date | None = None
+) -> None:
+    """Keep one line for the next digest (an event seen twice adds nothing)."""
+    if (await session.execute(select(DigestItem.id).where(DigestItem.ref == ref))).first() is None:
+        session.add(DigestItem(kind=kind, ref=ref, title=title[:500], detail=detail[:2000], occurred_on=occurred_on))
+
+
+DIGEST_TEMPLATE = "Digest (built-in)"
+DIGEST_HTML = """<h1>{{ campaign.name }}</h1>
+{% for section in campaign.data.sections %}<h2>{{ section.title }}</h2><ul>
+{% for item in section["items"] %}<li><b>{{ item.title }}</b>{% if item.detail %} — {{ item.detail }}{% endif %}</li>
+{% endfor %}</ul>{% endfor %}"""
+DIGEST_TEXT = """{{ campaign.name }}
+{% for section in campaign.data.sections %}
+{{ section.title }}
+{% for item in section["items"] %}- {{ item.title }}{% if item.detail %} — {{ item.detail }}{% endif %}
+{% endfor %}{% endfor %}"""
+SECTIONS = [
+    ("new_member", "New members"),
+    ("milestone", "Project milestones"),
+    ("deadline", "Deadlines"),
+    ("project", "New projects"),
+    ("opportunity", "Matchmaking opportunities"),
+]
+
+
+async def build_digest(ctx: ServiceContext) -> CampaignPublic | None:
+    """Gather the lines kept since the last digest into a campaign to the members list (draft or started)."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    async with ctx.db.transaction() as session:
+        items = (
+            (
+                await session.execute(
+                    select(DigestItem).where(col(DigestItem.campaign_id).is_(None)).order_by(col(DigestItem.created_at))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not items:
+            return None
+        template = (
+            await session.execute(select(Template).where(Template.name == DIGEST_TEMPLATE))
+        ).scalar_one_or_none()
+        if template is None:
+            template = Template(
+                name=DIGEST_TEMPLATE, subject="{{ campaign.name }}", body_html=DIGEST_HTML, body_text=DIGEST_TEXT
+            )
+            session.add(template)
+        members = await ensure_members_list(session, settings)
+        sections = []
+        for kind, title in SECTIONS:
+            lines = [{"title": i.title, "detail": i.detail} for i in items if i.kind == kind]
+            if lines:
+                sections.append({"title": title, "items": lines})
+        c = Campaign(
+            name=f"Cluster digest {date.today().isoformat()}",
+            subject="{{ campaign.name }}",
+            template_id=template.id,
+            lists=[members.id],
+            data={"sections": sections},
+            kind="digest",
+        )
+        session.add(c)
+        await session.flush()
+        for i in items:
+            i.campaign_id = c.id
+        if settings.digest_mode == "send":
+            await _start(session, ctx, c)
+        out = await _campaign_public(session, c, stats=False)
+    _wake(ctx)
+    return out

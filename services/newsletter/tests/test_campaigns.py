@@ -1,0 +1,169 @@
+"""Campaigns over a real SMTP server: audience, one copy each, exclusions, RFC 8058, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .conftest import (
+    SmtpSink,
+    add_subscriber,
+    campaign_status,
+    make_settings,
+    setup_list,
+    setup_template,
+    wait_finished,
+    wait_until,
+)
+from distretto_shared.testing import DatabaseTarget, service_client
+
+from newsletter.app import create_app
+
+
+async def start_campaign(client: Any, template_id: str, lists: list[str], **kw: Any) -> dict[str, Any]:
+    r = await client.post(
+        "/campaigns", json={"name": "May news", "subject": "News", "template_id": template_id, "lists": lists, **kw}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/campaigns/{r.json()['id']}/start")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_one_copy_each_exclusions_headers_and_one_click(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    sink.refuse["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
+    settings = make_settings(database, kafka_bootstrap, sink)
+    async with service_client(create_app(settings)) as client:
+        a = await setup_list(client, "oncology")
+        b = await setup_list(client, "events")
+        await setup_list(client, "other")
+        tpl = await setup_template(client)
+        both = await add_subscriber(client, "both@example.org", ["oncology", "events"], name="Bianca Both")
+        await add_subscriber(client, "one@example.org", ["events"], name="Oscar One")
+        await add_subscriber(client, "gone@example.org", ["events"], name="Gone")
+        await add_subscriber(client, "elsewhere@example.org", ["other"])
+        # unconfirmed: added without consent proof
+        r = await client.post("/subscribers", json={"email": "unconf@example.org", "lists": ["events"]})
+        assert r.status_code == 201
+        unsub = await add_subscriber(client, "left@example.org", ["events"])
+        bounced = await add_subscriber(client, "bounced@example.org", ["events"])
+        assert (await client.post("/bounces", json={"email": "bounced@example.org", "kind": "hard"})).status_code == 201
+
+        # left@ unsubscribes through its preferences before the campaign
+        from newsletter.service import links_for
+
+        prefs = links_for(settings, unsub["id"])["preferences_url"].replace("http://service", "")
+        r = await client.post(prefs, json={"lists": [], "unsubscribe_all": True}, headers={"accept": "application/json"})
+        assert r.status_code == 200, r.text
+
+        campaign = await start_campaign(client, tpl["id"], [a["id"], "events"])
+        assert campaign["status"] == "running"
+        assert campaign["recipients"] == 3  # both, one, gone
+        done = await wait_finished(client, campaign["id"])
+        assert done["stats"]["sent"] == 2 and done["stats"]["failed"] == 1
+
+        # one copy each; nobody excluded got anything (the confirmation mail of unconf@ aside)
+        counts = sink.count_by_rcpt()
+        assert counts["both@example.org"] == 1 and counts["one@example.org"] == 1
+        assert counts["gone@example.org"] == 0
+        for excluded in ("elsewhere@example.org", "left@example.org", "bounced@example.org"):
+            assert counts[excluded] == 0
+        assert all("confirm" in r.message["Subject"].lower() for r in sink.to("unconf@example.org"))
+
+        # the permanent refusal is a hard bounce: suppressed
+        gone = (await client.get("/subscribers", params={"status": "suppressed"})).json()
+        assert {s["email"] for s in gone["items"]} == {"gone@example.org", "bounced@example.org"}
+        failed = (await client.get(f"/campaigns/{campaign['id']}/deliveries", params={"status": "failed"})).json()
+        assert failed["items"][0]["smtp_code"] == 550 and "no such user" in failed["items"][0]["smtp_reply"]
+        sent = (await client.get(f"/campaigns/{campaign['id']}/deliveries", params={"status": "sent"})).json()
+        assert all(d["smtp_reply"].startswith("250") for d in sent["items"])
+
+        # what a mailbox provider sees
+        msg = sink.to("both@example.org")[0].message
+        assert not msg.defects and msg.get_content_type() == "multipart/alternative"
+        assert msg["Subject"] == "News"
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        lu = str(msg["List-Unsubscribe"])
+        https = lu.split("<", 1)[1].split(">", 1)[0]
+        assert https.startswith("http://service/unsubscribe/") and "<mailto:" in lu
+        assert msg["Message-ID"] == sent["items"][0]["message_id"] or msg["Message-ID"] in {
+            d["message_id"] for d in sent["items"]
+        }
+        text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert "Dear Bianca Both" in text and https in text and "Unsubscribe" in html
+
+        # RFC 8058 one-click: a POST with the body the mailbox provider sends, no further step
+        r = await client.post(
+            https.replace("http://service", ""),
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 200 and r.json()["status"] == "unsubscribed"
+        subs = {s["list_slug"]: s["status"] for s in (await client.get(f"/subscribers/{both['id']}")).json()["subscriptions"]}
+        assert subs == {"oncology": "unsubscribed", "events": "unsubscribed"}
+
+        # a second campaign to the same lists does not reach the unsubscribed person
+        again = await start_campaign(client, tpl["id"], ["events"], name="June")
+        await wait_finished(client, again["id"])
+        assert sink.count_by_rcpt()["both@example.org"] == 1
+        assert sink.count_by_rcpt()["one@example.org"] == 2
+
+        # a finished campaign cannot start again
+        r = await client.post(f"/campaigns/{campaign['id']}/start")
+        assert r.status_code == 409 and "finished" in r.json()["message"]
+
+
+async def test_pause_resume_and_cancel(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    sink.delay = 0.03
+    settings = make_settings(database, kafka_bootstrap, sink, claim_batch=5)
+    async with service_client(create_app(settings)) as client:
+        await setup_list(client, "all")
+        tpl = await setup_template(client)
+        emails = [f"p{i:02d}@example.org" for i in range(30)]
+        for e in emails:
+            await add_subscriber(client, e, ["all"])
+        c = await start_campaign(client, tpl["id"], ["all"])
+        await wait_until(lambda: len(sink.received) >= 5, what="first mails")
+        r = await client.post(f"/campaigns/{c['id']}/pause")
+        assert r.status_code == 200 and r.json()["status"] == "paused"
+        assert (await client.post(f"/campaigns/{c['id']}/pause")).status_code == 409
+
+        # in-flight transactions end; then nothing more arrives while paused
+        async def settled() -> bool:
+            st = (await campaign_status(client, c["id"]))["stats"]
+            return st["sending"] == 0
+
+        await wait_until(settled, what="in-flight sends settled")
+        at_pause = len(sink.received)
+        await asyncio.sleep(1.0)  # several scheduler ticks and worker polls: nothing may move
+        st = (await campaign_status(client, c["id"]))["stats"]
+        assert st["pending"] > 0 and st["sent"] == at_pause < 30
+        assert len(sink.received) == at_pause
+
+        r = await client.post(f"/campaigns/{c['id']}/resume")
+        assert r.status_code == 200 and r.json()["status"] == "running"
+        await wait_finished(client, c["id"])
+        assert sink.count_by_rcpt() == {e: 1 for e in emails}
+
+        # cancel a second campaign midway: the rest is never sent
+        c2 = await start_campaign(client, tpl["id"], ["all"], name="second")
+        await wait_until(lambda: len(sink.received) >= 33, what="second campaign under way")
+        r = await client.post(f"/campaigns/{c2['id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+        async def no_inflight() -> bool:
+            st = (await campaign_status(client, c2["id"]))["stats"]
+            return st["sending"] == 0 and st["pending"] == 0
+
+        await wait_until(no_inflight, what="cancel settled")
+        st = (await campaign_status(client, c2["id"]))["stats"]
+        delivered = len(sink.received) - 30
+        assert st["sent"] == delivered and st["cancelled"] == 30 - delivered and delivered < 30
+        assert max(sink.count_by_rcpt().values()) <= 2
+        assert (await client.post(f"/campaigns/{c2['id']}/resume")).status_code == 409
+

@@ -1,0 +1,116 @@
+"""Pure rules: lifecycle, signed links, addresses, header safety, rates, bounces, MIME."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsletter import delivery, domain
+from newsletter.domain import CampaignAction as A
+from newsletter.domain import CampaignStatus as S
+
+
+def test_lifecycle_allows_the_documented_paths_and_refuses_the_rest() -> None:
+    assert domain.transition(S.DRAFT, A.SCHEDULE) == S.SCHEDULED
+    assert domain.transition(S.SCHEDULED, A.START) == S.RUNNING
+    assert domain.transition(S.RUNNING, A.PAUSE) == S.PAUSED
+    assert domain.transition(S.PAUSED, A.RESUME) == S.RUNNING
+    assert domain.transition(S.RUNNING, A.FINISH) == S.FINISHED
+    assert domain.transition(S.PAUSED, A.CANCEL) == S.CANCELLED
+    for status, action in [(S.FINISHED, A.START), (S.DRAFT, A.PAUSE), (S.CANCELLED, A.RESUME), (S.RUNNING, A.START)]:
+        with pytest.raises(domain.IllegalTransition):
+            domain.transition(status, action)
+
+
+def test_signed_tokens_reject_tampering_other_purposes_and_expiry() -> None:
+    now = datetime(2025, 5, 1, tzinfo=UTC)
+    token = domain.sign_token("k", "confirm", "sub1", expires=now + timedelta(hours=1))
+    assert domain.verify_token("k", token, "confirm", now=now).subject == "sub1"
+    with pytest.raises(domain.BadToken, match="expired"):
+        domain.verify_token("k", token, "confirm", now=now + timedelta(hours=2))
+    with pytest.raises(domain.BadToken, match="not meant"):
+        domain.verify_token("k", token, "unsubscribe", now=now)
+    with pytest.raises(domain.BadToken, match="signature"):
+        domain.verify_token("other-key", token, "confirm", now=now)
+    forged = domain.sign_token("k", "confirm", "sub2").split(".")[0] + "." + token.split(".")[1]
+    with pytest.raises(domain.BadToken):
+        domain.verify_token("k", forged, "confirm", now=now)
+    with pytest.raises(domain.BadToken, match="malformed"):
+        domain.verify_token("k", "garbage", "confirm", now=now)
+
+
+def test_addresses_are_normalised_and_bad_ones_refused() -> None:
+    assert domain.normalise_email("  Anna.Rossi@Example.ORG ") == "anna.rossi@example.org"
+    for bad in ["anna", "anna@", "@x.it", "a b@x.it", "a@x", "a@x.it\r\nBcc: e@x.it", "a..b@x.it"]:
+        with pytest.raises(ValueError):
+            domain.normalise_email(bad)
+    assert domain.email_sha256("A@X.IT") == domain.email_sha256("a@x.it")
+
+
+def test_header_text_loses_line_breaks() -> None:
+    assert domain.clean_header_text("Eve\r\nBcc: victim@x.it") == "Eve Bcc: victim@x.it"
+    assert "\n" not in domain.clean_header_text("a\nb\rc\x00d")
+
+
+def test_rate_limit_answers_how_long_to_wait() -> None:
+    now = datetime(2025, 5, 1, 12, tzinfo=UTC)
+    window = timedelta(hours=1)
+    hits = [now - timedelta(minutes=50), now - timedelta(minutes=10)]
+    assert domain.retry_after(hits, now=now, window=window, limit=3) is None
+    wait = domain.retry_after(hits, now=now, window=window, limit=2)
+    assert wait is not None and 590 <= wait <= 602  # the 50-minute-old hit leaves in 10 minutes
+    assert domain.retry_after([now - timedelta(hours=2)] * 5, now=now, window=window, limit=2) is None
+
+
+def test_token_bucket_spaces_sends() -> None:
+    bucket = domain.TokenBucket(rate=10, burst=2, now=0.0)
+    assert bucket.take(0.0) == 0 and bucket.take(0.0) == 0
+    assert bucket.take(0.0) == pytest.approx(0.1)
+    assert domain.TokenBucket(rate=0, burst=1, now=0).take(0) == 0
+
+
+def test_hard_bounces_and_complaints_suppress_soft_ones_after_the_limit() -> None:
+    assert domain.suppresses(domain.BounceKind.HARD, 0, 3)
+    assert domain.suppresses(domain.BounceKind.COMPLAINT, 0, 3)
+    assert not domain.suppresses(domain.BounceKind.SOFT, 2, 3)
+    assert domain.suppresses(domain.BounceKind.SOFT, 3, 3)
+    assert domain.smtp_failure_kind(550) == "permanent" and domain.smtp_failure_kind(451) == "transient"
+
+
+def test_built_message_is_rfc5322_multipart_alternative_without_injection() -> None:
+    raw = delivery.build_message(
+        from_header=delivery.format_address("Distretto Toscano", "news@d.example"),
+        to_name="Zoë \"Z\" Rossi\r\nBcc: victim@evil.example",
+        to_addr="zoe@example.org",
+        subject="Novità\r\nBcc: victim@evil.example",
+        text="Ciao Zoë\n.\nline with = sign\n" + "x" * 200,
+        html="<p>Ciao Zoë</p>",
+        message_id=delivery.message_id_for("c1", "s1", "d.example"),
+        extra_headers=[("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
+    )
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert not msg.defects
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "Bcc" not in msg and msg.get_all("To") and len(msg.get_all("To")) == 1
+    assert "victim@evil.example" in str(msg["To"]) and msg["To"].addresses[0].addr_spec == "zoe@example.org"
+    assert str(msg["Subject"]) == "Novità Bcc: victim@evil.example"
+    text, html = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
+    assert "Ciao Zoë\n.\nline with = sign" in text and "x" * 200 in text.replace("\n", "")
+    assert "<p>Ciao Zoë</p>" in html
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert delivery.message_id_for("c1", "s1", "d") == delivery.message_id_for("c1", "s1", "d")
+    assert delivery.message_id_for("c1", "s1", "d") != delivery.message_id_for("c1", "s2", "d")
+
+
+def test_templates_are_sandboxed_and_html_is_escaped() -> None:
+    r = delivery.CampaignRenderer("Hi {{ subscriber.name }}", "<p>{{ subscriber.name }}</p>", "{{ subscriber.name }}")
+    mail = r.render({"subscriber": {"name": "<script>x</script>"}})
+    assert "&lt;script&gt;" in mail.html and "<script>" in mail.text
+    evil = delivery.CampaignRenderer("x", "{{ ''.__class__.__mro__[1].__subclasses__() }}", "x")
+    with pytest.raises(Exception):  # noqa: B017 - the sandbox refuses, whatever the exception's class
+        evil.render({})
+    with pytest.raises(ValueError, match="template error"):
+        delivery.check_template("{% for %}", html=True)
