@@ -273,6 +273,8 @@ class _Main:
 
     retriever: bm25s.BM25 | None = None
     rows: int = 0
+    row_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """The row of each bm25s document (removed rows are left out, so they do not skew N and avgdl)."""
     df: dict[str, int] = field(default_factory=dict)
     avgdl: float = 1.0
     docs: int = 0
@@ -300,6 +302,8 @@ class Index:
         self.delta: dict[int, tuple[Counter[str], int, int]] = {}
         """row → (term counts, length, version) of rows changed since the last BM25 build."""
         self._version = 0
+        self.stale = False
+        """A row was removed since the last build (its terms still weigh in the main index's statistics)."""
         self.main = _Main()
         self._codes = {name: _Codes() for name in ("type", "kind", "country", "owner", "sector")}
 
@@ -372,6 +376,7 @@ class Index:
         if row is None:
             return False
         self.alive[row] = False
+        self.stale = True
         self.docs[row] = None
         self.tokens[row] = []
         self.delta.pop(row, None)
@@ -384,6 +389,11 @@ class Index:
 
     # -- BM25 build ---------------------------------------------------------------------
 
+    @property
+    def dirty(self) -> bool:
+        """True when the main BM25 index no longer reflects every row exactly."""
+        return bool(self.delta) or self.stale
+
     def snapshot(self) -> tuple[int, list[list[str]], dict[int, int]]:
         """What a build needs, taken on the caller's thread (the build may run in another)."""
         marks = {row: entry[2] for row, entry in self.delta.items()}
@@ -394,21 +404,20 @@ class Index:
         """A bm25s index over ``tokens`` (CPU-heavy; safe to run in a worker thread)."""
         df: Counter[str] = Counter()
         total = 0
-        live = 0
-        for doc in tokens:
-            if doc:
-                df.update(set(doc))
-                total += len(doc)
-                live += 1
+        live = [row for row, doc in enumerate(tokens) if doc]
+        for row in live:
+            df.update(set(tokens[row]))
+            total += len(tokens[row])
         if not live:
-            return _Main(None, rows, {}, 1.0, 0)
+            return _Main(None, rows, np.zeros(0, dtype=np.int64), {}, 1.0, 0)
         retriever = bm25s.BM25(k1=K1, b=B, method="lucene")
-        retriever.index(tokens, show_progress=False)
-        return _Main(retriever, rows, dict(df), total / live, live)
+        retriever.index([tokens[row] for row in live], show_progress=False)
+        return _Main(retriever, rows, np.asarray(live, dtype=np.int64), dict(df), total / len(live), len(live))
 
     def install(self, main: _Main, marks: dict[int, int]) -> None:
         """Swap in a built index; rows changed again since the snapshot stay in the delta."""
         self.main = main
+        self.stale = False
         for row, mark in marks.items():
             entry = self.delta.get(row)
             if entry is not None and entry[2] == mark:
@@ -469,7 +478,7 @@ class Index:
         if main.retriever is not None and terms:
             ids = main.retriever.get_tokens_ids(terms)
             if ids:
-                scores[: main.rows] = main.retriever.get_scores_from_ids(ids)
+                scores[main.row_ids] = main.retriever.get_scores_from_ids(ids)
         if self.delta:
             idf = {t: math.log(1 + (main.docs - main.df.get(t, 0) + 0.5) / (main.df.get(t, 0) + 0.5)) for t in terms}
             for row, (tf, dl, _) in self.delta.items():

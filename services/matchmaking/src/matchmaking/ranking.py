@@ -118,7 +118,7 @@ class Engine:
         started = time.perf_counter()
         weight = self.bm25_weight if bm25_weight is None else bm25_weight
         index = self.index
-        if index.delta and index.size <= self.eager_merge_rows:
+        if index.dirty and index.size <= self.eager_merge_rows:
             index.merge()
         mask = index.mask(flt)
         eligible = np.flatnonzero(mask)

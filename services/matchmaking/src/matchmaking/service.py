@@ -296,7 +296,7 @@ async def rebuild_index(rt: Runtime) -> int:
 async def merge_delta(rt: Runtime) -> None:
     """Fold the BM25 delta into the main index (built in a worker thread)."""
     index = rt.engine.index
-    if not index.delta:
+    if not index.dirty:
         return
     rows, tokens, marks = index.snapshot()
     main = await asyncio.to_thread(index.build_main, rows, tokens)
