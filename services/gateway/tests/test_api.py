@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import time
 
+import httpx
 import jwt
-from distretto_shared.testing import DatabaseTarget, free_port
+from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
 
 from .conftest import (
@@ -232,3 +236,36 @@ async def test_health_and_readiness_report_each_service(database: DatabaseTarget
             assert (await client.get("/healthz")).status_code == 200
     finally:
         upstreams.apps["newsletter"].ready = True
+
+
+async def test_demo_is_idempotent(tmp_path: object, upstreams: Upstreams) -> None:
+    """``python -m gateway.demo`` against a running gateway: the second run adds nothing."""
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/demo.db",
+        "GATEWAY_ADMIN_PASSWORD": "demo-admin-password",
+        "GATEWAY_ARGON2_MEMORY_KIB": "1024",
+        "GATEWAY_ARGON2_TIME_COST": "1",
+        "GATEWAY_ARGON2_PARALLELISM": "1",
+        "GATEWAY_CREATE_TOPICS": "false",
+        "GATEWAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
+    process = await ServiceProcess("gateway", env=env).start()
+    try:
+        cmd = [
+            sys.executable,
+            "-m",
+            "gateway.demo",
+            "--base-url",
+            process.url,
+            "--admin-password",
+            "demo-admin-password",
+        ]
+        first = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, check=True)
+        second = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, check=True)
+        assert "4 created, 0 already there" in first.stdout
+        assert "0 created, 4 already there" in second.stdout
+        async with httpx.AsyncClient(base_url=process.url) as client:
+            member = await login(client, "member@toscana-life-sciences.example", "distretto-demo-member")
+            assert (await client.get("/auth/me", headers=member)).json()["role"] == "member"
+    finally:
+        process.stop()

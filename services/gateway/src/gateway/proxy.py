@@ -57,6 +57,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# uvicorn adds its own Date and Server to every answer; the upstream's would be doubled.
+RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
 # Never forwarded upstream: hop-by-hop, credentials (the services get the verified identity instead),
 # any identity or forwarding header a caller might forge, and the ids the gateway sets itself.
 IDENTITY_HEADERS = (b"x-distretto-principal", b"x-distretto-role", b"x-distretto-organisation", b"x-distretto-via")
