@@ -11,7 +11,7 @@ so every run produces the same register, with totals just above the seeds'.
 Idempotent: organisations are matched by name, contacts by email, fee plans by
 name; a second run changes nothing.
 
-    python -m membership.demo --base-url http://127.0.0.1:8001
+    python -m membership.demo --base-url http://127.0.0.1:8001 [--token BEARER]
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def _scale(weights: list[float], total: float) -> list[float]:
 
 
 def _contacts(rng: random.Random, domain: str, n: int) -> list[dict[str, Any]]:
-    people = []
+    people: list[dict[str, Any]] = []
     for _ in range(n):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         email = f"{_slug(first)}.{_slug(last)}@{domain}"
@@ -237,7 +237,7 @@ def build_demo(seed: int = 2011) -> list[DemoOrganisation]:
     # Firm sizes are heavy-tailed: many micro and small firms, a few large manufacturers.
     size_weights = [rng.lognormvariate(0, 1.3) for _ in range(COMPANIES)]
     staff = [max(1, round(x)) for x in _scale(size_weights, TARGETS["staff"])]
-    staff[staff.index(max(staff))] += max(0, TARGETS["staff"] - sum(staff))
+    staff[staff.index(max(staff))] += max(0, int(TARGETS["staff"]) - sum(staff))
     productivity = [rng.lognormvariate(0, 0.5) for _ in range(COMPANIES)]
     turnover = _scale([s * p for s, p in zip(staff, productivity, strict=True)], TARGETS["turnover_eur"])
     rd_share = [rng.uniform(0.03, 0.4) for _ in range(COMPANIES)]
@@ -356,10 +356,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Load the membership demo data through the HTTP API")
     parser.add_argument("--base-url", default="http://127.0.0.1:8001")
     parser.add_argument("--seed", type=int, default=2011)
+    parser.add_argument("--token", default=None, help="bearer token (when going through the gateway)")
     args = parser.parse_args()
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
 
     async def run() -> dict[str, int]:
-        async with httpx.AsyncClient(base_url=args.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=args.base_url, timeout=30, headers=headers) as client:
             return await load_demo(client, args.seed)
 
     added = asyncio.run(run())
