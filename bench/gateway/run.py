@@ -233,10 +233,40 @@ def start_gateway(workers: int, upstream: str, data: Path) -> tuple[subprocess.P
     return proc, url, {"Authorization": f"Bearer {token}"}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids.extend(int(c) for c in children)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return total
+
+
+def measured(url: str, connections: int, duration: float, headers: dict[str, str], pid: int | None) -> dict[str, Any]:
+    """``load`` plus the CPU the measured server spent per request (robust on a shared machine)."""
+    before = cpu_seconds(pid) if pid else 0.0
+    result = load(url, connections, duration, headers, warmup=0.5)
+    if pid and result["requests"]:
+        result["server_cpu_us_per_request"] = (
+            (cpu_seconds(pid) - before) / (result["requests"] + result["errors"]) * 1e6
+        )
+    return result
+
+
 def fmt(r: dict[str, Any]) -> str:
+    cpu = r.get("server_cpu_us_per_request")
     return (
         f"{r['rps']:>8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
-        f"   ({r['requests']} ok, {r['errors']} errors)"
+        f"   ({r['requests']} ok, {r['errors']} errors)" + (f"   server CPU {cpu:5.0f} µs/req" if cpu else "")
     )
 
 
@@ -275,29 +305,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             direct = upstream + "/projects"
             worker_counts = [int(w) for w in args.workers.split(",") if w]
-            gateways: dict[int, tuple[str, dict[str, str]]] = {}
+            gateways: dict[int, tuple[str, dict[str, str], int]] = {}
             for workers in worker_counts:
                 proc, url, headers = start_gateway(workers, upstream, Path(tmp))
                 procs.append(proc)
-                gateways[workers] = (url + "/api/projects/projects", headers)
+                gateways[workers] = (url + "/api/projects/projects", headers, proc.pid)
+            up_pid = procs[0].pid
 
             print(f"\n1. unloaded latency, 1 connection, {args.latency_duration:g} s each")
-            results["direct c=1"] = load(direct, 1, args.latency_duration, {})
+            results["direct c=1"] = measured(direct, 1, args.latency_duration, {}, up_pid)
             print(f"   direct            {fmt(results['direct c=1'])}")
-            url, headers = gateways[worker_counts[0]]
-            results["gateway c=1"] = load(url, 1, args.latency_duration, headers)
+            url, headers, pid = gateways[worker_counts[0]]
+            results["gateway c=1"] = measured(url, 1, args.latency_duration, headers, pid)
             print(f"   gateway ({worker_counts[0]} worker)  {fmt(results['gateway c=1'])}")
             d, g = results["direct c=1"], results["gateway c=1"]
             added50, added99 = g["p50_ms"] - d["p50_ms"], g["p99_ms"] - d["p99_ms"]
             print(f"   added by the gateway: p50 {added50:.2f} ms, p99 {added99:.2f} ms")
 
             print(f"\n2. throughput, {args.connections} connections, {args.duration:g} s each")
-            results["direct"] = load(direct, args.connections, args.duration, {})
+            results["direct"] = measured(direct, args.connections, args.duration, {}, up_pid)
             print(f"   direct            {fmt(results['direct'])}")
             for workers in worker_counts:
-                url, headers = gateways[workers]
+                url, headers, pid = gateways[workers]
                 key = f"gateway {workers}w"
-                results[key] = load(url, args.connections, args.duration, headers)
+                results[key] = measured(url, args.connections, args.duration, headers, pid)
                 print(f"   gateway ({workers} worker{'s' if workers > 1 else ''}) {fmt(results[key])}")
                 added = results[key]["p50_ms"] - results["direct"]["p50_ms"]
                 print(f"     p50 added under load: {added:.2f} ms")
