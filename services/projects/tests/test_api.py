@@ -130,7 +130,12 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(svc: P
     cases: list[tuple[str, str, object, int]] = [
         ("POST", "/projects", {"acronym": "", "title": "t"}, 422),
         ("POST", "/projects", {"acronym": "A", "title": "t", "status": "RUNNING"}, 422),
-        ("POST", "/projects", {"acronym": "A", "title": "t", "start_date": "2025-02-01", "end_date": "2025-01-01"}, 422),
+        (
+            "POST",
+            "/projects",
+            {"acronym": "A", "title": "t", "start_date": "2025-02-01", "end_date": "2025-01-01"},
+            422,
+        ),
         ("POST", "/projects", {"acronym": "A", "title": "t", "thematic_areas": ["astrology"]}, 422),
         ("POST", "/projects", {"acronym": "A", "title": "t", "total_cost": -1}, 422),
         ("POST", "/projects", "not an object", 422),
@@ -156,8 +161,12 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(svc: P
         ("POST", f"{base}/work-packages", {"number": 1, "title": "dup", "start_month": 1, "end_month": 2}, 409),
         ("POST", f"{base}/work-packages", {"number": 2, "title": "x", "start_month": 5, "end_month": 2}, 422),
         ("POST", f"{base}/work-packages", {"number": 2, "title": "x", "start_month": 1, "end_month": 13}, 422),
-        ("POST", f"{base}/work-packages", {"number": 2, "title": "x", "start_month": 1, "end_month": 2,
-                                           "lead_participant_id": "nobody"}, 422),
+        (
+            "POST",
+            f"{base}/work-packages",
+            {"number": 2, "title": "x", "start_month": 1, "end_month": 2, "lead_participant_id": "nobody"},
+            422,
+        ),
         ("PATCH", f"{base}/work-packages/{wp['id']}", {"end_month": 40}, 422),
         ("GET", f"{base}/work-packages/nope", None, 404),
         ("DELETE", f"{base}/work-packages/nope", None, 404),

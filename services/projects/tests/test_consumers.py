@@ -17,8 +17,9 @@ from .conftest import ProjectsService
 
 
 def profile(organisation_id: str, name: str, vat: str | None = None, status: str = "applied") -> m.OrganisationProfile:
-    return m.OrganisationProfile(organisation_id=organisation_id, name=name, kind="university", vat_number=vat,
-                                 status=status)
+    return m.OrganisationProfile(
+        organisation_id=organisation_id, name=name, kind="university", vat_number=vat, status=status
+    )
 
 
 async def participant(svc: ProjectsService, project_id: str, participant_id: str) -> dict[str, Any]:

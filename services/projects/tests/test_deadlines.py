@@ -88,7 +88,8 @@ async def test_deadline_events_fire_once_across_restart_and_concurrent_instances
     # 7 records: ProjectRegistered, DeliverableSubmitted and the five notices.
     events = await deadline_events(kafka_bootstrap, topic, min_count=7)
     seen = Counter(
-        (e.number, type(e).__name__, getattr(e, "horizon_days", None)) for e, _ in events  # type: ignore[attr-defined]
+        (e.number, type(e).__name__, getattr(e, "horizon_days", None))
+        for e, _ in events  # type: ignore[attr-defined]
     )
     assert seen == Counter(
         {

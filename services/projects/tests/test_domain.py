@@ -165,8 +165,13 @@ def test_portfolio_groups_and_the_foundation_share() -> None:
         [
             p(),
             p(funding_scheme="HORIZON-CSA", thematic_areas=["oncology", "rare_diseases"], total_cost=None),
-            p(framework_programme="H2020", status="CLOSED", thematic_areas=[], foundation_role="none",
-              foundation_ec_contribution=0.0),
+            p(
+                framework_programme="H2020",
+                status="CLOSED",
+                thematic_areas=[],
+                foundation_role="none",
+                foundation_ec_contribution=0.0,
+            ),
         ]
     )
     assert figures.overall.projects == 3

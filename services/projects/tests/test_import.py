@@ -97,7 +97,11 @@ async def test_a_bad_row_rejects_the_whole_import_and_names_its_line(svc: Projec
         assert body["details"] and body["details"][0]["line"] >= 1
         assert await svc.snapshot() == before, f"{project_file}/{organization_file} wrote something"
     # Not CSV at all, not JSON, wrong content type, empty: clear 4xx too.
-    for content, ctype in [(b"{not json", "application/json"), (b"id;acronym", "text/plain"), (b"{}", "application/json")]:
+    for content, ctype in [
+        (b"{not json", "application/json"),
+        (b"id;acronym", "text/plain"),
+        (b"{}", "application/json"),
+    ]:
         response = await svc.http.post("/imports/cordis", content=content, headers={"content-type": ctype})
         assert response.status_code == 422 and response.json()["message"], response.text
     response = await svc.http.post("/imports/cordis", files={"organization": ("o.csv", b"x", "text/csv")})
