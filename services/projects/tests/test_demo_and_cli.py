@@ -41,8 +41,12 @@ async def test_demo_loads_the_five_projects_once_and_feeds_the_deadline_engine(s
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_import_command_line_posts_both_files_and_reports_bad_rows(svc: ProjectsService) -> None:
-    status, answer = await cordis_import.run(svc.http, FIXTURES / "project.csv", FIXTURES / "organization.csv")
+    status, answer = await cordis_import.run(
+        svc.http, *cordis_import.read_files(FIXTURES / "project.csv", FIXTURES / "organization.csv")
+    )
     assert (status, answer["projects_created"], answer["participants_created"]) == (0, 3, 7)
-    status, answer = await cordis_import.run(svc.http, FIXTURES / "project_bad_date.csv", None)
+    status, answer = await cordis_import.run(
+        svc.http, *cordis_import.read_files(FIXTURES / "project_bad_date.csv", None)
+    )
     assert status == 1 and "project.csv line 4" in answer["message"]
     assert (await svc.get("/projects"))["total"] == 3

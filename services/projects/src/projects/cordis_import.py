@@ -20,12 +20,15 @@ from typing import Any
 import httpx
 
 
-async def run(client: httpx.AsyncClient, project_csv: Path, organization_csv: Path | None) -> tuple[int, Any]:
-    """Send the files; returns (exit status, the service's answer)."""
-    body = {
-        "project_csv": project_csv.read_text(encoding="utf-8-sig"),
-        "organization_csv": organization_csv.read_text(encoding="utf-8-sig") if organization_csv else "",
-    }
+def read_files(project_csv: Path, organization_csv: Path | None) -> tuple[str, str]:
+    """The two files' text (a byte-order mark dropped)."""
+    organizations = organization_csv.read_text(encoding="utf-8-sig") if organization_csv else ""
+    return project_csv.read_text(encoding="utf-8-sig"), organizations
+
+
+async def run(client: httpx.AsyncClient, project_csv: str, organization_csv: str) -> tuple[int, Any]:
+    """Send the files' text; returns (exit status, the service's answer)."""
+    body = {"project_csv": project_csv, "organization_csv": organization_csv}
     response = await client.post("/imports/cordis", json=body, timeout=300)
     return (0 if response.status_code == 200 else 1), response.json()
 
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def go() -> tuple[int, Any]:
         async with httpx.AsyncClient(base_url=args.base_url) as client:
-            return await run(client, args.project_csv, args.organization_csv)
+            return await run(client, *read_files(args.project_csv, args.organization_csv))
 
     try:
         status, answer = asyncio.run(go())
