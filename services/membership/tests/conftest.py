@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,16 @@ class Membership:
         response = await self.http.get(path, params=params)
         assert response.status_code == expect, response.text
         return response.json()
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """A sample of the service's /metrics (0 when absent)."""
+        text = (await self.http.get("/metrics")).text
+        want = sorted(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+            if m and sorted(m.group(1).split(",")) == want:
+                return float(m.group(2))
+        return 0.0
 
     async def register_snapshot(self) -> tuple[Any, ...]:
         """Everything a bad request must leave untouched: organisations, contacts, fee plans, events."""

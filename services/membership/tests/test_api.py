@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -289,15 +288,9 @@ async def test_contacts_consent_and_erasure(membership: Any) -> None:
 
 
 async def test_district_figures_and_metrics(membership: Any) -> None:
-    def metric(text: str, name: str, **labels: str) -> float:
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in text.splitlines():
-            m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-            if m and ",".join(sorted(m.group(1).split(","))) == want:
-                return float(m.group(2))
-        return 0.0
-
-    before = (await membership.http.get("/metrics")).text
+    joins_before = await membership.metric(
+        "distretto_membership_transitions_total", from_status="applied", to_status="active"
+    )
     a = await membership.create(name="A", sectors=["biotech", "pharma"])
     b = await membership.create(name="B", sectors=["biotech"])
     u = await membership.create(name="U", kind="university", sectors=[])
@@ -320,9 +313,7 @@ async def test_district_figures_and_metrics(membership: Any) -> None:
     assert (figures["year"], figures["staff"], figures["rd_staff"]) == (2024, 3125, 312)
     assert (figures["turnover_eur"], figures["lab_m2"], figures["patents"]) == (31e6, 300, 6)
 
-    after = (await membership.http.get("/metrics")).text
-    assert metric(after, "distretto_membership_members", status="active", kind="company") == 2
-    assert metric(after, "distretto_membership_members", status="applied", kind="company") == 1
-    delta = metric(after, "distretto_membership_transitions_total", from_status="applied", to_status="active")
-    delta -= metric(before, "distretto_membership_transitions_total", from_status="applied", to_status="active")
-    assert delta == 3
+    assert await membership.metric("distretto_membership_members", status="active", kind="company") == 2
+    assert await membership.metric("distretto_membership_members", status="applied", kind="company") == 1
+    joins = await membership.metric("distretto_membership_transitions_total", from_status="applied", to_status="active")
+    assert joins - joins_before == 3

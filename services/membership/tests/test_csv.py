@@ -22,6 +22,7 @@ async def _import(membership: Any, text: str | bytes) -> Any:
 
 async def test_import_creates_every_row_with_its_figures(membership: Any) -> None:
     events = await membership.outbox_count()
+    accepted = await membership.metric("distretto_membership_import_rows_total", outcome="accepted")
     response = await _import(membership, GOOD)
     assert response.status_code == 201, response.text
     assert response.json()["imported"] == 3
@@ -36,6 +37,7 @@ async def test_import_creates_every_row_with_its_figures(membership: Any) -> Non
     assert by_name["Gamma, Diagnostica S.p.A."]["size_class"] == "large"
     assert by_name["Università Esempio"]["latest_figures"] is None
     assert await membership.outbox_count() == events + 3
+    assert await membership.metric("distretto_membership_import_rows_total", outcome="accepted") == accepted + 3
 
     # Semicolon-separated files (Excel in Italian) work too.
     semi = "name;kind;sectors;province\nDelta Nutra;company;nutraceutics;LU\n"
@@ -59,8 +61,10 @@ async def test_a_file_with_bad_rows_imports_nothing_and_names_each_line(membersh
         "Too,many,fields,,,,\n"  # line 9
         "Good Two,research_institute,,,,\n"  # line 10
     )
+    rejected = await membership.metric("distretto_membership_import_rows_total", outcome="rejected")
     response = await _import(membership, text)
     assert response.status_code == 422, response.text
+    assert await membership.metric("distretto_membership_import_rows_total", outcome="rejected") == rejected + 7
     body = response.json()
     assert "nothing was imported" in body["message"]
     assert body["message"].startswith("7 of 9 rows have errors")
