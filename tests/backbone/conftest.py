@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+
 from distretto_shared.db import Database
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.testing import DatabaseTarget
@@ -31,3 +32,5 @@ async def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
 def reset_faults() -> None:
     Faults.transient_failures = 0
     Faults.reject_seq = None
+    Faults.broken_seq = None
+    Faults.delay = 0.0

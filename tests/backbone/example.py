@@ -7,15 +7,17 @@ tests count effects exactly.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from distretto_shared.consumer import Consumers
 from distretto_shared.db import Database
 from distretto_shared.events import Event, EventMeta, PermanentEventError
 from distretto_shared.outbox import add_event
 from distretto_shared.topics import TopicSpec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS = Path(__file__).parent / "example_migrations"
 SOURCE = "/distretto/example"
@@ -72,6 +74,10 @@ class Faults:
     """How many more calls fail with a transient error."""
     reject_seq: int | None = None
     """A seq the handler refuses permanently."""
+    delay: float = 0.0
+    """Seconds each handling takes (to stop a consumer mid-stream)."""
+    broken_seq: int | None = None
+    """A seq whose handling fails with a transient error until this is cleared (an outage)."""
 
 
 projection = Consumers("example-projection")
@@ -81,6 +87,10 @@ projection = Consumers("example-projection")
 async def on_credited(session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
     if Faults.reject_seq is not None and event.seq == Faults.reject_seq:
         raise PermanentEventError(f"seq {event.seq} refused")
+    if Faults.delay:
+        await asyncio.sleep(Faults.delay)
+    if Faults.broken_seq is not None and event.seq == Faults.broken_seq:
+        raise ConnectionError("simulated database outage")
     if Faults.transient_failures > 0:
         Faults.transient_failures -= 1
         raise ConnectionError("simulated database outage")

@@ -8,13 +8,14 @@ import json
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+
 from distretto_shared import metrics
 from distretto_shared.consumer import ConsumerRunner
 from distretto_shared.db import Database
 from distretto_shared.dlq import list_dead_letters, replay
 from distretto_shared.events import encode
 from distretto_shared.testing import read_topic, wait_for
-from faststream.kafka import KafkaBroker
 
 from .example import AccountCredited, Faults, effect_rows, projection
 
@@ -27,6 +28,7 @@ async def running_consumer(db: Database, bootstrap: str, **kw: float) -> AsyncIt
         service="example",
         bootstrap_servers=bootstrap,
         max_attempts=int(kw.get("max_attempts", 3)),
+        batch_size=int(kw.get("batch_size", 500)),
         backoff_initial=0.05,
         backoff_max=0.2,
     )
@@ -133,7 +135,7 @@ async def test_transient_failure_is_retried_with_backoff_then_handled(
 async def test_exhausted_retries_dead_letter_then_replay_is_handled(
     db: Database, kafka_bootstrap: str, topics: str
 ) -> None:
-    Faults.transient_failures = 3  # = max_attempts: the first delivery exhausts them
+    Faults.broken_seq = 1  # an outage that outlasts every attempt
     await send_raw(kafka_bootstrap, topics, [encoded(credited("acc-q", 1)), encoded(credited("acc-q", 2))])
     async with running_consumer(db, kafka_bootstrap, max_attempts=3):
         await wait_for(lambda: _contains(db, 2), what="next message handled")
@@ -143,6 +145,7 @@ async def test_exhausted_retries_dead_letter_then_replay_is_handled(
         assert "simulated database outage" in letters[0].headers["dlq_error"]
 
         # The outage is over: replay the dead letter; it is handled once.
+        Faults.broken_seq = None
         replayed = await replay(kafka_bootstrap, topics)
         assert len(replayed) == 1
         await wait_for(lambda: _contains(db, 1), what="replayed dead letter handled")
@@ -156,10 +159,12 @@ async def test_consumer_restarted_mid_stream_loses_nothing_and_doubles_nothing(
 ) -> None:
     total = 300
     await send_raw(kafka_bootstrap, topics, [encoded(credited(f"acc-{i % 7}", i)) for i in range(total)])
-    async with running_consumer(db, kafka_bootstrap):
+    Faults.delay = 0.005  # small batches of slow handlers: the stop lands mid-stream, mid-batch
+    async with running_consumer(db, kafka_bootstrap, batch_size=20):
         await wait_for(lambda: _at_least(db, 40), what="some handled")
     handled_first = len(await seqs_handled(db))
     assert handled_first < total, "stopped too late to test a restart"
+    Faults.delay = 0.0
     async with running_consumer(db, kafka_bootstrap):
         await wait_for(lambda: _at_least(db, total), timeout=60, what="all handled after restart")
     seqs = await seqs_handled(db)

@@ -122,6 +122,7 @@ class ConsumerRunner:
         max_attempts: int = 5,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
+        batch_size: int = 500,
     ) -> None:
         self.consumers = consumers
         self._db = db
@@ -130,6 +131,7 @@ class ConsumerRunner:
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.batch_size = batch_size
         self.group_id = f"{service}.{consumers.name}"
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -144,16 +146,19 @@ class ConsumerRunner:
     # -- FastStream wiring -------------------------------------------------
 
     def attach(self, broker: KafkaBroker) -> None:
-        """Subscribe to every topic the handlers need, on ``broker``."""
+        """Subscribe to every topic the handlers need, on ``broker`` (a batch subscriber)."""
         if not self.consumers.topics:
             return
 
         async def raw_body(msg: StreamMessage[Any]) -> Any:
             # Never let FastStream decode: a broken body must reach us, not fail before us.
-            return msg.body
+            return None
 
         subscriber = broker.subscriber(
             *sorted(topic_name(t) for t in self.consumers.topics),
+            batch=True,
+            max_records=self.batch_size,
+            batch_timeout_ms=200,
             group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -162,35 +167,117 @@ class ConsumerRunner:
             description=f"Handles {', '.join(sorted(self.consumers.handlers))}",
         )
 
-        async def handle(message: StreamMessage[Any], consumer: Any) -> None:
+        async def entry(message: KafkaMessageAnnotation, consumer: ConsumerAnnotation) -> None:
             raw = message.raw_message
-            record = Record(
-                topic=raw.topic,
-                partition=raw.partition,
-                offset=raw.offset,
-                key=raw.key,
-                value=raw.value,
-                headers=list(raw.headers or ()),
-            )
+            raws = raw if isinstance(raw, tuple) else (raw,)
+            records = [
+                Record(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key,
+                    value=r.value,
+                    headers=list(r.headers or ()),
+                )
+                for r in raws
+            ]
             try:
-                await self.handle(record)
+                await self.handle_batch(records)
             except Exception:
-                # Dead-letter publish failed (broker away): wait, then let FastStream seek back.
+                # Only a failed dead-letter publish (broker away) gets here: wait, then let
+                # FastStream seek back; the inbox absorbs what was already handled.
                 await asyncio.sleep(1.0)
                 raise
-            if consumer is not None:
-                with contextlib.suppress(Exception):
-                    tp = TopicPartition(raw.topic, raw.partition)
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        metrics.CONSUMER_LAG.labels(self.service, raw.topic, str(raw.partition)).set(
-                            max(0, highwater - raw.offset - 1)
-                        )
-
-        async def entry(message: KafkaMessageAnnotation, consumer: ConsumerAnnotation) -> None:
-            await handle(message, consumer)
+            self._record_lag(consumer, records)
 
         subscriber(entry)
+
+    def _record_lag(self, consumer: Any, records: list[Record]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for r in records:
+            last[(r.topic, r.partition)] = r.offset
+        with contextlib.suppress(Exception):
+            for (topic, partition), offset in last.items():
+                highwater = consumer.highwater(TopicPartition(topic, partition))
+                if highwater is not None:
+                    metrics.CONSUMER_LAG.labels(self.service, topic, str(partition)).set(max(0, highwater - offset - 1))
+
+    async def handle_batch(self, records: list[Record]) -> list[Outcome]:
+        """Process a fetched batch: one transaction for all of it, per-record on any failure.
+
+        The fast path claims every event in the inbox and runs every handler in a
+        single transaction (one commit per batch instead of one per event). If
+        anything in it fails, it is rolled back whole and the batch is processed
+        record by record (retries, dead letters), so a bad record costs only
+        itself. Handlers must therefore have database effects only.
+        """
+        decoded: list[tuple[Record, EventMeta, Event, Handler] | None] = []
+        outcomes: list[Outcome | None] = []
+        for record in records:
+            try:
+                meta, event = decode(decode_headers(record.headers), record.value)
+            except PermanentEventError:
+                decoded.append(None)
+                outcomes.append(None)  # dead-lettered by the per-record path below
+                continue
+            handler = self.consumers.handlers.get(meta.type)
+            if handler is None:
+                metrics.EVENTS_IGNORED.labels(self.service, self.consumers.name, meta.type).inc()
+                decoded.append(None)
+                outcomes.append(Outcome.IGNORED)
+                continue
+            decoded.append((record, meta, event, handler))
+            outcomes.append(None)
+
+        work = [d for d in decoded if d is not None]
+        if len(work) > 1:
+            try:
+                fast = await self._fast_path(work)
+            except Exception as exc:
+                log.info("batch failed; handling its records one by one", size=len(work), error=repr(exc))
+            else:
+                it = iter(fast)
+                outcomes = [next(it) if d is not None else o for d, o in zip(decoded, outcomes, strict=True)]
+        result: list[Outcome] = []
+        for record, outcome in zip(records, outcomes, strict=True):
+            result.append(outcome if outcome is not None else await self.handle(record))
+        return result
+
+    async def _fast_path(self, work: list[tuple[Record, EventMeta, Event, Handler]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        async with self.db.transaction() as session:
+            seen = await inbox.processed_among(
+                session, consumer=self.consumers.name, event_ids=[meta.id for _, meta, _, _ in work]
+            )
+            for _record, meta, event, handler in work:
+                if (meta.source, meta.id) in seen:
+                    outcomes.append(Outcome.DUPLICATE)
+                    continue
+                seen.add((meta.source, meta.id))
+                inbox.record(session, consumer=self.consumers.name, meta=meta)
+                with self._event_context(meta):
+                    await handler(session, event, meta)
+                outcomes.append(Outcome.HANDLED)
+        for (_, meta, _, _), outcome in zip(work, outcomes, strict=True):
+            if outcome is Outcome.DUPLICATE:
+                metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()
+            else:
+                metrics.EVENTS_HANDLED.labels(self.service, self.consumers.name, meta.type).inc()
+        return outcomes
+
+    @contextlib.contextmanager
+    def _event_context(self, meta: EventMeta) -> Any:
+        """Bind the event's ids to logs, and its correlation id to events the handler emits."""
+        cid_token = correlation_id_var.set(meta.correlation_id)
+        tp_token = traceparent_var.set(meta.traceparent)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                event_id=meta.id, event_type=meta.type, correlation_id=meta.correlation_id
+            ):
+                yield
+        finally:
+            correlation_id_var.reset(cid_token)
+            traceparent_var.reset(tp_token)
 
     async def close(self) -> None:
         """Stop the dead-letter producer."""
@@ -215,17 +302,8 @@ class ConsumerRunner:
             metrics.EVENTS_IGNORED.labels(self.service, self.consumers.name, meta.type).inc()
             return Outcome.IGNORED
 
-        bound = structlog.contextvars.bound_contextvars(
-            event_id=meta.id, event_type=meta.type, correlation_id=meta.correlation_id
-        )
-        cid_token = correlation_id_var.set(meta.correlation_id)
-        tp_token = traceparent_var.set(meta.traceparent)
-        try:
-            with bound:
-                return await self._attempts(record, handler, meta, event)
-        finally:
-            correlation_id_var.reset(cid_token)
-            traceparent_var.reset(tp_token)
+        with self._event_context(meta):
+            return await self._attempts(record, handler, meta, event)
 
     async def _attempts(self, record: Record, handler: Handler, meta: EventMeta, event: Event) -> Outcome:
         delay = self.backoff_initial

@@ -8,6 +8,8 @@ from sqlalchemy import Column, DateTime, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col
 
+from distretto_shared.events import EventMeta
+
 
 class ProcessedEvent(SQLModel, table=True):
     """An event a consumer has handled."""
@@ -53,3 +55,28 @@ async def claim(session: AsyncSession, *, consumer: str, source: str, event_id: 
         )
     )
     return True
+
+
+async def processed_among(session: AsyncSession, *, consumer: str, event_ids: list[str]) -> set[tuple[str, str]]:
+    """The (source, id) pairs among ``event_ids`` this consumer has already handled."""
+    if not event_ids:
+        return set()
+    rows = await session.execute(
+        select(col(ProcessedEvent.source), col(ProcessedEvent.event_id)).where(
+            col(ProcessedEvent.consumer) == consumer, col(ProcessedEvent.event_id).in_(event_ids)
+        )
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+def record(session: AsyncSession, *, consumer: str, meta: EventMeta) -> None:
+    """Add the inbox row for an event known not to be processed yet."""
+    session.add(
+        ProcessedEvent(
+            consumer=consumer,
+            source=meta.source,
+            event_id=meta.id,
+            event_type=meta.type,
+            processed_at=datetime.now(UTC),
+        )
+    )
