@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from distretto_shared.testing import DatabaseTarget
 from matchmaking.config import Settings
 

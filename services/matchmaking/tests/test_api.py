@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+
 from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.testing import headers_of, read_topic, service_client
 from matchmaking.app import create_app

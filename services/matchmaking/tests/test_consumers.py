@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import httpx
+
 from distretto_shared.contracts import membership, projects
 from distretto_shared.testing import publish_events, service_client, wait_for
 from distretto_shared.topics import ensure_topics

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+
 from distretto_shared.testing import ServiceProcess
 from matchmaking import demo
 

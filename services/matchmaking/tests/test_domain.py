@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from matchmaking import domain
 from matchmaking.anonymise import anonymise_list, anonymise_text
 from matchmaking.domain import Decision, MatchState, MatchStatus, OpportunityType, Side

@@ -6,6 +6,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+
 from matchmaking.domain import FeedbackWeights
 from matchmaking.embeddings import Encoder, shared_encoder
 from matchmaking.index import Document, Filter

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from distretto_shared.web import Page, PageParams, page_params
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from distretto_shared.web import Page, PageParams, page_params
 from matchmaking import service
 from matchmaking.domain import Decision, OpportunityStatus, OpportunityType
 from matchmaking.models import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.contracts import matchmaking as contracts
-from fastapi import FastAPI
-
 from matchmaking import api, consumers, service
 from matchmaking.config import Settings
 from matchmaking.domain import FeedbackWeights

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from distretto_shared.consumer import Consumers
 from distretto_shared.contracts import membership, projects
 from distretto_shared.events import EventMeta
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from matchmaking import service
 
 consumers = Consumers("matchmaking-profiles")

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import delete, event, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
 from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.contracts.membership import OrganisationProfile
 from distretto_shared.contracts.projects import ProjectSummary
@@ -21,12 +27,6 @@ from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
-from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import delete, event, func
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
-
 from matchmaking import domain
 from matchmaking.anonymise import anonymise_list, anonymise_text
 from matchmaking.config import Settings
