@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
+
 from distretto_shared.app import ServiceContext
 from distretto_shared.outbox import OutboxMessage
 from distretto_shared.testing import DatabaseTarget, service_client
@@ -24,7 +26,6 @@ from projects.models import (
     ReportingPeriod,
     WorkPackage,
 )
-from sqlalchemy import func, select
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

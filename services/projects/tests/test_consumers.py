@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+
 from distretto_shared.contracts import membership as m
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode, encode
 from distretto_shared.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
+from projects import service
+from projects.app import deps_of
+from projects.models import MemberOrganisation
 
 from .conftest import ProjectsService
 
@@ -159,3 +163,21 @@ async def test_a_broken_organisation_event_goes_to_the_dead_letter_topic(
     assert len(dead) == 1
     assert "fails" in headers_of(dead[0])["dlq_error"]
     assert (await svc.get("/organisations"))["total"] == 0
+
+
+async def test_reconciliation_links_a_pair_that_committed_at_the_same_moment(svc: ProjectsService) -> None:
+    # Simulate the race: the organisation reached the read model while the participant's
+    # transaction was open, so neither path linked them.
+    project = await svc.project(acronym="RACE")
+    added = await svc.post(f"/projects/{project['id']}/participants", {"name": "Scuola Normale Superiore"})
+    async with svc.ctx.db.transaction() as session:
+        session.add(
+            MemberOrganisation(
+                organisation_id="org-sns", name="SCUOLA NORMALE SUPERIORE", name_key="scuola normale superiore"
+            )
+        )
+    assert (await participant(svc, project["id"], added["id"]))["organisation_id"] is None
+    assert await service.reconcile_links(deps_of(svc.ctx)) == 1
+    assert (await participant(svc, project["id"], added["id"]))["organisation_id"] == "org-sns"
+    assert await service.reconcile_links(deps_of(svc.ctx)) == 0
+    assert (await svc.outbox_types()).count(contracts.ParticipantLinked.event_type) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from projects import cordis
 
 from .conftest import fixture_text

@@ -7,12 +7,13 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
+from sqlalchemy import func, select
+
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode
 from distretto_shared.outbox import OutboxMessage
 from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, service_client, wait_for
 from projects.app import create_app
-from sqlalchemy import func, select
 
 from .conftest import ProjectsService, make_settings
 

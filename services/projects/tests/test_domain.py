@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from projects import domain
 from projects.domain import DeliverableStatus, DomainRuleError, ProjectStatus
 

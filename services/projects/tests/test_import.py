@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from distretto_shared.contracts import projects as contracts
 
 from .conftest import ProjectsService, fixture_text

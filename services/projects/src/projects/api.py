@@ -7,10 +7,10 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Annotated
 
-from distretto_shared.web import Invalid, Page, PageParams, page_params
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 
+from distretto_shared.web import Invalid, Page, PageParams, page_params
 from projects import service
 from projects.config import Settings
 from projects.domain import DeliverableStatus, FoundationRole, ParticipantRole, ProjectStatus

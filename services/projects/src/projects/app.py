@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.contracts import membership
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.logging import get_logger
-from fastapi import FastAPI
-
 from projects import api, consumers, service
 from projects.config import Settings
 
@@ -35,6 +35,13 @@ async def deadline_scan(ctx: ServiceContext) -> None:
         log.info("deadline scan", due_soon=result.due_soon, overdue=result.overdue, today=str(result.today))
 
 
+async def link_reconcile(ctx: ServiceContext) -> None:
+    """Catch participant/organisation pairs committed at the same moment (each missed the other)."""
+    linked = await service.reconcile_links(deps_of(ctx))
+    if linked:
+        log.info("participants linked by reconciliation", linked=linked)
+
+
 def _scan_interval(settings: Any) -> float:
     return float(settings.deadline_scan_interval)
 
@@ -47,7 +54,10 @@ SPEC = ServiceSpec(
     consumers=[consumers.consumers],
     # Ours, plus the consumed organisation topic (harmless; lets us start before membership).
     topics=[contracts.PROJECT_TOPIC, membership.ORGANISATION_TOPIC],
-    periodic=[PeriodicJob("deadline-scan", _scan_interval, deadline_scan)],
+    periodic=[
+        PeriodicJob("deadline-scan", _scan_interval, deadline_scan),
+        PeriodicJob("link-reconcile", _scan_interval, link_reconcile),
+    ],
     title="Distretto projects",
     description="EU projects: CORDIS fields, consortium, work plan, deadlines, portfolio figures.",
     published_events=[

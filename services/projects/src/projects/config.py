@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from distretto_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from distretto_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -8,11 +8,11 @@ linked when the organisation's event comes; one added after is linked at once.
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from distretto_shared.consumer import Consumers
 from distretto_shared.contracts import membership as m
 from distretto_shared.events import EventMeta, PermanentEventError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from projects import service
 
 consumers = Consumers("projects-organisations")

@@ -14,17 +14,17 @@ from datetime import date, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
+from sqlalchemy import delete, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, col, select
+
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.contracts.membership import OrganisationProfile
 from distretto_shared.db import Database
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
-from sqlalchemy import delete, func, or_
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col, select
-
 from projects import cordis, domain, metrics
 from projects.config import Settings
 from projects.domain import DeliverableStatus, DomainRuleError, MilestoneStatus, ProjectStatus
@@ -556,6 +556,51 @@ async def _unlink_organisation(session: AsyncSession, organisation_id: str) -> i
     for project_id in sorted(projects):
         await _emit_updated(session, await _project(session, project_id))
     return 0
+
+
+async def reconcile_links(deps: Deps) -> int:
+    """Link every unlinked participant that matches a known organisation; returns how many were linked.
+
+    The two linking paths (participant added, organisation event handled) each
+    see only what the other committed: when both commit at the same moment
+    neither sees the other. This periodic pass closes that window.
+    """
+    linkable = col(MemberOrganisation.status).not_in(UNLINKABLE_STATUSES)
+    async with deps.db.transaction() as session:
+        candidates = (
+            (
+                await session.execute(
+                    select(Participant)
+                    .where(
+                        col(Participant.organisation_id).is_(None),
+                        or_(
+                            col(Participant.vat_key).in_(
+                                select(MemberOrganisation.vat_key).where(
+                                    col(MemberOrganisation.vat_key).is_not(None), linkable
+                                )
+                            ),
+                            col(Participant.name_key).in_(select(MemberOrganisation.name_key).where(linkable)),
+                        ),
+                    )
+                    .order_by(col(Participant.project_id), col(Participant.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        touched: dict[str, Project] = {}
+        linked = 0
+        for participant in candidates:
+            member = await _find_member(session, participant.vat_key, participant.name_key)
+            if member is None:
+                continue
+            project = touched.get(participant.project_id) or await _project(session, participant.project_id)
+            touched[project.id] = project
+            _link(session, participant, project, member.organisation_id)
+            linked += 1
+        for project in touched.values():
+            await _emit_updated(session, project)
+        return linked
 
 
 async def list_organisations(deps: Deps, params: PageParams) -> Page[MemberOrganisationPublic]:
