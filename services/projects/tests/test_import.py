@@ -108,3 +108,18 @@ async def test_a_bad_row_rejects_the_whole_import_and_names_its_line(svc: Projec
     response = await svc.http.post("/imports/cordis", files={"organization": ("o.csv", b"x", "text/csv")})
     assert response.status_code == 422 and "project" in response.json()["message"]
     assert await svc.snapshot() == before
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_import_adopts_a_project_entered_by_hand_and_takes_cordis_status_as_given(svc: ProjectsService) -> None:
+    manual = await svc.project(
+        acronym="RareGuide", status="planned", thematic_areas=["rare_diseases"], foundation_role="supporter"
+    )
+    result = await import_pair(svc, "project.csv", "organization.csv")
+    assert (result["projects_created"], result["projects_updated"]) == (2, 1)
+    adopted = await svc.get(f"/projects/{manual['id']}")
+    assert adopted["cordis_id"] == "101190003"
+    assert adopted["status"] == "CLOSED"  # planned → CLOSED is not a hand transition, but CORDIS says so
+    assert adopted["acronym"] == "RAREGUIDE" and adopted["thematic_areas"] == ["rare_diseases"]
+    assert adopted["foundation_role"] == "supporter"  # the foundation's own field is left alone
+    assert (await svc.get("/projects"))["total"] == 3

@@ -183,15 +183,18 @@ async def _by_cordis_id(session: AsyncSession, cordis_id: str) -> Project | None
 
 
 async def _apply_project_changes(
-    session: AsyncSession, settings: Settings, project: Project, changes: dict[str, Any]
+    session: AsyncSession, settings: Settings, project: Project, changes: dict[str, Any], *, authoritative: bool = False
 ) -> bool:
-    """Apply changes to a project; returns whether anything changed. Emits Updated / StatusChanged."""
+    """Apply changes to a project; returns whether anything changed. Emits Updated / StatusChanged.
+
+    ``authoritative`` (a CORDIS import) takes the status as given instead of checking the transition.
+    """
     changes = _plain(changes)
     changes = {k: v for k, v in changes.items() if getattr(project, k) != v}
     if not changes:
         return False
     old_status = ProjectStatus(project.status)
-    if "status" in changes:
+    if "status" in changes and not authoritative:
         try:
             domain.check_project_transition(old_status, ProjectStatus(changes["status"]))
         except DomainRuleError as exc:
@@ -1160,6 +1163,8 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
                 assert parsed.project.cordis_id
                 existing = await _by_cordis_id(session, parsed.project.cordis_id)
                 if existing is None:
+                    existing = await _adoptable(session, parsed.project.acronym)
+                if existing is None:
                     project = Project.model_validate(_plain(parsed.project.model_dump()))
                     session.add(project)
                     await session.flush()
@@ -1180,7 +1185,10 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
                 if changes.get("status") and domain.ProjectStatus(old_status) in domain.FINAL_PROJECT_STATUSES:
                     changes["status"] = old_status
                 try:
-                    changed = await _apply_project_changes(session, deps.settings, existing, changes)
+                    changes["cordis_id"] = parsed.project.cordis_id
+                    changed = await _apply_project_changes(
+                        session, deps.settings, existing, changes, authoritative=True
+                    )
                 except (Invalid, Conflict) as exc:
                     errors.append(cordis.RowError(cordis.PROJECT_FILE, parsed.line, exc.message))
                     continue
@@ -1260,6 +1268,22 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
         )
     metrics.IMPORTS.labels("imported").inc()
     return result
+
+
+async def _adoptable(session: AsyncSession, acronym: str) -> Project | None:
+    """A project entered by hand (no CORDIS id) with this acronym, which an import adopts instead of duplicating."""
+    rows = (
+        (
+            await session.execute(
+                select(Project).where(
+                    col(Project.cordis_id).is_(None), func.lower(Project.acronym) == acronym.strip().lower()
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return rows[0] if len(rows) == 1 else None
 
 
 class _ImportRejected(Exception):
