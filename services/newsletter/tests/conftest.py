@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from distretto_shared.testing import DatabaseTarget, free_port
 
+from distretto_shared.testing import DatabaseTarget, free_port
 from newsletter.config import Settings
 
 

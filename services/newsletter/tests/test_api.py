@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, service_client
-
 from newsletter import domain
 from newsletter.app import create_app
 from newsletter.service import links_for
@@ -77,21 +77,30 @@ async def test_double_opt_in_consent_preferences_and_rate_limits(
         assert "confirm" in mail["Subject"].lower()
         confirm_path = link_in(mail.get_body(("plain",)).get_content(), "confirm")  # type: ignore[union-attr]
         sub_id = (await client.get("/subscribers")).json()["items"][0]["id"]
-        assert all(s["status"] == "unconfirmed" for s in (await client.get(f"/subscribers/{sub_id}")).json()["subscriptions"])
+        assert all(
+            s["status"] == "unconfirmed" for s in (await client.get(f"/subscribers/{sub_id}")).json()["subscriptions"]
+        )
 
         page = await client.get(confirm_path)
         assert page.status_code == 200 and "<form" in page.text  # a GET does not confirm
-        assert all(s["status"] == "unconfirmed" for s in (await client.get(f"/subscribers/{sub_id}")).json()["subscriptions"])
+        assert all(
+            s["status"] == "unconfirmed" for s in (await client.get(f"/subscribers/{sub_id}")).json()["subscriptions"]
+        )
         r = await client.post(confirm_path, headers={"accept": "application/json", **ua})
         assert r.status_code == 200 and sorted(r.json()["lists"]) == ["oncology", "rare-diseases"]
         sub = (await client.get(f"/subscribers/{sub_id}")).json()
-        assert {s["status"] for s in sub["subscriptions"]} == {"confirmed"} and sub["interests"] == ["events", "oncology"]
+        assert {s["status"] for s in sub["subscriptions"]} == {"confirmed"} and sub["interests"] == [
+            "events",
+            "oncology",
+        ]
 
         # consent is recorded: time, source, wording version, client address
         export = (await client.get(f"/subscribers/{sub_id}/export")).json()
         actions = {c["action"]: c for c in export["consent"]}
         assert actions["sign-up"]["wording_version"] == "v7" and actions["sign-up"]["source"] == "web-form"
-        assert actions["sign-up"]["client_address"] == "127.0.0.1" and actions["sign-up"]["user_agent"] == "pytest-browser"
+        assert (
+            actions["sign-up"]["client_address"] == "127.0.0.1" and actions["sign-up"]["user_agent"] == "pytest-browser"
+        )
         assert actions["confirm"]["at"] and actions["confirm"]["lists"]
 
         # tampered and expired links are refused, writing nothing
@@ -164,7 +173,12 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         # a subject with a line break cannot add a header either
         r = await client.post(
             "/campaigns",
-            json={"name": "s", "subject": "Hello\r\nBcc: victim@evil.example", "template_id": tpl["id"], "lists": ["news"]},
+            json={
+                "name": "s",
+                "subject": "Hello\r\nBcc: victim@evil.example",
+                "template_id": tpl["id"],
+                "lists": ["news"],
+            },
         )
         cid = r.json()["id"]
 
@@ -263,7 +277,9 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(
         await setup_list(client, "board", visibility="private")
         tpl = await setup_template(client)
         await add_subscriber(client, "dup@example.org", ["news"])
-        r = await client.post("/campaigns", json={"name": "c", "subject": "s", "template_id": tpl["id"], "lists": ["news"]})
+        r = await client.post(
+            "/campaigns", json={"name": "c", "subject": "s", "template_id": tpl["id"], "lists": ["news"]}
+        )
         cid = r.json()["id"]
         before = await row_counts(app)
         for method, path, body in BAD:

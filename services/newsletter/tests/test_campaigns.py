@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from distretto_shared.testing import DatabaseTarget, service_client
+from newsletter.app import create_app
+
 from .conftest import (
     SmtpSink,
     add_subscriber,
@@ -15,9 +18,6 @@ from .conftest import (
     wait_finished,
     wait_until,
 )
-from distretto_shared.testing import DatabaseTarget, service_client
-
-from newsletter.app import create_app
 
 
 async def start_campaign(client: Any, template_id: str, lists: list[str], **kw: Any) -> dict[str, Any]:
@@ -37,7 +37,7 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
     settings = make_settings(database, kafka_bootstrap, sink)
     async with service_client(create_app(settings)) as client:
         a = await setup_list(client, "oncology")
-        b = await setup_list(client, "events")
+        await setup_list(client, "events")
         await setup_list(client, "other")
         tpl = await setup_template(client)
         both = await add_subscriber(client, "both@example.org", ["oncology", "events"], name="Bianca Both")
@@ -48,14 +48,16 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
         r = await client.post("/subscribers", json={"email": "unconf@example.org", "lists": ["events"]})
         assert r.status_code == 201
         unsub = await add_subscriber(client, "left@example.org", ["events"])
-        bounced = await add_subscriber(client, "bounced@example.org", ["events"])
+        await add_subscriber(client, "bounced@example.org", ["events"])
         assert (await client.post("/bounces", json={"email": "bounced@example.org", "kind": "hard"})).status_code == 201
 
         # left@ unsubscribes through its preferences before the campaign
         from newsletter.service import links_for
 
         prefs = links_for(settings, unsub["id"])["preferences_url"].replace("http://service", "")
-        r = await client.post(prefs, json={"lists": [], "unsubscribe_all": True}, headers={"accept": "application/json"})
+        r = await client.post(
+            prefs, json={"lists": [], "unsubscribe_all": True}, headers={"accept": "application/json"}
+        )
         assert r.status_code == 200, r.text
 
         campaign = await start_campaign(client, tpl["id"], [a["id"], "events"])
@@ -102,7 +104,10 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         assert r.status_code == 200 and r.json()["status"] == "unsubscribed"
-        subs = {s["list_slug"]: s["status"] for s in (await client.get(f"/subscribers/{both['id']}")).json()["subscriptions"]}
+        subs = {
+            s["list_slug"]: s["status"]
+            for s in (await client.get(f"/subscribers/{both['id']}")).json()["subscriptions"]
+        }
         assert subs == {"oncology": "unsubscribed", "events": "unsubscribed"}
 
         # a second campaign to the same lists does not reach the unsubscribed person
@@ -166,4 +171,3 @@ async def test_pause_resume_and_cancel(
         assert st["sent"] == delivered and st["cancelled"] == 30 - delivered and delivered < 30
         assert max(sink.count_by_rcpt().values()) <= 2
         assert (await client.post(f"/campaigns/{c2['id']}/resume")).status_code == 409
-

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiosmtplib
 import httpx
-from distretto_shared.testing import free_port
 
+from distretto_shared.testing import free_port
 from newsletter import delivery
 
 from .conftest import wait_until
@@ -52,7 +52,9 @@ async def test_catcher_keeps_mails_and_shows_them(tmp_path: Path) -> None:
             html="<p>hello</p>",
             message_id="<m1@d.example>",
         )
-        await aiosmtplib.send(raw, sender="news@d.example", recipients=["anna@example.org"], hostname="127.0.0.1", port=smtp_port)
+        await aiosmtplib.send(
+            raw, sender="news@d.example", recipients=["anna@example.org"], hostname="127.0.0.1", port=smtp_port
+        )
         async with httpx.AsyncClient(base_url=base) as c:
             listing = (await c.get("/api/messages")).json()
             assert listing["total"] == 1 and listing["items"][0]["subject"] == "Caught <b>"

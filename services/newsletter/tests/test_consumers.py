@@ -8,7 +8,6 @@ from typing import Any
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.topics import ensure_topics
-
 from newsletter import domain
 from newsletter.app import SPEC, create_app
 
@@ -78,7 +77,9 @@ async def test_welcome_digest_and_erasure_from_events(
             kafka_bootstrap,
             [
                 membership.ContactAdded(
-                    contact_id="c3", organisation_id="o1", contact=contact("c3", "o1", "late@biotech.example", True, "Lia")
+                    contact_id="c3",
+                    organisation_id="o1",
+                    contact=contact("c3", "o1", "late@biotech.example", True, "Lia"),
                 )
             ],
         )
@@ -132,7 +133,7 @@ async def test_welcome_digest_and_erasure_from_events(
         assert r.json()["recipients"] == 2
 
         # membership erases a person: erased here too (found by the address's SHA-256)
-        anna = [s for s in members.json()["items"] if s["email"] == "anna@biotech.example"][0]
+        anna = next(s for s in members.json()["items"] if s["email"] == "anna@biotech.example")
         await publish_events(
             kafka_bootstrap,
             [
@@ -150,9 +151,9 @@ async def test_welcome_digest_and_erasure_from_events(
         assert export.status_code == 404
 
         # a broken event goes to the dead-letter topic (the backbone does it; the handler is not reached)
-        from distretto_shared.events import encode
-
         from aiokafka import AIOKafkaProducer
+
+        from distretto_shared.events import encode
 
         key, headers, _ = encode(
             membership.ContactAdded(contact_id="cx", organisation_id="o1", contact=contact("cx", "o1", "x@y.it", True)),

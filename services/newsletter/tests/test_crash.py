@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+
 from distretto_shared.db import Database
 from distretto_shared.testing import DatabaseTarget, ServiceProcess
 
@@ -58,7 +59,9 @@ async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_on
                 json={"name": "t", "subject": "Hi", "body_html": "<p>{{ subscriber.email }}</p>", "body_text": "x"},
             )
             tpl = r.json()["id"]
-            r = await client.post("/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl, "lists": ["all"]})
+            r = await client.post(
+                "/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl, "lists": ["all"]}
+            )
             cid = r.json()["id"]
             assert (await client.post(f"/campaigns/{cid}/start")).json()["recipients"] == RECIPIENTS
 

@@ -83,7 +83,7 @@ def test_hard_bounces_and_complaints_suppress_soft_ones_after_the_limit() -> Non
 def test_built_message_is_rfc5322_multipart_alternative_without_injection() -> None:
     raw = delivery.build_message(
         from_header=delivery.format_address("Distretto Toscano", "news@d.example"),
-        to_name="Zoë \"Z\" Rossi\r\nBcc: victim@evil.example",
+        to_name='Zoë "Z" Rossi\r\nBcc: victim@evil.example',
         to_addr="zoe@example.org",
         subject="Novità\r\nBcc: victim@evil.example",
         text="Ciao Zoë\n.\nline with = sign\n" + "x" * 200,

@@ -1,6 +1,7 @@
 """Backbone tables and the newsletter's tables."""
 
 from alembic import op
+
 from distretto_shared.migrations import create_backbone_tables
 
 revision = "0001"

@@ -7,12 +7,12 @@ import json
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from distretto_shared.app import ServiceContext
-from distretto_shared.web import Invalid, Page, PageParams, make_page, page_params
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
+from distretto_shared.app import ServiceContext
+from distretto_shared.web import Invalid, Page, PageParams, make_page, page_params
 from newsletter import service
 from newsletter.config import Settings
 from newsletter.domain import CampaignAction
@@ -248,7 +248,7 @@ async def unsubscribe(token: Token, ctx: Ctx, client: ClientDep, request: Reques
     data = await _form_or_json(request)
     one_click = data.get("List-Unsubscribe") in (["One-Click"], "One-Click")
     lists = await service.unsubscribe(ctx, token, method="one-click" if one_click else "link", client=client)
-    if "json" in request.headers.get("accept", "") or one_click and "html" not in request.headers.get("accept", ""):
+    if "json" in request.headers.get("accept", "") or (one_click and "html" not in request.headers.get("accept", "")):
         return {"status": "unsubscribed", "lists": lists}
     return _page("Unsubscribed", "<p>You will not receive these mails any more.</p>")
 

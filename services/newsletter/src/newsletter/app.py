@@ -10,7 +10,6 @@ from distretto_shared.app import create_app as _create
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
-
 from newsletter import api, consumers, service
 from newsletter.config import Settings
 from newsletter.delivery import DeliveryEngine

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from distretto_shared.app import ServiceContext
 from distretto_shared.consumer import Consumers
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.events import EventMeta
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from newsletter import service
 
 consumers = Consumers("newsletter-automation")

@@ -36,14 +36,14 @@ from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
-from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.db import Database
-from distretto_shared.logging import get_logger
-from distretto_shared.outbox import add_event
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from prometheus_client import Counter, Gauge
 
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.db import Database
+from distretto_shared.logging import get_logger
+from distretto_shared.outbox import add_event
 from newsletter import domain
 from newsletter.config import Settings
 from newsletter.models import Campaign, Delivery, Subscriber, Subscription, Template

@@ -10,14 +10,14 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
 from distretto_shared.app import ServiceContext
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, select
-
 from newsletter import delivery, domain
 from newsletter.config import Settings
 from newsletter.models import (
@@ -167,7 +167,9 @@ async def get_list(ctx: ServiceContext, list_id: str) -> MailingListPublic:
 
 async def _find_list(session: AsyncSession, ref: str) -> MailingList:
     row = (
-        await session.execute(select(MailingList).where(sa.or_(MailingList.id == ref, MailingList.slug == ref)))
+        await session.execute(
+            select(MailingList).where(sa.or_(col(MailingList.id) == ref, col(MailingList.slug) == ref))
+        )
     ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no list {ref!r}")
@@ -329,7 +331,7 @@ async def list_subscribers(
         q = select(Subscriber)
         if list_ref:
             lst = await _find_list(session, list_ref)
-            cond = [Subscription.list_id == lst.id, Subscription.subscriber_id == Subscriber.id]
+            cond: list[Any] = [Subscription.list_id == lst.id, Subscription.subscriber_id == Subscriber.id]
             if status:
                 cond.append(Subscription.status == status)
             q = q.where(sa.exists().where(*cond))
@@ -551,7 +553,7 @@ async def preferences(ctx: ServiceContext, token: str) -> tuple[SubscriberPublic
             (
                 await session.execute(
                     select(MailingList)
-                    .where(sa.or_(MailingList.visibility == "public", col(MailingList.id).in_(mine)))
+                    .where(sa.or_(col(MailingList.visibility) == "public", col(MailingList.id).in_(mine)))
                     .order_by(col(MailingList.name))
                 )
             )
@@ -705,9 +707,9 @@ async def update_template(ctx: ServiceContext, template_id: str, data: TemplateU
         if row is None:
             raise NotFound(f"no template {template_id!r}")
         changes = data.model_dump(exclude_unset=True, exclude_none=True)
-        if "name" in changes and changes["name"] != row.name:
-            if (await session.execute(select(Template).where(Template.name == changes["name"]))).first():
-                raise Conflict(f"a template named {changes['name']!r} already exists")
+        renamed = "name" in changes and changes["name"] != row.name
+        if renamed and (await session.execute(select(Template).where(Template.name == changes["name"]))).first():
+            raise Conflict(f"a template named {changes['name']!r} already exists")
         for k, v in changes.items():
             setattr(row, k, v)
         row.updated_at = utcnow()
@@ -1190,7 +1192,7 @@ async def _erase_in(session: AsyncSession, ctx: ServiceContext, sub: Subscriber)
     await session.execute(D.delete().where(D.c.email == sub.email, D.c.status != "sent"))
     await session.execute(D.update().where(D.c.email == sub.email).values(email=None, payload=None))
     for table in (SubscriberInterest, Subscription, ConsentRecord, Bounce):
-        await session.execute(sa.delete(table).where(table.subscriber_id == sub.id))  # type: ignore[attr-defined]
+        await session.execute(sa.delete(table).where(table.subscriber_id == sub.id))  # type: ignore[attr-defined,arg-type]
     await session.delete(sub)
     add_event(session, contracts.SubscriberErased(subscriber_id=sub.id), source=ctx.source)
 
@@ -1350,7 +1352,7 @@ async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id:
         (
             await session.execute(
                 select(Subscriber).where(
-                    sa.or_(Subscriber.email_sha256 == email_hash, Subscriber.contact_id == contact_id)
+                    sa.or_(col(Subscriber.email_sha256) == email_hash, col(Subscriber.contact_id) == contact_id)
                 )
             )
         )
