@@ -367,6 +367,9 @@ class DeliveryEngine:
         self._campaign_status: dict[str, tuple[str, float]] = {}
         self._active_tokens: set[str] = set()
         self._last_renew = time.monotonic()
+        # Fewer database sessions at once than the pool holds: overflow connections are opened and
+        # closed again for every use (a thread and the PRAGMAs each time on SQLite).
+        self._db_slots = asyncio.Semaphore(3)
         self.sent_total = 0
         self.from_header = format_address(settings.from_name, settings.from_address)
 
@@ -431,6 +434,10 @@ class DeliveryEngine:
         )
         if not self.db.sqlite:
             pick = pick.with_for_update(skip_locked=True, of=D)
+        async with self._db_slots:
+            return await self._claim(pick, token, now, server, limit)
+
+    async def _claim(self, pick: Any, token: str, now: datetime, server: SmtpServer, limit: int) -> list[Claimed]:
         async with self.db.transaction() as session:
             ids = [
                 r[0]
@@ -680,7 +687,8 @@ class DeliveryEngine:
             delay = 0.1
             while True:
                 try:
-                    await self._commit(batch)
+                    async with self._db_slots:
+                        await self._commit(batch)
                     break
                 except asyncio.CancelledError:
                     raise
