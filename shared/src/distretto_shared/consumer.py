@@ -159,6 +159,10 @@ class ConsumerRunner:
             batch=True,
             max_records=self.batch_size,
             batch_timeout_ms=200,
+            # Let the broker gather a batch for a few ms: far fewer transactions and offset
+            # commits under load, at a bounded cost in latency.
+            fetch_min_bytes=64 * 1024,
+            fetch_max_wait_ms=20,
             group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -249,15 +253,19 @@ class ConsumerRunner:
             seen = await inbox.processed_among(
                 session, consumer=self.consumers.name, event_ids=[meta.id for _, meta, _, _ in work]
             )
+            fresh: list[EventMeta] = []
             for _record, meta, event, handler in work:
                 if (meta.source, meta.id) in seen:
                     outcomes.append(Outcome.DUPLICATE)
                     continue
                 seen.add((meta.source, meta.id))
-                inbox.record(session, consumer=self.consumers.name, meta=meta)
+                fresh.append(meta)
                 with self._event_context(meta):
                     await handler(session, event, meta)
                 outcomes.append(Outcome.HANDLED)
+            # One statement for the batch's inbox rows; a clash with a racing consumer
+            # fails the commit, and the per-record path sorts it out.
+            await inbox.record_many(session, consumer=self.consumers.name, metas=fresh)
         for (_, meta, _, _), outcome in zip(work, outcomes, strict=True):
             if outcome is Outcome.DUPLICATE:
                 metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()

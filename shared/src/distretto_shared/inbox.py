@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, select
+from sqlalchemy import Column, DateTime, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col
 
@@ -69,14 +69,15 @@ async def processed_among(session: AsyncSession, *, consumer: str, event_ids: li
     return {(r[0], r[1]) for r in rows}
 
 
-def record(session: AsyncSession, *, consumer: str, meta: EventMeta) -> None:
-    """Add the inbox row for an event known not to be processed yet."""
-    session.add(
-        ProcessedEvent(
-            consumer=consumer,
-            source=meta.source,
-            event_id=meta.id,
-            event_type=meta.type,
-            processed_at=datetime.now(UTC),
-        )
+async def record_many(session: AsyncSession, *, consumer: str, metas: list[EventMeta]) -> None:
+    """Insert the inbox rows of events known not to be processed yet, in one statement."""
+    if not metas:
+        return
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(ProcessedEvent),
+        [
+            {"consumer": consumer, "source": m.source, "event_id": m.id, "event_type": m.type, "processed_at": now}
+            for m in metas
+        ],
     )
