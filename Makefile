@@ -35,7 +35,7 @@ test: bootstrap
 	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \
-	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync pytest $(PYTEST_ARGS)
+	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync python deploy/run_tests.py $(PYTEST_ARGS)
 
 lint:
 	@$(UV) run --no-sync ruff check .
