@@ -21,13 +21,13 @@ bootstrap:
 	@$(UV) run --no-sync distretto-kafka fetch
 
 up: bootstrap
-	@$(UV) run --no-sync python deploy/platform.py up
+	@$(UV) run --no-sync python deploy/stack.py up
 
 down:
-	@$(UV) run --no-sync python deploy/platform.py down
+	@$(UV) run --no-sync python deploy/stack.py down
 
 status:
-	@$(UV) run --no-sync python deploy/platform.py status
+	@$(UV) run --no-sync python deploy/stack.py status
 
 # PostgreSQL: DISTRETTO_TEST_POSTGRES_URL if given, else a local server started by
 # deploy/postgres/ensure-postgres.sh where it can (root + Debian packages).
