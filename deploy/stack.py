@@ -28,7 +28,7 @@ LOG = VAR / "log"
 DATA = VAR / "data"
 KAFKA_PORT = int(os.environ.get("DISTRETTO_KAFKA_PORT", "9092"))
 BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
-ADMIN_EMAIL = os.environ.get("GATEWAY_ADMIN_EMAIL", "admin@distretto.local")
+ADMIN_EMAIL = os.environ.get("GATEWAY_ADMIN_EMAIL", "admin@distretto.example")
 ADMIN_PASSWORD = os.environ.get("GATEWAY_ADMIN_PASSWORD", "distretto-admin")
 GATEWAY = "http://127.0.0.1:8080"
 
@@ -63,7 +63,7 @@ def processes() -> list[Proc]:
     return [
         Proc(
             "catcher",
-            _py("-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--store", str(VAR / "mail")),
+            _py("-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--folder", str(VAR / "mail")),
             8025,
             common,
             ready_path="/",
@@ -219,10 +219,10 @@ def load_demo() -> None:
     token = r.json()["access_token"]
     for name in ("membership", "projects", "matchmaking", "newsletter"):
         say(f"loading {name} demo data through the gateway")
-        code = subprocess.call(
-            [sys.executable, "-m", f"{name}.demo", "--base-url", f"{GATEWAY}/api/{name}", "--token", token],
-            cwd=ROOT,
-        )
+        argv = [sys.executable, "-m", f"{name}.demo", "--base-url", f"{GATEWAY}/api/{name}", "--token", token]
+        if name == "newsletter":
+            argv.append("--send")  # the demo campaign goes out: its mails show in the catcher
+        code = subprocess.call(argv, cwd=ROOT)
         if code != 0:
             raise SystemExit(f"distretto: {name} demo loader failed (exit {code})")
 

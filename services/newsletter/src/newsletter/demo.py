@@ -64,10 +64,11 @@ def _all(client: httpx.Client, path: str) -> list[dict[str, Any]]:
             return items
 
 
-def load(base_url: str, send: bool) -> dict[str, int]:
+def load(base_url: str, send: bool, token: str | None = None) -> dict[str, int]:
     """Create what is missing; returns how many things were created."""
     created = {"lists": 0, "subscribers": 0, "templates": 0, "campaigns": 0}
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
         have = {lst["slug"] for lst in _all(client, "/lists")}
         for lst in LISTS:
             if lst["slug"] not in have:
@@ -109,9 +110,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="newsletter.demo", description="Load the newsletter's demo data")
     parser.add_argument("--base-url", default="http://127.0.0.1:8003")
     parser.add_argument("--send", action="store_true", help="also start the demo campaign (mails go to the catcher)")
+    parser.add_argument("--token", default=None, help="bearer token (when going through the gateway)")
     args = parser.parse_args()
     try:
-        created = load(args.base_url, args.send)
+        created = load(args.base_url, args.send, args.token)
     except httpx.HTTPError as exc:
         print(f"demo data not loaded: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

@@ -371,10 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m projects.demo``."""
     parser = argparse.ArgumentParser(prog="projects.demo", description="Load the projects demo data")
     parser.add_argument("--base-url", default="http://127.0.0.1:8002")
+    parser.add_argument("--token", default=None, help="bearer token (when going through the gateway)")
     args = parser.parse_args(argv)
 
     async def go() -> dict[str, int]:
-        async with httpx.AsyncClient(base_url=args.base_url, timeout=30) as client:
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        async with httpx.AsyncClient(base_url=args.base_url, timeout=30, headers=headers) as client:
             return await load(client)
 
     try:
