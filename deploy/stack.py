@@ -104,6 +104,9 @@ def processes() -> list[Proc]:
                 **common,
                 "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
                 "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                # The demo loaders make a thousand calls as one admin: room for that burst.
+                "GATEWAY_RATE_LIMIT_PER_MINUTE": "12000",
+                "GATEWAY_RATE_LIMIT_BURST": "1000",
                 "GATEWAY_MEMBERSHIP_URL": "http://127.0.0.1:8001",
                 "GATEWAY_PROJECTS_URL": "http://127.0.0.1:8002",
                 "GATEWAY_NEWSLETTER_URL": "http://127.0.0.1:8003",
