@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from matchmaking.domain import FeedbackWeights, feedback_score, fuse
-from matchmaking.index import Document, Filter, Index, tokenize
+from matchmaking.index import TWO_STAGE_ROWS, Document, Filter, Index, tokenize
 
 FIELD_LABELS = {
     "title": "title",
@@ -92,6 +92,12 @@ class Engine:
         self.merge_threshold = 500
         self.eager_merge_rows = 5000
         """Up to this many rows a pending BM25 delta is merged before a query (exact scores, cheap build)."""
+        self.exact_rows = 8192
+        """Up to this many eligible rows, their exact cosines are computed directly (a selective filter)."""
+        self.two_stage_rows = TWO_STAGE_ROWS
+        """From this many indexed rows on (and once the projection is fitted), the dense search has two stages."""
+        self.shortlist = 1000
+        """Rows rescored exactly after the first stage (at least four times the requested depth)."""
 
     def upsert(self, doc: Document) -> None:
         """Index (or re-index) a document; merges the BM25 delta when it grew too large."""
@@ -114,46 +120,75 @@ class Engine:
         explain: bool = True,
         focus_key: str | None = None,
     ) -> Ranking:
-        """The best rows passing ``flt`` for ``query`` (its own vector and terms)."""
+        """The best rows passing ``flt`` for ``query`` (its own vector and terms).
+
+        BM25 adds up only the postings of the query's terms. The dense cosine is
+        exact for every eligible row when the filter leaves few of them (only
+        those rows are read) or the index is small (one product over the matrix,
+        read in place); over a large index it runs in two stages: a reduced
+        matrix estimates every row's cosine, the ``shortlist`` rows with the best
+        estimated fused score (and any with feedback) are rescored exactly, and
+        only they are ranked. Explanations are built for the returned page only.
+        """
         started = time.perf_counter()
         weight = self.bm25_weight if bm25_weight is None else bm25_weight
         index = self.index
         if index.dirty and index.size <= self.eager_merge_rows:
             index.merge()
         mask = index.mask(flt)
-        eligible = np.flatnonzero(mask)
-        total = int(eligible.size)
+        total = int(np.count_nonzero(mask))
         if total == 0 or offset >= total:
             return Ranking([], total, time.perf_counter() - started)
         query_terms = query.tokens()
-        bm25 = index.bm25(query_terms)[eligible] if weight > 0 else np.zeros(total, dtype=np.float32)
-        dense = index.dense(query.vector)[eligible] if weight < 1 else np.zeros(total, dtype=np.float32)
-        top = float(bm25.max()) if bm25.size else 0.0
-        bm25_norm = bm25 / top if top > 0 else np.zeros_like(bm25)
-        fused = weight * bm25_norm + (1 - weight) * np.clip(dense, 0, None)
-        final = fused.astype(np.float64)
-        boosts = self._feedback_scores(query.key, eligible)
-        for pos, boost in boosts.items():
-            final[pos] += boost
+        if weight > 0:
+            bm25_all = index.bm25(query_terms)
+            top = float(np.max(bm25_all, where=mask, initial=0.0))
+        else:
+            bm25_all, top = None, 0.0
+        boosts = self._feedback_scores(query.key, mask)
         k = min(total, offset + limit)
+
         if focus_key is not None:
             # Score one candidate exactly as it would rank among all the eligible ones.
             row = index.row_of.get(focus_key)
-            found = _find(eligible, row) if row is not None else None
-            order = np.array([] if found is None else [found], dtype=np.int64)
-        elif k < total:
-            part = np.argpartition(-final, k - 1)[:k]
+            rows = np.array([row] if row is not None and mask[row] else [], dtype=np.int64)
+            dense = index.dense(query.vector, rows) if weight < 1 else np.zeros(rows.size, dtype=np.float32)
+        elif weight >= 1 or total <= self.exact_rows:
+            # BM25 only, or a selective filter: score just the eligible rows.
+            rows = np.flatnonzero(mask)
+            dense = index.dense(query.vector, rows) if weight < 1 else np.zeros(rows.size, dtype=np.float32)
         else:
-            part = np.arange(total)
-        if focus_key is None:
+            approx = index.dense_approx(query.vector) if index.size >= self.two_stage_rows else None
+            if approx is None:
+                rows = np.flatnonzero(mask)
+                dense = index.dense(query.vector)[rows]
+            else:
+                rows = self._shortlist(approx, bm25_all, top, weight, mask, boosts, max(self.shortlist, 4 * k))
+                dense = index.dense(query.vector, rows)
+        if bm25_all is not None:
+            bm25 = bm25_all[rows]
+            bm25_norm = bm25 / top if top > 0 else np.zeros_like(bm25)
+        else:
+            bm25 = bm25_norm = np.zeros(rows.size, dtype=np.float32)
+        fused = weight * bm25_norm + (1 - weight) * np.clip(dense, 0, None)
+        final = fused.astype(np.float64)
+        boost_at = np.zeros(rows.size, dtype=np.float64)
+        if boosts:
+            for pos, row in enumerate(rows.tolist()):
+                boost_at[pos] = boosts.get(row, 0.0)
+            final += boost_at
+        k = min(k, rows.size)
+        if focus_key is not None or rows.size == 0:
+            order = np.arange(rows.size)
+        else:
+            part = np.argpartition(-final, k - 1)[:k] if k < rows.size else np.arange(rows.size)
             # Ties broken by key, so the same data gives the same ranking whatever the load order.
-            keys = np.array([index.docs[int(eligible[p])].key for p in part])  # type: ignore[union-attr]
+            keys = np.array([index.docs[int(rows[p])].key for p in part])  # type: ignore[union-attr]
             order = part[np.lexsort((keys, -np.round(final[part], 9)))][offset:k]
         hits = []
         query_set = set(query_terms)
-        for pos in order:
-            row = int(eligible[pos])
-            doc = index.docs[row]
+        for pos in order.tolist():
+            doc = index.docs[int(rows[pos])]
             assert doc is not None
             hit = Hit(
                 key=doc.key,
@@ -163,7 +198,7 @@ class Engine:
                 bm25_normalised=round(float(bm25_norm[pos]), 6),
                 dense=round(float(dense[pos]), 6),
                 fused=round(fuse(float(bm25_norm[pos]), float(dense[pos]), weight), 6),
-                feedback=round(boosts.get(int(pos), 0.0), 6),
+                feedback=round(float(boost_at[pos]), 6),
                 score=round(float(final[pos]), 6),
             )
             if explain:
@@ -171,7 +206,31 @@ class Engine:
             hits.append(hit)
         return Ranking(hits, total, time.perf_counter() - started)
 
-    def _feedback_scores(self, query_key: str, eligible: np.ndarray) -> dict[int, float]:
+    @staticmethod
+    def _shortlist(
+        approx: np.ndarray,
+        bm25: np.ndarray | None,
+        top: float,
+        weight: float,
+        mask: np.ndarray,
+        boosts: dict[int, float],
+        size: int,
+    ) -> np.ndarray:
+        """The eligible rows with the best estimated fused scores, plus every row with feedback."""
+        estimate = np.clip(approx, 0, None, out=approx)
+        estimate *= 1 - weight
+        if bm25 is not None and top > 0:
+            estimate += bm25 * np.float32(weight / top)
+        estimate[~mask] = -np.inf
+        size = min(size, estimate.size)
+        rows = np.argpartition(-estimate, size - 1)[:size] if size < estimate.size else np.arange(estimate.size)
+        rows = rows[mask[rows]]
+        if boosts:
+            rows = np.union1d(rows, np.fromiter(boosts, dtype=np.int64))
+        return np.sort(rows)
+
+    def _feedback_scores(self, query_key: str, mask: np.ndarray) -> dict[int, float]:
+        """row → feedback score, for the eligible rows with any."""
         fb = self.feedback
         if not fb.counterparts:
             return {}
@@ -183,21 +242,13 @@ class Engine:
         rows = self.index.row_of
         for key in keys:
             row = rows.get(key)
-            pos = _find(eligible, row) if row is not None else None
-            if pos is None:
+            if row is None or not mask[row]:
                 continue
             pair_net = fb.pairs.get(frozenset((query_key, key)), 0)
             score = feedback_score(pair_net, fb.counterparts.get(key, 0), self.feedback_weights)
             if score:
-                out[pos] = score
+                out[row] = score
         return out
-
-
-def _find(sorted_rows: np.ndarray, row: int) -> int | None:
-    pos = int(np.searchsorted(sorted_rows, row))
-    if pos < sorted_rows.size and int(sorted_rows[pos]) == row:
-        return pos
-    return None
 
 
 def explain_match(query: Document, doc: Document, query_terms: set[str], hit: Hit) -> dict[str, Any]:

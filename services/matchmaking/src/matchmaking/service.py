@@ -294,13 +294,12 @@ async def rebuild_index(rt: Runtime) -> int:
 
 
 async def merge_delta(rt: Runtime) -> None:
-    """Fold the BM25 delta into the main index (built in a worker thread)."""
+    """Fold the BM25 delta into the main index, refit the dense projection when due (in a worker thread)."""
     index = rt.engine.index
     if not index.dirty:
         return
-    rows, tokens, marks = index.snapshot()
-    main = await asyncio.to_thread(index.build_main, rows, tokens)
-    index.install(main, marks)
+    built = await asyncio.to_thread(index.build, index.snapshot())
+    index.install(built)
 
 
 async def refresh_match_gauge(rt: Runtime) -> None:
