@@ -1,5 +1,6 @@
+from sqlmodel import SQLModel
+
 import gateway.models  # noqa: F401  (registers the tables)
 from distretto_shared.migrations import run_env
-from sqlmodel import SQLModel
 
 run_env(target_metadata=SQLModel.metadata)

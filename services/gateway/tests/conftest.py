@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from distretto_shared.testing import DatabaseTarget, free_port, service_client
 from gateway.app import create_app
 from gateway.config import Settings

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import jwt
+
 from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
 

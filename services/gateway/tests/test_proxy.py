@@ -7,8 +7,9 @@ import os
 from collections.abc import AsyncIterator
 
 import httpx
-from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
 from prometheus_client.parser import text_string_to_metric_families
+
+from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
 
 from .conftest import Upstreams, admin_headers, create_user, gateway_settings, running_gateway
 

@@ -11,11 +11,11 @@ import time
 from typing import Annotated, Any
 
 import httpx
-from distretto_shared.web import Page, PageParams, page_params
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from distretto_shared.web import Page, PageParams, page_params
 from gateway import openapi, service
 from gateway.domain import Role
 from gateway.models import (

@@ -1,8 +1,13 @@
 """Assembly of the gateway: the backbone's app plus the gateway middleware in front of it.
 
 Two things the backbone's ``create_app``/``cli`` do not offer, done here:
-the pure-ASGI :class:`~gateway.proxy.GatewayMiddleware` (and CORS) wrapped
-around the app, and ``serve --workers N`` on uvloop + httptools.
+the pure-ASGI :class:`~gateway.proxy.GatewayMiddleware` (and CORS) in front of
+the app, and ``serve --workers N`` on uvloop + httptools.
+
+The middleware sits *outside* the FastAPI app (:class:`GatewayApp`), not in its
+middleware stack: a proxied request never pays for FastAPI's per-request work
+(its telemetry checks, Starlette's error middleware); the gateway's own routes
+and the lifespan go through FastAPI as usual.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from distretto_shared.app import ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.logging import configure_logging
 from distretto_shared.migrations import upgrade_async
-from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
-
 from gateway import api, service
 from gateway.config import Settings
 from gateway.proxy import Gateway, GatewayMiddleware
@@ -40,7 +46,34 @@ SPEC = ServiceSpec(
 _REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class GatewayApp:
+    """The ASGI entry point: HTTP requests go through the gateway middleware, the rest to FastAPI."""
+
+    def __init__(self, app: FastAPI, gateway: Gateway, cors_origins: list[str]) -> None:
+        self.fastapi = app
+        self.gateway = gateway
+        handler: ASGIApp = GatewayMiddleware(app, gateway)
+        if cors_origins:
+            # outermost, so a browser's preflight is answered before authentication
+            handler = CORSMiddleware(
+                handler,
+                allow_origins=cors_origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                allow_credentials=True,
+                expose_headers=["X-Request-ID", "X-Correlation-ID", "Retry-After"],
+                max_age=600,
+            )
+        self.http = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.fastapi(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
     """The gateway's ASGI app (identity, policy, rate limits and proxy in front of the backbone's app)."""
     settings = settings or Settings()
     gateway = Gateway(settings)
@@ -62,19 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for r in app.router.routes
         if getattr(r, "path", None) not in _REPLACED or getattr(r, "endpoint", None) in mine
     ]
-    app.add_middleware(GatewayMiddleware, gateway=gateway)
-    if settings.cors_origins:
-        # outermost, so a browser's preflight is answered before authentication
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            allow_credentials=True,
-            expose_headers=["X-Request-ID", "X-Correlation-ID", "Retry-After"],
-            max_age=600,
-        )
-    return app
+    return GatewayApp(app, gateway, settings.cors_origins)
 
 
 def main() -> None:
@@ -110,6 +131,7 @@ def main() -> None:
             http="httptools",
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
         )
         return
     uvicorn.run(
@@ -120,4 +142,5 @@ def main() -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
     )

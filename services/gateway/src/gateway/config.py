@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from distretto_shared.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from distretto_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -40,6 +41,8 @@ class Settings(ServiceSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    token_cache_size: int = 10_000
+    """Verified JWTs remembered per worker (LRU; each until it expires); 0 turns the cache off."""
     api_key_cache_seconds: float = 10.0
     """How long a resolved API key is trusted without asking the database (a revocation on
     another worker takes at most this long to bite; on the same worker it is immediate)."""

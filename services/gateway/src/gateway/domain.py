@@ -41,16 +41,22 @@ GATEWAY = "gateway"
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """``/api/x/{id}/{rest:path}`` → a regex: ``{name}`` is one segment, ``{name:path}`` the rest (maybe empty)."""
+def pattern_source(pattern: str, named: bool = True) -> str:
+    """The regex source of a pattern (unanchored); ``named=False`` uses non-capturing groups."""
     out = []
     pos = 0
     for m in _PARAM.finditer(pattern):
         out.append(re.escape(pattern[pos : m.start()]))
-        out.append(f"(?P<{m.group(1)}>.*)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)")
+        group = f"?P<{m.group(1)}>" if named else "?:"
+        out.append(f"({group}.*)" if m.group(2) else f"({group}[^/]+)")
         pos = m.end()
     out.append(re.escape(pattern[pos:]))
-    return re.compile("^" + "".join(out) + "$")
+    return "".join(out)
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``/api/x/{id}/{rest:path}`` → a regex: ``{name}`` is one segment, ``{name:path}`` the rest (maybe empty)."""
+    return re.compile("^" + pattern_source(pattern) + "$")
 
 
 @dataclass(frozen=True)
@@ -151,11 +157,28 @@ POLICY: tuple[Rule, ...] = (
 
 
 class Policy:
-    """The policy table, matched in order."""
+    """The policy table, matched in order.
+
+    Per method, the rules that apply are compiled into one regex of alternatives in table
+    order (``^(?:(?P<r0>…)|(?P<r1>…)|…)$``): the engine tries them in order, so the group
+    that matched names the first rule that covers the path, in one ``match`` call.
+    """
 
     def __init__(self, rules: tuple[Rule, ...] = POLICY) -> None:
         self.rules = rules
+        self._by_method: dict[str, tuple[re.Pattern[str], tuple[Rule, ...]]] = {}
         self._cache: dict[tuple[str, str], Rule | None] = {}
+
+    def _compiled(self, method: str) -> tuple[re.Pattern[str], tuple[Rule, ...]]:
+        found = self._by_method.get(method)
+        if found is None:
+            rules = tuple(r for r in self.rules if ANY_METHOD in r.methods or method in r.methods)
+            alternatives = "|".join(f"(?P<r{i}>{pattern_source(r.pattern, named=False)})" for i, r in enumerate(rules))
+            regex = re.compile(f"^(?:{alternatives})$" if rules else "(?!)")
+            found = (regex, rules)
+            if len(self._by_method) < 64:  # methods come from the parser's fixed set; bound it anyway
+                self._by_method[method] = found
+        return found
 
     def match(self, method: str, path: str) -> Rule | None:
         """The first rule covering the request, or ``None`` (denied)."""
@@ -164,8 +187,10 @@ class Policy:
             return self._cache[key]
         except KeyError:
             pass
-        found = next((r for r in self.rules if r.matches(method, path)), None)
-        if len(self._cache) < 10_000:  # raw paths carry ids: bound the memo
+        regex, rules = self._compiled(method)
+        m = regex.match(path)
+        found = rules[int(m.lastgroup[1:])] if m is not None and m.lastgroup else None
+        if len(self._cache) < 10_000:  # raw paths carry ids: bound the memo (the regex is quick anyway)
             self._cache[key] = found
         return found
 
@@ -178,10 +203,13 @@ class Decision:
     message: str = ""
 
 
+ALLOWED = Decision(0)
+
+
 def decide(rule: Rule | None, role: Role | None, method: str, path: str) -> Decision:
     """Allowed, 401 (anonymous and credentials needed) or 403 (authenticated, role not allowed)."""
     if rule is not None and rule.allows(role):
-        return Decision(0)
+        return ALLOWED
     if role is None:
         return Decision(
             401, "Authentication required: send 'Authorization: Bearer <token>' (POST /auth/token) or 'X-API-Key'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cached_property
 from uuid import uuid4
 
 from pydantic import BaseModel, field_validator
@@ -166,3 +167,20 @@ class Identity(BaseModel):
     organisation_id: str | None = None
     via: str
     """``token`` or ``api_key``."""
+
+    @cached_property
+    def header_block(self) -> bytes:
+        """The identity as the services receive it: ``\\r\\nx-distretto-…: …`` lines, encoded once per identity."""
+        values = [
+            (b"x-distretto-principal", self.principal),
+            (b"x-distretto-role", self.role.value),
+            (b"x-distretto-via", self.via),
+        ]
+        if self.organisation_id:
+            values.append((b"x-distretto-organisation", self.organisation_id))
+        out = b""
+        for name, value in values:
+            # never let a stored value break the header framing (the services would see a forged header)
+            clean = "".join(c for c in value if c.isprintable()) if not value.isprintable() else value
+            out += b"\r\n" + name + b": " + clean.encode("utf-8")
+        return out

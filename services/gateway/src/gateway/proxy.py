@@ -1,27 +1,39 @@
 """The request path: identity, rate limit, policy, then the reverse proxy or the gateway's own routes.
 
 Pure ASGI (no BaseHTTPMiddleware): a proxied request never enters FastAPI's
-routing; bodies stream both ways through one pooled ``httpx.AsyncClient``.
+routing; bodies stream both ways through :mod:`gateway.upstream`'s keep-alive
+pools (httpx serves only the cold paths: OpenAPI aggregation and health checks).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from distretto_shared.db import Database
-from distretto_shared.logging import get_logger
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from distretto_shared.db import Database
+from distretto_shared.logging import get_logger
 from gateway.config import Settings
 from gateway.domain import GATEWAY, Policy, RateLimiter, decide, retry_after_header, split_upstream
 from gateway.models import Identity
 from gateway.service import Authenticator, Passwords, Unauthorized
+from gateway.upstream import (
+    ClientGone,
+    ConnectRefused,
+    ConnectTimeout,
+    PoolTimeout,
+    ReadTimeout,
+    Upstream,
+    UpstreamClosed,
+    UpstreamError,
+    WriteTimeout,
+)
 
 log = get_logger(__name__)
 
@@ -72,7 +84,20 @@ STRIPPED_REQUEST = HOP_BY_HOP | {
     b"x-forwarded-host",
     b"x-request-id",
     b"x-correlation-id",
+    # uvicorn answers the caller's 100-continue itself when the body is read
+    b"expect",
 }
+# A chunked request is re-chunked to the service; a Content-Length beside it would contradict that.
+STRIPPED_REQUEST_CHUNKED = STRIPPED_REQUEST | {b"content-length"}
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 hex digits, a random per-process prefix and a counter (unique, and cheap)."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _safe_id(value: str | None) -> str | None:
@@ -100,10 +125,6 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: list
     await send({"type": "http.response.body", "body": data})
 
 
-class ClientGone(Exception):
-    """The caller disconnected while its body was being forwarded."""
-
-
 class Gateway:
     """The gateway's running parts: HTTP client pool, authenticator, limiters, policy."""
 
@@ -116,6 +137,8 @@ class Gateway:
         self.passwords: Passwords
         self.auth: Authenticator
         self.client: httpx.AsyncClient
+        """For the cold paths (OpenAPI documents, health checks); proxied requests use ``targets``."""
+        self.targets: dict[str, Upstream] = {}
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.anonymous_limiter = RateLimiter(
             settings.anonymous_rate_limit_per_minute, settings.anonymous_rate_limit_burst
@@ -124,29 +147,35 @@ class Gateway:
         self.openapi_cache: tuple[float, dict[str, Any]] | None = None
 
     async def start(self, db: Database) -> None:
-        """Open the connection pool; build the authenticator on the service's database."""
+        """Open the connection pools; build the authenticator on the service's database."""
         s = self.settings
         self.db = db
         self.passwords = Passwords(s)
         self.auth = Authenticator(s, db)
+        pool_options = {
+            "max_connections": s.max_connections,
+            "max_idle": s.max_keepalive_connections,
+            "connect_timeout": s.connect_timeout,
+            "pool_timeout": s.pool_timeout,
+            # below uvicorn's 5 s keep-alive, so we never reuse a socket the service is closing
+            "keepalive_expiry": 4.0,
+        }
+        self.targets = {name: Upstream(name, url, pool_options) for name, url in self.upstreams.items()}
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=s.connect_timeout, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
             ),
-            limits=httpx.Limits(
-                max_connections=s.max_connections,
-                max_keepalive_connections=s.max_keepalive_connections,
-                # below uvicorn's 5 s keep-alive, so we never reuse a socket the service is closing
-                keepalive_expiry=4.0,
-            ),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=8, keepalive_expiry=4.0),
             follow_redirects=False,
             trust_env=False,
         )
         self.started = True
 
     async def stop(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         if self.started:
+            for target in self.targets.values():
+                target.close()
             await self.client.aclose()
             self.started = False
 
@@ -203,8 +232,8 @@ class GatewayMiddleware:
                 cid = v.decode("latin-1")
             elif k == b"x-forwarded-for":
                 forwarded_for = v.decode("latin-1")
-        request_id = _safe_id(rid) or uuid.uuid4().hex
-        correlation_id = _safe_id(cid) or request_id
+        request_id = (_safe_id(rid) if rid else None) or new_request_id()
+        correlation_id = (_safe_id(cid) if cid else None) or request_id
         client = scope["client"][0] if scope.get("client") else "unknown"
         if forwarded_for and gw.settings.trust_forwarded_for:
             client = forwarded_for.split(",")[0].strip() or client
@@ -283,105 +312,130 @@ class GatewayMiddleware:
     ) -> None:
         """Stream the request to ``service`` and its answer back; 502/504 in JSON when it fails."""
         gw = self.gateway
-        base = gw.upstreams[service]
+        settings = gw.settings
+        upstream = gw.targets[service]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        prefix_len = len("/api/") + len(service)
-        upstream_path = raw_path[prefix_len:] or b"/"
-        url = base + upstream_path.decode("latin-1")
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
+        target = upstream.prefix + (raw_path[5 + len(service) :] or b"/")
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            target += b"?" + query
+        method: str = scope["method"]
 
-        connection_listed: set[bytes] = set()
-        has_body = False
+        # One pass over the caller's headers: copy what may go on, note what shapes the request.
+        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", upstream.host_header, b"\r\n"]
+        has_body = chunked = False
         forwarded_for: bytes | None = None
         host: bytes | None = None
+        connection: bytes | None = None
         for k, v in scope["headers"]:
-            if k == b"connection":
-                connection_listed.update(t.strip().lower() for t in v.split(b","))
-            elif k == b"content-length":
-                has_body = v.strip() not in (b"", b"0")
+            if k not in STRIPPED_REQUEST:
+                parts += (k, b": ", v, b"\r\n")
+                if k == b"content-length":
+                    has_body = v.strip() not in (b"", b"0")
             elif k == b"transfer-encoding":
-                has_body = True
-            elif k == b"x-forwarded-for":
-                forwarded_for = v
+                has_body = chunked = True
             elif k == b"host":
                 host = v
-        headers = [(k, v) for k, v in scope["headers"] if k not in STRIPPED_REQUEST and k not in connection_listed]
+            elif k == b"x-forwarded-for":
+                forwarded_for = v
+            elif k == b"connection":
+                connection = v if connection is None else connection + b"," + v
+        if chunked or (connection is not None and connection.strip().lower() not in (b"keep-alive", b"close")):
+            # Rare: headers named in Connection are hop-by-hop too; a chunked body has no Content-Length.
+            hop_listed = {t.strip().lower() for t in (connection or b"").split(b",")}
+            dropped = STRIPPED_REQUEST_CHUNKED if chunked else STRIPPED_REQUEST
+            del parts[6:]
+            for k, v in scope["headers"]:
+                if k not in dropped and k not in hop_listed:
+                    parts += (k, b": ", v, b"\r\n")
         xff = client.encode()
-        if forwarded_for and gw.settings.trust_forwarded_for:
+        if forwarded_for and settings.trust_forwarded_for:
             xff = forwarded_for + b", " + scope["client"][0].encode() if scope.get("client") else forwarded_for
-        headers.append((b"x-forwarded-for", xff))
-        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+        parts += (b"x-forwarded-for: ", xff, b"\r\nx-forwarded-proto: ", scope.get("scheme", "http").encode())
         if host:
-            headers.append((b"x-forwarded-host", host))
-        headers.extend(id_headers)
+            parts += (b"\r\nx-forwarded-host: ", host)
+        for k, v in id_headers:
+            parts += (b"\r\n", k, b": ", v)
         if identity is not None:
-            headers.append((b"x-distretto-principal", identity.principal.encode()))
-            headers.append((b"x-distretto-role", identity.role.value.encode()))
-            headers.append((b"x-distretto-via", identity.via.encode()))
-            if identity.organisation_id:
-                headers.append((b"x-distretto-organisation", identity.organisation_id.encode()))
+            parts.append(identity.header_block)
+        parts.append(b"\r\ntransfer-encoding: chunked\r\n\r\n" if chunked else b"\r\n\r\n")
+        head = b"".join(parts)
 
-        request = httpx.Request(scope["method"], url, headers=headers, content=_body(receive) if has_body else None)
+        pool = upstream.pool
+        retried = False
+        while True:
+            try:
+                conn, reused = await pool.acquire()
+            except UpstreamError as exc:
+                await self._fail_upstream(send, service, exc)
+                return
+            try:
+                await conn.send_request(
+                    head, receive if has_body else None, chunked, method == "HEAD", settings.write_timeout
+                )
+                status, raw_headers = await conn.read_head(settings.read_timeout)
+            except ClientGone:
+                conn.close()
+                return
+            except UpstreamError as exc:
+                conn.close()
+                # A kept-alive connection the service closed just as we reused it: safe to try once more
+                # on a fresh one when nothing of the caller's body was consumed and no answer began.
+                if reused and not has_body and not retried and not conn.got_data and isinstance(exc, UpstreamClosed):
+                    retried = True
+                    continue
+                await self._fail_upstream(send, service, exc)
+                return
+            except BaseException:
+                conn.close()
+                raise
+            break
+
         try:
-            response = await gw.client.send(request, stream=True)
-        except (httpx.ConnectTimeout, httpx.PoolTimeout):
-            await self._fail(
-                send, service, "timeout", 504, f"The {service} service did not accept a connection in time"
-            )
-            return
-        except httpx.TimeoutException:
-            await self._fail(
-                send,
-                service,
-                "timeout",
-                504,
-                f"The {service} service did not answer within {gw.settings.read_timeout:g} s",
-            )
-            return
-        except httpx.ConnectError:
-            await self._fail(
-                send, service, "refused", 502, f"The {service} service is unavailable (connection refused)"
-            )
-            return
-        except ClientGone:
-            return
-        except httpx.HTTPError as exc:
-            await self._fail(send, service, "broken", 502, f"The {service} service broke the connection ({exc!r})")
-            return
-        try:
-            listed = {t.strip().lower() for t in response.headers.get("connection", "").encode().split(b",")}
-            out = [
-                (k.lower(), v)
-                for k, v in response.headers.raw
-                if k.lower() not in HOP_BY_HOP and k.lower() not in listed
-            ]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError as exc:
+            out: list[tuple[bytes, bytes]] = []
+            listed: set[bytes] | None = None
+            for k, v in raw_headers:
+                k = k.lower()
+                if k == b"connection":
+                    listed = {t.strip().lower() for t in v.split(b",")}
+                elif k not in RESPONSE_DROPPED:
+                    out.append((k, v))
+            if listed:
+                out = [h for h in out if h[0] not in listed]
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            read_timeout = settings.read_timeout
+            while True:
+                chunk, more = await conn.read_chunk(read_timeout)
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    break
+        except UpstreamError as exc:
             # Headers are gone already: all we can do is cut the connection so the client sees a short answer.
+            conn.close()
             UPSTREAM_ERRORS.labels(service, "cut").inc()
-            log.warning("upstream cut the response", upstream=service, error=repr(exc))
+            log.warning("upstream cut the response", upstream=service, error=str(exc))
             raise
-        finally:
-            await response.aclose()
+        except BaseException:
+            conn.close()
+            raise
+        conn.finished()
+
+    async def _fail_upstream(self, send: Send, service: str, exc: UpstreamError) -> None:
+        settings = self.gateway.settings
+        if isinstance(exc, ReadTimeout):
+            message = f"The {service} service did not answer within {settings.read_timeout:g} s"
+        elif isinstance(exc, WriteTimeout):
+            message = f"The {service} service did not take the request within {settings.write_timeout:g} s"
+        elif isinstance(exc, ConnectTimeout | PoolTimeout):
+            message = f"The {service} service did not accept a connection in time"
+        elif isinstance(exc, ConnectRefused):
+            message = f"The {service} service is unavailable ({exc})"
+        else:
+            message = f"The {service} service broke the connection ({exc})"
+        await self._fail(send, service, exc.kind, 504 if exc.kind == "timeout" else 502, message)
 
     async def _fail(self, send: Send, service: str, kind: str, status: int, message: str) -> None:
         UPSTREAM_ERRORS.labels(service, kind).inc()
         log.warning("upstream failed", upstream=service, kind=kind, status=status)
         error = "upstream_timeout" if status == 504 else "upstream_unavailable"
         await send_json(send, status, {"error": error, "message": message, "upstream": service}, [])
-
-
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return

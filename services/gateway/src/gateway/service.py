@@ -6,18 +6,19 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from distretto_shared.db import Database
-from distretto_shared.logging import get_logger
-from distretto_shared.web import Conflict, DomainError, NotFound, Page, PageParams, make_page
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from distretto_shared.db import Database
+from distretto_shared.logging import get_logger
+from distretto_shared.web import Conflict, DomainError, NotFound, Page, PageParams, make_page
 from gateway.config import Settings
 from gateway.domain import Role
 from gateway.models import (
@@ -87,7 +88,9 @@ class Authenticator:
         self.db = db
         self.secret = settings.jwt_secret
         self.ttl = settings.token_ttl_seconds
-        self._tokens: dict[str, tuple[Identity, float]] = {}
+        self._tokens: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        """Verified tokens (LRU, at most ``token_cache_size``) → identity and expiry (epoch seconds)."""
+        self.token_cache_size = max(0, settings.token_cache_size)
         self._keys: dict[str, tuple[Identity | None, float]] = {}
 
     # --- JWT
@@ -107,11 +110,17 @@ class Authenticator:
         return TokenResponse(access_token=token, expires_in=self.ttl, role=Role(user.role))
 
     def verify_token(self, token: str) -> Identity:
-        """The identity a token carries; :class:`Unauthorized` when bad or expired."""
-        now = time.time()
+        """The identity a token carries; :class:`Unauthorized` when bad or expired.
+
+        A token verified once is remembered (keyed by the whole token, so a changed byte is a
+        miss) until its ``exp``: a hit costs a dictionary look-up instead of an HMAC and JSON.
+        """
         hit = self._tokens.get(token)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None:
+            if hit[1] > time.time():
+                self._tokens.move_to_end(token)
+                return hit[0]
+            del self._tokens[token]  # expired: verify again, which says so
         try:
             claims = jwt.decode(
                 token,
@@ -132,9 +141,10 @@ class Authenticator:
             organisation_id=claims.get("org"),
             via="token",
         )
-        if len(self._tokens) > 50_000:
-            self._tokens.clear()
-        self._tokens[token] = (identity, float(claims["exp"]))
+        if self.token_cache_size:
+            self._tokens[token] = (identity, float(claims["exp"]))
+            if len(self._tokens) > self.token_cache_size:
+                self._tokens.popitem(last=False)
         return identity
 
     # --- API keys
