@@ -23,7 +23,16 @@ from types import SimpleNamespace
 from typing import Any
 
 
-def sink_process(port: int, count: Any, cpu: Any, ready: Any, stop: Any) -> None:
+def run_loop(main: Any, loop: str) -> Any:
+    """``asyncio.run`` on the chosen event loop (``serve`` runs on uvloop through uvicorn's ``auto``)."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
+def sink_process(port: int, count: Any, cpu: Any, ready: Any, stop: Any, loop: str) -> None:
     """An aiosmtpd server that accepts and counts every message."""
     from aiosmtpd.smtp import SMTP
 
@@ -42,7 +51,7 @@ def sink_process(port: int, count: Any, cpu: Any, ready: Any, stop: Any) -> None
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu.value = usage.ru_utime + usage.ru_stime
 
-    asyncio.run(main())
+    run_loop(main(), loop)
 
 
 def cpu_now() -> float:
@@ -197,6 +206,9 @@ def main() -> None:
     parser.add_argument("--claim-batch", type=int, default=100)
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop of sender and sink (default uvloop)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "newsletter" / "src"))
     from distretto_shared.logging import configure_logging
@@ -207,21 +219,21 @@ def main() -> None:
     for name in (["baseline"] if not args.skip_baseline else []) + ["engine"]:
         port = free_port()
         count, cpu, ready, stop = mp.Value("l", 0), mp.Value("d", 0.0), mp.Event(), mp.Event()
-        proc = mp.Process(target=sink_process, args=(port, count, cpu, ready, stop), daemon=True)
+        proc = mp.Process(target=sink_process, args=(port, count, cpu, ready, stop, args.loop), daemon=True)
         proc.start()
         ready.wait(30)
         with tempfile.TemporaryDirectory() as tmp:
             if name == "baseline":
                 messages = sample_messages(1000)
                 cpu0, t0 = cpu_now(), time.perf_counter()
-                asyncio.run(baseline(port, args.recipients, args.connections, messages))
+                run_loop(baseline(port, args.recipients, args.connections, messages), args.loop)
                 res: dict[str, Any] = {
                     "elapsed": time.perf_counter() - t0,
                     "cpu": cpu_now() - cpu0,
                     "sent": args.recipients,
                 }
             else:
-                res = asyncio.run(engine_run(args, port, Path(tmp)))
+                res = run_loop(engine_run(args, port, Path(tmp)), args.loop)
         stop.set()
         proc.join(10)
         res["sink_received"] = count.value
@@ -232,7 +244,7 @@ def main() -> None:
     db = "sqlite" if not args.database_url else args.database_url.split("+")[0].split(":")[0]
     print(
         f"newsletter delivery benchmark: {args.recipients} recipients, {args.connections} SMTP connections, "
-        f"database {db}, {os.cpu_count()} CPUs"
+        f"database {db}, {args.loop} event loop, {os.cpu_count()} CPUs"
     )
     print(
         f"{'':10} {'emails/s':>10} {'seconds':>9} {'CPU s':>8} {'sink CPU s':>11} {'received':>9} {'peak RSS MB':>12}"

@@ -26,17 +26,19 @@ import binascii
 import contextlib
 import email.utils
 import hashlib
+import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import Header
 from typing import Any
 
 import aiosmtplib
+import markupsafe
 import sqlalchemy as sa
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from prometheus_client import Counter, Gauge
 
@@ -61,6 +63,8 @@ SEND_RATE = Gauge("distretto_newsletter_send_rate", "Mails accepted per second o
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 SUB = Subscriber.__table__  # type: ignore[attr-defined]
+SS = Subscription.__table__  # type: ignore[attr-defined]
+C = Campaign.__table__  # type: ignore[attr-defined]
 
 # -- rendering -------------------------------------------------------------------
 
@@ -74,32 +78,6 @@ def check_template(source: str, *, html: bool) -> None:
         (_ENV_HTML if html else _ENV_TEXT).from_string(source)
     except TemplateError as exc:
         raise ValueError(f"template error: {exc}") from exc
-
-
-@dataclass
-class RenderedMail:
-    """The parts of one mail, before MIME."""
-
-    subject: str
-    text: str
-    html: str
-
-
-class CampaignRenderer:
-    """A campaign's compiled templates (sandboxed Jinja2; HTML autoescaped)."""
-
-    def __init__(self, subject: str, body_html: str, body_text: str) -> None:
-        self.subject_t = _ENV_TEXT.from_string(subject)
-        self.html_t = _ENV_HTML.from_string(body_html)
-        self.text_t = _ENV_TEXT.from_string(body_text)
-
-    def render(self, context: dict[str, Any]) -> RenderedMail:
-        """Render the three parts with the subscriber's fields (``TemplateError`` when a field is missing)."""
-        return RenderedMail(
-            subject=domain.clean_header_text(self.subject_t.render(context)),
-            html=self.html_t.render(context),
-            text=self.text_t.render(context),
-        )
 
 
 def footer(text: str, html: str, *, unsubscribe_url: str, preferences_url: str) -> tuple[str, str]:
@@ -118,6 +96,206 @@ def footer(text: str, html: str, *, unsubscribe_url: str, preferences_url: str) 
 
 def _attr(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# -- compiled templates: rendered once per campaign, per-recipient fields substituted -----------
+
+Slot = tuple[str, ...]
+"""A per-recipient field: ("subscriber", "name"), ("subscriber", "attributes", "city"), ("unsubscribe_url",)."""
+
+_LINK_NAMES = frozenset({"unsubscribe_url", "preferences_url", "unsubscribe_token"})
+_RECIPIENT_NAMES = _LINK_NAMES | {"subscriber"}
+_SUBSCRIBER_FIELDS = frozenset({"name", "email", "language"})
+# Constructs that could transform, capture or re-scope printed output: a template using any of them
+# is rendered by Jinja for every mail (correct, only slower).
+_OPAQUE_NODES = (
+    nodes.Macro,
+    nodes.CallBlock,
+    nodes.FilterBlock,
+    nodes.AssignBlock,
+    nodes.EvalContextModifier,
+    nodes.Block,
+    nodes.Extends,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+)
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters: autoescape leaves them alone
+_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
+
+
+def _slot_of(node: nodes.Node) -> Slot | None:
+    """The per-recipient field an output expression prints as it is (no filter, no test), if any."""
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in _LINK_NAMES:
+        return (node.name,)
+    if not isinstance(node, nodes.Getattr | nodes.Getitem):
+        return None
+    inner = node.node
+    if isinstance(node, nodes.Getattr):
+        key: Any = node.attr
+    elif isinstance(node.arg, nodes.Const):
+        key = node.arg.value
+    else:
+        return None
+    if not isinstance(key, str):
+        return None
+    if isinstance(inner, nodes.Name) and inner.name == "subscriber" and inner.ctx == "load":
+        return ("subscriber", key) if key in _SUBSCRIBER_FIELDS and isinstance(node, nodes.Getattr) else None
+    if (
+        isinstance(inner, nodes.Getattr)
+        and inner.attr == "attributes"
+        and isinstance(inner.node, nodes.Name)
+        and inner.node.name == "subscriber"
+        and inner.node.ctx == "load"
+        and not hasattr(dict, key)  # subscriber.attributes.items is the method, not a field
+    ):
+        return ("subscriber", "attributes", key)
+    return None
+
+
+def template_slots(ast: nodes.Template) -> list[Slot] | None:
+    """The per-recipient fields of a template when each is only ever printed as it is, else ``None``.
+
+    Then the template's output is a fixed sequence of literal text and field values: it can be
+    rendered once per campaign and each mail only joins the pieces. A field used in a condition,
+    a loop, a filter, an assignment or a macro makes the answer ``None``.
+    """
+    if any(True for _ in ast.find_all(_OPAQUE_NODES)):
+        return None
+    slots: list[Slot] = []
+    allowed: set[int] = set()
+    for output in ast.find_all(nodes.Output):
+        for expr in output.nodes:
+            slot = _slot_of(expr)
+            if slot is not None:
+                slots.append(slot)
+                allowed.update(id(n) for n in expr.find_all(nodes.Name))
+                allowed.add(id(expr))
+    for name in ast.find_all(nodes.Name):
+        if name.name in _RECIPIENT_NAMES and id(name) not in allowed:
+            return None
+    return slots
+
+
+class _Missing(Exception):
+    """A field the fast path cannot supply (a missing attribute): Jinja renders that mail."""
+
+
+class CompiledTemplate:
+    """One template of a campaign: literal pieces and per-recipient slots, or Jinja for every mail."""
+
+    def __init__(self, env: ImmutableSandboxedEnvironment, source: str, constant: dict[str, Any]) -> None:
+        self.template = env.from_string(source)
+        self.html = env.autoescape is True
+        self.pieces: list[str | Slot] | None = None
+        if _MARK_OPEN in source or _MARK_CLOSE in source:
+            return
+        slots = template_slots(env.parse(source))
+        if slots is None:
+            return
+        order = list(dict.fromkeys(slots))
+        marks = {slot: f"{_MARK_OPEN}{i}{_MARK_CLOSE}" for i, slot in enumerate(order)}
+        subscriber: dict[str, Any] = {"attributes": {}}
+        context = dict(constant, subscriber=subscriber)
+        for slot, mark in marks.items():
+            if slot[0] != "subscriber":
+                context[slot[0]] = mark
+            elif len(slot) == 2:
+                subscriber[slot[1]] = mark
+            else:
+                subscriber["attributes"][slot[2]] = mark
+        try:
+            out = self.template.render(context)
+        except Exception:  # the campaign's own data is wrong: every mail fails in Jinja, with its message
+            return
+        parts = _MARK.split(out)
+        if out.count(_MARK_OPEN) != len(parts) // 2:  # a marker altered on the way: do not trust the pieces
+            return
+        pieces: list[str | Slot] = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                pieces.append(order[int(part)])
+            elif part:
+                pieces.append(part)
+        self.pieces = pieces
+
+    def render(self, values: dict[Slot, Any], context: dict[str, Any]) -> str:
+        """The template's output for one recipient (``values`` for the fast path, ``context`` for Jinja)."""
+        if self.pieces is not None:
+            try:
+                return self._join(values)
+            except _Missing:
+                pass
+        return self.template.render(context)
+
+    def _join(self, values: dict[Slot, Any]) -> str:
+        out = []
+        for piece in self.pieces or ():
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            try:
+                value = values[piece]
+            except KeyError:
+                raise _Missing(piece) from None
+            out.append(str(markupsafe.escape(value)) if self.html else str(value))
+        return "".join(out)
+
+
+@dataclass
+class RenderedMail:
+    """The parts of one mail, before MIME."""
+
+    subject: str
+    text: str
+    html: str
+
+
+class CampaignRenderer:
+    """A campaign's compiled templates (sandboxed Jinja2; HTML autoescaped).
+
+    ``constant`` holds the context every mail shares (``campaign``): with it, templates whose
+    per-recipient fields are only printed are rendered once, and each mail joins the pieces.
+    """
+
+    def __init__(self, subject: str, body_html: str, body_text: str, constant: dict[str, Any] | None = None) -> None:
+        constant = constant or {}
+        self.subject_t = CompiledTemplate(_ENV_TEXT, subject, constant)
+        self.html_t = CompiledTemplate(_ENV_HTML, body_html, constant)
+        self.text_t = CompiledTemplate(_ENV_TEXT, body_text, constant)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether all three parts take the fast path."""
+        return all(t.pieces is not None for t in (self.subject_t, self.html_t, self.text_t))
+
+    def render(self, context: dict[str, Any], values: dict[Slot, Any] | None = None) -> RenderedMail:
+        """Render the three parts with the subscriber's fields (``TemplateError`` when a field is missing)."""
+        if values is None:
+            values = slot_values(context)
+        return RenderedMail(
+            subject=domain.clean_header_text(self.subject_t.render(values, context)),
+            html=self.html_t.render(values, context),
+            text=self.text_t.render(values, context),
+        )
+
+
+def slot_values(context: dict[str, Any]) -> dict[Slot, Any]:
+    """The slot values a Jinja context carries (what the fast path substitutes)."""
+    values: dict[Slot, Any] = {}
+    sub = context.get("subscriber")
+    if isinstance(sub, dict):
+        for key in _SUBSCRIBER_FIELDS:
+            if key in sub:
+                values[("subscriber", key)] = sub[key]
+        attrs = sub.get("attributes")
+        if isinstance(attrs, dict):
+            for key, value in attrs.items():
+                values[("subscriber", "attributes", key)] = value
+    for key in _LINK_NAMES:
+        if key in context:
+            values[(key,)] = context[key]
+    return values
 
 
 # -- MIME ----------------------------------------------------------------------
@@ -142,17 +320,58 @@ def format_address(name: str, addr: str) -> str:
     return email.utils.formataddr((domain.clean_header_text(name, limit=200), addr), charset="utf-8")
 
 
-def _qp(text: str) -> bytes:
-    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+def _qp(text: str, cache: dict[str, bytes] | None = None) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (always ending in one).
+
+    Quoted-printable encodes every line on its own, so with a ``cache`` the lines every mail of a
+    campaign shares are encoded once; only the lines holding a recipient's fields are encoded per mail.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if cache is None:
+        data = text.encode("utf-8")
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    lines = text.split("\n")
+    if lines[-1] == "" and len(lines) > 1:
+        lines.pop()
+    out = []
+    for line in lines:
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", b"\r\n")
+            if len(cache) < 512:
+                cache[line] = encoded
+        out.append(encoded)
+    return b"".join(out)
 
 
 def message_id_for(campaign_id: str | None, key: str, domain_name: str) -> str:
     """A deterministic Message-ID: the same (campaign, recipient) always gets the same one."""
     digest = hashlib.sha256(f"{campaign_id}:{key}".encode()).hexdigest()[:32]
     return f"<{digest}@{domain_name}>"
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The Date header value (formatted once a second)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def header_block(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Header lines, each value cleaned of CR/LF and control characters (for headers every mail shares)."""
+    return "".join(f"{name}: {domain.clean_header_text(value, limit=1900)}\r\n" for name, value in headers).encode()
+
+
+_PART_HEAD = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+_PLAIN_HEAD = _PART_HEAD % b"plain"
+_HTML_HEAD = _PART_HEAD % b"html"
 
 
 def build_message(
@@ -166,40 +385,100 @@ def build_message(
     message_id: str,
     extra_headers: Sequence[tuple[str, str]] = (),
     date: str | None = None,
+    shared_headers: bytes = b"",
+    qp_cache: dict[str, bytes] | None = None,
 ) -> bytes:
     """An RFC 5322 message, multipart/alternative (text then HTML), quoted-printable UTF-8, CRLF.
 
     Written directly rather than through ``email.message.EmailMessage`` (which costs ~2 ms a
     message); the tests parse every message back with the standard library and check it has no
-    defects. Every dynamic header value is stripped of CR/LF and control characters first.
+    defects. Every dynamic header value is stripped of CR/LF and control characters first;
+    ``shared_headers`` are lines built once by :func:`header_block`.
     """
     # "=_" never occurs in quoted-printable output ("=" is always encoded), so it cannot clash.
-    boundary = "=_d" + message_id.strip("<>").split("@", 1)[0][:24]
+    boundary = "=_d" + message_id[1:25]
     headers = [
         f"From: {from_header}",
         f"To: {format_address(to_name, to_addr)}",
         f"Subject: {_encode_header_text(subject, 'Subject')}",
-        f"Date: {date or email.utils.formatdate(usegmt=True)}",
+        f"Date: {date or _date_now()}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]
     headers += [f"{name}: {domain.clean_header_text(value, limit=1900)}" for name, value in extra_headers]
-    headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-    head = ("\r\n".join(headers) + "\r\n\r\n").encode("utf-8")
     b = boundary.encode()
-    part_head = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
     return b"".join(
         [
-            head,
+            "\r\n".join(headers).encode("utf-8"),
+            b"\r\n",
+            shared_headers,
+            b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n--' + b + b"\r\n",
+            _PLAIN_HEAD,
+            _qp(text, qp_cache),
             b"--" + b + b"\r\n",
-            part_head % b"plain",
-            _qp(text),
-            b"--" + b + b"\r\n",
-            part_head % b"html",
-            _qp(html),
+            _HTML_HEAD,
+            _qp(html, qp_cache),
             b"--" + b + b"--\r\n",
         ]
     )
+
+
+class CampaignMail:
+    """What every mail of one campaign shares, prepared once: compiled templates and invariant headers."""
+
+    def __init__(
+        self, settings: Settings, campaign: Campaign, template: Template, *, from_header: str, subject_prefix: str = ""
+    ) -> None:
+        from newsletter import service  # links and list headers are the service's business
+
+        self.settings = settings
+        self.campaign_id = campaign.id
+        self.lists = list(campaign.lists)
+        self.from_header = from_header
+        campaign_ctx = {"id": campaign.id, "name": campaign.name, "data": campaign.data}
+        self.campaign_ctx = campaign_ctx
+        self.renderer = CampaignRenderer(
+            subject_prefix + campaign.subject, template.body_html, template.body_text, {"campaign": campaign_ctx}
+        )
+        # every header but List-Unsubscribe (it names the recipient's token) is the same for all mails
+        probe = service.list_headers(settings, {"unsubscribe_url": "", "unsubscribe_token": ""}, campaign)
+        self.shared_headers = header_block([h for h in probe if h[0] != "List-Unsubscribe"])
+        self.qp_cache: dict[str, bytes] = {}
+
+    def compose(self, item: Claimed) -> tuple[str, bytes]:
+        """(Message-ID, message bytes) of one recipient."""
+        from newsletter import service
+
+        assert item.email is not None and item.subscriber_id is not None
+        links = service.links_for(self.settings, item.subscriber_id, self.campaign_id)
+        subscriber = {"name": item.name, "email": item.email, "language": item.language, "attributes": item.attributes}
+        values: dict[Slot, Any] = {
+            ("subscriber", "name"): item.name,
+            ("subscriber", "email"): item.email,
+            ("subscriber", "language"): item.language,
+            ("unsubscribe_url",): links["unsubscribe_url"],
+            ("preferences_url",): links["preferences_url"],
+            ("unsubscribe_token",): links["unsubscribe_token"],
+        }
+        for key, value in item.attributes.items():
+            values[("subscriber", "attributes", key)] = value
+        mail = self.renderer.render({"subscriber": subscriber, "campaign": self.campaign_ctx, **links}, values)
+        text, html = footer(
+            mail.text, mail.html, unsubscribe_url=links["unsubscribe_url"], preferences_url=links["preferences_url"]
+        )
+        message_id = message_id_for(self.campaign_id, item.subscriber_id, self.settings.mail_domain)
+        return message_id, build_message(
+            from_header=self.from_header,
+            to_name=item.name,
+            to_addr=item.email,
+            subject=mail.subject,
+            text=text,
+            html=html,
+            message_id=message_id,
+            extra_headers=[("List-Unsubscribe", service.list_unsubscribe(self.settings, links))],
+            shared_headers=self.shared_headers,
+            qp_cache=self.qp_cache,
+        )
 
 
 # -- SMTP ----------------------------------------------------------------------
@@ -278,8 +557,15 @@ class SmtpConnection:
             self.client = client
         return self.client
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> SendResult:
-        """MAIL, RCPT, DATA; the reply of the last step that ran."""
+    async def send(
+        self, sender: str, recipient: str, message: bytes, *, before_data: Awaitable[Any] | None = None
+    ) -> SendResult:
+        """MAIL, RCPT, DATA; the reply of the last step that ran.
+
+        ``before_data`` is awaited between RCPT and DATA: the engine passes the durability of the
+        previous message's outcome, so the envelope of this message travels while that commit runs,
+        yet this message cannot be accepted before the previous one is recorded.
+        """
         try:
             client = await self._ensure()
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -288,6 +574,8 @@ class SmtpConnection:
         try:
             await client.mail(sender)
             await client.rcpt(recipient)
+            if before_data is not None:
+                await before_data
             response = await client.data(message)
             return SendResult(True, response.code, f"{response.code} {response.message}"[:500])
         except aiosmtplib.SMTPResponseException as exc:
@@ -363,7 +651,7 @@ class DeliveryEngine:
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
         self._stopping = False
         self._wake = asyncio.Event()
-        self._renderers: dict[str, tuple[CampaignRenderer, Campaign]] = {}
+        self._mails: dict[str, CampaignMail] = {}
         self._campaign_status: dict[str, tuple[str, float]] = {}
         self._active_tokens: set[str] = set()
         self._last_renew = time.monotonic()
@@ -410,7 +698,7 @@ class DeliveryEngine:
     def campaign_changed(self, campaign_id: str, status: str) -> None:
         """A campaign changed status in this process: workers see it before their next message."""
         self._campaign_status[campaign_id] = (status, time.monotonic())
-        self._renderers.pop(campaign_id, None)
+        self._mails.pop(campaign_id, None)
         if status == "running":
             self.wake()
 
@@ -420,7 +708,6 @@ class DeliveryEngine:
         """Claim up to ``limit`` pending rows of running campaigns (and transactional mails)."""
         token = uuid.uuid4().hex
         now = datetime.now(UTC)
-        C = Campaign.__table__  # type: ignore[attr-defined]
         pick = (
             sa.select(D.c.id)
             .select_from(D.outerjoin(C, C.c.id == D.c.campaign_id))
@@ -438,20 +725,19 @@ class DeliveryEngine:
             return await self._claim(pick, token, now, server, limit)
 
     async def _claim(self, pick: Any, token: str, now: datetime, server: SmtpServer, limit: int) -> list[Claimed]:
+        # One transaction, one connection: flip the batch to ``sending`` and read what rendering needs.
         async with self.db.transaction() as session:
-            ids = [
-                r[0]
-                for r in await session.execute(
+            ids = (
+                await session.execute(
                     D.update()
                     .where(D.c.id.in_(pick.scalar_subquery()), D.c.status == "pending")
                     .values(status="sending", claim_token=token, claimed_at=now, smtp_server=server.name)
                     .returning(D.c.id)
                 )
-            ]
-        if not ids:
-            return []
-        self._active_tokens.add(token)
-        async with self.db.read() as session:
+            ).all()
+            if not ids:
+                return []
+            self._active_tokens.add(token)
             rows = (
                 await session.execute(
                     sa.select(
@@ -496,15 +782,20 @@ class DeliveryEngine:
                 claimed.append(item)
             # Honour an unsubscribe that happened after the campaign started.
             for campaign_id, items in by_campaign.items():
-                campaign = await session.get(Campaign, campaign_id)
-                lists = campaign.lists if campaign else []
+                mail = self._mails.get(campaign_id)
+                if mail is not None:
+                    lists = mail.lists
+                else:
+                    lists = (
+                        await session.execute(sa.select(C.c.lists).where(C.c.id == campaign_id))
+                    ).scalar_one_or_none() or []
                 still = {
                     r[0]
                     for r in await session.execute(
-                        sa.select(Subscription.subscriber_id).where(  # type: ignore[call-overload]
-                            Subscription.subscriber_id.in_([i.subscriber_id for i in items]),  # type: ignore[union-attr,attr-defined]
-                            Subscription.list_id.in_(lists),  # type: ignore[attr-defined]
-                            Subscription.status == "confirmed",
+                        sa.select(SS.c.subscriber_id).where(
+                            SS.c.subscriber_id.in_([i.subscriber_id for i in items]),
+                            SS.c.list_id.in_(lists),
+                            SS.c.status == "confirmed",
                         )
                     )
                 }
@@ -531,17 +822,20 @@ class DeliveryEngine:
 
     async def _campaign_running(self, campaign_id: str) -> bool:
         cached = self._campaign_status.get(campaign_id)
-        if cached is None or time.monotonic() - cached[1] > 0.5:
-            async with self.db.read() as session:
+        now = time.monotonic()
+        if cached is None or now - cached[1] > 0.5:
+            if cached is not None:  # the other workers go on with the known status meanwhile
+                self._campaign_status[campaign_id] = (cached[0], now)
+            async with self._db_slots, self.db.read() as session:
                 status = (
-                    await session.execute(sa.select(Campaign.status).where(Campaign.id == campaign_id))  # type: ignore[call-overload]
+                    await session.execute(sa.select(C.c.status).where(C.c.id == campaign_id))
                 ).scalar_one_or_none()
             cached = (status or "missing", time.monotonic())
             self._campaign_status[campaign_id] = cached
         return cached[0] == "running"
 
-    async def _renderer(self, campaign_id: str) -> tuple[CampaignRenderer, Campaign]:
-        found = self._renderers.get(campaign_id)
+    async def _campaign_mail(self, campaign_id: str) -> CampaignMail:
+        found = self._mails.get(campaign_id)
         if found is None:
             async with self.db.read() as session:
                 campaign = await session.get(Campaign, campaign_id)
@@ -550,44 +844,16 @@ class DeliveryEngine:
                 template = await session.get(Template, campaign.template_id)
                 if template is None:
                     raise LookupError(f"template {campaign.template_id} is gone")
-            found = (CampaignRenderer(campaign.subject, template.body_html, template.body_text), campaign)
-            self._renderers[campaign_id] = found
+            found = CampaignMail(self.settings, campaign, template, from_header=self.from_header)
+            self._mails[campaign_id] = found
         return found
 
-    def compose(self, item: Claimed, renderer: CampaignRenderer | None, campaign: Campaign | None) -> tuple[str, bytes]:
-        """(Message-ID, message bytes) of a claimed row."""
+    def compose(self, item: Claimed, mail: CampaignMail | None = None) -> tuple[str, bytes]:
+        """(Message-ID, message bytes) of a claimed row (``mail``: its campaign's, for campaign rows)."""
         assert item.email is not None
         if item.kind == "campaign":
-            assert renderer is not None and campaign is not None and item.subscriber_id is not None
-            from newsletter import service  # links are the service's business
-
-            links = service.links_for(self.settings, item.subscriber_id, campaign.id)
-            context = {
-                "subscriber": {
-                    "name": item.name,
-                    "email": item.email,
-                    "language": item.language,
-                    "attributes": item.attributes,
-                },
-                "campaign": {"id": campaign.id, "name": campaign.name, "data": campaign.data},
-                **links,
-            }
-            mail = renderer.render(context)
-            text, html = footer(
-                mail.text, mail.html, unsubscribe_url=links["unsubscribe_url"], preferences_url=links["preferences_url"]
-            )
-            message_id = message_id_for(campaign.id, item.subscriber_id, self.settings.mail_domain)
-            headers = service.list_headers(self.settings, links, campaign)
-            return message_id, build_message(
-                from_header=self.from_header,
-                to_name=item.name,
-                to_addr=item.email,
-                subject=mail.subject,
-                text=text,
-                html=html,
-                message_id=message_id,
-                extra_headers=headers,
-            )
+            assert mail is not None
+            return mail.compose(item)
         payload = item.payload or {}
         message_id = message_id_for(None, f"{item.kind}:{item.id}", self.settings.mail_domain)
         return message_id, build_message(
@@ -603,6 +869,7 @@ class DeliveryEngine:
 
     async def _worker(self, server: SmtpServer) -> None:
         conn = SmtpConnection(server, self.settings)
+        last: list[asyncio.Future[None] | None] = [None]
         try:
             while not self._stopping:
                 try:
@@ -615,9 +882,11 @@ class DeliveryEngine:
                     await self._idle(self.settings.delivery_poll_interval)
                     continue
                 try:
-                    await self._send_batch(conn, server, batch)
+                    await self._send_batch(conn, server, batch, last)
                 finally:
                     self._active_tokens.discard(batch[0].token)
+            if last[0] is not None:
+                await last[0]
         finally:
             await conn.close()
 
@@ -626,26 +895,37 @@ class DeliveryEngine:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
 
-    async def _send_batch(self, conn: SmtpConnection, server: SmtpServer, batch: list[Claimed]) -> None:
+    async def _send_batch(
+        self, conn: SmtpConnection, server: SmtpServer, batch: list[Claimed], last: list[asyncio.Future[None] | None]
+    ) -> None:
+        """Send a claimed batch over one connection.
+
+        ``last[0]`` is the commit of the previous outcome of this connection. A message's DATA
+        waits for it (its MAIL and RCPT do not), so at any moment at most one message per
+        connection has been accepted by the server without its ``sent`` being durable.
+        Outcomes of messages that were not accepted (skipped, released, refused, failed to render)
+        are handed over without waiting: losing them in a crash only sends the row round again.
+        """
+        sender = self.settings.from_address
         for index, item in enumerate(batch):
             if self._stopping or (item.campaign_id and not await self._campaign_running(item.campaign_id)):
-                await self._record([self._outcome(i, "released") for i in batch[index:]])
+                self._record([self._outcome(i, "released") for i in batch[index:]])
                 return
             if not item.eligible or item.email is None:
-                await self._record([self._outcome(item, "skipped")])
+                self._record([self._outcome(item, "skipped")])
                 continue
             try:
-                renderer, campaign = (None, None)
+                mail = None
                 if item.kind == "campaign" and item.campaign_id:
-                    renderer, campaign = await self._renderer(item.campaign_id)
-                message_id, message = self.compose(item, renderer, campaign)
+                    mail = await self._campaign_mail(item.campaign_id)
+                message_id, message = self.compose(item, mail)
             except (TemplateError, LookupError, ValueError) as exc:
                 out = self._outcome(item, "failed")
                 out.reply = f"render failed: {exc}"[:500]
-                await self._record([out])
+                self._record([out])
                 continue
             await server.acquire()
-            result = await conn.send(self.settings.from_address, item.email, message)
+            result = await conn.send(sender, item.email, message, before_data=last[0])
             out = self._outcome(item, "sent" if result.ok else "failed")
             out.code, out.reply, out.message_id, out.server = result.code, result.reply, message_id, server.name
             if not result.ok:
@@ -653,7 +933,7 @@ class DeliveryEngine:
                     out.permanent = True
                 elif item.attempts + 1 < self.settings.max_attempts:
                     out.status = "retry"
-            await self._record([out])
+            last[0] = self._record([out])
 
     def _outcome(self, item: Claimed, status: str) -> Outcome:
         return Outcome(
@@ -666,15 +946,13 @@ class DeliveryEngine:
             attempts=item.attempts,
         )
 
-    async def _record(self, outcomes: list[Outcome]) -> None:
-        """Hand outcomes to the committer and wait until they are durable."""
-        loop = asyncio.get_running_loop()
-        futures = []
+    def _record(self, outcomes: list[Outcome]) -> asyncio.Future[None]:
+        """Hand outcomes to the group committer; the future is done when the last one is durable."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for out in outcomes:
-            out.done = loop.create_future()
-            futures.append(out.done)
             self._queue.put_nowait(out)
-        await asyncio.gather(*futures)
+        outcomes[-1].done = done
+        return done
 
     # the group commit
 
