@@ -9,9 +9,11 @@ import time
 
 import httpx
 import jwt
+import pytest
 
 from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
+from gateway.service import Unauthorized
 
 from .conftest import (
     ADMIN_EMAIL,
@@ -270,3 +272,43 @@ async def test_demo_is_idempotent(tmp_path: object, upstreams: Upstreams) -> Non
             assert (await client.get("/auth/me", headers=member)).json()["role"] == "member"
     finally:
         process.stop()
+
+
+async def test_a_remembered_token_still_expires(sqlite_database: DatabaseTarget, upstreams: Upstreams) -> None:
+    """Verified tokens are cached, but never past their ``exp``."""
+    settings = gateway_settings(sqlite_database, upstreams)
+    async with running_gateway(settings) as client:
+        exp = int(time.time()) + 2
+        claims = {"sub": "u1", "role": "member", "iat": exp - 60, "exp": exp, "iss": settings.jwt_issuer}
+        token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):  # verified once, then answered from the cache
+            assert (await client.get("/auth/me", headers=headers)).json()["principal"] == "user:u1"
+        await asyncio.sleep(max(0.0, exp - time.time()) + 0.1)
+        expired = await client.get("/api/projects/projects", headers=headers)
+        assert expired.status_code == 401 and "expired" in expired.json()["message"]
+
+
+def test_token_cache_is_bounded_least_recently_used_first(sqlite_database: DatabaseTarget) -> None:
+    from gateway.config import Settings
+    from gateway.service import Authenticator
+
+    settings = Settings(database_url=sqlite_database.url, token_cache_size=2)
+    auth = Authenticator(settings, db=None)  # type: ignore[arg-type]  # tokens never touch the database
+    now = int(time.time())
+    tokens = [
+        jwt.encode(
+            {"sub": f"u{i}", "role": "staff", "iat": now, "exp": now + 600, "iss": settings.jwt_issuer},
+            settings.jwt_secret,
+            algorithm="HS256",
+        )
+        for i in range(3)
+    ]
+    auth.verify_token(tokens[0])
+    auth.verify_token(tokens[1])
+    auth.verify_token(tokens[0])  # used again: now the most recent
+    auth.verify_token(tokens[2])  # evicts tokens[1], the least recently used
+    assert list(auth._tokens) == [tokens[0], tokens[2]]
+    # a token one byte off is a different key: verified (and refused) on its own
+    with pytest.raises(Unauthorized):
+        auth.verify_token(tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B"))

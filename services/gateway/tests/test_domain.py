@@ -107,3 +107,13 @@ def test_merge_prefixes_paths_and_components_and_reports_missing() -> None:
     assert {"bearerAuth", "apiKeyAuth"} <= set(doc["components"]["securitySchemes"])
     assert doc["x-distretto-upstreams"]["newsletter"] == {"included": False, "error": "connection refused"}
     assert "newsletter" in doc["info"]["description"]
+
+
+def test_one_regex_per_method_agrees_with_rule_by_rule_matching() -> None:
+    policy = Policy()
+    paths = {rule.example_path() for rule in POLICY}
+    paths |= {p + "/extra/segments" for p in paths} | {"/", "/api", "/api/projects", "/auth/users/a/b", "/etc/passwd"}
+    for method in (*METHODS, "HEAD", "OPTIONS"):
+        for path in sorted(paths):
+            expected = next((r for r in POLICY if r.matches(method, path)), None)
+            assert policy.match(method, path) is expected, (method, path)
