@@ -1,7 +1,7 @@
 # Distretto — the two commands: `make up` (run the platform) and `make test` (run every test).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
 .PHONY: help bootstrap up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean

@@ -182,9 +182,19 @@ class OutboxRelay:
                     if published >= self.batch_size:
                         continue  # more may be waiting
                     await self._sleep(self.poll_interval)
+                await self._drain()
         finally:
             self.active = False
             await self._close_producer()
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.publish_pending():
+                    pass
+        except Exception as exc:
+            log.info("outbox not drained at stop; the next start publishes it", error=repr(exc))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
