@@ -63,7 +63,9 @@ def processes() -> list[Proc]:
     return [
         Proc(
             "catcher",
-            _py("-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--folder", str(VAR / "mail")),
+            _py(
+                "-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--folder", str(VAR / "mail")
+            ),
             8025,
             common,
             ready_path="/",
@@ -72,13 +74,13 @@ def processes() -> list[Proc]:
             "membership",
             _py("-m", "membership", "serve", "--port", "8001"),
             8001,
-            {**common, "MEMBERSHIP_PUBLIC_BASE_URL": public},
+            common,
         ),
         Proc(
             "projects",
             _py("-m", "projects", "serve", "--port", "8002"),
             8002,
-            {**common, "PROJECTS_PUBLIC_BASE_URL": public},
+            common,
         ),
         Proc(
             "newsletter",
@@ -86,7 +88,7 @@ def processes() -> list[Proc]:
             8003,
             {
                 **common,
-                "NEWSLETTER_PUBLIC_BASE_URL": public + "/api/newsletter",
+                "NEWSLETTER_LINK_BASE_URL": public + "/api/newsletter",
                 "NEWSLETTER_SMTP_SERVERS": "127.0.0.1:1025",
             },
         ),
@@ -94,7 +96,7 @@ def processes() -> list[Proc]:
             "matchmaking",
             _py("-m", "matchmaking", "serve", "--port", "8004"),
             8004,
-            {**common, "MATCHMAKING_PUBLIC_BASE_URL": public},
+            common,
         ),
         Proc(
             "gateway",

@@ -52,7 +52,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         "projects": {},
         "newsletter": {
             "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{smtp_port}",
-            "NEWSLETTER_PUBLIC_BASE_URL": gateway + "/api/newsletter",
+            "NEWSLETTER_LINK_BASE_URL": gateway + "/api/newsletter",
         },
         "matchmaking": {},
         "gateway": {

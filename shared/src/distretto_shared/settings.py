@@ -45,7 +45,6 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial: float = 0.2
     consumer_backoff_max: float = 5.0
     create_topics: bool = True
-    public_base_url: str = "http://127.0.0.1:8080"
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per service."""
