@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
+
 from distretto_shared.app import ServiceContext
 from distretto_shared.outbox import OutboxMessage
 from distretto_shared.testing import DatabaseTarget, service_client
 from membership.app import create_app
 from membership.config import Settings
-from sqlalchemy import func, select
 
 VALID_VAT = "12345678903"
 """A partita IVA with the right check digit."""

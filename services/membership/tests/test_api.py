@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from distretto_shared.testing import service_client, wait_for
 from membership import service
 from membership.app import create_app

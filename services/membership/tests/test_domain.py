@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from membership import domain
 from membership.domain import IllegalTransition, LifecycleAction, MembershipStatus, SizeClass
 

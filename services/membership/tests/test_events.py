@@ -6,6 +6,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import decode
 from distretto_shared.outbox import OutboxMessage
@@ -13,7 +15,6 @@ from distretto_shared.testing import headers_of, read_topic, service_client, wai
 from membership import domain, service
 from membership.app import create_app
 from membership.config import Settings
-from sqlalchemy import func, select
 
 
 async def _drained(membership: Any) -> bool:

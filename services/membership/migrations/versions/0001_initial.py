@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 from alembic import op
+
 from distretto_shared.migrations import create_backbone_tables
 
 revision = "0001"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from distretto_shared.app import ServiceContext
-from distretto_shared.web import Page, PageParams, page_params
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from distretto_shared.app import ServiceContext
+from distretto_shared.web import Page, PageParams, page_params
 from membership import service
 from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
 from membership.models import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create_app
 from distretto_shared.contracts import membership as contracts
-from fastapi import FastAPI
-
 from membership import api, consumers, service
 from membership.config import Settings
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from distretto_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from distretto_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -9,17 +9,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from distretto_shared.app import ServiceContext
-from distretto_shared.contracts import membership as contracts
-from distretto_shared.events import Event
-from distretto_shared.outbox import add_event
-from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from distretto_shared.app import ServiceContext
+from distretto_shared.contracts import membership as contracts
+from distretto_shared.events import Event
+from distretto_shared.outbox import add_event
+from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
 from membership import domain
 from membership.config import Settings
 from membership.domain import (
