@@ -1087,6 +1087,8 @@ async def scan_deadlines(deps: Deps, today: date | None = None) -> DeadlineScanR
         }
     due_soon = overdue = 0
     for deliverable_id, due_date, status in rows:
+        if due_date is None:  # excluded by the query; keeps the type checker honest
+            continue
         notice = domain.deadline_notice(due_date, DeliverableStatus(status), today, horizons)
         if notice is None or (deliverable_id, notice.threshold) in done:
             continue
