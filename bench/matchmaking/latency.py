@@ -184,11 +184,11 @@ def main() -> None:
     exact = {}
     if not args.no_check:
         # The same queries ranked exactly (every eligible row's exact cosine): what the two stages must match.
-        two_stage_rows = engine.two_stage_rows
-        engine.two_stage_rows = args.profiles + 1
+        two_stage_rows = engine.index.two_stage_rows
+        engine.index.two_stage_rows = args.profiles + 1
         for name, weight, flt in variants:
             exact[name] = [ids(engine.rank(q, flt, limit=20, bm25_weight=weight, explain=False)) for q in queries]
-        engine.two_stage_rows = two_stage_rows
+        engine.index.two_stage_rows = two_stage_rows
     header = f"{'variant':<20}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'eligible':>10}"
     print(header + ("" if args.no_check else f"{'top-20 = exact':>16}{'overlap@20':>12}"))
     for run in range(args.runs):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from matchmaking.domain import FeedbackWeights
-from matchmaking.embeddings import Encoder, shared_encoder
-from matchmaking.index import Document, Filter
+from matchmaking.embeddings import DIM, Encoder, shared_encoder
+from matchmaking.index import Document, Filter, Index
 from matchmaking.ranking import Engine
 
 PROFILES = {
@@ -159,6 +159,117 @@ def test_delta_rows_are_searchable_before_and_after_the_merge(encoder: Encoder) 
     assert e.rank(q, Filter(kind="profile"), limit=1).hits[0].bm25 == 0
     e.remove("profile:cnr-imaging")
     assert "cnr-imaging" not in ids(e.rank(q, Filter(kind="profile")))
+
+
+TERMS = [
+    "antibody",
+    "assay",
+    "biopsy",
+    "cohort",
+    "device",
+    "exoskeleton",
+    "genome",
+    "imaging",
+    "lymphoma",
+    "microbiome",
+    "organoid",
+    "peptide",
+]
+
+
+def clustered_document(rng: np.random.Generator, subspace: np.ndarray, centres: np.ndarray, i: int) -> Document:
+    """A synthetic profile: a vector near one of a few centres in a 40-dimension subspace, three terms."""
+    v = subspace @ (centres[i % len(centres)] + 0.4 * rng.normal(size=subspace.shape[1]))
+    v = (v + 0.01 * rng.normal(size=DIM)).astype(np.float32)
+    words = " ".join(TERMS[j] for j in rng.choice(len(TERMS), 3, replace=False))
+    return Document(
+        key=f"profile:{i:05d}",
+        kind="profile",
+        entity_id=f"{i:05d}",
+        fields={"description": words},
+        vector=v / np.linalg.norm(v),
+        country="DE" if i % 4 == 0 else "IT",
+        owner_id=f"{i:05d}",
+    )
+
+
+def two_stage_engine(rows: int) -> tuple[Engine, np.random.Generator, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    subspace = np.linalg.qr(rng.normal(size=(DIM, 40)))[0]
+    centres = rng.normal(size=(25, 40))
+    e = Engine()
+    e.merge_threshold = rows + 1
+    e.index.two_stage_rows = 1000  # the production threshold is 20,000 rows: the same code on a smaller index
+    e.exact_rows = 50
+    e.shortlist = 100
+    for i in range(rows):
+        e.upsert(clustered_document(rng, subspace, centres, i))
+    e.index.merge()
+    return e, rng, subspace, centres
+
+
+def exact(e: Engine, q: Document, flt: Filter, **kw: object) -> list[tuple[str, float]]:
+    saved = e.index.two_stage_rows
+    e.index.two_stage_rows = 10**9  # every eligible row's exact cosine
+    try:
+        return [(h.key, h.score) for h in e.rank(q, flt, **kw).hits]  # type: ignore[arg-type]
+    finally:
+        e.index.two_stage_rows = saved
+
+
+def test_two_stage_dense_search_returns_the_exact_ranking() -> None:
+    e, rng, subspace, centres = two_stage_engine(3000)
+    assert e.index.projection is not None and e.index.projection.fitted_rows == 3000
+    e.feedback_weights = FeedbackWeights(pair=1.0)
+    for n in range(12):
+        q = clustered_document(rng, subspace, centres, 100_000 + n)
+        q = Document(key="opportunity:q", kind="opportunity", entity_id="q", fields=q.fields, vector=q.vector)
+        # A row far down the ranking, voted useful for this query: rescored although not shortlisted.
+        e.feedback.clear()
+        voted = exact(e, q, Filter(kind="profile"), limit=500)[-1][0]
+        e.feedback.add("opportunity:q", voted, 1)
+        assert voted in [h.key for h in e.rank(q, Filter(kind="profile"), limit=20).hits]
+        approx = e.index.dense_approx(q.vector)
+        assert approx is not None  # the first stage runs
+        assert np.abs(approx - e.index.dense(q.vector)).max() < 0.05
+        for weight, flt in [
+            (None, Filter(kind="profile")),
+            (0.0, Filter(kind="profile")),
+            (None, Filter(kind="profile", country="DE", exclude_owner="00004")),
+        ]:
+            got = [(h.key, h.score) for h in e.rank(q, flt, limit=20, bm25_weight=weight).hits]
+            assert got == exact(e, q, flt, limit=20, bm25_weight=weight)
+        page = e.rank(q, Filter(kind="profile"), limit=10, offset=10).hits
+        assert [(h.key, h.score) for h in page] == exact(e, q, Filter(kind="profile"), limit=10, offset=10)
+    focus = e.rank(q, Filter(kind="profile"), focus_key=voted).hits
+    assert focus[0].feedback > 1.0 and focus[0].score == pytest.approx(focus[0].fused + focus[0].feedback, abs=1e-5)
+
+
+def test_the_projection_is_refitted_and_rows_written_meanwhile_are_projected() -> None:
+    e, rng, subspace, centres = two_stage_engine(1500)
+    e.merge_threshold = 10**9
+    first = e.index.projection
+    assert first is not None and first.fitted_rows == 1500
+    for i in range(1500):
+        e.upsert(clustered_document(rng, subspace, centres, 1500 + i))
+    # The index doubled since the fit: the next build refits. Rows written between its snapshot and
+    # its install (the service builds in a worker thread) are projected with the new basis.
+    snapshot = e.index.snapshot()
+    assert snapshot.vectors is not None
+    e.upsert(clustered_document(rng, subspace, centres, 5))  # changed
+    for i in range(1200):  # added, growing the arrays
+        e.upsert(clustered_document(rng, subspace, centres, 3000 + i))
+    e.index.install(Index.build(snapshot))
+    fitted = e.index.projection
+    assert fitted is not None and fitted.fitted_rows == 3000 and not np.array_equal(fitted.basis, first.basis)
+    n = e.index.size
+    assert np.allclose(e.index.reduced[:n], e.index.vectors[:n] @ fitted.basis, atol=1e-5)
+    # A new document identical to the query: dense-only, it can only be found through its reduced row.
+    target = clustered_document(rng, subspace, centres, 9999)
+    e.upsert(target)
+    q = Document(key="opportunity:q", kind="opportunity", entity_id="q", fields={}, vector=target.vector)
+    hits = e.rank(q, Filter(kind="profile"), limit=5, bm25_weight=0.0).hits
+    assert hits[0].key == target.key and hits[0].dense == pytest.approx(1.0, abs=1e-5)
 
 
 def test_feedback_moves_a_candidate(engine: Engine, encoder: Encoder) -> None:

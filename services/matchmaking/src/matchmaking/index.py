@@ -227,6 +227,14 @@ class Document:
     expires_on: date | None = None
     active: bool = True
 
+    _field_terms: dict[str, frozenset[str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def field_terms(self) -> dict[str, frozenset[str]]:
+        """The distinct terms of each field (worked out once, for explanations; fields are never edited)."""
+        if self._field_terms is None:
+            self._field_terms = {name: frozenset(tokenize(text)) for name, text in self.fields.items()}
+        return self._field_terms
+
     def tokens(self) -> list[str]:
         """The BM25 terms of the document, boosted fields repeated."""
         out: list[str] = []
@@ -279,7 +287,7 @@ class _Main:
 
     vocab: dict[str, int] = field(default_factory=dict)
     indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
-    rows_of_postings: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    rows_of_postings: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     data: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     rows: int = 0
     df: dict[str, int] = field(default_factory=dict)
@@ -382,6 +390,8 @@ class Index:
         self._codes = {name: _Codes() for name in ("type", "kind", "country", "owner", "sector")}
         self._masks: dict[tuple[object, ...], np.ndarray] = {}
         """Filter masks (without the per-query owner/key exclusions), valid until the next write."""
+        self.two_stage_rows = TWO_STAGE_ROWS
+        """From this many rows on, builds fit the dense projection and queries search in two stages."""
 
     # -- writes --------------------------------------------------------------------
 
@@ -487,7 +497,7 @@ class Index:
         return bool(self.delta) or self.stale
 
     def _projection_due(self) -> bool:
-        if self.size < TWO_STAGE_ROWS:
+        if self.size < self.two_stage_rows:
             return False
         return self.projection is None or self.size >= 2 * self.projection.fitted_rows
 
@@ -613,8 +623,12 @@ class Index:
         return self.vectors[rows] @ q
 
     def dense_approx(self, vector: np.ndarray) -> np.ndarray | None:
-        """First-stage cosine estimate of every row from the reduced matrix (None without a projection)."""
-        if self.projection is None:
+        """First-stage cosine estimate of every row from the reduced matrix.
+
+        None when the index is below ``two_stage_rows`` or has no projection yet
+        (then the exact cosines are computed).
+        """
+        if self.projection is None or self.size < self.two_stage_rows:
             return None
         q = np.asarray(vector, dtype=np.float32) @ self.projection.basis
         return self.reduced[: self.size] @ q
@@ -637,7 +651,7 @@ def build_main(rows: int, tokens: list[list[str]]) -> _Main:
     return _Main(
         vocab=dict(retriever.vocab_dict),
         indptr=np.asarray(scores["indptr"], dtype=np.int64),
-        rows_of_postings=row_ids[np.asarray(scores["indices"], dtype=np.int64)],
+        rows_of_postings=row_ids[np.asarray(scores["indices"], dtype=np.int64)].astype(np.int32),
         data=np.asarray(scores["data"], dtype=np.float32),
         rows=rows,
         df=dict(df),

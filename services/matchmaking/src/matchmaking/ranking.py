@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from matchmaking.domain import FeedbackWeights, feedback_score, fuse
-from matchmaking.index import TWO_STAGE_ROWS, Document, Filter, Index, tokenize
+from matchmaking.index import Document, Filter, Index
 
 FIELD_LABELS = {
     "title": "title",
@@ -36,6 +36,10 @@ FIELD_LABELS = {
     "projects": "EU projects",
     "topic": "call topic",
 }
+
+
+TIE_ROWS = 10_000
+"""Rows tied at the last place of a page are all sorted by key up to this many (beyond, any of them)."""
 
 
 @dataclass
@@ -94,8 +98,6 @@ class Engine:
         """Up to this many rows a pending BM25 delta is merged before a query (exact scores, cheap build)."""
         self.exact_rows = 8192
         """Up to this many eligible rows, their exact cosines are computed directly (a selective filter)."""
-        self.two_stage_rows = TWO_STAGE_ROWS
-        """From this many indexed rows on (and once the projection is fitted), the dense search has two stages."""
         self.shortlist = 1000
         """Rows rescored exactly after the first stage (at least four times the requested depth)."""
 
@@ -153,12 +155,18 @@ class Engine:
             row = index.row_of.get(focus_key)
             rows = np.array([row] if row is not None and mask[row] else [], dtype=np.int64)
             dense = index.dense(query.vector, rows) if weight < 1 else np.zeros(rows.size, dtype=np.float32)
-        elif weight >= 1 or total <= self.exact_rows:
-            # BM25 only, or a selective filter: score just the eligible rows.
+        elif weight >= 1:
+            # BM25 only: the rows with a positive score, unless they do not fill the page.
+            assert bm25_all is not None
+            matching = mask & (bm25_all > 0)
+            rows = np.flatnonzero(matching if np.count_nonzero(matching) >= k else mask)
+            dense = np.zeros(rows.size, dtype=np.float32)
+        elif total <= self.exact_rows:
+            # A selective filter: the exact cosine of just the eligible rows.
             rows = np.flatnonzero(mask)
-            dense = index.dense(query.vector, rows) if weight < 1 else np.zeros(rows.size, dtype=np.float32)
+            dense = index.dense(query.vector, rows)
         else:
-            approx = index.dense_approx(query.vector) if index.size >= self.two_stage_rows else None
+            approx = index.dense_approx(query.vector)
             if approx is None:
                 rows = np.flatnonzero(mask)
                 dense = index.dense(query.vector)[rows]
@@ -181,10 +189,16 @@ class Engine:
         if focus_key is not None or rows.size == 0:
             order = np.arange(rows.size)
         else:
-            part = np.argpartition(-final, k - 1)[:k] if k < rows.size else np.arange(rows.size)
-            # Ties broken by key, so the same data gives the same ranking whatever the load order.
+            # Ties broken by key, so the same data gives the same ranking whatever the load order:
+            # every row tied with the k-th score is sorted with the top k (unless the tie is huge).
+            rounded = np.round(final, 9)
+            part = np.argpartition(-rounded, k - 1)[:k] if k < rows.size else np.arange(rows.size)
+            if k < rows.size:
+                tied = np.flatnonzero(rounded >= rounded[part].min())
+                if tied.size <= TIE_ROWS:
+                    part = tied
             keys = np.array([index.docs[int(rows[p])].key for p in part])  # type: ignore[union-attr]
-            order = part[np.lexsort((keys, -np.round(final[part], 9)))][offset:k]
+            order = part[np.lexsort((keys, -rounded[part]))][offset:k]
         hits = []
         query_set = set(query_terms)
         for pos in order.tolist():
@@ -254,8 +268,8 @@ class Engine:
 def explain_match(query: Document, doc: Document, query_terms: set[str], hit: Hit) -> dict[str, Any]:
     """Which fields and terms matched, shared sectors and keywords, and a sentence saying so."""
     fields: dict[str, list[str]] = {}
-    for name, text in doc.fields.items():
-        common = sorted(query_terms & set(tokenize(text)))
+    for name, terms in doc.field_terms().items():
+        common = sorted(query_terms & terms)
         if common:
             fields[FIELD_LABELS.get(name, name)] = common[:12]
     query_keywords = {k.strip().lower() for k in query.fields.get("keywords", "").split(";") if k.strip()}
