@@ -71,6 +71,8 @@ HOP_BY_HOP = frozenset(
 )
 # uvicorn adds its own Date and Server to every answer; the upstream's would be doubled.
 RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
+# ... and a proxied answer carries the gateway's ids, not the service's own.
+PROXIED_RESPONSE_DROPPED = RESPONSE_DROPPED | {b"x-request-id", b"x-correlation-id"}
 # Never forwarded upstream: hop-by-hop, credentials (the services get the verified identity instead),
 # any identity or forwarding header a caller might forge, and the ids the gateway sets itself.
 IDENTITY_HEADERS = (b"x-distretto-principal", b"x-distretto-role", b"x-distretto-organisation", b"x-distretto-via")
@@ -293,7 +295,8 @@ class GatewayMiddleware:
                 await send_json(send_wrapper, decision.status, {"error": error, "message": decision.message}, extra)
                 return
             if target is not None:
-                await self.forward(scope, receive, send_wrapper, target[0], identity, client, id_headers)
+                # straight to the server's send: forward() adds the ids itself and says which status went out
+                status = await self.forward(scope, receive, send, target[0], identity, client, id_headers)
             else:
                 scope.setdefault("state", {})["identity"] = identity
                 await self.app(scope, receive, send_wrapper)
@@ -309,8 +312,11 @@ class GatewayMiddleware:
         identity: Identity | None,
         client: str,
         id_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        """Stream the request to ``service`` and its answer back; 502/504 in JSON when it fails."""
+    ) -> int:
+        """Stream the request to ``service`` and its answer back; 502/504 in JSON when it fails.
+
+        Returns the status sent to the caller (499 when the caller left before an answer).
+        """
         gw = self.gateway
         settings = gw.settings
         upstream = gw.targets[service]
@@ -367,8 +373,7 @@ class GatewayMiddleware:
             try:
                 conn, reused = await pool.acquire()
             except UpstreamError as exc:
-                await self._fail_upstream(send, service, exc)
-                return
+                return await self._fail_upstream(send, service, exc, id_headers)
             try:
                 await conn.send_request(
                     head, receive if has_body else None, chunked, method == "HEAD", settings.write_timeout
@@ -376,7 +381,7 @@ class GatewayMiddleware:
                 status, raw_headers = await conn.read_head(settings.read_timeout)
             except ClientGone:
                 conn.close()
-                return
+                return 499
             except UpstreamError as exc:
                 conn.close()
                 # A kept-alive connection the service closed just as we reused it: safe to try once more
@@ -384,8 +389,7 @@ class GatewayMiddleware:
                 if reused and not has_body and not retried and not conn.got_data and isinstance(exc, UpstreamClosed):
                     retried = True
                     continue
-                await self._fail_upstream(send, service, exc)
-                return
+                return await self._fail_upstream(send, service, exc, id_headers)
             except BaseException:
                 conn.close()
                 raise
@@ -398,10 +402,11 @@ class GatewayMiddleware:
                 k = k.lower()
                 if k == b"connection":
                     listed = {t.strip().lower() for t in v.split(b",")}
-                elif k not in RESPONSE_DROPPED:
+                elif k not in PROXIED_RESPONSE_DROPPED:
                     out.append((k, v))
             if listed:
                 out = [h for h in out if h[0] not in listed]
+            out += id_headers
             await send({"type": "http.response.start", "status": status, "headers": out})
             read_timeout = settings.read_timeout
             while True:
@@ -419,8 +424,12 @@ class GatewayMiddleware:
             conn.close()
             raise
         conn.finished()
+        return status
 
-    async def _fail_upstream(self, send: Send, service: str, exc: UpstreamError) -> None:
+    async def _fail_upstream(
+        self, send: Send, service: str, exc: UpstreamError, id_headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        """The JSON 502/504 for a request that never got an answer."""
         settings = self.gateway.settings
         if isinstance(exc, ReadTimeout):
             message = f"The {service} service did not answer within {settings.read_timeout:g} s"
@@ -432,10 +441,9 @@ class GatewayMiddleware:
             message = f"The {service} service is unavailable ({exc})"
         else:
             message = f"The {service} service broke the connection ({exc})"
-        await self._fail(send, service, exc.kind, 504 if exc.kind == "timeout" else 502, message)
-
-    async def _fail(self, send: Send, service: str, kind: str, status: int, message: str) -> None:
-        UPSTREAM_ERRORS.labels(service, kind).inc()
-        log.warning("upstream failed", upstream=service, kind=kind, status=status)
+        status = 504 if exc.kind == "timeout" else 502
+        UPSTREAM_ERRORS.labels(service, exc.kind).inc()
+        log.warning("upstream failed", upstream=service, kind=exc.kind, status=status)
         error = "upstream_timeout" if status == 504 else "upstream_unavailable"
-        await send_json(send, status, {"error": error, "message": message, "upstream": service}, [])
+        await send_json(send, status, {"error": error, "message": message, "upstream": service}, id_headers)
+        return status
