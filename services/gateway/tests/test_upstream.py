@@ -222,3 +222,15 @@ async def test_pool_never_opens_more_than_its_limit(raw_service: RawService) -> 
     second.close()
     third.close()
     assert pool.open == 0
+
+
+async def test_the_path_goes_on_as_the_caller_encoded_it(
+    sqlite_database: DatabaseTarget, upstreams: Upstreams, raw_service: RawService
+) -> None:
+    async with running_gateway(gateway_settings(sqlite_database, upstreams, projects_url=raw_service.url)) as client:
+        admin = await admin_headers(client)
+        await client.get("/api/projects/projects/a%2Fb/x%20y?q=1%262", headers=admin)
+        assert raw_service.requests[-1][1] == "/projects/a%2Fb/x%20y?q=1%262"
+        # a prefix the caller percent-encoded itself is still stripped
+        await client.get("/api/%70rojects/keep", headers=admin)
+        assert raw_service.requests[-1][1] == "/keep"

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prometheus_client import Counter, Histogram
@@ -320,8 +321,19 @@ class GatewayMiddleware:
         gw = self.gateway
         settings = gw.settings
         upstream = gw.targets[service]
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = upstream.prefix + (raw_path[5 + len(service) :] or b"/")
+        # The raw path goes on as the caller wrote it (the service decodes it as the policy did);
+        # only when the caller percent-encoded the /api/<service> prefix itself is it rebuilt.
+        raw_path: bytes | None = scope.get("raw_path")
+        api_prefix = upstream.api_prefix
+        if (
+            raw_path
+            and raw_path.startswith(api_prefix)
+            and raw_path[len(api_prefix) : len(api_prefix) + 1] in (b"", b"/")
+        ):
+            rest = raw_path[len(api_prefix) :]
+        else:
+            rest = quote(scope["path"][len(api_prefix) :]).encode()
+        target = upstream.prefix + (rest or b"/")
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query

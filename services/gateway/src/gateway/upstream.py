@@ -482,6 +482,8 @@ class Upstream:
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         self.name = name
+        self.api_prefix = f"/api/{name}".encode()
+        """How the gateway's paths for this service begin (stripped before forwarding)."""
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.prefix = parts.path.rstrip("/").encode()
         self._host = parts.hostname
