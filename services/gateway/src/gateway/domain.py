@@ -69,22 +69,19 @@ class Rule:
     """Allowed roles; ``None`` (``PUBLIC``) lets anyone in, also anonymous callers."""
     why: str = ""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    upstream: str = field(init=False, repr=False, compare=False)
+    """The service the rule's paths go to (``gateway`` for the gateway's own routes)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regex", compile_pattern(self.pattern))
+        parts = self.pattern.split("/")
+        upstream = parts[2] if len(parts) > 2 and parts[1] == "api" and parts[2] in SERVICES else GATEWAY
+        object.__setattr__(self, "upstream", upstream)
 
     @property
     def public(self) -> bool:
         """True when no credentials are needed."""
         return self.roles is None
-
-    @property
-    def upstream(self) -> str:
-        """The service the rule's paths go to (``gateway`` for the gateway's own routes)."""
-        parts = self.pattern.split("/")
-        if len(parts) > 2 and parts[1] == "api" and parts[2] in SERVICES:
-            return parts[2]
-        return GATEWAY
 
     def matches(self, method: str, path: str) -> bool:
         """True when this rule covers the request."""

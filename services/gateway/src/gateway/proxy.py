@@ -200,20 +200,17 @@ class GatewayMiddleware:
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
-        self._children: dict[tuple[str, str, str, str], Any] = {}
-        self._latency: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def _observe(self, route: str, upstream: str, method: str, status: int, elapsed: float) -> None:
-        key = (route, upstream, method, str(status))
-        counter = self._children.get(key)
-        if counter is None:
-            counter = self._children[key] = REQUESTS.labels(*key)
-        counter.inc()
-        lkey = (route, upstream)
-        hist = self._latency.get(lkey)
-        if hist is None:
-            hist = self._latency[lkey] = LATENCY.labels(*lkey)
-        hist.observe(elapsed)
+        key = (route, upstream, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (REQUESTS.labels(route, upstream, method, str(status)), LATENCY.labels(route, upstream))
+            if len(self._children) < 10_000:  # bounded: methods and statuses are few, routes are the table's
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -262,7 +259,10 @@ class GatewayMiddleware:
             identity: Identity | None = None
             auth_error: str | None = None
             try:
-                identity = await gw.auth.identify(authorization, api_key)
+                if authorization:  # the common case, without a coroutine
+                    identity = gw.auth.identify_bearer(authorization)
+                elif api_key is not None:
+                    identity = await gw.auth.verify_api_key(api_key.strip())
             except Unauthorized as exc:
                 auth_error = exc.message
             if gw.settings.rate_limit_enabled:

@@ -171,13 +171,18 @@ class Authenticator:
             if identity is not None and identity.principal == principal:
                 del self._keys[digest]
 
+    def identify_bearer(self, authorization: str) -> Identity:
+        """The identity of an ``Authorization: Bearer <token>`` header; :class:`Unauthorized` otherwise."""
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'")
+        return self.verify_token(token)
+
     async def identify(self, authorization: str | None, api_key: str | None) -> Identity | None:
         """The caller's identity, ``None`` when no credentials were sent."""
         if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("The Authorization header must be 'Bearer <token>'")
-            return self.verify_token(token.strip())
+            return self.identify_bearer(authorization)
         if api_key is not None:
             return await self.verify_api_key(api_key.strip())
         return None
