@@ -1,8 +1,13 @@
 """The in-memory search index: BM25 (bm25s) + dense vectors (numpy) + filter columns.
 
 One row per document (an opportunity or a competence profile). For speed at
-100,000 rows every filter is a numpy column and the dense scores are one
-matrix-vector product over a contiguous float32 matrix.
+100,000 rows every filter is a numpy column (a filter's mask is cached until
+the next write), BM25 reads only the postings of the query's terms, and the
+dense scores come from a contiguous float32 matrix read in place: every row
+exactly on a small index, the eligible rows only under a selective filter, and
+on a large index (``two_stage_rows``) a first pass over a reduced matrix
+(``REDUCED_DIM`` principal directions, refitted at a build when the index has
+doubled, kept up to date by every write) to shortlist the rows to score exactly.
 
 BM25 and incremental updates: bm25s builds an immutable sparse index. Rows
 added or changed since the last build form a small *delta*: they are scored
@@ -413,7 +418,8 @@ class Index:
         ):
             old = getattr(self, name)
             fill = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1}.get(name, 0)
-            arr = np.full((new, *old.shape[1:]), fill, dtype=old.dtype)
+            # np.zeros leaves the pages beyond the rows in use untouched (not resident) until written.
+            arr = np.zeros((new, *old.shape[1:]), dtype=old.dtype) if fill == 0 else np.full(new, fill, old.dtype)
             arr[: self.size] = old[: self.size]
             setattr(self, name, arr)
         expires = np.full(new, NO_EXPIRY, dtype=np.int32)

@@ -1,10 +1,17 @@
 """The ranking engine: hybrid BM25 + dense retrieval, fused, filtered, explained, nudged by feedback.
 
-Fusion is a normalised weighted sum, computed over every eligible row (no
-candidate cut-off, so the hybrid ranking is exact):
+Fusion is a normalised weighted sum:
 
     fused    = w · bm25 / max(bm25 over the eligible rows) + (1 − w) · max(0, cosine)
     final    = fused + feedback
+
+Up to ``Index.two_stage_rows`` rows (20,000), or when a filter leaves at most
+``exact_rows`` eligible rows, it is computed for every eligible row, so the
+ranking is exact. Above, the cosine of every row is first estimated from a
+96-dimension projection of the vectors, and the ``shortlist`` (1,000) rows with
+the best estimated fused score, plus every row with feedback, are rescored
+exactly and ranked (the latency benchmark checks the top 20 against the exact
+ranking).
 
 ``w`` is ``bm25_weight`` (0.45 by default; 1 gives BM25 only, 0 dense only — the
 quality harness compares the three). A weighted sum rather than reciprocal rank
