@@ -181,6 +181,11 @@ class Connection(asyncio.Protocol):
             drain.set_result(None)
 
     # --- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer in the same read: never trust this connection again
+            self.keep_alive = False
+            self.exc = UpstreamClosed("the service sent data outside of an answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         if len(name) in (14, 17):
