@@ -46,9 +46,12 @@ class Settings(ServiceSettings):
     smtp_starttls: bool = False
 
     delivery_enabled: bool = True
-    claim_batch: int = 50
+    claim_batch: int = 200
     lease_seconds: float = 300.0
     """A claimed row whose worker has not reported for this long is taken back (its process died)."""
+    commit_linger_seconds: float = 0.004
+    """The group committer waits this long after the first outcome (or until every connection has
+    reported) so that one transaction records many sends."""
     delivery_poll_interval: float = 0.5
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0

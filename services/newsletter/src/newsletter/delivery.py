@@ -66,6 +66,25 @@ SUB = Subscriber.__table__  # type: ignore[attr-defined]
 SS = Subscription.__table__  # type: ignore[attr-defined]
 C = Campaign.__table__  # type: ignore[attr-defined]
 
+_MARK_SENT = (
+    D.update()
+    .where(D.c.id == sa.bindparam("_id"), D.c.claim_token == sa.bindparam("_token"))
+    .values(
+        status="sent",
+        smtp_code=sa.bindparam("_code"),
+        smtp_reply=sa.bindparam("_reply"),
+        smtp_server=sa.bindparam("_server"),
+        message_id=sa.bindparam("_mid"),
+        sent_at=sa.bindparam("_now"),
+        attempts=D.c.attempts + 1,
+    )
+)
+_SET_STATUS = (
+    D.update()
+    .where(D.c.id == sa.bindparam("_id"), D.c.claim_token == sa.bindparam("_token"))
+    .values(status=sa.bindparam("_status"), claim_token=None)
+)
+
 # -- rendering -------------------------------------------------------------------
 
 _ENV_HTML = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
@@ -658,6 +677,10 @@ class DeliveryEngine:
         # Fewer database sessions at once than the pool holds: overflow connections are opened and
         # closed again for every use (a thread and the PRAGMAs each time on SQLite).
         self._db_slots = asyncio.Semaphore(3)
+        self._connections = max(1, settings.smtp_connections_per_server) * len(self.servers)
+        self._queue_full = asyncio.Event()
+        self._nothing_until = 0.0
+        self._claim_lock = asyncio.Lock()
         self.sent_total = 0
         self.from_header = format_address(settings.from_name, settings.from_address)
 
@@ -693,6 +716,7 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """New work may be waiting (a campaign started or resumed)."""
+        self._nothing_until = 0.0
         self._wake.set()
 
     def campaign_changed(self, campaign_id: str, status: str) -> None:
@@ -872,8 +896,18 @@ class DeliveryEngine:
         last: list[asyncio.Future[None] | None] = [None]
         try:
             while not self._stopping:
+                # One empty claim answers for every connection of this process until the next poll.
+                quiet = self._nothing_until - time.monotonic()
+                if quiet > 0:
+                    await self._idle(quiet)
+                    continue
                 try:
-                    batch = await self.claim(server, self.settings.claim_batch)
+                    async with self._claim_lock:
+                        if self._nothing_until > time.monotonic():
+                            continue
+                        batch = await self.claim(server, self.settings.claim_batch)
+                        if not batch:
+                            self._nothing_until = time.monotonic() + self.settings.delivery_poll_interval
                 except Exception as exc:
                     log.warning("claim failed; retrying", error=repr(exc))
                     await self._idle(1.0)
@@ -952,15 +986,16 @@ class DeliveryEngine:
         for out in outcomes:
             self._queue.put_nowait(out)
         outcomes[-1].done = done
+        if self._queue.qsize() + 1 >= self._connections:
+            self._queue_full.set()
         return done
 
     # the group commit
 
     async def _committer(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while not self._queue.empty() and len(batch) < 1000:
+            batch = [await self._queue_ready()]
+            while not self._queue.empty() and len(batch) < 2000:
                 batch.append(self._queue.get_nowait())
             delay = 0.1
             while True:
@@ -979,108 +1014,133 @@ class DeliveryEngine:
                 if out.done is not None and not out.done.done():
                     out.done.set_result(None)
 
-    async def _commit(self, batch: list[Outcome]) -> None:
-        from newsletter import service
+    async def _queue_ready(self) -> Outcome:
+        """Wait for an outcome, then linger briefly so that one commit carries many.
 
+        The linger ends early once as many outcomes wait as there are connections (each connection
+        has at most one accepted message waiting for its commit, so nothing more would come soon).
+        """
+        first = await self._queue.get()
+        linger = self.settings.commit_linger_seconds
+        if linger > 0 and self._queue.qsize() + 1 < self._connections:
+            self._queue_full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_full.wait(), timeout=linger)
+        return first
+
+    async def _commit(self, batch: list[Outcome]) -> None:
         now = datetime.now(UTC)
         sent = [o for o in batch if o.status == "sent"]
-        async with self.db.transaction() as session:
-            if sent:
-                await session.execute(
-                    D.update()
-                    .where(D.c.id == sa.bindparam("_id"), D.c.claim_token == sa.bindparam("_token"))
-                    .values(
-                        status="sent",
-                        smtp_code=sa.bindparam("_code"),
-                        smtp_reply=sa.bindparam("_reply"),
-                        smtp_server=sa.bindparam("_server"),
-                        message_id=sa.bindparam("_mid"),
-                        sent_at=now,
-                        attempts=D.c.attempts + 1,
-                    ),
-                    [
-                        {
-                            "_id": o.delivery_id,
-                            "_token": o.token,
-                            "_code": o.code,
-                            "_reply": o.reply,
-                            "_server": o.server,
-                            "_mid": o.message_id,
-                        }
-                        for o in sent
-                    ],
-                )
-            for o in batch:
-                if o.status == "sent":
-                    continue
-                where = sa.and_(D.c.id == o.delivery_id, D.c.claim_token == o.token)
-                if o.status == "released":
-                    await session.execute(D.update().where(where).values(status="pending", claim_token=None))
-                elif o.status == "skipped":
-                    await session.execute(D.update().where(where).values(status="skipped", claim_token=None))
-                elif o.status == "retry":
-                    backoff = self.settings.retry_backoff_seconds * (o.attempts + 1)
-                    await session.execute(
-                        D.update()
-                        .where(where)
-                        .values(
-                            status="pending",
-                            claim_token=None,
-                            attempts=D.c.attempts + 1,
-                            next_attempt_at=now + timedelta(seconds=backoff),
-                            smtp_code=o.code,
-                            smtp_reply=o.reply,
-                        )
-                    )
-                    RETRIED.inc()
-                else:  # failed for good
-                    result = await session.execute(
-                        D.update()
-                        .where(where)
-                        .values(
-                            status="failed",
-                            claim_token=None,
-                            attempts=D.c.attempts + 1,
-                            smtp_code=o.code,
-                            smtp_reply=o.reply,
-                            smtp_server=o.server,
-                        )
-                    )
-                    if result.rowcount:  # type: ignore[attr-defined]
-                        FAILED.labels(o.kind).inc()
-                        if o.campaign_id and o.subscriber_id:
-                            add_event(
-                                session,
-                                contracts.DeliveryFailed(
-                                    campaign_id=o.campaign_id,
-                                    subscriber_id=o.subscriber_id,
-                                    smtp_code=o.code,
-                                    reason=(o.reply or "")[:300],
-                                ),
-                                source=self.source,
-                            )
-                        if o.subscriber_id and o.code is not None:
-                            kind = domain.BounceKind.HARD if o.permanent else domain.BounceKind.SOFT
-                            await service.record_bounce_in(
-                                session,
-                                self.settings,
-                                self.source,
-                                subscriber_id=o.subscriber_id,
-                                kind=kind,
-                                reason=o.reply or "",
-                                campaign_id=o.campaign_id,
-                                origin="smtp",
-                            )
-            if self._active_tokens and time.monotonic() - self._last_renew > self.settings.lease_seconds / 4:
-                await session.execute(
-                    D.update()
-                    .where(D.c.status == "sending", D.c.claim_token.in_(list(self._active_tokens)))
-                    .values(claimed_at=now)
-                )
-                self._last_renew = time.monotonic()
+        simple = [o for o in batch if o.status in ("released", "skipped")]
+        rest = [o for o in batch if o.status not in ("sent", "released", "skipped")]
+        if rest:
+            async with self.db.transaction() as session:
+                await self._write(session, sent, simple, now)
+                await self._write_failures(session, rest, now)
+        else:  # the common case: plain Core statements on one connection, no ORM session
+            async with self.db.engine.begin() as conn:
+                await self._write(conn, sent, simple, now)
         for o in sent:
             SENT.labels(o.kind).inc()
         self.sent_total += len(sent)
+
+    async def _write(self, conn: Any, sent: list[Outcome], simple: list[Outcome], now: datetime) -> None:
+        if sent:
+            await conn.execute(
+                _MARK_SENT,
+                [
+                    {
+                        "_id": o.delivery_id,
+                        "_token": o.token,
+                        "_code": o.code,
+                        "_reply": o.reply,
+                        "_server": o.server,
+                        "_mid": o.message_id,
+                        "_now": now,
+                    }
+                    for o in sent
+                ],
+            )
+        if simple:
+            await conn.execute(
+                _SET_STATUS,
+                [
+                    {
+                        "_id": o.delivery_id,
+                        "_token": o.token,
+                        "_status": "pending" if o.status == "released" else "skipped",
+                    }
+                    for o in simple
+                ],
+            )
+        if self._active_tokens and time.monotonic() - self._last_renew > self.settings.lease_seconds / 4:
+            await conn.execute(
+                D.update()
+                .where(D.c.status == "sending", D.c.claim_token.in_(list(self._active_tokens)))
+                .values(claimed_at=now)
+            )
+            self._last_renew = time.monotonic()
+
+    async def _write_failures(self, session: Any, outcomes: list[Outcome], now: datetime) -> None:
+        from newsletter import service
+
+        for o in outcomes:
+            where = sa.and_(D.c.id == o.delivery_id, D.c.claim_token == o.token)
+            if o.status == "retry":
+                backoff = self.settings.retry_backoff_seconds * (o.attempts + 1)
+                await session.execute(
+                    D.update()
+                    .where(where)
+                    .values(
+                        status="pending",
+                        claim_token=None,
+                        attempts=D.c.attempts + 1,
+                        next_attempt_at=now + timedelta(seconds=backoff),
+                        smtp_code=o.code,
+                        smtp_reply=o.reply,
+                    )
+                )
+                RETRIED.inc()
+                continue
+            # failed for good
+            result = await session.execute(
+                D.update()
+                .where(where)
+                .values(
+                    status="failed",
+                    claim_token=None,
+                    attempts=D.c.attempts + 1,
+                    smtp_code=o.code,
+                    smtp_reply=o.reply,
+                    smtp_server=o.server,
+                )
+            )
+            if not result.rowcount:
+                continue
+            FAILED.labels(o.kind).inc()
+            if o.campaign_id and o.subscriber_id:
+                add_event(
+                    session,
+                    contracts.DeliveryFailed(
+                        campaign_id=o.campaign_id,
+                        subscriber_id=o.subscriber_id,
+                        smtp_code=o.code,
+                        reason=(o.reply or "")[:300],
+                    ),
+                    source=self.source,
+                )
+            if o.subscriber_id and o.code is not None:
+                kind = domain.BounceKind.HARD if o.permanent else domain.BounceKind.SOFT
+                await service.record_bounce_in(
+                    session,
+                    self.settings,
+                    self.source,
+                    subscriber_id=o.subscriber_id,
+                    kind=kind,
+                    reason=o.reply or "",
+                    campaign_id=o.campaign_id,
+                    origin="smtp",
+                )
 
     # direct sends (test mails)
 
