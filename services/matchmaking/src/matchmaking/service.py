@@ -795,7 +795,7 @@ async def apply_project(session: AsyncSession, summary: ProjectSummary) -> None:
     if gone:
         await session.execute(
             delete(Participation).where(
-                Participation.project_id == summary.project_id,
+                col(Participation.project_id) == summary.project_id,
                 col(Participation.organisation_id).in_(gone),
             )
         )
