@@ -6,6 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime, timedelta
 
+import jinja2
 import pytest
 
 from newsletter import delivery, domain
@@ -114,3 +115,50 @@ def test_templates_are_sandboxed_and_html_is_escaped() -> None:
         evil.render({})
     with pytest.raises(ValueError, match="template error"):
         delivery.check_template("{% for %}", html=True)
+
+
+FAST_TEMPLATES = [
+    "<p>Ciao {{ subscriber.name }} ({{ subscriber.email }}, {{ subscriber.language }})</p>",
+    "<a href='{{ unsubscribe_url }}'>x</a> {{ preferences_url }} {{ unsubscribe_token }}",
+    "{{ subscriber.attributes.city }} / {{ subscriber.attributes['city'] }} — {{ campaign.name }}",
+    "{% for i in range(2) %}{{ i }}:{{ subscriber.name }} {% endfor %}{% if campaign.data.x %}X{% endif %}",
+]
+SLOW_TEMPLATES = [
+    "{{ subscriber.name|upper }}",
+    "{% if subscriber.name %}Dear {{ subscriber.name }}{% else %}Hello{% endif %}",
+    "{% set n = subscriber.name %}{{ n }}",
+    "{% filter upper %}{{ subscriber.name }}{% endfilter %}",
+    "{% macro m() %}{{ subscriber.name }}{% endmacro %}{{ m()|upper }}",
+    "{{ subscriber.attributes.items() }}",
+    "{% for subscriber in [1] %}{{ subscriber }}{% endfor %}",
+    "{{ subscriber }}",
+]
+
+
+@pytest.mark.parametrize("source", FAST_TEMPLATES + SLOW_TEMPLATES)
+def test_templates_compiled_once_per_campaign_render_exactly_like_jinja(source: str) -> None:
+    constant = {"campaign": {"id": "c1", "name": "May <news>", "data": {"x": 1}}}
+    fast = delivery.CampaignRenderer("S {{ subscriber.name }}", source, source, constant)
+    assert fast.compiled is (source in FAST_TEMPLATES)
+    for name in ["Zoë <b>&\"'</b>", "", "{{ x }}", "\ue0000\ue001"]:
+        context = {
+            **constant,
+            "subscriber": {"name": name, "email": "z@example.org", "language": "it", "attributes": {"city": "S<i>"}},
+            "unsubscribe_url": "https://x/u?a=1&b=2",
+            "preferences_url": "https://x/p",
+            "unsubscribe_token": "t.k",
+        }
+        got = fast.render(context)
+        want_html = delivery._ENV_HTML.from_string(source).render(context)
+        want_text = delivery._ENV_TEXT.from_string(source).render(context)
+        assert (got.html, got.text) == (want_html, want_text)
+    # a missing attribute fails the way Jinja fails (StrictUndefined), not silently
+    if "attributes.city" in source:
+        with pytest.raises(jinja2.UndefinedError):
+            fast.render({**constant, "subscriber": {"name": "x", "email": "e", "language": "it", "attributes": {}}})
+
+
+def test_quoted_printable_by_line_equals_whole_body_encoding() -> None:
+    cache: dict[str, bytes] = {}
+    for text in ["", "\n", "a \nb\t\n.\n", "x" * 200 + " \r\n" + "è" * 40, "end with space ", "=" * 90 + "\n\n"]:
+        assert delivery._qp(text, cache) == delivery._qp(text)
