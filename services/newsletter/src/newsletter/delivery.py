@@ -833,7 +833,10 @@ class DeliveryEngine:
                 sa.or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
                 sa.or_(D.c.campaign_id.is_(None), C.c.status == "running"),
             )
-            .order_by(D.c.id)
+            # The order of ix_delivery_status_campaign (status, campaign_id, id): the index hands the
+            # rows over in order and LIMIT stops the scan. ORDER BY id alone sorted every pending row
+            # on each claim (SQLite) or walked past every sent row (PostgreSQL).
+            .order_by(D.c.campaign_id, D.c.id)
             .limit(limit)
         )
         if not self.db.sqlite:
@@ -872,7 +875,7 @@ class DeliveryEngine:
                         SUB.c.suppressed,
                     )
                     .select_from(D.outerjoin(SUB, SUB.c.id == D.c.subscriber_id))
-                    .where(D.c.claim_token == token)
+                    .where(D.c.id.in_([r[0] for r in ids]))  # by primary key: claim_token has no index
                     .order_by(D.c.id)
                 )
             ).all()
