@@ -3,20 +3,32 @@
 Exactly once, also across a crash
 ---------------------------------
 The audience of a campaign is frozen into ``delivery`` rows, one per (campaign, subscriber)
-(unique), when it starts. A worker *claims* a small batch (``pending → sending`` with a random
-claim token and ``claimed_at``; PostgreSQL ``FOR UPDATE SKIP LOCKED``), then for each row:
-renders, sends over its own SMTP connection, and **waits until the outcome is committed**
-(``sent`` with the server's reply) before it starts the next message on that connection. Rows of
-a worker that died (SIGKILL) keep ``sending`` with an old ``claimed_at``; once the lease has run
-out they go back to ``pending`` and are sent by someone else. A live worker renews its lease.
+(unique), when it starts. A worker *claims* a batch in one transaction (``pending → sending``
+with a random claim token and ``claimed_at``; PostgreSQL ``FOR UPDATE SKIP LOCKED``), then for
+each row: renders, and sends over its own SMTP connection. The outcome (``sent`` with the
+server's reply) goes to a group committer that writes the outcomes of all connections in one
+transaction. The worker does not wait for that commit before it starts the next message: it
+sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits for the previous outcome to be
+durable **before it sends ``DATA``**. Rows of a worker that died (SIGKILL) keep ``sending`` with
+an old ``claimed_at``; once the lease has run out they go back to ``pending`` and are sent by
+someone else. A live worker renews its lease.
 
-That leaves one unavoidable window per connection: the server answered ``250`` to DATA and the
-process died before the ``sent`` commit (a group commit, a few milliseconds). That single
-message would be sent again after the lease; SMTP has no two-phase commit, so no sender can
-close it without the receiving server's help (the deterministic ``Message-ID`` per
-(campaign, recipient) lets a downstream MTA or the mail catcher drop that repeat). A crash at
-any other moment — before ``DATA`` ended, or after the commit — neither skips nor repeats anyone.
-A progress pointer (listmonk) repeats or skips a whole batch instead.
+The window, exactly: per connection, at most one message can have been accepted by the server
+(``250`` after the final ``.``) without its ``sent`` being durable — from that ``250`` until the
+group commit that carries it (the committer's linger, ``NEWSLETTER_COMMIT_LINGER_SECONDS``,
+4 ms by default, plus the transaction). The next message of the connection cannot reach
+``DATA`` inside that interval, so it cannot be accepted too. If the process dies then, that one
+message is sent again after the lease: at most one repeat per connection, as before the
+pipelining. SMTP has no two-phase commit, so no sender can close this alone (the deterministic
+``Message-ID`` per (campaign, recipient) lets a downstream MTA or the mail catcher drop that
+repeat). A crash at any other moment — before ``DATA`` ended, or after the commit — neither
+skips nor repeats anyone: a message whose envelope was sent but whose ``DATA`` was not is simply
+abandoned by the server when the connection drops. A progress pointer (listmonk) repeats or
+skips a whole batch instead.
+
+Outcomes of rows that were never sent (skipped, released on pause, failed to render) are handed
+to the committer without waiting: losing one in a crash only sends its row round again after
+the lease.
 """
 
 from __future__ import annotations
