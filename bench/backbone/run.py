@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from distretto_shared.consumer import ConsumerRunner, Consumers, Outcome, Record  # noqa: E402
-from distretto_shared.db import Database  # noqa: E402
-from distretto_shared.events import Event, EventMeta  # noqa: E402
-from distretto_shared.topics import TopicSpec, ensure_topics  # noqa: E402
+from distretto_shared.consumer import ConsumerRunner, Consumers, Outcome, Record
+from distretto_shared.db import Database
+from distretto_shared.events import Event, EventMeta
+from distretto_shared.topics import TopicSpec, ensure_topics
 
 TOPIC = TopicSpec("bench.events.v1", partitions=3)
 KEYS = 16
@@ -159,9 +159,7 @@ async def raw_producer(spec: Spec, go: Any, stop: Any, results: Any) -> None:
         t0 = time.time()
         results.put(("t0", t0))
         if spec.mode == "throughput":
-            futs = [
-                await producer.send(spec.topic, raw_payload(i), key=f"k{i % KEYS}".encode()) for i in range(spec.n)
-            ]
+            futs = [await producer.send(spec.topic, raw_payload(i), key=f"k{i % KEYS}".encode()) for i in range(spec.n)]
             await asyncio.gather(*futs)
         else:
 
@@ -530,10 +528,7 @@ def main() -> None:
         print(f"{'pipeline':34s} {'events/s':>10s} {'ratio':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'lat n':>7s}")
         for label, tput, ratio, lat in rows:
             r = f"{ratio:.2f}" if ratio == ratio else "-"
-            if lat:
-                p = f"{pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f} {len(lat):7d}"
-            else:
-                p = f"{'':8s} {'':8s} {'':7s}"
+            p = f"{pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f} {len(lat):7d}" if lat else f"{'':8s} {'':8s} {'':7s}"
             print(f"{label:34s} {tput:10.0f} {r:>7s} {p}")
         if any(lat and len(lat) < n_rate for *_, lat in rows):
             print(f"(a row with lat n < {n_rate} did not finish within the wait)")
