@@ -12,60 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
-OUTBOX_PENDING = "distretto_outbox_pending"
-"""Session info key: ``(table, [row dicts])`` written by ``add_event``, inserted before the next statement."""
-
-
-class UnitOfWorkSession(Session):
-    """The sessions of :meth:`Database.transaction`: outbox rows go in as one Core insert.
-
-    ``add_event`` on such a session queues its row instead of handing it to the ORM's unit of
-    work (whose per-object flush cost more than the insert itself). The queue is inserted exactly
-    where the ORM would have flushed it: before the session's next statement, before a flush,
-    and before the commit; a rollback discards it. Inside a savepoint ``add_event`` uses the ORM
-    as before, and a savepoint starts by inserting the queue, so a savepoint's rollback takes
-    exactly its own rows with it.
-    """
-
-    def begin_nested(self) -> Any:
-        flush_outbox(self)
-        return super().begin_nested()
-
-
-def flush_outbox(session: Session) -> None:
-    """Insert the outbox rows queued on ``session`` (one statement), if any."""
-    pending = session.info.pop(OUTBOX_PENDING, None)
-    if pending:
-        table, rows = pending
-        session.connection().execute(insert(table), rows)
-
-
-@event.listens_for(UnitOfWorkSession, "do_orm_execute")
-def _outbox_before_statement(state: Any) -> None:
-    flush_outbox(state.session)
-
-
-@event.listens_for(UnitOfWorkSession, "before_flush")
-def _outbox_before_flush(session: Session, _context: Any, _instances: Any) -> None:
-    flush_outbox(session)
-
-
-@event.listens_for(UnitOfWorkSession, "before_commit")
-def _outbox_before_commit(session: Session) -> None:
-    flush_outbox(session)
-
-
-@event.listens_for(UnitOfWorkSession, "after_soft_rollback")
-def _outbox_after_rollback(session: Session, previous: Any) -> None:
-    if not previous.nested:
-        session.info.pop(OUTBOX_PENDING, None)
 
 
 def is_sqlite(url: str) -> bool:
@@ -97,9 +49,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=UnitOfWorkSession
-        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
 
     def on_outbox_commit(self, callback: Callable[[], None]) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import Field, SQLModel
 
 from distretto_shared import metrics
-from distretto_shared.db import OUTBOX_DIRTY, OUTBOX_PENDING, Database, UnitOfWorkSession
+from distretto_shared.db import OUTBOX_DIRTY, Database
 from distretto_shared.events import Event, encode
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 from distretto_shared.topics import topic_name
@@ -67,27 +67,16 @@ def add_event(
         correlation_id=correlation_id or correlation_id_var.get(),
         traceparent=traceparent_var.get(),
     )
-    values: dict[str, Any] = {
-        "event_id": headers["ce_id"],
-        "topic": topic_name(event.topic),
-        "key": key,
-        "event_type": event.event_type,
-        "headers": headers,
-        "payload": body.decode(),
-        "created_at": datetime.now(UTC),
-    }
-    row = OutboxMessage(**values)
-    sync = session.sync_session
-    if isinstance(sync, UnitOfWorkSession) and not sync.in_nested_transaction():
-        # Queued, inserted with Core before the session's next statement, flush or commit
-        # (see UnitOfWorkSession): the same visibility as session.add, at a fraction of the cost.
-        pending = session.info.get(OUTBOX_PENDING)
-        if pending is None:
-            session.info[OUTBOX_PENDING] = (OutboxMessage.__table__, [values])  # type: ignore[attr-defined]
-        else:
-            pending[1].append(values)
-    else:
-        session.add(row)
+    row = OutboxMessage(
+        event_id=headers["ce_id"],
+        topic=topic_name(event.topic),
+        key=key,
+        event_type=event.event_type,
+        headers=headers,
+        payload=body.decode(),
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
     session.info[OUTBOX_DIRTY] = True
     return row
 
@@ -156,9 +145,7 @@ class OutboxRelay:
                 bootstrap_servers=self.bootstrap_servers,
                 enable_idempotence=True,
                 acks="all",
-                # A relay batch is appended in one go, before any await, so it leaves as one
-                # request per partition without lingering.
-                linger_ms=0,
+                linger_ms=2,
                 max_batch_size=256 * 1024,
                 request_timeout_ms=15000,
             )
