@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -663,8 +664,22 @@ def session_broker(tmp_root: Path) -> Iterator[str]:
         return
     # C1-only JIT: ~1s faster start, plenty for test traffic (benchmarks use the full JIT).
     broker = EmbeddedKafka(data_dir=Path(tmp_root) / "kafka", jvm_args=("-XX:TieredStopAtLevel=1",))
+    _exit_on_sigterm()
     with broker:
         yield broker.bootstrap_servers
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit, so `finally` blocks and atexit stop the broker.
+
+    Python's default SIGTERM action ends the process at once, without cleanup: a test run
+    or benchmark stopped by `timeout` (or CI) would leave its broker's JVM behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
 
 
 # --------------------------------------------------------------------------------------------------
