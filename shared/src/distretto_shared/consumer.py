@@ -319,13 +319,7 @@ class ConsumerRunner:
             try:
                 duplicate = False
                 async with self.db.transaction() as session:
-                    fresh = await inbox.claim(
-                        session,
-                        consumer=self.consumers.name,
-                        source=meta.source,
-                        event_id=meta.id,
-                        event_type=meta.type,
-                    )
+                    fresh = await inbox.claim(session, consumer=self.consumers.name, meta=meta)
                     if fresh:
                         await handler(session, event, meta)
                     else:

@@ -37,23 +37,15 @@ async def is_processed(session: AsyncSession, *, consumer: str, source: str, eve
     return row is not None
 
 
-async def claim(session: AsyncSession, *, consumer: str, source: str, event_id: str, event_type: str) -> bool:
+async def claim(session: AsyncSession, *, consumer: str, meta: EventMeta) -> bool:
     """Record the event as processed in this transaction; False if it already was.
 
     Two racing deliveries cannot both win: the primary key makes the second
-    commit fail, and its transaction (with its effects) is rolled back.
+    insert fail, and its transaction (with its effects) is rolled back.
     """
-    if await is_processed(session, consumer=consumer, source=source, event_id=event_id):
+    if await is_processed(session, consumer=consumer, source=meta.source, event_id=meta.id):
         return False
-    session.add(
-        ProcessedEvent(
-            consumer=consumer,
-            source=source,
-            event_id=event_id,
-            event_type=event_type,
-            processed_at=datetime.now(UTC),
-        )
-    )
+    await record_many(session, consumer=consumer, metas=[meta])
     return True
 
 
