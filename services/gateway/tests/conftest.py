@@ -16,7 +16,7 @@ import uvicorn
 from distretto_shared.testing import DatabaseTarget, free_port, service_client
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.domain import SERVICES
+from gateway.domain import CONSOLE, SERVICES
 
 ADMIN_EMAIL = "admin@gateway.test"
 ADMIN_PASSWORD = "admin-password-1234"
@@ -143,11 +143,11 @@ class Upstreams:
 
 @pytest.fixture(scope="session")
 async def upstreams() -> AsyncIterator[Upstreams]:
-    """Four stand-in services on real sockets for the whole session."""
+    """Stand-ins for the four services and the console on real sockets for the whole session."""
     ups = Upstreams()
     servers: list[uvicorn.Server] = []
     tasks = []
-    for name in SERVICES:
+    for name in (*SERVICES, CONSOLE):
         port = free_port()
         app = StandIn(name)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

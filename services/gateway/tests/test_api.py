@@ -74,7 +74,7 @@ async def test_authorisation_matrix_every_route_every_role(database: DatabaseTar
         assert checked >= len(POLICY) * len(identities)
 
         # unknown routes are denied by default
-        for method, path in (("GET", "/api/nowhere/x"), ("GET", "/admin"), ("DELETE", "/auth/token")):
+        for method, path in (("GET", "/api/nowhere/x"), ("GET", "/auth/nowhere"), ("DELETE", "/auth/token")):
             assert (await client.request(method, path)).status_code == 401
             assert (await client.request(method, path, headers=admin)).status_code == 403
 
@@ -312,3 +312,27 @@ def test_token_cache_is_bounded_least_recently_used_first(sqlite_database: Datab
     # a token one byte off is a different key: verified (and refused) on its own
     with pytest.raises(Unauthorized):
         auth.verify_token(tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B"))
+
+
+async def test_console_pages_and_local_api_docs(database: DatabaseTarget, upstreams: Upstreams) -> None:
+    """Every path outside the API and the gateway's own goes to the console unchanged; /docs needs no CDN."""
+    async with running_gateway(gateway_settings(database, upstreams)) as client:
+        for path in ("/", "/members", "/members/abc/figures", "/static/app.css", "/admin"):
+            response = await client.get(path, params={"q": "x"})
+            assert response.status_code == 200, (path, response.text)
+            echo = response.json()
+            assert echo["service"] == "console" and echo["path"] == path, echo
+        posted = await client.post("/login", data={"email": "a@b.c"}, headers={"Cookie": "console_session=s"})
+        assert posted.status_code == 200 and posted.json()["headers"]["cookie"] == "console_session=s"
+        # the API and the gateway's own routes never reach the console
+        assert (await client.get("/api/nowhere")).status_code == 401
+        assert (await client.get("/auth/me")).status_code == 401
+        assert (await client.get("/healthz")).json()["service"] == "gateway"
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "cdn" not in page.text.lower() and "/docs/static/swagger-ui-bundle.js" in page.text
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            served = await client.get(f"/docs/static/{asset}")
+            assert served.status_code == 200 and len(served.content) > 10_000, asset
+        assert (await client.get("/docs/static/..%2Fapi.py")).status_code != 200
+        assert (await client.get("/docs/static/other.js")).status_code == 404

@@ -73,7 +73,10 @@ def test_patterns_match_segments_and_rests() -> None:
     # a one-segment parameter does not swallow slashes
     assert policy.match("PATCH", "/auth/users/a/b") is None
     assert policy.match("GET", "/api/unknown/x") is None
-    assert policy.match("GET", "/etc/passwd") is None
+    # any other path is a console page (the console answers 404 for what it does not know)
+    console = policy.match("GET", "/etc/passwd")
+    assert console is not None and console.upstream == "console" and console.public
+    assert policy.match("DELETE", "/etc/passwd") is None
     assert policy.match("DELETE", "/auth/token") is None
 
 
@@ -188,6 +191,9 @@ def test_public_routes_are_exactly_the_intended_ones() -> None:
         ("POST", "/api/newsletter/unsubscribe/{token}"),
         ("GET", "/api/matchmaking/public/opportunities"),
         ("GET", "/api/matchmaking/public/opportunities/{opportunity_id}"),
+        # the console's pages: it logs its users in itself and calls the API with their token
+        ("GET", "/{console_path:path}"),
+        ("POST", "/{console_path:path}"),
     }
     bounces = Policy().match("POST", "/api/newsletter/bounces")
     assert bounces is not None and not bounces.public and bounces.allows(Role.PARTNER)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from distretto_shared.web import Page, PageParams, page_params
+from distretto_shared.web import NotFound, Page, PageParams, page_params
 from gateway import openapi, service
 from gateway.domain import Role
 from gateway.models import (
@@ -182,6 +183,32 @@ async def openapi_document(request: Request, gw: GatewayDep) -> JSONResponse:
     return JSONResponse(doc)
 
 
+# Swagger UI's files are served from the package (swagger-ui-dist, with its licence), not a CDN:
+# the API page works on a machine without internet access.
+SWAGGER_UI = Path(__file__).resolve().parent / "static" / "swagger-ui"
+_SWAGGER_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+    "LICENSE": "text/plain",
+    "NOTICE": "text/plain",
+}
+
+
 @router.get("/docs", include_in_schema=False)
 async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Distretto API")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Distretto API",
+        swagger_js_url="/docs/static/swagger-ui-bundle.js",
+        swagger_css_url="/docs/static/swagger-ui.css",
+        swagger_favicon_url="/docs/static/favicon-32x32.png",
+    )
+
+
+@router.get("/docs/static/{asset}", include_in_schema=False)
+async def docs_asset(asset: str) -> FileResponse:
+    media_type = _SWAGGER_ASSETS.get(asset)
+    if media_type is None:
+        raise NotFound(f"No such file: {asset}")
+    return FileResponse(SWAGGER_UI / asset, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})

@@ -22,6 +22,10 @@ class Settings(ServiceSettings):
     projects_url: str = "http://127.0.0.1:8002"
     newsletter_url: str = "http://127.0.0.1:8003"
     matchmaking_url: str = "http://127.0.0.1:8004"
+    # --- the console (web pages at every path that is not the API's; see domain.is_console_path)
+    console_url: str = "http://127.0.0.1:8005"
+    """The console's base URL; it is not one of ``upstreams()`` (no OpenAPI, not in /readyz)."""
+    # ---
     connect_timeout: float = 2.0
     read_timeout: float = 30.0
     write_timeout: float = 30.0

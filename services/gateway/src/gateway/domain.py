@@ -38,6 +38,21 @@ SERVICES: tuple[str, ...] = ("membership", "projects", "newsletter", "matchmakin
 GATEWAY = "gateway"
 """The upstream label of the gateway's own routes."""
 
+# --- the console: the web pages, served at every path the gateway and the API do not own.
+CONSOLE = "console"
+"""The upstream label of the console's pages."""
+CONSOLE_PATTERN = "/{console_path:path}"
+_GATEWAY_OWN = ("/api/", "/auth/", "/docs/")
+_GATEWAY_EXACT = frozenset({"/api", "/auth", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+
+
+def is_console_path(path: str) -> bool:
+    """True for a path the console answers: anything but ``/api/…``, ``/auth/…`` and the gateway's own routes."""
+    return path not in _GATEWAY_EXACT and not path.startswith(_GATEWAY_OWN)
+
+
+# ---
+
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
 
 
@@ -76,6 +91,8 @@ class Rule:
         object.__setattr__(self, "regex", compile_pattern(self.pattern))
         parts = self.pattern.split("/")
         upstream = parts[2] if len(parts) > 2 and parts[1] == "api" and parts[2] in SERVICES else GATEWAY
+        if self.pattern == CONSOLE_PATTERN:
+            upstream = CONSOLE
         object.__setattr__(self, "upstream", upstream)
 
     @property
@@ -85,6 +102,8 @@ class Rule:
 
     def matches(self, method: str, path: str) -> bool:
         """True when this rule covers the request."""
+        if self.upstream == CONSOLE and not is_console_path(path):
+            return False
         return (ANY_METHOD in self.methods or method in self.methods) and self.regex.match(path) is not None
 
     def allows(self, role: Role | None) -> bool:
@@ -111,6 +130,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET", "/metrics", PUBLIC, "Prometheus scrape (keep the gateway's /metrics on the internal network)"),
     _r("GET", "/openapi.json", PUBLIC, "the aggregated API description"),
     _r("GET", "/docs", PUBLIC, "Swagger UI"),
+    _r("GET", "/docs/static/{asset}", PUBLIC, "Swagger UI's files, served by the gateway itself"),
     _r("POST", "/auth/token", PUBLIC, "log in"),
     _r("GET", "/auth/me", ALL_ROLES, "who am I"),
     _r("POST", "/auth/password", ALL_ROLES, "change my own password"),
@@ -264,6 +284,10 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/matchmaking/matches/{match_id}/feedback", STAFF_UP, "was the match useful"),
     _r("GET", "/api/matchmaking/index", STAFF_UP, "what the ranking index holds"),
     _r("*", "/api/matchmaking/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
+    # --- the console (services/console): its pages are public here because it does its own login
+    # (a session cookie holding the user's gateway token; every API call it makes comes back
+    # through this table with that token). The middleware sends it only is_console_path() paths.
+    _r("GET,POST", CONSOLE_PATTERN, PUBLIC, "the console's pages (it authenticates its users itself)"),
 )
 
 
@@ -301,6 +325,8 @@ class Policy:
         regex, rules = self._compiled(method)
         m = regex.match(path)
         found = rules[int(m.lastgroup[1:])] if m is not None and m.lastgroup else None
+        if found is not None and found.upstream == CONSOLE and not is_console_path(path):
+            found = None  # the console's catch-all never covers the API's or the gateway's own paths
         if len(self._cache) < 10_000:  # raw paths carry ids: bound the memo (the regex is quick anyway)
             self._cache[key] = found
         return found

@@ -21,7 +21,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from gateway.config import Settings
-from gateway.domain import GATEWAY, Policy, RateLimiter, decide, retry_after_header, split_upstream
+from gateway.domain import (
+    CONSOLE,
+    GATEWAY,
+    Policy,
+    RateLimiter,
+    decide,
+    is_console_path,
+    retry_after_header,
+    split_upstream,
+)
 from gateway.models import Identity
 from gateway.service import Authenticator, Passwords, Unauthorized
 from gateway.upstream import (
@@ -164,6 +173,9 @@ class Gateway:
             "keepalive_expiry": 4.0,
         }
         self.targets = {name: Upstream(name, url, pool_options) for name, url in self.upstreams.items()}
+        # --- the console: paths go on unchanged (no /api/<name> prefix to strip)
+        self.targets[CONSOLE] = Upstream(CONSOLE, s.console_url, pool_options, api_prefix=b"")
+        # ---
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=s.connect_timeout, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
@@ -241,6 +253,8 @@ class GatewayMiddleware:
 
         rule = gw.policy.match("GET" if method == "HEAD" else method, path)
         target = split_upstream(path)
+        if target is None and is_console_path(path):  # --- the console's pages
+            target = (CONSOLE, path)
         route = rule.pattern if rule else "unmatched"
         upstream = rule.upstream if rule else (target[0] if target else GATEWAY)
         status = 500

@@ -480,14 +480,14 @@ class Pool:
 class Upstream:
     """A service's base URL split for the client: its pool, ``Host`` header and path prefix."""
 
-    def __init__(self, name: str, base_url: str, pool_options: dict[str, Any]) -> None:
+    def __init__(self, name: str, base_url: str, pool_options: dict[str, Any], api_prefix: bytes | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"The {name} service URL must be http(s)://host[:port][/prefix], not {base_url!r}")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         self.name = name
-        self.api_prefix = f"/api/{name}".encode()
+        self.api_prefix = f"/api/{name}".encode() if api_prefix is None else api_prefix
         """How the gateway's paths for this service begin (stripped before forwarding)."""
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.prefix = parts.path.rstrip("/").encode()
