@@ -25,6 +25,7 @@ SUITES = [
     "services/matchmaking",
     "services/gateway",
     "tests/platform",
+    "tests/security",
 ]
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 

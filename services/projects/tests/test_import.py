@@ -123,3 +123,21 @@ async def test_import_adopts_a_project_entered_by_hand_and_takes_cordis_status_a
     assert adopted["acronym"] == "RAREGUIDE" and adopted["thematic_areas"] == ["rare_diseases"]
     assert adopted["foundation_role"] == "supporter"  # the foundation's own field is left alone
     assert (await svc.get("/projects"))["total"] == 3
+
+
+async def test_formula_cells_in_a_cordis_export_are_flagged_with_file_line_and_column(svc: ProjectsService) -> None:
+    project_csv = fixture_text("project.csv").replace('"LEUKTRIAL"', '"=HYPERLINK(""http://x"")"', 1)
+    organization_csv = fixture_text("organization.csv").replace('"Utrecht"', '"@SUM(A1)"', 1)
+    result = await svc.post(
+        "/imports/cordis",
+        {
+            "project_csv": project_csv,
+            "organization_csv": organization_csv.replace("LEUKTRIAL", '=HYPERLINK(""http://x"")'),
+        },
+        expect=200,
+    )
+    flagged = {(w["file"], w["line"], w["column"]) for w in result["warnings"]}
+    assert ("project.csv", 2, "acronym") in flagged
+    assert ("organization.csv", 2, "city") in flagged
+    clean = await import_pair(svc, "project_release2.csv", "organization_release2.csv")
+    assert clean["warnings"] == []

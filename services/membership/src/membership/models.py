@@ -484,3 +484,5 @@ class ImportResult(SQLModel):
 
     imported: int
     organisation_ids: list[str]
+    warnings: list[dict[str, Any]] = []
+    """Cells a spreadsheet would run as formulas (line, column, warning): imported as text, neutralised on export."""

@@ -15,6 +15,7 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from distretto_shared import csvsafe
 from distretto_shared.app import ServiceContext
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import Event
@@ -863,8 +864,8 @@ class _ParsedRow:
     figures: YearlyFiguresCreate | None
 
 
-def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]]]:
-    """Rows and per-row errors; raises DomainError (400) when the file itself is not a usable CSV."""
+def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows, per-row errors and formula warnings; raises DomainError (400) when the file is not a usable CSV."""
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -888,6 +889,7 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]]]:
             raise DomainError(f"missing required column(s): {', '.join(missing)}")
         rows: list[_ParsedRow] = []
         errors: list[dict[str, Any]] = []
+        warnings: list[dict[str, Any]] = []
         for cells in reader:
             line = reader.line_num
             if not any(c.strip() for c in cells):
@@ -897,6 +899,7 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]]]:
             if len(cells) != len(columns):
                 errors.append({"line": line, "errors": [f"{len(cells)} fields, but the header has {len(columns)}"]})
                 continue
+            warnings.extend(w.as_dict() for w in csvsafe.formula_warnings(line, columns, cells))
             record = {c: v.strip() for c, v in zip(columns, cells, strict=True) if v.strip()}
             row_errors: list[str] = []
             org_data: dict[str, Any] = {
@@ -928,7 +931,7 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]]]:
         raise DomainError(f"malformed CSV at line {reader.line_num}: {exc}") from exc
     if not rows and not errors:
         raise DomainError("the CSV file has a header but no rows")
-    return rows, errors
+    return rows, errors, warnings
 
 
 async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
@@ -941,7 +944,7 @@ async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
         raise DomainError(f"the file is not UTF-8 text (byte {exc.start})") from exc
     if "\x00" in text:
         raise DomainError("the file is not text (it contains NUL bytes)")
-    rows, errors = _parse_csv(text)
+    rows, errors, warnings = _parse_csv(text)
     total_rows = len(rows) + len(errors)
     async with ctx.db.transaction() as session:
         seen: dict[str, int] = {}
@@ -983,7 +986,7 @@ async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
             )
             ids.append(org.id)
     IMPORT_ROWS.labels("accepted").inc(len(ids))
-    return ImportResult(imported=len(ids), organisation_ids=ids)
+    return ImportResult(imported=len(ids), organisation_ids=ids, warnings=warnings)
 
 
 async def export_csv(ctx: ServiceContext, flt: OrganisationFilter) -> str:
@@ -1000,7 +1003,7 @@ async def export_csv(ctx: ServiceContext, flt: OrganisationFilter) -> str:
         )
         latest = await _latest_figures_of(session, orgs)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.SafeWriter(out, lineterminator="\n")
     writer.writerow(EXPORT_ONLY_COLUMNS + CSV_COLUMNS + FIGURE_COLUMNS)
     for org in orgs:
         data = _fields(org)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from distretto_shared.csvsafe import FormulaWarning, formula_warnings
 from projects.domain import ParticipantRole, ProjectStatus, parse_amount
 from projects.models import ParticipantCreate, ProjectCreate
 
@@ -118,11 +119,15 @@ class CordisExport:
     projects: list[ParsedProject] = field(default_factory=list)
     participants: list[ParsedParticipant] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[FormulaWarning] = field(default_factory=list)
+    """Cells a spreadsheet would run as formulas: imported as text, reported to the caller."""
     project_ids: set[str] = field(default_factory=set)
     """Every project id project.csv names (bad rows included)."""
 
 
-def _rows(text: str, file: str, errors: list[RowError]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _rows(
+    text: str, file: str, errors: list[RowError], warnings: list[FormulaWarning] | None = None
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header (lower-cased) and rows (line of the row's first physical line, header→value)."""
     text = text.lstrip("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"', strict=True)
@@ -154,6 +159,8 @@ def _rows(text: str, file: str, errors: list[RowError]) -> tuple[list[str], list
                 RowError(file, first_line, f"has {len(row)} fields but the header has {len(header)} (a stray ';'?)")
             )
             continue
+        if warnings is not None:
+            warnings.extend(formula_warnings(first_line, header, row, file=file))
         rows.append((first_line, dict(zip(header, row, strict=True))))
     return header, rows
 
@@ -191,9 +198,11 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
 
 
-def parse_projects(text: str, errors: list[RowError], ids: set[str] | None = None) -> list[ParsedProject]:
+def parse_projects(
+    text: str, errors: list[RowError], ids: set[str] | None = None, warnings: list[FormulaWarning] | None = None
+) -> list[ParsedProject]:
     """Parse project.csv; bad rows go to ``errors``; ``ids`` collects every project id named, bad rows' too."""
-    header, rows = _rows(text, PROJECT_FILE, errors)
+    header, rows = _rows(text, PROJECT_FILE, errors, warnings)
     if not header:
         return []
     missing = [c for c in PROJECT_REQUIRED if c not in header]
@@ -250,11 +259,13 @@ def parse_projects(text: str, errors: list[RowError], ids: set[str] | None = Non
     return out
 
 
-def parse_organizations(text: str, errors: list[RowError]) -> list[ParsedParticipant]:
+def parse_organizations(
+    text: str, errors: list[RowError], warnings: list[FormulaWarning] | None = None
+) -> list[ParsedParticipant]:
     """Parse organization.csv; bad rows go to ``errors``."""
     if not text.strip():
         return []
-    header, rows = _rows(text, ORGANIZATION_FILE, errors)
+    header, rows = _rows(text, ORGANIZATION_FILE, errors, warnings)
     if not header:
         return []
     missing = [c for c in ORGANIZATION_REQUIRED if c not in header]
@@ -303,6 +314,6 @@ def parse_organizations(text: str, errors: list[RowError]) -> list[ParsedPartici
 def parse_export(project_csv: str, organization_csv: str) -> CordisExport:
     """Parse both files; ``errors`` lists every bad row (the caller imports nothing if any)."""
     export = CordisExport()
-    export.projects = parse_projects(project_csv, export.errors, export.project_ids)
-    export.participants = parse_organizations(organization_csv, export.errors)
+    export.projects = parse_projects(project_csv, export.errors, export.project_ids, export.warnings)
+    export.participants = parse_organizations(organization_csv, export.errors, export.warnings)
     return export

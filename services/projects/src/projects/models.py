@@ -591,6 +591,8 @@ class CordisImportResult(SQLModel):
     participants_updated: int = 0
     participants_linked: int = 0
     project_ids: list[str] = []
+    warnings: list[dict[str, Any]] = []
+    """Cells a spreadsheet would run as formulas (file, line, column, warning): imported as text."""
 
 
 class BucketPublic(SQLModel):

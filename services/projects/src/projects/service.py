@@ -1257,6 +1257,7 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
             if errors:
                 raise _ImportRejected()
             result.project_ids = sorted(p.id for p in projects.values())
+            result.warnings = [w.as_dict() for w in export.warnings]
     except _ImportRejected:
         pass
     except IntegrityError as exc:
