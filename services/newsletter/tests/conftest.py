@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email
 import email.policy
+import json
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from standardwebhooks.webhooks import Webhook
 
 from distretto_shared.testing import DatabaseTarget, free_port
 from newsletter.config import Settings
@@ -116,11 +121,35 @@ def make_settings(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink
         scheduler_interval=0.2,
         relay_poll_interval=0.2,
         secret_key="test-secret",
+        bounce_webhook_secret=WEBHOOK_SECRET,
         log_json=False,
         log_level="WARNING",
     )
     values.update(kw)
     return Settings(**values)
+
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"newsletter-tests-webhook-secret!").decode()
+
+
+def signed_headers(
+    body: bytes, *, secret: str = WEBHOOK_SECRET, msg_id: str | None = None, at: datetime | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers for ``body``, as a mail provider sends them."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, at, body),
+    }
+
+
+async def post_bounce(client: Any, report: dict[str, Any], **kw: Any) -> Any:
+    """POST a signed bounce report."""
+    body = json.dumps(report).encode()
+    return await client.post("/bounces", content=body, headers=signed_headers(body, **kw))
 
 
 async def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:

@@ -18,6 +18,7 @@ from .conftest import (
     SmtpSink,
     add_subscriber,
     make_settings,
+    post_bounce,
     setup_list,
     setup_template,
     wait_finished,
@@ -162,12 +163,13 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         evil = await add_subscriber(client, "eve@example.org", ["news"], name="Eve\r\nBcc: victim@evil.example")
         assert "\n" not in evil["name"]
 
-        r = await client.post("/bounces", json={"email": "soft@example.org", "kind": "soft", "reason": "mailbox full"})
-        assert r.status_code == 201 and r.json()["suppressed"] is False
-        r = await client.post("/bounces", json={"email": "soft@example.org", "kind": "soft"})
-        assert r.json()["suppressed"] is True
-        r = await client.post("/bounces", json={"email": "angry@example.org", "kind": "complaint"})
-        assert r.json()["suppressed"] is True
+        r = await post_bounce(client, {"email": "soft@example.org", "kind": "soft", "reason": "mailbox full"})
+        assert r.status_code == 202 and r.json() == {"status": "accepted", "message": "report received"}
+        assert (await client.get(f"/subscribers/{soft['id']}")).json()["suppressed"] is False
+        r = await post_bounce(client, {"email": "soft@example.org", "kind": "soft"})
+        assert (await client.get(f"/subscribers/{soft['id']}")).json()["suppressed"] is True
+        r = await post_bounce(client, {"email": "angry@example.org", "kind": "complaint"})
+        assert r.status_code == 202
         assert (await client.get("/bounces")).json()["total"] == 3
 
         # a subject with a line break cannot add a header either

@@ -13,6 +13,7 @@ from .conftest import (
     add_subscriber,
     campaign_status,
     make_settings,
+    post_bounce,
     setup_list,
     setup_template,
     wait_finished,
@@ -49,7 +50,7 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
         assert r.status_code == 201
         unsub = await add_subscriber(client, "left@example.org", ["events"])
         await add_subscriber(client, "bounced@example.org", ["events"])
-        assert (await client.post("/bounces", json={"email": "bounced@example.org", "kind": "hard"})).status_code == 201
+        assert (await post_bounce(client, {"email": "bounced@example.org", "kind": "hard"})).status_code == 202
 
         # left@ unsubscribes through its preferences before the campaign
         from newsletter.service import links_for

@@ -227,12 +227,15 @@ POLICY: tuple[Rule, ...] = (
     _r("*", "/api/projects/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- newsletter (services/newsletter/src/newsletter/api.py; its mail catcher is not proxied)
     # A subscriber's own pages are public (their links carry signed tokens); the bounce webhook
-    # is for a mail provider holding a partner API key (or staff); the rest is staff work.
+    # is public too: the mail provider's Standard Webhooks signature, checked by the newsletter,
+    # is its authentication; the rest is staff work.
     _r("POST", "/api/newsletter/signup", PUBLIC, "sign-up (double opt-in)"),
     _r("GET,POST", "/api/newsletter/confirm", PUBLIC, "confirmation page and confirmation"),
     _r("GET,POST", "/api/newsletter/preferences", PUBLIC, "preferences page and saving them"),
     _r("GET,POST", "/api/newsletter/unsubscribe/{token}", PUBLIC, "unsubscribe page and RFC 8058 one-click POST"),
-    _r("POST", "/api/newsletter/bounces", STAFF_UP | {Role.PARTNER}, "bounce webhook (a mail provider's API key)"),
+    _r(
+        "POST", "/api/newsletter/bounces", PUBLIC, "bounce webhook (the provider's signature is checked by the service)"
+    ),
     _r("GET", "/api/newsletter/bounces", STAFF_UP, "bounces received"),
     _r("GET,POST", "/api/newsletter/lists", STAFF_UP, "mailing lists"),
     _r("GET", "/api/newsletter/lists/{list_id}", STAFF_UP, "one mailing list"),

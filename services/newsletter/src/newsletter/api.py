@@ -10,13 +10,15 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.app import ServiceContext
-from distretto_shared.web import Invalid, Page, PageParams, make_page, page_params
+from distretto_shared.web import DomainError, Invalid, Page, PageParams, make_page, page_params
 from newsletter import service
 from newsletter.config import Settings
 from newsletter.domain import CampaignAction
 from newsletter.models import (
+    BounceAccepted,
     BouncePublic,
     BounceReport,
     CampaignCreate,
@@ -360,9 +362,47 @@ async def build_digest(ctx: Ctx) -> Any:
 # -- bounces ---------------------------------------------------------------------------
 
 
-@router.post("/bounces", status_code=201, response_model=BouncePublic, tags=["bounces"], summary="Bounce webhook")
-async def report_bounce(data: BounceReport, ctx: Ctx) -> BouncePublic:
-    return await service.report_bounce(ctx, data)
+class WebhookUnavailable(DomainError):
+    status = 503
+    code = "webhook_not_configured"
+
+
+class WebhookUnauthorised(DomainError):
+    status = 401
+    code = "bad_signature"
+
+
+@router.post(
+    "/bounces",
+    status_code=202,
+    response_model=BounceAccepted,
+    tags=["bounces"],
+    summary="Bounce and complaint webhook of the mail provider (Standard Webhooks signature)",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": BounceReport.model_json_schema()}}, "required": True}
+    },
+)
+async def report_bounce(request: Request, ctx: Ctx) -> BounceAccepted:
+    """A bounce or complaint, signed by the provider (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
+
+    The signature is the authentication: a missing or wrong one, or a timestamp more than five
+    minutes away, is refused (401); a message id seen before changes nothing. The answer is the
+    same (202) for a known and an unknown address.
+    """
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    if not settings.bounce_webhook_secret:
+        raise WebhookUnavailable("the bounce webhook is not configured (set NEWSLETTER_BOUNCE_WEBHOOK_SECRET)")
+    body = await request.body()
+    try:
+        Webhook(settings.bounce_webhook_secret).verify(body, dict(request.headers), json_parse=False)
+    except WebhookVerificationError as exc:
+        raise WebhookUnauthorised(f"webhook signature refused: {exc}") from exc
+    try:
+        report = BounceReport.model_validate_json(body)
+    except ValidationError as exc:
+        raise Invalid("the report is not valid", details=json.loads(exc.json(include_url=False))) from exc
+    await service.report_bounce(ctx, report, message_id=request.headers["webhook-id"])
+    return BounceAccepted()
 
 
 @router.get("/bounces", response_model=Page[BouncePublic], tags=["bounces"])

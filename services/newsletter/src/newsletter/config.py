@@ -59,6 +59,12 @@ class Settings(ServiceSettings):
     scheduler_interval: float = 2.0
     soft_bounce_limit: int = 3
 
+    bounce_webhook_secret: str = ""
+    """Standard Webhooks signing secret (``whsec_`` + base64) shared with the mail provider; no default:
+    while unset, ``POST /bounces`` answers 503 and no report is taken."""
+    bounce_webhook_provider: str = "provider"
+    """Name recorded as the source of the bounces it reports."""
+
     members_list_slug: str = "members"
     """Private list of member contacts who consented to the newsletter (fed from membership events)."""
     welcome_window_days: int = 14

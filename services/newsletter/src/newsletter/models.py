@@ -436,6 +436,30 @@ class BounceReport(Strict):
     _email = field_validator("email")(_email)
 
 
+class BounceAccepted(BaseModel):
+    """The webhook's one answer, the same whether the address is known or not (no enumeration)."""
+
+    status: str = "accepted"
+    message: str = "report received"
+
+
+class WebhookReceipt(SQLModel, table=True):
+    """A signed webhook message already handled (by its ``webhook-id``): a replay changes nothing."""
+
+    __tablename__ = "webhook_receipt"
+    id: str = Field(primary_key=True, max_length=200)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to be mailed again, kept only as the SHA-256 of the lower-cased address."""
+
+    __tablename__ = "suppression"
+    email_sha256: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
 class BouncePublic(BaseModel):
     id: str
     subscriber_id: str

@@ -55,6 +55,7 @@ from newsletter.models import (
     TemplateCreate,
     TemplatePublic,
     TemplateUpdate,
+    WebhookReceipt,
     new_id,
     utcnow,
 )
@@ -1109,26 +1110,36 @@ async def record_bounce_in(
     return bounce, sub.suppressed
 
 
-async def report_bounce(ctx: ServiceContext, report: BounceReport) -> BouncePublic:
-    """The bounce webhook."""
+WEBHOOK_RECEIPT_KEEP = timedelta(minutes=15)
+"""Longer than the five minutes a signed message stays acceptable: an older id cannot come back."""
+
+
+async def report_bounce(ctx: ServiceContext, report: BounceReport, *, message_id: str) -> None:
+    """The provider's (verified) bounce report; an unknown address, or a replayed message, changes nothing."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
     async with ctx.db.transaction() as session:
+        await session.execute(
+            sa.delete(WebhookReceipt).where(col(WebhookReceipt.received_at) < utcnow() - WEBHOOK_RECEIPT_KEEP)
+        )
+        if await session.get(WebhookReceipt, message_id[:200]) is not None:
+            return
+        session.add(WebhookReceipt(id=message_id[:200]))
         sub = await _by_email(session, report.email)
         if sub is None:
-            raise NotFound(f"no subscriber with address {report.email}")
-        if report.campaign_id and await session.get(Campaign, report.campaign_id) is None:
-            raise Invalid(f"no campaign {report.campaign_id!r}")
-        bounce, suppressed = await record_bounce_in(
+            return
+        campaign_id = report.campaign_id
+        if campaign_id and await session.get(Campaign, campaign_id) is None:
+            campaign_id = None
+        await record_bounce_in(
             session,
-            ctx.settings,  # type: ignore[arg-type]
+            settings,
             ctx.source,
             subscriber_id=sub.id,
             kind=report.kind,
             reason=report.reason,
-            campaign_id=report.campaign_id,
-            origin="webhook",
+            campaign_id=campaign_id,
+            origin=f"webhook:{settings.bounce_webhook_provider}"[:20],
         )
-        await session.flush()
-        return BouncePublic(**bounce.model_dump(), suppressed=suppressed)
 
 
 async def list_bounces(ctx: ServiceContext, page: PageParams) -> tuple[list[BouncePublic], int]:
