@@ -56,7 +56,13 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
 
     contact = await membership.post(
         f"/organisations/{oid}/contacts",
-        {"first_name": "Anna", "last_name": "Rossi", "email": "Anna.Rossi@alfa.example", "consent_newsletter": True},
+        {
+            "first_name": "Anna",
+            "last_name": "Rossi",
+            "email": "Anna.Rossi@alfa.example",
+            "phone": "+39 0577 123456",
+            "consent_newsletter": True,
+        },
         expect=201,
     )
     assert (await http.patch(f"/contacts/{contact['id']}", json={"role": "CTO"})).status_code == 200
@@ -105,6 +111,12 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     assert "Anna" not in erased.model_dump_json()
     added = next(e for e in decoded if isinstance(e, contracts.ContactAdded))
     assert added.contact.consent_newsletter is True
+    assert added.contact.email_sha256 == domain.email_sha256("anna.rossi@alfa.example")
+    # No record on any topic carries the person's name, address or phone in the clear.
+    for record in records:
+        raw = record.value + b"".join(v for _k, v in record.headers)
+        for planted in (b"Anna", b"Rossi", b"anna.rossi@alfa.example", b"Anna.Rossi", b"0577 123456"):
+            assert planted not in raw, (planted, record.topic)
     figures = next(e for e in decoded if isinstance(e, contracts.DistrictFiguresChanged))
     assert figures.by_status == {"active": 1, "left": 1, "rejected": 1}
     assert figures.members_total == 1

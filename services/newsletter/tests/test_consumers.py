@@ -5,24 +5,55 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import httpx
+import sqlalchemy as sa
+
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.topics import ensure_topics
-from newsletter import domain
+from newsletter import domain, service
 from newsletter.app import SPEC, create_app
 
 from .conftest import SmtpSink, make_settings, wait_until
 
+PEOPLE: dict[str, dict[str, Any]] = {}
+"""What membership answers on GET /contacts/{id}/personal-data (a contact absent here: 404, erased)."""
 
-def contact(cid: str, org: str, email: str, consent: bool, first: str = "Anna") -> membership.ContactDetails:
-    return membership.ContactDetails(
-        contact_id=cid,
-        organisation_id=org,
-        first_name=first,
-        last_name="Bianchi",
-        email=email,
-        consent_newsletter=consent,
+
+def contact(cid: str, org: str, email: str, consent: bool, first: str = "Anna") -> membership.ContactReference:
+    """The event's view of a person (no personal data); membership's answer is kept in PEOPLE."""
+    PEOPLE[cid] = {
+        "contact_id": cid,
+        "organisation_id": org,
+        "first_name": first,
+        "last_name": "Bianchi",
+        "email": email,
+        "consent_newsletter": consent,
+    }
+    return membership.ContactReference(
+        contact_id=cid, organisation_id=org, email_sha256=domain.email_sha256(email), consent_newsletter=consent
     )
+
+
+def membership_api(asked: list[tuple[str, str]]) -> httpx.AsyncClient:
+    """membership's personal-data route as the newsletter sees it (its documented answers)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        cid = request.url.path.split("/")[2]
+        asked.append((cid, request.headers.get("x-distretto-identity", "")))
+        if cid in PEOPLE:
+            return httpx.Response(200, json=PEOPLE[cid])
+        return httpx.Response(404, json={"error": "not_found", "message": "erased"})
+
+    return httpx.AsyncClient(base_url="http://membership", transport=httpx.MockTransport(answer))
+
+
+async def fetch_until(client: httpx.AsyncClient, app: Any, predicate: Any, what: str) -> None:
+    async def step() -> bool:
+        await service.fetch_contact_details(app.state.ctx, client=client)
+        return bool(predicate())
+
+    await wait_until(step, what=what)
 
 
 def profile(org: str, name: str) -> membership.OrganisationProfile:
@@ -33,8 +64,17 @@ async def test_welcome_digest_and_erasure_from_events(
     database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
 ) -> None:
     await ensure_topics(kafka_bootstrap, SPEC.topics)
-    settings = make_settings(database, kafka_bootstrap, sink, digest_mode="draft")
-    async with service_client(create_app(settings)) as client:
+    settings = make_settings(
+        database,
+        kafka_bootstrap,
+        sink,
+        digest_mode="draft",
+        membership_url="http://127.0.0.1:9",
+        contact_fetch_interval=3600,
+    )
+    asked: list[tuple[str, str]] = []
+    app = create_app(settings)
+    async with service_client(app) as client, membership_api(asked) as members_api:
         await publish_events(
             kafka_bootstrap,
             [
@@ -83,7 +123,11 @@ async def test_welcome_digest_and_erasure_from_events(
                 )
             ],
         )
-        await wait_until(lambda: sink.to("anna@biotech.example") and sink.to("late@biotech.example"), what="welcome")
+        await fetch_until(
+            members_api, app, lambda: sink.to("anna@biotech.example") and sink.to("late@biotech.example"), "welcome"
+        )
+        # Only consenting contacts' details were asked for; the event itself carried none.
+        assert {cid for cid, _ in asked} == {"c1", "c3"}
         welcome = sink.to("anna@biotech.example")[0].message
         assert "Toscana Biotech" in welcome["Subject"]
         assert "Anna" in welcome.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -149,6 +193,30 @@ async def test_welcome_digest_and_erasure_from_events(
         await wait_until(erased, what="subscriber erased")
         export = await client.get(f"/subscribers/{anna['id']}/export")
         assert export.status_code == 404
+
+        # Erased meanwhile (membership answers 404): nothing is kept. And an erased address stays
+        # suppressed: a consenting contact with the same address (by hash) is never put on the list.
+        gone = contact("c9", "o1", "gone@biotech.example", True)
+        PEOPLE.pop("c9")
+        again = contact("c10", "o1", "anna@biotech.example", True)
+        await publish_events(
+            kafka_bootstrap,
+            [
+                membership.ContactAdded(contact_id="c9", organisation_id="o1", contact=gone),
+                membership.ContactAdded(contact_id="c10", organisation_id="o1", contact=again),
+            ],
+        )
+
+        async def c9_dropped() -> bool:
+            async with app.state.ctx.db.read() as session:
+                rows = (await session.execute(sa.text("SELECT contact_id, details_due FROM member_contact"))).all()
+            await service.fetch_contact_details(app.state.ctx, client=members_api)
+            return "c10" in {r[0] for r in rows} and "c9" not in {r[0] for r in rows}
+
+        await wait_until(c9_dropped, what="the erased-meanwhile contact dropped")
+        members_now = await client.get("/subscribers", params={"list": "members", "status": "confirmed"})
+        assert {s["email"] for s in members_now.json()["items"]} == {"late@biotech.example"}
+        assert "c10" not in {cid for cid, _ in asked}  # suppressed: not even asked for
 
         # a broken event goes to the dead-letter topic (the backbone does it; the handler is not reached)
         from aiokafka import AIOKafkaProducer

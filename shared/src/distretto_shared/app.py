@@ -71,6 +71,9 @@ class ServiceSpec:
     version: str = "0.1.0"
     published_events: list[type] = field(default_factory=list)
     """Event classes the service publishes (documented in its AsyncAPI document)."""
+    personal_tables: list[str] = field(default_factory=list)
+    """Tables holding personal data: after an erasure (``db.request_scrub``) they are scrubbed on
+    disk (SQLite: WAL checkpoint, secure_delete is always on; PostgreSQL: ``VACUUM FULL``)."""
 
 
 class ServiceContext:
@@ -153,6 +156,25 @@ async def _connect_broker(ctx: ServiceContext) -> None:
             delay = min(delay * 2, 15.0)
 
 
+async def _scrubber(ctx: ServiceContext) -> None:
+    """After each erasure commit (and once at start-up, in case a crash came in between), scrub."""
+    delay = ctx.settings.erasure_scrub_delay
+    ctx.db.scrub_due.set()
+    while True:
+        await ctx.db.scrub_due.wait()
+        await asyncio.sleep(delay)  # erasures arriving together share one scrub
+        ctx.db.scrub_due.clear()
+        try:
+            await ctx.db.scrub(ctx.spec.personal_tables)
+            log.info("erased data scrubbed on disk", tables=len(ctx.spec.personal_tables))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("scrub failed; retrying", error=repr(exc))
+            ctx.db.scrub_due.set()
+            await asyncio.sleep(min(60.0, delay * 10 + 1))
+
+
 async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
     while True:
         interval = job.interval(ctx.settings) if callable(job.interval) else job.interval
@@ -182,6 +204,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
             await hook(ctx)
         for job in spec.periodic:
             ctx.tasks.append(asyncio.create_task(_periodic(ctx, job), name=job.name))
+        if spec.personal_tables:
+            ctx.tasks.append(asyncio.create_task(_scrubber(ctx), name="erasure-scrub"))
         log.info("service started", database=_redact(ctx.db.url))
         try:
             yield

@@ -8,7 +8,7 @@ the end and, when the unit of work added outbox rows, wakes the outbox relay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
+SCRUB_DUE = "distretto_scrub_due"
 
 
 def is_sqlite(url: str) -> bool:
@@ -51,6 +52,8 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
+        self.scrub_due = asyncio.Event()
+        """Set after a commit that erased personal data: the scrub job then clears the leftovers."""
 
     def on_outbox_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each commit that wrote outbox rows (the relay's wake-up)."""
@@ -69,6 +72,29 @@ class Database:
             if session.info.pop(OUTBOX_DIRTY, False):
                 for callback in self._after_outbox_commit:
                     callback()
+            if session.info.pop(SCRUB_DUE, False):
+                self.scrub_due.set()
+
+    def request_scrub(self, session: AsyncSession) -> None:
+        """Mark ``session``'s unit of work as an erasure: once it commits, the scrub job runs."""
+        session.info[SCRUB_DUE] = True
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """Make erased values unreadable on disk, not only in queries.
+
+        SQLite runs with ``secure_delete`` (freed cells are zeroed); the checkpoint copies the
+        zeroed pages into the database file and truncates the WAL, which held the old pages.
+        PostgreSQL keeps a dead tuple's bytes in the page after a plain ``VACUUM`` (it only
+        marks the space free), so ``tables`` are rewritten with ``VACUUM FULL``: a new file,
+        the old one removed.
+        """
+        async with self.engine.connect() as conn:
+            if self.sqlite:
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+                return
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in tables:
+                await conn.execute(text(f'VACUUM FULL "{table}"'))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -93,4 +119,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A deleted or rewritten value is overwritten with zeros, not left in a free block (erasure).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial: float = 0.2
     consumer_backoff_max: float = 5.0
     create_topics: bool = True
+    erasure_scrub_delay: float = 1.0
+    """Seconds between an erasure's commit and the on-disk scrub (erasures within it share one)."""
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per service."""

@@ -163,6 +163,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET,POST", "/api/membership/organisations/{organisation_id}/contacts", STAFF_UP, "personal data"),
     _r("GET", "/api/membership/contacts", STAFF_UP, "personal data"),
     _r("GET,PATCH", "/api/membership/contacts/{contact_id}", STAFF_UP, "personal data"),
+    _r("GET", "/api/membership/contacts/{contact_id}/personal-data", STAFF_UP, "name, address, phone (staff)"),
     _r("POST", "/api/membership/contacts/{contact_id}/erase", STAFF_UP, "erase a contact (GDPR)"),
     _r("*", "/api/membership/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- projects (services/projects/src/projects/api.py)

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from distretto_shared.app import ServiceContext
-from distretto_shared.web import Page, PageParams, page_params
+from distretto_shared.web import DomainError, Page, PageParams, page_params
 from membership import service
 from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
 from membership.models import (
     ApproveRequest,
     ContactCreate,
+    ContactPersonalData,
     ContactPublic,
     ContactUpdate,
     DistrictFiguresPublic,
@@ -32,6 +33,12 @@ from membership.models import (
 )
 
 router = APIRouter()
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
 
 Paging = Annotated[PageParams, Depends(page_params)]
 Year = Annotated[int, Path(ge=1900, le=2100, description="Calendar year of the figures")]
@@ -245,6 +252,34 @@ async def list_contacts(ctx: Ctx, page: Paging, consent_newsletter: bool | None 
 async def get_contact(ctx: Ctx, contact_id: str) -> ContactPublic:
     """One contact."""
     return await service.get_contact(ctx, contact_id)
+
+
+PERSONAL_DATA_READERS = frozenset({"service:newsletter"})
+"""Services that may read a contact's personal data (besides staff): the newsletter mails consenting contacts."""
+
+
+def personal_data_reader(request: Request) -> None:
+    """Only staff and the services in ``PERSONAL_DATA_READERS`` read a contact's personal data."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Forbidden("no verified caller: personal data is for the newsletter service and staff")
+    if not (principal.is_staff or principal.id in PERSONAL_DATA_READERS):
+        raise Forbidden("a contact's personal data is for the newsletter service and staff only")
+
+
+@router.get(
+    "/contacts/{contact_id}/personal-data",
+    response_model=ContactPersonalData,
+    tags=["contacts"],
+    dependencies=[Depends(personal_data_reader)],
+)
+async def contact_personal_data(ctx: Ctx, contact_id: str) -> ContactPersonalData:
+    """A contact's name, address and phone, for the newsletter service (as ``service:newsletter``) and staff.
+
+    Events carry no personal data; a service that needs it asks here. 404 once the contact is
+    erased: the caller drops what it was about to do for them.
+    """
+    return await service.contact_personal_data(ctx, contact_id)
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactPublic, tags=["contacts"])

@@ -57,6 +57,7 @@ SPEC = ServiceSpec(
         PeriodicJob("membership-figures", _setting("figures_interval"), _publish_figures),
     ],
     on_startup=[_refresh_gauges],
+    personal_tables=["contact"],
     title="Distretto membership",
     description="The register of the district's organisations, their membership lifecycle, contacts and figures.",
 )

@@ -479,6 +479,20 @@ class DistrictFiguresPublic(SQLModel):
     patents: int
 
 
+class ContactPersonalData(SQLModel):
+    """A contact's personal data, for a service allowed to ask (the newsletter) and staff."""
+
+    contact_id: str
+    organisation_id: str
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None = None
+    role: str = ""
+    language: str = "it"
+    consent_newsletter: bool = False
+
+
 class ImportResult(SQLModel):
     """Answer of a successful CSV import."""
 

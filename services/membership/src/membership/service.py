@@ -35,6 +35,7 @@ from membership.models import (
     ApproveRequest,
     Contact,
     ContactCreate,
+    ContactPersonalData,
     ContactPublic,
     ContactUpdate,
     DistrictFiguresPublic,
@@ -138,15 +139,12 @@ def _contact_public(contact: Contact) -> ContactPublic:
     return ContactPublic.model_validate(data)
 
 
-def _contact_details(contact: Contact) -> contracts.ContactDetails:
-    return contracts.ContactDetails(
+def _contact_reference(contact: Contact) -> contracts.ContactReference:
+    # What goes on the shared topic: no name, email or phone (see the contract).
+    return contracts.ContactReference(
         contact_id=contact.id,
         organisation_id=contact.organisation_id,
-        first_name=contact.first_name,
-        last_name=contact.last_name,
-        email=contact.email or "",
-        role=contact.role,
-        phone=contact.phone,
+        email_sha256=domain.email_sha256(contact.email or ""),
         consent_newsletter=contact.consent_newsletter,
         consent_data_processing=contact.consent_data_processing,
         language=contact.language,
@@ -632,7 +630,7 @@ async def add_contact(ctx: ServiceContext, organisation_id: str, data: ContactCr
         add_event(
             session,
             contracts.ContactAdded(
-                contact_id=contact.id, organisation_id=organisation_id, contact=_contact_details(contact)
+                contact_id=contact.id, organisation_id=organisation_id, contact=_contact_reference(contact)
             ),
             source=ctx.source,
         )
@@ -643,6 +641,25 @@ async def get_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
     """One contact."""
     async with ctx.db.read() as session:
         return _contact_public(await _contact(session, contact_id))
+
+
+async def contact_personal_data(ctx: ServiceContext, contact_id: str) -> ContactPersonalData:
+    """A contact's personal data for a service that needs it (the newsletter); 404 once erased."""
+    async with ctx.db.read() as session:
+        contact = await session.get(Contact, contact_id)
+        if contact is None or contact.erased_at is not None:
+            raise NotFound(f"contact {contact_id} does not exist (or was erased)")
+        return ContactPersonalData(
+            contact_id=contact.id,
+            organisation_id=contact.organisation_id,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            email=contact.email or "",
+            phone=contact.phone,
+            role=contact.role,
+            language=contact.language,
+            consent_newsletter=contact.consent_newsletter,
+        )
 
 
 async def list_contacts(
@@ -711,7 +728,7 @@ async def update_contact(ctx: ServiceContext, contact_id: str, patch: ContactUpd
         add_event(
             session,
             contracts.ContactUpdated(
-                contact_id=contact.id, organisation_id=contact.organisation_id, contact=_contact_details(contact)
+                contact_id=contact.id, organisation_id=contact.organisation_id, contact=_contact_reference(contact)
             ),
             source=ctx.source,
         )
@@ -732,6 +749,7 @@ async def erase_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
         contact.consent_newsletter_at = contact.consent_data_processing_at = None
         contact.consent_newsletter_source = contact.consent_data_processing_source = None
         contact.erased_at = contact.updated_at = now
+        ctx.db.request_scrub(session)
         add_event(
             session,
             contracts.ContactErased(

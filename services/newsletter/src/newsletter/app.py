@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 async def start_engine(ctx: ServiceContext) -> None:
     consumers.bind(ctx)
+    ctx.extras["contact-fetch"] = asyncio.Event()
+    ctx.tasks.append(asyncio.create_task(service.contact_fetcher(ctx), name="contact-fetch"))
     settings: Settings = ctx.settings  # type: ignore[assignment]
     if settings.delivery_enabled:
         engine = DeliveryEngine(ctx.db, settings, source=ctx.source)
@@ -86,6 +89,15 @@ SPEC = ServiceSpec(
     ],
     on_startup=[start_engine],
     on_shutdown=[stop_engine],
+    personal_tables=[
+        "member_contact",
+        "subscriber",
+        "subscription",
+        "subscriber_interest",
+        "consent_record",
+        "bounce",
+        "delivery",
+    ],
     title="Distretto newsletter",
     description="Subscribers with double opt-in, campaigns delivered exactly once, one-click unsubscribe, automation",
 )

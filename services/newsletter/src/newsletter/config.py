@@ -67,6 +67,10 @@ class Settings(ServiceSettings):
 
     members_list_slug: str = "members"
     """Private list of member contacts who consented to the newsletter (fed from membership events)."""
+    membership_url: str = "http://127.0.0.1:8001"
+    """The membership service, asked (as ``service:newsletter``) for a consenting contact's name and address."""
+    contact_fetch_interval: float = 2.0
+    """How often contacts whose details are due are fetched from membership."""
     welcome_window_days: int = 14
     """A contact added this long after its organisation's first join still gets the welcome mail."""
     digest_enabled: bool = True

@@ -32,7 +32,7 @@ def _ctx() -> ServiceContext:
 
 @consumers.handles(membership.ContactAdded, membership.ContactUpdated)
 async def on_contact(session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await service.contact_changed(session, _ctx(), event.contact)
+    await service.contact_changed(session, _ctx(), event.contact)  # a ContactReference: no personal data
 
 
 @consumers.handles(membership.ContactErased)

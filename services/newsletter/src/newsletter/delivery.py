@@ -1241,7 +1241,7 @@ class DeliveryEngine:
                         campaign_id=o.campaign_id,
                         subscriber_id=o.subscriber_id,
                         smtp_code=o.code,
-                        reason=(o.reply or "")[:300],
+                        reason=domain.redact_addresses(o.reply or "")[:300],
                     ),
                     source=self.source,
                 )

@@ -86,6 +86,14 @@ def email_sha256(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+_ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"'(),;:]+@[^\s<>@\"'(),;:]+")
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with every email address replaced (an SMTP reply names the recipient)."""
+    return _ADDRESS_IN_TEXT.sub("<address>", text)
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 

@@ -475,7 +475,8 @@ class BouncePublic(BaseModel):
 
 
 class MemberContact(SQLModel, table=True):
-    """A member organisation's contact (membership's ContactAdded/Updated)."""
+    """A member organisation's contact: consents and hash from membership's events, name and
+    address fetched from membership over HTTP only while the contact consents to the newsletter."""
 
     __tablename__ = "member_contact"
     contact_id: str = Field(primary_key=True, max_length=64)
@@ -486,6 +487,8 @@ class MemberContact(SQLModel, table=True):
     last_name: str = Field(default="", max_length=200)
     language: str = Field(default="it", max_length=10)
     consent_newsletter: bool = False
+    details_due: bool = False
+    """The event said the contact consents; name and address are still to be fetched from membership."""
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 
 

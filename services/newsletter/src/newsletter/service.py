@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html as html_lib
 import re
 from collections.abc import Sequence
@@ -10,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
@@ -17,6 +20,7 @@ from sqlmodel import col, func, select
 from distretto_shared.app import ServiceContext
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
 from newsletter import delivery, domain
@@ -51,6 +55,7 @@ from newsletter.models import (
     SubscriberUpdate,
     Subscription,
     SubscriptionPublic,
+    Suppression,
     Template,
     TemplateCreate,
     TemplatePublic,
@@ -59,6 +64,8 @@ from newsletter.models import (
     new_id,
     utcnow,
 )
+
+log = get_logger(__name__)
 
 
 class RateLimited(DomainError):
@@ -1209,11 +1216,19 @@ async def _erase_in(session: AsyncSession, ctx: ServiceContext, sub: Subscriber)
         D.update()
         .where(D.c.subscriber_id == sub.id)
         .values(
-            subscriber_id=None, email=None, payload=None, dedupe_key=sa.literal("erased:") + sa.cast(D.c.id, sa.String)
+            subscriber_id=None,
+            email=None,
+            payload=None,
+            smtp_reply=None,
+            dedupe_key=sa.literal("erased:") + sa.cast(D.c.id, sa.String),
         )
     )
     await session.execute(D.delete().where(D.c.email == sub.email, D.c.status != "sent"))
-    await session.execute(D.update().where(D.c.email == sub.email).values(email=None, payload=None))
+    await session.execute(D.update().where(D.c.email == sub.email).values(email=None, payload=None, smtp_reply=None))
+    await session.execute(sa.delete(MemberContact).where(col(MemberContact.email_sha256) == sub.email_sha256))
+    if await session.get(Suppression, sub.email_sha256) is None:
+        session.add(Suppression(email_sha256=sub.email_sha256, reason="erased"))
+    ctx.db.request_scrub(session)
     for table in (SubscriberInterest, Subscription, ConsentRecord, Bounce):
         await session.execute(sa.delete(table).where(table.subscriber_id == sub.id))  # type: ignore[attr-defined,arg-type]
     await session.delete(sub)
@@ -1322,29 +1337,39 @@ async def _member_subscriber(
 
 
 async def contact_changed(
-    session: AsyncSession, ctx: ServiceContext, details: membership_contracts.ContactDetails
+    session: AsyncSession, ctx: ServiceContext, ref: membership_contracts.ContactReference
 ) -> None:
-    """ContactAdded / ContactUpdated: the read model, the members list and a late welcome mail."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
-    try:
-        email = domain.normalise_email(details.email)
-    except ValueError:
-        email = ""
-    contact = await session.get(MemberContact, details.contact_id)
+    """ContactAdded / ContactUpdated: consents and hash; the name and address are fetched later
+    (``fetch_contact_details``), and only while the contact consents to the newsletter."""
+    contact = await session.get(MemberContact, ref.contact_id)
     if contact is None:
         contact = MemberContact(
-            contact_id=details.contact_id, organisation_id=details.organisation_id, email="", email_sha256=""
+            contact_id=ref.contact_id, organisation_id=ref.organisation_id, email="", email_sha256=""
         )
         session.add(contact)
-    contact.organisation_id = details.organisation_id
-    contact.email = email
-    contact.email_sha256 = domain.email_sha256(email) if email else ""
-    contact.first_name = domain.clean_header_text(details.first_name, limit=200)
-    contact.last_name = domain.clean_header_text(details.last_name, limit=200)
-    contact.language = details.language
-    contact.consent_newsletter = bool(details.consent_newsletter and email)
+    suppressed = await session.get(Suppression, ref.email_sha256) is not None
+    consent = ref.consent_newsletter and not suppressed
+    if contact.email_sha256 != ref.email_sha256 or not consent:
+        contact.email, contact.first_name, contact.last_name = "", "", ""
+    contact.organisation_id = ref.organisation_id
+    contact.email_sha256 = ref.email_sha256
+    contact.language = ref.language
+    contact.consent_newsletter = consent
+    contact.details_due = consent
     contact.updated_at = utcnow()
     await session.flush()
+    if not consent:
+        settings: Settings = ctx.settings  # type: ignore[assignment]
+        await _member_subscriber(session, settings, ctx.source, contact)
+    else:
+        wake = ctx.extras.get("contact-fetch")
+        if isinstance(wake, asyncio.Event):
+            wake.set()
+
+
+async def _contact_known(session: AsyncSession, ctx: ServiceContext, contact: MemberContact) -> None:
+    """A consenting contact's details are here: the members list and, if due, the welcome mail."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
     sub = await _member_subscriber(session, settings, ctx.source, contact)
     org = await session.get(MemberOrganisation, contact.organisation_id)
     if (
@@ -1356,6 +1381,95 @@ async def contact_changed(
         await _welcome_once(session, settings, contact, org.name, sub)
 
 
+async def fetch_contact_details(ctx: ServiceContext, client: httpx.AsyncClient | None = None) -> int:
+    """Ask membership, as ``service:newsletter``, for the name and address of consenting contacts.
+
+    A 404 means the contact was erased meanwhile: the row is dropped. Any other failure leaves
+    the row due for the next round. Returns how many contacts were completed.
+    """
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    async with ctx.db.read() as session:
+        due = (
+            await session.execute(
+                select(MemberContact.contact_id, MemberContact.updated_at)
+                .where(col(MemberContact.details_due).is_(True))
+                .order_by(col(MemberContact.updated_at))
+                .limit(100)
+            )
+        ).all()
+    if not due:
+        return 0
+    done = 0
+    own_client = client is None
+    http = client or httpx.AsyncClient(base_url=settings.membership_url, timeout=10)
+    try:
+        for contact_id, seen_at in due:
+            try:
+                response = await http.get(
+                    f"/contacts/{quote(contact_id, safe='')}/personal-data", headers=_membership_headers(ctx)
+                )
+            except httpx.HTTPError as exc:
+                log.warning("membership unreachable; contact details wait", error=repr(exc))
+                return done
+            if response.status_code not in (200, 404):
+                log.warning("membership refused a contact fetch", status=response.status_code)
+                return done
+            async with ctx.db.transaction() as session:
+                contact = await session.get(MemberContact, contact_id)
+                if contact is None or not contact.details_due or _utc(contact.updated_at) != _utc(seen_at):
+                    continue  # changed meanwhile: the newer state decides
+                if response.status_code == 404:
+                    await session.delete(contact)  # erased meanwhile: nothing to keep
+                    continue
+                data = response.json()
+                try:
+                    email = domain.normalise_email(str(data.get("email") or ""))
+                except ValueError:
+                    email = ""
+                if (
+                    not email
+                    or domain.email_sha256(email) != contact.email_sha256
+                    or not data.get("consent_newsletter")
+                ):
+                    continue  # an update is on its way; its event makes the row due again
+                contact.email = email
+                contact.first_name = domain.clean_header_text(str(data.get("first_name") or ""), limit=200)
+                contact.last_name = domain.clean_header_text(str(data.get("last_name") or ""), limit=200)
+                contact.details_due = False
+                await session.flush()
+                await _contact_known(session, ctx, contact)
+                done += 1
+    finally:
+        if own_client:
+            await http.aclose()
+    return done
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _membership_headers(ctx: ServiceContext) -> dict[str, str]:
+    identity = getattr(ctx, "identity", None)
+    return identity.service_headers("membership") if identity is not None else {}
+
+
+async def contact_fetcher(ctx: ServiceContext) -> None:
+    """Background task: fetch due contact details when woken by an event, and every few seconds."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    wake = ctx.extras.setdefault("contact-fetch", asyncio.Event())
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), settings.contact_fetch_interval)
+        wake.clear()
+        try:
+            await fetch_contact_details(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("contact fetch failed", error=repr(exc))
+
+
 async def _welcome_once(
     session: AsyncSession, settings: Settings, contact: MemberContact, org_name: str, sub: Subscriber
 ) -> None:
@@ -1365,7 +1479,10 @@ async def _welcome_once(
 
 
 async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id: str, email_hash: str) -> None:
-    """ContactErased: forget the contact and erase the subscriber with that address."""
+    """ContactErased: forget the contact and erase the subscriber with that address; keep its hash only."""
+    if email_hash and await session.get(Suppression, email_hash) is None:
+        session.add(Suppression(email_sha256=email_hash, reason="erased"))
+    ctx.db.request_scrub(session)
     await session.execute(
         sa.delete(MemberContact).where(
             sa.or_(col(MemberContact.contact_id) == contact_id, col(MemberContact.email_sha256) == email_hash)
@@ -1415,6 +1532,7 @@ async def organisation_joined(
                 select(MemberContact).where(
                     MemberContact.organisation_id == event.organisation_id,
                     col(MemberContact.consent_newsletter).is_(True),
+                    col(MemberContact.details_due).is_(False),  # the rest get theirs when fetched
                 )
             )
         )

@@ -10,7 +10,8 @@ from distretto_shared.events import Event
 from distretto_shared.topics import WEEK_MS, TopicSpec, register
 
 ORGANISATION_TOPIC = TopicSpec("membership.organisation.v1", partitions=3, retention_ms=-1)
-CONTACT_TOPIC = TopicSpec("membership.contact.v1", partitions=3, retention_ms=-1)
+CONTACT_TOPIC = TopicSpec("membership.contact.v2", partitions=3, retention_ms=-1)
+"""v2: ids, consents and the address's hash only. v1 (retired) carried names, emails and phones."""
 FIGURES_TOPIC = TopicSpec("membership.figures.v1", partitions=1, retention_ms=52 * WEEK_MS, compacted=True)
 register(ORGANISATION_TOPIC, CONTACT_TOPIC, FIGURES_TOPIC)
 
@@ -99,18 +100,17 @@ class OrganisationRejected(_OrganisationEvent):
     reason: str = ""
 
 
-class ContactDetails(BaseModel):
-    """A person of a member organisation (personal data: internal topics only)."""
+class ContactReference(BaseModel):
+    """A person of a member organisation as other services see it: ids, consents, language and
+    the SHA-256 of the lower-cased email address (for matching and suppression). No name, email
+    or phone: a service that needs them asks membership (``GET /contacts/{id}/personal-data``,
+    allowed to ``service:newsletter`` and staff), so an erasure leaves nothing on a topic."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     contact_id: str
     organisation_id: str
-    first_name: str
-    last_name: str
-    email: str
-    role: str = ""
-    phone: str | None = None
+    email_sha256: str
     consent_newsletter: bool = False
     consent_data_processing: bool = False
     language: str = "it"
@@ -125,17 +125,17 @@ class _ContactEvent(Event):
 
 
 class ContactAdded(_ContactEvent):
-    """A person was added to an organisation."""
+    """A person was added to an organisation (no personal data: see ``ContactReference``)."""
 
-    event_type = "distretto.membership.contact.added.v1"
-    contact: ContactDetails
+    event_type = "distretto.membership.contact.added.v2"
+    contact: ContactReference
 
 
 class ContactUpdated(_ContactEvent):
-    """A person's data or consent changed; carries the whole new record."""
+    """A person's data or consent changed; carries the whole new reference (no personal data)."""
 
-    event_type = "distretto.membership.contact.updated.v1"
-    contact: ContactDetails
+    event_type = "distretto.membership.contact.updated.v2"
+    contact: ContactReference
 
 
 class ContactErased(_ContactEvent):
@@ -145,7 +145,7 @@ class ContactErased(_ContactEvent):
     the SHA-256 of the lower-cased email address.
     """
 
-    event_type = "distretto.membership.contact.erased.v1"
+    event_type = "distretto.membership.contact.erased.v2"
     email_sha256: str
 
 
