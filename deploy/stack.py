@@ -90,6 +90,7 @@ def processes() -> list[Proc]:
                 **common,
                 "NEWSLETTER_LINK_BASE_URL": public + "/api/newsletter",
                 "NEWSLETTER_SMTP_SERVERS": "127.0.0.1:1025",
+                "NEWSLETTER_MEMBERSHIP_URL": "http://127.0.0.1:8001",
             },
         ),
         Proc(

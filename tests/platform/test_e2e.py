@@ -52,6 +52,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         "projects": {},
         "newsletter": {
             "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{smtp_port}",
+            "NEWSLETTER_MEMBERSHIP_URL": f"http://127.0.0.1:{ports['membership']}",
             "NEWSLETTER_LINK_BASE_URL": gateway + "/api/newsletter",
         },
         "matchmaking": {},

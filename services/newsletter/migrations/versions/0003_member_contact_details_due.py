@@ -14,7 +14,9 @@ def _has_column() -> bool:
 
 def upgrade() -> None:
     if not _has_column():
-        op.add_column("member_contact", sa.Column("details_due", sa.Boolean(), nullable=False, server_default=sa.false()))
+        op.add_column(
+            "member_contact", sa.Column("details_due", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade() -> None:
