@@ -32,6 +32,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from distretto_shared import metrics
 from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.db import Database
 from distretto_shared.logging import configure_logging, get_logger
@@ -206,10 +207,17 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
             ctx.tasks.append(asyncio.create_task(_periodic(ctx, job), name=job.name))
         if spec.personal_tables:
             ctx.tasks.append(asyncio.create_task(_scrubber(ctx), name="erasure-scrub"))
+        metrics.SERVICE_READY.labels(spec.name).set(0)
+
+        async def ready_gauge() -> None:
+            await readiness(ctx)
+
+        unhook = metrics.on_scrape(ready_gauge, min_interval=1.0)
         log.info("service started", database=_redact(ctx.db.url))
         try:
             yield
         finally:
+            unhook()
             for hook in spec.on_shutdown:
                 with contextlib.suppress(Exception):
                     await hook(ctx)
@@ -243,23 +251,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
 
     @app.get("/readyz", tags=["operations"], summary="Database, broker and relay ready")
     async def readyz(request: Request) -> JSONResponse:
-        ctx: ServiceContext = request.app.state.ctx
-        checks: dict[str, Any] = {}
-        try:
-            await asyncio.wait_for(ctx.db.ping(), timeout=3)
-            checks["database"] = {"ok": True}
-        except Exception as exc:
-            checks["database"] = {"ok": False, "error": repr(exc)}
-        broker_ok = False
-        if ctx.broker_connected:
-            with contextlib.suppress(Exception):
-                broker_ok = await ctx.broker.ping(timeout=3)
-        checks["broker"] = {"ok": broker_ok} | ({} if broker_ok else {"error": ctx.broker_error or "not connected"})
-        relay_ok = ctx.relay.running and time.monotonic() - ctx.relay.last_loop < max(30, 10 * ctx.relay.poll_interval)
-        checks["relay"] = {"ok": relay_ok, "active": ctx.relay.active} | (
-            {"error": ctx.relay.last_error} if ctx.relay.last_error else {}
-        )
-        ready = all(c["ok"] for c in checks.values())
+        ready, checks = await readiness(request.app.state.ctx)
         return JSONResponse(
             status_code=200 if ready else 503,
             content={"status": "ready" if ready else "not ready", "service": spec.name, "checks": checks},
@@ -267,9 +259,32 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        await metrics.refresh()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def readiness(ctx: ServiceContext) -> tuple[bool, dict[str, Any]]:
+    """Database, broker and relay checks (``/readyz``; ``distretto_service_ready`` at each scrape)."""
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(ctx.db.ping(), timeout=3)
+        checks["database"] = {"ok": True}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": repr(exc)}
+    broker_ok = False
+    if ctx.broker_connected:
+        with contextlib.suppress(Exception):
+            broker_ok = await ctx.broker.ping(timeout=3)
+    checks["broker"] = {"ok": broker_ok} | ({} if broker_ok else {"error": ctx.broker_error or "not connected"})
+    relay_ok = ctx.relay.running and time.monotonic() - ctx.relay.last_loop < max(30, 10 * ctx.relay.poll_interval)
+    checks["relay"] = {"ok": relay_ok, "active": ctx.relay.active} | (
+        {"error": ctx.relay.last_error} if ctx.relay.last_error else {}
+    )
+    ready = all(c["ok"] for c in checks.values())
+    metrics.SERVICE_READY.labels(ctx.spec.name).set(1 if ready else 0)
+    return ready, checks
 
 
 def _redact(url: str) -> str:

@@ -33,7 +33,8 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer as ConsumerAnnotation
@@ -66,6 +67,10 @@ DLQ_OFFSET = "dlq_origin_offset"
 DLQ_CONSUMER = "dlq_consumer"
 DLQ_TIME = "dlq_time"
 DLQ_HEADERS = (DLQ_ERROR, DLQ_ERROR_KIND, DLQ_ATTEMPTS, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET, DLQ_CONSUMER, DLQ_TIME)
+REPLAY_FOR = "dlq_replay_for"
+"""On a replayed record: the one consumer group (``<service>.<consumers>``) it is for; every other group skips it."""
+REPLAYED_FROM = "dlq_replayed_from"
+"""On a replayed record: ``<dlq topic>@<offset>`` of the dead letter it came from."""
 
 
 class Outcome(StrEnum):
@@ -75,6 +80,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     DEAD_LETTERED = "dead_lettered"
+    NOT_ADDRESSED = "not_addressed"
+    """A replayed dead letter addressed to another consumer group."""
 
 
 class Consumers:
@@ -135,6 +142,14 @@ class ConsumerRunner:
         self.group_id = f"{service}.{consumers.name}"
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+        self._unhook: Callable[[], None] | None = None
+        topics = sorted(topic_name(t) for t in consumers.topics)
+        metrics.zero(metrics.DEAD_LETTERS, [service], [consumers.name], topics, metrics.DEAD_LETTER_KINDS)
+        metrics.zero(metrics.CONSUMER_RETRIES, [service], topics)
+        metrics.zero(metrics.INBOX_DUPLICATES, [service], [consumers.name])
+        metrics.zero(metrics.REPLAYS_SKIPPED, [service], [consumers.name])
 
     @property
     def db(self) -> Database:
@@ -149,6 +164,8 @@ class ConsumerRunner:
         """Subscribe to every topic the handlers need, on ``broker`` (a batch subscriber)."""
         if not self.consumers.topics:
             return
+        if self._db is not None and self._unhook is None:
+            self._unhook = metrics.on_scrape(self.refresh_lag, min_interval=1.0)
 
         async def raw_body(msg: StreamMessage[Any]) -> Any:
             # Never let FastStream decode: a broken body must reach us, not fail before us.
@@ -192,19 +209,66 @@ class ConsumerRunner:
                 # FastStream seek back; the inbox absorbs what was already handled.
                 await asyncio.sleep(1.0)
                 raise
-            self._record_lag(consumer, records)
 
         subscriber(entry)
 
-    def _record_lag(self, consumer: Any, records: list[Record]) -> None:
-        last: dict[tuple[str, int], int] = {}
-        for r in records:
-            last[(r.topic, r.partition)] = r.offset
-        with contextlib.suppress(Exception):
-            for (topic, partition), offset in last.items():
-                highwater = consumer.highwater(TopicPartition(topic, partition))
-                if highwater is not None:
-                    metrics.CONSUMER_LAG.labels(self.service, topic, str(partition)).set(max(0, highwater - offset - 1))
+    async def refresh_lag(self) -> None:
+        """Set ``distretto_consumer_lag`` per partition: the partition's end minus the group's committed offset.
+
+        Read from the broker (not from what this process fetched), so a stuck or stopped
+        consumer shows its lag growing. Called when ``/metrics`` is read, at most once a second.
+        """
+        try:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+                await admin.start()
+                self._admin = admin
+            if self._offsets is None:
+                offsets = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False
+                )
+                await offsets.start()
+                self._offsets = offsets
+            tps: list[TopicPartition] = []
+            for topic in sorted(topic_name(t) for t in self.consumers.topics):
+                partitions = self._offsets.partitions_for_topic(topic)
+                if not partitions:
+                    await self._offsets._client.force_metadata_update()
+                    partitions = self._offsets.partitions_for_topic(topic) or set()
+                tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return
+            committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
+            end = await self._offsets.end_offsets(tps)
+            begin = await self._offsets.beginning_offsets(tps)
+        except Exception:
+            await self._close_lag_clients()
+            raise
+        for tp in tps:
+            meta = committed.get(tp)
+            position = meta.offset if meta is not None and meta.offset >= 0 else begin[tp]
+            metrics.CONSUMER_LAG.labels(self.service, self.consumers.name, tp.topic, str(tp.partition)).set(
+                max(0, end[tp] - position)
+            )
+
+    async def _close_lag_clients(self) -> None:
+        admin, offsets, self._admin, self._offsets = self._admin, self._offsets, None, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        if offsets is not None:
+            with contextlib.suppress(Exception):
+                await offsets.stop()
+
+    def _addressed_elsewhere(self, record: Record) -> bool:
+        """A replayed dead letter meant for another consumer group."""
+        for key, value in record.headers:
+            if key == REPLAY_FOR:
+                if value.decode(errors="replace") != self.group_id:
+                    metrics.REPLAYS_SKIPPED.labels(self.service, self.consumers.name).inc()
+                    return True
+                return False
+        return False
 
     async def handle_batch(self, records: list[Record]) -> list[Outcome]:
         """Process a fetched batch: one transaction for all of it, per-record on any failure.
@@ -218,6 +282,10 @@ class ConsumerRunner:
         decoded: list[tuple[Record, EventMeta, Event, Handler] | None] = []
         outcomes: list[Outcome | None] = []
         for record in records:
+            if self._addressed_elsewhere(record):
+                decoded.append(None)
+                outcomes.append(Outcome.NOT_ADDRESSED)
+                continue
             try:
                 meta, event = decode(decode_headers(record.headers), record.value)
             except PermanentEventError:
@@ -288,7 +356,11 @@ class ConsumerRunner:
             traceparent_var.reset(tp_token)
 
     async def close(self) -> None:
-        """Stop the dead-letter producer."""
+        """Stop the dead-letter producer and the lag clients."""
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
+        await self._close_lag_clients()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
@@ -298,6 +370,8 @@ class ConsumerRunner:
 
     async def handle(self, record: Record) -> Outcome:
         """Process one record: decode, dedupe, run the handler with retries, or dead-letter it."""
+        if self._addressed_elsewhere(record):
+            return Outcome.NOT_ADDRESSED
         try:
             headers = decode_headers(record.headers)
             meta, event = decode(headers, record.value)
@@ -380,11 +454,11 @@ class ConsumerRunner:
             DLQ_CONSUMER: self.group_id,
             DLQ_TIME: datetime.now(UTC).isoformat(),
         }
-        headers = [(k, v) for k, v in record.headers if k not in extra]
+        headers = [(k, v) for k, v in record.headers if k not in extra and k != REPLAY_FOR]
         headers += [(k, v.encode()) for k, v in extra.items()]
         producer = await self._dlq_producer()
         await producer.send_and_wait(dlq_topic(record.topic), value=record.value, key=record.key, headers=headers)
-        metrics.DEAD_LETTERS.labels(self.service, record.topic, kind).inc()
+        metrics.DEAD_LETTERS.labels(self.service, self.consumers.name, record.topic, kind).inc()
         log.error(
             "message dead-lettered",
             topic=record.topic,

@@ -1,10 +1,23 @@
-"""Dead letters: list them and replay them (``distretto-dlq``).
+"""Dead letters: list, show, replay and discard them (``distretto dlq …``, ``distretto-dlq``).
 
-A dead letter is the original record, unchanged, plus ``dlq_*`` headers naming
-the error, the attempts and the origin (topic, partition, offset, consumer
-group). Replaying publishes the original record back to its origin topic with
-its original CloudEvents headers: consumers that already handled it skip it
-through their inbox, the one that failed handles it now.
+A dead letter is the original record, unchanged, plus ``dlq_*`` headers naming the error,
+the attempts, the origin (topic, partition, offset) and the consumer group that failed
+(``dlq_consumer``). Each consumer group dead-letters a record on its own: one record that
+three groups cannot handle is three entries, one per group.
+
+**Replay goes to the one group that failed.** The record is published back to its origin
+topic with its original CloudEvents headers plus ``dlq_replay_for: <group>``; every other
+group skips it (``distretto_replays_skipped_total``) before decoding it, so a group that had
+handled the record never sees it again, and a record that fails again is one new entry for
+that group — never one per group.
+
+**Every entry has a state, kept in the dead-letter topic itself.** Replaying or discarding an
+entry appends a small resolution record (headers ``dlq_resolution`` and ``dlq_resolves``, a
+JSON body with the action, the reason and the time) to the same ``.dlq`` topic. An entry
+without a resolution is *pending*; ``replay`` takes only pending entries, so running it twice
+replays nothing twice. The resolution is written after the replayed record is acknowledged:
+a crash in between leaves the entry pending, and the next replay is absorbed by the group's
+inbox.
 """
 
 from __future__ import annotations
@@ -14,58 +27,116 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from distretto_shared.consumer import DLQ_HEADERS, DLQ_TOPIC
+from distretto_shared.consumer import (
+    DLQ_CONSUMER,
+    DLQ_ERROR,
+    DLQ_ERROR_KIND,
+    DLQ_HEADERS,
+    DLQ_TIME,
+    DLQ_TOPIC,
+    REPLAY_FOR,
+    REPLAYED_FROM,
+)
+from distretto_shared.topics import topic_name
 
-REPLAY_GROUP = "distretto.dlq-replay"
+RESOLUTION = "dlq_resolution"
+RESOLVES = "dlq_resolves"
+PENDING, REPLAYED, DISCARDED = "pending", "replayed", "discarded"
 
 
 @dataclass
 class DeadLetter:
-    """One record of a dead-letter topic."""
+    """One entry of a dead-letter topic, with its state."""
 
     dlq_topic: str
     offset: int
     key: str | None
     headers: dict[str, str]
     value: bytes | None
+    status: str = PENDING
+    resolution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def origin_topic(self) -> str:
         """The topic the record was first published to."""
         return self.headers.get(DLQ_TOPIC) or self.dlq_topic.removesuffix(".dlq")
 
-    def summary(self) -> dict[str, Any]:
-        """A JSON-friendly view for the CLI."""
-        body: Any
+    @property
+    def consumer(self) -> str:
+        """The consumer group that could not handle it (``<service>.<consumers>``)."""
+        return self.headers.get(DLQ_CONSUMER, "")
+
+    @property
+    def reason(self) -> str:
+        """Why it was dead-lettered."""
+        return self.headers.get(DLQ_ERROR, "")
+
+    @property
+    def kind(self) -> str:
+        """``invalid`` (undecodable), ``rejected`` (refused by the handler) or ``failed`` (retries exhausted)."""
+        return self.headers.get(DLQ_ERROR_KIND, "")
+
+    @property
+    def time(self) -> str:
+        """When it was dead-lettered (ISO 8601)."""
+        return self.headers.get(DLQ_TIME, "")
+
+    def body(self) -> Any:
+        """The record's body: parsed JSON, or its first 2,000 characters as text."""
         try:
-            body = json.loads(self.value or b"")
+            return json.loads(self.value or b"")
         except (ValueError, UnicodeDecodeError):
-            body = (self.value or b"")[:200].decode(errors="replace")
-        d = asdict(self)
-        d["value"] = body
-        return d
+            return (self.value or b"")[:2000].decode(errors="replace")
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly view for the command lines."""
+        return {
+            "dlq_topic": self.dlq_topic,
+            "offset": self.offset,
+            "status": self.status,
+            "consumer": self.consumer,
+            "origin_topic": self.origin_topic,
+            "kind": self.kind,
+            "reason": self.reason,
+            "time": self.time,
+            "key": self.key,
+            "headers": self.headers,
+            "value": self.body(),
+            "resolution": self.resolution,
+        }
 
 
-def _dlq_name(topic: str) -> str:
-    return topic if topic.endswith(".dlq") else f"{topic}.dlq"
+def dlq_name(topic: str) -> str:
+    """The dead-letter topic of ``topic`` (an origin or ``.dlq`` name, prefix applied if missing)."""
+    name = topic if topic.endswith(".dlq") else f"{topic}.dlq"
+    prefix = os.environ.get("DISTRETTO_TOPIC_PREFIX", "")
+    return name if not prefix or name.startswith(prefix) else topic_name(name)
 
 
-async def list_dead_letters(bootstrap: str, topic: str, *, from_committed: bool = False) -> list[DeadLetter]:
-    """Every dead letter of ``topic`` (origin or ``.dlq`` name); only unreplayed ones with ``from_committed``."""
-    name = _dlq_name(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=REPLAY_GROUP if from_committed else None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+async def dead_letter_topics(bootstrap: str) -> list[str]:
+    """Every ``.dlq`` topic of the cluster (with this environment's prefix)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    prefix = os.environ.get("DISTRETTO_TOPIC_PREFIX", "")
+    return sorted(n for n in names if n.endswith(".dlq") and n.startswith(prefix))
+
+
+async def _read(bootstrap: str, name: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
-    out: list[DeadLetter] = []
+    out: list[Any] = []
     try:
         partitions = consumer.partitions_for_topic(name)
         if not partitions:
@@ -76,93 +147,195 @@ async def list_dead_letters(bootstrap: str, topic: str, *, from_committed: bool 
             return []
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp) if from_committed else None
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+        await consumer.seek_to_beginning(*tps)
         while any([await consumer.position(tp) < end[tp] for tp in tps]):
             batch = await consumer.getmany(timeout_ms=1000)
             for recs in batch.values():
-                for r in recs:
-                    if r.offset >= end[TopicPartition(r.topic, r.partition)]:
-                        continue
-                    out.append(
-                        DeadLetter(
-                            dlq_topic=name,
-                            offset=r.offset,
-                            key=r.key.decode(errors="replace") if r.key else None,
-                            headers={k: v.decode(errors="replace") for k, v in r.headers or ()},
-                            value=r.value,
-                        )
-                    )
+                out += [r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)]]
     finally:
         await consumer.stop()
+    return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+async def list_dead_letters(
+    bootstrap: str, topic: str, *, consumer: str | None = None, status: str | None = None
+) -> list[DeadLetter]:
+    """The entries of ``topic``'s dead-letter topic with their state, oldest first.
+
+    ``consumer`` keeps one group's entries; ``status`` (``pending``, ``replayed``,
+    ``discarded``) one state's.
+    """
+    name = dlq_name(topic)
+    entries: dict[int, DeadLetter] = {}
+    resolutions: dict[int, dict[str, Any]] = {}
+    for r in await _read(bootstrap, name):
+        headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+        if RESOLUTION in headers:
+            try:
+                detail = json.loads(r.value or b"{}")
+            except ValueError:
+                detail = {}
+            detail = {**detail, "action": headers[RESOLUTION], "offset": r.offset}
+            resolutions[int(headers.get(RESOLVES, "-1"))] = detail
+            continue
+        key = r.key.decode(errors="replace") if r.key else None
+        entries[r.offset] = DeadLetter(dlq_topic=name, offset=r.offset, key=key, headers=headers, value=r.value)
+    for offset, detail in resolutions.items():
+        if offset in entries:
+            entries[offset].status = str(detail["action"])
+            entries[offset].resolution = detail
+    out = list(entries.values())
+    if consumer:
+        out = [d for d in out if d.consumer == consumer or d.consumer.endswith(f".{consumer}")]
+    if status:
+        out = [d for d in out if d.status == status]
     return out
 
 
-async def replay(bootstrap: str, topic: str, *, offsets: list[int] | None = None) -> list[DeadLetter]:
-    """Publish dead letters back to their origin topic.
+def _select(letters: list[DeadLetter], offsets: list[int] | None, name: str) -> list[DeadLetter]:
+    if offsets is None:
+        return [d for d in letters if d.status == PENDING]
+    by_offset = {d.offset: d for d in letters}
+    missing = sorted(set(offsets) - set(by_offset))
+    if missing:
+        raise LookupError(f"no dead letter at offset(s) {missing} of {name}")
+    chosen = [by_offset[o] for o in sorted(set(offsets))]
+    done = [d for d in chosen if d.status != PENDING]
+    if done:
+        raise LookupError(f"already resolved in {name}: " + ", ".join(f"offset {d.offset} ({d.status})" for d in done))
+    return chosen
 
-    With ``offsets``, exactly those; otherwise every dead letter not replayed
-    before (progress is kept as the ``distretto.dlq-replay`` group's offset).
+
+async def _resolve(producer: AIOKafkaProducer, d: DeadLetter, action: str, detail: dict[str, Any]) -> None:
+    body = {"action": action, "at": datetime.now(UTC).isoformat(), **detail}
+    await producer.send_and_wait(
+        d.dlq_topic,
+        value=json.dumps(body).encode(),
+        key=None,
+        headers=[(RESOLUTION, action.encode()), (RESOLVES, str(d.offset).encode())],
+    )
+
+
+async def replay(
+    bootstrap: str,
+    topic: str,
+    *,
+    offsets: list[int] | None = None,
+    consumer: str | None = None,
+    progress: Callable[[DeadLetter], None] | None = None,
+) -> list[DeadLetter]:
+    """Send pending dead letters back to the one consumer group that failed each; returns them.
+
+    With ``offsets``, exactly those (a resolved one is refused); otherwise every pending
+    entry (of ``consumer``'s group, when given).
     """
-    name = _dlq_name(topic)
-    letters = await list_dead_letters(bootstrap, name, from_committed=offsets is None)
-    if offsets is not None:
-        wanted = set(offsets)
-        letters = [d for d in letters if d.offset in wanted]
-        missing = wanted - {d.offset for d in letters}
-        if missing:
-            raise LookupError(f"no dead letter at offset(s) {sorted(missing)} of {name}")
+    name = dlq_name(topic)
+    letters = _select(await list_dead_letters(bootstrap, name, consumer=consumer), offsets, name)
     if not letters:
         return []
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for d in letters:
-            headers = [(k, v.encode()) for k, v in d.headers.items() if k not in DLQ_HEADERS]
-            headers.append(("dlq_replayed_from", f"{name}@{d.offset}".encode()))
-            await producer.send_and_wait(
+            if not d.consumer:
+                raise LookupError(f"{name}@{d.offset} names no consumer group (no {DLQ_CONSUMER} header)")
+            skip = {*DLQ_HEADERS, REPLAY_FOR, REPLAYED_FROM}
+            headers = [(k, v.encode()) for k, v in d.headers.items() if k not in skip]
+            headers += [(REPLAY_FOR, d.consumer.encode()), (REPLAYED_FROM, f"{name}@{d.offset}".encode())]
+            meta = await producer.send_and_wait(
                 d.origin_topic, value=d.value, key=d.key.encode() if d.key else None, headers=headers
             )
+            await _resolve(
+                producer,
+                d,
+                REPLAYED,
+                {"to": d.consumer, "topic": meta.topic, "partition": meta.partition, "replay_offset": meta.offset},
+            )
+            d.status = REPLAYED
+            if progress:
+                progress(d)
     finally:
         await producer.stop()
-    if offsets is None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=REPLAY_GROUP, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tp = TopicPartition(name, 0)
-            consumer.assign([tp])
-            await consumer.commit({tp: max(d.offset for d in letters) + 1})
-        finally:
-            await consumer.stop()
+    return letters
+
+
+async def discard(
+    bootstrap: str,
+    topic: str,
+    *,
+    reason: str,
+    offsets: list[int] | None = None,
+    consumer: str | None = None,
+    progress: Callable[[DeadLetter], None] | None = None,
+) -> list[DeadLetter]:
+    """Mark pending dead letters as discarded, with ``reason`` recorded; nothing is replayed."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a discard needs a reason")
+    name = dlq_name(topic)
+    letters = _select(await list_dead_letters(bootstrap, name, consumer=consumer), offsets, name)
+    if not letters:
+        return []
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for d in letters:
+            await _resolve(producer, d, DISCARDED, {"reason": reason[:2000], "by": os.environ.get("USER", "")})
+            d.status = DISCARDED
+            if progress:
+                progress(d)
+    finally:
+        await producer.stop()
     return letters
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``distretto-dlq list TOPIC`` / ``distretto-dlq replay TOPIC [--offset N ...]``."""
-    parser = argparse.ArgumentParser(prog="distretto-dlq", description="List and replay dead letters.")
+    """``distretto-dlq list|show|replay|discard`` (the same as ``distretto dlq``, without colours)."""
+    parser = argparse.ArgumentParser(prog="distretto-dlq", description="Dead letters: list, show, replay, discard.")
     parser.add_argument(
         "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), help="Kafka bootstrap"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="print the dead letters of a topic as JSON lines")
+    ls = sub.add_parser("list", help="print the entries of a dead-letter topic as JSON lines")
     ls.add_argument("topic", help="origin topic or its .dlq")
-    rp = sub.add_parser("replay", help="publish dead letters back to their origin topic")
+    ls.add_argument("--consumer", help="only this consumer group's entries")
+    ls.add_argument("--status", choices=[PENDING, REPLAYED, DISCARDED], help="only entries in this state")
+    sh = sub.add_parser("show", help="print one entry (reason, headers, body)")
+    sh.add_argument("topic")
+    sh.add_argument("offset", type=int)
+    rp = sub.add_parser("replay", help="send pending entries back to the consumer group that failed each")
     rp.add_argument("topic", help="origin topic or its .dlq")
     rp.add_argument("--offset", type=int, action="append", help="replay only this DLQ offset (repeatable)")
+    rp.add_argument("--consumer", help="only this consumer group's entries")
+    dc = sub.add_parser("discard", help="mark entries as discarded, with a reason")
+    dc.add_argument("topic", help="origin topic or its .dlq")
+    dc.add_argument("--reason", required=True, help="why (recorded with the entry)")
+    dc.add_argument("--offset", type=int, action="append", help="discard only this DLQ offset (repeatable)")
+    dc.add_argument("--consumer", help="only this consumer group's entries")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            for d in asyncio.run(list_dead_letters(args.bootstrap, args.topic)):
+            for d in asyncio.run(
+                list_dead_letters(args.bootstrap, args.topic, consumer=args.consumer, status=args.status)
+            ):
                 print(json.dumps(d.summary(), default=str))
             return 0
-        done = asyncio.run(replay(args.bootstrap, args.topic, offsets=args.offset))
-        print(f"replayed {len(done)} dead letter(s) from {_dlq_name(args.topic)}")
+        if args.command == "show":
+            found = [d for d in asyncio.run(list_dead_letters(args.bootstrap, args.topic)) if d.offset == args.offset]
+            if not found:
+                raise LookupError(f"no dead letter at offset {args.offset} of {dlq_name(args.topic)}")
+            print(json.dumps(found[0].summary(), indent=2, default=str))
+            return 0
+        if args.command == "replay":
+            done = asyncio.run(replay(args.bootstrap, args.topic, offsets=args.offset, consumer=args.consumer))
+            print(f"replayed {len(done)} dead letter(s) from {dlq_name(args.topic)}")
+            return 0
+        done = asyncio.run(
+            discard(args.bootstrap, args.topic, reason=args.reason, offsets=args.offset, consumer=args.consumer)
+        )
+        print(f"discarded {len(done)} dead letter(s) of {dlq_name(args.topic)}")
         return 0
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:
         print(f"distretto-dlq: {exc}", file=sys.stderr)
         return 2
 

@@ -110,7 +110,10 @@ class OutboxRelay:
         """True while this instance holds the relay lock."""
         self.last_loop = 0.0
         self.last_error: str | None = None
+        self._unhook: Any = None
         db.on_outbox_commit(self.notify)
+        metrics.zero(metrics.OUTBOX_PUBLISH_ERRORS, [service])
+        metrics.zero(metrics.OUTBOX_PUBLISHED, [service])
 
     def notify(self) -> None:
         """Wake the relay (called after a commit that wrote outbox rows)."""
@@ -125,11 +128,33 @@ class OutboxRelay:
         """Start the relay task."""
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+        if self._unhook is None:
+            self._unhook = metrics.on_scrape(self.refresh_backlog)
+
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges from the outbox table itself (called when ``/metrics`` is read)."""
+        c = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+        async with self.db.read() as session:
+            count = (
+                await session.execute(select(func.count()).select_from(OutboxMessage).where(c.published_at.is_(None)))
+            ).scalar_one()
+            oldest = (
+                await session.execute(select(c.created_at).where(c.published_at.is_(None)).order_by(c.id).limit(1))
+            ).scalar()
+        age = 0.0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
 
     async def stop(self) -> None:
         """Stop the relay, letting an in-flight batch finish."""
         self._stopping = True
         self._wake.set()
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         if self._task:
             try:
                 await asyncio.wait_for(self._task, timeout=15)
@@ -216,12 +241,6 @@ class OutboxRelay:
                     .limit(self.batch_size)
                 )
             ).all()
-            backlog = len(rows)
-            if backlog >= self.batch_size:
-                backlog = (
-                    await session.execute(select(func.count()).select_from(table).where(c.published_at.is_(None)))
-                ).scalar_one()
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
         if not rows:
             return 0
         producer = await self._ensure_producer()
@@ -243,7 +262,6 @@ class OutboxRelay:
             created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
             latency.observe((now - created).total_seconds())
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, backlog - len(rows)))
         return len(rows)
 
     @contextlib.asynccontextmanager

@@ -18,6 +18,7 @@ import httpx
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from distretto_shared import metrics
 from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from gateway.config import Settings
@@ -65,6 +66,9 @@ UPSTREAM_ERRORS = Counter(
 )
 RATE_LIMITED = Counter("distretto_gateway_rate_limited_total", "Requests refused with 429", ["bucket"])
 DENIED = Counter("distretto_gateway_denied_total", "Requests refused by authentication or policy", ["status"])
+# At zero from the first scrape (an alert's increase() then sees the first 429 or 401).
+metrics.zero(RATE_LIMITED, ("login", "principal", "anonymous"))
+metrics.zero(DENIED, ("401", "403"))
 
 HOP_BY_HOP = frozenset(
     {
@@ -144,6 +148,7 @@ class Gateway:
         self.settings = settings
         self.policy = Policy()
         self.upstreams = settings.upstreams()
+        metrics.zero(UPSTREAM_ERRORS, self.upstreams, ("refused", "timeout", "broken", "cut"))
         self.started = False
         self.db: Database | None = None
         self.passwords: Passwords

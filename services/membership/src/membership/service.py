@@ -15,7 +15,7 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from distretto_shared import csvsafe
+from distretto_shared import csvsafe, metrics
 from distretto_shared.app import ServiceContext
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import Event
@@ -67,6 +67,10 @@ TRANSITIONS = Counter(
     "distretto_membership_transitions_total", "Lifecycle transitions applied", ["from_status", "to_status"]
 )
 IMPORT_ROWS = Counter("distretto_membership_import_rows_total", "CSV import rows by outcome", ["outcome"])
+# At zero from the first scrape, for every legal transition and import outcome.
+for _status, _action in domain.TRANSITIONS:
+    TRANSITIONS.labels(_status.value, domain.TRANSITIONS[(_status, _action)].value)
+metrics.zero(IMPORT_ROWS, ("accepted", "rejected"))
 
 
 def _settings(ctx: ServiceContext) -> Settings:

@@ -56,6 +56,7 @@ from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from prometheus_client import Counter, Gauge
 
+from distretto_shared import metrics
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
@@ -74,6 +75,13 @@ SUPPRESSED = Counter("distretto_newsletter_subscribers_suppressed_total", "Subsc
 QUEUE_DEPTH = Gauge("distretto_newsletter_queue_depth", "Ledger rows waiting or being sent")
 DELIVERY_RATIO = Gauge("distretto_newsletter_delivery_ratio", "Share of finished deliveries that were accepted")
 SEND_RATE = Gauge("distretto_newsletter_send_rate", "Mails accepted per second over the last scheduler tick")
+MAIL_KINDS = ("campaign", "confirmation", "welcome")
+"""``Delivery.kind`` values (the ``kind`` label of SENT and FAILED)."""
+# At zero from the first scrape, so rate() and increase() see the first failure or bounce.
+metrics.zero(SENT, MAIL_KINDS)
+metrics.zero(FAILED, MAIL_KINDS)
+metrics.zero(BOUNCED, [k.value for k in domain.BounceKind])
+metrics.zero(SUPPRESSED, [k.value for k in domain.BounceKind])
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 SUB = Subscriber.__table__  # type: ignore[attr-defined]

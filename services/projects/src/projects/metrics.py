@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from distretto_shared import metrics
+
 PROJECTS_REGISTERED = Counter("distretto_projects_registered_total", "Projects registered by hand")
 PARTICIPANTS_LINKED = Counter(
     "distretto_projects_participants_linked_total", "Participants recognised as member organisations"
@@ -14,3 +16,7 @@ DEADLINE_NOTICES_RACED = Counter(
     "Deadline notices another instance emitted first (skipped here)",
 )
 IMPORTS = Counter("distretto_projects_cordis_imports_total", "CORDIS imports by outcome", ["outcome"])
+
+# At zero from the first scrape, for the label values the code uses.
+metrics.zero(DEADLINE_NOTICES, ("due_soon", "overdue"))
+metrics.zero(IMPORTS, ("imported", "rejected"))
