@@ -198,3 +198,24 @@ async def test_gateway_answers_clear_errors_for_bad_requests_and_a_downed_servic
         assert ready.status_code == 503 and "projects" in ready.text
         # The others still answer.
         assert (await gw.get("/api/membership/figures")).status_code == 200
+
+
+async def test_every_log_line_of_every_process_is_json(platform: Platform) -> None:
+    # After the flows above (and the projects service stopped by the previous test).
+    logs = sorted(platform.logs.glob("*.log"))
+    assert {p.stem for p in logs} >= {"catcher", "membership", "projects", "newsletter", "matchmaking", "gateway"}
+    bad: dict[str, list[str]] = {}
+    access = 0
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                bad.setdefault(log.stem, []).append(line[:200])
+                continue
+            if not isinstance(item, dict):
+                bad.setdefault(log.stem, []).append(line[:200])
+            elif item.get("event") == "request":
+                access += 1
+    assert bad == {}
+    assert access > 0

@@ -336,6 +336,10 @@ def cli(spec: ServiceSpec) -> Callable[[], None]:
 
         host = getattr(args, "host", None) or settings.http_host
         port = getattr(args, "port", None) or settings.http_port
-        uvicorn.run(create_app(spec, settings), host=host, port=port, log_level="warning", access_log=False)
+        configure_logging(spec.name, settings.log_level, settings.log_json)
+        # log_config=None: uvicorn's records go through our JSON formatter, not its own handlers.
+        uvicorn.run(
+            create_app(spec, settings), host=host, port=port, log_level="warning", access_log=False, log_config=None
+        )
 
     return main

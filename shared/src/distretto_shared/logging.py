@@ -1,10 +1,20 @@
-"""structlog configuration: JSON lines bound to service, event id and correlation id."""
+"""Logging: every line a process writes is one JSON object.
+
+structlog renders our own log calls; the standard library's loggers (aiokafka, httpx,
+uvicorn, alembic, bm25s, asyncio …) go through structlog's ``ProcessorFormatter`` on the root
+logger, so they come out as the same JSON lines with the same fields (``service``,
+``correlation_id``, ``event_id`` when bound). An exception is a field (``exception``: the
+formatted traceback), never lines of its own; uncaught exceptions and ``warnings`` are logged
+the same way. ``log_json=False`` renders the same events for a terminal instead.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -12,38 +22,85 @@ import structlog
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
 
-_configured = False
+# Loggers that configure their own handlers (uvicorn's dictConfig): ours replace them.
+_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+_QUIET = ("aiokafka", "kafka", "sqlalchemy.engine", "alembic", "httpx", "httpcore", "asyncio", "faststream")
 
 
-def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
-    """Configure structlog and the stdlib root logger once per process.
-
-    Every log line carries ``service``; ``event_id`` and ``correlation_id`` are
-    bound through :func:`structlog.contextvars.bind_contextvars` while an event
-    or a request is handled.
-    """
-    global _configured
-    lvl = getattr(logging, level.upper(), logging.INFO)
-    processors: list[Any] = [
+def _shared_processors() -> list[Any]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-        structlog.processors.format_exc_info,
     ]
+
+
+def _add_logger_name(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict.setdefault("logger", record.name)
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    """Configure structlog and the standard library's root logger for this process (idempotent).
+
+    Every line carries ``service``; ``event_id`` and ``correlation_id`` are bound through
+    :func:`structlog.contextvars.bind_contextvars` while an event or a request is handled.
+    """
+    lvl = getattr(logging, level.upper(), logging.INFO)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    exceptions: list[Any] = [structlog.processors.format_exc_info] if json else []
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            *exceptions,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    if not _configured:
-        logging.basicConfig(level=lvl, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-        for noisy in ("aiokafka", "kafka", "sqlalchemy.engine", "alembic"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        _configured = True
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), _add_logger_name, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exceptions,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if not type(old).__module__.startswith("_pytest"):  # keep pytest's capture
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    for name in _OWN_HANDLERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.propagate = True
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(lvl, logging.WARNING))
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_thread
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("distretto").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -151,8 +151,37 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
             metrics.HTTP_LATENCY.labels(self.service, method, template).observe(elapsed)
+            log_access(method, template, status, elapsed, principal_id(scope, headers), cid)
             correlation_id_var.reset(cid_token)
             traceparent_var.reset(tp_token)
+
+
+_access = get_logger("distretto.access")
+
+
+def principal_id(scope: Scope, headers: dict[str, str] | None = None) -> str | None:
+    """The caller's principal id, if known: the verified principal, else the gateway's header."""
+    found = (scope.get("state") or {}).get("principal")
+    if found is not None:
+        return str(getattr(found, "id", None) or getattr(found, "subject", None) or "") or None
+    if headers is not None:
+        return headers.get(PRINCIPAL_HEADER)
+    return None
+
+
+def log_access(
+    method: str, route: str, status: int, elapsed: float, principal: str | None, correlation_id: str | None
+) -> None:
+    """One access line per request: no path values, query strings or bodies (they may hold personal data)."""
+    _access.info(
+        "request",
+        method=method,
+        route=route,
+        status=status,
+        duration_ms=round(elapsed * 1000, 2),
+        principal=principal,
+        correlation_id=correlation_id,
+    )
 
 
 class Principal(BaseModel):

@@ -131,9 +131,11 @@ def main() -> None:
             http="httptools",
             log_level="warning",
             access_log=False,
+            log_config=None,  # uvicorn's records go through the JSON formatter
             proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
         )
         return
+    configure_logging(SPEC.name, settings.log_level, settings.log_json)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -142,5 +144,6 @@ def main() -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's records go through the JSON formatter
         proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
     )

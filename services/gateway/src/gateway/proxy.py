@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from distretto_shared import metrics
 from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
+from distretto_shared.web import log_access
 from gateway.config import Settings
 from gateway.domain import (
     CONSOLE,
@@ -263,6 +264,8 @@ class GatewayMiddleware:
         route = rule.pattern if rule else "unmatched"
         upstream = rule.upstream if rule else (target[0] if target else GATEWAY)
         status = 500
+        identity: Identity | None = None
+        own = False  # the gateway's own routes: the backbone's middleware writes their access line
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -275,7 +278,6 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            identity: Identity | None = None
             auth_error: str | None = None
             try:
                 if authorization:  # the common case, without a coroutine
@@ -319,9 +321,13 @@ class GatewayMiddleware:
                 status = await self.forward(scope, receive, send, target[0], identity, client, id_headers)
             else:
                 scope.setdefault("state", {})["identity"] = identity
+                own = True
                 await self.app(scope, receive, send_wrapper)
         finally:
-            self._observe(route, upstream, method, status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self._observe(route, upstream, method, status, elapsed)
+            if not own:
+                log_access(method, route, status, elapsed, identity.principal if identity else None, correlation_id)
 
     async def forward(
         self,

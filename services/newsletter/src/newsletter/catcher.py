@@ -25,6 +25,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
+from distretto_shared.logging import configure_logging, get_logger
+
 
 @dataclass
 class CaughtMail:
@@ -174,8 +176,10 @@ async def serve(host: str, smtp_port: int, http_port: int, folder: Path | None, 
         host,
         smtp_port,
     )
-    config = uvicorn.Config(http_app(catcher), host=host, port=http_port, log_level="warning", access_log=False)
-    print(f"mail catcher: smtp://{host}:{smtp_port}  http://{host}:{http_port}", flush=True)
+    config = uvicorn.Config(
+        http_app(catcher), host=host, port=http_port, log_level="warning", access_log=False, log_config=None
+    )
+    get_logger(__name__).info("mail catcher listening", smtp=f"{host}:{smtp_port}", http=f"{host}:{http_port}")
     try:
         await uvicorn.Server(config).serve()
     finally:
@@ -190,6 +194,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("var") / "mail", help="where .eml files go ('' = none)")
     parser.add_argument("--keep", type=int, default=5000, help="mails kept in memory")
     args = parser.parse_args()
+    configure_logging("catcher")
     folder = args.folder if str(args.folder) else None
     asyncio.run(serve(args.host, args.smtp_port, args.http_port, folder, args.keep))
 
