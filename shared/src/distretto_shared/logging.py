@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -35,7 +36,7 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def _add_logger_name(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_logger_name(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     record = event_dict.get("_record")
     if record is not None:
         event_dict.setdefault("logger", record.name)
