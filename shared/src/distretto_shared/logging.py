@@ -40,6 +40,8 @@ def _add_logger_name(_logger: Any, _name: str, event_dict: MutableMapping[str, A
     record = event_dict.get("_record")
     if record is not None:
         event_dict.setdefault("logger", record.name)
+    if event_dict.get("message") == event_dict.get("event"):
+        event_dict.pop("message", None)  # set by an earlier formatter on the same record
     return event_dict
 
 
@@ -64,7 +66,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), _add_logger_name, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(), _add_logger_name],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *exceptions,
