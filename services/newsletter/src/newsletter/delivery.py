@@ -52,7 +52,7 @@ from typing import Any
 import aiosmtplib
 import markupsafe
 import sqlalchemy as sa
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from prometheus_client import Counter, Gauge
 
@@ -61,7 +61,7 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
-from newsletter import domain
+from newsletter import domain, rendering
 from newsletter.config import Settings
 from newsletter.models import Campaign, Delivery, Subscriber, Subscription, Template
 
@@ -112,16 +112,20 @@ _SIMPLE_STATUS = {"released": "pending", "skipped": "skipped"}
 
 # -- rendering -------------------------------------------------------------------
 
-_ENV_HTML = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-_ENV_TEXT = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+_ENV_HTML = rendering.BoundedSandbox(autoescape=True)
+_ENV_TEXT = rendering.BoundedSandbox(autoescape=False)
 
 
 def check_template(source: str, *, html: bool) -> None:
-    """Raise ``ValueError`` naming the problem when ``source`` is not a valid template."""
+    """Raise ``ValueError`` naming the problem when ``source`` is not a valid template or goes past a limit."""
     try:
-        (_ENV_HTML if html else _ENV_TEXT).from_string(source)
+        template = (_ENV_HTML if html else _ENV_TEXT).from_string(source)
     except TemplateError as exc:
         raise ValueError(f"template error: {exc}") from exc
+    try:
+        rendering.check_limits(template)
+    except rendering.TemplateLimitError as exc:
+        raise ValueError(f"the template goes past the rendering limits: {exc}") from exc
 
 
 def footer(text: str, html: str, *, unsubscribe_url: str, preferences_url: str) -> tuple[str, str]:
@@ -249,7 +253,7 @@ class CompiledTemplate:
             else:
                 subscriber["attributes"][slot[2]] = mark
         try:
-            out = self.template.render(context)
+            out = rendering.render(self.template, context)
         except Exception:  # the campaign's own data is wrong: every mail fails in Jinja, with its message
             return
         parts = _MARK.split(out)
@@ -270,7 +274,7 @@ class CompiledTemplate:
                 return self._join(values)
             except _Missing:
                 pass
-        return self.template.render(context)
+        return rendering.render(self.template, context)
 
     def _join(self, values: dict[Slot, Any]) -> str:
         out = []
