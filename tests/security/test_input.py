@@ -33,3 +33,22 @@ def test_import_warnings_name_line_and_column() -> None:
     warnings = formula_warnings(7, ["name", "city"], ["Acme", "\r=cmd"], file="x.csv")
     assert [w.as_dict()["column"] for w in warnings] == ["city"]
     assert warnings[0].as_dict()["line"] == 7 and warnings[0].as_dict()["file"] == "x.csv"
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+TEMPLATE_BOMBS = [
+    "{{ 'a' * 100000000 }}",
+    "{% for i in range(100000000) %}x{% endfor %}",
+    "{{ ''|center(100000000) }}",
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("bomb", TEMPLATE_BOMBS)
+def test_template_bombs_are_refused_when_saved(bomb: str) -> None:
+    # Before: `{{ 'a' * 100000000 }}` was saved, and rendering it kept the newsletter busy for 30 s.
+    from newsletter import delivery
+
+    with pytest.raises(ValueError, match="rendering limits"):
+        delivery.check_template(bomb, html=True)
