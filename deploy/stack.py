@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from distretto_shared.identity import Keyring
+
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
 RUN = VAR / "run"
@@ -56,11 +58,24 @@ def _py(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+SECRETS = VAR / "secrets"
+KEYRING_FILE = SECRETS / "identity-keys.json"
+"""Each process's Ed25519 signing key, generated once per installation (owner-only file)."""
+KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking")
+
+
+def keyring() -> Keyring:
+    """This installation's signing keys: made on the first `make up`, reused after."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    os.chmod(SECRETS, 0o700)
+    return Keyring.load_or_create(KEYRING_FILE, KEYED)
+
+
 def processes() -> list[Proc]:
     """Every process `make up` starts, in start order."""
     common = {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DISTRETTO_DATA_DIR": str(DATA)}
     public = GATEWAY
-    return [
+    procs = [
         Proc(
             "catcher",
             _py(
@@ -117,6 +132,11 @@ def processes() -> list[Proc]:
             },
         ),
     ]
+    keys = keyring()
+    for proc in procs:
+        if proc.name in KEYED:
+            proc.env = {**proc.env, **keys.env(proc.name)}
+    return procs
 
 
 def say(msg: str) -> None:

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from pydantic import AliasChoices
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -508,7 +509,14 @@ def check_environment(compose: Compose) -> Problems:
             continue
         prefix = env_prefix(name)
         fields = settings_cls(name).model_fields
-        allowed = {f"{prefix}{f.upper()}" for f in fields} | set(SHARED_ENV)
+        aliases = {
+            str(choice)
+            for f in fields.values()
+            if isinstance(f.validation_alias, AliasChoices)
+            for choice in f.validation_alias.choices
+        }
+        allowed = {f"{prefix}{f.upper()}" for f, info in fields.items() if info.validation_alias is None}
+        allowed |= aliases | set(SHARED_ENV)
         env = env_of(svc)
         for var in sorted(set(env) - allowed):
             problems.append(f"{key}: {var} is not a setting of {name} (prefix {prefix})")
@@ -517,7 +525,10 @@ def check_environment(compose: Compose) -> Problems:
             if field_name == "http_host":
                 continue  # the command's --host
             loopback = any(h in str(setting_default(field)) for h in LOOPBACK)
-            if loopback and f"{prefix}{field_name.upper()}" not in env and field_name not in fed:
+            names = {f"{prefix}{field_name.upper()}"}
+            if isinstance(field.validation_alias, AliasChoices):
+                names = {str(c) for c in field.validation_alias.choices}
+            if loopback and not names & set(env) and field_name not in fed:
                 problems.append(f"{key}: {prefix}{field_name.upper()} keeps its loopback default in a container")
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get(f"{prefix}KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap not in in_network:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,10 +14,19 @@ import httpx
 import pytest
 import uvicorn
 
+from distretto_shared.identity import Principal, Verifier, parse_trusted_keys
 from distretto_shared.testing import DatabaseTarget, free_port, service_client
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.domain import CONSOLE, SERVICES
+
+
+def principal_seen(echo: dict[str, Any]) -> Principal:
+    """The caller a service behind the gateway would see: the credential in the echoed request,
+    verified as that service verifies it (its audience, the installation's trusted keys)."""
+    keys = parse_trusted_keys(os.environ["DISTRETTO_TRUSTED_KEYS"])
+    return Verifier(audience=echo["service"], keys=keys).verify(echo["headers"]["x-distretto-identity"])
+
 
 ADMIN_EMAIL = "admin@gateway.test"
 ADMIN_PASSWORD = "admin-password-1234"

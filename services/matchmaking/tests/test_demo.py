@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
-
-from distretto_shared.testing import ServiceProcess
+from distretto_shared.testing import ADMIN, ServiceProcess, identity_headers
 from matchmaking import demo
 
 
@@ -20,12 +18,12 @@ async def test_demo_is_idempotent(tmp_path: Path, kafka_bootstrap: str, topic_pr
     process = ServiceProcess("matchmaking", env=env, log_path=tmp_path / "service.log")
     await process.start()
     try:
-        first = await asyncio.to_thread(demo.load, process.url, None, 0.0)
+        first = await asyncio.to_thread(demo.load, process.url, None, 0.0, identity_headers(ADMIN, "matchmaking"))
         assert first["opportunities"] == len(demo.OPPORTUNITIES)
         assert first["matches"] > 0  # technology offers meet the matching requests
-        second = await asyncio.to_thread(demo.load, process.url, None, 0.0)
+        second = await asyncio.to_thread(demo.load, process.url, None, 0.0, identity_headers(ADMIN, "matchmaking"))
         assert second == {"opportunities": 0, "matches": 0}
-        async with httpx.AsyncClient(base_url=process.url) as client:
+        async with process.client() as client:
             assert (await client.get("/opportunities")).json()["total"] == len(demo.OPPORTUNITIES)
             matches = (await client.get("/matches")).json()
             assert matches["total"] == first["matches"]

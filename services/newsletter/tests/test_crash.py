@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 from distretto_shared.db import Database
@@ -48,7 +47,7 @@ async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_on
     env = env_for(database, kafka_bootstrap, sink, tmp_path)
     first = await ServiceProcess("newsletter", env=env, log_path=tmp_path / "first.log").start()
     try:
-        async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+        async with first.client(timeout=30) as client:
             assert (await client.post("/lists", json={"slug": "all", "name": "All"})).status_code == 201
             emails = [f"r{i:03d}@example.org" for i in range(RECIPIENTS)]
             for e in emails:
@@ -80,7 +79,7 @@ async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_on
 
     second = await ServiceProcess("newsletter", env=env, log_path=tmp_path / "second.log").start()
     try:
-        async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
+        async with second.client(timeout=30) as client:
 
             async def finished() -> bool:
                 r = await client.get(f"/campaigns/{cid}")

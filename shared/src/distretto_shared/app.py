@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,12 +36,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from distretto_shared import metrics
 from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.db import Database
+from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, parse_trusted_keys, public_pem
 from distretto_shared.logging import configure_logging, get_logger
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.outbox import OutboxRelay
 from distretto_shared.settings import ServiceSettings, default_data_dir
 from distretto_shared.topics import TopicSpec, ensure_topics, topic_name
-from distretto_shared.web import RequestContextMiddleware, install_error_handlers
+from distretto_shared.web import (
+    BodyLimitMiddleware,
+    IdentityMiddleware,
+    RequestContextMiddleware,
+    install_error_handlers,
+    metrics_allowed,
+)
 
 log = get_logger(__name__)
 
@@ -75,6 +83,13 @@ class ServiceSpec:
     personal_tables: list[str] = field(default_factory=list)
     """Tables holding personal data: after an erasure (``db.request_scrub``) they are scrubbed on
     disk (SQLite: WAL checkpoint, secure_delete is always on; PostgreSQL: ``VACUUM FULL``)."""
+    authenticate: bool = True
+    """Every request needs a credential verified here (``X-Distretto-Identity``). Only the gateway,
+    which authenticates people and partner systems itself, turns this off."""
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or unsafe: the process refuses to start and says which."""
 
 
 class ServiceContext:
@@ -113,6 +128,43 @@ class ServiceContext:
         self.tasks: list[asyncio.Task[Any]] = []
         self.extras: dict[str, Any] = {}
         """Service-specific singletons (a search index, an SMTP pool …)."""
+        self.identity: TokenSigner | None = signer_for(spec.name, settings)
+        """Mints this service's credentials for calls to other services (``None`` without a signing key)."""
+
+    def service_headers(self, audience: str) -> dict[str, str]:
+        """Headers that let this service call ``audience`` as ``service:<name>``."""
+        if self.identity is None:
+            raise ConfigurationError(
+                f"{self.spec.name} has no signing key: set {self.spec.name.upper()}_SIGNING_KEY to call {audience}"
+            )
+        return self.identity.service_headers(audience)
+
+
+def signer_for(name: str, settings: ServiceSettings) -> TokenSigner | None:
+    """The process's signer from ``<PREFIX>_SIGNING_KEY`` (``None`` when unset)."""
+    if not settings.signing_key:
+        return None
+    try:
+        pem = settings.signing_key.replace("\\n", "\n")
+        return TokenSigner.from_pem(issuer_of(name), key_id(public_pem(pem)), pem)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name.upper()}_SIGNING_KEY is not a usable Ed25519 private key: {exc}") from None
+
+
+def verifier_for(name: str, settings: ServiceSettings) -> Verifier:
+    """The verifier of credentials addressed to ``name``; refuses to start without trusted keys."""
+    if not settings.trusted_keys.strip():
+        raise ConfigurationError(
+            f"{name} refuses to start: DISTRETTO_TRUSTED_KEYS is not set, so it could verify no caller "
+            "(`make up` generates it; see the README's Security section)"
+        )
+    try:
+        keys = parse_trusted_keys(settings.trusted_keys)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{name} refuses to start: DISTRETTO_TRUSTED_KEYS is not usable: {exc}") from None
+    if not any(k.issuer == "gateway" for k in keys.values()):
+        raise ConfigurationError(f"{name} refuses to start: DISTRETTO_TRUSTED_KEYS has no key of the gateway")
+    return Verifier(audience=name, keys=keys)
 
 
 def build_broker(spec: ServiceSpec, settings: ServiceSettings) -> KafkaBroker:
@@ -192,6 +244,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     """The service's ASGI app, with everything started in its lifespan."""
     settings = settings or spec.settings_cls()
     settings.service_name = spec.name
+    verifier = verifier_for(spec.name, settings) if spec.authenticate else None
+    signer_for(spec.name, settings)  # a broken signing key stops the start here, not at the first call
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -240,6 +294,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         version=spec.version,
         lifespan=lifespan,
     )
+    app.state.service_name = spec.name
+    # Added last = runs first: ids and metrics, then the body limit, then the credential.
+    if verifier is not None:
+        app.add_middleware(IdentityMiddleware, verifier=verifier)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     install_error_handlers(app)
     for router in spec.routers:
@@ -258,7 +317,15 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         )
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        if spec.authenticate and not metrics_allowed(request, settings.metrics_allowed_addresses):
+            return JSONResponse(
+                status_code=403,
+                content={
+                    "error": "forbidden",
+                    "message": "Metrics are for operators: scrape from an allowed address or call as an operator",
+                },
+            )
         await metrics.refresh()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
@@ -325,6 +392,12 @@ def cli(spec: ServiceSpec) -> Callable[[], None]:
         args = parser.parse_args()
         settings = spec.settings_cls()
         settings.service_name = spec.name
+        if args.command in (None, "serve"):
+            try:
+                app = create_app(spec, settings)
+            except ConfigurationError as exc:
+                print(f"{spec.name}: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
         if args.command == "migrate":
             configure_logging(spec.name, settings.log_level, settings.log_json)
             asyncio.run(upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema))
@@ -338,8 +411,6 @@ def cli(spec: ServiceSpec) -> Callable[[], None]:
         port = getattr(args, "port", None) or settings.http_port
         configure_logging(spec.name, settings.log_level, settings.log_json)
         # log_config=None: uvicorn's records go through our JSON formatter, not its own handlers.
-        uvicorn.run(
-            create_app(spec, settings), host=host, port=port, log_level="warning", access_log=False, log_config=None
-        )
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
 
     return main

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +27,7 @@ def default_data_dir() -> Path:
 class ServiceSettings(BaseSettings):
     """Settings every service has; subclass and set ``model_config`` with an env prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="DISTRETTO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DISTRETTO_", extra="ignore", populate_by_name=True)
 
     service_name: str = "service"
     database_url: str = ""
@@ -47,6 +47,24 @@ class ServiceSettings(BaseSettings):
     create_topics: bool = True
     erasure_scrub_delay: float = 1.0
     """Seconds between an erasure's commit and the on-disk scrub (erasures within it share one)."""
+
+    # Identity (see distretto_shared.identity). No defaults: `make up` generates them.
+    signing_key: str = ""
+    """This process's Ed25519 private key (PEM), ``<PREFIX>_SIGNING_KEY``: it mints the credentials the
+    service presents when it calls another service. Empty: the service calls no other service."""
+    trusted_keys: str = Field(default="", validation_alias=AliasChoices("DISTRETTO_TRUSTED_KEYS"))
+    """``DISTRETTO_TRUSTED_KEYS``: JSON list of ``{kid, issuer, public_key, not_after?}`` — whose
+    credentials this service accepts. Required: a service without it refuses to start."""
+    metrics_allowed_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        validation_alias=AliasChoices("DISTRETTO_METRICS_ALLOWED_ADDRESSES"),
+    )
+    """Client addresses or networks (``10.0.0.0/24``) that may scrape ``/metrics`` without a credential
+    (the Prometheus server's); everyone else needs an ``operator`` or ``admin`` principal."""
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("DISTRETTO_MAX_BODY_BYTES")
+    )
+    """Request bodies larger than this get 413 before they are read whole."""
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per service."""

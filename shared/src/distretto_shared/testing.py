@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,27 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from distretto_shared.events import Event, encode
+from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role
 
 POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
+
+# One key ring per test session, as `make up` makes one per installation: every process the tests
+# start (in-process apps and real processes alike) signs with its own key and trusts them all.
+TEST_PROCESSES = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console", "example", "tests")
+KEYRING = Keyring.generate(TEST_PROCESSES)
+for _name in TEST_PROCESSES:
+    os.environ.setdefault(f"{_name.upper()}_SIGNING_KEY", KEYRING.private_keys[_name])
+os.environ.setdefault("DISTRETTO_TRUSTED_KEYS", KEYRING.env("gateway")["DISTRETTO_TRUSTED_KEYS"])
+GATEWAY_SIGNER = KEYRING.signer("gateway")
+
+ADMIN = Principal(id="user:test-admin", role=Role.ADMIN)
+"""The caller tests act as unless they say otherwise."""
+
+
+def identity_headers(principal: Principal, audience: str, ttl: int = 900) -> dict[str, str]:
+    """The credential the gateway would send ``audience`` for ``principal`` (long-lived enough for a
+    slow test; the gateway's own live a minute)."""
+    return {IDENTITY_HEADER: GATEWAY_SIGNER.mint(principal, audience, ttl=ttl)}
 
 
 @dataclass(frozen=True)
@@ -180,15 +199,39 @@ def headers_of(record: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers or ()}
 
 
+def identity_auth(principal: Principal | None, audience: str) -> Any:
+    """An httpx ``auth`` that sends a fresh credential for ``principal`` with every request
+    (``None``: no credential at all, as an attacker calling the service directly)."""
+    import httpx
+
+    class _IdentityAuth(httpx.Auth):
+        def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+            if principal is not None and IDENTITY_HEADER not in request.headers:
+                request.headers.update(identity_headers(principal, audience))
+            yield request
+
+    return _IdentityAuth()
+
+
 @contextlib.asynccontextmanager
-async def service_client(app: Any) -> AsyncIterator[Any]:
-    """Run an app's lifespan (migrations, relay, broker) and yield an httpx client talking to it in-process."""
+async def service_client(app: Any, principal: Principal | None = ADMIN) -> AsyncIterator[Any]:
+    """Run an app's lifespan (migrations, relay, broker) and yield an httpx client talking to it in-process.
+
+    Every request carries a credential for ``principal`` (an admin unless told otherwise; ``None``
+    sends none). A request that sets ``X-Distretto-Identity`` itself keeps its own.
+    """
     import httpx
     from asgi_lifespan import LifespanManager
 
+    # The gateway's app authenticates people itself: it gets no service credential.
+    audience = getattr(getattr(app, "state", None), "service_name", None)
+    if audience is None:
+        principal = None
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://service", auth=identity_auth(principal, audience or "")
+        ) as client:
             yield client
 
 
@@ -208,6 +251,17 @@ class ServiceProcess:
     def url(self) -> str:
         """Base URL of the running service."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        """The service's name (its module)."""
+        return self.module.split(".")[0]
+
+    def client(self, principal: Principal | None = ADMIN, **kwargs: Any) -> Any:
+        """An httpx client for this process, sending a credential for ``principal`` (admin by default)."""
+        import httpx
+
+        return httpx.AsyncClient(base_url=self.url, auth=identity_auth(principal, self.name), **kwargs)
 
     async def start(self, timeout: float = 60.0) -> ServiceProcess:
         """Start the process and wait until ``/healthz`` answers."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -15,15 +17,13 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distretto_shared import metrics
+from distretto_shared.identity import InvalidCredential, Principal, Role, Verifier
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
-# Identity forwarded by the gateway; services trust these and nothing else.
-PRINCIPAL_HEADER = "x-distretto-principal"
-ROLE_HEADER = "x-distretto-role"
 CORRELATION_HEADER = "x-correlation-id"
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -160,12 +160,10 @@ _access = get_logger("distretto.access")
 
 
 def principal_id(scope: Scope, headers: dict[str, str] | None = None) -> str | None:
-    """The caller's principal id, if known: the verified principal, else the gateway's header."""
+    """The verified caller's principal id, if the request got that far."""
     found = (scope.get("state") or {}).get("principal")
     if found is not None:
         return str(getattr(found, "id", None) or getattr(found, "subject", None) or "") or None
-    if headers is not None:
-        return headers.get(PRINCIPAL_HEADER)
     return None
 
 
@@ -184,13 +182,175 @@ def log_access(
     )
 
 
-class Principal(BaseModel):
-    """Who is calling, as the gateway says."""
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A JSON error answered by a middleware, before any route runs."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    subject: str | None = None
-    role: str | None = None
+
+class BodyLimitMiddleware:
+    """413 for request bodies over ``max_bytes``: by Content-Length before reading, and while a
+    chunked body streams in (the route never sees more than the limit)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    await send_error(send, 400, "bad_request", "Content-Length is not a number")
+                    return
+                if declared > self.max_bytes:
+                    await send_error(send, 413, "payload_too_large", self._message())
+                    return
+        received = 0
+        started = False
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Answer now and tell the route the caller left: whatever it answers is dropped.
+                    refused = True
+                    if not started:
+                        await send_error(send, 413, "payload_too_large", self._message())
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    def _message(self) -> str:
+        return f"The request body is larger than {self.max_bytes} bytes"
 
 
-def principal(request: Request) -> Principal:
-    """Dependency: the identity the gateway forwarded (anonymous when absent)."""
-    return Principal(subject=request.headers.get(PRINCIPAL_HEADER), role=request.headers.get(ROLE_HEADER))
+class IdentityMiddleware:
+    """Every request carries a credential this service verifies itself, or gets 401 before any route runs.
+
+    The credential (``X-Distretto-Identity``) is minted by the gateway for the caller it
+    authenticated — anonymous callers of public routes included — or by another service
+    calling as itself. ``/healthz`` and ``/readyz`` are exempt (probes); ``/metrics``
+    checks its caller itself (:func:`metrics_allowed`).
+    """
+
+    EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp, verifier: Verifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = None
+        for k, v in scope.get("headers", ()):
+            if k == b"x-distretto-identity":
+                token = v.decode("latin-1")
+                break
+        principal: Principal | None = None
+        if token is not None:
+            try:
+                principal = self.verifier.verify(token)
+            except InvalidCredential as exc:
+                if scope.get("path") not in self.EXEMPT:
+                    log.info("credential refused", reason=str(exc), path=scope.get("path"))
+                    await send_error(
+                        send, 401, "unauthorized", f"Refused: {exc}", [(b"www-authenticate", b"Distretto")]
+                    )
+                    return
+        elif scope.get("path") not in self.EXEMPT:
+            await send_error(
+                send,
+                401,
+                "unauthorized",
+                "This service answers only requests with a credential (X-Distretto-Identity): "
+                "call it through the gateway",
+                [(b"www-authenticate", b"Distretto")],
+            )
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def current_principal(request: Request) -> Principal:
+    """Dependency: the verified caller (401 when there is none)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Unauthorized("No verified caller for this request")
+    return principal
+
+
+class Unauthorized(DomainError):
+    """No valid credential."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+
+
+def address_allowed(client: str | None, allowed: list[str]) -> bool:
+    """True when ``client`` is one of ``allowed`` (addresses or networks such as ``10.0.0.0/24``)."""
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def metrics_allowed(request: Request, allowed_addresses: list[str]) -> bool:
+    """``/metrics``: the configured scrape addresses, or an operator/admin principal."""
+    if address_allowed(request.client.host if request.client else None, allowed_addresses):
+        return True
+    principal = getattr(request.state, "principal", None)
+    return principal is not None and principal.role in (Role.OPERATOR, Role.ADMIN)

@@ -176,7 +176,9 @@ async def openapi_document(request: Request, gw: GatewayDep) -> JSONResponse:
     now = time.monotonic()
     if gw.openapi_cache is not None and gw.openapi_cache[0] > now:
         return JSONResponse(gw.openapi_cache[1])
-    docs, failures = await openapi.fetch_documents(gw.client, gw.upstreams, gw.settings.upstream_check_timeout)
+    docs, failures = await openapi.fetch_documents(
+        gw.client, gw.upstreams, gw.settings.upstream_check_timeout, gw.own_headers
+    )
     doc = openapi.merge(request.app.openapi(), docs, failures, gw.policy)
     # a missing service is asked again soon; a complete document is kept longer
     gw.openapi_cache = (now + (5.0 if failures else gw.settings.openapi_cache_seconds), doc)

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from distretto_shared.app import ServiceContext, ServiceSpec, cli
+from distretto_shared.app import ConfigurationError, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.logging import configure_logging
 from distretto_shared.migrations import upgrade_async
@@ -38,6 +38,7 @@ SPEC = ServiceSpec(
     routers=[api.router],
     migrations=MIGRATIONS,
     title="Distretto gateway",
+    authenticate=False,  # it authenticates people and partner systems itself
     description="The single entrance: authentication, roles, rate limits, routing to the services.",
 )
 
@@ -79,7 +80,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     gateway = Gateway(settings)
 
     async def start(ctx: ServiceContext) -> None:
-        await gateway.start(ctx.db)
+        if ctx.identity is None:
+            raise ConfigurationError(
+                "gateway refuses to start: GATEWAY_SIGNING_KEY is not set, so it could vouch for no caller "
+                "(`make up` generates it; see the README's Security section)"
+            )
+        await gateway.start(ctx.db, ctx.identity)
         ctx.extras["gateway"] = gateway
         await service.ensure_admin(ctx.db, gateway.passwords, settings.admin_email, settings.admin_password)
 

@@ -12,6 +12,7 @@ from pydantic import Field as Attr
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.identity import Principal
 from gateway.domain import Role
 
 
@@ -169,18 +170,6 @@ class Identity(BaseModel):
     """``token`` or ``api_key``."""
 
     @cached_property
-    def header_block(self) -> bytes:
-        """The identity as the services receive it: ``\\r\\nx-distretto-…: …`` lines, encoded once per identity."""
-        values = [
-            (b"x-distretto-principal", self.principal),
-            (b"x-distretto-role", self.role.value),
-            (b"x-distretto-via", self.via),
-        ]
-        if self.organisation_id:
-            values.append((b"x-distretto-organisation", self.organisation_id))
-        out = b""
-        for name, value in values:
-            # never let a stored value break the header framing (the services would see a forged header)
-            clean = "".join(c for c in value if c.isprintable()) if not value.isprintable() else value
-            out += b"\r\n" + name + b": " + clean.encode("utf-8")
-        return out
+    def as_principal(self) -> Principal:
+        """The identity as the services receive it (inside the credential the gateway mints)."""
+        return Principal(id=self.principal, role=self.role.value, organisation_id=self.organisation_id)

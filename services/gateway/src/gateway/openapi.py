@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -125,13 +126,16 @@ def merge(
 
 
 async def fetch_documents(
-    client: httpx.AsyncClient, upstreams: dict[str, str], timeout: float
+    client: httpx.AsyncClient,
+    upstreams: dict[str, str],
+    timeout: float,
+    headers_for: Callable[[str], dict[str, str]] = lambda _name: {},
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Each service's /openapi.json; the ones that failed with the reason."""
 
     async def one(name: str, base: str) -> tuple[str, dict[str, Any] | None, str]:
         try:
-            response = await client.get(base + "/openapi.json", timeout=timeout)
+            response = await client.get(base + "/openapi.json", timeout=timeout, headers=headers_for(name))
             if response.status_code != 200:
                 return name, None, f"HTTP {response.status_code}"
             body = response.json()

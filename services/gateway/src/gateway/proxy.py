@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distretto_shared import metrics
 from distretto_shared.db import Database
+from distretto_shared.identity import ANONYMOUS, TokenSigner
 from distretto_shared.logging import get_logger
 from distretto_shared.web import log_access
 from gateway.config import Settings
@@ -90,7 +91,13 @@ RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
 PROXIED_RESPONSE_DROPPED = RESPONSE_DROPPED | {b"x-request-id", b"x-correlation-id"}
 # Never forwarded upstream: hop-by-hop, credentials (the services get the verified identity instead),
 # any identity or forwarding header a caller might forge, and the ids the gateway sets itself.
-IDENTITY_HEADERS = (b"x-distretto-principal", b"x-distretto-role", b"x-distretto-organisation", b"x-distretto-via")
+IDENTITY_HEADERS = (
+    b"x-distretto-identity",
+    b"x-distretto-principal",
+    b"x-distretto-role",
+    b"x-distretto-organisation",
+    b"x-distretto-via",
+)
 STRIPPED_REQUEST = HOP_BY_HOP | {
     b"host",
     b"authorization",
@@ -163,11 +170,18 @@ class Gateway:
         )
         self.login_limiter = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
         self.openapi_cache: tuple[float, dict[str, Any]] | None = None
+        self.signer: TokenSigner
+        """Mints the credential each proxied request carries to its service."""
 
-    async def start(self, db: Database) -> None:
+    def own_headers(self, service: str) -> dict[str, str]:
+        """Headers for the gateway's own calls to ``service`` (OpenAPI documents)."""
+        return self.signer.service_headers(service)
+
+    async def start(self, db: Database, signer: TokenSigner) -> None:
         """Open the connection pools; build the authenticator on the service's database."""
         s = self.settings
         self.db = db
+        self.signer = signer
         self.passwords = Passwords(s)
         self.auth = Authenticator(s, db)
         pool_options = {
@@ -399,8 +413,9 @@ class GatewayMiddleware:
             parts += (b"\r\nx-forwarded-host: ", host)
         for k, v in id_headers:
             parts += (b"\r\n", k, b": ", v)
-        if identity is not None:
-            parts.append(identity.header_block)
+        # The verified caller, as a credential only this service accepts (anonymous callers too).
+        credential = gw.signer.mint_cached(identity.as_principal if identity is not None else ANONYMOUS, service)
+        parts += (b"\r\nx-distretto-identity: ", credential.encode())
         parts.append(b"\r\ntransfer-encoding: chunked\r\n\r\n" if chunked else b"\r\n\r\n")
         head = b"".join(parts)
 

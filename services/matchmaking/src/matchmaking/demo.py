@@ -267,9 +267,11 @@ def _owner(orgs: list[dict[str, Any]], kind: str, sector: str, index: int) -> st
     return f"demo-organisation-{index + 1}"
 
 
-def load(base_url: str, token: str | None = None, wait: float = 60.0) -> dict[str, int]:
+def load(
+    base_url: str, token: str | None = None, wait: float = 60.0, headers: dict[str, str] | None = None
+) -> dict[str, int]:
     """Load the demo opportunities and ask for matches; returns what was created."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     created = {"opportunities": 0, "matches": 0}
     with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=60) as client:
         orgs = _organisations(client, wait)
