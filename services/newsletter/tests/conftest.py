@@ -47,6 +47,8 @@ class SmtpSink:
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     parked: int = 0
+    hold_after: int | None = None
+    """Start holding by itself once this many messages were accepted (no race with the test)."""
     _gate: asyncio.Event | None = None
     _server: Any = None
 
@@ -57,6 +59,8 @@ class SmtpSink:
             return self.refuse[address]
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self._gate is None and self.hold_after is not None and len(self.received) >= self.hold_after:
+            self.hold()
         if self._gate is not None:
             self.parked += 1
             try:
@@ -76,6 +80,7 @@ class SmtpSink:
         self._gate = asyncio.Event()
 
     def release(self) -> None:
+        self.hold_after = None
         if self._gate is not None:
             self._gate.set()
         self._gate = None

@@ -1,4 +1,9 @@
-"""The service is SIGKILLed mid-campaign and restarted: every recipient gets exactly one mail."""
+"""The service is SIGKILLed mid-campaign and restarted: nobody is missed, and nobody gets a second
+mail except — at most one per SMTP connection — a message the server had accepted whose ``sent``
+was not yet durable (the documented window; its repeat carries the same Message-ID).
+
+The assertions are the design's guarantee, so they hold whatever the machine's load: the kill
+may land inside that window or not, and the test accepts exactly what the guarantee allows."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from distretto_shared.testing import DatabaseTarget, ServiceProcess
 from .conftest import SmtpSink, wait_until
 
 RECIPIENTS = 60
+CONNECTIONS = 3
 
 
 def env_for(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink, tmp_path: Path) -> dict[str, str]:
@@ -21,7 +27,7 @@ def env_for(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink, tmp_
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DISTRETTO_DATA_DIR": str(tmp_path / "data"),
         "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{sink.port}",
-        "NEWSLETTER_SMTP_CONNECTIONS_PER_SERVER": "3",
+        "NEWSLETTER_SMTP_CONNECTIONS_PER_SERVER": str(CONNECTIONS),
         "NEWSLETTER_CLAIM_BATCH": "5",
         "NEWSLETTER_LEASE_SECONDS": "2",
         "NEWSLETTER_SCHEDULER_INTERVAL": "0.2",
@@ -40,7 +46,7 @@ async def ledger(database: DatabaseTarget) -> Counter[str]:
         await db.dispose()
 
 
-async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_once(
+async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_the_window(
     database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink, tmp_path: Path
 ) -> None:
     sink.delay = 0.02
@@ -62,20 +68,23 @@ async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_on
                 "/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl, "lists": ["all"]}
             )
             cid = r.json()["id"]
+            sink.hold_after = 15
             assert (await client.post(f"/campaigns/{cid}/start")).json()["recipients"] == RECIPIENTS
 
-            await wait_until(lambda: len(sink.received) >= 15, what="the campaign under way")
-            # Park every connection mid-transaction (RCPT accepted nothing yet), then kill: the worst
-            # moment that is not the documented 250-before-commit window.
-            sink.hold()
+            # Once 15 mails are in, the sink parks every connection at its next RCPT (it decides
+            # itself, so no race with this test); then kill: every connection is mid-transaction.
             await wait_until(lambda: sink.parked >= 3, what="all three connections mid-transaction")
     finally:
         first.kill()
     sink.release()
     at_kill = await ledger(database)
     delivered_at_kill = len(sink.received)
-    assert at_kill["sending"] >= 3, at_kill  # claimed rows were in flight when the process died
-    assert at_kill["sent"] == delivered_at_kill < RECIPIENTS
+    assert at_kill["sending"] >= CONNECTIONS, at_kill  # claimed rows were in flight when the process died
+    assert 15 <= delivered_at_kill < RECIPIENTS
+    # Recorded sends are a subset of what the server accepted; the difference is the window:
+    # at most one accepted-but-unrecorded message per connection.
+    unrecorded = delivered_at_kill - at_kill["sent"]
+    assert 0 <= unrecorded <= CONNECTIONS, (delivered_at_kill, at_kill)
 
     second = await ServiceProcess("newsletter", env=env, log_path=tmp_path / "second.log").start()
     try:
@@ -90,7 +99,10 @@ async def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_on
     finally:
         second.stop()
     counts = sink.count_by_rcpt()
-    assert counts == {e: 1 for e in emails}, {e: n for e, n in counts.items() if n != 1}
+    assert set(counts) == set(emails), sorted(set(emails) - set(counts))  # nobody missed
+    repeated = {e: n for e, n in counts.items() if n > 1}
+    # a repeat only for a message accepted inside the window, and only once
+    assert all(n == 2 for n in repeated.values()) and len(repeated) <= unrecorded, (repeated, unrecorded)
     assert stats["sent"] == RECIPIENTS and stats["sending"] == 0 and stats["pending"] == 0
-    # every message carried its deterministic id exactly once
+    # one deterministic Message-ID per recipient: a repeat carries the same id, so a receiver can drop it
     assert len({r.message["Message-ID"] for r in sink.received}) == RECIPIENTS
