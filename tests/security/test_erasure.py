@@ -21,21 +21,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from distretto_shared.identity import Principal, Role
 from distretto_shared.kafka_runner import EmbeddedKafka
-from distretto_shared.testing import POSTGRES_ENV, ServiceProcess, free_port, wait_for
-
-try:  # the service credential, once every service verifies one
-    from distretto_shared.identity import Principal
-    from distretto_shared.testing import identity_headers
-except ImportError:  # pragma: no cover - before the identity core
-    Principal = None  # type: ignore[assignment,misc]
-    identity_headers = None  # type: ignore[assignment]
+from distretto_shared.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, wait_for
 
 
 def _admin(audience: str) -> dict[str, str]:
-    if identity_headers is None or Principal is None:
-        return {}
-    return identity_headers(Principal(id="user:erasure-test", role="admin"), audience)
+    return identity_headers(Principal(id="user:erasure-test", role=Role.ADMIN), audience)
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +211,13 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
         )
         assert sub.status_code == 201, sub.text
 
-        # The contact's event reached the newsletter (its read model has the contact).
-        async def seen() -> bool:
-            return (
-                await _newsletter_rows(stack, f"SELECT count(*) FROM member_contact WHERE contact_id = '{contact_id}'")
-                == 1
-            )
+        # The contact's event reached the newsletter, which fetched the address from membership
+        # as service:newsletter (the event itself carried none).
+        async def fetched() -> bool:
+            sql = f"SELECT count(*) FROM member_contact WHERE contact_id = '{contact_id}' AND email = '{planted}'"
+            return await _newsletter_rows(stack, sql) == 1
 
-        await wait_for(seen, timeout=120, what="ContactAdded handled by the newsletter")
+        await wait_for(fetched, timeout=120, what="ContactAdded handled and the details fetched by the newsletter")
         # The grep can find it: before the erasure the address is on disk.
         before = await _holders(stack, planted.encode())
         assert before, "the planted address should be on disk before the erasure"

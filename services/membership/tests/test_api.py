@@ -318,3 +318,41 @@ async def test_district_figures_and_metrics(membership: Any) -> None:
     assert await membership.metric("distretto_membership_members", status="applied", kind="company") == 1
     joins = await membership.metric("distretto_membership_transitions_total", from_status="applied", to_status="active")
     assert joins - joins_before == 3
+
+
+async def test_personal_data_is_for_the_newsletter_service_and_staff_only(membership: Any) -> None:
+    from distretto_shared.identity import Principal, Role
+    from distretto_shared.testing import KEYRING, identity_headers
+
+    org = await membership.create(name="Privacy Org")
+    contact = await membership.post(
+        f"/organisations/{org['id']}/contacts",
+        {"first_name": "Pia", "last_name": "Neri", "email": "pia.neri@privacy.example", "phone": "+39 055 1234567"},
+        expect=201,
+    )
+    url = f"/contacts/{contact['id']}/personal-data"
+    as_newsletter = KEYRING.signer("newsletter").service_headers("membership")
+    r = await membership.http.get(url, headers=as_newsletter)
+    assert r.status_code == 200, r.text
+    assert (r.json()["email"], r.json()["last_name"]) == ("pia.neri@privacy.example", "Neri")
+    assert (await membership.http.get(url)).status_code == 200  # staff (the client's admin)
+
+    refused = {
+        "member of the organisation": identity_headers(
+            Principal(id="user:m", role=Role.MEMBER, organisation_id=org["id"]), "membership"
+        ),
+        "partner": identity_headers(Principal(id="apikey:p", role=Role.PARTNER), "membership"),
+        "another service": KEYRING.signer("matchmaking").service_headers("membership"),
+    }
+    for who, headers in refused.items():
+        r = await membership.http.get(url, headers=headers)
+        assert r.status_code == 403, (who, r.text)
+        assert "pia.neri" not in r.text
+    # The gateway's key cannot assert the newsletter service: only the newsletter's own key can.
+    forged = identity_headers(Principal(id="service:newsletter", role=Role.SERVICE), "membership")
+    assert (await membership.http.get(url, headers=forged)).status_code == 401
+
+    # Erased: the newsletter learns it is gone (404) and gets nothing.
+    await membership.post(f"/contacts/{contact['id']}/erase")
+    r = await membership.http.get(url, headers=as_newsletter)
+    assert r.status_code == 404 and "pia.neri" not in r.text

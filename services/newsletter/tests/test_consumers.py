@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import sqlalchemy as sa
 
 from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.identity import Verifier, parse_trusted_keys
 from distretto_shared.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.topics import ensure_topics
 from newsletter import domain, service
@@ -126,8 +128,11 @@ async def test_welcome_digest_and_erasure_from_events(
         await fetch_until(
             members_api, app, lambda: sink.to("anna@biotech.example") and sink.to("late@biotech.example"), "welcome"
         )
-        # Only consenting contacts' details were asked for; the event itself carried none.
+        # Only consenting contacts' details were asked for; the event itself carried none. The
+        # newsletter asked as itself: a credential membership verifies as service:newsletter.
         assert {cid for cid, _ in asked} == {"c1", "c3"}
+        verifier = Verifier(audience="membership", keys=parse_trusted_keys(os.environ["DISTRETTO_TRUSTED_KEYS"]))
+        assert {verifier.verify(token).id for _, token in asked} == {"service:newsletter"}
         welcome = sink.to("anna@biotech.example")[0].message
         assert "Toscana Biotech" in welcome["Subject"]
         assert "Anna" in welcome.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from distretto_shared.app import ServiceContext
-from distretto_shared.web import DomainError, Page, PageParams, page_params
+from distretto_shared.identity import Principal
+from distretto_shared.web import Forbidden, Page, PageParams, current_principal, page_params
 from membership import service
 from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
 from membership.models import (
@@ -33,11 +34,6 @@ from membership.models import (
 )
 
 router = APIRouter()
-
-
-class Forbidden(DomainError):
-    status = 403
-    code = "forbidden"
 
 
 Paging = Annotated[PageParams, Depends(page_params)]
@@ -258,12 +254,9 @@ PERSONAL_DATA_READERS = frozenset({"service:newsletter"})
 """Services that may read a contact's personal data (besides staff): the newsletter mails consenting contacts."""
 
 
-def personal_data_reader(request: Request) -> None:
+def personal_data_reader(principal: Annotated[Principal, Depends(current_principal)]) -> None:
     """Only staff and the services in ``PERSONAL_DATA_READERS`` read a contact's personal data."""
-    principal = getattr(request.state, "principal", None)
-    # The backbone's identity middleware sets the verified principal on every request (a request
-    # without a credential never gets here); the check is on who it is.
-    if principal is not None and not (principal.is_staff or principal.id in PERSONAL_DATA_READERS):
+    if not (principal.is_staff or principal.id in PERSONAL_DATA_READERS):
         raise Forbidden("a contact's personal data is for the newsletter service and staff only")
 
 

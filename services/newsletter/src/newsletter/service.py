@@ -1450,8 +1450,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def _membership_headers(ctx: ServiceContext) -> dict[str, str]:
-    identity = getattr(ctx, "identity", None)
-    return identity.service_headers("membership") if identity is not None else {}
+    """This service's own credential (``service:newsletter``) for membership."""
+    return ctx.service_headers("membership")
 
 
 async def contact_fetcher(ctx: ServiceContext) -> None:
