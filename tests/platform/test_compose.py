@@ -747,7 +747,9 @@ def check_prometheus(config: dict[str, Any], compose: Compose, listening: dict[s
 
 
 REQUIRED_ALERT_METRICS = {
-    "distretto_outbox_backlog",
+    "distretto_outbox_oldest_age_seconds",
+    "distretto_service_ready",
+    "distretto_newsletter_emails_failed_total",
     "distretto_dead_letters_total",
     "distretto_consumer_lag",
     "up",
@@ -944,6 +946,59 @@ def test_prometheus_scrapes_every_service(
     compose: Compose, prometheus_config: dict[str, Any], listening: dict[str, set[int]]
 ) -> None:
     assert check_prometheus(prometheus_config, compose, listening) == []
+
+
+def test_one_generated_scrape_list_for_make_up_compose_and_kubernetes(tmp_path: Path) -> None:
+    from distretto_shared import monitoring
+
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "monitoring.py"), "--check"], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+    stack = yaml.safe_load(monitoring.stack_files(tmp_path)[tmp_path / "prometheus.yml"])
+    configmap = load_yaml(ROOT / "deploy" / "kubernetes" / "prometheus-config.yaml")
+    kubernetes = yaml.safe_load(configmap["data"]["prometheus.yml"])
+    compose = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+
+    def jobs(config: dict[str, Any]) -> dict[str, list[str]]:
+        return {
+            j["job_name"]: [t.rsplit(":", 1)[1] for s in j["static_configs"] for t in s["targets"]]
+            for j in config["scrape_configs"]
+        }
+
+    # The same jobs on the same ports everywhere (make up adds Alertmanager, which compose has not).
+    assert {k: v for k, v in jobs(stack).items() if k != "alertmanager"} == jobs(compose) == jobs(kubernetes)
+    assert set(service_names()) <= set(jobs(compose))
+    assert yaml.safe_load(configmap["data"]["alerts.yml"]) == load_yaml(PROMETHEUS_DIR / "alerts.yml")
+
+
+def test_promtool_and_amtool_accept_the_generated_files(tmp_path: Path) -> None:
+    from distretto_shared import monitoring
+
+    if not Path(monitoring.PROMTOOL_BIN).exists():
+        pytest.skip("needs Debian's prometheus package (make bootstrap installs it)")
+    monitoring.write(monitoring.stack_files(tmp_path, email_to="ops@distretto.example", smtp="127.0.0.1:1025"))
+    k8s = tmp_path / "k8s"
+    configmap = load_yaml(ROOT / "deploy" / "kubernetes" / "prometheus-config.yaml")
+    k8s.mkdir()
+    (k8s / "alerts.yml").write_text(configmap["data"]["alerts.yml"])
+    (k8s / "prometheus.yml").write_text(configmap["data"]["prometheus.yml"].replace("/etc/prometheus/", f"{k8s}/"))
+    checks = [
+        ("check", "rules", str(PROMETHEUS_DIR / "alerts.yml")),
+        ("check", "config", str(PROMETHEUS_DIR / "prometheus.yml")),
+        ("check", "config", str(tmp_path / "prometheus.yml")),
+        ("check", "config", str(k8s / "prometheus.yml")),
+    ]
+    for args in checks:
+        done = monitoring.promtool(*args)
+        assert done.returncode == 0, f"promtool {' '.join(args)}: {done.stdout}{done.stderr}"
+    amtool = subprocess.run(
+        ["amtool", "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True, check=False
+    )
+    assert amtool.returncode == 0, amtool.stdout + amtool.stderr
+    # A broken rule is caught.
+    (tmp_path / "bad.yml").write_text("groups: [{name: x, rules: [{alert: X, expr: 'rate(up[5m]'}]}]")
+    assert monitoring.promtool("check", "rules", str(tmp_path / "bad.yml")).returncode != 0
 
 
 def test_alert_rules_use_exported_metrics_and_labels(alert_rules: dict[str, Any]) -> None:

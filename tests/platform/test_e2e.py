@@ -177,6 +177,21 @@ async def test_member_joins_welcome_mail_match_index_and_figures(platform: Platf
     assert [h["correlation_id"] for h in joined] == [correlation]
 
 
+async def test_every_metrics_endpoint_passes_promtool(platform: Platform) -> None:
+    from distretto_shared.monitoring import PROMTOOL_BIN
+
+    if not Path(PROMTOOL_BIN).exists():
+        pytest.skip("needs Debian's promtool (make bootstrap installs it)")
+    async with httpx.AsyncClient(timeout=20) as client:
+        for name, proc in platform.processes.items():
+            text = (await client.get(proc.url + "/metrics")).text
+            assert "distretto_" in text, name
+            check = subprocess.run(
+                [PROMTOOL_BIN, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+            )
+            assert check.returncode == 0, f"{name}: {check.stdout}{check.stderr}"
+
+
 async def test_gateway_answers_clear_errors_for_bad_requests_and_a_downed_service(platform: Platform) -> None:
     # Runs last in this module: it stops the projects service.
     async with httpx.AsyncClient(base_url=platform.gateway, timeout=20) as gw:

@@ -42,6 +42,7 @@ def _add_logger_name(_logger: Any, _name: str, event_dict: MutableMapping[str, A
         event_dict.setdefault("logger", record.name)
     if event_dict.get("message") == event_dict.get("event"):
         event_dict.pop("message", None)  # set by an earlier formatter on the same record
+    event_dict.pop("color_message", None)  # uvicorn's terminal variant of the same message
     return event_dict
 
 

@@ -1,0 +1,450 @@
+"""The monitoring stack's configuration, generated from one list, and a Prometheus runner.
+
+One list of scrape targets (:data:`TARGETS`) and one set of alert rules
+(:func:`alert_rules`) produce every variant, so they cannot drift:
+
+- ``make up``: ``var/monitoring/`` — Prometheus (Debian's ``/usr/bin/prometheus``) and
+  Alertmanager (``/usr/bin/prometheus-alertmanager``) on loopback, scraping every process of
+  the stack on ``127.0.0.1``; Alertmanager sends to the platform's alert receiver
+  (:mod:`distretto_shared.alert_receiver`) and, when ``DISTRETTO_ALERT_EMAIL`` is set, by
+  mail through the platform's SMTP server;
+- docker compose: ``deploy/prometheus/prometheus.yml`` and ``alerts.yml`` (compose host names);
+- Kubernetes: ``deploy/kubernetes/prometheus-config.yaml`` (a ConfigMap; Service DNS names).
+
+``python deploy/monitoring.py`` writes the files in ``deploy/``; ``--check`` fails if a
+committed file differs from what the generator makes (``make test`` runs it).
+
+:class:`PrometheusServer` starts a real Prometheus on a free port with a short scrape and
+evaluation interval — the alert tests use it to prove each rule fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROMETHEUS_BIN = os.environ.get("DISTRETTO_PROMETHEUS_BIN", "/usr/bin/prometheus")
+PROMTOOL_BIN = os.environ.get("DISTRETTO_PROMTOOL_BIN", "/usr/bin/promtool")
+ALERTMANAGER_BIN = os.environ.get("DISTRETTO_ALERTMANAGER_BIN", "/usr/bin/prometheus-alertmanager")
+
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+RECEIVER_PORT = 9095
+
+
+@dataclass(frozen=True)
+class Target:
+    """A process Prometheus scrapes: its job name, its port, and whether it is a platform service."""
+
+    job: str
+    port: int
+    service: bool = True
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("membership", 8001),
+    Target("projects", 8002),
+    Target("newsletter", 8003),
+    Target("matchmaking", 8004),
+    Target("gateway", 8080),
+    Target("prometheus", PROMETHEUS_PORT, service=False),
+)
+"""Every process scraped, in every variant (compose host = job name; Kubernetes Service = job name)."""
+
+SERVICE_JOBS = tuple(t.job for t in TARGETS if t.service)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers of the alert rules; the tests shrink the durations, production keeps these."""
+
+    dead_letter_window: str = "10m"
+    backlog_age_seconds: float = 60
+    lag_records: int = 1000
+    lag_for: str = "1m"
+    not_ready_for: str = "30s"
+    delivery_failure_ratio: float = 0.05
+    delivery_window: str = "5m"
+    delivery_for: str = "1m"
+    error_ratio: float = 0.05
+    error_for: str = "5m"
+    service_jobs: tuple[str, ...] = SERVICE_JOBS
+
+
+def alert_rules(t: Thresholds | None = None) -> dict[str, Any]:
+    """The platform's alert rules (Prometheus rule-file document)."""
+    t = t or Thresholds()
+    jobs = "|".join(t.service_jobs)
+    window = t.delivery_window
+    failed = f'sum(increase(distretto_newsletter_emails_failed_total{{kind="campaign"}}[{window}]))'
+    sent = f'sum(increase(distretto_newsletter_emails_sent_total{{kind="campaign"}}[{window}]))'
+
+    def rule(name: str, expr: str, summary: str, description: str, severity: str, for_: str | None = None) -> Any:
+        r: dict[str, Any] = {"alert": name, "expr": " ".join(expr.split())}
+        if for_ and for_ not in ("0s", "0"):
+            r["for"] = for_
+        r["labels"] = {"severity": severity}
+        r["annotations"] = {"summary": summary, "description": description}
+        return r
+
+    return {
+        "groups": [
+            {
+                "name": "distretto-services",
+                "rules": [
+                    rule(
+                        "ServiceNotReady",
+                        f'up{{job=~"{jobs}"}} == 0 or distretto_service_ready == 0',
+                        "{{ $labels.job }} {{ $labels.service }} is down or not ready",
+                        "Prometheus cannot scrape it, or its /readyz checks (database, broker, relay) fail.",
+                        "critical",
+                        t.not_ready_for,
+                    ),
+                    rule(
+                        "HighServerErrorRate",
+                        'sum by (service) (rate(distretto_http_requests_total{status=~"5.."}[5m]))\n'
+                        f"  / sum by (service) (rate(distretto_http_requests_total[5m])) > {t.error_ratio}",
+                        "{{ $labels.service }}: more than " + f"{t.error_ratio:.0%}" + " of HTTP requests answer 5xx",
+                        "5xx share over 5 minutes is {{ $value | humanizePercentage }}.",
+                        "warning",
+                        t.error_for,
+                    ),
+                    rule(
+                        "GatewayUpstreamErrors",
+                        "sum by (upstream, kind) (rate(distretto_gateway_upstream_errors_total[5m])) > 0.1",
+                        "gateway: {{ $labels.upstream }} failing ({{ $labels.kind }})",
+                        "The gateway sees {{ $value }} upstream failures per second.",
+                        "warning",
+                        "5m",
+                    ),
+                ],
+            },
+            {
+                "name": "distretto-events",
+                "rules": [
+                    rule(
+                        "DeadLetters",
+                        "sum by (service, consumer, topic, reason) "
+                        f"(increase(distretto_dead_letters_total[{t.dead_letter_window}])) > 0",
+                        "{{ $labels.service }}/{{ $labels.consumer }}: records of {{ $labels.topic }} dead-lettered",
+                        "Reason {{ $labels.reason }}. See them with `distretto dlq list {{ $labels.topic }}`;"
+                        " replay to the group that failed or discard with a reason.",
+                        "warning",
+                    ),
+                    rule(
+                        "OutboxBacklogStale",
+                        f"max by (service) (distretto_outbox_oldest_age_seconds) > {t.backlog_age_seconds:g}",
+                        "{{ $labels.service }}: an event has waited in the outbox for {{ $value | humanizeDuration }}",
+                        "The relay is not publishing: is Kafka reachable? See /readyz and the service's log.",
+                        "warning",
+                    ),
+                    rule(
+                        "OutboxPublishErrors",
+                        "sum by (service) (increase(distretto_outbox_publish_errors_total[10m])) > 0",
+                        "{{ $labels.service }}: the outbox relay fails to publish",
+                        "{{ $value }} failed publish attempts in 10 minutes.",
+                        "warning",
+                        "5m",
+                    ),
+                    rule(
+                        "ConsumerLagHigh",
+                        f"sum by (service, consumer, topic) (distretto_consumer_lag) > {t.lag_records}",
+                        "{{ $labels.service }}/{{ $labels.consumer }} is {{ $value }} records behind on "
+                        "{{ $labels.topic }}",
+                        "The consumer group does not keep up with its topic (or is stuck).",
+                        "warning",
+                        t.lag_for,
+                    ),
+                ],
+            },
+            {
+                "name": "distretto-newsletter",
+                "rules": [
+                    rule(
+                        "CampaignDeliveryFailing",
+                        f"{failed}\n  / ({failed}\n     + {sent})\n  > {t.delivery_failure_ratio}",
+                        "newsletter: {{ $value | humanizePercentage }} of campaign mails fail",
+                        "Check the SMTP servers (NEWSLETTER_SMTP_SERVERS) and the failed deliveries' replies.",
+                        "warning",
+                        t.delivery_for,
+                    ),
+                ],
+            },
+        ]
+    }
+
+
+# -- Prometheus and Alertmanager configuration ------------------------------------------------
+
+
+def prometheus_config(
+    addresses: dict[str, list[str]],
+    *,
+    rule_files: list[str],
+    alertmanagers: list[str] | None = None,
+    scrape_interval: str = "10s",
+    evaluation_interval: str = "10s",
+) -> dict[str, Any]:
+    """A Prometheus configuration scraping ``addresses`` (job → ["host:port", …])."""
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+        "rule_files": rule_files,
+    }
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
+    config["scrape_configs"] = [
+        {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in addresses.items()
+    ]
+    return config
+
+
+def stack_addresses(host: str = "127.0.0.1") -> dict[str, list[str]]:
+    """``make up``: every target on loopback, plus Alertmanager."""
+    out = {t.job: [f"{host}:{t.port}"] for t in TARGETS}
+    out["alertmanager"] = [f"{host}:{ALERTMANAGER_PORT}"]
+    return out
+
+
+def compose_addresses() -> dict[str, list[str]]:
+    """docker compose: the compose service of the same name."""
+    return {t.job: [f"{t.job}:{t.port}"] for t in TARGETS}
+
+
+def kubernetes_addresses(namespace: str = "distretto") -> dict[str, list[str]]:
+    """Kubernetes: the Service of the same name in ``namespace``."""
+    return {t.job: [f"{t.job}.{namespace}.svc:{t.port}"] for t in TARGETS}
+
+
+def alertmanager_config(
+    webhook_url: str,
+    *,
+    email_to: str | None = None,
+    smtp: str | None = None,
+    email_from: str = "alerts@distretto.example",
+    group_wait: str = "10s",
+    group_interval: str = "1m",
+    repeat_interval: str = "4h",
+) -> dict[str, Any]:
+    """Alertmanager: every alert to the platform's receiver; also by mail when ``email_to`` is set."""
+    receiver: dict[str, Any] = {
+        "name": "platform",
+        "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+    }
+    if email_to and smtp:
+        receiver["email_configs"] = [
+            {"to": email_to, "from": email_from, "smarthost": smtp, "require_tls": False, "send_resolved": True}
+        ]
+    return {
+        "route": {
+            "receiver": "platform",
+            "group_by": ["alertname", "service"],
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+        "receivers": [receiver],
+    }
+
+
+HEADER = "# Generated by deploy/monitoring.py from distretto_shared.monitoring: do not edit; regenerate.\n"
+
+
+def dump(doc: Any) -> str:
+    """YAML as the generated files are written."""
+    return HEADER + yaml.safe_dump(doc, sort_keys=False, width=120, allow_unicode=True)
+
+
+def deploy_files(root: Path) -> dict[Path, str]:
+    """The committed files: compose's Prometheus configuration and rules, Kubernetes' ConfigMap."""
+    rules = dump(alert_rules())
+    compose = dump(prometheus_config(compose_addresses(), rule_files=["alerts.yml"]))
+    k8s_prometheus = prometheus_config(kubernetes_addresses(), rule_files=["/etc/prometheus/alerts.yml"])
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "prometheus-config", "namespace": "distretto"},
+        "data": {
+            "prometheus.yml": yaml.safe_dump(k8s_prometheus, sort_keys=False, width=120),
+            "alerts.yml": yaml.safe_dump(alert_rules(), sort_keys=False, width=120),
+        },
+    }
+    return {
+        root / "deploy" / "prometheus" / "alerts.yml": rules,
+        root / "deploy" / "prometheus" / "prometheus.yml": compose,
+        root / "deploy" / "kubernetes" / "prometheus-config.yaml": dump(configmap),
+    }
+
+
+def stack_files(folder: Path, *, email_to: str | None = None, smtp: str | None = None) -> dict[Path, str]:
+    """``make up``'s files in ``folder`` (var/monitoring)."""
+    return {
+        folder / "alerts.yml": dump(alert_rules()),
+        folder / "prometheus.yml": dump(
+            prometheus_config(
+                stack_addresses(),
+                rule_files=[str(folder / "alerts.yml")],
+                alertmanagers=[f"127.0.0.1:{ALERTMANAGER_PORT}"],
+            )
+        ),
+        folder / "alertmanager.yml": dump(
+            alertmanager_config(f"http://127.0.0.1:{RECEIVER_PORT}/alerts", email_to=email_to, smtp=smtp)
+        ),
+    }
+
+
+def write(files: dict[Path, str]) -> None:
+    """Write generated files (folders created)."""
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``promtool`` (Debian's package)."""
+    return subprocess.run([PROMTOOL_BIN, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+# -- a real Prometheus for tests ------------------------------------------------------------
+
+
+@dataclass
+class PrometheusServer:
+    """Debian's Prometheus on a free loopback port, with the given targets and rules."""
+
+    addresses: dict[str, list[str]]
+    rules: dict[str, Any]
+    interval: str = "1s"
+    port: int = 0
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prometheus-")))
+    alertmanagers: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 60.0) -> PrometheusServer:
+        import httpx
+
+        from distretto_shared.testing import free_port
+
+        self.port = self.port or free_port()
+        write({self.folder / "alerts.yml": dump(self.rules)})
+        config = prometheus_config(
+            self.addresses,
+            rule_files=[str(self.folder / "alerts.yml")],
+            alertmanagers=self.alertmanagers or None,
+            scrape_interval=self.interval,
+            evaluation_interval=self.interval,
+        )
+        write({self.folder / "prometheus.yml": dump(config)})
+        self.proc = subprocess.Popen(
+            [
+                PROMETHEUS_BIN,
+                f"--config.file={self.folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=(self.folder / "prometheus.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient() as client:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"prometheus exited: {(self.folder / 'prometheus.log').read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.url + "/-/ready", timeout=2)).status_code == 200:
+                        return self
+                await asyncio.sleep(0.2)
+        self.stop()
+        raise RuntimeError("prometheus not ready in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    async def api(self, path: str, **params: str) -> Any:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            r = await client.get("/api/v1/" + path, params=params)
+            r.raise_for_status()
+            return r.json()["data"]
+
+    async def firing(self, name: str) -> list[dict[str, Any]]:
+        """The alerts named ``name`` in state ``firing``, as Prometheus' API reports them."""
+        alerts = (await self.api("alerts"))["alerts"]
+        return [a for a in alerts if a["labels"].get("alertname") == name and a["state"] == "firing"]
+
+
+@contextlib.asynccontextmanager
+async def prometheus(
+    addresses: dict[str, list[str]], thresholds: Thresholds, **kw: Any
+) -> AsyncIterator[PrometheusServer]:
+    """A started :class:`PrometheusServer` with the platform's rules at ``thresholds``."""
+    server = await PrometheusServer(addresses, alert_rules(thresholds), **kw).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def fast_thresholds(**kw: Any) -> Thresholds:
+    """Production's rules with durations short enough for a test (each named value overrides)."""
+    fast = Thresholds(
+        dead_letter_window="1m",
+        backlog_age_seconds=2,
+        lag_records=5,
+        lag_for="0s",
+        not_ready_for="0s",
+        delivery_window="1m",
+        delivery_for="0s",
+    )
+    return replace(fast, **kw)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a free loopback port, in this event loop; yields its base URL."""
+    import uvicorn
+
+    from distretto_shared.testing import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False, log_level="warning"
+        )
+    )
+    task = asyncio.create_task(server.serve(), name=f"uvicorn-{port}")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 30)
