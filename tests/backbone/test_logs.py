@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from distretto_shared.dlq import list_dead_letters
-from distretto_shared.testing import ServiceProcess, wait_for
+from distretto_shared.testing import ADMIN, ServiceProcess, identity_auth, wait_for
 
 from .example import TOPIC
 from .test_consumer import send_raw
@@ -51,7 +51,10 @@ async def test_a_service_process_writes_only_json_lines(
             await wait_for(lambda: _ready(client), timeout=60, what="ready")
         # A connection per call: uvicorn closes the one an unhandled exception went through.
         async with httpx.AsyncClient(
-            base_url=proc.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+            base_url=proc.url,
+            timeout=10,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            auth=identity_auth(ADMIN, "example"),
         ) as client:
             calls = [
                 ("POST", "/credits", {"account_id": PERSONAL, "amount": 1, "seq": 1}, 201),
@@ -86,6 +89,7 @@ async def test_a_service_process_writes_only_json_lines(
         ("GET", "/boom", 500),
         ("GET", "/metrics", 200),
     } <= seen
+    assert {x["principal"] for x in access if x["route"] == "/credits"} == {ADMIN.id}  # the verified caller
     for x in access:
         assert x["service"] == "example" and x["duration_ms"] >= 0 and x["correlation_id"]
     boom = [x for x in lines if "the handler broke" in json.dumps(x)]

@@ -21,7 +21,7 @@ import pytest
 from distretto_shared import monitoring
 from distretto_shared.app import create_app
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import free_port, publish_events, wait_for
+from distretto_shared.testing import ADMIN, free_port, identity_auth, publish_events, wait_for
 from distretto_shared.topics import ensure_topics
 from tests.backbone.example import TOPIC, AccountCredited, Faults
 from tests.backbone.test_app import SPEC
@@ -115,7 +115,7 @@ async def test_an_outbox_backlog_older_than_the_threshold_fires(stack: Stack) ->
     bootstrap, relay.bootstrap_servers = relay.bootstrap_servers, "127.0.0.1:1"
     await relay._close_producer()  # the broker is away for the relay: rows wait in the outbox
     try:
-        async with httpx.AsyncClient(base_url=stack.url) as client:
+        async with httpx.AsyncClient(base_url=stack.url, auth=identity_auth(ADMIN, "example")) as client:
             r = await client.post("/credits", json={"account_id": "a", "amount": 1, "seq": 1})
             assert r.status_code == 201
         [alert] = await wait_for(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from distretto_shared import monitoring
-from distretto_shared.testing import DatabaseTarget, wait_for
+from distretto_shared.testing import ADMIN, DatabaseTarget, identity_auth, wait_for
 from newsletter.app import create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_finished
@@ -25,7 +25,10 @@ async def test_campaign_delivery_failures_above_the_threshold_fire(
     sink.refuse["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
     sink.refuse["moved@example.org"] = "550 5.1.1 <moved@example.org>: no such user"
     app = create_app(make_settings(database, kafka_bootstrap, sink))
-    async with monitoring.serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+    async with (
+        monitoring.serve_app(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=20, auth=identity_auth(ADMIN, "newsletter")) as client,
+    ):
         thresholds = monitoring.fast_thresholds(service_jobs=("newsletter",))
         async with monitoring.prometheus({"newsletter": [url.removeprefix("http://")]}, thresholds) as prometheus:
             # Scraped at 0 before the campaign: the rate sees the failures arrive.

@@ -55,8 +55,9 @@ def create_app(file: Path) -> FastAPI:
         for alert in alerts:
             if not isinstance(alert, dict) or "fingerprint" not in alert:
                 continue
-            item = {
-                "fingerprint": str(alert["fingerprint"]),
+            fingerprint = str(alert["fingerprint"])
+            item: dict[str, Any] = {
+                "fingerprint": fingerprint,
                 "status": str(alert.get("status", "")),
                 "labels": alert.get("labels") or {},
                 "annotations": alert.get("annotations") or {},
@@ -64,7 +65,7 @@ def create_app(file: Path) -> FastAPI:
                 "endsAt": alert.get("endsAt"),
                 "received_at": now,
             }
-            latest[item["fingerprint"]] = item
+            latest[fingerprint] = item
             lines.append(json.dumps(item))
         if lines:
             file.parent.mkdir(parents=True, exist_ok=True)

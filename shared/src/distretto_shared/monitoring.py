@@ -424,7 +424,7 @@ def fast_thresholds(**kw: Any) -> Thresholds:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve_app(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app over real HTTP on a free loopback port, in this event loop; yields its base URL."""
     import uvicorn
 
@@ -433,7 +433,7 @@ async def serve_app(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False, log_level="warning"
+            app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False, log_level="warning"
         )
     )
     task = asyncio.create_task(server.serve(), name=f"uvicorn-{port}")
