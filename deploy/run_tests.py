@@ -24,6 +24,7 @@ SUITES = [
     "services/newsletter",
     "services/matchmaking",
     "services/gateway",
+    "services/console",
     "tests/platform",
     "tests/security",
 ]

@@ -1,7 +1,7 @@
 """`make up` / `make down` / `make status`: the whole platform on one machine, embedded defaults.
 
 up:    Kafka (KRaft, from the Maven Central jars) → the mail catcher → the four services →
-       the gateway; waits until each answers /readyz; loads the demo data through the
+       the gateway → the console; waits until each answers /readyz; loads the demo data through the
        gateway; prints where to look.
 down:  stops every process it started (SIGTERM, then SIGKILL), Kafka last.
 
@@ -129,7 +129,17 @@ def processes() -> list[Proc]:
                 "GATEWAY_PROJECTS_URL": "http://127.0.0.1:8002",
                 "GATEWAY_NEWSLETTER_URL": "http://127.0.0.1:8003",
                 "GATEWAY_MATCHMAKING_URL": "http://127.0.0.1:8004",
+                "GATEWAY_CONSOLE_URL": "http://127.0.0.1:8005",
+                # The console's pages and files come from one browser address, unauthenticated to the gateway.
+                "GATEWAY_ANONYMOUS_RATE_LIMIT_PER_MINUTE": "1200",
+                "GATEWAY_ANONYMOUS_RATE_LIMIT_BURST": "200",
             },
+        ),
+        Proc(
+            "console",
+            _py("-m", "console", "serve", "--port", "8005"),
+            8005,
+            {**common, "CONSOLE_GATEWAY_URL": GATEWAY},
         ),
     ]
     keys = keyring()
@@ -268,6 +278,7 @@ def up(args: argparse.Namespace) -> None:
         load_demo()
     say("the platform is up")
     print(f"""
+  Console            {GATEWAY}/           (log in as {ADMIN_EMAIL} / {ADMIN_PASSWORD})
   Gateway            {GATEWAY}            (admin: {ADMIN_EMAIL} / {ADMIN_PASSWORD})
   API docs           {GATEWAY}/docs       (one OpenAPI document for every service)
   District figures   {GATEWAY}/api/membership/figures

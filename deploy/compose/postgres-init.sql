@@ -5,4 +5,5 @@ CREATE DATABASE membership;
 CREATE DATABASE projects;
 CREATE DATABASE newsletter;
 CREATE DATABASE matchmaking;
+CREATE DATABASE console;
 CREATE DATABASE gateway;

@@ -64,6 +64,11 @@ Compose = dict[str, Any]
 # --------------------------------------------------------------------------- loading
 
 
+# Pairs that use each other, where the second waits for the first: the console calls the gateway's
+# API and the gateway sends the console its pages (answering 502 for them until the console is up).
+MUTUAL = {("gateway", "console")}
+
+
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
@@ -535,6 +540,8 @@ def check_environment(compose: Compose) -> Problems:
             problems.append(f"{key}: Kafka bootstrap {bootstrap!r}, the broker advertises {sorted(in_network)}")
         for host, _port in {r for v in env.values() for r in host_refs(v)}:
             if host in services and host not in (svc.get("depends_on") or {}):
+                if (key, host) in MUTUAL:
+                    continue
                 problems.append(f"{key}: uses {host} but does not depend on it")
     return problems
 

@@ -1,0 +1,3 @@
+from distretto_shared.migrations import run_env
+
+run_env(target_metadata=None)

@@ -1,0 +1,1 @@
+"""The console: the web application of Distretto, served through the gateway."""

@@ -1,0 +1,14 @@
+"""The console's pages, one module per section."""
+
+from console.pages import admin, auth, home, matchmaking, members, newsletter, projects, public
+
+ROUTERS = [
+    auth.router,
+    home.router,
+    members.router,
+    projects.router,
+    newsletter.router,
+    matchmaking.router,
+    admin.router,
+    public.router,
+]
