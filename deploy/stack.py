@@ -61,7 +61,7 @@ def _py(*args: str) -> list[str]:
 SECRETS = VAR / "secrets"
 KEYRING_FILE = SECRETS / "identity-keys.json"
 """Each process's Ed25519 signing key, generated once per installation (owner-only file)."""
-KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking")
+KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console")
 
 
 def keyring() -> Keyring:

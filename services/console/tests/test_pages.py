@@ -14,7 +14,8 @@ from console import service
 from console.app import create_app
 from console.config import Settings
 from distretto_shared.contracts import membership as ms
-from distretto_shared.testing import free_port, publish_events, service_client, wait_for
+from distretto_shared.identity import ANONYMOUS
+from distretto_shared.testing import free_port, identity_headers, publish_events, service_client, wait_for
 from distretto_shared.topics import ensure_topics
 
 from .conftest import ADMIN
@@ -76,7 +77,10 @@ async def test_secure_cookie_over_https_and_csrf_refusals(settings: Settings) ->
         # no token, a forged token, a token for another browser's cookie: refused, nothing done
         assert (await client.post("/logout")).status_code == 400
         assert (await client.post("/logout", data={"csrf_token": "forged"})).status_code == 400
-        async with httpx.AsyncClient(transport=client._transport, base_url="http://service") as other:
+        another_browser = identity_headers(ANONYMOUS, "console")
+        async with httpx.AsyncClient(
+            transport=client._transport, base_url="http://service", headers=another_browser
+        ) as other:
             other_token = await _csrf(other)
         refused = await client.post("/logout", data={"csrf_token": other_token})
         assert refused.status_code == 400 and "expired" in refused.text.lower()
@@ -140,7 +144,10 @@ async def test_platform_events_become_the_feed_and_the_live_figures(settings: Se
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serving = asyncio.create_task(server.serve())
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Accept-Language": "en"}) as client:
+        # what the gateway sends with every page request of a browser: an anonymous principal for the console
+        via_gateway = identity_headers(ANONYMOUS, "console")
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, headers={"Accept-Language": "en", **via_gateway}) as client:
             await wait_for(lambda: _up(client), timeout=60, what="the console answers")
             profile = ms.OrganisationProfile(
                 organisation_id="o-1", name="CellForge S.r.l.", kind="company", status="active", sectors=["biotech"]
@@ -185,7 +192,7 @@ async def test_platform_events_become_the_feed_and_the_live_figures(settings: Se
             # an anonymous reader (the public figures page) gets the figures too
             anonymous: list[str] = []
             async with (
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other,
+                httpx.AsyncClient(base_url=base, headers=via_gateway) as other,
                 other.stream("GET", "/live?after=0", timeout=30) as stream,
             ):
                 async for line in stream.aiter_lines():
