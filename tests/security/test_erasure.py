@@ -210,6 +210,13 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
             },
         )
         assert sub.status_code == 201, sub.text
+        # And a newsletter-only subscriber, erased through the newsletter's own route.
+        solo = f"solo.{tag}@erasure.example"
+        solo_sub = await news.post(
+            "/subscribers",
+            json={"email": solo, "lists": [f"l{tag}"], "preconfirmed": True, "consent_source": "erasure-test"},
+        )
+        assert solo_sub.status_code == 201, solo_sub.text
 
         # The contact's event reached the newsletter, which fetched the address from membership
         # as service:newsletter (the event itself carried none).
@@ -224,6 +231,8 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
         # ... but never on a Kafka topic (events carry ids and a hash only).
         assert [f for f in before if f.startswith(str(stack.kafka_dir))] == []
 
+        assert await _holders(stack, solo.encode()), "the newsletter-only address should be on disk before"
+        assert (await news.delete(f"/subscribers/{solo_sub.json()['id']}")).status_code == 204
         erased = await members.post(f"/contacts/{contact_id}/erase")
         assert erased.status_code == 200, erased.text
 
@@ -235,13 +244,17 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
         left: list[str] = []
 
         async def scrubbed() -> bool:
-            left[:] = await _holders(stack, planted.encode()) + await _holders(stack, surname.encode())
+            left[:] = [
+                *await _holders(stack, planted.encode()),
+                *await _holders(stack, surname.encode()),
+                *await _holders(stack, solo.encode()),
+            ]
             return not left
 
         # Well within the promised 15 minutes (the scrub runs a moment after each erasure).
         await wait_for(scrubbed, timeout=300, what="the planted address gone from every file")
         assert left == []
-        assert await _newsletter_rows(stack, "SELECT count(*) FROM suppression") == 1
+        assert await _newsletter_rows(stack, "SELECT count(*) FROM suppression") == 2  # two hashes, no address
 
 
 def test_kafka_log_dir_is_where_the_broker_writes(broker: EmbeddedKafka) -> None:

@@ -156,3 +156,32 @@ async def test_the_figures_job_publishes_on_its_own(
             return any(e.members_total == 1 for e in events)  # type: ignore[attr-defined]
 
         await wait_for(published_one_member, timeout=30, interval=0.3, what="DistrictFiguresChanged with 1 member")
+
+
+async def test_the_retired_contact_topic_and_its_dead_letters_are_deleted(
+    settings: Settings, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # An installation that ran membership.contact.v1 has people's names and addresses on it.
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    old = topic_prefix + contracts.RETIRED_CONTACT_TOPIC
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, 1, 1) for t in (old, old + ".dlq")])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(old, b'{"contact": {"email": "old.v1@alfa.example"}}')
+        finally:
+            await producer.stop()
+
+        async def gone() -> bool:
+            return not {old, old + ".dlq"} & set(await admin.list_topics())
+
+        assert not await gone()
+        async with service_client(create_app(settings)):
+            await wait_for(gone, timeout=60, what="the retired topic deleted")
+    finally:
+        await admin.close()

@@ -41,7 +41,7 @@ from distretto_shared.logging import configure_logging, get_logger
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.outbox import OutboxRelay
 from distretto_shared.settings import ServiceSettings, default_data_dir
-from distretto_shared.topics import TopicSpec, ensure_topics, topic_name
+from distretto_shared.topics import TopicSpec, delete_retired_topics, ensure_topics, topic_name
 from distretto_shared.web import (
     BodyLimitMiddleware,
     IdentityMiddleware,
@@ -80,6 +80,9 @@ class ServiceSpec:
     version: str = "0.1.0"
     published_events: list[type] = field(default_factory=list)
     """Event classes the service publishes (documented in its AsyncAPI document)."""
+    retired_topics: list[str] = field(default_factory=list)
+    """Topics this service once produced and must not leave on disk (deleted, with their dead
+    letters, when the service connects to the broker)."""
     personal_tables: list[str] = field(default_factory=list)
     """Tables holding personal data: after an erasure (``db.request_scrub``) they are scrubbed on
     disk (SQLite: WAL checkpoint, secure_delete is always on; PostgreSQL: ``VACUUM FULL``)."""
@@ -193,6 +196,8 @@ async def _connect_broker(ctx: ServiceContext) -> None:
         try:
             if ctx.settings.create_topics and ctx.spec.topics:
                 await ensure_topics(ctx.settings.kafka_bootstrap_servers, ctx.spec.topics)
+            if ctx.settings.create_topics and ctx.spec.retired_topics:
+                await delete_retired_topics(ctx.settings.kafka_bootstrap_servers, ctx.spec.retired_topics)
             await ctx.broker.start()
             ctx.broker_connected = True
             ctx.broker_error = None

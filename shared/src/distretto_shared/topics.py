@@ -89,3 +89,24 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec] | None = 
     finally:
         await admin.close()
     return created
+
+
+async def delete_retired_topics(bootstrap_servers: str, names: list[str]) -> list[str]:
+    """Delete retired topics (logical names) and their dead-letter topics where they exist.
+
+    A topic is retired when a new version replaced it and its records must not stay on disk
+    (``membership.contact.v1`` carried people's names and addresses). Returns the names deleted.
+    """
+    if not names:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for n in names for t in (topic_name(n), dlq_topic(topic_name(n))) if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+            log.info("retired topics deleted", topics=doomed)
+        return doomed
+    finally:
+        await admin.close()

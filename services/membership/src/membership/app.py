@@ -58,6 +58,7 @@ SPEC = ServiceSpec(
     ],
     on_startup=[_refresh_gauges],
     personal_tables=["contact"],
+    retired_topics=[contracts.RETIRED_CONTACT_TOPIC],
     title="Distretto membership",
     description="The register of the district's organisations, their membership lifecycle, contacts and figures.",
 )

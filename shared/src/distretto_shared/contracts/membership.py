@@ -12,6 +12,8 @@ from distretto_shared.topics import WEEK_MS, TopicSpec, register
 ORGANISATION_TOPIC = TopicSpec("membership.organisation.v1", partitions=3, retention_ms=-1)
 CONTACT_TOPIC = TopicSpec("membership.contact.v2", partitions=3, retention_ms=-1)
 """v2: ids, consents and the address's hash only. v1 (retired) carried names, emails and phones."""
+RETIRED_CONTACT_TOPIC = "membership.contact.v1"
+"""Deleted by membership when it connects to the broker: its records held personal data."""
 FIGURES_TOPIC = TopicSpec("membership.figures.v1", partitions=1, retention_ms=52 * WEEK_MS, compacted=True)
 register(ORGANISATION_TOPIC, CONTACT_TOPIC, FIGURES_TOPIC)
 
