@@ -185,6 +185,8 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
     ):
         org = await members.post("/organisations", json={"name": f"Erasure Org {tag}", "kind": "company"})
         assert org.status_code == 201, org.text
+        # A member: the newsletter queues a welcome mail (name and address in its rendered content).
+        assert (await members.post(f"/organisations/{org.json()['id']}/approve")).status_code == 200
         contact = await members.post(
             f"/organisations/{org.json()['id']}/contacts",
             json={
@@ -225,6 +227,11 @@ async def test_an_erased_contact_leaves_no_trace_on_disk_or_on_kafka(stack: Stac
             return await _newsletter_rows(stack, sql) == 1
 
         await wait_for(fetched, timeout=120, what="ContactAdded handled and the details fetched by the newsletter")
+
+        async def welcome_queued() -> bool:
+            return await _newsletter_rows(stack, "SELECT count(*) FROM delivery WHERE kind = 'welcome'") == 1
+
+        await wait_for(welcome_queued, timeout=120, what="the welcome mail queued")
         # The grep can find it: before the erasure the address is on disk.
         before = await _holders(stack, planted.encode())
         assert before, "the planted address should be on disk before the erasure"

@@ -1483,6 +1483,11 @@ async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id:
     if email_hash and await session.get(Suppression, email_hash) is None:
         session.add(Suppression(email_sha256=email_hash, reason="erased"))
     ctx.db.request_scrub(session)
+    # Welcome mails queued for the contact (even with no subscriber left): never sent, content dropped.
+    D = Delivery.__table__  # type: ignore[attr-defined]
+    welcome = D.c.dedupe_key.like(f"welcome:%:{contact_id}")
+    await session.execute(D.delete().where(welcome, D.c.status != "sent"))
+    await session.execute(D.update().where(welcome).values(email=None, payload=None, smtp_reply=None))
     await session.execute(
         sa.delete(MemberContact).where(
             sa.or_(col(MemberContact.contact_id) == contact_id, col(MemberContact.email_sha256) == email_hash)
