@@ -7,7 +7,7 @@ export UV_LINK_MODE ?= copy
 .PHONY: help bootstrap up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
 
 help:
-	@echo "make up      start Kafka, every service, the gateway and the mail catcher; load the demo data"
+	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
 	@echo "make down    stop all of it"
 	@echo "make test    run every test (real Kafka; SQLite and PostgreSQL)"
 	@echo "make lint    ruff + mypy"
@@ -18,6 +18,7 @@ bootstrap:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || { echo "installing uv with pip"; python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages uv; }
 	@$(UV) sync --frozen --quiet
 	@bash deploy/bootstrap-java.sh
+	@bash deploy/bootstrap-monitoring.sh
 	@$(UV) run --no-sync distretto-kafka fetch
 
 up: bootstrap

@@ -11,6 +11,7 @@ State lives under ./var: SQLite files in var/data, logs in var/log, pidfiles in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from distretto_shared import monitoring as mon
 from distretto_shared.identity import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ RUN = VAR / "run"
 LOG = VAR / "log"
 DATA = VAR / "data"
 KAFKA_PORT = int(os.environ.get("DISTRETTO_KAFKA_PORT", "9092"))
+KAFKA_CONTROLLER_PORT = os.environ.get("DISTRETTO_KAFKA_CONTROLLER_PORT")
 BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
 ADMIN_EMAIL = os.environ.get("GATEWAY_ADMIN_EMAIL", "admin@distretto.example")
 ADMIN_PASSWORD = os.environ.get("GATEWAY_ADMIN_PASSWORD", "distretto-admin")
@@ -146,7 +149,92 @@ def processes() -> list[Proc]:
     for proc in procs:
         if proc.name in KEYED:
             proc.env = {**proc.env, **keys.env(proc.name)}
-    return procs
+    return procs + monitoring_processes()
+
+
+MONITORING = VAR / "monitoring"
+
+
+def monitoring_processes() -> list[Proc]:
+    """Prometheus and Alertmanager (Debian's packages) and the platform's alert receiver, on loopback."""
+    return [
+        Proc(
+            "alerts",
+            _py(
+                "-m",
+                "distretto_shared.alert_receiver",
+                "--port",
+                str(mon.RECEIVER_PORT),
+                "--file",
+                str(VAR / "alerts" / "alerts.jsonl"),
+            ),
+            mon.RECEIVER_PORT,
+            ready_path="/healthz",
+        ),
+        Proc(
+            "alertmanager",
+            [
+                mon.ALERTMANAGER_BIN,
+                f"--config.file={MONITORING / 'alertmanager.yml'}",
+                f"--storage.path={VAR / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{mon.ALERTMANAGER_PORT}",
+                "--cluster.listen-address=",  # one instance, no gossip port
+                "--log.format=json",
+            ],
+            mon.ALERTMANAGER_PORT,
+            ready_path="/-/ready",
+        ),
+        Proc(
+            "prometheus",
+            [
+                mon.PROMETHEUS_BIN,
+                f"--config.file={MONITORING / 'prometheus.yml'}",
+                f"--storage.tsdb.path={VAR / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{mon.PROMETHEUS_PORT}",
+                "--storage.tsdb.retention.time=15d",
+                "--log.format=json",
+            ],
+            mon.PROMETHEUS_PORT,
+            ready_path="/-/ready",
+        ),
+    ]
+
+
+def write_monitoring() -> None:
+    """var/monitoring: the make-up variant of the one generated configuration."""
+    email = os.environ.get("DISTRETTO_ALERT_EMAIL") or None
+    mon.write(mon.stack_files(MONITORING, email_to=email, smtp="127.0.0.1:1025" if email else None))
+
+
+def write_operator_env() -> None:
+    """var/env.sh and var/bin/distretto: the operator's command line without knowing about uv."""
+    bindir = VAR / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    venv_bin = Path(sys.executable).parent
+    wrapper = bindir / "distretto"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'export DISTRETTO_HOME="${{DISTRETTO_HOME:-{ROOT}}}"\n'
+        f'export KAFKA_BOOTSTRAP_SERVERS="${{KAFKA_BOOTSTRAP_SERVERS:-{BOOTSTRAP}}}"\n'
+        f'exec "{venv_bin / "distretto"}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    (VAR / "env.sh").write_text(
+        "# source var/env.sh: `distretto`, `uv` and the platform's addresses in this shell\n"
+        f'export PATH="{bindir}:{Path.home() / ".local" / "bin"}:$PATH"\n'
+        f'export DISTRETTO_HOME="{ROOT}"\n'
+        f'export KAFKA_BOOTSTRAP_SERVERS="{BOOTSTRAP}"\n'
+    )
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / "stack.json").write_text(
+        json.dumps(
+            [
+                {"name": p.name, "url": p.url, "ready_path": p.ready_path, "log": str(LOG / f"{p.name}.log")}
+                for p in processes()
+            ],
+            indent=2,
+        )
+    )
 
 
 def say(msg: str) -> None:
@@ -243,6 +331,7 @@ def kafka(cmd: str) -> int:
             str(KAFKA_PORT),
             "--data-dir",
             str(VAR / "kafka"),
+            *(["--controller-port", KAFKA_CONTROLLER_PORT] if KAFKA_CONTROLLER_PORT and cmd == "start" else []),
         ],
         cwd=ROOT,
     )
@@ -265,6 +354,8 @@ def load_demo() -> None:
 
 def up(args: argparse.Namespace) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
+    write_monitoring()
+    write_operator_env()
     if kafka("start") != 0:
         raise SystemExit("distretto: Kafka did not start (see var/kafka/server.log)")
     procs = processes()
@@ -285,7 +376,12 @@ def up(args: argparse.Namespace) -> None:
   Caught emails      http://127.0.0.1:8025
   Metrics            http://127.0.0.1:8001/metrics … :8004/metrics, {GATEWAY}/metrics
   Kafka              {BOOTSTRAP}
+  Prometheus         http://127.0.0.1:{mon.PROMETHEUS_PORT}  (alerts: /alerts; Alertmanager :{mon.ALERTMANAGER_PORT})
+  Alerts received    http://127.0.0.1:{mon.RECEIVER_PORT}/alerts
   Logs               var/log/*.log        Stop everything: make down
+
+  Operator commands: source var/env.sh, then   distretto status | distretto dlq list | distretto logs gateway -f
+  (or run var/bin/distretto directly)
 """)
 
 

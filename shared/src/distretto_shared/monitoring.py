@@ -39,7 +39,8 @@ PROMTOOL_BIN = os.environ.get("DISTRETTO_PROMTOOL_BIN", "/usr/bin/promtool")
 ALERTMANAGER_BIN = os.environ.get("DISTRETTO_ALERTMANAGER_BIN", "/usr/bin/prometheus-alertmanager")
 
 PROMETHEUS_PORT = 9090
-ALERTMANAGER_PORT = 9093
+ALERTMANAGER_PORT = 9193
+"""Not Alertmanager's usual 9093: the embedded Kafka's controller listens there."""
 RECEIVER_PORT = 9095
 
 
@@ -294,7 +295,7 @@ def stack_files(folder: Path, *, email_to: str | None = None, smtp: str | None =
         folder / "prometheus.yml": dump(
             prometheus_config(
                 stack_addresses(),
-                rule_files=[str(folder / "alerts.yml")],
+                rule_files=["alerts.yml"],  # beside this file
                 alertmanagers=[f"127.0.0.1:{ALERTMANAGER_PORT}"],
             )
         ),

@@ -1,0 +1,413 @@
+"""``distretto``: the operator's command line (Typer + Rich).
+
+    distretto status                         every process, readiness, lag, backlog, firing alerts
+    distretto dlq list [TOPIC]               dead letters per topic and consumer group
+    distretto dlq show TOPIC OFFSET          one entry: reason, headers, body
+    distretto dlq replay TOPIC [--offset N]  back to the one consumer group that failed
+    distretto dlq discard TOPIC --offset N --reason "…"
+    distretto kafka start|stop|status        the embedded broker of `make up`
+    distretto logs SERVICE [-f]              a process's JSON log, pretty-printed
+
+After ``make up``, ``source var/env.sh`` puts it on PATH (or run ``var/bin/distretto``). It reads
+``DISTRETTO_HOME`` (the checkout; default: the current folder), ``KAFKA_BOOTSTRAP_SERVERS`` and
+``DISTRETTO_PROMETHEUS_URL`` (default ``http://127.0.0.1:9090``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from distretto_shared import dlq as dead_letters
+
+app = typer.Typer(help="Operate a Distretto installation.", no_args_is_help=True, add_completion=False)
+dlq_app = typer.Typer(help="Dead letters: list, show, replay to the group that failed, discard.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The embedded Kafka broker of `make up`.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(kafka_app, name="kafka")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def home() -> Path:
+    """The checkout the installation runs from."""
+    return Path(os.environ.get("DISTRETTO_HOME") or Path.cwd())
+
+
+def bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def prometheus_url() -> str:
+    return os.environ.get("DISTRETTO_PROMETHEUS_URL", "http://127.0.0.1:9090").rstrip("/")
+
+
+@dataclass
+class Process:
+    name: str
+    url: str
+    ready_path: str
+    log: Path
+
+
+DEFAULT_PROCESSES = [
+    ("catcher", 8025, "/"),
+    ("membership", 8001, "/readyz"),
+    ("projects", 8002, "/readyz"),
+    ("newsletter", 8003, "/readyz"),
+    ("matchmaking", 8004, "/readyz"),
+    ("gateway", 8080, "/readyz"),
+    ("alerts", 9095, "/healthz"),
+    ("alertmanager", 9193, "/-/ready"),
+    ("prometheus", 9090, "/-/ready"),
+]
+
+
+def processes() -> list[Process]:
+    """The processes of the stack, as `make up` recorded them (var/run/stack.json)."""
+    recorded = home() / "var" / "run" / "stack.json"
+    if recorded.is_file():
+        return [Process(p["name"], p["url"], p["ready_path"], Path(p["log"])) for p in json.loads(recorded.read_text())]
+    log = home() / "var" / "log"
+    return [Process(n, f"http://127.0.0.1:{port}", path, log / f"{n}.log") for n, port, path in DEFAULT_PROCESSES]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]distretto:[/red] {message}")
+    return typer.Exit(code)
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+@app.command()
+def status() -> None:
+    """Every process (readiness), consumer lag, outbox backlog, pending dead letters, firing alerts."""
+    table = Table(title="Processes", title_justify="left")
+    for col in ("process", "state", "url", "detail"):
+        table.add_column(col)
+    lag = Table(title="Consumer lag (records behind)", title_justify="left")
+    for col in ("service", "consumer group", "topic", "lag"):
+        lag.add_column(col)
+    backlog = Table(title="Outbox", title_justify="left")
+    for col in ("service", "unpublished", "oldest (s)"):
+        backlog.add_column(col)
+    with httpx.Client(timeout=3) as client:
+        for p in processes():
+            try:
+                r = client.get(p.url + p.ready_path)
+                ok = r.status_code == 200
+                detail = "" if ok else _failed_checks(r)
+                table.add_row(p.name, "[green]ready[/]" if ok else "[yellow]not ready[/]", p.url, detail)
+            except httpx.HTTPError as exc:
+                table.add_row(p.name, "[red]down[/]", p.url, type(exc).__name__)
+                continue
+            if p.ready_path != "/readyz":
+                continue
+            try:
+                samples = _samples(client.get(p.url + "/metrics").text)
+            except (httpx.HTTPError, ValueError):
+                continue
+            lags: dict[tuple[str, str, str], float] = {}
+            for name, labels, value in samples:
+                if name == "distretto_consumer_lag":
+                    key = (labels.get("service", ""), labels.get("consumer", ""), labels.get("topic", ""))
+                    lags[key] = lags.get(key, 0) + value
+                elif name == "distretto_outbox_backlog":
+                    oldest = next(
+                        (
+                            v
+                            for n, lab, v in samples
+                            if n == "distretto_outbox_oldest_age_seconds" and lab.get("service") == labels["service"]
+                        ),
+                        0.0,
+                    )
+                    age = f"[red]{oldest:.1f}[/]" if oldest > 60 else f"{oldest:.1f}"
+                    backlog.add_row(labels["service"], f"{value:.0f}", age)
+            for (service, group, topic), value in sorted(lags.items()):
+                lag.add_row(service, group, topic, f"[red]{value:.0f}[/]" if value > 1000 else f"{value:.0f}")
+        kafka_state = _kafka_state()
+    table.add_row("kafka", "[green]ready[/]" if kafka_state is None else "[red]down[/]", bootstrap(), kafka_state or "")
+    console.print(table)
+    console.print(lag)
+    console.print(backlog)
+    if kafka_state is None:
+        _pending_dead_letters()
+    _firing_alerts()
+
+
+def _failed_checks(r: httpx.Response) -> str:
+    try:
+        checks = r.json().get("checks", {})
+    except ValueError:
+        return f"HTTP {r.status_code}"
+    return ", ".join(k for k, v in checks.items() if isinstance(v, dict) and not v.get("ok")) or f"HTTP {r.status_code}"
+
+
+def _kafka_state() -> str | None:
+    """None when the broker answers, else why not."""
+    import socket
+
+    host, _, port = bootstrap().split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
+def _pending_dead_letters() -> None:
+    async def collect() -> list[tuple[str, str, int]]:
+        out: dict[tuple[str, str], int] = {}
+        for topic in await dead_letters.dead_letter_topics(bootstrap()):
+            for d in await dead_letters.list_dead_letters(bootstrap(), topic, status=dead_letters.PENDING):
+                out[(topic, d.consumer)] = out.get((topic, d.consumer), 0) + 1
+        return [(t, c, n) for (t, c), n in sorted(out.items())]
+
+    try:
+        rows = asyncio.run(collect())
+    except Exception as exc:
+        err.print(f"dead letters: cannot read them ({exc!r})")
+        return
+    table = Table(title="Dead letters pending", title_justify="left")
+    for col in ("topic", "consumer group", "pending"):
+        table.add_column(col)
+    for topic, group, n in rows:
+        table.add_row(topic, group, f"[red]{n}[/]")
+    if not rows:
+        table.add_row("—", "—", "0")
+    console.print(table)
+
+
+def _firing_alerts() -> None:
+    try:
+        alerts = httpx.get(prometheus_url() + "/api/v1/alerts", timeout=3).json()["data"]["alerts"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        err.print(f"alerts: Prometheus at {prometheus_url()} does not answer ({type(exc).__name__})")
+        return
+    table = Table(title="Alerts", title_justify="left")
+    for col in ("alert", "state", "severity", "summary"):
+        table.add_column(col)
+    for a in sorted(alerts, key=lambda a: (a["state"], a["labels"].get("alertname", ""))):
+        colour = "red" if a["state"] == "firing" else "yellow"
+        table.add_row(
+            a["labels"].get("alertname", ""),
+            f"[{colour}]{a['state']}[/]",
+            a["labels"].get("severity", ""),
+            a.get("annotations", {}).get("summary", ""),
+        )
+    if not alerts:
+        table.add_row("—", "[green]none firing[/]", "", "")
+    console.print(table)
+
+
+# -- dead letters --------------------------------------------------------------------------
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except (LookupError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str | None, typer.Argument(help="origin topic or its .dlq; every .dlq topic if omitted")] = None,
+    consumer: Annotated[str | None, typer.Option(help="only this consumer group's entries")] = None,
+    state: Annotated[str | None, typer.Option("--status", help="pending, replayed or discarded (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Dead letters per topic and consumer group, with their reason and state."""
+
+    async def collect() -> list[dead_letters.DeadLetter]:
+        topics = [topic] if topic else await dead_letters.dead_letter_topics(bootstrap())
+        out: list[dead_letters.DeadLetter] = []
+        for t in topics:
+            out += await dead_letters.list_dead_letters(bootstrap(), t, consumer=consumer, status=state)
+        return out
+
+    letters = _run(collect())
+    if as_json:
+        for d in letters:
+            print(json.dumps(d.summary(), default=str))
+        return
+    table = Table(title=f"Dead letters ({len(letters)})", title_justify="left")
+    for col in ("dlq topic", "offset", "state", "consumer group", "kind", "reason", "dead-lettered"):
+        table.add_column(col, overflow="fold")
+    for d in letters:
+        colour = {"pending": "red", "replayed": "green", "discarded": "dim"}.get(d.status, "")
+        table.add_row(
+            d.dlq_topic, str(d.offset), f"[{colour}]{d.status}[/]", d.consumer, d.kind, d.reason[:120], d.time[:19]
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(topic: str, offset: int) -> None:
+    """One dead letter: its reason, headers, body and resolution."""
+    found = [d for d in _run(dead_letters.list_dead_letters(bootstrap(), topic)) if d.offset == offset]
+    if not found:
+        raise fail(f"no dead letter at offset {offset} of {dead_letters.dlq_name(topic)}")
+    d = found[0]
+    console.print(
+        Panel(
+            f"[bold]{d.reason}[/]\n\nconsumer group: {d.consumer}   kind: {d.kind}   state: {d.status}\n"
+            f"origin: {d.origin_topic} partition {d.headers.get('dlq_origin_partition')} "
+            f"offset {d.headers.get('dlq_origin_offset')}   at {d.time}",
+            title=f"{d.dlq_topic}@{d.offset}",
+        )
+    )
+    headers = Table(title="Headers", title_justify="left")
+    headers.add_column("name")
+    headers.add_column("value", overflow="fold")
+    for k, v in d.headers.items():
+        headers.add_row(k, v)
+    console.print(headers)
+    body = d.body()
+    text = json.dumps(body, indent=2, ensure_ascii=False) if not isinstance(body, str) else body
+    console.print(Panel(Syntax(text, "json", word_wrap=True), title="Body"))
+    if d.resolution:
+        console.print(Panel(json.dumps(d.resolution, indent=2), title="Resolution"))
+
+
+def _progress(total: int, what: str) -> Progress:
+    progress = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), console=console, transient=False)
+    return progress
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: str,
+    offset: Annotated[list[int] | None, typer.Option("--offset", help="only this DLQ offset (repeatable)")] = None,
+    consumer: Annotated[str | None, typer.Option(help="only this consumer group's entries")] = None,
+) -> None:
+    """Send pending dead letters back to the one consumer group that failed each."""
+    pending = _run(dead_letters.list_dead_letters(bootstrap(), topic, consumer=consumer, status=dead_letters.PENDING))
+    total = len(offset) if offset else len(pending)
+    with _progress(total, "replaying") as progress:
+        task = progress.add_task("replay", total=total)
+        done = _run(
+            dead_letters.replay(
+                bootstrap(), topic, offsets=offset, consumer=consumer, progress=lambda _d: progress.advance(task)
+            )
+        )
+    console.print(f"replayed {len(done)} dead letter(s) from {dead_letters.dlq_name(topic)}")
+    for d in done:
+        console.print(f"  {d.dlq_topic}@{d.offset} → {d.consumer}")
+
+
+@dlq_app.command("discard")
+def dlq_discard(
+    topic: str,
+    reason: Annotated[str, typer.Option(help="why (recorded with each entry)")],
+    offset: Annotated[list[int] | None, typer.Option("--offset", help="only this DLQ offset (repeatable)")] = None,
+    consumer: Annotated[str | None, typer.Option(help="only this consumer group's entries")] = None,
+) -> None:
+    """Close pending dead letters without replaying them, with the reason recorded."""
+    done = _run(dead_letters.discard(bootstrap(), topic, reason=reason, offsets=offset, consumer=consumer))
+    console.print(f"discarded {len(done)} dead letter(s) of {dead_letters.dlq_name(topic)}")
+
+
+# -- kafka -----------------------------------------------------------------------------------
+
+
+def _kafka(command: str) -> int:
+    from distretto_shared import kafka_runner
+
+    port = bootstrap().split(",")[0].rpartition(":")[2]
+    return kafka_runner.main([command, "--port", port, "--data-dir", str(home() / "var" / "kafka")])
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Start the broker (idempotent)."""
+    raise typer.Exit(_kafka("start"))
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker."""
+    raise typer.Exit(_kafka("stop"))
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Exit 0 when the broker runs and answers."""
+    raise typer.Exit(_kafka("status"))
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+LEVEL_STYLE = {"debug": "dim", "info": "cyan", "warning": "yellow", "error": "red", "critical": "bold red"}
+LEAD = ("timestamp", "level", "event", "service", "exception", "logger")
+
+
+def render(line: str) -> None:
+    """One log line, pretty: time, level, event, then the other fields; a traceback below."""
+    try:
+        item = json.loads(line)
+        assert isinstance(item, dict)
+    except (ValueError, AssertionError):
+        console.print(line.rstrip("\n"), markup=False, highlight=False)
+        return
+    level = str(item.get("level", ""))
+    ts = str(item.get("timestamp", ""))[11:23]
+    extras = " ".join(f"[dim]{k}[/]={json.dumps(v, ensure_ascii=False)}" for k, v in item.items() if k not in LEAD)
+    style = LEVEL_STYLE.get(level, "")
+    event = str(item.get("event", "")).replace("[", r"\[")
+    console.print(f"[dim]{ts}[/] [{style}]{level[:5]:5}[/] {event} {extras}", highlight=False)
+    if item.get("exception"):
+        console.print(str(item["exception"]), style="red", markup=False, highlight=False)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="a process of the stack: gateway, membership, … prometheus")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="how many of the last lines")] = 50,
+) -> None:
+    """A process's log (one JSON object per line), pretty-printed."""
+    known = {p.name: p for p in processes()}
+    path = known[service].log if service in known else home() / "var" / "log" / f"{service}.log"
+    if not path.is_file():
+        raise fail(f"no log for {service!r} at {path} (known: {', '.join(sorted(known))})")
+    with path.open(errors="replace") as fh:
+        for line in fh.readlines()[-lines:] if lines > 0 else []:
+            render(line)
+        if not follow:
+            return
+        fh.seek(0, os.SEEK_END)
+        try:
+            while True:
+                line = fh.readline()
+                if line:
+                    render(line)
+                else:
+                    time.sleep(0.3)
+        except KeyboardInterrupt:
+            return
+
+
+if __name__ == "__main__":
+    app()
