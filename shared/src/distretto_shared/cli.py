@@ -70,6 +70,7 @@ DEFAULT_PROCESSES = [
     ("projects", 8002, "/readyz"),
     ("newsletter", 8003, "/readyz"),
     ("matchmaking", 8004, "/readyz"),
+    ("console", 8005, "/readyz"),
     ("gateway", 8080, "/readyz"),
     ("alerts", 9095, "/healthz"),
     ("alertmanager", 9193, "/-/ready"),
