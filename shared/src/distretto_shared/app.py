@@ -33,7 +33,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from distretto_shared import metrics
+from distretto_shared import metrics, tracing
 from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.db import Database
 from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, parse_trusted_keys, public_pem
@@ -255,6 +255,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, settings.log_level, settings.log_json)
+        tracing.configure(spec.name)  # OTLP export only when an endpoint is configured
         ctx = ServiceContext(spec, settings)
         app.state.ctx = ctx
         await upgrade_async(spec.migrations, ctx.db.url, settings.database_schema)

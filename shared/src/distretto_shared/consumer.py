@@ -42,7 +42,7 @@ from faststream.kafka.annotations import KafkaMessage as KafkaMessageAnnotation
 from faststream.message import StreamMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from distretto_shared import inbox, metrics
+from distretto_shared import inbox, metrics, tracing
 from distretto_shared.db import Database
 from distretto_shared.events import (
     Event,
@@ -347,9 +347,24 @@ class ConsumerRunner:
         cid_token = correlation_id_var.set(meta.correlation_id)
         tp_token = traceparent_var.set(meta.traceparent)
         try:
-            with structlog.contextvars.bound_contextvars(
-                event_id=meta.id, event_type=meta.type, correlation_id=meta.correlation_id
+            with (
+                structlog.contextvars.bound_contextvars(
+                    event_id=meta.id, event_type=meta.type, correlation_id=meta.correlation_id
+                ),
+                tracing.span(
+                    f"handle {meta.type}",
+                    tracing.CONSUMER,
+                    meta.traceparent,
+                    **{
+                        "messaging.system": "kafka",
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.message.id": meta.id,
+                        "distretto.service": self.service,
+                    },
+                ) as span,
             ):
+                if span is not None:  # events the handler writes continue the trace from here
+                    traceparent_var.set(tracing.traceparent_of(span))
                 yield
         finally:
             correlation_id_var.reset(cid_token)

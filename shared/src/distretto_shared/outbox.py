@@ -24,7 +24,7 @@ from sqlalchemy import JSON, Column, DateTime, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import Field, SQLModel
 
-from distretto_shared import metrics
+from distretto_shared import metrics, tracing
 from distretto_shared.db import OUTBOX_DIRTY, Database
 from distretto_shared.events import Event, encode
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
@@ -244,6 +244,7 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = await self._ensure_producer()
+        sent_ns = time.time_ns()
         futures = []
         for row in rows:
             headers = [(k, v.encode()) for k, v in row.headers.items()]
@@ -262,6 +263,19 @@ class OutboxRelay:
             created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
             latency.observe((now - created).total_seconds())
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        if tracing.state.enabled:
+            for row in rows:
+                tracing.record(
+                    f"publish {row.topic}",
+                    tracing.PRODUCER,
+                    row.headers.get("traceparent"),
+                    sent_ns,
+                    **{
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": row.topic,
+                        "distretto.service": self.service,
+                    },
+                )
         return len(rows)
 
     @contextlib.asynccontextmanager

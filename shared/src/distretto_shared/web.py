@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from distretto_shared import metrics
+from distretto_shared import metrics, tracing
 from distretto_shared.identity import InvalidCredential, Principal, Role, Verifier
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 
@@ -141,17 +141,29 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (CORRELATION_HEADER.encode(), cid.encode())]
             await send(message)
 
+        method = scope.get("method", "GET")
+        span_cm = tracing.span(f"{method} request", tracing.SERVER, headers.get("traceparent"))
+        span = span_cm.__enter__()
+        if span is not None:  # what this request writes to its outbox continues the trace from here
+            traceparent_var.set(tracing.traceparent_of(span))
         try:
             with structlog.contextvars.bound_contextvars(correlation_id=cid):
                 await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
             elapsed = time.perf_counter() - start
             metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
             metrics.HTTP_LATENCY.labels(self.service, method, template).observe(elapsed)
             log_access(method, template, status, elapsed, principal_id(scope, headers), cid)
+            if span is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("distretto.service", self.service)
+                tracing.mark_error(span, status)
+            span_cm.__exit__(None, None, None)
             correlation_id_var.reset(cid_token)
             traceparent_var.reset(tp_token)
 
