@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
+.PHONY: help bootstrap bootstrap-browser up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
@@ -32,7 +32,11 @@ status:
 
 # PostgreSQL: DISTRETTO_TEST_POSTGRES_URL if given, else a local server started by
 # deploy/postgres/ensure-postgres.sh where it can (root + Debian packages).
-test: bootstrap
+# The console's browser tests drive Debian's Chromium (installed here when missing and root).
+bootstrap-browser:
+	@bash deploy/bootstrap-browser.sh
+
+test: bootstrap bootstrap-browser
 	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \

@@ -26,7 +26,7 @@ from babel.support import NullTranslations, Translations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlmodel import col, select
 
 from console import domain
@@ -84,6 +84,8 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # ``codes|map("label")``: service codes in the page's language
+    env.filters["label"] = pass_context(lambda context, code: domain.label(code, context.get("lang", "it")))
     return env
 
 

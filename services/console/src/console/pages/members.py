@@ -187,8 +187,10 @@ async def _org_context(request: Request, organisation_id: str, user: User) -> di
     }
     if user.is_staff:
         calls["contacts"] = gateway.get(base + "/contacts", user.token, params={"limit": 100})
-    if not mine:  # another member's private pages are not asked for; the service would refuse anyway
-        calls = {k: v for k, v in calls.items() if k == "projects"}
+    if not mine and not user.is_staff:
+        # Another organisation's page: its yearly figures are private to it. The service decides;
+        # its 403 becomes the 403 page (and if it ever answers, only what it answers is shown).
+        await gateway.get(base + "/figures", user.token)
     results = await asyncio.gather(*(panel(c) for c in calls.values()), return_exceptions=True)
     panels = {k: (r if not isinstance(r, BaseException) else None) for k, r in zip(calls, results, strict=True)}
     for key in ("figures", "history", "contacts", "profile"):

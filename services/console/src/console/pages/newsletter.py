@@ -31,6 +31,31 @@ async def index(request: Request, user: StaffDep) -> Response:
     return render(request, "newsletter/index.html", {"lists": lists, "campaigns": campaigns, "templates": templates})
 
 
+@router.post("/newsletter/lists")
+async def create_list(request: Request, user: StaffDep) -> Response:
+    form = await request.form()
+    body = {
+        "slug": str(form.get("slug", "")).strip(),
+        "name": str(form.get("name", "")).strip(),
+        "description": str(form.get("description", "")).strip(),
+        "visibility": "private" if form.get("visibility") == "private" else "public",
+    }
+    try:
+        await gateway_of(request).post(f"{API}/lists", user.token, json=body)
+    except client.Invalid as exc:
+        gateway = gateway_of(request)
+        lists, campaigns, templates = await asyncio.gather(
+            panel(gateway.get(f"{API}/lists", user.token, params={"limit": 200})),
+            panel(gateway.get(f"{API}/campaigns", user.token, params={"limit": 50})),
+            panel(gateway.get(f"{API}/templates", user.token, params={"limit": 200})),
+        )
+        errors, general = domain.field_errors(exc.body)
+        context = {"lists": lists, "campaigns": campaigns, "templates": templates}
+        context.update(errors=errors, general=general, values=body)
+        return render(request, "newsletter/index.html", context, status=422)
+    return redirect(request, "/newsletter")
+
+
 # -- subscribers -------------------------------------------------------------------------------------
 
 
