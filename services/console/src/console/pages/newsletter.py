@@ -50,7 +50,7 @@ async def create_list(request: Request, user: StaffDep) -> Response:
             panel(gateway.get(f"{API}/templates", user.token, params={"limit": 200})),
         )
         errors, general = domain.field_errors(exc.body)
-        context = {"lists": lists, "campaigns": campaigns, "templates": templates}
+        context: dict[str, Any] = {"lists": lists, "campaigns": campaigns, "templates": templates}
         context.update(errors=errors, general=general, values=body)
         return render(request, "newsletter/index.html", context, status=422)
     return redirect(request, "/newsletter")
