@@ -106,7 +106,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
         delivery_poll_interval=0.05,
         link_base_url="https://distretto.example/newsletter",
     )
-    ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", extras={})
+    ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=lambda _cls: None)
     lst = await service.create_list(ctx, service.MailingListCreate(slug="all", name="All"))
     t = time.perf_counter()
     S, SS = Subscriber.__table__, Subscription.__table__  # type: ignore[attr-defined]

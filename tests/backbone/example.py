@@ -84,7 +84,7 @@ projection = Consumers("example-projection")
 
 
 @projection.handles(AccountCredited)
-async def on_credited(session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
+async def on_credited(ctx: object, session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
     if Faults.reject_seq is not None and event.seq == Faults.reject_seq:
         raise PermanentEventError(f"seq {event.seq} refused")
     if Faults.delay:

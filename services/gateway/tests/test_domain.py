@@ -67,7 +67,9 @@ def test_patterns_match_segments_and_rests() -> None:
     figures = policy.match("GET", "/api/membership/figures")
     assert figures is not None and figures.public
     contacts = policy.match("GET", "/api/membership/organisations/o1/contacts")
-    assert contacts is not None and contacts.roles == frozenset({Role.ADMIN, Role.STAFF})
+    assert contacts is not None and contacts.roles == frozenset({Role.ADMIN, Role.STAFF, Role.MEMBER})
+    export = policy.match("GET", "/api/membership/organisations/export")
+    assert export is not None and export.roles == frozenset({Role.ADMIN, Role.STAFF})
     register = policy.match("GET", "/api/membership/organisations/o1")
     assert register is not None and Role.PARTNER in (register.roles or ())
     # a one-segment parameter does not swallow slashes

@@ -213,7 +213,7 @@ async def test_expiry_and_renewal(settings: Settings, topic_prefix: str, publish
         url = f"/opportunities/{request['id']}/counterparts"
         assert [i["counterpart_id"] for i in (await client.get(url)).json()["items"]][:1] == [offer["id"]]
 
-        expired = await expire_due(app.state.ctx.extras["runtime"], on=tomorrow + timedelta(days=1))
+        expired = await expire_due(app.state.ctx.context(), on=tomorrow + timedelta(days=1))
         assert expired == [offer["id"]]
         assert (await client.get(f"/opportunities/{offer['id']}")).json()["status"] == "expired"
         assert offer["id"] not in [i["counterpart_id"] for i in (await client.get(url)).json()["items"]]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from distretto_shared.app import ServiceContext
+from distretto_shared.context import Context
 from distretto_shared.outbox import OutboxMessage
 from distretto_shared.testing import DatabaseTarget, service_client
 from membership.app import create_app
@@ -26,7 +26,8 @@ class Membership:
     """A running membership service: its HTTP client and its context."""
 
     http: httpx.AsyncClient
-    ctx: ServiceContext
+    ctx: Context[Settings]
+    """The service acting as itself (for driving periodic use cases)."""
 
     async def outbox_count(self) -> int:
         """Events written so far (published or not)."""
@@ -124,4 +125,4 @@ async def membership(settings: Settings) -> AsyncIterator[Membership]:
     """The service running in-process."""
     app = create_app(settings)
     async with service_client(app) as client:
-        yield Membership(client, app.state.ctx)
+        yield Membership(client, app.state.ctx.context())

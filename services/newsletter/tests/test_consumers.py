@@ -52,7 +52,7 @@ def membership_api(asked: list[tuple[str, str]]) -> httpx.AsyncClient:
 
 async def fetch_until(client: httpx.AsyncClient, app: Any, predicate: Any, what: str) -> None:
     async def step() -> bool:
-        await service.fetch_contact_details(app.state.ctx, client=client)
+        await service.fetch_contact_details(app.state.ctx.context(), client=client)
         return bool(predicate())
 
     await wait_until(step, what=what)
@@ -215,7 +215,7 @@ async def test_welcome_digest_and_erasure_from_events(
         async def c9_dropped() -> bool:
             async with app.state.ctx.db.read() as session:
                 rows = (await session.execute(sa.text("SELECT contact_id, details_due FROM member_contact"))).all()
-            await service.fetch_contact_details(app.state.ctx, client=members_api)
+            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
             return "c10" in {r[0] for r in rows} and "c9" not in {r[0] for r in rows}
 
         await wait_until(c9_dropped, what="the erased-meanwhile contact dropped")

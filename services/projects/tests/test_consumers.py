@@ -14,7 +14,6 @@ from distretto_shared.events import decode, encode
 from distretto_shared.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
 from projects import service
-from projects.app import deps_of
 from projects.models import MemberOrganisation
 
 from .conftest import ProjectsService
@@ -177,7 +176,7 @@ async def test_reconciliation_links_a_pair_that_committed_at_the_same_moment(svc
             )
         )
     assert (await participant(svc, project["id"], added["id"]))["organisation_id"] is None
-    assert await service.reconcile_links(deps_of(svc.ctx)) == 1
+    assert await service.reconcile_links(svc.ctx.context()) == 1
     assert (await participant(svc, project["id"], added["id"]))["organisation_id"] == "org-sns"
-    assert await service.reconcile_links(deps_of(svc.ctx)) == 0
+    assert await service.reconcile_links(svc.ctx.context()) == 0
     assert (await svc.outbox_types()).count(contracts.ParticipantLinked.event_type) == 1

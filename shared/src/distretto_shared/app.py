@@ -35,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from distretto_shared import metrics, tracing
 from distretto_shared.consumer import ConsumerRunner, Consumers
+from distretto_shared.context import Context
 from distretto_shared.db import Database
 from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, parse_trusted_keys, public_pem
 from distretto_shared.logging import configure_logging, get_logger
@@ -59,7 +60,8 @@ class PeriodicJob:
 
     name: str
     interval: Callable[[Any], float] | float
-    run: Callable[[ServiceContext], Awaitable[Any]]
+    run: Callable[[Context[Any]], Awaitable[Any]]
+    """Receives the service's :class:`Context` acting as itself (principal ``service:<name>``)."""
 
 
 @dataclass
@@ -104,10 +106,13 @@ class ServiceContext:
         self.source = f"/distretto/{spec.name}"
         self.db = Database(settings.resolved_database_url(), schema=settings.database_schema)
         self.broker = build_broker(spec, settings)
+        self.singletons: dict[type, Any] = {}
+        """Service singletons by type (a ranking engine, a delivery engine): ``provide`` / ``Context.get``."""
         self.runners = [
             ConsumerRunner(
                 c,
                 db=self.db,
+                context=Context.for_service(self),
                 service=spec.name,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 max_attempts=settings.consumer_max_attempts,
@@ -129,8 +134,6 @@ class ServiceContext:
         self.broker_connected = False
         self.broker_error: str | None = None
         self.tasks: list[asyncio.Task[Any]] = []
-        self.extras: dict[str, Any] = {}
-        """Service-specific singletons (a search index, an SMTP pool …)."""
         self.identity: TokenSigner | None = signer_for(spec.name, settings)
         """Mints this service's credentials for calls to other services (``None`` without a signing key)."""
 
@@ -141,6 +144,14 @@ class ServiceContext:
                 f"{self.spec.name} has no signing key: set {self.spec.name.upper()}_SIGNING_KEY to call {audience}"
             )
         return self.identity.service_headers(audience)
+
+    def provide(self, singleton: Any, as_type: type | None = None) -> None:
+        """Make ``singleton`` reachable from every context as ``ctx.get(type)``."""
+        self.singletons[as_type or type(singleton)] = singleton
+
+    def context(self) -> Context[Any]:
+        """The context of the service acting as itself (periodic jobs, start-up hooks)."""
+        return Context.for_service(self)
 
 
 def signer_for(name: str, settings: ServiceSettings) -> TokenSigner | None:
@@ -238,7 +249,7 @@ async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
         interval = job.interval(ctx.settings) if callable(job.interval) else job.interval
         await asyncio.sleep(interval)
         try:
-            await job.run(ctx)
+            await job.run(ctx.context())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

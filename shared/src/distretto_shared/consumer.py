@@ -5,7 +5,7 @@ A service declares its handlers on a :class:`Consumers` object::
     consumers = Consumers("membership-projection")
 
     @consumers.handles(OrganisationJoined)
-    async def on_joined(session, event, meta): ...
+    async def on_joined(ctx, session, event, meta): ...   # ctx: the service's Context (principal service:<name>)
 
 :class:`ConsumerRunner` subscribes to the topics of those events with
 FastStream (``AckPolicy.NACK_ON_ERROR``: the offset is committed only after the
@@ -56,7 +56,9 @@ from distretto_shared.topics import dlq_topic, topic_name
 
 log = get_logger(__name__)
 
-Handler = Callable[[AsyncSession, Any, EventMeta], Awaitable[None]]
+Handler = Callable[[Any, AsyncSession, Any, EventMeta], Awaitable[None]]
+"""``async def h(ctx, session, event, meta)``: ``ctx`` is the service's :class:`~distretto_shared.context.Context`
+(principal ``service:<name>``)."""
 
 DLQ_ERROR = "dlq_error"
 DLQ_ERROR_KIND = "dlq_error_kind"
@@ -125,6 +127,7 @@ class ConsumerRunner:
         *,
         db: Database | None,
         service: str,
+        context: Any = None,
         bootstrap_servers: str,
         max_attempts: int = 5,
         backoff_initial: float = 0.2,
@@ -134,6 +137,8 @@ class ConsumerRunner:
         self.consumers = consumers
         self._db = db
         self.service = service
+        self.context = context
+        """What handlers receive first: the service's ``Context`` acting as itself."""
         self.bootstrap_servers = bootstrap_servers
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
@@ -329,7 +334,7 @@ class ConsumerRunner:
                 seen.add((meta.source, meta.id))
                 fresh.append(meta)
                 with self._event_context(meta):
-                    await handler(session, event, meta)
+                    await handler(self.context, session, event, meta)
                 outcomes.append(Outcome.HANDLED)
             # One statement for the batch's inbox rows; a clash with a racing consumer
             # fails the commit, and the per-record path sorts it out.
@@ -410,7 +415,7 @@ class ConsumerRunner:
                 async with self.db.transaction() as session:
                     fresh = await inbox.claim(session, consumer=self.consumers.name, meta=meta)
                     if fresh:
-                        await handler(session, event, meta)
+                        await handler(self.context, session, event, meta)
                     else:
                         duplicate = True
                 if duplicate:

@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
                 "(`make up` generates it; see the README's Security section)"
             )
         await gateway.start(ctx.db, ctx.identity)
-        ctx.extras["gateway"] = gateway
+        ctx.provide(gateway)
         await service.ensure_admin(ctx.db, gateway.passwords, settings.admin_email, settings.admin_password)
 
     async def stop(_ctx: ServiceContext) -> None:

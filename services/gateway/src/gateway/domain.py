@@ -139,32 +139,34 @@ POLICY: tuple[Rule, ...] = (
     _r("GET,POST", "/auth/api-keys", ADMIN_ONLY, "partner API keys"),
     _r("DELETE", "/auth/api-keys/{key_id}", ADMIN_ONLY, "revoke an API key"),
     # --- membership (services/membership/src/membership/api.py)
-    # The district's aggregate figures are public; the register is read by every role; an
-    # organisation's own figures and history by members; contacts are personal data (staff).
+    # The district's aggregate figures are public; the register is read by every role. Members
+    # reach the routes of an organisation's private records and their own changes: the service
+    # lets a member through for its own organisation only (object-level rule next to the query).
+    # Lifecycle decisions, renewals (payments), fee plans, import and export stay staff work.
     _r("GET", "/api/membership/figures", PUBLIC, "the district's aggregate figures"),
     _r("GET", "/api/membership/organisations", ALL_ROLES, "the register"),
     _r("POST", "/api/membership/organisations", STAFF_UP, "register an application"),
     _r("GET", "/api/membership/organisations/export", STAFF_UP, "bulk export of the register"),
     _r("POST", "/api/membership/organisations/import", STAFF_UP, "bulk import into the register"),
     _r("GET", "/api/membership/organisations/{organisation_id}", ALL_ROLES, "one organisation"),
-    _r("PATCH", "/api/membership/organisations/{organisation_id}", STAFF_UP, "change an organisation"),
+    _r("PATCH", "/api/membership/organisations/{organisation_id}", MEMBERS, "change an organisation (own)"),
     _r("GET", "/api/membership/organisations/{organisation_id}/figures", MEMBERS, "an organisation's yearly figures"),
-    _r("PUT", "/api/membership/organisations/{organisation_id}/figures/{year}", STAFF_UP, "record yearly figures"),
+    _r("PUT", "/api/membership/organisations/{organisation_id}/figures/{year}", MEMBERS, "record figures (own)"),
     _r("POST", "/api/membership/organisations/{organisation_id}/approve", STAFF_UP, "approve an application"),
     _r("POST", "/api/membership/organisations/{organisation_id}/reject", STAFF_UP, "reject an application"),
     _r("POST", "/api/membership/organisations/{organisation_id}/suspend", STAFF_UP, "suspend a member"),
     _r("POST", "/api/membership/organisations/{organisation_id}/reinstate", STAFF_UP, "reinstate a member"),
-    _r("POST", "/api/membership/organisations/{organisation_id}/leave", STAFF_UP, "a member leaves"),
+    _r("POST", "/api/membership/organisations/{organisation_id}/leave", MEMBERS, "a member leaves (own)"),
     _r("GET", "/api/membership/organisations/{organisation_id}/renewals", MEMBERS, "membership renewals"),
     _r("POST", "/api/membership/organisations/{organisation_id}/renewals", STAFF_UP, "renew a membership"),
     _r("GET", "/api/membership/organisations/{organisation_id}/history", MEMBERS, "status history"),
     _r("GET", "/api/membership/fee-plans", MEMBERS, "fee plans"),
     _r("POST", "/api/membership/fee-plans", STAFF_UP, "add a fee plan"),
-    _r("GET,POST", "/api/membership/organisations/{organisation_id}/contacts", STAFF_UP, "personal data"),
-    _r("GET", "/api/membership/contacts", STAFF_UP, "personal data"),
-    _r("GET,PATCH", "/api/membership/contacts/{contact_id}", STAFF_UP, "personal data"),
+    _r("GET,POST", "/api/membership/organisations/{organisation_id}/contacts", MEMBERS, "personal data (own)"),
+    _r("GET", "/api/membership/contacts", MEMBERS, "personal data (a member: its own organisation's)"),
+    _r("GET,PATCH", "/api/membership/contacts/{contact_id}", MEMBERS, "personal data (own)"),
     _r("GET", "/api/membership/contacts/{contact_id}/personal-data", STAFF_UP, "name, address, phone (staff)"),
-    _r("POST", "/api/membership/contacts/{contact_id}/erase", STAFF_UP, "erase a contact (GDPR)"),
+    _r("POST", "/api/membership/contacts/{contact_id}/erase", MEMBERS, "erase a contact (GDPR; own)"),
     _r("*", "/api/membership/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- projects (services/projects/src/projects/api.py)
     # Projects and consortia are public EU data (CORDIS): every role reads them; the work plan
@@ -258,18 +260,18 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/newsletter/digest", STAFF_UP, "build the digest now"),
     _r("*", "/api/newsletter/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- matchmaking (services/matchmaking/src/matchmaking/api.py)
-    # Anonymised opportunities are public; members read opportunities, profiles, rankings and
-    # matches; writing (publishing, proposing, answering for a side) is staff work while the
-    # service does not check that the caller belongs to the organisation it acts for.
+    # Anonymised opportunities are public. Members reach opportunities, rankings and matches,
+    # writes included: the service lets a member act only for its own organisation (its
+    # opportunities, its side of a match) and shows a match only to its two sides.
     _r("GET", "/api/matchmaking/public/opportunities", PUBLIC, "published opportunities, anonymised"),
     _r("GET", "/api/matchmaking/public/opportunities/{opportunity_id}", PUBLIC, "one, anonymised"),
     _r("GET", "/api/matchmaking/opportunities", MEMBERS, "opportunities"),
-    _r("POST", "/api/matchmaking/opportunities", STAFF_UP, "publish an opportunity"),
+    _r("POST", "/api/matchmaking/opportunities", MEMBERS, "publish an opportunity (own)"),
     _r("GET", "/api/matchmaking/opportunities/{opportunity_id}", MEMBERS, "one opportunity"),
-    _r("PATCH", "/api/matchmaking/opportunities/{opportunity_id}", STAFF_UP, "change an opportunity"),
-    _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/renew", STAFF_UP, "extend an opportunity"),
+    _r("PATCH", "/api/matchmaking/opportunities/{opportunity_id}", MEMBERS, "change an opportunity (own)"),
+    _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/renew", MEMBERS, "extend one (own)"),
     _r("GET", "/api/matchmaking/opportunities/{opportunity_id}/counterparts", MEMBERS, "ranked counterparts"),
-    _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/matches", STAFF_UP, "call for matches"),
+    _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/matches", MEMBERS, "call for matches (own)"),
     _r("GET", "/api/matchmaking/organisations", MEMBERS, "competence profiles"),
     _r("GET", "/api/matchmaking/organisations/{organisation_id}", MEMBERS, "one competence profile"),
     _r(
@@ -279,13 +281,13 @@ POLICY: tuple[Rule, ...] = (
         "opportunities that fit an organisation",
     ),
     _r("GET", "/api/matchmaking/matches", MEMBERS, "matches"),
-    _r("POST", "/api/matchmaking/matches", STAFF_UP, "propose a match"),
+    _r("POST", "/api/matchmaking/matches", MEMBERS, "propose a match (own opportunity)"),
     _r("GET", "/api/matchmaking/matches/{match_id}", MEMBERS, "one match"),
-    _r("POST", "/api/matchmaking/matches/{match_id}/accept", STAFF_UP, "one side accepts"),
-    _r("POST", "/api/matchmaking/matches/{match_id}/decline", STAFF_UP, "one side declines"),
-    _r("POST", "/api/matchmaking/matches/{match_id}/meeting", STAFF_UP, "schedule the meeting"),
-    _r("POST", "/api/matchmaking/matches/{match_id}/meeting/held", STAFF_UP, "the meeting took place"),
-    _r("POST", "/api/matchmaking/matches/{match_id}/feedback", STAFF_UP, "was the match useful"),
+    _r("POST", "/api/matchmaking/matches/{match_id}/accept", MEMBERS, "one side accepts (own side)"),
+    _r("POST", "/api/matchmaking/matches/{match_id}/decline", MEMBERS, "one side declines (own side)"),
+    _r("POST", "/api/matchmaking/matches/{match_id}/meeting", MEMBERS, "schedule the meeting (a side)"),
+    _r("POST", "/api/matchmaking/matches/{match_id}/meeting/held", MEMBERS, "the meeting took place (a side)"),
+    _r("POST", "/api/matchmaking/matches/{match_id}/feedback", MEMBERS, "was it useful (own side)"),
     _r("GET", "/api/matchmaking/index", STAFF_UP, "what the ranking index holds"),
     _r("*", "/api/matchmaking/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- the console (services/console): its pages are public here because it does its own login

@@ -9,18 +9,15 @@ from fastapi import FastAPI
 
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as contracts
 from matchmaking import api, consumers, service
 from matchmaking.config import Settings
 from matchmaking.domain import FeedbackWeights
-from matchmaking.embeddings import shared_encoder
+from matchmaking.embeddings import Encoder, shared_encoder
 from matchmaking.ranking import Engine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-
-
-def _runtime(ctx: ServiceContext) -> service.Runtime:
-    return ctx.extras["runtime"]  # type: ignore[no-any-return]
 
 
 async def start_engine(ctx: ServiceContext) -> None:
@@ -31,33 +28,19 @@ async def start_engine(ctx: ServiceContext) -> None:
         feedback=FeedbackWeights(settings.feedback_pair_weight, settings.feedback_counterpart_weight),
     )
     engine.merge_threshold = settings.delta_merge_threshold
-    rt = service.Runtime(
-        db=ctx.db,
-        engine=engine,
-        encoder=shared_encoder(settings.embedding_threads),
-        settings=settings,
-        source=ctx.source,
-    )
-    ctx.extras["runtime"] = rt
-    service.register_runtime(rt)
-    await service.rebuild_index(rt)
+    ctx.provide(engine)
+    ctx.provide(shared_encoder(settings.embedding_threads), Encoder)
+    await service.rebuild_index(ctx.context())
 
 
-async def stop_engine(ctx: ServiceContext) -> None:
-    """Forget the runtime."""
-    rt = ctx.extras.get("runtime")
-    if rt is not None:
-        service.unregister_runtime(rt)
-
-
-async def expire(ctx: ServiceContext) -> None:
+async def expire(ctx: Context[Settings]) -> None:
     """Periodic: expire opportunities past their expiry day."""
-    await service.expire_due(_runtime(ctx))
+    await service.expire_due(ctx)
 
 
-async def merge(ctx: ServiceContext) -> None:
+async def merge(ctx: Context[Settings]) -> None:
     """Periodic: fold the BM25 delta into the main index."""
-    await service.merge_delta(_runtime(ctx))
+    await service.merge_delta(ctx)
 
 
 def _interval(name: str) -> Any:
@@ -76,7 +59,6 @@ SPEC = ServiceSpec(
         PeriodicJob("merge-bm25-delta", _interval("merge_interval"), merge),
     ],
     on_startup=[start_engine],
-    on_shutdown=[stop_engine],
     title="Distretto matchmaking",
     description="Opportunities, competence profiles, hybrid ranked matches with explanations, partner search.",
     published_events=[

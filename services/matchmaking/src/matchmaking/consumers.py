@@ -5,23 +5,30 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import membership, projects
 from distretto_shared.events import EventMeta
 from matchmaking import service
+from matchmaking.config import Settings
+
+Ctx = Context[Settings]
 
 consumers = Consumers("matchmaking-profiles")
 
 
 @consumers.handles(membership.OrganisationRegistered, membership.OrganisationUpdated)
 async def on_organisation(
-    session: AsyncSession, event: membership.OrganisationRegistered | membership.OrganisationUpdated, meta: EventMeta
+    ctx: Ctx,
+    session: AsyncSession,
+    event: membership.OrganisationRegistered | membership.OrganisationUpdated,
+    meta: EventMeta,
 ) -> None:
-    await service.apply_organisation(session, event.profile)
+    await service.apply_organisation(ctx, session, event.profile)
 
 
 @consumers.handles(membership.OrganisationJoined)
-async def on_joined(session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
-    await service.apply_organisation(session, event.profile, status="active")
+async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+    await service.apply_organisation(ctx, session, event.profile, status="active")
 
 
 @consumers.handles(
@@ -31,6 +38,7 @@ async def on_joined(session: AsyncSession, event: membership.OrganisationJoined,
     membership.OrganisationRejected,
 )
 async def on_status(
+    ctx: Ctx,
     session: AsyncSession,
     event: membership.OrganisationSuspended
     | membership.OrganisationLapsed
@@ -44,19 +52,19 @@ async def on_status(
         membership.OrganisationLeft: "left",
         membership.OrganisationRejected: "rejected",
     }[type(event)]
-    await service.set_organisation_status(session, event.organisation_id, status)
+    await service.set_organisation_status(ctx, session, event.organisation_id, status)
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)
 async def on_project(
-    session: AsyncSession, event: projects.ProjectRegistered | projects.ProjectUpdated, meta: EventMeta
+    ctx: Ctx, session: AsyncSession, event: projects.ProjectRegistered | projects.ProjectUpdated, meta: EventMeta
 ) -> None:
-    await service.apply_project(session, event.project)
+    await service.apply_project(ctx, session, event.project)
 
 
 @consumers.handles(projects.ParticipantAdded, projects.ParticipantLinked)
 async def on_participant(
-    session: AsyncSession, event: projects.ParticipantAdded | projects.ParticipantLinked, meta: EventMeta
+    ctx: Ctx, session: AsyncSession, event: projects.ParticipantAdded | projects.ParticipantLinked, meta: EventMeta
 ) -> None:
     if event.organisation_id:
-        await service.add_participation(session, event.project_id, event.organisation_id)
+        await service.add_participation(ctx, session, event.project_id, event.organisation_id)

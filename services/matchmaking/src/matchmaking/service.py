@@ -15,15 +15,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import delete, event, func
+from sqlalchemy import and_, delete, event, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.contracts.membership import OrganisationProfile
 from distretto_shared.contracts.projects import ProjectSummary
-from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
@@ -73,38 +73,13 @@ MATCHES_PROPOSED = Counter("distretto_matchmaking_matches_proposed_total", "Matc
 
 PROFILE = "profile"
 OPPORTUNITY = "opportunity"
+PUBLIC_STATUSES = ("active", "suspended", "lapsed", "left")
+"""Organisations that are or were members: their profiles are public to members (applications are not)."""
 
 
-@dataclass
-class Runtime:
-    """What the use cases need beside a session: the database, the engine, the encoder."""
-
-    db: Database
-    engine: Engine
-    encoder: Encoder
-    settings: Settings
-    source: str
-
-
-_RUNTIMES: dict[int, Runtime] = {}
-
-
-def register_runtime(rt: Runtime) -> None:
-    """Make ``rt`` reachable from consumer handlers (they receive only a session)."""
-    _RUNTIMES[id(rt.db.engine)] = rt
-
-
-def unregister_runtime(rt: Runtime) -> None:
-    """Forget ``rt`` (service stopping)."""
-    _RUNTIMES.pop(id(rt.db.engine), None)
-
-
-def runtime_of(session: AsyncSession) -> Runtime:
-    """The runtime whose database ``session`` belongs to."""
-    rt = _RUNTIMES.get(id(session.bind))
-    if rt is None:
-        raise RuntimeError("matchmaking runtime not started for this database")
-    return rt
+Ctx = Context[Settings]
+"""What every use case receives: the caller, the database, the settings, and the ranking
+``Engine`` and ``Encoder`` singletons (``ctx.get(Engine)``), provided at start-up."""
 
 
 def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
@@ -219,22 +194,22 @@ def profile_document(org: Organisation, projects: list[Project], vector: Any) ->
     )
 
 
-async def _embed(rt: Runtime, text: str) -> Any:
-    return await asyncio.to_thread(rt.encoder.encode_one, text)
+async def _embed(ctx: Ctx, text: str) -> Any:
+    return await asyncio.to_thread(ctx.get(Encoder).encode_one, text)
 
 
-def _update_gauges(rt: Runtime) -> None:
-    INDEX_DOCUMENTS.labels(OPPORTUNITY).set(rt.engine.index.count(OPPORTUNITY))
-    INDEX_DOCUMENTS.labels(PROFILE).set(rt.engine.index.count(PROFILE))
+def _update_gauges(ctx: Ctx) -> None:
+    INDEX_DOCUMENTS.labels(OPPORTUNITY).set(ctx.get(Engine).index.count(OPPORTUNITY))
+    INDEX_DOCUMENTS.labels(PROFILE).set(ctx.get(Engine).index.count(PROFILE))
 
 
-def _index_later(session: AsyncSession, rt: Runtime, doc: Document | None, remove_key: str | None = None) -> None:
+def _index_later(session: AsyncSession, ctx: Ctx, doc: Document | None, remove_key: str | None = None) -> None:
     def apply() -> None:
         if doc is not None:
-            rt.engine.upsert(doc)
+            ctx.get(Engine).upsert(doc)
         elif remove_key is not None:
-            rt.engine.remove(remove_key)
-        _update_gauges(rt)
+            ctx.get(Engine).remove(remove_key)
+        _update_gauges(ctx)
 
     after_commit(session, apply)
 
@@ -242,10 +217,10 @@ def _index_later(session: AsyncSession, rt: Runtime, doc: Document | None, remov
 # -- start-up ---------------------------------------------------------------------------------
 
 
-async def rebuild_index(rt: Runtime) -> int:
+async def rebuild_index(ctx: Ctx) -> int:
     """Fill the engine from the database (missing or stale embeddings are computed and stored)."""
-    engine = rt.engine
-    async with rt.db.transaction() as session:
+    engine = ctx.get(Engine)
+    async with ctx.db.transaction() as session:
         opportunities = list((await session.execute(select(Opportunity).order_by(Opportunity.id))).scalars())
         orgs = list(
             (
@@ -267,7 +242,7 @@ async def rebuild_index(rt: Runtime) -> int:
             texts.append((org, profile_text(org, org_projects)))
         stale = [(row, text) for row, text in texts if row.embedded_hash != text_hash(text) or not row.embedding]
         if stale:
-            vectors = await asyncio.to_thread(rt.encoder.encode, [t for _, t in stale])
+            vectors = await asyncio.to_thread(ctx.get(Encoder).encode, [t for _, t in stale])
             for (row, text), vector in zip(stale, vectors, strict=True):
                 row.embedding = to_bytes(vector)
                 row.embedded_hash = text_hash(text)
@@ -287,24 +262,24 @@ async def rebuild_index(rt: Runtime) -> int:
         for fb, match in feedback:
             engine.feedback.add(_query_key(match), _counterpart_key(match), 1 if fb.useful else -1)
     engine.index.merge()
-    _update_gauges(rt)
-    await refresh_match_gauge(rt)
+    _update_gauges(ctx)
+    await refresh_match_gauge(ctx)
     log.info("index rebuilt", opportunities=len(opportunities), profiles=len(orgs), embedded=len(stale))
     return len(opportunities) + len(orgs)
 
 
-async def merge_delta(rt: Runtime) -> None:
+async def merge_delta(ctx: Ctx) -> None:
     """Fold the BM25 delta into the main index, refit the dense projection when due (in a worker thread)."""
-    index = rt.engine.index
+    index = ctx.get(Engine).index
     if not index.dirty:
         return
     built = await asyncio.to_thread(index.build, index.snapshot())
     index.install(built)
 
 
-async def refresh_match_gauge(rt: Runtime) -> None:
+async def refresh_match_gauge(ctx: Ctx) -> None:
     """Set the matches-by-state gauge from the database."""
-    async with rt.db.read() as session:
+    async with ctx.db.read() as session:
         rows = (await session.execute(select(Match.state, func.count()).group_by(Match.state))).all()
     counts = {state: n for state, n in rows}
     for state in MatchState:
@@ -323,6 +298,36 @@ async def _get_opportunity(session: AsyncSession, opportunity_id: str) -> Opport
     if o is None:
         raise NotFound(f"opportunity {opportunity_id} not found")
     return o
+
+
+# -- who may see what (docs/service-guide.md, "Authorisation") ------------------------------------
+#
+# An opportunity's owner view, its ranking and its matches belong to the owning organisation
+# and staff. Others see a published opportunity only anonymised (/public/...): the owner view
+# of a published one answers 403 (it is public, this view is not), of any other one 404.
+# A match belongs to its two sides: anyone else gets 404, meeting place included.
+
+
+def _published(o: Opportunity) -> bool:
+    return o.status == OpportunityStatus.ACTIVE and o.expires_on >= today()
+
+
+async def _opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, what: str) -> Opportunity:
+    """The opportunity, for its owner and staff (403 when published, 404 otherwise)."""
+    o = await session.get(Opportunity, opportunity_id)
+    if o is not None and ctx.acts_for(o.owner_organisation_id):
+        return o
+    if o is not None and _published(o) and not ctx.principal.is_anonymous:
+        ctx.require_private_of(o.owner_organisation_id, what)
+    raise NotFound(f"opportunity {opportunity_id} not found")
+
+
+def _own_filter(ctx: Ctx, q: Any, owner_column: Any) -> Any:
+    """A list query narrowed to the caller's organisation (staff: unchanged; partners: 403)."""
+    if ctx.sees_everything:
+        return q
+    ctx.require_member_or_staff("list these records")
+    return q.where(owner_column == ctx.own_organisation())
 
 
 async def _org_names(session: AsyncSession) -> list[str]:
@@ -344,10 +349,11 @@ def _published_event(o: Opportunity, names: list[str]) -> contracts.OpportunityP
     )
 
 
-async def create_opportunity(rt: Runtime, data: OpportunityCreate) -> OpportunityPublic:
+async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPublic:
     """Publish a new opportunity: stored, indexed, announced (anonymised)."""
+    ctx.require_private_of(data.owner_organisation_id, "publish opportunities for this organisation")
     now = today()
-    expires_on = data.expires_on or domain.add_months(now, rt.settings.default_validity_months)
+    expires_on = data.expires_on or domain.add_months(now, ctx.settings.default_validity_months)
     if expires_on <= now:
         raise Invalid("expires_on must be in the future", details={"expires_on": expires_on.isoformat()})
     if data.deadline is not None and data.deadline < now:
@@ -355,29 +361,29 @@ async def create_opportunity(rt: Runtime, data: OpportunityCreate) -> Opportunit
     o = Opportunity(**data.model_dump(exclude={"expires_on"}), expires_on=expires_on)
     o.opportunity_type = OpportunityType(data.opportunity_type).value
     text = opportunity_text(o)
-    vector = await _embed(rt, text)
+    vector = await _embed(ctx, text)
     o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
     try:
-        async with rt.db.transaction() as session:
+        async with ctx.db.transaction() as session:
             if data.reference:
                 existing = await session.execute(select(Opportunity.id).where(Opportunity.reference == data.reference))
                 if existing.first():
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             session.add(o)
-            add_event(session, _published_event(o, await _org_names(session)), source=rt.source)
-            _index_later(session, rt, opportunity_document(o, vector))
+            add_event(session, _published_event(o, await _org_names(session)), source=ctx.source)
+            _index_later(session, ctx, opportunity_document(o, vector))
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return _public(o)
 
 
-async def update_opportunity(rt: Runtime, opportunity_id: str, data: OpportunityUpdate) -> OpportunityPublic:
+async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpdate) -> OpportunityPublic:
     """Change an opportunity; it is re-embedded and re-indexed when its text changed."""
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         raise Invalid("nothing to change")
-    async with rt.db.read() as session:
-        current = await _get_opportunity(session, opportunity_id)
+    async with ctx.db.read() as session:
+        current = await _opportunity_for(ctx, session, opportunity_id, "change this opportunity")
     is_search = current.opportunity_type == OpportunityType.PARTNER_SEARCH
     for name in ("topic_code", "role_sought", "deadline"):
         if not is_search and changes.get(name) is not None:
@@ -389,23 +395,23 @@ async def update_opportunity(rt: Runtime, opportunity_id: str, data: Opportunity
     text = opportunity_text(current)
     vector = from_bytes(current.embedding)
     if current.embedded_hash != text_hash(text) or vector is None:
-        vector = await _embed(rt, text)
-    async with rt.db.transaction() as session:
+        vector = await _embed(ctx, text)
+    async with ctx.db.transaction() as session:
         o = await _get_opportunity(session, opportunity_id)
         for name in changes:
             setattr(o, name, getattr(current, name))
         o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
         o.updated_at = utcnow()
         session.add(o)
-        _index_later(session, rt, opportunity_document(o, vector))
+        _index_later(session, ctx, opportunity_document(o, vector))
     return _public(o)
 
 
-async def renew_opportunity(rt: Runtime, opportunity_id: str, req: RenewRequest) -> OpportunityPublic:
+async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) -> OpportunityPublic:
     """Extend an opportunity's validity (an expired one is published again)."""
     now = today()
-    async with rt.db.transaction() as session:
-        o = await _get_opportunity(session, opportunity_id)
+    async with ctx.db.transaction() as session:
+        o = await _opportunity_for(ctx, session, opportunity_id, "renew this opportunity")
         new_expiry = req.expires_on or domain.add_months(now, req.months or 12)
         if new_expiry <= now:
             raise Invalid("the new expiry must be in the future")
@@ -416,20 +422,20 @@ async def renew_opportunity(rt: Runtime, opportunity_id: str, req: RenewRequest)
         o.renewals += 1
         o.updated_at = utcnow()
         session.add(o)
-        add_event(session, contracts.OpportunityRenewed(opportunity_id=o.id, expires_on=new_expiry), source=rt.source)
+        add_event(session, contracts.OpportunityRenewed(opportunity_id=o.id, expires_on=new_expiry), source=ctx.source)
         key = f"{OPPORTUNITY}:{o.id}"
 
         def reactivate() -> None:
-            rt.engine.index.set_active(key, True, new_expiry)
+            ctx.get(Engine).index.set_active(key, True, new_expiry)
 
         after_commit(session, reactivate)
     return _public(o)
 
 
-async def expire_due(rt: Runtime, on: date | None = None) -> list[str]:
+async def expire_due(ctx: Ctx, on: date | None = None) -> list[str]:
     """Mark every active opportunity past its expiry as expired (the periodic job)."""
     on = on or today()
-    async with rt.db.transaction() as session:
+    async with ctx.db.transaction() as session:
         due = list(
             (
                 await session.execute(
@@ -443,21 +449,21 @@ async def expire_due(rt: Runtime, on: date | None = None) -> list[str]:
             o.status = OpportunityStatus.EXPIRED.value
             o.updated_at = utcnow()
             session.add(o)
-            add_event(session, contracts.OpportunityExpired(opportunity_id=o.id), source=rt.source)
+            add_event(session, contracts.OpportunityExpired(opportunity_id=o.id), source=ctx.source)
         keys = [f"{OPPORTUNITY}:{o.id}" for o in due]
 
         def deactivate() -> None:
             for key in keys:
-                rt.engine.index.set_active(key, False)
+                ctx.get(Engine).index.set_active(key, False)
 
         after_commit(session, deactivate)
     return [o.id for o in due]
 
 
-async def get_opportunity(rt: Runtime, opportunity_id: str) -> OpportunityPublic:
+async def get_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPublic:
     """One opportunity, as its owner sees it."""
-    async with rt.db.read() as session:
-        return _public(await _get_opportunity(session, opportunity_id))
+    async with ctx.db.read() as session:
+        return _public(await _opportunity_for(ctx, session, opportunity_id, "see this opportunity's owner view"))
 
 
 def _opportunity_query(
@@ -476,7 +482,7 @@ def _opportunity_query(
 
 
 async def list_opportunities(
-    rt: Runtime,
+    ctx: Ctx,
     page: PageParams,
     *,
     opportunity_type: str | None = None,
@@ -485,11 +491,12 @@ async def list_opportunities(
     sector: str | None = None,
     reference: str | None = None,
 ) -> Page[OpportunityPublic]:
-    """Opportunities, newest first, filtered."""
+    """Opportunities, newest first, filtered; a member sees its own organisation's."""
     q = _opportunity_query(
         opportunity_type=opportunity_type, status=status, owner=owner, sector=sector, reference=reference
     )
-    async with rt.db.read() as session:
+    q = _own_filter(ctx, q, Opportunity.owner_organisation_id)
+    async with ctx.db.read() as session:
         rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
     if sector:
         rows = [o for o in rows if sector in o.sectors]
@@ -517,7 +524,7 @@ def anonymous_view(o: Opportunity, names: list[str]) -> OpportunityAnonymous:
 
 
 async def list_public(
-    rt: Runtime, page: PageParams, *, opportunity_type: str | None = None, sector: str | None = None
+    ctx: Ctx, page: PageParams, *, opportunity_type: str | None = None, sector: str | None = None
 ) -> Page[OpportunityAnonymous]:
     """Published (active, not expired) opportunities, anonymised."""
     q = _opportunity_query(
@@ -527,7 +534,7 @@ async def list_public(
         sector=None,
         reference=None,
     ).where(Opportunity.expires_on >= today())
-    async with rt.db.read() as session:
+    async with ctx.db.read() as session:
         rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
         names = await _org_names(session)
     if sector:
@@ -536,9 +543,9 @@ async def list_public(
     return make_page(items, len(rows), page)
 
 
-async def get_public(rt: Runtime, opportunity_id: str) -> OpportunityAnonymous:
+async def get_public(ctx: Ctx, opportunity_id: str) -> OpportunityAnonymous:
     """One published opportunity, anonymised (an expired one is not public)."""
-    async with rt.db.read() as session:
+    async with ctx.db.read() as session:
         o = await _get_opportunity(session, opportunity_id)
         if o.status != OpportunityStatus.ACTIVE or o.expires_on < today():
             raise NotFound(f"opportunity {opportunity_id} is not published")
@@ -619,33 +626,39 @@ def _ranked(hit: Hit, title: str) -> RankedCounterpart:
     )
 
 
-async def _titles(session: AsyncSession, hits: list[Hit]) -> dict[str, str]:
+async def _titles(ctx: Ctx, session: AsyncSession, hits: list[Hit]) -> dict[str, str]:
+    """Titles of ranked counterparts: another organisation's opportunity anonymised, as in public."""
     opp_ids = [h.entity_id for h in hits if h.kind == OPPORTUNITY]
     org_ids = [h.entity_id for h in hits if h.kind == PROFILE]
     titles: dict[str, str] = {}
     if opp_ids:
-        for oid, title in (
-            await session.execute(select(Opportunity.id, Opportunity.title).where(col(Opportunity.id).in_(opp_ids)))
-        ).all():
+        names: list[str] | None = None
+        rows = await session.execute(
+            select(Opportunity.id, Opportunity.title, Opportunity.owner_organisation_id).where(
+                col(Opportunity.id).in_(opp_ids)
+            )
+        )
+        for oid, title, owner in rows.all():
+            if not ctx.acts_for(owner):
+                names = names if names is not None else await _org_names(session)
+                title = anonymise_text(title, names)
             titles[f"{OPPORTUNITY}:{oid}"] = title
     if org_ids:
-        rows = await session.execute(
+        profiles = await session.execute(
             select(Organisation.organisation_id, Organisation.name).where(
                 col(Organisation.organisation_id).in_(org_ids)
             )
         )
-        for oid, name in rows.all():
+        for oid, name in profiles.all():
             titles[f"{PROFILE}:{oid}"] = name
     return titles
 
 
-def _merge_rankings(
-    rt: Runtime, query: Document, filters: list[Filter], limit: int, offset: int
-) -> tuple[list[Hit], int]:
+def _merge_rankings(ctx: Ctx, query: Document, filters: list[Filter], limit: int, offset: int) -> tuple[list[Hit], int]:
     hits: list[Hit] = []
     total = 0
     for flt in filters:
-        ranking = rt.engine.rank(query, flt, limit=offset + limit, offset=0)
+        ranking = ctx.get(Engine).rank(query, flt, limit=offset + limit, offset=0)
         hits += ranking.hits
         total += ranking.total
     hits.sort(key=lambda h: (-h.score, h.key))
@@ -653,34 +666,35 @@ def _merge_rankings(
 
 
 async def rank_for_opportunity(
-    rt: Runtime, opportunity_id: str, page: PageParams, *, target: str = "all", filters: RankFilters | None = None
+    ctx: Ctx, opportunity_id: str, page: PageParams, *, target: str = "all", filters: RankFilters | None = None
 ) -> Page[RankedCounterpart]:
     """The best counterpart opportunities and competence profiles for an opportunity."""
     f = filters or RankFilters()
-    async with rt.db.read() as session:
-        o = await _get_opportunity(session, opportunity_id)
-        query = rt.engine.index.get(f"{OPPORTUNITY}:{o.id}")
+    async with ctx.db.read() as session:
+        o = await _opportunity_for(ctx, session, opportunity_id, "rank counterparts of this opportunity")
+        query = ctx.get(Engine).index.get(f"{OPPORTUNITY}:{o.id}")
         if query is None:
             raise Conflict("the opportunity is not indexed yet; retry in a moment")
         started = time.perf_counter()
-        hits, total = _merge_rankings(rt, query, _filters_for_opportunity(o, target, f), page.limit, page.offset)
+        hits, total = _merge_rankings(ctx, query, _filters_for_opportunity(o, target, f), page.limit, page.offset)
         QUERY_SECONDS.labels("opportunity").observe(time.perf_counter() - started)
-        titles = await _titles(session, hits)
+        titles = await _titles(ctx, session, hits)
     return make_page([_ranked(h, titles.get(h.key, "")) for h in hits], total, page)
 
 
 async def rank_for_organisation(
-    rt: Runtime, organisation_id: str, page: PageParams, *, filters: RankFilters | None = None
+    ctx: Ctx, organisation_id: str, page: PageParams, *, filters: RankFilters | None = None
 ) -> Page[RankedCounterpart]:
     """The published opportunities that fit an organisation's competence profile."""
     f = filters or RankFilters()
-    async with rt.db.read() as session:
+    ctx.require_private_of(organisation_id, "rank opportunities for this organisation")
+    async with ctx.db.read() as session:
         org = await session.get(Organisation, organisation_id)
         if org is None:
             raise NotFound(f"organisation {organisation_id} not known to matchmaking")
         if org.status != "active":
             raise Conflict(f"organisation {organisation_id} is not an active member ({org.status})")
-        query = rt.engine.index.get(f"{PROFILE}:{organisation_id}")
+        query = ctx.get(Engine).index.get(f"{PROFILE}:{organisation_id}")
         if query is None:
             raise Conflict("the organisation's profile is not indexed yet; retry in a moment")
         types = domain.opportunity_types_for_organisation(org.kind)
@@ -693,15 +707,16 @@ async def rank_for_organisation(
             valid_on=None if f.include_expired else today(),
         )
         started = time.perf_counter()
-        ranking = rt.engine.rank(query, flt, limit=page.limit, offset=page.offset)
+        ranking = ctx.get(Engine).rank(query, flt, limit=page.limit, offset=page.offset)
         QUERY_SECONDS.labels("organisation").observe(time.perf_counter() - started)
-        titles = await _titles(session, ranking.hits)
+        titles = await _titles(ctx, session, ranking.hits)
     return make_page([_ranked(h, titles.get(h.key, "")) for h in ranking.hits], ranking.total, page)
 
 
-def index_stats(rt: Runtime) -> IndexStats:
+def index_stats(ctx: Ctx) -> IndexStats:
     """What the engine holds."""
-    index = rt.engine.index
+    ctx.require_staff("inspect the ranking index")
+    index = ctx.get(Engine).index
     return IndexStats(
         opportunities=index.count(OPPORTUNITY),
         profiles=index.count(PROFILE),
@@ -723,28 +738,29 @@ async def _projects_of(session: AsyncSession, organisation_id: str) -> list[Proj
     return list((await session.execute(q)).scalars())
 
 
-async def reindex_profile(session: AsyncSession, rt: Runtime, organisation_id: str) -> None:
+async def reindex_profile(session: AsyncSession, ctx: Ctx, organisation_id: str) -> None:
     """Recompute an organisation's profile text and vector; index it (or drop it when not active)."""
     org = await session.get(Organisation, organisation_id)
     key = f"{PROFILE}:{organisation_id}"
     if org is None:
         return
     if org.status != "active":
-        _index_later(session, rt, None, remove_key=key)
+        _index_later(session, ctx, None, remove_key=key)
         return
     projects = await _projects_of(session, organisation_id)
     text = profile_text(org, projects)
     vector = from_bytes(org.embedding)
     if org.embedded_hash != text_hash(text) or vector is None:
-        vector = await _embed(rt, text)
+        vector = await _embed(ctx, text)
         org.embedding, org.embedded_hash = to_bytes(vector), text_hash(text)
         session.add(org)
-    _index_later(session, rt, profile_document(org, projects, vector))
+    _index_later(session, ctx, profile_document(org, projects, vector))
 
 
-async def apply_organisation(session: AsyncSession, profile: OrganisationProfile, *, status: str | None = None) -> None:
+async def apply_organisation(
+    ctx: Ctx, session: AsyncSession, profile: OrganisationProfile, *, status: str | None = None
+) -> None:
     """An organisation registered, changed or joined: keep its data, refresh its profile."""
-    rt = runtime_of(session)
     org = await session.get(Organisation, profile.organisation_id)
     if org is None:
         org = Organisation(organisation_id=profile.organisation_id, name=profile.name, kind=profile.kind, status="")
@@ -759,12 +775,11 @@ async def apply_organisation(session: AsyncSession, profile: OrganisationProfile
     org.updated_at = utcnow()
     session.add(org)
     await session.flush()
-    await reindex_profile(session, rt, org.organisation_id)
+    await reindex_profile(session, ctx, org.organisation_id)
 
 
-async def set_organisation_status(session: AsyncSession, organisation_id: str, status: str) -> None:
+async def set_organisation_status(ctx: Ctx, session: AsyncSession, organisation_id: str, status: str) -> None:
     """An organisation was suspended, lapsed, rejected or left: its profile leaves the index."""
-    rt = runtime_of(session)
     org = await session.get(Organisation, organisation_id)
     if org is None:
         return
@@ -772,12 +787,11 @@ async def set_organisation_status(session: AsyncSession, organisation_id: str, s
     org.updated_at = utcnow()
     session.add(org)
     await session.flush()
-    await reindex_profile(session, rt, organisation_id)
+    await reindex_profile(session, ctx, organisation_id)
 
 
-async def apply_project(session: AsyncSession, summary: ProjectSummary) -> None:
+async def apply_project(ctx: Ctx, session: AsyncSession, summary: ProjectSummary) -> None:
     """A project was registered or changed: keep it, refresh the profiles of its member organisations."""
-    rt = runtime_of(session)
     project = await session.get(Project, summary.project_id)
     before = set(project.member_organisation_ids) if project else set()
     if project is None:
@@ -809,29 +823,29 @@ async def apply_project(session: AsyncSession, summary: ProjectSummary) -> None:
         )
     ).scalars()
     for org_id in sorted(set(linked) | gone):
-        await reindex_profile(session, rt, org_id)
+        await reindex_profile(session, ctx, org_id)
 
 
-async def add_participation(session: AsyncSession, project_id: str, organisation_id: str) -> None:
+async def add_participation(ctx: Ctx, session: AsyncSession, project_id: str, organisation_id: str) -> None:
     """A member organisation takes part in a project: its profile gains the project's text."""
-    rt = runtime_of(session)
     if await session.get(Participation, (project_id, organisation_id)) is None:
         session.add(Participation(project_id=project_id, organisation_id=organisation_id))
         await session.flush()
-    await reindex_profile(session, rt, organisation_id)
+    await reindex_profile(session, ctx, organisation_id)
 
 
-async def get_organisation(rt: Runtime, organisation_id: str) -> OrganisationPublic:
+async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic:
     """An organisation's competence profile as matchmaking holds it."""
-    async with rt.db.read() as session:
+    ctx.require_member_or_staff("see competence profiles")
+    async with ctx.db.read() as session:
         org = await session.get(Organisation, organisation_id)
-        if org is None:
+        if org is None or not (ctx.acts_for(organisation_id) or org.status in PUBLIC_STATUSES):
             raise NotFound(f"organisation {organisation_id} not known to matchmaking")
         projects = await _projects_of(session, organisation_id)
-    return _org_public(rt, org, projects)
+    return _org_public(ctx, org, projects)
 
 
-def _org_public(rt: Runtime, org: Organisation, projects: list[Project]) -> OrganisationPublic:
+def _org_public(ctx: Ctx, org: Organisation, projects: list[Project]) -> OrganisationPublic:
     return OrganisationPublic(
         organisation_id=org.organisation_id,
         name=org.name,
@@ -843,18 +857,25 @@ def _org_public(rt: Runtime, org: Organisation, projects: list[Project]) -> Orga
         competences=org.competences,
         keywords=org.keywords,
         projects=[f"{p.acronym}: {p.title}" for p in projects],
-        indexed=rt.engine.index.get(f"{PROFILE}:{org.organisation_id}") is not None,
+        indexed=ctx.get(Engine).index.get(f"{PROFILE}:{org.organisation_id}") is not None,
     )
 
 
-async def list_organisations(rt: Runtime, page: PageParams, *, status: str | None = None) -> Page[OrganisationPublic]:
-    """Known organisations, by name."""
+async def list_organisations(ctx: Ctx, page: PageParams, *, status: str | None = None) -> Page[OrganisationPublic]:
+    """Known organisations, by name (others' applications left out)."""
+    ctx.require_member_or_staff("see competence profiles")
     q = select(Organisation)
     count = select(func.count()).select_from(Organisation)
+    if not ctx.sees_everything:
+        public = or_(
+            col(Organisation.status).in_(sorted(PUBLIC_STATUSES)),
+            col(Organisation.organisation_id) == ctx.own_organisation(),
+        )
+        q, count = q.where(public), count.where(public)
     if status:
         q = q.where(Organisation.status == status)
         count = count.where(Organisation.status == status)
-    async with rt.db.read() as session:
+    async with ctx.db.read() as session:
         total = (await session.execute(count)).scalar_one()
         rows = list(
             (
@@ -863,7 +884,7 @@ async def list_organisations(rt: Runtime, page: PageParams, *, status: str | Non
                 )
             ).scalars()
         )
-        items = [_org_public(rt, org, await _projects_of(session, org.organisation_id)) for org in rows]
+        items = [_org_public(ctx, org, await _projects_of(session, org.organisation_id)) for org in rows]
     return make_page(items, total, page)
 
 
@@ -877,21 +898,50 @@ async def _match_public(session: AsyncSession, m: Match) -> MatchPublic:
     return MatchPublic.model_validate(data)
 
 
-async def _get_match(session: AsyncSession, match_id: str) -> Match:
+async def _sides(session: AsyncSession, m: Match) -> dict[Side, str | None]:
+    """The organisation on each side of a match."""
+    owner = await session.get(Opportunity, m.opportunity_id)
+    if m.counterpart_type == OPPORTUNITY:
+        other = await session.get(Opportunity, m.counterpart_id)
+        counterpart = other.owner_organisation_id if other else None
+    else:
+        counterpart = m.counterpart_id
+    return {Side.OPPORTUNITY: owner.owner_organisation_id if owner else None, Side.COUNTERPART: counterpart}
+
+
+async def _match_for(ctx: Ctx, session: AsyncSession, match_id: str, side: Side | None = None) -> Match:
+    """The match, for its two sides and staff (404 for everyone else); with ``side``, the caller
+    must also act for that side (403: a side answers only for itself)."""
     m = await session.get(Match, match_id)
     if m is None:
         raise NotFound(f"match {match_id} not found")
+    if ctx.sees_everything:
+        return m
+    sides = await _sides(session, m)
+    ctx.hide_unless_party(*sides.values(), what=f"match {match_id}")
+    if side is not None:
+        ctx.require_private_of(sides[side], f"answer for the {side.value} side of this match")
     return m
 
 
-def _score_pair(rt: Runtime, o: Opportunity, counterpart_type: str, counterpart_id: str) -> Hit:
-    query = rt.engine.index.get(f"{OPPORTUNITY}:{o.id}")
+def _matches_of(organisation_id: str | None) -> Any:
+    """SQL: the matches where ``organisation_id`` is one of the two sides."""
+    owned = select(Opportunity.id).where(Opportunity.owner_organisation_id == organisation_id)
+    return or_(
+        col(Match.opportunity_id).in_(owned),
+        and_(col(Match.counterpart_type) == PROFILE, col(Match.counterpart_id) == organisation_id),
+        and_(col(Match.counterpart_type) == OPPORTUNITY, col(Match.counterpart_id).in_(owned)),
+    )
+
+
+def _score_pair(ctx: Ctx, o: Opportunity, counterpart_type: str, counterpart_id: str) -> Hit:
+    query = ctx.get(Engine).index.get(f"{OPPORTUNITY}:{o.id}")
     if query is None:
         raise Conflict("the opportunity is not indexed yet; retry in a moment")
     key = f"{counterpart_type}:{counterpart_id}"
     target = "opportunities" if counterpart_type == OPPORTUNITY else "profiles"
     for flt in _filters_for_opportunity(o, target, RankFilters()):
-        ranking = rt.engine.rank(query, flt, focus_key=key)
+        ranking = ctx.get(Engine).rank(query, flt, focus_key=key)
         if ranking.hits:
             return ranking.hits[0]
     raise Invalid(
@@ -927,13 +977,13 @@ def _proposed_event(m: Match) -> contracts.MatchProposed:
     )
 
 
-async def propose_match(rt: Runtime, data: MatchCreate) -> MatchPublic:
+async def propose_match(ctx: Ctx, data: MatchCreate) -> MatchPublic:
     """Propose one match (scored and explained by the engine)."""
-    async with rt.db.transaction() as session:
-        o = await _get_opportunity(session, data.opportunity_id)
+    async with ctx.db.transaction() as session:
+        o = await _opportunity_for(ctx, session, data.opportunity_id, "propose matches for this opportunity")
         if o.status != OpportunityStatus.ACTIVE or domain.is_expired(o.expires_on, today()):
             raise Conflict("the opportunity has expired; renew it first")
-        hit = _score_pair(rt, o, data.counterpart_type, data.counterpart_id)
+        hit = _score_pair(ctx, o, data.counterpart_type, data.counterpart_id)
         existing = await session.execute(
             select(Match.id).where(
                 Match.opportunity_id == o.id,
@@ -945,20 +995,20 @@ async def propose_match(rt: Runtime, data: MatchCreate) -> MatchPublic:
             raise Conflict("this match has been proposed already")
         m = _new_match(o, hit)
         session.add(m)
-        add_event(session, _proposed_event(m), source=rt.source)
+        add_event(session, _proposed_event(m), source=ctx.source)
         MATCHES_PROPOSED.inc()
         result = await _match_public(session, m)
-    await refresh_match_gauge(rt)
+    await refresh_match_gauge(ctx)
     return result
 
 
-async def propose_for_opportunity(rt: Runtime, opportunity_id: str, req: ProposeRequest) -> list[MatchPublic]:
+async def propose_for_opportunity(ctx: Ctx, opportunity_id: str, req: ProposeRequest) -> list[MatchPublic]:
     """A call for matches: the engine's best new counterparts become proposed matches (idempotent)."""
-    async with rt.db.transaction() as session:
-        o = await _get_opportunity(session, opportunity_id)
+    async with ctx.db.transaction() as session:
+        o = await _opportunity_for(ctx, session, opportunity_id, "call for matches for this opportunity")
         if o.status != OpportunityStatus.ACTIVE or domain.is_expired(o.expires_on, today()):
             raise Conflict("the opportunity has expired; renew it first")
-        query = rt.engine.index.get(f"{OPPORTUNITY}:{o.id}")
+        query = ctx.get(Engine).index.get(f"{OPPORTUNITY}:{o.id}")
         if query is None:
             raise Conflict("the opportunity is not indexed yet; retry in a moment")
         existing = {
@@ -970,7 +1020,7 @@ async def propose_for_opportunity(rt: Runtime, opportunity_id: str, req: Propose
             ).all()
         }
         hits, _ = _merge_rankings(
-            rt, query, _filters_for_opportunity(o, req.target, RankFilters()), req.limit + len(existing), 0
+            ctx, query, _filters_for_opportunity(o, req.target, RankFilters()), req.limit + len(existing), 0
         )
         created: list[Match] = []
         for hit in hits:
@@ -980,25 +1030,28 @@ async def propose_for_opportunity(rt: Runtime, opportunity_id: str, req: Propose
                 continue
             m = _new_match(o, hit)
             session.add(m)
-            add_event(session, _proposed_event(m), source=rt.source)
+            add_event(session, _proposed_event(m), source=ctx.source)
             created.append(m)
         MATCHES_PROPOSED.inc(len(created))
         out = [await _match_public(session, m) for m in created]
-    await refresh_match_gauge(rt)
+    await refresh_match_gauge(ctx)
     return out
 
 
 async def list_matches(
-    rt: Runtime,
+    ctx: Ctx,
     page: PageParams,
     *,
     state: str | None = None,
     opportunity_id: str | None = None,
     counterpart_id: str | None = None,
 ) -> Page[MatchPublic]:
-    """Matches, best score first."""
+    """Matches, best score first; a member sees those where its organisation is a side."""
     q = select(Match)
     count = select(func.count()).select_from(Match)
+    if not ctx.sees_everything:
+        ctx.require_member_or_staff("list matches")
+        q, count = q.where(_matches_of(ctx.own_organisation())), count.where(_matches_of(ctx.own_organisation()))
     for cond in (
         Match.state == state if state else None,
         Match.opportunity_id == opportunity_id if opportunity_id else None,
@@ -1007,7 +1060,7 @@ async def list_matches(
         if cond is not None:
             q = q.where(cond)
             count = count.where(cond)
-    async with rt.db.read() as session:
+    async with ctx.db.read() as session:
         total = (await session.execute(count)).scalar_one()
         rows = (
             await session.execute(q.order_by(col(Match.score).desc(), Match.id).offset(page.offset).limit(page.limit))
@@ -1016,10 +1069,10 @@ async def list_matches(
     return make_page(items, total, page)
 
 
-async def get_match(rt: Runtime, match_id: str) -> MatchPublic:
+async def get_match(ctx: Ctx, match_id: str) -> MatchPublic:
     """One match."""
-    async with rt.db.read() as session:
-        return await _match_public(session, await _get_match(session, match_id))
+    async with ctx.db.read() as session:
+        return await _match_public(session, await _match_for(ctx, session, match_id))
 
 
 def _status(m: Match) -> domain.MatchStatus:
@@ -1033,10 +1086,10 @@ def _apply(m: Match, status: domain.MatchStatus) -> None:
     m.updated_at = utcnow()
 
 
-async def decide_match(rt: Runtime, match_id: str, side: Side, decision: Decision) -> MatchPublic:
+async def decide_match(ctx: Ctx, match_id: str, side: Side, decision: Decision) -> MatchPublic:
     """One side accepts or declines a proposed match."""
-    async with rt.db.transaction() as session:
-        m = await _get_match(session, match_id)
+    async with ctx.db.transaction() as session:
+        m = await _match_for(ctx, session, match_id, side)
         try:
             status = domain.decide(_status(m), side, decision)
         except domain.IllegalTransition as exc:
@@ -1044,16 +1097,16 @@ async def decide_match(rt: Runtime, match_id: str, side: Side, decision: Decisio
         _apply(m, status)
         session.add(m)
         event_cls = contracts.MatchAccepted if decision is Decision.ACCEPTED else contracts.MatchDeclined
-        add_event(session, event_cls(match_id=m.id, side=side.value), source=rt.source)
+        add_event(session, event_cls(match_id=m.id, side=side.value), source=ctx.source)
         result = await _match_public(session, m)
-    await refresh_match_gauge(rt)
+    await refresh_match_gauge(ctx)
     return result
 
 
-async def schedule_meeting(rt: Runtime, match_id: str, req: MeetingRequest) -> MatchPublic:
+async def schedule_meeting(ctx: Ctx, match_id: str, req: MeetingRequest) -> MatchPublic:
     """Schedule the meeting of a match both sides accepted."""
-    async with rt.db.transaction() as session:
-        m = await _get_match(session, match_id)
+    async with ctx.db.transaction() as session:
+        m = await _match_for(ctx, session, match_id)
         try:
             status = domain.schedule_meeting(_status(m))
         except domain.IllegalTransition as exc:
@@ -1062,16 +1115,16 @@ async def schedule_meeting(rt: Runtime, match_id: str, req: MeetingRequest) -> M
         m.meeting_at = req.scheduled_at.astimezone(UTC)
         m.meeting_place = req.place
         session.add(m)
-        add_event(session, contracts.MeetingScheduled(match_id=m.id, scheduled_at=m.meeting_at), source=rt.source)
+        add_event(session, contracts.MeetingScheduled(match_id=m.id, scheduled_at=m.meeting_at), source=ctx.source)
         result = await _match_public(session, m)
-    await refresh_match_gauge(rt)
+    await refresh_match_gauge(ctx)
     return result
 
 
-async def meeting_held(rt: Runtime, match_id: str, req: MeetingHeldRequest) -> MatchPublic:
+async def meeting_held(ctx: Ctx, match_id: str, req: MeetingHeldRequest) -> MatchPublic:
     """Record that the meeting took place."""
-    async with rt.db.transaction() as session:
-        m = await _get_match(session, match_id)
+    async with ctx.db.transaction() as session:
+        m = await _match_for(ctx, session, match_id)
         try:
             status = domain.hold_meeting(_status(m))
         except domain.IllegalTransition as exc:
@@ -1082,16 +1135,16 @@ async def meeting_held(rt: Runtime, match_id: str, req: MeetingHeldRequest) -> M
         _apply(m, status)
         m.held_on = held_on
         session.add(m)
-        add_event(session, contracts.MeetingHeld(match_id=m.id, held_on=held_on), source=rt.source)
+        add_event(session, contracts.MeetingHeld(match_id=m.id, held_on=held_on), source=ctx.source)
         result = await _match_public(session, m)
-    await refresh_match_gauge(rt)
+    await refresh_match_gauge(ctx)
     return result
 
 
-async def give_feedback(rt: Runtime, match_id: str, req: FeedbackRequest) -> MatchPublic:
+async def give_feedback(ctx: Ctx, match_id: str, req: FeedbackRequest) -> MatchPublic:
     """A side says whether the match was useful; later rankings move accordingly."""
-    async with rt.db.transaction() as session:
-        m = await _get_match(session, match_id)
+    async with ctx.db.transaction() as session:
+        m = await _match_for(ctx, session, match_id, req.side)
         old = await session.get(MatchFeedback, (match_id, req.side.value))
         before = 0 if old is None else (1 if old.useful else -1)
         vote = 1 if req.useful else -1
@@ -1101,7 +1154,7 @@ async def give_feedback(rt: Runtime, match_id: str, req: FeedbackRequest) -> Mat
             old.useful, old.comment, old.created_at = req.useful, req.comment, utcnow()
             session.add(old)
         query_key, cand_key = _query_key(m), _counterpart_key(m)
-        after_commit(session, lambda: rt.engine.feedback.add(query_key, cand_key, vote - before))
+        after_commit(session, lambda: ctx.get(Engine).feedback.add(query_key, cand_key, vote - before))
         await session.flush()
         result = await _match_public(session, m)
     return result

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from distretto_shared.app import ServiceContext
-from distretto_shared.identity import Principal
-from distretto_shared.web import Forbidden, Page, PageParams, current_principal, page_params
+from distretto_shared.context import Context, public_request_context, request_context
+from distretto_shared.web import Page, PageParams, page_params
 from membership import service
+from membership.config import Settings
 from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
 from membership.models import (
     ApproveRequest,
@@ -40,13 +40,10 @@ Paging = Annotated[PageParams, Depends(page_params)]
 Year = Annotated[int, Path(ge=1900, le=2100, description="Calendar year of the figures")]
 
 
-def ctx_of(request: Request) -> ServiceContext:
-    """The running service's context."""
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[ServiceContext, Depends(ctx_of)]
+Ctx = Annotated[Context[Settings], Depends(request_context)]
+"""The caller, the database and the settings (see docs/service-guide.md); anonymous callers get 401."""
+PublicCtx = Annotated[Context[Settings], Depends(public_request_context)]
+"""The same for the public routes, which anonymous callers reach too."""
 
 
 def organisation_filter(
@@ -109,6 +106,7 @@ async def import_organisations(ctx: Ctx, request: Request) -> ImportResult:
     website, vat_number, ateco_code, description, competences, keywords (lists separated
     by ``|``), optionally year, staff, rd_staff, turnover_eur, lab_m2, patents.
     """
+    ctx.require_staff("import organisations")  # before the body is read
     return await service.import_csv(ctx, await request.body())
 
 
@@ -140,7 +138,7 @@ async def list_figures(ctx: Ctx, organisation_id: str) -> list[YearlyFiguresPubl
 
 
 @router.get("/figures", response_model=DistrictFiguresPublic, tags=["figures"])
-async def district_figures(ctx: Ctx) -> DistrictFiguresPublic:
+async def district_figures(ctx: PublicCtx) -> DistrictFiguresPublic:
     """The district's live aggregate figures (public)."""
     return await service.figures_now(ctx)
 
@@ -157,7 +155,7 @@ async def approve(
 
 
 async def _step(
-    ctx: ServiceContext, organisation_id: str, action: LifecycleAction, body: ReasonRequest | None
+    ctx: service.Ctx, organisation_id: str, action: LifecycleAction, body: ReasonRequest | None
 ) -> OrganisationPublic:
     return await service.change_status(ctx, organisation_id, action, (body or ReasonRequest()).reason)
 
@@ -250,21 +248,10 @@ async def get_contact(ctx: Ctx, contact_id: str) -> ContactPublic:
     return await service.get_contact(ctx, contact_id)
 
 
-PERSONAL_DATA_READERS = frozenset({"service:newsletter"})
-"""Services that may read a contact's personal data (besides staff): the newsletter mails consenting contacts."""
-
-
-def personal_data_reader(principal: Annotated[Principal, Depends(current_principal)]) -> None:
-    """Only staff and the services in ``PERSONAL_DATA_READERS`` read a contact's personal data."""
-    if not (principal.is_staff or principal.id in PERSONAL_DATA_READERS):
-        raise Forbidden("a contact's personal data is for the newsletter service and staff only")
-
-
 @router.get(
     "/contacts/{contact_id}/personal-data",
     response_model=ContactPersonalData,
     tags=["contacts"],
-    dependencies=[Depends(personal_data_reader)],
 )
 async def contact_personal_data(ctx: Ctx, contact_id: str) -> ContactPersonalData:
     """A contact's name, address and phone, for the newsletter service (as ``service:newsletter``) and staff.

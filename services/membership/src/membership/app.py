@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create_app
+from distretto_shared.context import Context
 from distretto_shared.contracts import membership as contracts
 from membership import api, consumers, service
 from membership.config import Settings
@@ -16,16 +17,16 @@ from membership.config import Settings
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-async def _lapse_scan(ctx: ServiceContext) -> None:
+async def _lapse_scan(ctx: Context[Settings]) -> None:
     await service.lapse_overdue(ctx)
 
 
-async def _publish_figures(ctx: ServiceContext) -> None:
+async def _publish_figures(ctx: Context[Settings]) -> None:
     await service.publish_figures_if_changed(ctx)
 
 
 async def _refresh_gauges(ctx: ServiceContext) -> None:
-    await service.compute_figures(ctx)
+    await service.compute_figures(ctx.context())
 
 
 def _setting(name: str) -> Any:

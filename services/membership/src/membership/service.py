@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from distretto_shared import csvsafe, metrics
-from distretto_shared.app import ServiceContext
+from distretto_shared.context import Context, NotAllowed
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
@@ -66,6 +66,16 @@ MEMBERS = Gauge("distretto_membership_members", "Organisations in the register b
 TRANSITIONS = Counter(
     "distretto_membership_transitions_total", "Lifecycle transitions applied", ["from_status", "to_status"]
 )
+PERSONAL_DATA_READERS = frozenset({"service:newsletter"})
+"""Services that may read a contact's personal data (besides staff): the newsletter mails consenting contacts."""
+PUBLIC_STATUSES = frozenset(
+    s.value
+    for s in (MembershipStatus.active, MembershipStatus.suspended, MembershipStatus.lapsed, MembershipStatus.left)
+)
+"""Organisations that are or were members: the register others see (applications are not public)."""
+PRIVATE_ORGANISATION_FIELDS = frozenset({"latest_year", "size_class", "fee_plan_id", "renewal_due"})
+"""Fields of an organisation only the organisation itself and staff see."""
+
 IMPORT_ROWS = Counter("distretto_membership_import_rows_total", "CSV import rows by outcome", ["outcome"])
 # At zero from the first scrape, for every legal transition and import outcome.
 for _status, _action in domain.TRANSITIONS:
@@ -73,8 +83,11 @@ for _status, _action in domain.TRANSITIONS:
 metrics.zero(IMPORT_ROWS, ("accepted", "rejected"))
 
 
-def _settings(ctx: ServiceContext) -> Settings:
-    assert isinstance(ctx.settings, Settings)
+Ctx = Context[Settings]
+"""What every use case receives: the caller, the database, the settings."""
+
+
+def _settings(ctx: Ctx) -> Settings:
     return ctx.settings
 
 
@@ -122,8 +135,20 @@ def _figures_public(fig: YearlyFigures, kind: str) -> YearlyFiguresPublic:
     )
 
 
-def _org_public(org: Organisation, latest: YearlyFigures | None = None) -> OrganisationPublic:
+def _org_public(ctx: Ctx, org: Organisation, latest: YearlyFigures | None = None) -> OrganisationPublic:
+    """The organisation as ``ctx``'s caller may see it: in full for itself and staff, else the
+    register's public fields (no figures, size class, fee plan, renewal date or open actions)."""
     status = MembershipStatus(org.status)
+    if not ctx.acts_for(org.id):
+        public = {name: value for name, value in _fields(org).items() if name not in PRIVATE_ORGANISATION_FIELDS}
+        return OrganisationPublic.model_validate(
+            {
+                **public,
+                "status_changed_at": as_utc(org.status_changed_at),
+                "created_at": as_utc(org.created_at),
+                "updated_at": as_utc(org.updated_at),
+            }
+        )
     return OrganisationPublic.model_validate(
         {
             **_fields(org),
@@ -169,14 +194,52 @@ def _validation_message(exc: ValidationError) -> str:
     )
 
 
-# -- Loading -------------------------------------------------------------------
+# -- Loading, and who may see what (docs/service-guide.md, "Authorisation") ----------------
+#
+# Every use case loads through one of these, so the rule sits next to the query:
+# - ``_visible``: the register's public part. An organisation that is or was a member is
+#   public; an application (applied, rejected) only to itself and staff — 404 to others.
+# - ``_own``: an organisation's private records (figures, renewals, history, contacts, its
+#   changes): the organisation's own members and staff; 403 to others (it is public, this is not).
+# - ``_for_staff``: lifecycle decisions and bulk work: staff only (403).
+# - ``_contact_of``: a person: the organisation's own members and staff; 404 to others.
 
 
 async def _organisation(session: AsyncSession, organisation_id: str) -> Organisation:
+    """Load without a caller (the service's own scans)."""
     org = await session.get(Organisation, organisation_id)
     if org is None:
         raise NotFound(f"organisation {organisation_id} does not exist")
     return org
+
+
+async def _visible(ctx: Ctx, session: AsyncSession, organisation_id: str) -> Organisation:
+    """The organisation, when the caller may know it exists (404 otherwise)."""
+    org = await session.get(Organisation, organisation_id)
+    if org is None or not (ctx.acts_for(org.id) or org.status in PUBLIC_STATUSES):
+        raise NotFound(f"organisation {organisation_id} does not exist")
+    return org
+
+
+async def _own(ctx: Ctx, session: AsyncSession, organisation_id: str, what: str) -> Organisation:
+    """The organisation, when the caller may see and change its private records (403 otherwise)."""
+    org = await _visible(ctx, session, organisation_id)
+    ctx.require_private_of(org.id, what)
+    return org
+
+
+async def _for_staff(ctx: Ctx, session: AsyncSession, organisation_id: str, what: str) -> Organisation:
+    """The organisation, for a staff decision (403 for everyone else)."""
+    ctx.require_staff(what)
+    return await _organisation(session, organisation_id)
+
+
+async def _contact_of(ctx: Ctx, session: AsyncSession, contact_id: str) -> Contact:
+    """A person, for the people of their own organisation and staff (404 for everyone else)."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None or not ctx.acts_for(contact.organisation_id):
+        raise NotFound(f"contact {contact_id} does not exist")
+    return contact
 
 
 async def _latest_figures(session: AsyncSession, org: Organisation) -> YearlyFigures | None:
@@ -203,8 +266,9 @@ async def _vat_holder(session: AsyncSession, vat: str | None, exclude_id: str | 
 # -- Organisations -------------------------------------------------------------
 
 
-async def create_organisation(ctx: ServiceContext, data: OrganisationCreate) -> OrganisationPublic:
+async def create_organisation(ctx: Ctx, data: OrganisationCreate) -> OrganisationPublic:
     """Enter an organisation in the register as an applicant."""
+    ctx.require_staff("register an organisation")
     async with ctx.db.transaction() as session:
         holder = await _vat_holder(session, data.vat_number)
         if holder:
@@ -214,14 +278,14 @@ async def create_organisation(ctx: ServiceContext, data: OrganisationCreate) -> 
         add_event(
             session, contracts.OrganisationRegistered(organisation_id=org.id, profile=_profile(org)), source=ctx.source
         )
-    return _org_public(org)
+    return _org_public(ctx, org)
 
 
-async def get_organisation(ctx: ServiceContext, organisation_id: str) -> OrganisationPublic:
+async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic:
     """One organisation with its latest figures."""
     async with ctx.db.read() as session:
-        org = await _organisation(session, organisation_id)
-        return _org_public(org, await _latest_figures(session, org))
+        org = await _visible(ctx, session, organisation_id)
+        return _org_public(ctx, org, await _latest_figures(session, org))
 
 
 @dataclass(frozen=True)
@@ -269,11 +333,13 @@ class OrganisationFilter:
         return where
 
 
-async def list_organisations(
-    ctx: ServiceContext, flt: OrganisationFilter, page: PageParams
-) -> Page[OrganisationPublic]:
-    """One page of the register, ordered by name."""
+async def list_organisations(ctx: Ctx, flt: OrganisationFilter, page: PageParams) -> Page[OrganisationPublic]:
+    """One page of the register, ordered by name (others' applications left out)."""
     where = flt.conditions()
+    if not ctx.sees_everything:
+        own = ctx.own_organisation()
+        public = col(Organisation.status).in_(sorted(PUBLIC_STATUSES))
+        where.append(or_(public, col(Organisation.id) == own) if own else public)
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(Organisation).where(*where))).scalar_one()
         orgs = (
@@ -290,7 +356,7 @@ async def list_organisations(
             .all()
         )
         latest = await _latest_figures_of(session, orgs)
-    return make_page([_org_public(o, latest.get(o.id)) for o in orgs], total, page)
+    return make_page([_org_public(ctx, o, latest.get(o.id)) for o in orgs], total, page)
 
 
 async def _latest_figures_of(session: AsyncSession, orgs: Sequence[Organisation]) -> dict[str, YearlyFigures]:
@@ -305,13 +371,11 @@ async def _latest_figures_of(session: AsyncSession, orgs: Sequence[Organisation]
     return {f.organisation_id: f for f in rows if wanted.get(f.organisation_id) == f.year}
 
 
-async def update_organisation(
-    ctx: ServiceContext, organisation_id: str, patch: OrganisationUpdate
-) -> OrganisationPublic:
+async def update_organisation(ctx: Ctx, organisation_id: str, patch: OrganisationUpdate) -> OrganisationPublic:
     """Change an organisation's data; publishes OrganisationUpdated only when something changed."""
     changes = patch.model_dump(exclude_unset=True)
     async with ctx.db.transaction() as session:
-        org = await _organisation(session, organisation_id)
+        org = await _own(ctx, session, organisation_id, "change this organisation")
         current = _fields(org, OrganisationCreate.model_fields)
         try:
             # Re-validate the whole record: a new country changes what a valid VAT number is.
@@ -320,7 +384,7 @@ async def update_organisation(
             raise Invalid(_validation_message(exc)) from exc
         new = merged.model_dump(mode="json")
         if new == OrganisationCreate.model_validate(current).model_dump(mode="json"):
-            return _org_public(org, await _latest_figures(session, org))
+            return _org_public(ctx, org, await _latest_figures(session, org))
         holder = await _vat_holder(session, merged.vat_number, exclude_id=org.id)
         if holder:
             raise Conflict(f"VAT number {merged.vat_number} is already registered to {holder.name!r} ({holder.id})")
@@ -333,18 +397,16 @@ async def update_organisation(
         add_event(
             session, contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)), source=ctx.source
         )
-    return _org_public(org, latest)
+    return _org_public(ctx, org, latest)
 
 
 # -- Yearly figures ------------------------------------------------------------
 
 
-async def set_figures(
-    ctx: ServiceContext, organisation_id: str, year: int, data: YearlyFiguresCreate
-) -> YearlyFiguresPublic:
+async def set_figures(ctx: Ctx, organisation_id: str, year: int, data: YearlyFiguresCreate) -> YearlyFiguresPublic:
     """Record (or correct) an organisation's figures for a year; the size class follows."""
     async with ctx.db.transaction() as session:
-        org = await _organisation(session, organisation_id)
+        org = await _own(ctx, session, organisation_id, "record this organisation's figures")
         fig = (
             await session.execute(
                 select(YearlyFigures).where(
@@ -377,10 +439,10 @@ async def set_figures(
     return _figures_public(fig, org.kind)
 
 
-async def list_figures(ctx: ServiceContext, organisation_id: str) -> list[YearlyFiguresPublic]:
+async def list_figures(ctx: Ctx, organisation_id: str) -> list[YearlyFiguresPublic]:
     """Every year's figures of an organisation, latest first."""
     async with ctx.db.read() as session:
-        org = await _organisation(session, organisation_id)
+        org = await _own(ctx, session, organisation_id, "see this organisation's figures")
         rows = (
             (
                 await session.execute(
@@ -408,7 +470,7 @@ async def _plan(session: AsyncSession, fee_plan_id: str | None) -> FeePlan | Non
 
 
 def _apply(
-    ctx: ServiceContext,
+    ctx: Ctx,
     session: AsyncSession,
     org: Organisation,
     action: LifecycleAction,
@@ -451,10 +513,10 @@ def _count(step: tuple[MembershipStatus, MembershipStatus]) -> None:
         TRANSITIONS.labels(step[0].value, step[1].value).inc()
 
 
-async def approve(ctx: ServiceContext, organisation_id: str, request: ApproveRequest) -> OrganisationPublic:
+async def approve(ctx: Ctx, organisation_id: str, request: ApproveRequest) -> OrganisationPublic:
     """applied → active: the organisation becomes a member; its first renewal falls due one period later."""
     async with ctx.db.transaction() as session:
-        org = await _organisation(session, organisation_id)
+        org = await _for_staff(ctx, session, organisation_id, "approve an application")
         joined_on = request.joined_on or _today()
         if MembershipStatus(org.status) is MembershipStatus.applied:
             plan = await _plan(session, request.fee_plan_id)
@@ -464,29 +526,36 @@ async def approve(ctx: ServiceContext, organisation_id: str, request: ApproveReq
         step = _apply(ctx, session, org, LifecycleAction.approve)
         latest = await _latest_figures(session, org)
     _count(step)
-    return _org_public(org, latest)
+    return _org_public(ctx, org, latest)
 
 
 async def change_status(
-    ctx: ServiceContext, organisation_id: str, action: LifecycleAction, reason: str = ""
+    ctx: Ctx, organisation_id: str, action: LifecycleAction, reason: str = ""
 ) -> OrganisationPublic:
-    """reject / suspend / reinstate / leave."""
+    """reject / suspend / reinstate (staff) / leave (the organisation itself, or staff)."""
     async with ctx.db.transaction() as session:
-        org = await _organisation(session, organisation_id)
+        if action is LifecycleAction.leave:
+            org = await _own(ctx, session, organisation_id, "end this organisation's membership")
+        else:
+            org = await _for_staff(ctx, session, organisation_id, f"{action.value} an organisation")
         step = _apply(ctx, session, org, action, reason)
         latest = await _latest_figures(session, org)
     _count(step)
-    return _org_public(org, latest)
+    return _org_public(ctx, org, latest)
 
 
-def _period_months(ctx: ServiceContext, plan: FeePlan | None) -> int:
+def _period_months(ctx: Ctx, plan: FeePlan | None) -> int:
     return plan.period_months if plan else _settings(ctx).default_period_months
 
 
-async def renew(ctx: ServiceContext, organisation_id: str, request: RenewalCreate) -> RenewalPublic:
-    """Record a paid renewal: extends an active membership, brings a lapsed one back."""
+async def renew(ctx: Ctx, organisation_id: str, request: RenewalCreate) -> RenewalPublic:
+    """Record a paid renewal: extends an active membership, brings a lapsed one back.
+
+    Staff only: a renewal records a payment the foundation received and moves the lifecycle
+    (lapsed → active); a member cannot certify its own payment.
+    """
     async with ctx.db.transaction() as session:
-        org = await _organisation(session, organisation_id)
+        org = await _for_staff(ctx, session, organisation_id, "record a paid renewal")
         status = MembershipStatus(org.status)
         plan = await session.get(FeePlan, org.fee_plan_id) if org.fee_plan_id else None
         paid_on = request.paid_on or _today()
@@ -503,10 +572,10 @@ async def renew(ctx: ServiceContext, organisation_id: str, request: RenewalCreat
     return RenewalPublic.model_validate(renewal.model_dump())
 
 
-async def list_renewals(ctx: ServiceContext, organisation_id: str, page: PageParams) -> Page[RenewalPublic]:
+async def list_renewals(ctx: Ctx, organisation_id: str, page: PageParams) -> Page[RenewalPublic]:
     """An organisation's renewals, latest first."""
     async with ctx.db.read() as session:
-        await _organisation(session, organisation_id)
+        await _own(ctx, session, organisation_id, "see this organisation's renewals")
         where = col(Renewal.organisation_id) == organisation_id
         total = (await session.execute(select(func.count()).select_from(Renewal).where(where))).scalar_one()
         rows = (
@@ -525,7 +594,7 @@ async def list_renewals(ctx: ServiceContext, organisation_id: str, page: PagePar
     return make_page([RenewalPublic.model_validate(r.model_dump()) for r in rows], total, page)
 
 
-async def lapse_overdue(ctx: ServiceContext, today: date | None = None) -> list[str]:
+async def lapse_overdue(ctx: Ctx, today: date | None = None) -> list[str]:
     """Active members whose renewal is overdue past the grace period become lapsed (the scheduled scan)."""
     today = today or _today()
     async with ctx.db.read() as session:
@@ -552,10 +621,10 @@ async def lapse_overdue(ctx: ServiceContext, today: date | None = None) -> list[
     return lapsed
 
 
-async def history(ctx: ServiceContext, organisation_id: str, page: PageParams) -> Page[StatusChangePublic]:
+async def history(ctx: Ctx, organisation_id: str, page: PageParams) -> Page[StatusChangePublic]:
     """An organisation's lifecycle steps, oldest first."""
     async with ctx.db.read() as session:
-        await _organisation(session, organisation_id)
+        await _own(ctx, session, organisation_id, "see this organisation's history")
         where = col(StatusChange.organisation_id) == organisation_id
         total = (await session.execute(select(func.count()).select_from(StatusChange).where(where))).scalar_one()
         rows = (
@@ -577,8 +646,9 @@ async def history(ctx: ServiceContext, organisation_id: str, page: PageParams) -
 # -- Fee plans -----------------------------------------------------------------
 
 
-async def create_fee_plan(ctx: ServiceContext, data: FeePlanCreate) -> FeePlanPublic:
+async def create_fee_plan(ctx: Ctx, data: FeePlanCreate) -> FeePlanPublic:
     """A new fee plan; names are unique."""
+    ctx.require_staff("create a fee plan")
     async with ctx.db.transaction() as session:
         if (await session.execute(select(FeePlan).where(col(FeePlan.name) == data.name))).scalar_one_or_none():
             raise Conflict(f"a fee plan named {data.name!r} already exists")
@@ -587,8 +657,9 @@ async def create_fee_plan(ctx: ServiceContext, data: FeePlanCreate) -> FeePlanPu
     return FeePlanPublic.model_validate(plan.model_dump())
 
 
-async def list_fee_plans(ctx: ServiceContext, page: PageParams) -> Page[FeePlanPublic]:
+async def list_fee_plans(ctx: Ctx, page: PageParams) -> Page[FeePlanPublic]:
     """Fee plans by name."""
+    ctx.require_member_or_staff("see the fee plans")
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(FeePlan))).scalar_one()
         rows = (
@@ -602,13 +673,6 @@ async def list_fee_plans(ctx: ServiceContext, page: PageParams) -> Page[FeePlanP
 # -- Contacts --------------------------------------------------------------------
 
 
-async def _contact(session: AsyncSession, contact_id: str) -> Contact:
-    contact = await session.get(Contact, contact_id)
-    if contact is None:
-        raise NotFound(f"contact {contact_id} does not exist")
-    return contact
-
-
 async def _email_taken(session: AsyncSession, organisation_id: str, email: str, exclude_id: str | None = None) -> bool:
     query = select(col(Contact.id)).where(
         col(Contact.organisation_id) == organisation_id, func.lower(Contact.email) == email.strip().lower()
@@ -618,10 +682,10 @@ async def _email_taken(session: AsyncSession, organisation_id: str, email: str, 
     return (await session.execute(query.limit(1))).first() is not None
 
 
-async def add_contact(ctx: ServiceContext, organisation_id: str, data: ContactCreate) -> ContactPublic:
+async def add_contact(ctx: Ctx, organisation_id: str, data: ContactCreate) -> ContactPublic:
     """Add a person to an organisation, recording when and where each consent was given."""
     async with ctx.db.transaction() as session:
-        await _organisation(session, organisation_id)
+        await _own(ctx, session, organisation_id, "add contacts to this organisation")
         if await _email_taken(session, organisation_id, data.email):
             raise Conflict(f"{data.email} is already a contact of this organisation")
         now = utcnow()
@@ -641,14 +705,20 @@ async def add_contact(ctx: ServiceContext, organisation_id: str, data: ContactCr
     return _contact_public(contact)
 
 
-async def get_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
+async def get_contact(ctx: Ctx, contact_id: str) -> ContactPublic:
     """One contact."""
     async with ctx.db.read() as session:
-        return _contact_public(await _contact(session, contact_id))
+        return _contact_public(await _contact_of(ctx, session, contact_id))
 
 
-async def contact_personal_data(ctx: ServiceContext, contact_id: str) -> ContactPersonalData:
-    """A contact's personal data for a service that needs it (the newsletter); 404 once erased."""
+async def contact_personal_data(ctx: Ctx, contact_id: str) -> ContactPersonalData:
+    """A contact's personal data for a service that needs it (the newsletter); 404 once erased.
+
+    Staff and the services in ``PERSONAL_DATA_READERS`` only (403 for everyone else, members of
+    the contact's organisation included: they read their contacts through ``GET /contacts/{id}``).
+    """
+    if not (ctx.sees_everything or ctx.principal.id in PERSONAL_DATA_READERS):
+        raise NotAllowed("a contact's personal data is for the newsletter service and staff only")
     async with ctx.db.read() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None or contact.erased_at is not None:
@@ -667,18 +737,21 @@ async def contact_personal_data(ctx: ServiceContext, contact_id: str) -> Contact
 
 
 async def list_contacts(
-    ctx: ServiceContext,
+    ctx: Ctx,
     page: PageParams,
     *,
     organisation_id: str | None = None,
     consent_newsletter: bool | None = None,
 ) -> Page[ContactPublic]:
-    """Contacts (of one organisation, or all), erased ones excluded."""
+    """Contacts (of one organisation, or all), erased ones excluded; a member sees only its own."""
     where: list[Any] = [col(Contact.erased_at).is_(None)]
     async with ctx.db.read() as session:
         if organisation_id is not None:
-            await _organisation(session, organisation_id)
+            await _own(ctx, session, organisation_id, "see this organisation's contacts")
             where.append(col(Contact.organisation_id) == organisation_id)
+        elif not ctx.sees_everything:
+            ctx.require_member_or_staff("list contacts")
+            where.append(col(Contact.organisation_id) == ctx.own_organisation())
         if consent_newsletter is not None:
             where.append(col(Contact.consent_newsletter) == consent_newsletter)
         total = (await session.execute(select(func.count()).select_from(Contact).where(*where))).scalar_one()
@@ -698,11 +771,11 @@ async def list_contacts(
     return make_page([_contact_public(c) for c in rows], total, page)
 
 
-async def update_contact(ctx: ServiceContext, contact_id: str, patch: ContactUpdate) -> ContactPublic:
+async def update_contact(ctx: Ctx, contact_id: str, patch: ContactUpdate) -> ContactPublic:
     """Change a person's data or consent; a consent change records its new time and source."""
     changes = patch.model_dump(exclude_unset=True, exclude={"consent_source"})
     async with ctx.db.transaction() as session:
-        contact = await _contact(session, contact_id)
+        contact = await _contact_of(ctx, session, contact_id)
         if contact.erased_at is not None:
             raise Conflict(f"contact {contact_id} was erased")
         for required in (
@@ -739,10 +812,10 @@ async def update_contact(ctx: ServiceContext, contact_id: str, patch: ContactUpd
     return _contact_public(contact)
 
 
-async def erase_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
+async def erase_contact(ctx: Ctx, contact_id: str) -> ContactPublic:
     """GDPR erasure: remove the person's data and tell the other services (by id and email hash)."""
     async with ctx.db.transaction() as session:
-        contact = await _contact(session, contact_id)
+        contact = await _contact_of(ctx, session, contact_id)
         if contact.erased_at is not None:
             raise Conflict(f"contact {contact_id} was already erased")
         digest = domain.email_sha256(contact.email or "")
@@ -767,7 +840,7 @@ async def erase_contact(ctx: ServiceContext, contact_id: str) -> ContactPublic:
 # -- District figures ------------------------------------------------------------
 
 
-async def compute_figures(ctx: ServiceContext) -> domain.DistrictFigures:
+async def compute_figures(ctx: Ctx) -> domain.DistrictFigures:
     """The district's live aggregates (also refreshes the members gauges)."""
     async with ctx.db.read() as session:
         rows = (
@@ -821,13 +894,13 @@ async def compute_figures(ctx: ServiceContext) -> domain.DistrictFigures:
     return figures
 
 
-async def figures_now(ctx: ServiceContext) -> DistrictFiguresPublic:
+async def figures_now(ctx: Ctx) -> DistrictFiguresPublic:
     """``GET /figures``."""
     figures = await compute_figures(ctx)
     return DistrictFiguresPublic(computed_at=utcnow(), **asdict(figures))
 
 
-async def publish_figures_if_changed(ctx: ServiceContext) -> bool:
+async def publish_figures_if_changed(ctx: Ctx) -> bool:
     """Publish DistrictFiguresChanged when the figures differ from the last published ones.
 
     Run on a schedule (``figures_interval``), this is the debounce: a burst of
@@ -956,8 +1029,9 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[
     return rows, errors, warnings
 
 
-async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
+async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
     """Import organisations (and optionally one year's figures each) from CSV: all rows or none."""
+    ctx.require_staff("import organisations")
     if len(raw) > _settings(ctx).import_max_bytes:
         raise DomainError(f"the file is larger than {_settings(ctx).import_max_bytes} bytes")
     try:
@@ -1011,8 +1085,9 @@ async def import_csv(ctx: ServiceContext, raw: bytes) -> ImportResult:
     return ImportResult(imported=len(ids), organisation_ids=ids, warnings=warnings)
 
 
-async def export_csv(ctx: ServiceContext, flt: OrganisationFilter) -> str:
+async def export_csv(ctx: Ctx, flt: OrganisationFilter) -> str:
     """The organisations matching ``flt`` as CSV (the import's columns, plus id, status and latest figures)."""
+    ctx.require_staff("export the register")
     async with ctx.db.read() as session:
         orgs = (
             (

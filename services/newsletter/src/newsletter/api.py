@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from distretto_shared.app import ServiceContext
+from distretto_shared.context import Context, public_request_context, staff_request_context
 from distretto_shared.web import DomainError, Invalid, Page, PageParams, make_page, page_params
 from newsletter import service
 from newsletter.config import Settings
@@ -47,11 +47,12 @@ Token = Annotated[str, Path(min_length=10, max_length=600)]
 QToken = Annotated[str, Query(min_length=10, max_length=600, description="The signed token from the mail")]
 
 
-def ctx_of(request: Request) -> ServiceContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-Ctx = Annotated[ServiceContext, Depends(ctx_of)]
+Ctx = Annotated[Context[Settings], Depends(staff_request_context)]
+"""The caller, the database and the settings (see docs/service-guide.md): the newsletter is the
+foundation's work, so every route is for staff (403 for others, 401 anonymous) …"""
+PublicCtx = Annotated[Context[Settings], Depends(public_request_context)]
+"""… but a subscriber's own pages (their links carry signed tokens) and the provider's signed
+bounce webhook, which anonymous callers reach too."""
 
 
 def client_of(request: Request) -> service.Client:
@@ -159,7 +160,7 @@ async def erase_subscriber(subscriber_id: Id, ctx: Ctx) -> Response:
 
 
 @router.post("/signup", status_code=202, tags=["public"], summary="Subscribe (double opt-in)")
-async def sign_up(data: SignUp, ctx: Ctx, client: ClientDep) -> Any:
+async def sign_up(data: SignUp, ctx: PublicCtx, client: ClientDep) -> Any:
     try:
         await service.sign_up(ctx, data, client)
     except service.RateLimited as exc:
@@ -177,7 +178,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 @router.get("/confirm", response_class=HTMLResponse, tags=["public"], summary="The confirmation page (a button)")
-async def confirm_page(token: QToken, ctx: Ctx) -> HTMLResponse:
+async def confirm_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
     # A GET only shows the button: link scanners that open every URL in a mail must not confirm.
     service._verify(ctx.settings, token, "confirm")  # type: ignore[arg-type]
     return _page(
@@ -187,7 +188,7 @@ async def confirm_page(token: QToken, ctx: Ctx) -> HTMLResponse:
 
 
 @router.post("/confirm", tags=["public"], summary="Confirm the double opt-in")
-async def confirm(token: QToken, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+async def confirm(token: QToken, ctx: PublicCtx, client: ClientDep, request: Request) -> Any:
     lists = await service.confirm(ctx, token, client)
     if "json" in request.headers.get("accept", ""):
         return {"status": "confirmed", "lists": lists}
@@ -195,7 +196,7 @@ async def confirm(token: QToken, ctx: Ctx, client: ClientDep, request: Request) 
 
 
 @router.get("/preferences", response_class=HTMLResponse, tags=["public"], summary="The preferences page")
-async def preferences_page(token: QToken, ctx: Ctx) -> HTMLResponse:
+async def preferences_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
     sub, lists = await service.preferences(ctx, token)
     mine = {s.list_id for s in sub.subscriptions if s.status == "confirmed"}
     boxes = "".join(
@@ -214,7 +215,7 @@ async def preferences_page(token: QToken, ctx: Ctx) -> HTMLResponse:
 
 
 @router.post("/preferences", tags=["public"], summary="Save preferences (form or JSON)")
-async def save_preferences(token: QToken, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+async def save_preferences(token: QToken, ctx: PublicCtx, client: ClientDep, request: Request) -> Any:
     data = await _form_or_json(request)
     if "json" not in request.headers.get("content-type", ""):
         interests = [i.strip() for v in data.get("interests", []) for i in v.split(",") if i.strip()]
@@ -235,7 +236,7 @@ async def save_preferences(token: QToken, ctx: Ctx, client: ClientDep, request: 
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["public"], summary="Unsubscribe page")
-async def unsubscribe_page(token: Token, ctx: Ctx) -> HTMLResponse:
+async def unsubscribe_page(token: Token, ctx: PublicCtx) -> HTMLResponse:
     # GET never unsubscribes (RFC 8058: mail scanners open links); the page's one button does.
     service.check_unsubscribe_token(ctx.settings, token)  # type: ignore[arg-type]
     return _page(
@@ -246,7 +247,7 @@ async def unsubscribe_page(token: Token, ctx: Ctx) -> HTMLResponse:
 
 
 @router.post("/unsubscribe/{token}", tags=["public"], summary="One-click unsubscribe (RFC 8058)")
-async def unsubscribe(token: Token, ctx: Ctx, client: ClientDep, request: Request) -> Any:
+async def unsubscribe(token: Token, ctx: PublicCtx, client: ClientDep, request: Request) -> Any:
     data = await _form_or_json(request)
     one_click = data.get("List-Unsubscribe") in (["One-Click"], "One-Click")
     lists = await service.unsubscribe(ctx, token, method="one-click" if one_click else "link", client=client)
@@ -382,7 +383,7 @@ class WebhookUnauthorised(DomainError):
         "requestBody": {"content": {"application/json": {"schema": BounceReport.model_json_schema()}}, "required": True}
     },
 )
-async def report_bounce(request: Request, ctx: Ctx) -> BounceAccepted:
+async def report_bounce(request: Request, ctx: PublicCtx) -> BounceAccepted:
     """A bounce or complaint, signed by the provider (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
 
     The signature is the authentication: a missing or wrong one, or a timestamp more than five

@@ -8,6 +8,7 @@ from typing import Any
 
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
@@ -21,36 +22,35 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 async def start_engine(ctx: ServiceContext) -> None:
-    consumers.bind(ctx)
-    ctx.extras["contact-fetch"] = asyncio.Event()
-    ctx.tasks.append(asyncio.create_task(service.contact_fetcher(ctx), name="contact-fetch"))
+    ctx.provide(service.ContactFetch())
+    ctx.tasks.append(asyncio.create_task(service.contact_fetcher(ctx.context()), name="contact-fetch"))
     settings: Settings = ctx.settings  # type: ignore[assignment]
     if settings.delivery_enabled:
         engine = DeliveryEngine(ctx.db, settings, source=ctx.source)
-        ctx.extras["engine"] = engine
+        ctx.provide(engine)
         # A restart after a crash: rows a dead worker held come back once their lease ran out.
         await engine.release_stale()
         await engine.start()
 
 
 async def stop_engine(ctx: ServiceContext) -> None:
-    engine: DeliveryEngine | None = ctx.extras.pop("engine", None)
+    engine: DeliveryEngine | None = ctx.singletons.pop(DeliveryEngine, None)
     if engine is not None:
         await engine.stop()
 
 
-async def scheduler(ctx: ServiceContext) -> None:
+async def scheduler(ctx: Context[Settings]) -> None:
     """Start due campaigns, finish done ones, take back dead workers' rows, refresh the gauges."""
     await service.start_due_campaigns(ctx)
-    engine: DeliveryEngine | None = ctx.extras.get("engine")
+    engine = ctx.find(DeliveryEngine)
     if engine is not None:
         await engine.release_stale()
     await service.finish_done_campaigns(ctx)
     await service.update_queue_metrics(ctx)
 
 
-async def digest(ctx: ServiceContext) -> None:
-    if ctx.settings.digest_enabled:  # type: ignore[attr-defined]
+async def digest(ctx: Context[Settings]) -> None:
+    if ctx.settings.digest_enabled:
         campaign = await service.build_digest(ctx)
         if campaign is not None:
             log.info("digest built", campaign_id=campaign.id, status=campaign.status)

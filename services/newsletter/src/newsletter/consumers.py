@@ -6,47 +6,35 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from distretto_shared.app import ServiceContext
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.events import EventMeta
 from newsletter import service
+from newsletter.config import Settings
+
+Ctx = Context[Settings]
 
 consumers = Consumers("newsletter-automation")
 
-# The handlers need the service context (settings, source); the app sets it at start-up.
-_CTX: dict[str, ServiceContext] = {}
-
-
-def bind(ctx: ServiceContext) -> None:
-    """Give the handlers the running service's context."""
-    _CTX["ctx"] = ctx
-
-
-def _ctx() -> ServiceContext:
-    try:
-        return _CTX["ctx"]
-    except KeyError as exc:  # a transient state at start-up: the runner retries
-        raise RuntimeError("newsletter context not bound yet") from exc
-
 
 @consumers.handles(membership.ContactAdded, membership.ContactUpdated)
-async def on_contact(session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await service.contact_changed(session, _ctx(), event.contact)  # a ContactReference: no personal data
+async def on_contact(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    await service.contact_changed(session, ctx, event.contact)  # a ContactReference: no personal data
 
 
 @consumers.handles(membership.ContactErased)
-async def on_contact_erased(session: AsyncSession, event: membership.ContactErased, meta: EventMeta) -> None:
-    await service.contact_erased(session, _ctx(), event.contact_id, event.email_sha256.lower())
+async def on_contact_erased(ctx: Ctx, session: AsyncSession, event: membership.ContactErased, meta: EventMeta) -> None:
+    await service.contact_erased(session, ctx, event.contact_id, event.email_sha256.lower())
 
 
 @consumers.handles(membership.OrganisationJoined)
-async def on_joined(session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
-    await service.organisation_joined(session, _ctx(), event)
+async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+    await service.organisation_joined(session, ctx, event)
 
 
 @consumers.handles(projects.ProjectRegistered)
-async def on_project(session: AsyncSession, event: projects.ProjectRegistered, meta: EventMeta) -> None:
+async def on_project(ctx: Ctx, session: AsyncSession, event: projects.ProjectRegistered, meta: EventMeta) -> None:
     p = event.project
     await service.add_digest_item(
         session,
@@ -59,7 +47,7 @@ async def on_project(session: AsyncSession, event: projects.ProjectRegistered, m
 
 
 @consumers.handles(projects.MilestoneReached)
-async def on_milestone(session: AsyncSession, event: projects.MilestoneReached, meta: EventMeta) -> None:
+async def on_milestone(ctx: Ctx, session: AsyncSession, event: projects.MilestoneReached, meta: EventMeta) -> None:
     await service.add_digest_item(
         session,
         kind="milestone",
@@ -71,7 +59,7 @@ async def on_milestone(session: AsyncSession, event: projects.MilestoneReached, 
 
 
 @consumers.handles(projects.DeliverableDueSoon, projects.DeliverableOverdue)
-async def on_deadline(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_deadline(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     overdue = isinstance(event, projects.DeliverableOverdue)
     await service.add_digest_item(
         session,
@@ -84,7 +72,9 @@ async def on_deadline(session: AsyncSession, event: Any, meta: EventMeta) -> Non
 
 
 @consumers.handles(matchmaking.OpportunityPublished)
-async def on_opportunity(session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta) -> None:
+async def on_opportunity(
+    ctx: Ctx, session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta
+) -> None:
     await service.add_digest_item(
         session,
         kind="opportunity",

@@ -7,7 +7,7 @@ import contextlib
 import html as html_lib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
-from distretto_shared.app import ServiceContext
+from distretto_shared.context import Context
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
@@ -115,6 +115,9 @@ def links_for(settings: Settings, subscriber_id: str, campaign_id: str | None = 
     }
 
 
+Ctx = Context[Settings]
+"""What every use case receives: the caller, the database, the settings (docs/service-guide.md)."""
+
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.\-]*")
 
 
@@ -141,7 +144,7 @@ def list_headers(settings: Settings, links: dict[str, str], campaign: Campaign) 
 # -- lists -----------------------------------------------------------------------
 
 
-async def create_list(ctx: ServiceContext, data: MailingListCreate) -> MailingListPublic:
+async def create_list(ctx: Ctx, data: MailingListCreate) -> MailingListPublic:
     async with ctx.db.transaction() as session:
         if (await session.execute(select(MailingList).where(MailingList.slug == data.slug))).first():
             raise Conflict(f"a list with slug {data.slug!r} already exists")
@@ -159,7 +162,7 @@ async def _list_counts(session: AsyncSession, ids: list[str]) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
-async def list_lists(ctx: ServiceContext, page: PageParams) -> tuple[list[MailingListPublic], int]:
+async def list_lists(ctx: Ctx, page: PageParams) -> tuple[list[MailingListPublic], int]:
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(MailingList))).scalar_one()
         rows = (
@@ -178,7 +181,7 @@ async def list_lists(ctx: ServiceContext, page: PageParams) -> tuple[list[Mailin
     return [MailingListPublic(**r.model_dump(), subscribers=counts.get(r.id, 0)) for r in rows], total
 
 
-async def get_list(ctx: ServiceContext, list_id: str) -> MailingListPublic:
+async def get_list(ctx: Ctx, list_id: str) -> MailingListPublic:
     async with ctx.db.read() as session:
         row = await _find_list(session, list_id)
         counts = await _list_counts(session, [row.id])
@@ -301,9 +304,9 @@ async def _subscribe(
     return changed
 
 
-async def create_subscriber(ctx: ServiceContext, data: SubscriberCreate) -> SubscriberPublic:
+async def create_subscriber(ctx: Ctx, data: SubscriberCreate) -> SubscriberPublic:
     """An administrator adds a subscriber (pre-confirmed only when consent was collected elsewhere)."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     async with ctx.db.transaction() as session:
         if await _by_email(session, data.email):
             raise Conflict(f"{data.email} is already a subscriber")
@@ -345,7 +348,7 @@ async def create_subscriber(ctx: ServiceContext, data: SubscriberCreate) -> Subs
 
 
 async def list_subscribers(
-    ctx: ServiceContext, page: PageParams, *, list_ref: str | None = None, status: str | None = None
+    ctx: Ctx, page: PageParams, *, list_ref: str | None = None, status: str | None = None
 ) -> tuple[list[SubscriberPublic], int]:
     async with ctx.db.read() as session:
         q = select(Subscriber)
@@ -370,7 +373,7 @@ async def list_subscribers(
         return [await _subscriber_public(session, r) for r in rows], total
 
 
-async def get_subscriber(ctx: ServiceContext, subscriber_id: str) -> SubscriberPublic:
+async def get_subscriber(ctx: Ctx, subscriber_id: str) -> SubscriberPublic:
     async with ctx.db.read() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -378,7 +381,7 @@ async def get_subscriber(ctx: ServiceContext, subscriber_id: str) -> SubscriberP
         return await _subscriber_public(session, sub)
 
 
-async def update_subscriber(ctx: ServiceContext, subscriber_id: str, data: SubscriberUpdate) -> SubscriberPublic:
+async def update_subscriber(ctx: Ctx, subscriber_id: str, data: SubscriberUpdate) -> SubscriberPublic:
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -451,12 +454,12 @@ async def _rate_check(session: AsyncSession, settings: Settings, scope: str, key
         raise RateLimited(f"too many sign-ups from this {scope}; try again in {wait} s", retry_after=wait)
 
 
-async def sign_up(ctx: ServiceContext, data: SignUp, client: Client) -> None:
+async def sign_up(ctx: Ctx, data: SignUp, client: Client) -> None:
     """Public sign-up: records consent, puts the subscriber on public lists unconfirmed, mails a signed link.
 
     The answer is the same whether the address is new, known or suppressed (no address probing).
     """
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     async with ctx.db.transaction() as session:
         lists = await _resolve_lists(session, data.lists, public_only=True)
         address_key = domain.email_sha256(data.email)
@@ -506,9 +509,9 @@ def _verify(settings: Settings, token: str, purpose: str) -> domain.TokenClaims:
         raise Invalid(str(exc)) from exc
 
 
-async def confirm(ctx: ServiceContext, token: str, client: Client) -> list[str]:
+async def confirm(ctx: Ctx, token: str, client: Client) -> list[str]:
     """Confirm the double opt-in; returns the slugs of the lists now confirmed."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     claims = _verify(settings, token, "confirm")
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, claims.subject)
@@ -560,9 +563,9 @@ async def confirm(ctx: ServiceContext, token: str, client: Client) -> list[str]:
 # -- preferences and unsubscribe --------------------------------------------------------
 
 
-async def preferences(ctx: ServiceContext, token: str) -> tuple[SubscriberPublic, list[MailingList]]:
+async def preferences(ctx: Ctx, token: str) -> tuple[SubscriberPublic, list[MailingList]]:
     """The subscriber behind a preferences link and the lists they may choose from."""
-    claims = _verify(ctx.settings, token, "preferences")  # type: ignore[arg-type]
+    claims = _verify(ctx.settings, token, "preferences")
     async with ctx.db.read() as session:
         sub = await session.get(Subscriber, claims.subject)
         if sub is None:
@@ -583,9 +586,9 @@ async def preferences(ctx: ServiceContext, token: str) -> tuple[SubscriberPublic
     return public, list(lists)
 
 
-async def update_preferences(ctx: ServiceContext, token: str, prefs: Preferences, client: Client) -> SubscriberPublic:
+async def update_preferences(ctx: Ctx, token: str, prefs: Preferences, client: Client) -> SubscriberPublic:
     """Apply the preferences form: chosen lists confirmed (the link proves the address), others left."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     claims = _verify(settings, token, "preferences")
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, claims.subject)
@@ -649,9 +652,9 @@ def check_unsubscribe_token(settings: Settings, token: str) -> domain.TokenClaim
     return _verify(settings, token, "unsubscribe")
 
 
-async def unsubscribe(ctx: ServiceContext, token: str, *, method: str, client: Client) -> list[str]:
+async def unsubscribe(ctx: Ctx, token: str, *, method: str, client: Client) -> list[str]:
     """One step: leave the lists the campaign went to (every list when the link names none)."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     claims = _verify(settings, token, "unsubscribe")
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, claims.subject)
@@ -710,7 +713,7 @@ def _check_template_fields(subject: str | None, html: str | None, text: str | No
         raise Invalid("; ".join(f"{k}: {v}" for k, v in problems.items()), details=problems)
 
 
-async def create_template(ctx: ServiceContext, data: TemplateCreate) -> TemplatePublic:
+async def create_template(ctx: Ctx, data: TemplateCreate) -> TemplatePublic:
     _check_template_fields(data.subject, data.body_html, data.body_text)
     async with ctx.db.transaction() as session:
         if (await session.execute(select(Template).where(Template.name == data.name))).first():
@@ -720,7 +723,7 @@ async def create_template(ctx: ServiceContext, data: TemplateCreate) -> Template
     return TemplatePublic(**row.model_dump())
 
 
-async def update_template(ctx: ServiceContext, template_id: str, data: TemplateUpdate) -> TemplatePublic:
+async def update_template(ctx: Ctx, template_id: str, data: TemplateUpdate) -> TemplatePublic:
     _check_template_fields(data.subject, data.body_html, data.body_text)
     async with ctx.db.transaction() as session:
         row = await session.get(Template, template_id)
@@ -736,7 +739,7 @@ async def update_template(ctx: ServiceContext, template_id: str, data: TemplateU
     return TemplatePublic(**row.model_dump())
 
 
-async def get_template(ctx: ServiceContext, template_id: str) -> TemplatePublic:
+async def get_template(ctx: Ctx, template_id: str) -> TemplatePublic:
     async with ctx.db.read() as session:
         row = await session.get(Template, template_id)
         if row is None:
@@ -744,7 +747,7 @@ async def get_template(ctx: ServiceContext, template_id: str) -> TemplatePublic:
         return TemplatePublic(**row.model_dump())
 
 
-async def list_templates(ctx: ServiceContext, page: PageParams) -> tuple[list[TemplatePublic], int]:
+async def list_templates(ctx: Ctx, page: PageParams) -> tuple[list[TemplatePublic], int]:
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(Template))).scalar_one()
         rows = (
@@ -779,7 +782,7 @@ async def _load_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
     return c
 
 
-async def create_campaign(ctx: ServiceContext, data: CampaignCreate, *, kind: str = "regular") -> CampaignPublic:
+async def create_campaign(ctx: Ctx, data: CampaignCreate, *, kind: str = "regular") -> CampaignPublic:
     _check_template_fields(data.subject, None, None)
     async with ctx.db.transaction() as session:
         if await session.get(Template, data.template_id) is None:
@@ -799,7 +802,7 @@ async def create_campaign(ctx: ServiceContext, data: CampaignCreate, *, kind: st
         return await _campaign_public(session, c, stats=False)
 
 
-async def update_campaign(ctx: ServiceContext, campaign_id: str, data: CampaignUpdate) -> CampaignPublic:
+async def update_campaign(ctx: Ctx, campaign_id: str, data: CampaignUpdate) -> CampaignPublic:
     _check_template_fields(data.subject, None, None)
     async with ctx.db.transaction() as session:
         c = await _load_campaign(session, campaign_id)
@@ -816,14 +819,12 @@ async def update_campaign(ctx: ServiceContext, campaign_id: str, data: CampaignU
         return await _campaign_public(session, c, stats=False)
 
 
-async def get_campaign(ctx: ServiceContext, campaign_id: str) -> CampaignPublic:
+async def get_campaign(ctx: Ctx, campaign_id: str) -> CampaignPublic:
     async with ctx.db.read() as session:
         return await _campaign_public(session, await _load_campaign(session, campaign_id))
 
 
-async def list_campaigns(
-    ctx: ServiceContext, page: PageParams, *, status: str | None = None
-) -> tuple[list[CampaignPublic], int]:
+async def list_campaigns(ctx: Ctx, page: PageParams, *, status: str | None = None) -> tuple[list[CampaignPublic], int]:
     async with ctx.db.read() as session:
         q = select(Campaign)
         if status:
@@ -849,11 +850,11 @@ def _apply(c: Campaign, action: domain.CampaignAction) -> None:
     c.updated_at = utcnow()
 
 
-def _engine(ctx: ServiceContext) -> delivery.DeliveryEngine | None:
-    return ctx.extras.get("engine")
+def _engine(ctx: Ctx) -> delivery.DeliveryEngine | None:
+    return ctx.find(delivery.DeliveryEngine)
 
 
-def _wake(ctx: ServiceContext) -> None:
+def _wake(ctx: Ctx) -> None:
     engine = _engine(ctx)
     if engine is not None:
         engine.wake()
@@ -891,7 +892,7 @@ async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
     )
 
 
-async def _start(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> None:
+async def _start(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     _apply(c, domain.CampaignAction.START)
     c.started_at = utcnow()
     c.recipients = await _freeze_audience(session, c)
@@ -902,7 +903,7 @@ async def _start(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> Non
         await _finish(session, ctx, c)
 
 
-async def _finish(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> None:
+async def _finish(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     counts = dict(
         (
             await session.execute(
@@ -922,7 +923,7 @@ async def _finish(session: AsyncSession, ctx: ServiceContext, c: Campaign) -> No
     )
 
 
-async def campaign_action(ctx: ServiceContext, campaign_id: str, action: domain.CampaignAction) -> CampaignPublic:
+async def campaign_action(ctx: Ctx, campaign_id: str, action: domain.CampaignAction) -> CampaignPublic:
     """start, pause, resume, cancel, unschedule (illegal from the current status: 409)."""
     async with ctx.db.transaction() as session:
         c = await _load_campaign(session, campaign_id)
@@ -945,7 +946,7 @@ async def campaign_action(ctx: ServiceContext, campaign_id: str, action: domain.
     return out
 
 
-async def schedule_campaign(ctx: ServiceContext, campaign_id: str, send_at: datetime) -> CampaignPublic:
+async def schedule_campaign(ctx: Ctx, campaign_id: str, send_at: datetime) -> CampaignPublic:
     async with ctx.db.transaction() as session:
         c = await _load_campaign(session, campaign_id)
         _apply(c, domain.CampaignAction.SCHEDULE)
@@ -953,7 +954,7 @@ async def schedule_campaign(ctx: ServiceContext, campaign_id: str, send_at: date
         return await _campaign_public(session, c, stats=False)
 
 
-async def start_due_campaigns(ctx: ServiceContext) -> int:
+async def start_due_campaigns(ctx: Ctx) -> int:
     """Start every scheduled campaign whose time has come (the scheduler's job)."""
     async with ctx.db.read() as session:
         due = (
@@ -975,7 +976,7 @@ async def start_due_campaigns(ctx: ServiceContext) -> int:
     return started
 
 
-async def finish_done_campaigns(ctx: ServiceContext) -> int:
+async def finish_done_campaigns(ctx: Ctx) -> int:
     """Running campaigns with nothing left to send become finished; released rows of cancelled ones are cancelled."""
     finished = 0
     async with ctx.db.read() as session:
@@ -1009,7 +1010,7 @@ async def finish_done_campaigns(ctx: ServiceContext) -> int:
     return finished
 
 
-async def update_queue_metrics(ctx: ServiceContext) -> None:
+async def update_queue_metrics(ctx: Ctx) -> None:
     """Queue depth and delivery ratio gauges."""
     async with ctx.db.read() as session:
         counts = dict((await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))).all())
@@ -1019,7 +1020,7 @@ async def update_queue_metrics(ctx: ServiceContext) -> None:
 
 
 async def list_deliveries(
-    ctx: ServiceContext, campaign_id: str, page: PageParams, *, status: str | None = None
+    ctx: Ctx, campaign_id: str, page: PageParams, *, status: str | None = None
 ) -> tuple[list[DeliveryPublic], int]:
     async with ctx.db.read() as session:
         await _load_campaign(session, campaign_id)
@@ -1033,9 +1034,9 @@ async def list_deliveries(
     return [DeliveryPublic(**r.model_dump()) for r in rows], total  # type: ignore[arg-type]
 
 
-async def send_test(ctx: ServiceContext, campaign_id: str, data: SendTest) -> list[SendTestResult]:
+async def send_test(ctx: Ctx, campaign_id: str, data: SendTest) -> list[SendTestResult]:
     """Render the campaign for each address (its subscriber's fields when known) and send it now."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     engine = _engine(ctx)
     if engine is None:
         raise Conflict("delivery is disabled in this instance")
@@ -1121,9 +1122,9 @@ WEBHOOK_RECEIPT_KEEP = timedelta(minutes=15)
 """Longer than the five minutes a signed message stays acceptable: an older id cannot come back."""
 
 
-async def report_bounce(ctx: ServiceContext, report: BounceReport, *, message_id: str) -> None:
+async def report_bounce(ctx: Ctx, report: BounceReport, *, message_id: str) -> None:
     """The provider's (verified) bounce report; an unknown address, or a replayed message, changes nothing."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     async with ctx.db.transaction() as session:
         await session.execute(
             sa.delete(WebhookReceipt).where(col(WebhookReceipt.received_at) < utcnow() - WEBHOOK_RECEIPT_KEEP)
@@ -1149,7 +1150,7 @@ async def report_bounce(ctx: ServiceContext, report: BounceReport, *, message_id
         )
 
 
-async def list_bounces(ctx: ServiceContext, page: PageParams) -> tuple[list[BouncePublic], int]:
+async def list_bounces(ctx: Ctx, page: PageParams) -> tuple[list[BouncePublic], int]:
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(Bounce))).scalar_one()
         rows = (
@@ -1167,7 +1168,7 @@ async def list_bounces(ctx: ServiceContext, page: PageParams) -> tuple[list[Boun
 # -- GDPR ------------------------------------------------------------------------------
 
 
-async def export_subscriber(ctx: ServiceContext, subscriber_id: str) -> dict[str, Any]:
+async def export_subscriber(ctx: Ctx, subscriber_id: str) -> dict[str, Any]:
     """Everything held about a subscriber."""
     async with ctx.db.read() as session:
         sub = await session.get(Subscriber, subscriber_id)
@@ -1204,7 +1205,7 @@ async def export_subscriber(ctx: ServiceContext, subscriber_id: str) -> dict[str
     }
 
 
-async def _erase_in(session: AsyncSession, ctx: ServiceContext, sub: Subscriber) -> None:
+async def _erase_in(session: AsyncSession, ctx: Ctx, sub: Subscriber) -> None:
     D = Delivery.__table__  # type: ignore[attr-defined]
     # Keep the ledger's counts, drop the person: rows are unlinked, pending ones are never sent.
     await session.execute(
@@ -1235,7 +1236,7 @@ async def _erase_in(session: AsyncSession, ctx: ServiceContext, sub: Subscriber)
     add_event(session, contracts.SubscriberErased(subscriber_id=sub.id), source=ctx.source)
 
 
-async def erase_subscriber(ctx: ServiceContext, subscriber_id: str) -> None:
+async def erase_subscriber(ctx: Ctx, subscriber_id: str) -> None:
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -1243,7 +1244,7 @@ async def erase_subscriber(ctx: ServiceContext, subscriber_id: str) -> None:
         await _erase_in(session, ctx, sub)
 
 
-async def find_subscriber_id(ctx: ServiceContext, email: str) -> str:
+async def find_subscriber_id(ctx: Ctx, email: str) -> str:
     async with ctx.db.read() as session:
         sub = await _by_email(session, email)
         if sub is None:
@@ -1336,9 +1337,7 @@ async def _member_subscriber(
     return sub
 
 
-async def contact_changed(
-    session: AsyncSession, ctx: ServiceContext, ref: membership_contracts.ContactReference
-) -> None:
+async def contact_changed(session: AsyncSession, ctx: Ctx, ref: membership_contracts.ContactReference) -> None:
     """ContactAdded / ContactUpdated: consents and hash; the name and address are fetched later
     (``fetch_contact_details``), and only while the contact consents to the newsletter."""
     contact = await session.get(MemberContact, ref.contact_id)
@@ -1362,12 +1361,12 @@ async def contact_changed(
         settings: Settings = ctx.settings  # type: ignore[assignment]
         await _member_subscriber(session, settings, ctx.source, contact)
     else:
-        wake = ctx.extras.get("contact-fetch")
-        if isinstance(wake, asyncio.Event):
-            wake.set()
+        fetch = ctx.find(ContactFetch)
+        if fetch is not None:
+            fetch.wake.set()
 
 
-async def _contact_known(session: AsyncSession, ctx: ServiceContext, contact: MemberContact) -> None:
+async def _contact_known(session: AsyncSession, ctx: Ctx, contact: MemberContact) -> None:
     """A consenting contact's details are here: the members list and, if due, the welcome mail."""
     settings: Settings = ctx.settings  # type: ignore[assignment]
     sub = await _member_subscriber(session, settings, ctx.source, contact)
@@ -1381,7 +1380,7 @@ async def _contact_known(session: AsyncSession, ctx: ServiceContext, contact: Me
         await _welcome_once(session, settings, contact, org.name, sub)
 
 
-async def fetch_contact_details(ctx: ServiceContext, client: httpx.AsyncClient | None = None) -> int:
+async def fetch_contact_details(ctx: Ctx, client: httpx.AsyncClient | None = None) -> int:
     """Ask membership, as ``service:newsletter``, for the name and address of consenting contacts.
 
     A 404 means the contact was erased meanwhile: the row is dropped. Any other failure leaves
@@ -1449,15 +1448,22 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _membership_headers(ctx: ServiceContext) -> dict[str, str]:
+def _membership_headers(ctx: Ctx) -> dict[str, str]:
     """This service's own credential (``service:newsletter``) for membership."""
-    return ctx.service_headers("membership")
+    return ctx.service.service_headers("membership")
 
 
-async def contact_fetcher(ctx: ServiceContext) -> None:
+@dataclass
+class ContactFetch:
+    """The contact fetcher's doorbell (a singleton: ``ctx.get(ContactFetch)``)."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def contact_fetcher(ctx: Ctx) -> None:
     """Background task: fetch due contact details when woken by an event, and every few seconds."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
-    wake = ctx.extras.setdefault("contact-fetch", asyncio.Event())
+    settings = ctx.settings
+    wake = ctx.get(ContactFetch).wake
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), settings.contact_fetch_interval)
@@ -1478,7 +1484,7 @@ async def _welcome_once(
         _queue_welcome(session, settings, contact, org_name, sub)
 
 
-async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id: str, email_hash: str) -> None:
+async def contact_erased(session: AsyncSession, ctx: Ctx, contact_id: str, email_hash: str) -> None:
     """ContactErased: forget the contact and erase the subscriber with that address; keep its hash only."""
     if email_hash and await session.get(Suppression, email_hash) is None:
         session.add(Suppression(email_sha256=email_hash, reason="erased"))
@@ -1508,11 +1514,9 @@ async def contact_erased(session: AsyncSession, ctx: ServiceContext, contact_id:
         await _erase_in(session, ctx, sub)
 
 
-async def organisation_joined(
-    session: AsyncSession, ctx: ServiceContext, event: membership_contracts.OrganisationJoined
-) -> None:
+async def organisation_joined(session: AsyncSession, ctx: Ctx, event: membership_contracts.OrganisationJoined) -> None:
     """OrganisationJoined: a digest line always; on the first join, a welcome mail to consenting contacts."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     org = await session.get(MemberOrganisation, event.organisation_id)
     if org is None:
         org = MemberOrganisation(organisation_id=event.organisation_id, name=event.profile.name)
@@ -1577,9 +1581,9 @@ SECTIONS = [
 ]
 
 
-async def build_digest(ctx: ServiceContext) -> CampaignPublic | None:
+async def build_digest(ctx: Ctx) -> CampaignPublic | None:
     """Gather the lines kept since the last digest into a campaign to the members list (draft or started)."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     async with ctx.db.transaction() as session:
         items = (
             (

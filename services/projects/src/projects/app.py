@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import PeriodicJob, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
+from distretto_shared.context import Context
 from distretto_shared.contracts import membership
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.logging import get_logger
@@ -20,24 +21,18 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 log = get_logger(__name__)
 
 
-def deps_of(ctx: ServiceContext) -> service.Deps:
-    """The use cases' dependencies, from the running service."""
-    return service.Deps(db=ctx.db, settings=ctx.settings, source=ctx.source)  # type: ignore[arg-type]
-
-
-async def deadline_scan(ctx: ServiceContext) -> None:
+async def deadline_scan(ctx: Context[Settings]) -> None:
     """The scheduled deadline scan (exactly-once notices make overlapping runs harmless)."""
-    settings: Settings = ctx.settings  # type: ignore[assignment]
-    if not settings.deadline_scan_enabled:
+    if not ctx.settings.deadline_scan_enabled:
         return
-    result = await service.scan_deadlines(deps_of(ctx))
+    result = await service.scan_deadlines(ctx)
     if result.due_soon or result.overdue:
         log.info("deadline scan", due_soon=result.due_soon, overdue=result.overdue, today=str(result.today))
 
 
-async def link_reconcile(ctx: ServiceContext) -> None:
+async def link_reconcile(ctx: Context[Settings]) -> None:
     """Catch participant/organisation pairs committed at the same moment (each missed the other)."""
-    linked = await service.reconcile_links(deps_of(ctx))
+    linked = await service.reconcile_links(ctx)
     if linked:
         log.info("participants linked by reconciliation", linked=linked)
 

@@ -11,15 +11,20 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import membership as m
 from distretto_shared.events import EventMeta, PermanentEventError
 from projects import service
+from projects.config import Settings
+
+Ctx = Context[Settings]
 
 consumers = Consumers("projects-organisations")
 
 
 @consumers.handles(m.OrganisationRegistered, m.OrganisationUpdated, m.OrganisationJoined)
 async def on_profile(
+    ctx: Ctx,
     session: AsyncSession,
     event: m.OrganisationRegistered | m.OrganisationUpdated | m.OrganisationJoined,
     meta: EventMeta,
@@ -43,6 +48,7 @@ _STATUS = {
 
 @consumers.handles(m.OrganisationSuspended, m.OrganisationLapsed, m.OrganisationLeft, m.OrganisationRejected)
 async def on_status(
+    ctx: Ctx,
     session: AsyncSession,
     event: m.OrganisationSuspended | m.OrganisationLapsed | m.OrganisationLeft | m.OrganisationRejected,
     meta: EventMeta,

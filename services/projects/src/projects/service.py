@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
+from distretto_shared.context import Context, NotAllowed
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.contracts.membership import OrganisationProfile
-from distretto_shared.db import Database
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
@@ -70,20 +70,17 @@ UNLINKABLE_STATUSES = frozenset({"rejected", "left"})
 T = TypeVar("T", bound=SQLModel)
 
 
-@dataclass(frozen=True)
-class Deps:
-    """What a use case needs of the running service."""
-
-    db: Database
-    settings: Settings
-    source: str = SOURCE
+Ctx = Context[Settings]
+"""What every use case receives: the caller, the database, the settings (docs/service-guide.md)."""
 
 
 @contextlib.asynccontextmanager
-async def _unit(deps: Deps) -> AsyncIterator[AsyncSession]:
-    """A transaction whose unique-constraint clashes become a 409."""
+async def _unit(ctx: Ctx) -> AsyncIterator[AsyncSession]:
+    """A transaction whose unique-constraint clashes become a 409; staff only (every change of a
+    project, its consortium or its work plan is the foundation's work)."""
+    ctx.require_staff("change projects, consortia or work plans")
     try:
-        async with deps.db.transaction() as session:
+        async with ctx.db.transaction() as session:
             yield session
     except IntegrityError as exc:
         raise Conflict("this clashes with an existing record (duplicate number or id)") from exc
@@ -128,6 +125,32 @@ async def _project(session: AsyncSession, project_id: str) -> Project:
     return project
 
 
+# Who may see what (docs/service-guide.md, "Authorisation"): projects, consortia, member
+# organisations and the portfolio are public CORDIS data (every signed-in caller); a project's
+# work plan (work packages, deliverables, milestones, reporting periods) is for the members of
+# its consortium and staff — 403 for everyone else (the project is public, its work plan is not).
+
+
+def _consortia_of(organisation_id: str | None) -> Any:
+    """SQL: the ids of the projects ``organisation_id`` takes part in."""
+    return select(Participant.project_id).where(Participant.organisation_id == organisation_id)
+
+
+async def _work_plan(ctx: Ctx, session: AsyncSession, project_id: str) -> Project:
+    """The project, when the caller may read its work plan (404 no project, 403 not in its consortium)."""
+    project = await _project(session, project_id)
+    if ctx.sees_everything:
+        return project
+    own = ctx.own_organisation()
+    if own is not None:
+        member = await session.execute(
+            select(Participant.id).where(Participant.project_id == project_id, Participant.organisation_id == own)
+        )
+        if member.first() is not None:
+            return project
+    raise NotAllowed("Only the members of this project's consortium and the foundation's staff may read its work plan")
+
+
 async def _member_ids(session: AsyncSession, project_id: str) -> list[str]:
     rows = await session.execute(
         select(Participant.organisation_id)
@@ -165,9 +188,9 @@ async def _emit_updated(session: AsyncSession, project: Project) -> None:
     _emit(session, contracts.ProjectUpdated(project_id=project.id, project=await _summary(session, project)))
 
 
-async def register_project(deps: Deps, data: ProjectCreate) -> ProjectPublic:
+async def register_project(ctx: Ctx, data: ProjectCreate) -> ProjectPublic:
     """Register a project by hand; emits ProjectRegistered."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         if data.cordis_id and await _by_cordis_id(session, data.cordis_id):
             raise Conflict(f"a project with CORDIS id {data.cordis_id} is already registered")
         project = Project.model_validate(_plain(data.model_dump()))
@@ -224,20 +247,20 @@ async def _apply_project_changes(
     return True
 
 
-async def update_project(deps: Deps, project_id: str, data: ProjectUpdate) -> ProjectPublic:
+async def update_project(ctx: Ctx, project_id: str, data: ProjectUpdate) -> ProjectPublic:
     """Change a project; emits ProjectUpdated (and ProjectStatusChanged when the status moved)."""
     changes = data.model_dump(exclude_unset=True)
     _no_nulls(changes, ("acronym", "title", "status", "foundation_role", "topics", "keywords", "thematic_areas"))
     changes = {k: ("" if v is None and k in ("objective", "notes") else v) for k, v in changes.items()}
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
-        await _apply_project_changes(session, deps.settings, project, changes)
+        await _apply_project_changes(session, ctx.settings, project, changes)
         return _public(project, await _member_ids(session, project.id))
 
 
-async def get_project(deps: Deps, project_id: str) -> ProjectPublic:
+async def get_project(ctx: Ctx, project_id: str) -> ProjectPublic:
     """One project."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         project = await _project(session, project_id)
         return _public(project, await _member_ids(session, project.id))
 
@@ -255,7 +278,7 @@ class ProjectFilters:
     q: str | None = None
 
 
-async def list_projects(deps: Deps, filters: ProjectFilters, params: PageParams) -> Page[ProjectPublic]:
+async def list_projects(ctx: Ctx, filters: ProjectFilters, params: PageParams) -> Page[ProjectPublic]:
     """Projects matching the filters, newest start first."""
     stmt = select(Project)
     if filters.status:
@@ -277,7 +300,7 @@ async def list_projects(deps: Deps, filters: ProjectFilters, params: PageParams)
         stmt = stmt.where(
             or_(func.lower(Project.acronym).like(like), func.lower(Project.title).like(like))  # type: ignore[arg-type]
         )
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         if filters.thematic_area:
             # JSON list membership differs per database; the list is small, filter in Python.
             rows = (await session.execute(stmt.order_by(Project.acronym))).scalars().all()
@@ -399,9 +422,9 @@ async def _participant(session: AsyncSession, project_id: str, participant_id: s
     return p
 
 
-async def add_participant(deps: Deps, project_id: str, data: ParticipantCreate) -> ParticipantPublic:
+async def add_participant(ctx: Ctx, project_id: str, data: ParticipantCreate) -> ParticipantPublic:
     """Add a consortium participant; emits ParticipantAdded (+ ParticipantLinked, ProjectUpdated for a member)."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         if data.cordis_organisation_id:
             dup = await session.execute(
@@ -413,7 +436,7 @@ async def add_participant(deps: Deps, project_id: str, data: ParticipantCreate) 
             if dup.first():
                 raise Conflict(f"organisation {data.cordis_organisation_id} is already in this consortium")
         before = (project.foundation_role, await _member_ids(session, project_id))
-        participant, _ = await _add_participant(session, deps.settings, project, data)
+        participant, _ = await _add_participant(session, ctx.settings, project, data)
         await session.flush()
         if (project.foundation_role, await _member_ids(session, project_id)) != before:
             await _emit_updated(session, project)
@@ -421,19 +444,19 @@ async def add_participant(deps: Deps, project_id: str, data: ParticipantCreate) 
 
 
 async def update_participant(
-    deps: Deps, project_id: str, participant_id: str, data: ParticipantUpdate
+    ctx: Ctx, project_id: str, participant_id: str, data: ParticipantUpdate
 ) -> ParticipantPublic:
     """Change a participant; a participant not yet linked is matched again."""
     changes = data.model_dump(exclude_unset=True)
     _no_nulls(changes, ("name", "role"))
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         participant = await _participant(session, project_id, participant_id)
         before = await _member_ids(session, project_id)
         for key, value in changes.items():
             setattr(participant, key, value.value if isinstance(value, Enum) else value)
         participant.updated_at = utcnow()
-        _participant_keys(deps.settings, participant)
+        _participant_keys(ctx.settings, participant)
         if participant.organisation_id is None:
             member = await _find_member(session, participant.vat_key, participant.name_key)
             if member:
@@ -444,9 +467,9 @@ async def update_participant(
         return ParticipantPublic.model_validate(participant.model_dump())
 
 
-async def delete_participant(deps: Deps, project_id: str, participant_id: str) -> None:
+async def delete_participant(ctx: Ctx, project_id: str, participant_id: str) -> None:
     """Remove a participant; ProjectUpdated when the member organisations changed."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         participant = await _participant(session, project_id, participant_id)
         before = await _member_ids(session, project_id)
@@ -456,14 +479,14 @@ async def delete_participant(deps: Deps, project_id: str, participant_id: str) -
             await _emit_updated(session, project)
 
 
-async def get_participant(deps: Deps, project_id: str, participant_id: str) -> ParticipantPublic:
+async def get_participant(ctx: Ctx, project_id: str, participant_id: str) -> ParticipantPublic:
     """One participant."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         return ParticipantPublic.model_validate((await _participant(session, project_id, participant_id)).model_dump())
 
 
 async def list_participants(
-    deps: Deps,
+    ctx: Ctx,
     project_id: str,
     params: PageParams,
     *,
@@ -480,7 +503,7 @@ async def list_participants(
     if linked is not None:
         col = Participant.organisation_id
         stmt = stmt.where(col.is_not(None) if linked else col.is_(None))  # type: ignore[union-attr]
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         await _project(session, project_id)
         rows, total = await _page(session, stmt, params, (Participant.role, Participant.name, Participant.id))
         return make_page([ParticipantPublic.model_validate(r.model_dump()) for r in rows], total, params)
@@ -561,7 +584,7 @@ async def _unlink_organisation(session: AsyncSession, organisation_id: str) -> i
     return 0
 
 
-async def reconcile_links(deps: Deps) -> int:
+async def reconcile_links(ctx: Ctx) -> int:
     """Link every unlinked participant that matches a known organisation; returns how many were linked.
 
     The two linking paths (participant added, organisation event handled) each
@@ -569,7 +592,7 @@ async def reconcile_links(deps: Deps) -> int:
     neither sees the other. This periodic pass closes that window.
     """
     linkable = col(MemberOrganisation.status).not_in(UNLINKABLE_STATUSES)
-    async with deps.db.transaction() as session:
+    async with ctx.db.transaction() as session:
         candidates = (
             (
                 await session.execute(
@@ -606,9 +629,9 @@ async def reconcile_links(deps: Deps) -> int:
         return linked
 
 
-async def list_organisations(deps: Deps, params: PageParams) -> Page[MemberOrganisationPublic]:
+async def list_organisations(ctx: Ctx, params: PageParams) -> Page[MemberOrganisationPublic]:
     """The organisations this service knows from the membership events."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         rows, total = await _page(session, select(MemberOrganisation), params, (MemberOrganisation.name,))
         return make_page([MemberOrganisationPublic.model_validate(r.model_dump()) for r in rows], total, params)
 
@@ -662,9 +685,9 @@ async def _check_lead(session: AsyncSession, project_id: str, participant_id: st
         raise Invalid(f"lead participant {participant_id} is not a participant of this project")
 
 
-async def add_work_package(deps: Deps, project_id: str, data: WorkPackageCreate) -> WorkPackagePublic:
+async def add_work_package(ctx: Ctx, project_id: str, data: WorkPackageCreate) -> WorkPackagePublic:
     """Add a work package."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         _check_month(project, data.end_month, "end_month")
         await _check_lead(session, project_id, data.lead_participant_id)
@@ -680,11 +703,11 @@ async def add_work_package(deps: Deps, project_id: str, data: WorkPackageCreate)
         return WorkPackagePublic.model_validate(wp.model_dump())
 
 
-async def update_work_package(deps: Deps, project_id: str, wp_id: str, data: WorkPackageUpdate) -> WorkPackagePublic:
+async def update_work_package(ctx: Ctx, project_id: str, wp_id: str, data: WorkPackageUpdate) -> WorkPackagePublic:
     """Change a work package."""
     changes = data.model_dump(exclude_unset=True)
     _no_nulls(changes, ("title", "start_month", "end_month"))
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         wp = await _get_part(session, WorkPackage, project_id, wp_id, "work package")
         for key, value in changes.items():
@@ -697,9 +720,9 @@ async def update_work_package(deps: Deps, project_id: str, wp_id: str, data: Wor
         return WorkPackagePublic.model_validate(wp.model_dump())
 
 
-async def delete_work_package(deps: Deps, project_id: str, wp_id: str) -> None:
+async def delete_work_package(ctx: Ctx, project_id: str, wp_id: str) -> None:
     """Remove a work package that no deliverable or milestone refers to."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         wp = await _get_part(session, WorkPackage, project_id, wp_id, "work package")
         for model in (Deliverable, Milestone):
             used = await session.execute(
@@ -710,19 +733,20 @@ async def delete_work_package(deps: Deps, project_id: str, wp_id: str) -> None:
         await session.delete(wp)
 
 
-async def list_work_packages(deps: Deps, project_id: str, params: PageParams) -> Page[WorkPackagePublic]:
+async def list_work_packages(ctx: Ctx, project_id: str, params: PageParams) -> Page[WorkPackagePublic]:
     """A project's work packages by number."""
-    async with deps.db.read() as session:
-        await _project(session, project_id)
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         rows, total = await _page(
             session, select(WorkPackage).where(WorkPackage.project_id == project_id), params, (WorkPackage.number,)
         )
         return make_page([WorkPackagePublic.model_validate(r.model_dump()) for r in rows], total, params)
 
 
-async def get_work_package(deps: Deps, project_id: str, wp_id: str) -> WorkPackagePublic:
+async def get_work_package(ctx: Ctx, project_id: str, wp_id: str) -> WorkPackagePublic:
     """One work package."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         wp = await _get_part(session, WorkPackage, project_id, wp_id, "work package")
         return WorkPackagePublic.model_validate(wp.model_dump())
 
@@ -745,9 +769,9 @@ async def _flush_notice_resets(session: AsyncSession) -> None:
         await session.execute(delete(DeliverableNotice).where(DeliverableNotice.deliverable_id.in_(ids)))  # type: ignore[attr-defined]
 
 
-async def add_deliverable(deps: Deps, project_id: str, data: DeliverableCreate) -> DeliverablePublic:
+async def add_deliverable(ctx: Ctx, project_id: str, data: DeliverableCreate) -> DeliverablePublic:
     """Add a deliverable; its due date is the end of its due month."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         _check_month(project, data.due_month, "due_month")
         await _check_wp_exists(session, project_id, data.work_package)
@@ -766,13 +790,13 @@ async def add_deliverable(deps: Deps, project_id: str, data: DeliverableCreate) 
 
 
 async def update_deliverable(
-    deps: Deps, project_id: str, deliverable_id: str, data: DeliverableUpdate
+    ctx: Ctx, project_id: str, deliverable_id: str, data: DeliverableUpdate
 ) -> DeliverablePublic:
     """Change a deliverable's plan; a new due month resets its deadline notices."""
     changes = _plain(data.model_dump(exclude_unset=True))
     _no_nulls(changes, ("title", "type", "dissemination", "due_month"))
     changes = {k: ("" if v is None and k == "description" else v) for k, v in changes.items()}
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         d = await _get_part(session, Deliverable, project_id, deliverable_id, "deliverable")
         if "due_month" in changes:
@@ -782,23 +806,24 @@ async def update_deliverable(
         for key, value in changes.items():
             setattr(d, key, value)
         d.updated_at = utcnow()
-        _set_deliverable_due(session, deps.settings, d, _due(project, d.due_month))
+        _set_deliverable_due(session, ctx.settings, d, _due(project, d.due_month))
         await _flush_notice_resets(session)
         await session.flush()
         return DeliverablePublic.model_validate(d.model_dump())
 
 
-async def delete_deliverable(deps: Deps, project_id: str, deliverable_id: str) -> None:
+async def delete_deliverable(ctx: Ctx, project_id: str, deliverable_id: str) -> None:
     """Remove a deliverable (and its deadline notices)."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         d = await _get_part(session, Deliverable, project_id, deliverable_id, "deliverable")
         await session.execute(delete(DeliverableNotice).where(DeliverableNotice.deliverable_id == d.id))  # type: ignore[arg-type]
         await session.delete(d)
 
 
-async def get_deliverable(deps: Deps, project_id: str, deliverable_id: str) -> DeliverablePublic:
+async def get_deliverable(ctx: Ctx, project_id: str, deliverable_id: str) -> DeliverablePublic:
     """One deliverable."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         d = await _get_part(session, Deliverable, project_id, deliverable_id, "deliverable")
         return DeliverablePublic.model_validate(d.model_dump())
 
@@ -814,7 +839,7 @@ class DeliverableFilters:
     due_after: date | None = None
 
 
-async def list_deliverables(deps: Deps, filters: DeliverableFilters, params: PageParams) -> Page[DeliverablePublic]:
+async def list_deliverables(ctx: Ctx, filters: DeliverableFilters, params: PageParams) -> Page[DeliverablePublic]:
     """Deliverables (of one project or all), soonest due first."""
     stmt = select(Deliverable)
     if filters.project_id:
@@ -827,9 +852,12 @@ async def list_deliverables(deps: Deps, filters: DeliverableFilters, params: Pag
         stmt = stmt.where(Deliverable.due_date <= filters.due_before)  # type: ignore[operator]
     if filters.due_after:
         stmt = stmt.where(Deliverable.due_date >= filters.due_after)  # type: ignore[operator]
-    async with deps.db.read() as session:
+    if not ctx.sees_everything:
+        ctx.require_member_or_staff("read work plans")
+        stmt = stmt.where(col(Deliverable.project_id).in_(_consortia_of(ctx.own_organisation())))
+    async with ctx.db.read() as session:
         if filters.project_id:
-            await _project(session, filters.project_id)
+            await _work_plan(ctx, session, filters.project_id)
         rows, total = await _page(session, stmt, params, (Deliverable.due_date, Deliverable.number, Deliverable.id))
         return make_page([DeliverablePublic.model_validate(r.model_dump()) for r in rows], total, params)
 
@@ -848,9 +876,9 @@ async def _deliverable_event_fields(session: AsyncSession, d: Deliverable) -> di
     }
 
 
-async def submit_deliverable(deps: Deps, project_id: str, deliverable_id: str, on: date | None) -> DeliverablePublic:
+async def submit_deliverable(ctx: Ctx, project_id: str, deliverable_id: str, on: date | None) -> DeliverablePublic:
     """Record a deliverable as submitted; emits DeliverableSubmitted."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         d = await _get_part(session, Deliverable, project_id, deliverable_id, "deliverable")
         try:
             domain.check_deliverable_transition(DeliverableStatus(d.status), DeliverableStatus.SUBMITTED)
@@ -858,21 +886,21 @@ async def submit_deliverable(deps: Deps, project_id: str, deliverable_id: str, o
             raise Conflict(str(exc)) from exc
         fields = await _deliverable_event_fields(session, d)
         d.status = DeliverableStatus.SUBMITTED.value
-        d.submitted_on = on or deps.settings.current_date()
+        d.submitted_on = on or ctx.settings.current_date()
         d.updated_at = utcnow()
         _emit(session, contracts.DeliverableSubmitted(**fields, submitted_on=d.submitted_on))
         return DeliverablePublic.model_validate(d.model_dump())
 
 
-async def accept_deliverable(deps: Deps, project_id: str, deliverable_id: str, on: date | None) -> DeliverablePublic:
+async def accept_deliverable(ctx: Ctx, project_id: str, deliverable_id: str, on: date | None) -> DeliverablePublic:
     """Record the Commission's acceptance of a submitted deliverable."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         d = await _get_part(session, Deliverable, project_id, deliverable_id, "deliverable")
         try:
             domain.check_deliverable_transition(DeliverableStatus(d.status), DeliverableStatus.ACCEPTED)
         except DomainRuleError as exc:
             raise Conflict(str(exc)) from exc
-        accepted = on or deps.settings.current_date()
+        accepted = on or ctx.settings.current_date()
         if d.submitted_on and accepted < d.submitted_on:
             raise Invalid("accepted_on is before the submission date")
         d.status = DeliverableStatus.ACCEPTED.value
@@ -881,9 +909,9 @@ async def accept_deliverable(deps: Deps, project_id: str, deliverable_id: str, o
         return DeliverablePublic.model_validate(d.model_dump())
 
 
-async def add_milestone(deps: Deps, project_id: str, data: MilestoneCreate) -> MilestonePublic:
+async def add_milestone(ctx: Ctx, project_id: str, data: MilestoneCreate) -> MilestonePublic:
     """Add a milestone."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         _check_month(project, data.due_month, "due_month")
         await _check_wp_exists(session, project_id, data.work_package)
@@ -901,11 +929,11 @@ async def add_milestone(deps: Deps, project_id: str, data: MilestoneCreate) -> M
         return MilestonePublic.model_validate(m.model_dump())
 
 
-async def update_milestone(deps: Deps, project_id: str, milestone_id: str, data: MilestoneUpdate) -> MilestonePublic:
+async def update_milestone(ctx: Ctx, project_id: str, milestone_id: str, data: MilestoneUpdate) -> MilestonePublic:
     """Change a milestone's plan."""
     changes = data.model_dump(exclude_unset=True)
     _no_nulls(changes, ("title", "due_month", "means_of_verification"))
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         m = await _get_part(session, Milestone, project_id, milestone_id, "milestone")
         if "due_month" in changes:
@@ -919,15 +947,15 @@ async def update_milestone(deps: Deps, project_id: str, milestone_id: str, data:
         return MilestonePublic.model_validate(m.model_dump())
 
 
-async def reach_milestone(deps: Deps, project_id: str, milestone_id: str, on: date | None) -> MilestonePublic:
+async def reach_milestone(ctx: Ctx, project_id: str, milestone_id: str, on: date | None) -> MilestonePublic:
     """Record a milestone as reached; emits MilestoneReached."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         m = await _get_part(session, Milestone, project_id, milestone_id, "milestone")
         if m.status == MilestoneStatus.REACHED:
             raise Conflict(f"milestone {m.number} was already reached on {m.reached_on}")
         m.status = MilestoneStatus.REACHED.value
-        m.reached_on = on or deps.settings.current_date()
+        m.reached_on = on or ctx.settings.current_date()
         _emit(
             session,
             contracts.MilestoneReached(
@@ -942,24 +970,25 @@ async def reach_milestone(deps: Deps, project_id: str, milestone_id: str, on: da
         return MilestonePublic.model_validate(m.model_dump())
 
 
-async def delete_milestone(deps: Deps, project_id: str, milestone_id: str) -> None:
+async def delete_milestone(ctx: Ctx, project_id: str, milestone_id: str) -> None:
     """Remove a milestone."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         await session.delete(await _get_part(session, Milestone, project_id, milestone_id, "milestone"))
 
 
-async def get_milestone(deps: Deps, project_id: str, milestone_id: str) -> MilestonePublic:
+async def get_milestone(ctx: Ctx, project_id: str, milestone_id: str) -> MilestonePublic:
     """One milestone."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         return MilestonePublic.model_validate(
             (await _get_part(session, Milestone, project_id, milestone_id, "milestone")).model_dump()
         )
 
 
-async def list_milestones(deps: Deps, project_id: str, params: PageParams) -> Page[MilestonePublic]:
+async def list_milestones(ctx: Ctx, project_id: str, params: PageParams) -> Page[MilestonePublic]:
     """A project's milestones by due month."""
-    async with deps.db.read() as session:
-        await _project(session, project_id)
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         rows, total = await _page(
             session,
             select(Milestone).where(Milestone.project_id == project_id),
@@ -989,9 +1018,9 @@ async def _check_period_overlap(session: AsyncSession, r: ReportingPeriod) -> No
             raise Invalid(f"months M{r.start_month}–M{r.end_month} overlap reporting period {o.number}")
 
 
-async def add_reporting_period(deps: Deps, project_id: str, data: ReportingPeriodCreate) -> ReportingPeriodPublic:
+async def add_reporting_period(ctx: Ctx, project_id: str, data: ReportingPeriodCreate) -> ReportingPeriodPublic:
     """Add a reporting period (periods may not overlap)."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         _check_month(project, data.end_month, "end_month")
         if (
@@ -1011,12 +1040,12 @@ async def add_reporting_period(deps: Deps, project_id: str, data: ReportingPerio
 
 
 async def update_reporting_period(
-    deps: Deps, project_id: str, period_id: str, data: ReportingPeriodUpdate
+    ctx: Ctx, project_id: str, period_id: str, data: ReportingPeriodUpdate
 ) -> ReportingPeriodPublic:
     """Change a reporting period's months."""
     changes = data.model_dump(exclude_unset=True)
     _no_nulls(changes, ("start_month", "end_month"))
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         project = await _project(session, project_id)
         r = await _get_part(session, ReportingPeriod, project_id, period_id, "reporting period")
         for key, value in changes.items():
@@ -1030,16 +1059,16 @@ async def update_reporting_period(
         return ReportingPeriodPublic.model_validate(r.model_dump())
 
 
-async def delete_reporting_period(deps: Deps, project_id: str, period_id: str) -> None:
+async def delete_reporting_period(ctx: Ctx, project_id: str, period_id: str) -> None:
     """Remove a reporting period."""
-    async with _unit(deps) as session:
+    async with _unit(ctx) as session:
         await session.delete(await _get_part(session, ReportingPeriod, project_id, period_id, "reporting period"))
 
 
-async def list_reporting_periods(deps: Deps, project_id: str, params: PageParams) -> Page[ReportingPeriodPublic]:
+async def list_reporting_periods(ctx: Ctx, project_id: str, params: PageParams) -> Page[ReportingPeriodPublic]:
     """A project's reporting periods in order."""
-    async with deps.db.read() as session:
-        await _project(session, project_id)
+    async with ctx.db.read() as session:
+        await _work_plan(ctx, session, project_id)
         rows, total = await _page(
             session,
             select(ReportingPeriod).where(ReportingPeriod.project_id == project_id),
@@ -1052,7 +1081,7 @@ async def list_reporting_periods(deps: Deps, project_id: str, params: PageParams
 # -- deadline engine ---------------------------------------------------------------
 
 
-async def scan_deadlines(deps: Deps, today: date | None = None) -> DeadlineScanResult:
+async def scan_deadlines(ctx: Ctx, today: date | None = None) -> DeadlineScanResult:
     """Emit DeliverableDueSoon / DeliverableOverdue for every deliverable that crossed a threshold.
 
     Exactly once per (deliverable, threshold), across restarts and instances:
@@ -1061,10 +1090,11 @@ async def scan_deadlines(deps: Deps, today: date | None = None) -> DeadlineScanR
     hits the constraint, rolls back its own transaction (row *and* event) and
     moves on.
     """
-    today = today or deps.settings.current_date()
-    horizons = sorted({h for h in deps.settings.due_soon_horizons if h >= 0})
+    ctx.require_staff("run the deadline scan")
+    today = today or ctx.settings.current_date()
+    horizons = sorted({h for h in ctx.settings.due_soon_horizons if h >= 0})
     latest = today + timedelta(days=max(horizons, default=0))
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         rows = (
             await session.execute(
                 select(Deliverable.id, col(Deliverable.due_date), Deliverable.status)
@@ -1092,7 +1122,7 @@ async def scan_deadlines(deps: Deps, today: date | None = None) -> DeadlineScanR
         notice = domain.deadline_notice(due_date, DeliverableStatus(status), today, horizons)
         if notice is None or (deliverable_id, notice.threshold) in done:
             continue
-        if await _emit_notice(deps, deliverable_id, notice, today):
+        if await _emit_notice(ctx, deliverable_id, notice, today):
             if notice.kind == "overdue":
                 overdue += 1
             else:
@@ -1100,15 +1130,15 @@ async def scan_deadlines(deps: Deps, today: date | None = None) -> DeadlineScanR
     return DeadlineScanResult(today=today, due_soon=due_soon, overdue=overdue)
 
 
-async def _emit_notice(deps: Deps, deliverable_id: str, notice: domain.DeadlineNotice, today: date) -> bool:
+async def _emit_notice(ctx: Ctx, deliverable_id: str, notice: domain.DeadlineNotice, today: date) -> bool:
     """One notice in its own transaction; False when another scanner (or a change) got there first."""
     try:
-        async with deps.db.transaction() as session:
+        async with ctx.db.transaction() as session:
             d = await session.get(Deliverable, deliverable_id)
             if d is None or d.due_date is None:
                 return False
             current = domain.deadline_notice(
-                d.due_date, DeliverableStatus(d.status), today, deps.settings.due_soon_horizons
+                d.due_date, DeliverableStatus(d.status), today, ctx.settings.due_soon_horizons
             )
             if current is None or current.threshold != notice.threshold:
                 return False  # submitted or rescheduled since the scan read it
@@ -1136,7 +1166,7 @@ async def _emit_notice(deps: Deps, deliverable_id: str, notice: domain.DeadlineN
             )
             session.add(record)
             await session.flush()  # the unique constraint speaks here, before the event is written
-            record.event_id = add_event(session, event, source=deps.source).event_id
+            record.event_id = add_event(session, event, source=ctx.source).event_id
     except IntegrityError:
         metrics.DEADLINE_NOTICES_RACED.inc()
         return False
@@ -1147,18 +1177,19 @@ async def _emit_notice(deps: Deps, deliverable_id: str, notice: domain.DeadlineN
 # -- CORDIS import ---------------------------------------------------------------------
 
 
-async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> CordisImportResult:
+async def import_cordis(ctx: Ctx, project_csv: str, organization_csv: str) -> CordisImportResult:
     """Import a CORDIS export pair: all of it, or nothing.
 
     Projects are matched by CORDIS id, participants by (project, CORDIS
     organisation id) or else by normalised name: re-importing updates, never
     duplicates. Every bad row is reported (422) with its file, line and reason.
     """
+    ctx.require_staff("import from CORDIS")
     export = cordis.parse_export(project_csv, organization_csv)
     errors = list(export.errors)
     result = CordisImportResult()
     try:
-        async with deps.db.transaction() as session:
+        async with ctx.db.transaction() as session:
             in_file = export.project_ids
             projects: dict[str, Project] = {}
             for parsed in export.projects:
@@ -1188,9 +1219,7 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
                     changes["status"] = old_status
                 try:
                     changes["cordis_id"] = parsed.project.cordis_id
-                    changed = await _apply_project_changes(
-                        session, deps.settings, existing, changes, authoritative=True
-                    )
+                    changed = await _apply_project_changes(session, ctx.settings, existing, changes, authoritative=True)
                 except (Invalid, Conflict) as exc:
                     errors.append(cordis.RowError(cordis.PROJECT_FILE, parsed.line, exc.message))
                     continue
@@ -1232,7 +1261,7 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
                 before = (project.foundation_role, await _member_ids(session, project.id))
                 existing_p = await _existing_participant(session, project.id, data)
                 if existing_p is None:
-                    _, linked = await _add_participant(session, deps.settings, project, data)
+                    _, linked = await _add_participant(session, ctx.settings, project, data)
                     result.participants_created += 1
                     result.participants_linked += int(linked)
                 else:
@@ -1242,7 +1271,7 @@ async def import_cordis(deps: Deps, project_csv: str, organization_csv: str) -> 
                         for k, v in fields.items():
                             setattr(existing_p, k, v)
                         existing_p.updated_at = utcnow()
-                        _participant_keys(deps.settings, existing_p)
+                        _participant_keys(ctx.settings, existing_p)
                         result.participants_updated += 1
                     if existing_p.organisation_id is None:
                         member = await _find_member(session, existing_p.vat_key, existing_p.name_key)
@@ -1305,9 +1334,9 @@ async def _existing_participant(session: AsyncSession, project_id: str, data: Pa
 # -- portfolio --------------------------------------------------------------------------
 
 
-async def portfolio(deps: Deps, foundation_role: str | None = None) -> PortfolioPublic:
+async def portfolio(ctx: Ctx, foundation_role: str | None = None) -> PortfolioPublic:
     """Counts and budgets by programme, funding scheme, thematic area and status; the foundation's share."""
-    async with deps.db.read() as session:
+    async with ctx.db.read() as session:
         stmt = select(Project)
         if foundation_role:
             stmt = stmt.where(Project.foundation_role == foundation_role)
