@@ -93,8 +93,12 @@ class Case:
     fresh: Factory | None = None
     """Per call: new path parameters (an object the call consumes, e.g. a contact to erase)."""
     query: Params = field(default_factory=dict)
+    """Query parameters; ``{name}`` in a value is filled like the path."""
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    capability: bool = False
+    """The request carries a signed token that entitles its bearer to its subject's data (a
+    subscriber's preferences link): the answer is the bearer's, so the leak check skips it."""
     same_for_all: frozenset[int] | None = None
     """Instead of role-based access: every caller gets one of these statuses (a signed webhook)."""
 
@@ -192,7 +196,8 @@ async def walk(
         path = _fill(case.path, values)
         body = case.body(values) if callable(case.body) else case.body
         headers = {**identity_headers(principal, audience), **case.headers}
-        kwargs: dict[str, Any] = {"headers": headers, "params": case.query}
+        query = {k: _fill(v, values) if isinstance(v, str) else v for k, v in case.query.items()}
+        kwargs: dict[str, Any] = {"headers": headers, "params": query}
         if case.content is not None:
             kwargs["content"] = case.content
         elif body is not None:
@@ -219,7 +224,7 @@ async def walk(
             expected = {401} if who == "anonymous" else {403, 404}
             if status not in expected:
                 finding(f"not refused (expected {sorted(expected)}; {case.access.name} route): {response.text[:200]}")
-        text = response.text
+        text = "" if case.capability else response.text
         for org, planted in markers.items():
             if org in SEES[who] or "*" in SEES[who]:
                 continue
