@@ -16,8 +16,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from distretto_shared.context import Context
+from distretto_shared.identity import ANONYMOUS
 from distretto_shared.web import NotFound, Page, PageParams, page_params
 from gateway import openapi, service
+from gateway.config import Settings
 from gateway.domain import Role
 from gateway.models import (
     ApiKeyCreate,
@@ -36,10 +39,21 @@ from gateway.proxy import Gateway
 router = APIRouter()
 
 
-def gateway_of(request: Request) -> Gateway:
-    """Dependency: the running gateway."""
-    gw: Gateway = request.app.state.gateway
-    return gw
+def gateway_context(request: Request) -> Context[Settings]:
+    """The context of the gateway's own routes: the caller its middleware verified (anonymous on
+    the public ones), the gateway's database and settings, and its singletons (the ``Gateway``)."""
+    identity = request.scope.get("state", {}).get("identity")
+    principal = identity.as_principal if isinstance(identity, Identity) else ANONYMOUS
+    service_ctx = request.app.state.ctx
+    return Context(principal=principal, db=service_ctx.db, settings=service_ctx.settings, service=service_ctx)
+
+
+Ctx = Annotated[Context[Settings], Depends(gateway_context)]
+
+
+def gateway_of(ctx: Ctx) -> Gateway:
+    """Dependency: the running gateway (a singleton of the context)."""
+    return ctx.get(Gateway)
 
 
 def identity_of(request: Request) -> Identity:

@@ -94,7 +94,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     spec = dataclasses.replace(SPEC, on_startup=[start], on_shutdown=[stop])
     app = _create(spec, settings)
-    app.state.gateway = gateway
     mine = {api.openapi_document, api.docs, api.docs_asset, api.healthz, api.readyz}
     app.router.routes = [
         r
