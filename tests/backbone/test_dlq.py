@@ -34,7 +34,7 @@ def _consumers(name: str) -> Consumers:
     consumers = Consumers(name)
 
     @consumers.handles(AccountCredited)
-    async def on_credited(session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
+    async def on_credited(ctx: object, session: AsyncSession, event: AccountCredited, meta: EventMeta) -> None:
         if event.seq in FAILING[name]:
             raise PermanentEventError(f"{name} refuses seq {event.seq}")
         await session.execute(effects.insert().values(event_id=meta.id, account_id=name, seq=event.seq))
