@@ -324,7 +324,7 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> 
     state = {"warmed": 0, "got": 0}
 
     @consumers.handles(BenchEvent)
-    async def on_event(session: sa.ext.asyncio.AsyncSession, event: BenchEvent, meta: EventMeta) -> None:
+    async def on_event(ctx: object, session: sa.ext.asyncio.AsyncSession, event: BenchEvent, meta: EventMeta) -> None:
         await session.execute(effects.insert().values(event_id=meta.id, account_id=event.key, seq=event.seq))
         pending[meta.id] = event.sent_at if event.seq >= 0 else -1.0
 
