@@ -17,15 +17,16 @@ from console.config import Settings
 from console.pages import ROUTERS
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
+from distretto_shared.context import Context
 from distretto_shared.logging import get_logger
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 log = get_logger(__name__)
 
 
-async def _purge(ctx: ServiceContext) -> None:
+async def _purge(ctx: Context[Settings]) -> None:
     await web.purge_sessions(ctx)
-    await service.trim_activity(ctx.db, ctx.settings.activity_keep)  # type: ignore[attr-defined]
+    await service.trim_activity(ctx.db, ctx.settings.activity_keep)
 
 
 SPEC = ServiceSpec(
@@ -45,12 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     async def start(ctx: ServiceContext) -> None:
-        ctx.extras["gateway"] = client.Gateway(settings.gateway_url, settings.gateway_timeout)
+        ctx.provide(client.Gateway(settings.gateway_url, settings.gateway_timeout))
         secret = settings.csrf_secret or secrets.token_urlsafe(32)
-        ctx.extras["csrf"] = URLSafeTimedSerializer(secret, salt="console-csrf")
+        ctx.provide(URLSafeTimedSerializer(secret, salt="console-csrf"))
 
     async def stop(ctx: ServiceContext) -> None:
-        gateway = ctx.extras.get("gateway")
+        gateway = ctx.singletons.get(client.Gateway)
         if gateway is not None:
             await gateway.close()
 

@@ -12,13 +12,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.config import Settings
 from console.models import Activity, utcnow
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.events import EventMeta
+
+Ctx = Context[Settings]
 
 consumers = Consumers("console-activity")
 
@@ -43,7 +47,7 @@ def _add(session: AsyncSession, kind: str, subject: str, audience: str, meta: Ev
     ms.OrganisationLeft,
     ms.OrganisationRejected,
 )
-async def on_organisation(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_organisation(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     name = getattr(getattr(event, "profile", None), "name", None)
     if name is None:  # events without the profile: the name is the one the feed saw last
         name = await _known_name(session, event.organisation_id)
@@ -74,19 +78,19 @@ async def _known_name(session: AsyncSession, organisation_id: str) -> str | None
 
 
 @consumers.handles(ms.DistrictFiguresChanged)
-async def on_figures(session: AsyncSession, event: ms.DistrictFiguresChanged, meta: EventMeta) -> None:
+async def on_figures(ctx: Ctx, session: AsyncSession, event: ms.DistrictFiguresChanged, meta: EventMeta) -> None:
     figures = event.model_dump(mode="json", exclude={"district"})
     _add(session, "figures.changed", "district", "public", meta, members=event.members_total, figures=figures)
 
 
 @consumers.handles(pj.ProjectRegistered)
-async def on_project(session: AsyncSession, event: pj.ProjectRegistered, meta: EventMeta) -> None:
+async def on_project(ctx: Ctx, session: AsyncSession, event: pj.ProjectRegistered, meta: EventMeta) -> None:
     acronym = event.project.acronym
     _add(session, "project.registered", event.project_id, "staff", meta, acronym=acronym)
 
 
 @consumers.handles(pj.DeliverableSubmitted, pj.DeliverableDueSoon, pj.DeliverableOverdue)
-async def on_deliverable(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_deliverable(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     kinds: dict[type, str] = {
         pj.DeliverableSubmitted: "deliverable.submitted",
         pj.DeliverableDueSoon: "deliverable.due_soon",
@@ -107,12 +111,12 @@ async def on_deliverable(session: AsyncSession, event: Any, meta: EventMeta) -> 
 
 
 @consumers.handles(pj.MilestoneReached)
-async def on_milestone(session: AsyncSession, event: pj.MilestoneReached, meta: EventMeta) -> None:
+async def on_milestone(ctx: Ctx, session: AsyncSession, event: pj.MilestoneReached, meta: EventMeta) -> None:
     _add(session, "milestone.reached", event.project_id, "staff", meta, number=event.number, acronym=event.acronym)
 
 
 @consumers.handles(nl.CampaignStarted, nl.CampaignFinished)
-async def on_campaign(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_campaign(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     if isinstance(event, nl.CampaignStarted):
         _add(
             session, "campaign.started", event.campaign_id, "staff", meta, name=event.name, recipients=event.recipients
@@ -131,12 +135,12 @@ async def on_campaign(session: AsyncSession, event: Any, meta: EventMeta) -> Non
 
 
 @consumers.handles(mm.OpportunityPublished)
-async def on_opportunity(session: AsyncSession, event: mm.OpportunityPublished, meta: EventMeta) -> None:
+async def on_opportunity(ctx: Ctx, session: AsyncSession, event: mm.OpportunityPublished, meta: EventMeta) -> None:
     _add(session, "opportunity.published", event.opportunity_id, "staff", meta, title=getattr(event, "title", ""))
 
 
 @consumers.handles(mm.MatchProposed, mm.MatchAccepted, mm.MatchDeclined, mm.MeetingScheduled, mm.MeetingHeld)
-async def on_match(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_match(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     kinds: dict[type, str] = {
         mm.MatchProposed: "match.proposed",
         mm.MatchAccepted: "match.accepted",

@@ -173,7 +173,7 @@ def settings_of(request: Request) -> Settings:
 
 
 def gateway_of(request: Request) -> Gateway:
-    return request.app.state.ctx.extras["gateway"]  # type: ignore[no-any-return]
+    return request.app.state.ctx.context().get(Gateway)  # type: ignore[no-any-return]
 
 
 def language_of(request: Request) -> str:
@@ -203,7 +203,7 @@ def secure_request(request: Request) -> bool:
 
 
 def _serializer(request: Request) -> URLSafeTimedSerializer:
-    return request.app.state.ctx.extras["csrf"]  # type: ignore[no-any-return]
+    return request.app.state.ctx.context().get(URLSafeTimedSerializer)  # type: ignore[no-any-return]
 
 
 def csrf_cookie_value(request: Request) -> str:
