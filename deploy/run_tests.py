@@ -23,6 +23,7 @@ SUITES = [
     "services/projects",
     "services/newsletter",
     "services/matchmaking",
+    "services/partners",
     "services/gateway",
     "services/console",
     "tests/platform",

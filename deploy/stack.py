@@ -64,7 +64,7 @@ def _py(*args: str) -> list[str]:
 SECRETS = VAR / "secrets"
 KEYRING_FILE = SECRETS / "identity-keys.json"
 """Each process's Ed25519 signing key, generated once per installation (owner-only file)."""
-KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console")
+KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console", "partners")
 
 
 def keyring() -> Keyring:
@@ -118,6 +118,12 @@ def processes() -> list[Proc]:
             common,
         ),
         Proc(
+            "partners",
+            _py("-m", "partners", "serve", "--port", "8006"),
+            8006,
+            common,
+        ),
+        Proc(
             "gateway",
             _py("-m", "gateway", "serve", "--port", "8080"),
             8080,
@@ -136,6 +142,7 @@ def processes() -> list[Proc]:
                 # The console's pages and files come from one browser address, unauthenticated to the gateway.
                 "GATEWAY_ANONYMOUS_RATE_LIMIT_PER_MINUTE": "1200",
                 "GATEWAY_ANONYMOUS_RATE_LIMIT_BURST": "200",
+                "GATEWAY_PARTNERS_URL": "http://127.0.0.1:8006",
             },
         ),
         Proc(
@@ -374,7 +381,8 @@ def up(args: argparse.Namespace) -> None:
   API docs           {GATEWAY}/docs       (one OpenAPI document for every service)
   District figures   {GATEWAY}/api/membership/figures
   Caught emails      http://127.0.0.1:8025
-  Metrics            http://127.0.0.1:8001/metrics … :8004/metrics, {GATEWAY}/metrics
+  Partner catalogue  {GATEWAY}/api/partners/catalogue (docs/partners.md)
+  Metrics            http://127.0.0.1:8001/metrics … :8004/metrics, :8006/metrics, {GATEWAY}/metrics
   Kafka              {BOOTSTRAP}
   Prometheus         http://127.0.0.1:{mon.PROMETHEUS_PORT}  (alerts: /alerts; Alertmanager :{mon.ALERTMANAGER_PORT})
   Alerts received    http://127.0.0.1:{mon.RECEIVER_PORT}/alerts

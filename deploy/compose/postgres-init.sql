@@ -6,4 +6,5 @@ CREATE DATABASE projects;
 CREATE DATABASE newsletter;
 CREATE DATABASE matchmaking;
 CREATE DATABASE console;
+CREATE DATABASE partners;
 CREATE DATABASE gateway;

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["membership", "projects", "newsletter", "matchmaking", "gateway"]
+SERVICES = ["membership", "projects", "newsletter", "matchmaking", "partners", "gateway"]
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -902,7 +902,7 @@ def dashboards() -> dict[str, Any]:
 
 
 def test_compose_names_every_service_and_the_infrastructure(compose: Compose) -> None:
-    assert {"gateway", "matchmaking", "membership", "newsletter", "projects"} <= set(service_names())
+    assert {"gateway", "matchmaking", "membership", "newsletter", "partners", "projects"} <= set(service_names())
     assert check_services(compose) == []
 
 

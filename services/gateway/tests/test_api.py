@@ -59,6 +59,8 @@ async def test_authorisation_matrix_every_route_every_role(database: DatabaseTar
                         assert response.status_code not in (401, 403), label
                         if rule.upstream != "gateway":
                             assert response.status_code == 200, label
+                            if path.endswith("/stream"):
+                                continue  # the stand-ins answer /stream with a byte stream, not the echo
                             echo = response.json()
                             assert echo["service"] == rule.upstream, label
                             assert echo["path"] == path.removeprefix(f"/api/{rule.upstream}"), label
@@ -229,6 +231,7 @@ async def test_health_and_readiness_report_each_service(database: DatabaseTarget
             "projects",
             "newsletter",
             "matchmaking",
+            "partners",
         }
     upstreams.apps["newsletter"].ready = False
     dead = f"http://127.0.0.1:{free_port()}"

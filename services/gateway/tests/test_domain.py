@@ -194,6 +194,8 @@ def test_public_routes_are_exactly_the_intended_ones() -> None:
         ("POST", "/api/newsletter/unsubscribe/{token}"),
         ("GET", "/api/matchmaking/public/opportunities"),
         ("GET", "/api/matchmaking/public/opportunities/{opportunity_id}"),
+        ("GET", "/api/partners/catalogue"),
+        ("GET", "/api/partners/asyncapi.json"),
         # the console's pages: it logs its users in itself and calls the API with their token
         ("GET", "/{console_path:path}"),
         ("POST", "/{console_path:path}"),

@@ -59,7 +59,7 @@ TARGETS: tuple[Target, ...] = (
     Target("newsletter", 8003),
     Target("matchmaking", 8004),
     Target("console", 8005),
-    Target("console", 8005),
+    Target("partners", 8006),
     Target("gateway", 8080),
     Target("prometheus", PROMETHEUS_PORT, service=False),
 )

@@ -55,15 +55,19 @@ def add_event(
     *,
     source: str,
     correlation_id: str | None = None,
+    event_id: str | None = None,
 ) -> OutboxMessage:
     """Record ``event`` in the outbox, in the caller's transaction.
 
     The correlation id and traceparent default to those of the request or the
-    event being handled, so a chain of events stays traceable.
+    event being handled, so a chain of events stays traceable. ``event_id`` (the
+    CloudEvents id) defaults to a fresh UUID; a projector passes one derived from
+    the event it projects, so the same input always yields the same id.
     """
     key, headers, body = encode(
         event,
         source=source,
+        event_id=event_id,
         correlation_id=correlation_id or correlation_id_var.get(),
         traceparent=traceparent_var.get(),
     )

@@ -38,7 +38,17 @@ POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
 
 # One key ring per test session, as `make up` makes one per installation: every process the tests
 # start (in-process apps and real processes alike) signs with its own key and trusts them all.
-TEST_PROCESSES = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console", "example", "tests")
+TEST_PROCESSES = (
+    "gateway",
+    "membership",
+    "projects",
+    "newsletter",
+    "matchmaking",
+    "console",
+    "partners",
+    "example",
+    "tests",
+)
 KEYRING = Keyring.generate(TEST_PROCESSES)
 for _name in TEST_PROCESSES:
     os.environ.setdefault(f"{_name.upper()}_SIGNING_KEY", KEYRING.private_keys[_name])

@@ -22,6 +22,7 @@ class Settings(ServiceSettings):
     projects_url: str = "http://127.0.0.1:8002"
     newsletter_url: str = "http://127.0.0.1:8003"
     matchmaking_url: str = "http://127.0.0.1:8004"
+    partners_url: str = "http://127.0.0.1:8006"
     # --- the console (web pages at every path that is not the API's; see domain.is_console_path)
     console_url: str = "http://127.0.0.1:8005"
     """The console's base URL; it is not one of ``upstreams()`` (no OpenAPI, not in /readyz)."""
@@ -76,4 +77,5 @@ class Settings(ServiceSettings):
             "projects": self.projects_url.rstrip("/"),
             "newsletter": self.newsletter_url.rstrip("/"),
             "matchmaking": self.matchmaking_url.rstrip("/"),
+            "partners": self.partners_url.rstrip("/"),
         }

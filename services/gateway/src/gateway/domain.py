@@ -34,7 +34,7 @@ PUBLIC: None = None
 """``roles=PUBLIC``: anyone, also without credentials."""
 
 ANY_METHOD = "*"
-SERVICES: tuple[str, ...] = ("membership", "projects", "newsletter", "matchmaking")
+SERVICES: tuple[str, ...] = ("membership", "projects", "newsletter", "matchmaking", "partners")
 GATEWAY = "gateway"
 """The upstream label of the gateway's own routes."""
 
@@ -290,6 +290,23 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/matchmaking/matches/{match_id}/feedback", MEMBERS, "was it useful (own side)"),
     _r("GET", "/api/matchmaking/index", STAFF_UP, "what the ranking index holds"),
     _r("*", "/api/matchmaking/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
+    # --- partners (services/partners/src/partners/api.py): the public catalogue and its AsyncAPI
+    # document are public; the event stream is for partner systems (their API key; the service
+    # checks the key belongs to an active partner and filters by its grant); the rest is admin work.
+    _r("GET", "/api/partners/catalogue", PUBLIC, "the public event types and their schemas"),
+    _r("GET", "/api/partners/asyncapi.json", PUBLIC, "AsyncAPI 3 document of the public topics"),
+    _r("GET", "/api/partners/stream", frozenset({Role.PARTNER}), "server-sent events of the granted types"),
+    _r("GET,POST", "/api/partners/partners", ADMIN_ONLY, "partner systems"),
+    _r("GET,PATCH", "/api/partners/partners/{partner_id}", ADMIN_ONLY, "one partner: grant, API key, active"),
+    _r("GET,POST", "/api/partners/partners/{partner_id}/webhooks", ADMIN_ONLY, "webhook endpoints (secret shown once)"),
+    _r("GET", "/api/partners/webhooks/{endpoint_id}", ADMIN_ONLY, "one webhook endpoint"),
+    _r("POST", "/api/partners/webhooks/{endpoint_id}/rotate-secret", ADMIN_ONLY, "new signing secret"),
+    _r("POST", "/api/partners/webhooks/{endpoint_id}/enable", ADMIN_ONLY, "enable an endpoint"),
+    _r("POST", "/api/partners/webhooks/{endpoint_id}/disable", ADMIN_ONLY, "disable an endpoint"),
+    _r("POST", "/api/partners/webhooks/{endpoint_id}/replay", ADMIN_ONLY, "send again: one event or all since"),
+    _r("GET", "/api/partners/webhooks/{endpoint_id}/messages", ADMIN_ONLY, "an endpoint's messages"),
+    _r("GET", "/api/partners/webhooks/{endpoint_id}/attempts", ADMIN_ONLY, "an endpoint's delivery log"),
+    _r("*", "/api/partners/{rest:path}", ADMIN_ONLY, "anything else: the service's health, metrics, OpenAPI"),
     # --- the console (services/console): its pages are public here because it does its own login
     # (a session cookie holding the user's gateway token; every API call it makes comes back
     # through this table with that token). The middleware sends it only is_console_path() paths.

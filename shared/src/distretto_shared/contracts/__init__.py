@@ -5,6 +5,6 @@ consumer can decode any Distretto event. Fields may be added (consumers ignore
 unknown fields); renaming or removing one is a new version of the event.
 """
 
-from distretto_shared.contracts import matchmaking, membership, newsletter, projects
+from distretto_shared.contracts import matchmaking, membership, newsletter, projects, public
 
-__all__ = ["matchmaking", "membership", "newsletter", "projects"]
+__all__ = ["matchmaking", "membership", "newsletter", "projects", "public"]

@@ -1,0 +1,1 @@
+"""Distretto partners: the public catalogue and the partner channels (server-sent events, webhooks)."""

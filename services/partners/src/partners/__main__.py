@@ -1,0 +1,3 @@
+from partners.app import main
+
+main()

@@ -1,0 +1,259 @@
+"""HTTP routes of the partners service: the catalogue, the stream, partner and webhook administration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from distretto_shared.contracts import public as pub
+from distretto_shared.identity import Principal
+from distretto_shared.web import Invalid, Page, PageParams, current_principal, make_page, page_params
+from partners import domain, service
+from partners.models import (
+    AttemptPublic,
+    EndpointCreate,
+    EndpointPublic,
+    EndpointWithSecret,
+    MessagePublic,
+    PartnerCreate,
+    PartnerPublic,
+    PartnerUpdate,
+    ReplayRequest,
+    ReplayResult,
+)
+
+router = APIRouter()
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def deps(request: Request) -> service.Deps:
+    """The use cases' dependencies."""
+    ctx = request.app.state.ctx
+    return service.Deps(db=ctx.db, settings=ctx.settings, notifier=ctx.extras["notifier"])
+
+
+Deps = Annotated[service.Deps, Depends(deps)]
+
+
+# --- the catalogue (public)
+
+
+@router.get("/catalogue", tags=["catalogue"], summary="The public event types and their JSON schemas")
+async def catalogue() -> dict[str, Any]:
+    return {
+        "types": [
+            {
+                "type": cls.event_type,
+                "topic": cls.topic,
+                "description": (cls.__doc__ or "").strip(),
+                "schema": cls.model_json_schema(),
+            }
+            for cls in pub.PUBLIC_TYPES
+        ]
+    }
+
+
+@router.get("/asyncapi.json", tags=["catalogue"], summary="AsyncAPI 3 document of the public topics")
+async def asyncapi(request: Request) -> dict[str, Any]:
+    from partners.app import public_asyncapi
+
+    cached = request.app.state.ctx.extras.get("asyncapi")
+    if cached is None:
+        cached = request.app.state.ctx.extras["asyncapi"] = public_asyncapi()
+    return cached  # type: ignore[no-any-return]
+
+
+# --- server-sent events (partners)
+
+
+@router.get(
+    "/stream",
+    tags=["stream"],
+    summary="Server-sent events of the partner's granted types; resume with Last-Event-ID",
+    response_class=StreamingResponse,
+)
+async def stream(
+    request: Request,
+    caller: Caller,
+    d: Deps,
+    types: Annotated[str | None, Query(description="Comma-separated public types (default: all granted)")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[
+        str | None, Query(description="Position to resume after (for clients that cannot set headers)")
+    ] = None,
+) -> StreamingResponse:
+    partner = await service.partner_of(d, caller)
+    granted = set(partner.event_types)
+    if types:
+        wanted = {t.strip() for t in types.split(",") if t.strip()}
+        unknown = sorted(wanted - set(pub.PUBLIC_TYPE_NAMES))
+        if unknown:
+            raise Invalid(f"Unknown public event types: {', '.join(unknown)}")
+        refused = sorted(wanted - granted)
+        if refused:
+            raise service.Forbidden(f"Not granted to this partner: {', '.join(refused)}")
+        selected = sorted(wanted)
+    else:
+        selected = sorted(granted)
+    try:
+        position = domain.parse_last_event_id(last_event_id if last_event_id is not None else after)
+    except ValueError:
+        raise Invalid("Last-Event-ID must be a position this stream sent (a non-negative integer)") from None
+    return StreamingResponse(
+        _events(request, d, selected, position),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def _events(request: Request, d: service.Deps, types: list[str], position: int) -> AsyncIterator[bytes]:
+    """The stream: log rows after ``position``, one batch at a time (the client's pace bounds memory:
+    nothing is read before the previous batch was written), heartbeats when idle."""
+    settings = d.settings
+    yield b"retry: 2000\n\n"
+    idle = 0.0
+    while True:
+        rows = await service.read_log(d, position, types, settings.stream_batch_size)
+        for row in rows:
+            assert row.seq is not None
+            data = domain.envelope(
+                event_id=row.event_id,
+                event_type=row.event_type,
+                source=row.source,
+                subject=row.subject,
+                time=row.time,
+                payload=row.payload,
+            )
+            yield domain.sse_frame(row.seq, row.event_type, data)
+            position = row.seq
+        if rows:
+            idle = 0.0
+            if len(rows) == settings.stream_batch_size:
+                continue
+        if await request.is_disconnected():
+            return
+        wait = min(settings.stream_poll_seconds, settings.stream_heartbeat_seconds - idle)
+        started = asyncio.get_running_loop().time()
+        await d.notifier.wait(max(wait, 0.01))
+        idle += asyncio.get_running_loop().time() - started
+        if idle >= settings.stream_heartbeat_seconds:
+            idle = 0.0
+            yield domain.HEARTBEAT
+
+
+# --- partner administration (admin)
+
+
+def _partner(p: Any) -> PartnerPublic:
+    return PartnerPublic.model_validate(p, from_attributes=True)
+
+
+def _endpoint(e: Any, with_secret: bool = False) -> EndpointPublic:
+    cls = EndpointWithSecret if with_secret else EndpointPublic
+    return cls.model_validate(e, from_attributes=True)
+
+
+@router.post("/partners", status_code=201, tags=["partners"], summary="Create a partner")
+async def create_partner(data: PartnerCreate, caller: Caller, d: Deps) -> PartnerPublic:
+    service.require_admin(caller)
+    return _partner(await service.create_partner(d, data))
+
+
+@router.get("/partners", tags=["partners"], summary="Partners")
+async def list_partners(
+    caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[PartnerPublic]:
+    service.require_admin(caller)
+    rows, total = await service.list_partners(d, params.limit, params.offset)
+    return make_page([_partner(p) for p in rows], total, params)
+
+
+@router.get("/partners/{partner_id}", tags=["partners"], summary="One partner")
+async def get_partner(partner_id: str, caller: Caller, d: Deps) -> PartnerPublic:
+    service.require_admin(caller)
+    return _partner(await service.get_partner(d, partner_id))
+
+
+@router.patch("/partners/{partner_id}", tags=["partners"], summary="Change a partner (grant, key, active)")
+async def update_partner(partner_id: str, data: PartnerUpdate, caller: Caller, d: Deps) -> PartnerPublic:
+    service.require_admin(caller)
+    return _partner(await service.update_partner(d, partner_id, data))
+
+
+@router.post(
+    "/partners/{partner_id}/webhooks",
+    status_code=201,
+    tags=["webhooks"],
+    summary="Add a webhook endpoint (its signing secret is shown this once)",
+)
+async def create_endpoint(partner_id: str, data: EndpointCreate, caller: Caller, d: Deps) -> EndpointWithSecret:
+    service.require_admin(caller)
+    endpoint = await service.create_endpoint(d, partner_id, data.url, data.event_types)
+    return EndpointWithSecret.model_validate(endpoint, from_attributes=True)
+
+
+@router.get("/partners/{partner_id}/webhooks", tags=["webhooks"], summary="A partner's webhook endpoints")
+async def list_endpoints(partner_id: str, caller: Caller, d: Deps) -> list[EndpointPublic]:
+    service.require_admin(caller)
+    await service.get_partner(d, partner_id)
+    return [_endpoint(e) for e in await service.list_endpoints(d, partner_id)]
+
+
+@router.get("/webhooks/{endpoint_id}", tags=["webhooks"], summary="One webhook endpoint")
+async def get_endpoint(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+    service.require_admin(caller)
+    return _endpoint(await service.get_endpoint(d, endpoint_id))
+
+
+@router.post(
+    "/webhooks/{endpoint_id}/rotate-secret",
+    tags=["webhooks"],
+    summary="New signing secret (shown once); the old one also signs for a day",
+)
+async def rotate_secret(endpoint_id: str, caller: Caller, d: Deps) -> EndpointWithSecret:
+    service.require_admin(caller)
+    endpoint = await service.rotate_secret(d, endpoint_id)
+    return EndpointWithSecret.model_validate(endpoint, from_attributes=True)
+
+
+@router.post("/webhooks/{endpoint_id}/enable", tags=["webhooks"], summary="Enable an endpoint again")
+async def enable(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+    service.require_admin(caller)
+    return _endpoint(await service.set_enabled(d, endpoint_id, True))
+
+
+@router.post("/webhooks/{endpoint_id}/disable", tags=["webhooks"], summary="Disable an endpoint")
+async def disable(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+    service.require_admin(caller)
+    return _endpoint(await service.set_enabled(d, endpoint_id, False))
+
+
+@router.post("/webhooks/{endpoint_id}/replay", tags=["webhooks"], summary="Send one event again, or all since a time")
+async def replay(endpoint_id: str, data: ReplayRequest, caller: Caller, d: Deps) -> ReplayResult:
+    service.require_admin(caller)
+    return ReplayResult(queued=await service.replay(d, endpoint_id, data.event_id, data.since))
+
+
+@router.get("/webhooks/{endpoint_id}/messages", tags=["webhooks"], summary="Messages of an endpoint (newest first)")
+async def messages(
+    endpoint_id: str, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[MessagePublic]:
+    service.require_admin(caller)
+    await service.get_endpoint(d, endpoint_id)
+    rows, total = await service.messages(d, endpoint_id, params.limit, params.offset)
+    return make_page([MessagePublic.model_validate(r, from_attributes=True) for r in rows], total, params)
+
+
+@router.get("/webhooks/{endpoint_id}/attempts", tags=["webhooks"], summary="Delivery log: every attempt")
+async def attempts(
+    endpoint_id: str, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[AttemptPublic]:
+    service.require_admin(caller)
+    await service.get_endpoint(d, endpoint_id)
+    rows, total = await service.attempts(d, endpoint_id, params.limit, params.offset)
+    return make_page([AttemptPublic.model_validate(r, from_attributes=True) for r in rows], total, params)

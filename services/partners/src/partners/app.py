@@ -1,0 +1,103 @@
+"""Assembly of the partners service: ``python -m partners [serve|migrate|asyncapi]``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from distretto_shared.app import ServiceContext, ServiceSpec, asyncapi_document, cli
+from distretto_shared.app import create_app as _create
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.contracts import public as contracts
+from partners import api, consumers
+from partners.config import Settings
+from partners.delivery import DeliveryWorker
+from partners.service import Deps, Notifier
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+async def start_channels(ctx: ServiceContext) -> None:
+    """The notifier (woken by each commit that appended public events) and the delivery workers."""
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    notifier = Notifier()
+    ctx.extras["notifier"] = notifier
+    ctx.db.on_outbox_commit(notifier.notify)
+    client = httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        trust_env=False,
+    )
+    ctx.extras["webhook_client"] = client
+    deps = Deps(db=ctx.db, settings=settings, notifier=notifier)
+    ctx.extras["webhook_tasks"] = [
+        asyncio.create_task(DeliveryWorker(deps, client).run(), name=f"webhook-worker-{i}")
+        for i in range(settings.webhook_workers)
+    ]
+
+
+async def stop_channels(ctx: ServiceContext) -> None:
+    """Stop the delivery workers (an interrupted send stays pending: it is sent again), then the client."""
+    tasks = ctx.extras.get("webhook_tasks", [])
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+    client = ctx.extras.get("webhook_client")
+    if client is not None:
+        await client.aclose()
+
+
+SPEC = ServiceSpec(
+    name="partners",
+    settings_cls=Settings,
+    routers=[api.router],
+    migrations=MIGRATIONS,
+    consumers=[consumers.consumers],
+    # The public topics, plus the consumed ones (harmless; lets the projector start first).
+    topics=[
+        *contracts.PUBLIC_TOPICS,
+        membership.ORGANISATION_TOPIC,
+        membership.FIGURES_TOPIC,
+        projects.PROJECT_TOPIC,
+        matchmaking.OPPORTUNITY_TOPIC,
+    ],
+    on_startup=[start_channels],
+    on_shutdown=[stop_channels],
+    title="Distretto partners",
+    description="The public catalogue for partner systems: public Kafka topics, server-sent events, webhooks.",
+    published_events=list(contracts.PUBLIC_TYPES),
+)
+
+
+def public_asyncapi() -> dict[str, Any]:
+    """The partners' AsyncAPI 3 document: only the public topics (nothing the projector consumes)."""
+    spec = ServiceSpec(
+        name="partners",
+        settings_cls=Settings,
+        routers=[],
+        migrations=MIGRATIONS,
+        published_events=list(contracts.PUBLIC_TYPES),
+    )
+    doc = asyncapi_document(spec)
+    doc["info"]["title"] = "Distretto public catalogue"
+    doc["info"]["description"] = (
+        "Public events for partner systems: binary-mode CloudEvents on the Kafka topics public.<aggregate>.v1; "
+        "the same events, with the same ids, as server-sent events (GET /api/partners/stream) and as "
+        "Standard Webhooks. See docs/partners.md."
+    )
+    return doc
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The partners service's ASGI app."""
+    return _create(SPEC, settings)
+
+
+main = cli(SPEC)

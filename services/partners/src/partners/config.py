@@ -1,0 +1,41 @@
+"""Settings of the partners service (env prefix ``PARTNERS_``)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from distretto_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Partners service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTNERS_", extra="ignore")
+
+    http_port: int = 8006
+
+    # --- server-sent events
+    stream_heartbeat_seconds: float = 15.0
+    """A comment line is sent after this long without events, so proxies keep the stream open."""
+    stream_batch_size: int = 100
+    """Events read from the log per query; a client's stream holds at most one batch in memory."""
+    stream_poll_seconds: float = 1.0
+    """How often a stream looks at the log when no commit in this process woke it."""
+
+    # --- webhooks
+    webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000]
+    """Seconds before each retry of a failed delivery (JSON list in the environment); after the
+    last one the message is marked failed and the endpoint moves on."""
+    webhook_disable_after_seconds: float = 86400.0
+    """An endpoint failing without a single success for this long is disabled."""
+    webhook_secret_overlap_seconds: float = 86400.0
+    """After a rotation the previous signing secret still signs (beside the new one) this long."""
+    webhook_timeout_seconds: float = 15.0
+    """Time allowed for an endpoint's answer."""
+    webhook_workers: int = 2
+    """Delivery workers in this process (more processes may run on the same database)."""
+    webhook_lease_seconds: float = 60.0
+    """How long a worker owns an endpoint without renewing (a crashed worker's endpoints free up after it)."""
+    webhook_poll_seconds: float = 1.0
+    webhook_require_https: bool = True
+    """Refuse endpoint URLs that are not https:// (turn off only for local receivers)."""

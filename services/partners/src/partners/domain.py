@@ -1,0 +1,190 @@
+"""Pure rules: the public projection, the scrub of free text, SSE framing, webhook signing and retries."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+from distretto_shared.contracts import matchmaking as mm
+from distretto_shared.contracts import membership as ms
+from distretto_shared.contracts import projects as pj
+from distretto_shared.contracts import public as pub
+
+PROJECTION_NAMESPACE = uuid.UUID("6b1f4a52-61c8-4d0c-9a63-3c0a4e5b2d11")
+
+ORGANISATION_PUBLIC_FIELDS = ("name", "kind", "sectors", "province", "size_class")
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"(?<![\w/])(?:\+|00)?\d[\d ().-]{7,}\d(?![\w/])")
+REDACTED = "[redacted]"
+
+
+def scrub(text: str) -> str:
+    """Free text with e-mail addresses and phone numbers replaced (a second guard: the producers'
+    texts are curated or anonymised already, but a public topic must never carry such a value)."""
+    return _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, text))
+
+
+def scrub_list(values: Sequence[str]) -> list[str]:
+    """``scrub`` of each item."""
+    return [scrub(v) for v in values]
+
+
+def public_event_id(internal_id: str, public_type: str) -> str:
+    """The public event's CloudEvents id: derived from the internal event's, so re-projecting the
+    same input (a replay of the internal topic) yields the same id and partners can deduplicate."""
+    return str(uuid.uuid5(PROJECTION_NAMESPACE, f"{internal_id}/{public_type}"))
+
+
+def organisation_fields(profile: ms.OrganisationProfile) -> dict[str, Any]:
+    """The public fields of an organisation's profile."""
+    return {
+        "organisation_id": profile.organisation_id,
+        "name": scrub(profile.name),
+        "kind": profile.kind,
+        "sectors": sorted(profile.sectors),
+        "province": profile.province,
+        "size_class": profile.size_class,
+    }
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Which public organisation fields differ."""
+    return [f for f in ORGANISATION_PUBLIC_FIELDS if before.get(f) != after.get(f)]
+
+
+def project_registered(project: pj.ProjectSummary) -> pub.ProjectRegistered:
+    """The CORDIS-public view of a project."""
+    return pub.ProjectRegistered(
+        project_id=project.project_id,
+        acronym=scrub(project.acronym),
+        title=scrub(project.title),
+        status=project.status,
+        framework_programme=project.framework_programme,
+        funding_scheme=project.funding_scheme,
+        topics=project.topics,
+        keywords=scrub_list(project.keywords),
+        start_date=project.start_date,
+        end_date=project.end_date,
+        member_organisation_ids=project.member_organisation_ids,
+    )
+
+
+def deliverable_submitted(event: pj.DeliverableSubmitted, acronym: str) -> pub.DeliverableSubmitted:
+    """A submitted deliverable, public view."""
+    return pub.DeliverableSubmitted(
+        project_id=event.project_id,
+        acronym=scrub(event.acronym or acronym),
+        deliverable_id=event.deliverable_id,
+        number=scrub(event.number),
+        title=scrub(event.title),
+        due_date=event.due_date,
+        submitted_on=event.submitted_on,
+    )
+
+
+def opportunity_published(event: mm.OpportunityPublished) -> pub.OpportunityPublished:
+    """Matchmaking's anonymised view, without the owner organisation."""
+    return pub.OpportunityPublished(
+        opportunity_id=event.opportunity_id,
+        opportunity_type=event.opportunity_type,
+        title=scrub(event.title),
+        summary=scrub(event.summary),
+        keywords=scrub_list(event.keywords),
+        sectors=event.sectors,
+        country=event.country,
+        expires_on=event.expires_on,
+        topic_code=event.topic_code,
+    )
+
+
+def figures_changed(event: ms.DistrictFiguresChanged) -> pub.DistrictFiguresChanged:
+    """The district's aggregates (the public figures page's numbers)."""
+    return pub.DistrictFiguresChanged(
+        computed_at=event.computed_at,
+        year=event.year,
+        members_total=event.members_total,
+        by_kind=event.by_kind,
+        by_sector=event.by_sector,
+        by_size_class=event.by_size_class,
+        companies=event.companies,
+        staff=event.staff,
+        rd_staff=event.rd_staff,
+        turnover_eur=event.turnover_eur,
+        lab_m2=event.lab_m2,
+        patents=event.patents,
+    )
+
+
+# --- the wire format partners see on SSE and webhooks: a structured-mode CloudEvent
+
+
+def envelope(*, event_id: str, event_type: str, source: str, subject: str, time: str, payload: str) -> str:
+    """A structured-mode CloudEvent (JSON) — what SSE ``data`` and a webhook body carry."""
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": event_type,
+            "subject": subject,
+            "time": time,
+            "datacontenttype": "application/json",
+            "data": json.loads(payload),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def sse_frame(seq: int, event_type: str, data: str) -> bytes:
+    """One server-sent event: ``id`` is the log position (the client's ``Last-Event-ID``)."""
+    # The JSON has no newline (json.dumps without indent), so one data line carries it.
+    return f"id: {seq}\nevent: {event_type}\ndata: {data}\n\n".encode()
+
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The position to resume after (0 = from the beginning); ValueError when malformed."""
+    if value is None or value.strip() == "":
+        return 0
+    seq = int(value.strip())
+    if seq < 0:
+        raise ValueError("negative position")
+    return seq
+
+
+# --- webhooks
+
+
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    import base64
+    import os
+
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def signature_header(secrets: Sequence[str], msg_id: str, timestamp: datetime, body: str) -> str:
+    """``webhook-signature``: one ``v1,<base64>`` per valid secret, space-separated (rotation)."""
+    return " ".join(Webhook(s).sign(msg_id, timestamp, body) for s in secrets)
+
+
+def next_attempt(attempts_made: int, schedule: Sequence[float], now: datetime) -> datetime | None:
+    """When to try again after ``attempts_made`` failed attempts; ``None`` = give up (failed)."""
+    if attempts_made > len(schedule):
+        return None
+    return now + timedelta(seconds=float(schedule[attempts_made - 1]))
+
+
+def should_disable(failing_since: datetime | None, now: datetime, after_seconds: float) -> bool:
+    """An endpoint failing since longer than ``after_seconds`` without a success gets disabled."""
+    return failing_since is not None and (now - failing_since).total_seconds() >= after_seconds

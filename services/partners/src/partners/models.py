@@ -1,0 +1,253 @@
+"""Tables of the partners service and their API shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as PField
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from distretto_shared.contracts.public import PUBLIC_TYPE_NAMES
+
+
+def _id() -> str:
+    return uuid4().hex
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class Partner(SQLModel, table=True):
+    """A partner system: what it may receive and the credentials of its channels."""
+
+    __tablename__ = "partner"
+
+    id: str = Field(default_factory=_id, primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    api_key_id: str | None = Field(default=None, max_length=64, unique=True)
+    """The gateway API key (role ``partner``) the partner streams with: it calls as ``apikey:<id>``."""
+    active: bool = True
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class PublicEventRow(SQLModel, table=True):
+    """The public-event log: every projected event once, numbered; ``seq`` is the SSE id."""
+
+    __tablename__ = "public_event"
+
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    event_id: str = Field(max_length=64, unique=True)
+    event_type: str = Field(max_length=200, index=True)
+    subject: str = Field(max_length=200)
+    source: str = Field(max_length=200)
+    time: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(nullable=False, index=True)
+
+
+class OrganisationView(SQLModel, table=True):
+    """What the projector remembers of an organisation (public fields only)."""
+
+    __tablename__ = "organisation_view"
+
+    organisation_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=500)
+    kind: str = Field(max_length=40)
+    sectors: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    province: str | None = Field(default=None, max_length=10)
+    size_class: str | None = Field(default=None, max_length=20)
+    status: str = Field(max_length=20)
+    member: bool = False
+    """True while the public catalogue counts it as a member (joined and not left)."""
+
+
+class ProjectView(SQLModel, table=True):
+    """The projector's memory of a project (its acronym, for status and deliverable events)."""
+
+    __tablename__ = "project_view"
+
+    project_id: str = Field(primary_key=True, max_length=64)
+    acronym: str = Field(max_length=100)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A partner's webhook receiver."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: str = Field(default_factory=_id, primary_key=True, max_length=64)
+    partner_id: str = Field(max_length=64, index=True, foreign_key="partner.id")
+    url: str = Field(max_length=2000)
+    event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    """Subset of the partner's types (empty: all the partner may receive)."""
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_until: datetime | None = _ts(nullable=True)
+    enabled: bool = True
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    failing_since: datetime | None = _ts(nullable=True)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False)
+
+
+class WebhookMessage(SQLModel, table=True):
+    """One event to deliver to one endpoint (delivered in ``id`` order per endpoint)."""
+
+    __tablename__ = "webhook_message"
+    __table_args__ = (Index("ix_webhook_message_endpoint_status", "endpoint_id", "status", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    endpoint_id: str = Field(max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=200)
+    status: str = Field(default="pending", max_length=20)
+    """pending, delivered, failed"""
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(nullable=False)
+    replay: bool = False
+    created_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt: the delivery log."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    endpoint_id: str = Field(max_length=64, index=True)
+    message_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    event_id: str = Field(max_length=64)
+    attempt: int
+    at: datetime = _ts(nullable=False)
+    status_code: int | None = None
+    response_ms: float | None = None
+    error: str | None = Field(default=None, max_length=500)
+    worker: str = Field(max_length=64)
+
+
+# --- API shapes
+
+
+def _check_types(value: list[str]) -> list[str]:
+    unknown = sorted(set(value) - set(PUBLIC_TYPE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown public event types: {', '.join(unknown)} (see GET /catalogue)")
+    return sorted(set(value))
+
+
+class PartnerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = PField(min_length=1, max_length=200)
+    event_types: list[str] = PField(min_length=1, max_length=50)
+    api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+
+    _types = field_validator("event_types")(_check_types)
+
+
+class PartnerUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = PField(default=None, min_length=1, max_length=200)
+    event_types: list[str] | None = PField(default=None, min_length=1, max_length=50)
+    api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+    active: bool | None = None
+
+    @field_validator("event_types")
+    @classmethod
+    def _types(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_types(value)
+
+
+class PartnerPublic(BaseModel):
+    id: str
+    name: str
+    event_types: list[str]
+    api_key_id: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = PField(min_length=8, max_length=2000)
+    event_types: list[str] = PField(default_factory=list, max_length=50)
+
+    @field_validator("event_types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        return _check_types(value)
+
+
+class EndpointPublic(BaseModel):
+    id: str
+    partner_id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    previous_secret_until: datetime | None
+    created_at: datetime
+
+
+class EndpointWithSecret(EndpointPublic):
+    secret: str
+    """Shown once: keep it; rotate to get a new one."""
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str | None = PField(default=None, min_length=1, max_length=64)
+    since: datetime | None = None
+
+
+class ReplayResult(BaseModel):
+    queued: int
+
+
+class MessagePublic(BaseModel):
+    id: int
+    endpoint_id: str
+    seq: int
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    replay: bool
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class AttemptPublic(BaseModel):
+    id: int
+    message_id: int
+    event_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    response_ms: float | None
+    error: str | None

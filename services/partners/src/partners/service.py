@@ -1,0 +1,371 @@
+"""Use cases of the partners service: projection, partners, webhook endpoints, replay, the log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from distretto_shared.contracts import public as pub
+from distretto_shared.db import Database
+from distretto_shared.identity import Principal, Role
+from distretto_shared.outbox import add_event
+from distretto_shared.web import Conflict, Forbidden, Invalid, NotFound
+from partners import domain
+from partners.config import Settings
+from partners.models import (
+    Partner,
+    PartnerCreate,
+    PartnerUpdate,
+    PublicEventRow,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+
+SOURCE = "/distretto/partners"
+LOG_LOCK_KEY = 0x5041_5254  # "PART": serialises appends to the public-event log on PostgreSQL
+
+
+def now() -> datetime:
+    """The current UTC time."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Notifier:
+    """Wakes every waiter (streams, delivery workers) after a commit that appended to the log."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake all current waiters."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for the next notification (True) or the timeout (False)."""
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+@dataclass
+class Deps:
+    """What the use cases need."""
+
+    db: Database
+    settings: Settings
+    notifier: Notifier
+
+
+# --- projection (called from the consumers, inside their transaction)
+
+
+async def publish_public(session: AsyncSession, event: pub.PublicEvent, internal_id: str) -> PublicEventRow:
+    """Append a public event: the outbox (→ ``public.*`` topic), the log (→ SSE) and one webhook
+    message per endpoint that may receive it — all in the caller's transaction, with one id."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        # Positions must become visible in order: a stream that saw seq 11 must never later find a 10.
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_KEY})
+    event_id = domain.public_event_id(internal_id, event.event_type)
+    existing = (
+        (await session.execute(select(PublicEventRow).where(PublicEventRow.event_id == event_id))).scalars().first()
+    )
+    if existing is not None:
+        return existing
+    row = add_event(session, event, source=SOURCE, event_id=event_id)
+    log_row = PublicEventRow(
+        event_id=event_id,
+        event_type=event.event_type,
+        subject=event.subject(),
+        source=SOURCE,
+        time=row.headers["ce_time"],
+        payload=row.payload,
+        created_at=now(),
+    )
+    session.add(log_row)
+    await session.flush()
+    assert log_row.seq is not None
+    endpoints = (
+        await session.execute(
+            select(WebhookEndpoint, Partner)
+            .join(Partner, col(Partner.id) == col(WebhookEndpoint.partner_id))
+            .where(col(WebhookEndpoint.enabled).is_(True), col(Partner.active).is_(True))
+        )
+    ).all()
+    stamp = now()
+    for endpoint, partner in endpoints:
+        if event.event_type in endpoint_types(endpoint, partner):
+            session.add(
+                WebhookMessage(
+                    endpoint_id=endpoint.id,
+                    seq=log_row.seq,
+                    event_id=event_id,
+                    event_type=event.event_type,
+                    next_attempt_at=stamp,
+                    created_at=stamp,
+                )
+            )
+    return log_row
+
+
+def endpoint_types(endpoint: WebhookEndpoint, partner: Partner) -> set[str]:
+    """The types an endpoint receives: its own filter within the partner's grant."""
+    granted = set(partner.event_types)
+    return granted & set(endpoint.event_types) if endpoint.event_types else granted
+
+
+# --- partners
+
+
+def require_admin(principal: Principal) -> None:
+    """Partner administration is the platform admin's."""
+    if principal.role != Role.ADMIN:
+        raise Forbidden("Only an admin manages partners")
+
+
+async def create_partner(deps: Deps, data: PartnerCreate) -> Partner:
+    """Create a partner with its granted types (and the API key it streams with)."""
+    async with deps.db.transaction() as session:
+        if data.api_key_id and await _by_key(session, data.api_key_id):
+            raise Conflict("This API key already belongs to a partner")
+        stamp = now()
+        partner = Partner(
+            name=data.name, event_types=data.event_types, api_key_id=data.api_key_id, created_at=stamp, updated_at=stamp
+        )
+        session.add(partner)
+    return partner
+
+
+async def _by_key(session: AsyncSession, api_key_id: str) -> Partner | None:
+    return (await session.execute(select(Partner).where(Partner.api_key_id == api_key_id))).scalars().first()
+
+
+async def list_partners(deps: Deps, limit: int, offset: int) -> tuple[list[Partner], int]:
+    """Partners by name."""
+    async with deps.db.read() as session:
+        total = (await session.execute(sa.select(sa.func.count()).select_from(Partner))).scalar_one()
+        rows = (
+            await session.execute(select(Partner).order_by(Partner.name, Partner.id).limit(limit).offset(offset))
+        ).scalars()
+        return list(rows), int(total)
+
+
+async def get_partner(deps: Deps, partner_id: str) -> Partner:
+    """One partner or 404."""
+    async with deps.db.read() as session:
+        partner = await session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound("No such partner")
+    return partner
+
+
+async def update_partner(deps: Deps, partner_id: str, data: PartnerUpdate) -> Partner:
+    """Change a partner's name, grant, key or state (inactive: no stream, no new webhook messages)."""
+    async with deps.db.transaction() as session:
+        partner = await session.get(Partner, partner_id)
+        if partner is None:
+            raise NotFound("No such partner")
+        changes = data.model_dump(exclude_unset=True)
+        new_key = changes.get("api_key_id")
+        if new_key and new_key != partner.api_key_id and await _by_key(session, new_key):
+            raise Conflict("This API key already belongs to a partner")
+        for field, value in changes.items():
+            if value is not None or field == "api_key_id":
+                setattr(partner, field, value)
+        partner.updated_at = now()
+        session.add(partner)
+    return partner
+
+
+async def partner_of(deps: Deps, principal: Principal) -> Partner:
+    """The active partner a caller is (an API key of role partner that a partner record holds)."""
+    if principal.role != Role.PARTNER or not principal.id.startswith("apikey:"):
+        raise Forbidden("The stream is for partner systems: call with the partner's API key")
+    async with deps.db.read() as session:
+        partner = await _by_key(session, principal.id.removeprefix("apikey:"))
+    if partner is None or not partner.active:
+        raise Forbidden("This API key belongs to no active partner")
+    return partner
+
+
+# --- webhook endpoints
+
+
+def check_url(settings: Settings, url: str) -> str:
+    """A receiver URL: http(s) with a host; https unless the setting allows plain http."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise Invalid("The endpoint URL must be an absolute http(s) URL")
+    if parts.scheme != "https" and settings.webhook_require_https:
+        raise Invalid("The endpoint URL must use https")
+    if parts.username or parts.password:
+        raise Invalid("The endpoint URL must not carry credentials")
+    return url
+
+
+async def create_endpoint(deps: Deps, partner_id: str, url: str, types: list[str]) -> WebhookEndpoint:
+    """Add a webhook receiver to a partner; its signing secret is returned this once."""
+    check_url(deps.settings, url)
+    async with deps.db.transaction() as session:
+        partner = await session.get(Partner, partner_id)
+        if partner is None:
+            raise NotFound("No such partner")
+        outside = sorted(set(types) - set(partner.event_types))
+        if outside:
+            raise Invalid(f"The partner may not receive: {', '.join(outside)}")
+        endpoint = WebhookEndpoint(
+            partner_id=partner_id, url=url, event_types=types, secret=domain.new_secret(), created_at=now()
+        )
+        session.add(endpoint)
+    return endpoint
+
+
+async def get_endpoint(deps: Deps, endpoint_id: str) -> WebhookEndpoint:
+    """One endpoint or 404."""
+    async with deps.db.read() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint")
+    return endpoint
+
+
+async def list_endpoints(deps: Deps, partner_id: str) -> list[WebhookEndpoint]:
+    """A partner's endpoints."""
+    async with deps.db.read() as session:
+        rows = await session.execute(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.partner_id == partner_id)
+            .order_by(col(WebhookEndpoint.created_at))
+        )
+        return list(rows.scalars())
+
+
+async def rotate_secret(deps: Deps, endpoint_id: str) -> WebhookEndpoint:
+    """A new signing secret (returned this once); the previous one keeps signing beside it for the overlap."""
+    async with deps.db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound("No such webhook endpoint")
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_until = now() + timedelta(seconds=deps.settings.webhook_secret_overlap_seconds)
+        endpoint.secret = domain.new_secret()
+        session.add(endpoint)
+    return endpoint
+
+
+async def set_enabled(deps: Deps, endpoint_id: str, enabled: bool) -> WebhookEndpoint:
+    """Enable (clearing the failure streak) or disable an endpoint by hand."""
+    async with deps.db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound("No such webhook endpoint")
+        endpoint.enabled = enabled
+        endpoint.disabled_reason = None if enabled else "disabled by an admin"
+        endpoint.failing_since = None
+        session.add(endpoint)
+        if enabled:
+            # Messages that waited while it was off go now.
+            await session.execute(
+                sa.update(WebhookMessage)
+                .where(col(WebhookMessage.endpoint_id) == endpoint_id, col(WebhookMessage.status) == "pending")
+                .values(next_attempt_at=now())
+            )
+    deps.notifier.notify()
+    return endpoint
+
+
+async def replay(deps: Deps, endpoint_id: str, event_id: str | None, since: datetime | None) -> int:
+    """Queue one event again, or every event since a time, for an endpoint (after what is pending)."""
+    if (event_id is None) == (since is None):
+        raise Invalid("Give either event_id or since")
+    async with deps.db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound("No such webhook endpoint")
+        partner = await session.get(Partner, endpoint.partner_id)
+        assert partner is not None
+        types = endpoint_types(endpoint, partner)
+        query = select(PublicEventRow).where(col(PublicEventRow.event_type).in_(sorted(types)))
+        if event_id is not None:
+            query = query.where(PublicEventRow.event_id == event_id)
+        else:
+            assert since is not None
+            query = query.where(col(PublicEventRow.created_at) >= since)
+        rows = list((await session.execute(query.order_by(col(PublicEventRow.seq)))).scalars())
+        if event_id is not None and not rows:
+            raise NotFound("No such event for this endpoint")
+        stamp = now()
+        for row in rows:
+            assert row.seq is not None
+            session.add(
+                WebhookMessage(
+                    endpoint_id=endpoint.id,
+                    seq=row.seq,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    next_attempt_at=stamp,
+                    created_at=stamp,
+                    replay=True,
+                )
+            )
+    deps.notifier.notify()
+    return len(rows)
+
+
+async def messages(deps: Deps, endpoint_id: str, limit: int, offset: int) -> tuple[list[WebhookMessage], int]:
+    """An endpoint's messages, newest first."""
+    from partners.models import WebhookMessage as M
+
+    async with deps.db.read() as session:
+        total = (
+            await session.execute(sa.select(sa.func.count()).select_from(M).where(col(M.endpoint_id) == endpoint_id))
+        ).scalar_one()
+        rows = await session.execute(
+            select(M).where(M.endpoint_id == endpoint_id).order_by(col(M.id).desc()).limit(limit).offset(offset)
+        )
+        return list(rows.scalars()), int(total)
+
+
+async def attempts(deps: Deps, endpoint_id: str, limit: int, offset: int) -> tuple[list, int]:  # type: ignore[type-arg]
+    """An endpoint's delivery log (every HTTP attempt), newest first."""
+    from partners.models import WebhookAttempt as A
+
+    async with deps.db.read() as session:
+        total = (
+            await session.execute(sa.select(sa.func.count()).select_from(A).where(col(A.endpoint_id) == endpoint_id))
+        ).scalar_one()
+        rows = await session.execute(
+            select(A).where(A.endpoint_id == endpoint_id).order_by(col(A.id).desc()).limit(limit).offset(offset)
+        )
+        return list(rows.scalars()), int(total)
+
+
+# --- the log, for streams
+
+
+async def read_log(deps: Deps, after: int, types: Sequence[str], limit: int) -> list[PublicEventRow]:
+    """Up to ``limit`` public events after position ``after`` of the given types, in order."""
+    async with deps.db.read() as session:
+        rows = await session.execute(
+            select(PublicEventRow)
+            .where(col(PublicEventRow.seq) > after, col(PublicEventRow.event_type).in_(list(types)))
+            .order_by(col(PublicEventRow.seq))
+            .limit(limit)
+        )
+        return list(rows.scalars())
