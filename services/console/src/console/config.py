@@ -16,6 +16,8 @@ class Settings(ServiceSettings):
     gateway_url: str = "http://127.0.0.1:8080"
     """The gateway's API, as the console's server calls it (every call carries the user's token)."""
     gateway_timeout: float = 10.0
+    prometheus_url: str = "http://127.0.0.1:9090"
+    """Prometheus' HTTP API, read by the operations page (readiness, lag, backlog, alerts)."""
     csrf_secret: str = ""
     """Signs the CSRF tokens of the forms; empty means a random key per process (forms open
     before a restart must be sent again). Set it when several console processes share users."""

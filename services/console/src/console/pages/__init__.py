@@ -1,6 +1,6 @@
 """The console's pages, one module per section."""
 
-from console.pages import admin, auth, home, matchmaking, members, newsletter, projects, public
+from console.pages import admin, auth, home, matchmaking, members, newsletter, operations, projects, public
 
 ROUTERS = [
     auth.router,
@@ -10,5 +10,6 @@ ROUTERS = [
     newsletter.router,
     matchmaking.router,
     admin.router,
+    operations.router,
     public.router,
 ]
