@@ -34,7 +34,7 @@ Caller = Annotated[Principal, Depends(current_principal)]
 def deps(request: Request) -> service.Deps:
     """The use cases' dependencies."""
     ctx = request.app.state.ctx
-    return service.Deps(db=ctx.db, settings=ctx.settings, notifier=ctx.extras["notifier"])
+    return service.Deps(db=ctx.db, settings=ctx.settings, notifier=ctx.singletons[service.Notifier])
 
 
 Deps = Annotated[service.Deps, Depends(deps)]
@@ -59,13 +59,10 @@ async def catalogue() -> dict[str, Any]:
 
 
 @router.get("/asyncapi.json", tags=["catalogue"], summary="AsyncAPI 3 document of the public topics")
-async def asyncapi(request: Request) -> dict[str, Any]:
+async def asyncapi() -> dict[str, Any]:
     from partners.app import public_asyncapi
 
-    cached = request.app.state.ctx.extras.get("asyncapi")
-    if cached is None:
-        cached = request.app.state.ctx.extras["asyncapi"] = public_asyncapi()
-    return cached  # type: ignore[no-any-return]
+    return public_asyncapi()
 
 
 # --- server-sent events (partners)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,36 +24,44 @@ from partners.service import Deps, Notifier
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
+@dataclass
+class DeliveryPool:
+    """The webhook delivery workers of this process and their HTTP client."""
+
+    client: httpx.AsyncClient
+    tasks: list[asyncio.Task[None]]
+
+
 async def start_channels(ctx: ServiceContext) -> None:
     """The notifier (woken by each commit that appended public events) and the delivery workers."""
     settings: Settings = ctx.settings  # type: ignore[assignment]
     notifier = Notifier()
-    ctx.extras["notifier"] = notifier
+    ctx.provide(notifier)
     ctx.db.on_outbox_commit(notifier.notify)
     client = httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         trust_env=False,
     )
-    ctx.extras["webhook_client"] = client
     deps = Deps(db=ctx.db, settings=settings, notifier=notifier)
-    ctx.extras["webhook_tasks"] = [
+    tasks = [
         asyncio.create_task(DeliveryWorker(deps, client).run(), name=f"webhook-worker-{i}")
         for i in range(settings.webhook_workers)
     ]
+    ctx.provide(DeliveryPool(client, tasks))
 
 
 async def stop_channels(ctx: ServiceContext) -> None:
     """Stop the delivery workers (an interrupted send stays pending: it is sent again), then the client."""
-    tasks = ctx.extras.get("webhook_tasks", [])
-    for task in tasks:
+    pool = ctx.singletons.get(DeliveryPool)
+    if pool is None:
+        return
+    for task in pool.tasks:
         task.cancel()
-    for task in tasks:
+    for task in pool.tasks:
         with contextlib.suppress(BaseException):
             await task
-    client = ctx.extras.get("webhook_client")
-    if client is not None:
-        await client.aclose()
+    await pool.client.aclose()
 
 
 SPEC = ServiceSpec(
@@ -76,6 +86,7 @@ SPEC = ServiceSpec(
 )
 
 
+@functools.cache
 def public_asyncapi() -> dict[str, Any]:
     """The partners' AsyncAPI 3 document: only the public topics (nothing the projector consumes)."""
     spec = ServiceSpec(

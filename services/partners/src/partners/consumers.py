@@ -6,9 +6,12 @@ so a field added to an internal contract never reaches partners unless it is add
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import projects as pj
@@ -51,7 +54,7 @@ async def _remember(
 
 
 @consumers.handles(ms.OrganisationJoined)
-async def on_joined(session: AsyncSession, event: ms.OrganisationJoined, meta: EventMeta) -> None:
+async def on_joined(_ctx: Context[Any], session: AsyncSession, event: ms.OrganisationJoined, meta: EventMeta) -> None:
     view, _ = await _remember(session, event.profile)
     view.member = True
     fields = domain.organisation_fields(event.profile)
@@ -62,7 +65,10 @@ async def on_joined(session: AsyncSession, event: ms.OrganisationJoined, meta: E
 
 @consumers.handles(ms.OrganisationRegistered, ms.OrganisationUpdated)
 async def on_profile(
-    session: AsyncSession, event: ms.OrganisationRegistered | ms.OrganisationUpdated, meta: EventMeta
+    _ctx: Context[Any],
+    session: AsyncSession,
+    event: ms.OrganisationRegistered | ms.OrganisationUpdated,
+    meta: EventMeta,
 ) -> None:
     view, before = await _remember(session, event.profile)
     if not view.member or not before:
@@ -74,7 +80,7 @@ async def on_profile(
 
 
 @consumers.handles(ms.OrganisationLeft)
-async def on_left(session: AsyncSession, event: ms.OrganisationLeft, meta: EventMeta) -> None:
+async def on_left(_ctx: Context[Any], session: AsyncSession, event: ms.OrganisationLeft, meta: EventMeta) -> None:
     view = await session.get(OrganisationView, event.organisation_id)
     if view is None or not view.member:
         return  # never a public member: nothing to announce
@@ -85,18 +91,22 @@ async def on_left(session: AsyncSession, event: ms.OrganisationLeft, meta: Event
 
 
 @consumers.handles(ms.DistrictFiguresChanged)
-async def on_figures(session: AsyncSession, event: ms.DistrictFiguresChanged, meta: EventMeta) -> None:
+async def on_figures(
+    _ctx: Context[Any], session: AsyncSession, event: ms.DistrictFiguresChanged, meta: EventMeta
+) -> None:
     await publish_public(session, domain.figures_changed(event), meta.id)
 
 
 @consumers.handles(pj.ProjectRegistered)
-async def on_project(session: AsyncSession, event: pj.ProjectRegistered, meta: EventMeta) -> None:
+async def on_project(_ctx: Context[Any], session: AsyncSession, event: pj.ProjectRegistered, meta: EventMeta) -> None:
     await _remember_project(session, event.project_id, event.project.acronym)
     await publish_public(session, domain.project_registered(event.project), meta.id)
 
 
 @consumers.handles(pj.ProjectUpdated)
-async def on_project_updated(session: AsyncSession, event: pj.ProjectUpdated, meta: EventMeta) -> None:
+async def on_project_updated(
+    _ctx: Context[Any], session: AsyncSession, event: pj.ProjectUpdated, meta: EventMeta
+) -> None:
     await _remember_project(session, event.project_id, event.project.acronym)
 
 
@@ -109,7 +119,7 @@ async def _remember_project(session: AsyncSession, project_id: str, acronym: str
 
 
 @consumers.handles(pj.ProjectStatusChanged)
-async def on_status(session: AsyncSession, event: pj.ProjectStatusChanged, meta: EventMeta) -> None:
+async def on_status(_ctx: Context[Any], session: AsyncSession, event: pj.ProjectStatusChanged, meta: EventMeta) -> None:
     view = await session.get(ProjectView, event.project_id)
     await publish_public(
         session,
@@ -124,16 +134,20 @@ async def on_status(session: AsyncSession, event: pj.ProjectStatusChanged, meta:
 
 
 @consumers.handles(pj.DeliverableSubmitted)
-async def on_deliverable(session: AsyncSession, event: pj.DeliverableSubmitted, meta: EventMeta) -> None:
+async def on_deliverable(
+    _ctx: Context[Any], session: AsyncSession, event: pj.DeliverableSubmitted, meta: EventMeta
+) -> None:
     view = await session.get(ProjectView, event.project_id)
     await publish_public(session, domain.deliverable_submitted(event, view.acronym if view else ""), meta.id)
 
 
 @consumers.handles(mm.OpportunityPublished)
-async def on_opportunity(session: AsyncSession, event: mm.OpportunityPublished, meta: EventMeta) -> None:
+async def on_opportunity(
+    _ctx: Context[Any], session: AsyncSession, event: mm.OpportunityPublished, meta: EventMeta
+) -> None:
     await publish_public(session, domain.opportunity_published(event), meta.id)
 
 
 @consumers.handles(mm.OpportunityExpired)
-async def on_expired(session: AsyncSession, event: mm.OpportunityExpired, meta: EventMeta) -> None:
+async def on_expired(_ctx: Context[Any], session: AsyncSession, event: mm.OpportunityExpired, meta: EventMeta) -> None:
     await publish_public(session, pub.OpportunityWithdrawn(opportunity_id=event.opportunity_id), meta.id)
