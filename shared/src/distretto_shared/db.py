@@ -93,8 +93,14 @@ class Database:
                 await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
                 return
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in tables:
-                await conn.execute(text(f'VACUUM FULL "{table}"'))
+            # VACUUM FULL takes an exclusive lock: if a long transaction holds the table, give up
+            # after a moment (the scrubber tries again) rather than queue every query behind it.
+            await conn.execute(text("SET lock_timeout = '5s'"))
+            try:
+                for table in tables:
+                    await conn.execute(text(f'VACUUM FULL "{table}"'))
+            finally:
+                await conn.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
