@@ -15,6 +15,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import secrets
 import sys
 import tempfile
 import time
@@ -105,6 +106,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
         claim_batch=args.claim_batch,
         delivery_poll_interval=0.05,
         link_base_url="https://distretto.example/newsletter",
+        secret_key=secrets.token_urlsafe(32),
     )
     ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=lambda _cls: None)
     lst = await service.create_list(ctx, service.MailingListCreate(slug="all", name="All"))

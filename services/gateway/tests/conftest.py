@@ -7,15 +7,17 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import uvicorn
 
-from distretto_shared.identity import Principal, Verifier, parse_trusted_keys
-from distretto_shared.testing import DatabaseTarget, free_port, service_client
+from distretto_shared.identity import Principal, Verifier, key_id, load_private_key, parse_trusted_keys, public_pem
+from distretto_shared.testing import KEYRING, DatabaseTarget, free_port, service_client
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.domain import CONSOLE, SERVICES
@@ -26,6 +28,20 @@ def principal_seen(echo: dict[str, Any]) -> Principal:
     verified as that service verifies it (its audience, the installation's trusted keys)."""
     keys = parse_trusted_keys(os.environ["DISTRETTO_TRUSTED_KEYS"])
     return Verifier(audience=echo["service"], keys=keys).verify(echo["headers"]["x-distretto-identity"])
+
+
+def user_token(claims: dict[str, Any], key: str | None = None, kid: str | None = None) -> str:
+    """A user token as the gateway signs them (its test key unless ``key`` is given), with ``claims``
+    over sensible defaults (audience, issuer, an hour of life)."""
+    now = int(time.time())
+    pem = key or KEYRING.private_keys["gateway"]
+    body = {"iss": "gateway", "aud": "distretto", "iat": now, "exp": now + 3600, "sv": 1, **claims}
+    return jwt.encode(body, load_private_key(pem), algorithm="EdDSA", headers={"kid": kid or key_id(public_pem(pem))})
+
+
+async def my_id(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    """The user id behind Authorization headers."""
+    return str((await client.get("/auth/me", headers=headers)).json()["principal"]).removeprefix("user:")
 
 
 ADMIN_EMAIL = "admin@gateway.test"
@@ -198,6 +214,7 @@ def gateway_settings(database: DatabaseTarget, upstreams: Upstreams, **overrides
         "login_rate_limit_burst": 100_000,
         "log_json": False,
         "log_level": "WARNING",
+        "metrics_allowed_addresses": [],  # the in-process client comes from 127.0.0.1: no free pass
         **{f"{name}_url": url for name, url in upstreams.urls.items()},
     }
     values.update(overrides)

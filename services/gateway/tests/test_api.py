@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
+from distretto_shared.testing import KEYRING, DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
 from gateway.service import Unauthorized
 
@@ -22,8 +22,10 @@ from .conftest import (
     create_user,
     gateway_settings,
     login,
+    my_id,
     principal_seen,
     running_gateway,
+    user_token,
 )
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -37,9 +39,11 @@ async def test_authorisation_matrix_every_route_every_role(database: DatabaseTar
             "anonymous": (None, {}),
             "admin": (Role.ADMIN, admin),
         }
-        for role in (Role.STAFF, Role.MEMBER, Role.PARTNER):
+        for role in (Role.STAFF, Role.MEMBER, Role.PARTNER, Role.OPERATOR):
             identities[role.value] = (role, await create_user(client, admin, role.value))
-        issued = await client.post("/auth/api-keys", json={"name": "partner system"}, headers=admin)
+        issued = await client.post(
+            "/auth/api-keys", json={"name": "partner system", "scopes": ["/*"], "expires_in_days": 30}, headers=admin
+        )
         assert issued.status_code == 201, issued.text
         identities["partner api key"] = (Role.PARTNER, {"X-API-Key": issued.json()["key"]})
 
@@ -131,33 +135,32 @@ async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Up
         assert principal_seen(echo).organisation_id == "org-42"
         assert "authorization" not in echo["headers"]  # credentials stay at the gateway
 
-        # a disabled user can no longer log in
+        # a disabled user can no longer log in, and the token issued before stops working at once
         users = (await client.get("/auth/users", params={"role": "staff"}, headers=admin)).json()["items"]
         staff_id = users[0]["id"]
+        assert (await client.get("/api/projects/projects", headers=staff)).status_code == 200
         patched = await client.patch(f"/auth/users/{staff_id}", json={"active": False}, headers=admin)
         assert patched.status_code == 200 and patched.json()["active"] is False
         assert (
             await client.post("/auth/token", json={"email": "staff-0@gateway.test", "password": "staff-password-1234"})
         ).status_code == 401
         assert (await client.get("/auth/users/nobody", headers=admin)).status_code == 404
-        assert staff  # the token issued before stays valid until it expires (stateless JWT)
+        ended = await client.get("/api/projects/projects", headers=staff)
+        assert ended.status_code == 401 and "session has ended" in ended.json()["message"]
 
         # bad, forged and expired tokens
         for header in ("Bearer garbage", "Bearer ", "Basic abc", "Token x"):
             response = await client.get("/api/projects/projects", headers={"Authorization": header})
             assert response.status_code == 401 and response.json()["message"], header
         forged = jwt.encode(
-            {"sub": "x", "role": "admin", "iat": 0, "exp": time.time() + 60, "iss": settings.jwt_issuer},
+            {"sub": "x", "role": "admin", "iat": 0, "exp": time.time() + 60, "iss": "gateway", "aud": "distretto"},
             "other-secret-of-at-least-32-bytes!!",
             algorithm="HS256",
         )
         assert (await client.get("/auth/me", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
         now = int(time.time())
-        expired = jwt.encode(
-            {"sub": "x", "role": "admin", "iat": now - 7200, "exp": now - 3600, "iss": settings.jwt_issuer},
-            settings.jwt_secret,
-            algorithm="HS256",
-        )
+        admin_id = await my_id(client, admin)
+        expired = user_token({"sub": admin_id, "role": "admin", "iat": now - 7200, "exp": now - 3600})
         response = await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"})
         assert response.status_code == 401 and "expired" in response.json()["message"]
         # even a public route refuses a bad credential rather than silently treating the caller as anonymous
@@ -166,8 +169,10 @@ async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Up
         ).status_code == 401
 
         # API keys: shown once, stored hashed, revocable
-        issued = await client.post("/auth/api-keys", json={"name": "Partner CRM", "role": "partner"}, headers=admin)
+        body = {"name": "Partner CRM", "role": "partner", "scopes": ["GET /api/projects/*"], "expires_in_days": 7}
+        issued = await client.post("/auth/api-keys", json=body, headers=admin)
         assert issued.status_code == 201
+        assert issued.json()["scopes"] == ["GET /api/projects/*"] and issued.json()["expires_at"]
         key = issued.json()["key"]
         key_id = issued.json()["id"]
         listed = (await client.get("/auth/api-keys", headers=admin)).json()
@@ -177,7 +182,21 @@ async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Up
         assert principal_seen(echo).id == f"apikey:{key_id}"
         assert principal_seen(echo).role == "partner"
         assert "x-api-key" not in echo["headers"]
-        assert (await client.post("/auth/api-keys", json={"name": ""}, headers=admin)).status_code == 422
+        # outside its scopes: 403, even where its role would be let in
+        outside = await client.get("/api/membership/organisations", headers={"X-API-Key": key})
+        assert outside.status_code == 403 and "scopes" in outside.json()["message"]
+        assert (await client.post("/api/projects/projects", json={}, headers={"X-API-Key": key})).status_code == 403
+        for bad in (
+            {"name": ""},
+            {**body, "role": "admin"},  # administrators log in as users
+            {**body, "scopes": []},
+            {**body, "scopes": ["not a scope"]},
+            {k: v for k, v in body.items() if k != "expires_in_days"},
+            {**body, "expires_in_days": 100_000},  # beyond the gateway's limit
+            {**body, "expires_in_days": 0},
+        ):
+            refused = await client.post("/auth/api-keys", json=bad, headers=admin)
+            assert refused.status_code == 422 and refused.json()["message"], (bad, refused.text)
         revoked = await client.delete(f"/auth/api-keys/{key_id}", headers=admin)
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
         response = await client.get("/api/projects/projects", headers={"X-API-Key": key})
@@ -201,7 +220,15 @@ async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Up
             headers=member2,
         )
         assert changed.status_code == 204
-        await login(client, "member-0@gateway.test", "a-brand-new-password")
+        fresh = await login(client, "member-0@gateway.test", "a-brand-new-password")
+        # the tokens issued before the change are ended; the new one works
+        assert (await client.get("/auth/me", headers=member2)).status_code == 401
+        assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+        # a refresh gives a new token while the session is current
+        refreshed = await client.post("/auth/refresh", headers=fresh)
+        assert refreshed.status_code == 200, refreshed.text
+        again = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+        assert (await client.get("/auth/me", headers=again)).json()["role"] == "member"
 
 
 async def test_bootstrap_admin_is_created_once(database: DatabaseTarget, upstreams: Upstreams) -> None:
@@ -226,6 +253,8 @@ async def test_health_and_readiness_report_each_service(database: DatabaseTarget
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
+        # anonymous callers learn ready or not, never where the services are
+        assert "url" not in ready.text and all(set(u) == {"ok"} for u in checks["upstreams"].values())
         assert checks["database"]["ok"] and set(checks["upstreams"]) == {
             "membership",
             "projects",
@@ -237,7 +266,7 @@ async def test_health_and_readiness_report_each_service(database: DatabaseTarget
     dead = f"http://127.0.0.1:{free_port()}"
     try:
         async with running_gateway(gateway_settings(database, upstreams, matchmaking_url=dead)) as client:
-            ready = await client.get("/readyz")
+            ready = await client.get("/readyz", headers=await admin_headers(client))
             assert ready.status_code == 503
             checks = ready.json()["checks"]["upstreams"]
             assert checks["newsletter"]["ok"] is False and checks["newsletter"]["status"] == 503
@@ -275,7 +304,8 @@ async def test_demo_is_idempotent(tmp_path: object, upstreams: Upstreams) -> Non
         assert "4 created, 0 already there" in first.stdout
         assert "0 created, 4 already there" in second.stdout
         async with httpx.AsyncClient(base_url=process.url) as client:
-            member = await login(client, "member@toscana-life-sciences.example", "distretto-demo-member")
+            password = first.stdout.split("member@toscana-life-sciences.example (member), password ")[1].split()[0]
+            member = await login(client, "member@toscana-life-sciences.example", password)
             assert (await client.get("/auth/me", headers=member)).json()["role"] == "member"
     finally:
         process.stop()
@@ -285,12 +315,12 @@ async def test_a_remembered_token_still_expires(sqlite_database: DatabaseTarget,
     """Verified tokens are cached, but never past their ``exp``."""
     settings = gateway_settings(sqlite_database, upstreams)
     async with running_gateway(settings) as client:
+        admin_id = await my_id(client, await admin_headers(client))
         exp = int(time.time()) + 2
-        claims = {"sub": "u1", "role": "member", "iat": exp - 60, "exp": exp, "iss": settings.jwt_issuer}
-        token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+        token = user_token({"sub": admin_id, "role": "admin", "iat": exp - 60, "exp": exp})
         headers = {"Authorization": f"Bearer {token}"}
         for _ in range(3):  # verified once, then answered from the cache
-            assert (await client.get("/auth/me", headers=headers)).json()["principal"] == "user:u1"
+            assert (await client.get("/auth/me", headers=headers)).json()["principal"] == f"user:{admin_id}"
         await asyncio.sleep(max(0.0, exp - time.time()) + 0.1)
         expired = await client.get("/api/projects/projects", headers=headers)
         assert expired.status_code == 401 and "expired" in expired.json()["message"]
@@ -301,16 +331,8 @@ def test_token_cache_is_bounded_least_recently_used_first(sqlite_database: Datab
     from gateway.service import Authenticator
 
     settings = Settings(database_url=sqlite_database.url, token_cache_size=2)
-    auth = Authenticator(settings, db=None)  # type: ignore[arg-type]  # tokens never touch the database
-    now = int(time.time())
-    tokens = [
-        jwt.encode(
-            {"sub": f"u{i}", "role": "staff", "iat": now, "exp": now + 600, "iss": settings.jwt_issuer},
-            settings.jwt_secret,
-            algorithm="HS256",
-        )
-        for i in range(3)
-    ]
+    auth = Authenticator(settings, db=None, signer=KEYRING.signer("gateway"))  # type: ignore[arg-type]
+    tokens = [user_token({"sub": f"u{i}", "role": "staff"}) for i in range(3)]
     auth.verify_token(tokens[0])
     auth.verify_token(tokens[1])
     auth.verify_token(tokens[0])  # used again: now the most recent

@@ -90,7 +90,7 @@ async def test_downed_upstream_is_502_and_slow_one_504(sqlite_database: Database
         assert "membership" in slow.json()["message"] and "0.5 s" in slow.json()["message"]
         # the others keep working
         assert (await client.get("/api/membership/figures")).status_code == 200
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=await admin_headers(client))).text
         assert 'distretto_gateway_upstream_errors_total{kind="refused",upstream="projects"}' in metrics
         assert 'distretto_gateway_upstream_errors_total{kind="timeout",upstream="membership"}' in metrics
 
@@ -180,10 +180,10 @@ async def test_metrics_by_policy_route_and_upstream(sqlite_database: DatabaseTar
     route = "/api/membership/organisations/{organisation_id}"
     labels = {"method": "GET", "route": route, "status": "401", "upstream": "membership"}
     async with running_gateway(gateway_settings(sqlite_database, upstreams)) as client:
-        before = sample(await client.get("/metrics"), "distretto_gateway_requests_total", labels)
+        before = sample(await client.get("/metrics", headers=await admin_headers(client)), "distretto_gateway_requests_total", labels)
         for org in ("o1", "o2", "o3"):
             await client.get(f"/api/membership/organisations/{org}")
-        text = await client.get("/metrics")
+        text = await client.get("/metrics", headers=await admin_headers(client))
         # counted under the policy pattern, not the raw path with its ids
         assert sample(text, "distretto_gateway_requests_total", labels) == before + 3
         assert "/api/membership/organisations/o1" not in text.text

@@ -202,7 +202,7 @@ async def test_broken_answers_are_502_or_a_cut_connection(
         with pytest.raises(UpstreamError):
             await client.get("/api/projects/cut", headers=admin)
         assert (await client.get("/api/projects/keep", headers=admin)).text == "kept"
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=await admin_headers(client))).text
         assert 'distretto_gateway_upstream_errors_total{kind="cut",upstream="projects"}' in metrics
         assert 'distretto_gateway_upstream_errors_total{kind="broken",upstream="projects"}' in metrics
 

@@ -8,6 +8,7 @@ import contextlib
 import email
 import email.policy
 import json
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -125,7 +126,7 @@ def make_settings(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink
         delivery_poll_interval=0.05,
         scheduler_interval=0.2,
         relay_poll_interval=0.2,
-        secret_key="test-secret",
+        secret_key=LINK_SECRET,
         bounce_webhook_secret=WEBHOOK_SECRET,
         log_json=False,
         log_level="WARNING",
@@ -134,6 +135,8 @@ def make_settings(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink
     return Settings(**values)
 
 
+LINK_SECRET = secrets.token_urlsafe(32)
+"""The link-signing key of this test session (random: a weak one would stop the service)."""
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"newsletter-tests-webhook-secret!").decode()
 
 

@@ -41,6 +41,7 @@ from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, 
 from distretto_shared.logging import configure_logging, get_logger
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.outbox import OutboxRelay
+from distretto_shared.secrets import fill_for_development, secret_problems
 from distretto_shared.settings import ServiceSettings, default_data_dir
 from distretto_shared.topics import TopicSpec, delete_retired_topics, ensure_topics, topic_name
 from distretto_shared.web import (
@@ -181,6 +182,20 @@ def verifier_for(name: str, settings: ServiceSettings) -> Verifier:
     return Verifier(audience=name, keys=keys)
 
 
+def refuse_unsafe_secrets(name: str, settings: ServiceSettings) -> None:
+    """Stop the start when a secret is missing or weak (development mode: fill in and warn instead)."""
+    problems = secret_problems(settings)
+    if not problems:
+        return
+    if not settings.dev_mode:
+        raise ConfigurationError(
+            f"{name} refuses to start: " + "; ".join(problems) + " (`make up` generates these; see the README's "
+            "Security section; DISTRETTO_DEV_MODE=true accepts them on a development machine)"
+        )
+    filled = fill_for_development(settings)
+    log.warning("development mode: unsafe secrets accepted", service=name, problems=problems, random=filled)
+
+
 def build_broker(spec: ServiceSpec, settings: ServiceSettings) -> KafkaBroker:
     """A FastStream Kafka broker with the Prometheus middleware and AsyncAPI publishers."""
     broker = KafkaBroker(
@@ -260,6 +275,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     """The service's ASGI app, with everything started in its lifespan."""
     settings = settings or spec.settings_cls()
     settings.service_name = spec.name
+    refuse_unsafe_secrets(spec.name, settings)
     verifier = verifier_for(spec.name, settings) if spec.authenticate else None
     signer_for(spec.name, settings)  # a broken signing key stops the start here, not at the first call
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from distretto_shared.secrets import Secret
 
 
 def _default_bootstrap() -> str:
@@ -47,6 +50,12 @@ class ServiceSettings(BaseSettings):
     create_topics: bool = True
     erasure_scrub_delay: float = 1.0
     """Seconds between an erasure's commit and the on-disk scrub (erasures within it share one)."""
+
+    dev_mode: bool = Field(default=False, validation_alias=AliasChoices("DISTRETTO_DEV_MODE"))
+    """``DISTRETTO_DEV_MODE``: accept missing or weak secrets (random ones are made up for the
+    process). Off by default; never on a machine that holds real data."""
+    secret_settings: ClassVar[tuple[Secret, ...]] = ()
+    """The fields that are secrets: checked at start-up (:mod:`distretto_shared.secrets`)."""
 
     # Identity (see distretto_shared.identity). No defaults: `make up` generates them.
     signing_key: str = ""

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from distretto_shared.events import Event, encode
 from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role
+from distretto_shared.secrets import new_secret
 
 POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
 
@@ -53,6 +54,10 @@ KEYRING = Keyring.generate(TEST_PROCESSES)
 for _name in TEST_PROCESSES:
     os.environ.setdefault(f"{_name.upper()}_SIGNING_KEY", KEYRING.private_keys[_name])
 os.environ.setdefault("DISTRETTO_TRUSTED_KEYS", KEYRING.env("gateway")["DISTRETTO_TRUSTED_KEYS"])
+# Secrets without defaults: random per test session, as `make up` makes them per installation
+# (development mode stays off: a test that needs it turns it on itself).
+for _secret in ("NEWSLETTER_SECRET_KEY",):
+    os.environ.setdefault(_secret, new_secret())
 GATEWAY_SIGNER = KEYRING.signer("gateway")
 
 ADMIN = Principal(id="user:test-admin", role=Role.ADMIN)

@@ -79,6 +79,11 @@ async def token(body: TokenRequest, gw: GatewayDep) -> TokenResponse:
     return await service.login(_db(gw), gw.passwords, gw.auth, body.email, body.password)
 
 
+@router.post("/auth/refresh", tags=["auth"], summary="A fresh token while my session is current")
+async def refresh(identity: IdentityDep, gw: GatewayDep) -> TokenResponse:
+    return await service.refresh_token(_db(gw), gw.auth, identity)
+
+
 @router.get("/auth/me", tags=["auth"], summary="Who the gateway says I am")
 async def me(identity: IdentityDep) -> Identity:
     return identity
@@ -89,7 +94,12 @@ async def change_password(body: PasswordChange, identity: IdentityDep, gw: Gatew
     if not identity.principal.startswith("user:"):
         raise service.Unauthorized("Only a user logged in with a token has a password")
     await service.change_password(
-        _db(gw), gw.passwords, identity.principal.removeprefix("user:"), body.current_password, body.new_password
+        _db(gw),
+        gw.passwords,
+        identity.principal.removeprefix("user:"),
+        body.current_password,
+        body.new_password,
+        gw.auth.sessions,
     )
 
 
@@ -114,12 +124,14 @@ async def get_user(user_id: str, gw: GatewayDep) -> UserPublic:
 
 @router.patch("/auth/users/{user_id}", tags=["auth"], summary="Change a user's role, password or status")
 async def update_user(user_id: str, body: UserUpdate, gw: GatewayDep) -> UserPublic:
-    return await service.update_user(_db(gw), gw.passwords, user_id, body)
+    return await service.update_user(_db(gw), gw.passwords, user_id, body, gw.auth.sessions)
 
 
 @router.post("/auth/api-keys", tags=["auth"], summary="Issue an API key (shown once)", status_code=201)
 async def create_api_key(body: ApiKeyCreate, identity: IdentityDep, gw: GatewayDep) -> ApiKeyIssued:
-    return await service.create_api_key(_db(gw), body, identity.email or identity.principal)
+    return await service.create_api_key(
+        _db(gw), body, identity.email or identity.principal, gw.settings.api_key_max_days
+    )
 
 
 @router.get("/auth/api-keys", tags=["auth"], summary="List API keys")
@@ -139,11 +151,23 @@ async def revoke_api_key(key_id: str, gw: GatewayDep) -> ApiKeyPublic:
 
 
 async def _check_upstreams(gw: Gateway, probe: str) -> dict[str, dict[str, Any]]:
+    """Each service's ``probe`` answer; shared by every caller for ``readiness_cache_seconds``
+    (so a flood of probes is not multiplied onto the services)."""
+    now = time.monotonic()
+    cached = gw.probe_cache.get(probe)
+    if cached is not None and cached[0] > now:
+        return await asyncio.shield(cached[1])
+    task = asyncio.ensure_future(_ask_upstreams(gw, probe))
+    gw.probe_cache[probe] = (now + gw.settings.readiness_cache_seconds, task)
+    return await asyncio.shield(task)
+
+
+async def _ask_upstreams(gw: Gateway, probe: str) -> dict[str, dict[str, Any]]:
     timeout = gw.settings.upstream_check_timeout
 
     async def one(name: str, base: str) -> tuple[str, dict[str, Any]]:
         try:
-            response = await gw.client.get(base + probe, timeout=timeout)
+            response = await gw.client.get(base + probe, timeout=timeout, headers=gw.own_headers(name))
         except httpx.ConnectError:
             return name, {"ok": False, "url": base, "error": "connection refused"}
         except httpx.TimeoutException:
@@ -160,19 +184,34 @@ async def _check_upstreams(gw: Gateway, probe: str) -> dict[str, dict[str, Any]]
     return dict(results)
 
 
+def _sees_details(request: Request) -> bool:
+    """Operators and admins see where the services are and why one is not ready; others only ok/not ok."""
+    identity = request.scope.get("state", {}).get("identity")
+    return isinstance(identity, Identity) and identity.role in (Role.ADMIN, Role.OPERATOR)
+
+
+def _shown(upstreams: dict[str, dict[str, Any]], details: bool) -> dict[str, dict[str, Any]]:
+    if details:
+        return upstreams
+    return {name: {"ok": u["ok"]} for name, u in upstreams.items()}
+
+
 @router.get("/healthz", tags=["operations"], summary="Gateway alive; each service's /healthz")
-async def healthz(gw: GatewayDep) -> dict[str, Any]:
-    return {"status": "ok", "service": "gateway", "upstreams": await _check_upstreams(gw, "/healthz")}
+async def healthz(request: Request, gw: GatewayDep) -> dict[str, Any]:
+    upstreams = _shown(await _check_upstreams(gw, "/healthz"), _sees_details(request))
+    return {"status": "ok", "service": "gateway", "upstreams": upstreams}
 
 
 @router.get("/readyz", tags=["operations"], summary="Gateway database and each service's /readyz")
-async def readyz(gw: GatewayDep) -> JSONResponse:
+async def readyz(request: Request, gw: GatewayDep) -> JSONResponse:
+    """Ready or not, for everyone; the services' addresses and errors only for operators and admins."""
+    details = _sees_details(request)
     upstreams_task = asyncio.create_task(_check_upstreams(gw, "/readyz"))
     try:
         await asyncio.wait_for(_db(gw).ping(), timeout=gw.settings.upstream_check_timeout)
         database: dict[str, Any] = {"ok": True}
     except Exception as exc:
-        database = {"ok": False, "error": repr(exc)}
+        database = {"ok": False, "error": repr(exc)} if details else {"ok": False}
     upstreams = await upstreams_task
     ready = database["ok"] and (not gw.settings.readyz_requires_upstreams or all(u["ok"] for u in upstreams.values()))
     return JSONResponse(
@@ -180,7 +219,7 @@ async def readyz(gw: GatewayDep) -> JSONResponse:
         content={
             "status": "ready" if ready else "not ready",
             "service": "gateway",
-            "checks": {"database": database, "upstreams": upstreams},
+            "checks": {"database": database, "upstreams": _shown(upstreams, details)},
         },
     )
 

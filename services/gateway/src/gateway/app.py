@@ -26,6 +26,7 @@ from distretto_shared.app import ConfigurationError, ServiceContext, ServiceSpec
 from distretto_shared.app import create_app as _create
 from distretto_shared.logging import configure_logging
 from distretto_shared.migrations import upgrade_async
+from distretto_shared.web import BodyLimitMiddleware
 from gateway import api, service
 from gateway.config import Settings
 from gateway.proxy import Gateway, GatewayMiddleware
@@ -50,10 +51,12 @@ _REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/heal
 class GatewayApp:
     """The ASGI entry point: HTTP requests go through the gateway middleware, the rest to FastAPI."""
 
-    def __init__(self, app: FastAPI, gateway: Gateway, cors_origins: list[str]) -> None:
+    def __init__(self, app: FastAPI, gateway: Gateway, cors_origins: list[str], max_body_bytes: int) -> None:
         self.fastapi = app
         self.gateway = gateway
-        handler: ASGIApp = GatewayMiddleware(app, gateway)
+        # 413 for an oversized body before anything reads it (Content-Length), or as soon as a
+        # chunked one streams past the limit: for the proxied requests and the gateway's own alike.
+        handler: ASGIApp = BodyLimitMiddleware(GatewayMiddleware(app, gateway), max_bytes=max_body_bytes)
         if cors_origins:
             # outermost, so a browser's preflight is answered before authentication
             handler = CORSMiddleware(
@@ -77,6 +80,11 @@ class GatewayApp:
 def create_app(settings: Settings | None = None) -> GatewayApp:
     """The gateway's ASGI app (identity, policy, rate limits and proxy in front of the backbone's app)."""
     settings = settings or Settings()
+    if not settings.signing_key:
+        raise ConfigurationError(
+            "gateway refuses to start: GATEWAY_SIGNING_KEY is not set, so it could sign no token and vouch for no "
+            "caller (`make up` generates it; see the README's Security section)"
+        )
     gateway = Gateway(settings)
 
     async def start(ctx: ServiceContext) -> None:
@@ -100,7 +108,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         for r in app.router.routes
         if getattr(r, "path", None) not in _REPLACED or getattr(r, "endpoint", None) in mine
     ]
-    return GatewayApp(app, gateway, settings.cors_origins)
+    return GatewayApp(app, gateway, settings.cors_origins, settings.max_body_bytes)
 
 
 def main() -> None:
@@ -122,6 +130,11 @@ def main() -> None:
     workers = getattr(args, "workers", None) or settings.workers
     import uvicorn
 
+    try:
+        app = create_app(settings)  # every setting checked here, before a worker starts
+    except ConfigurationError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if workers > 1:
         # migrate once here, not in N workers racing on the same database
         configure_logging(SPEC.name, settings.log_level, settings.log_json)
@@ -142,7 +155,7 @@ def main() -> None:
         return
     configure_logging(SPEC.name, settings.log_level, settings.log_json)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         loop="uvloop",

@@ -3,13 +3,16 @@
     python -m gateway.demo --base-url http://127.0.0.1:8080 [--admin-email E --admin-password P]
 
 The admin defaults to GATEWAY_ADMIN_EMAIL / GATEWAY_ADMIN_PASSWORD (the bootstrap admin).
-Running it twice adds nothing the second time. The demo passwords are printed: demo only.
+Running it twice adds nothing the second time. Each demo user gets a random password, printed
+once when the user is created (no password is published with the code); the partner key is
+scoped to reading the API and expires after 90 days.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 
 import httpx
@@ -19,8 +22,9 @@ DEMO_USERS = (
     ("member@toscana-life-sciences.example", "member", None),
     ("partner@een.example", "partner", None),
 )
-DEMO_PASSWORD = "distretto-demo-{role}"
 DEMO_KEY_NAME = "Demo partner system"
+DEMO_KEY_SCOPES = ["GET /api/*"]
+DEMO_KEY_DAYS = 90
 
 
 def load(base_url: str, admin_email: str, admin_password: str) -> dict[str, int]:
@@ -34,7 +38,7 @@ def load(base_url: str, admin_email: str, admin_password: str) -> dict[str, int]
         for email, role, organisation_id in DEMO_USERS:
             body = {
                 "email": email,
-                "password": DEMO_PASSWORD.format(role=role),
+                "password": secrets.token_urlsafe(12),
                 "role": role,
                 "organisation_id": organisation_id,
             }
@@ -50,7 +54,16 @@ def load(base_url: str, admin_email: str, admin_password: str) -> dict[str, int]
         if any(k["name"] == DEMO_KEY_NAME for k in keys):
             counts["existing"] += 1
         else:
-            issued = client.post("/auth/api-keys", json={"name": DEMO_KEY_NAME, "role": "partner"}, headers=admin)
+            issued = client.post(
+                "/auth/api-keys",
+                json={
+                    "name": DEMO_KEY_NAME,
+                    "role": "partner",
+                    "scopes": DEMO_KEY_SCOPES,
+                    "expires_in_days": DEMO_KEY_DAYS,
+                },
+                headers=admin,
+            )
             issued.raise_for_status()
             counts["created"] += 1
             print(f"API key for '{DEMO_KEY_NAME}' (shown once): {issued.json()['key']}")

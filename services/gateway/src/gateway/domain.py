@@ -24,12 +24,21 @@ class Role(StrEnum):
     """A person of a member organisation."""
     PARTNER = "partner"
     """A partner system or person: public data and the partner-facing reads."""
+    OPERATOR = "operator"
+    """Watches the dashboards: metrics, readiness, dead letters; no personal data."""
 
 
-ALL_ROLES: frozenset[Role] = frozenset(Role)
+EVERYONE: frozenset[Role] = frozenset(Role)
+"""Every authenticated caller (the routes about one's own account)."""
+ALL_ROLES: frozenset[Role] = frozenset(Role) - {Role.OPERATOR}
+"""Every role that uses the foundation's data (operators watch the platform, not the data)."""
 STAFF_UP: frozenset[Role] = frozenset({Role.ADMIN, Role.STAFF})
 ADMIN_ONLY: frozenset[Role] = frozenset({Role.ADMIN})
 MEMBERS: frozenset[Role] = frozenset({Role.ADMIN, Role.STAFF, Role.MEMBER})
+OPERATORS: frozenset[Role] = frozenset({Role.ADMIN, Role.OPERATOR})
+"""Metrics, readiness details and dead letters: the people who run the platform."""
+PROBES: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+"""The gateway's own operational routes: never rate-limited together with anonymous traffic."""
 PUBLIC: None = None
 """``roles=PUBLIC``: anyone, also without credentials."""
 
@@ -127,13 +136,14 @@ POLICY: tuple[Rule, ...] = (
     # --- the gateway's own routes
     _r("GET", "/healthz", PUBLIC, "liveness"),
     _r("GET", "/readyz", PUBLIC, "readiness of the gateway and every service"),
-    _r("GET", "/metrics", PUBLIC, "Prometheus scrape (keep the gateway's /metrics on the internal network)"),
+    _r("GET", "/metrics", OPERATORS, "Prometheus scrape (operators, or the configured scrape addresses)"),
     _r("GET", "/openapi.json", PUBLIC, "the aggregated API description"),
     _r("GET", "/docs", PUBLIC, "Swagger UI"),
     _r("GET", "/docs/static/{asset}", PUBLIC, "Swagger UI's files, served by the gateway itself"),
     _r("POST", "/auth/token", PUBLIC, "log in"),
-    _r("GET", "/auth/me", ALL_ROLES, "who am I"),
-    _r("POST", "/auth/password", ALL_ROLES, "change my own password"),
+    _r("POST", "/auth/refresh", EVERYONE, "a fresh token while the session is current"),
+    _r("GET", "/auth/me", EVERYONE, "who am I"),
+    _r("POST", "/auth/password", EVERYONE, "change my own password"),
     _r("GET,POST", "/auth/users", ADMIN_ONLY, "user accounts"),
     _r("GET,PATCH", "/auth/users/{user_id}", ADMIN_ONLY, "one user account"),
     _r("GET,POST", "/auth/api-keys", ADMIN_ONLY, "partner API keys"),
@@ -167,6 +177,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET,PATCH", "/api/membership/contacts/{contact_id}", MEMBERS, "personal data (own)"),
     _r("GET", "/api/membership/contacts/{contact_id}/personal-data", STAFF_UP, "name, address, phone (staff)"),
     _r("POST", "/api/membership/contacts/{contact_id}/erase", MEMBERS, "erase a contact (GDPR; own)"),
+    _r("GET", "/api/membership/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
     _r("*", "/api/membership/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- projects (services/projects/src/projects/api.py)
     # Projects and consortia are public EU data (CORDIS): every role reads them; the work plan
@@ -227,6 +238,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/projects/imports/cordis", STAFF_UP, "CORDIS import"),
     _r("POST", "/api/projects/deadlines/scan", STAFF_UP, "run the deadline scan"),
     _r("GET", "/api/projects/portfolio", ALL_ROLES, "portfolio figures"),
+    _r("GET", "/api/projects/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
     _r("*", "/api/projects/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- newsletter (services/newsletter/src/newsletter/api.py; its mail catcher is not proxied)
     # A subscriber's own pages are public (their links carry signed tokens); the bounce webhook
@@ -258,6 +270,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/newsletter/campaigns/{campaign_id}/test", STAFF_UP, "send test mails"),
     _r("GET", "/api/newsletter/campaigns/{campaign_id}/deliveries", STAFF_UP, "a campaign's deliveries"),
     _r("POST", "/api/newsletter/digest", STAFF_UP, "build the digest now"),
+    _r("GET", "/api/newsletter/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
     _r("*", "/api/newsletter/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- matchmaking (services/matchmaking/src/matchmaking/api.py)
     # Anonymised opportunities are public. Members reach opportunities, rankings and matches,
@@ -289,6 +302,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/matchmaking/matches/{match_id}/meeting/held", MEMBERS, "the meeting took place (a side)"),
     _r("POST", "/api/matchmaking/matches/{match_id}/feedback", MEMBERS, "was it useful (own side)"),
     _r("GET", "/api/matchmaking/index", STAFF_UP, "what the ranking index holds"),
+    _r("GET", "/api/matchmaking/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
     _r("*", "/api/matchmaking/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- partners (services/partners/src/partners/api.py): the public catalogue and its AsyncAPI
     # document are public; the event stream is for partner systems (their API key; the service

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from functools import cached_property
@@ -9,7 +10,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel, field_validator
 from pydantic import Field as Attr
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 from distretto_shared.identity import Principal
@@ -52,6 +53,9 @@ class User(UserBase, table=True):
     id: str = Field(default_factory=_id, primary_key=True, max_length=32)
     password_hash: str = Field(max_length=255)
     active: bool = True
+    session_version: int = 1
+    """Carried in every token issued to the user; raised when the role, organisation, active flag
+    or password changes, which ends every token issued before (see ``service.Sessions``)."""
     created_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -106,14 +110,55 @@ class ApiKey(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=254)
     created_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    """After this the key is refused (every key has one, at most ``api_key_max_days`` ahead)."""
+    scopes: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    """JSON list of scopes (see :class:`ApiKeyCreate`): what the key may call."""
+
+    @property
+    def scope_list(self) -> list[str]:
+        """The scopes as a list."""
+        return [str(s) for s in json.loads(self.scopes or "[]")]
+
+
+_SCOPE = re.compile(r"^(?:(?:[A-Z]+(?:,[A-Z]+)*) )?/[^\s]*$|^topic:[A-Za-z0-9._*-]+$")
+
+
+def _scope(value: str) -> str:
+    value = value.strip()
+    if not _SCOPE.match(value):
+        raise ValueError(
+            f"{value!r} is not a scope: use a route pattern ('/api/projects/*', 'GET /api/membership/figures') "
+            "or an event topic ('topic:public.membership.*')"
+        )
+    return value
 
 
 class ApiKeyCreate(BaseModel):
-    """A new API key for a partner system."""
+    """A new API key for a partner system: who it is for, what it may call, until when."""
 
     name: str = Attr(min_length=1, max_length=200, description="Who the key is for")
     role: Role = Role.PARTNER
     organisation_id: str | None = Attr(default=None, max_length=64)
+    scopes: list[str] = Attr(
+        min_length=1,
+        max_length=50,
+        description="What the key may call: route patterns, optionally after methods ('GET /api/projects/*'; "
+        "'*' matches any characters), and event topics ('topic:public.membership.*'). Required.",
+    )
+    expires_in_days: int = Attr(ge=1, description="Days until the key stops working (at most the gateway's limit)")
+
+    @field_validator("role")
+    @classmethod
+    def _not_admin(cls, value: Role) -> Role:
+        if value == Role.ADMIN:
+            raise ValueError("an API key cannot have the admin role: administrators log in as users")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        return [_scope(v) for v in value]
 
 
 class ApiKeyPublic(BaseModel):
@@ -127,6 +172,8 @@ class ApiKeyPublic(BaseModel):
     created_by: str | None
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime
+    scopes: list[str]
 
 
 class ApiKeyIssued(ApiKeyPublic):
@@ -168,8 +215,35 @@ class Identity(BaseModel):
     organisation_id: str | None = None
     via: str
     """``token`` or ``api_key``."""
+    scopes: tuple[str, ...] = ()
+    """An API key's scopes (route patterns and ``topic:`` entries); empty for users."""
+    session_version: int | None = None
+    """A user token's session version (checked against the user's current one on every request)."""
+    expires_at: float | None = None
+    """Epoch seconds after which this identity is no longer valid (a token's ``exp``, a key's expiry)."""
 
     @cached_property
     def as_principal(self) -> Principal:
         """The identity as the services receive it (inside the credential the gateway mints)."""
-        return Principal(id=self.principal, role=self.role.value, organisation_id=self.organisation_id)
+        return Principal(
+            id=self.principal, role=self.role.value, organisation_id=self.organisation_id, scopes=self.scopes
+        )
+
+    @cached_property
+    def route_scopes(self) -> tuple[tuple[frozenset[str] | None, re.Pattern[str]], ...]:
+        """The scopes that name routes, compiled: (methods or ``None`` for any, path regex)."""
+        out = []
+        for scope in self.scopes:
+            if scope.startswith("topic:"):
+                continue
+            methods, _, pattern = scope.rpartition(" ")
+            regex = re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$")
+            out.append((frozenset(methods.split(",")) if methods else None, regex))
+        return tuple(out)
+
+    def in_scope(self, method: str, path: str) -> bool:
+        """True when the identity may call ``method path`` (users: always; API keys: by their scopes)."""
+        if self.via != "api_key":
+            return True
+        method = "GET" if method == "HEAD" else method
+        return any((m is None or method in m) and r.match(path) for m, r in self.route_scopes)

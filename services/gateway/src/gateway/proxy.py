@@ -7,6 +7,7 @@ pools (httpx serves only the cold paths: OpenAPI aggregation and health checks).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -22,11 +23,14 @@ from distretto_shared import metrics
 from distretto_shared.db import Database
 from distretto_shared.identity import ANONYMOUS, TokenSigner
 from distretto_shared.logging import get_logger
-from distretto_shared.web import log_access
+from distretto_shared.web import address_allowed, log_access
 from gateway.config import Settings
 from gateway.domain import (
+    ALLOWED,
     CONSOLE,
     GATEWAY,
+    PROBES,
+    Decision,
     Policy,
     RateLimiter,
     decide,
@@ -170,6 +174,9 @@ class Gateway:
         )
         self.login_limiter = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
         self.openapi_cache: tuple[float, dict[str, Any]] | None = None
+        self.metrics_addresses = settings.metrics_allowed_addresses
+        self.probe_cache: dict[str, tuple[float, asyncio.Future[dict[str, dict[str, Any]]]]] = {}
+        """/healthz and /readyz upstream checks in flight or recent: probe path → (fresh until, result)."""
         self.signer: TokenSigner
         """Mints the credential each proxied request carries to its service."""
 
@@ -183,7 +190,8 @@ class Gateway:
         self.db = db
         self.signer = signer
         self.passwords = Passwords(s)
-        self.auth = Authenticator(s, db)
+        self.auth = Authenticator(s, db, signer)
+        await self.auth.sessions.start()
         pool_options = {
             "max_connections": s.max_connections,
             "max_idle": s.max_keepalive_connections,
@@ -209,6 +217,7 @@ class Gateway:
     async def stop(self) -> None:
         """Close the connection pools."""
         if self.started:
+            await self.auth.sessions.stop()
             for target in self.targets.values():
                 target.close()
             await self.client.aclose()
@@ -216,6 +225,8 @@ class Gateway:
 
     def rate_limit(self, identity: Identity | None, client: str, method: str, path: str) -> tuple[float, str]:
         """Seconds to wait (0: go ahead) and the bucket that said so."""
+        if path in PROBES and method in ("GET", "HEAD"):
+            return 0.0, "probe"  # probes and scrapes are never starved by anonymous traffic
         now = time.monotonic()
         if method == "POST" and path == "/auth/token":
             wait = self.login_limiter.take(client, now)
@@ -296,6 +307,9 @@ class GatewayMiddleware:
             try:
                 if authorization:  # the common case, without a coroutine
                     identity = gw.auth.identify_bearer(authorization)
+                    current = gw.auth.session_state(identity)
+                    if current is not True:  # ended, or a user this worker has not seen yet
+                        await gw.auth.check_session(identity)
                 elif api_key is not None:
                     identity = await gw.auth.verify_api_key(api_key.strip())
             except Unauthorized as exc:
@@ -324,6 +338,14 @@ class GatewayMiddleware:
                 )
                 return
             decision = decide(rule, identity.role if identity else None, method, path)
+            if (
+                decision.status
+                and path == "/metrics"
+                and address_allowed(client, gw.settings.metrics_allowed_addresses)
+            ):
+                decision = ALLOWED  # the configured scrape addresses read metrics without credentials
+            elif not decision.status and identity is not None and not identity.in_scope(method, path):
+                decision = Decision(403, f"The API key's scopes do not include {method} {path}")
             if decision.status:
                 DENIED.labels(str(decision.status)).inc()
                 error = "unauthorized" if decision.status == 401 else "forbidden"
@@ -385,7 +407,7 @@ class GatewayMiddleware:
         host: bytes | None = None
         connection: bytes | None = None
         for k, v in scope["headers"]:
-            if k not in STRIPPED_REQUEST:
+            if k not in STRIPPED_REQUEST and not k.startswith(b"x-distretto-"):  # no caller speaks for the gateway
                 parts += (k, b": ", v, b"\r\n")
                 if k == b"content-length":
                     has_body = v.strip() not in (b"", b"0")
@@ -403,7 +425,7 @@ class GatewayMiddleware:
             dropped = STRIPPED_REQUEST_CHUNKED if chunked else STRIPPED_REQUEST
             del parts[6:]
             for k, v in scope["headers"]:
-                if k not in dropped and k not in hop_listed:
+                if k not in dropped and k not in hop_listed and not k.startswith(b"x-distretto-"):
                     parts += (k, b": ", v, b"\r\n")
         xff = client.encode()
         if forwarded_for and settings.trust_forwarded_for:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import secrets
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher, Type
@@ -17,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from distretto_shared.db import Database
+from distretto_shared.identity import ALGORITHM, TokenSigner, TrustedKey, parse_trusted_keys
 from distretto_shared.logging import get_logger
-from distretto_shared.web import Conflict, DomainError, NotFound, Page, PageParams, make_page
+from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
 from gateway.config import Settings
 from gateway.domain import Role
 from gateway.models import (
@@ -80,14 +83,98 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class Authenticator:
-    """Turns ``Authorization: Bearer`` / ``X-API-Key`` into a verified :class:`Identity`."""
+class Sessions:
+    """Every user's current session version and active flag, as this worker last read them.
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    Re-read from the database every ``session_refresh_seconds`` by a background task (one
+    query over the user table), and updated at once on this worker when it changes a user;
+    a token whose session version is not the user's current one, or whose user is disabled,
+    is refused. So disabling, demoting or re-passwording a user ends their tokens on every
+    worker within ``session_refresh_seconds``.
+    """
+
+    def __init__(self, db: Database, refresh_seconds: float) -> None:
+        self.db = db
+        self.refresh_seconds = refresh_seconds
+        self.current: dict[str, tuple[int, bool]] = {}
+        """user id → (session version, active)."""
+        self.loaded = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        """Read every user's session version and active flag."""
+        async with self.db.read() as session:
+            rows = (await session.execute(select(col(User.id), col(User.session_version), col(User.active)))).all()
+        self.current = {uid: (int(version), bool(active)) for uid, version, active in rows}
+        self.loaded = True
+
+    async def load_one(self, user_id: str) -> tuple[int, bool] | None:
+        """One user's state straight from the database (a user this worker has not seen yet)."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(col(User.session_version), col(User.active)).where(col(User.id) == user_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        state = (int(row[0]), bool(row[1]))
+        self.current[user_id] = state
+        return state
+
+    def note(self, user: User) -> None:
+        """This worker changed or read ``user``: know its state now, not at the next refresh."""
+        self.current[user.id] = (user.session_version, user.active)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the database is down: keep the last known state, say so
+                log.warning("session versions not refreshed", error=repr(exc))
+
+    async def start(self) -> None:
+        """Read the table once and keep it fresh."""
+        await self.refresh()
+        self._task = asyncio.create_task(self._loop(), name="gateway-sessions")
+
+    async def stop(self) -> None:
+        """Stop refreshing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def gateway_keys(settings: Settings, signer: TokenSigner) -> dict[str, TrustedKey]:
+    """The keys user tokens are accepted from: the gateway's entries of ``DISTRETTO_TRUSTED_KEYS``
+    (older keys until their ``not_after``) and always the gateway's current signing key."""
+    keys = {
+        kid: key
+        for kid, key in (parse_trusted_keys(settings.trusted_keys) if settings.trusted_keys.strip() else {}).items()
+        if key.issuer == "gateway"
+    }
+    keys.setdefault(signer.kid, TrustedKey(signer.kid, "gateway", signer.private_key.public_key()))
+    return keys
+
+
+class Authenticator:
+    """Turns ``Authorization: Bearer`` / ``X-API-Key`` into a verified :class:`Identity`.
+
+    User tokens are EdDSA (Ed25519) JWTs signed with the gateway's key, audience
+    ``token_audience``; any other algorithm (``none``, HS256 with whatever secret, RS256 …)
+    is refused before a signature is looked at.
+    """
+
+    def __init__(self, settings: Settings, db: Database, signer: TokenSigner) -> None:
         self.settings = settings
         self.db = db
-        self.secret = settings.jwt_secret
+        self.signer = signer
+        self.keys = gateway_keys(settings, signer)
         self.ttl = settings.token_ttl_seconds
+        self.sessions = Sessions(db, settings.session_refresh_seconds)
         self._tokens: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         """Verified tokens (LRU, at most ``token_cache_size``) → identity and expiry (epoch seconds)."""
         self.token_cache_size = max(0, settings.token_cache_size)
@@ -95,25 +182,30 @@ class Authenticator:
 
     # --- JWT
     def issue(self, user: User) -> TokenResponse:
-        """A signed HS256 token for ``user``."""
+        """A signed EdDSA token for ``user``, carrying its current session version."""
         now = int(time.time())
         claims = {
             "sub": user.id,
             "role": user.role,
             "email": user.email,
             "org": user.organisation_id,
+            "sv": user.session_version,
             "iat": now,
             "exp": now + self.ttl,
-            "iss": self.settings.jwt_issuer,
+            "iss": "gateway",
+            "aud": self.settings.token_audience,
+            "jti": secrets.token_hex(8),
         }
-        token = jwt.encode(claims, self.secret, algorithm="HS256")
+        token = jwt.encode(claims, self.signer.private_key, algorithm=ALGORITHM, headers={"kid": self.signer.kid})
+        self.sessions.note(user)
         return TokenResponse(access_token=token, expires_in=self.ttl, role=Role(user.role))
 
     def verify_token(self, token: str) -> Identity:
         """The identity a token carries; :class:`Unauthorized` when bad or expired.
 
         A token verified once is remembered (keyed by the whole token, so a changed byte is a
-        miss) until its ``exp``: a hit costs a dictionary look-up instead of an HMAC and JSON.
+        miss) until its ``exp``: a hit costs a dictionary look-up instead of a signature check.
+        The session check (:meth:`session_state`) is separate and runs on every request.
         """
         hit = self._tokens.get(token)
         if hit is not None:
@@ -122,17 +214,30 @@ class Authenticator:
                 return hit[0]
             del self._tokens[token]  # expired: verify again, which says so
         try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthorized("The token is not valid") from None
+        if header.get("alg") != ALGORITHM:
+            raise Unauthorized(f"The token is not valid: only {ALGORITHM} tokens signed by the gateway are accepted")
+        trusted = self.keys.get(str(header.get("kid", "")))
+        if trusted is None:
+            raise Unauthorized("The token is not valid: it names no key of this gateway")
+        if not trusted.usable(time.time()):
+            raise Unauthorized("The token was signed with a retired key: ask POST /auth/token for a new one")
+        try:
             claims = jwt.decode(
                 token,
-                self.secret,
-                algorithms=["HS256"],
-                issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "sub", "role", "iat"]},
+                trusted.key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.token_audience,
+                issuer="gateway",
+                options={"require": ["exp", "sub", "role", "iat", "sv", "aud", "iss"]},
             )
             role = Role(claims["role"])
+            version = int(claims["sv"])
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The token has expired: ask POST /auth/token for a new one") from None
-        except (jwt.InvalidTokenError, ValueError, KeyError):
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):
             raise Unauthorized("The token is not valid") from None
         identity = Identity(
             principal=f"user:{claims['sub']}",
@@ -140,6 +245,8 @@ class Authenticator:
             email=claims.get("email"),
             organisation_id=claims.get("org"),
             via="token",
+            session_version=version,
+            expires_at=float(claims["exp"]),
         )
         if self.token_cache_size:
             self._tokens[token] = (identity, float(claims["exp"]))
@@ -147,9 +254,28 @@ class Authenticator:
                 self._tokens.popitem(last=False)
         return identity
 
+    def session_state(self, identity: Identity) -> bool | None:
+        """For a user token: True while its session is current, False when ended, ``None`` when this
+        worker does not know the user yet (ask :meth:`check_session`). API keys: always True."""
+        if identity.session_version is None:
+            return True
+        state = self.sessions.current.get(identity.principal[5:])
+        if state is None:
+            return None
+        return state[1] and state[0] == identity.session_version
+
+    async def check_session(self, identity: Identity) -> None:
+        """:class:`Unauthorized` when the user token's session has ended (disabled, demoted, new password)."""
+        ok = self.session_state(identity)
+        if ok is None:
+            state = await self.sessions.load_one(identity.principal[5:])
+            ok = state is not None and state[1] and state[0] == identity.session_version
+        if not ok:
+            raise Unauthorized("The session has ended (the account was changed or disabled): log in again")
+
     # --- API keys
     async def verify_api_key(self, key: str) -> Identity:
-        """The identity of an API key; :class:`Unauthorized` when unknown or revoked."""
+        """The identity of an API key; :class:`Unauthorized` when unknown, revoked or expired."""
         digest = hash_api_key(key)
         now = time.monotonic()
         hit = self._keys.get(digest)
@@ -162,6 +288,8 @@ class Authenticator:
             self._keys[digest] = (identity, now + self.settings.api_key_cache_seconds)
         if identity is None:
             raise Unauthorized("The API key is not valid or has been revoked")
+        if identity.expires_at is not None and identity.expires_at <= time.time():
+            raise Unauthorized("The API key has expired: ask an administrator for a new one")
         return identity
 
     def forget_api_key(self, key_id: str) -> None:
@@ -182,7 +310,9 @@ class Authenticator:
     async def identify(self, authorization: str | None, api_key: str | None) -> Identity | None:
         """The caller's identity, ``None`` when no credentials were sent."""
         if authorization:
-            return self.identify_bearer(authorization)
+            identity = self.identify_bearer(authorization)
+            await self.check_session(identity)
+            return identity
         if api_key is not None:
             return await self.verify_api_key(api_key.strip())
         return None
@@ -196,7 +326,23 @@ def _public(user: User) -> UserPublic:
 
 
 def _key_public(key: ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic.model_validate(key, from_attributes=True)
+    return ApiKeyPublic(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        role=Role(key.role),
+        organisation_id=key.organisation_id,
+        created_by=key.created_by,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+        expires_at=_aware(key.expires_at),
+        scopes=key.scope_list,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back: they were written in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def ensure_admin(db: Database, passwords: Passwords, email: str, password: str) -> bool:
@@ -225,6 +371,17 @@ async def login(db: Database, passwords: Passwords, auth: Authenticator, email: 
     ok = await passwords.verify(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
         raise Unauthorized("Wrong email or password, or the account is disabled")
+    return auth.issue(user)
+
+
+async def refresh_token(db: Database, auth: Authenticator, identity: Identity) -> TokenResponse:
+    """A fresh token for a user whose token is still valid and whose session is still current."""
+    if identity.via != "token":
+        raise Invalid("Only a user's token can be refreshed (an API key has no session)")
+    async with db.read() as session:
+        user = await session.get(User, identity.principal.removeprefix("user:"))
+    if user is None or not user.active or user.session_version != identity.session_version:
+        raise Unauthorized("The session has ended (the account was changed or disabled): log in again")
     return auth.issue(user)
 
 
@@ -273,13 +430,16 @@ async def get_user(db: Database, user_id: str) -> UserPublic:
     return _public(user)
 
 
-async def update_user(db: Database, passwords: Passwords, user_id: str, data: UserUpdate) -> UserPublic:
-    """Change role, active flag, password or organisation."""
+async def update_user(
+    db: Database, passwords: Passwords, user_id: str, data: UserUpdate, sessions: Sessions | None = None
+) -> UserPublic:
+    """Change role, active flag, password or organisation; any of these ends the user's sessions."""
     password_hash = await passwords.hash(data.password) if data.password else None
     async with db.transaction() as session:
         user = await session.get(User, user_id)
         if user is None:
             raise NotFound(f"No user {user_id}")
+        before = (user.role, user.active, user.organisation_id, user.password_hash)
         if data.role is not None:
             user.role = data.role.value
         if data.active is not None:
@@ -288,13 +448,19 @@ async def update_user(db: Database, passwords: Passwords, user_id: str, data: Us
             user.organisation_id = data.organisation_id
         if password_hash:
             user.password_hash = password_hash
+        if (user.role, user.active, user.organisation_id, user.password_hash) != before:
+            user.session_version += 1  # every token issued before stops working
         user.updated_at = datetime.now(UTC)
         session.add(user)
+    if sessions is not None:
+        sessions.note(user)
     return _public(user)
 
 
-async def change_password(db: Database, passwords: Passwords, user_id: str, current: str, new: str) -> None:
-    """A user changes their own password (the current one is required)."""
+async def change_password(
+    db: Database, passwords: Passwords, user_id: str, current: str, new: str, sessions: Sessions | None = None
+) -> None:
+    """A user changes their own password (the current one is required); their other tokens end."""
     async with db.read() as session:
         user = await session.get(User, user_id)
     if user is None or not await passwords.verify(user.password_hash, current):
@@ -305,12 +471,17 @@ async def change_password(db: Database, passwords: Passwords, user_id: str, curr
         if fresh is None:
             raise NotFound(f"No user {user_id}")
         fresh.password_hash = new_hash
+        fresh.session_version += 1
         fresh.updated_at = datetime.now(UTC)
         session.add(fresh)
+    if sessions is not None:
+        sessions.note(fresh)
 
 
-async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | None) -> ApiKeyIssued:
-    """A new random key; the answer is the only place it is ever shown."""
+async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | None, max_days: int = 365) -> ApiKeyIssued:
+    """A new random key with an expiry and scopes; the answer is the only place it is ever shown."""
+    if data.expires_in_days > max_days:
+        raise Invalid(f"An API key lives at most {max_days} days (expires_in_days)")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         name=data.name,
@@ -319,6 +490,8 @@ async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | Non
         role=data.role.value,
         organisation_id=data.organisation_id,
         created_by=created_by,
+        expires_at=datetime.now(UTC) + timedelta(days=data.expires_in_days),
+        scopes=json.dumps(data.scopes),
     )
     async with db.transaction() as session:
         session.add(row)
@@ -365,4 +538,6 @@ async def lookup_api_key(db: Database, digest: str) -> Identity | None:
         role=Role(key.role),
         organisation_id=key.organisation_id,
         via="api_key",
+        scopes=tuple(key.scope_list),
+        expires_at=_aware(key.expires_at).timestamp(),
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic_settings import SettingsConfigDict
 
+from distretto_shared.secrets import Secret
 from distretto_shared.settings import ServiceSettings
 
 
@@ -11,11 +14,17 @@ class Settings(ServiceSettings):
     """Everything the newsletter service can be told through its environment."""
 
     model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", extra="ignore")
+    secret_settings: ClassVar[tuple[Secret, ...]] = (
+        Secret("secret_key", what="signs the confirmation, preference and unsubscribe links"),
+        Secret("bounce_webhook_secret", required=False, what="the mail provider's webhook signing secret"),
+        Secret("smtp_password", required=False, min_length=12, what="the SMTP relay's password"),
+    )
 
     http_port: int = 8003
 
-    secret_key: str = "change-me-newsletter-secret"
-    """HMAC key of confirmation, preference and unsubscribe links."""
+    secret_key: str = ""
+    """HMAC key of confirmation, preference and unsubscribe links. No default: the service refuses to
+    start without a strong one (``make up`` generates it)."""
     link_base_url: str = "http://127.0.0.1:8003"
     """Where the links in mails point (the service itself, or the gateway's route to it)."""
     confirm_ttl_hours: float = 48.0
