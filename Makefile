@@ -4,11 +4,12 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap bootstrap-browser up down status test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
+.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
 	@echo "make down    stop all of it"
+	@echo "make secrets write .env with this installation's secrets for docker compose"
 	@echo "make test    run every test (real Kafka; SQLite and PostgreSQL)"
 	@echo "make lint    ruff + mypy"
 	@echo "make bench   run the benchmarks (figures printed side by side with their baselines)"
@@ -29,6 +30,11 @@ down:
 
 status:
 	@$(UV) run --no-sync python deploy/stack.py status
+
+# docker-compose.yml has no default for any secret: this writes them (once per installation) to .env.
+secrets:
+	@$(UV) sync --frozen --quiet
+	@$(UV) run --no-sync python deploy/stack.py secrets
 
 # PostgreSQL: DISTRETTO_TEST_POSTGRES_URL if given, else a local server started by
 # deploy/postgres/ensure-postgres.sh where it can (root + Debian packages).

@@ -5,18 +5,24 @@ up:    Kafka (KRaft, from the Maven Central jars) → the mail catcher → the f
        gateway; prints where to look.
 down:  stops every process it started (SIGTERM, then SIGKILL), Kafka last.
 
-State lives under ./var: SQLite files in var/data, logs in var/log, pidfiles in var/run.
+secrets: writes .env for docker-compose.yml from the same secrets.
+
+State lives under ./var: SQLite files in var/data, logs in var/log, pidfiles in var/run, and
+this installation's secrets in var/secrets (owner-only files, made on the first run, reused).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +40,6 @@ KAFKA_PORT = int(os.environ.get("DISTRETTO_KAFKA_PORT", "9092"))
 KAFKA_CONTROLLER_PORT = os.environ.get("DISTRETTO_KAFKA_CONTROLLER_PORT")
 BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
 ADMIN_EMAIL = os.environ.get("GATEWAY_ADMIN_EMAIL", "admin@distretto.example")
-ADMIN_PASSWORD = os.environ.get("GATEWAY_ADMIN_PASSWORD", "distretto-admin")
 GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -67,6 +72,43 @@ KEYRING_FILE = SECRETS / "identity-keys.json"
 KEYED = ("gateway", "membership", "projects", "newsletter", "matchmaking", "console", "partners")
 
 
+SECRETS_FILE = SECRETS / "secrets.json"
+"""This installation's other secrets (owner-only file): made on the first `make up`, reused after."""
+
+
+def _webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "GATEWAY_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(15),
+    "NEWSLETTER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+    "NEWSLETTER_BOUNCE_WEBHOOK_SECRET": _webhook_secret,
+    # docker-compose.yml only (`make secrets`): the PostgreSQL and Grafana passwords
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
+    "GRAFANA_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(15),
+}
+"""Every secret `make up` needs besides the signing keys, and how to make one."""
+
+
+def installation_secrets() -> dict[str, str]:
+    """The secrets of this installation: read from var/secrets/secrets.json, the missing ones generated
+    and saved (0600). A variable set in the environment wins (and is not saved)."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    os.chmod(SECRETS, 0o700)
+    stored: dict[str, str] = json.loads(SECRETS_FILE.read_text()) if SECRETS_FILE.exists() else {}
+    missing = [name for name in GENERATED if not stored.get(name)]
+    if missing:
+        stored.update({name: GENERATED[name]() for name in missing})
+        tmp = SECRETS_FILE.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(stored, out, indent=2)
+        os.replace(tmp, SECRETS_FILE)
+    os.chmod(SECRETS_FILE, 0o600)
+    return {name: os.environ.get(name) or stored[name] for name in GENERATED}
+
+
 def keyring() -> Keyring:
     """This installation's signing keys: made on the first `make up`, reused after."""
     SECRETS.mkdir(parents=True, exist_ok=True)
@@ -78,6 +120,7 @@ def processes() -> list[Proc]:
     """Every process `make up` starts, in start order."""
     common = {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DISTRETTO_DATA_DIR": str(DATA)}
     public = GATEWAY
+    secret = installation_secrets()
     procs = [
         Proc(
             "catcher",
@@ -109,6 +152,8 @@ def processes() -> list[Proc]:
                 "NEWSLETTER_LINK_BASE_URL": public + "/api/newsletter",
                 "NEWSLETTER_SMTP_SERVERS": "127.0.0.1:1025",
                 "NEWSLETTER_MEMBERSHIP_URL": "http://127.0.0.1:8001",
+                "NEWSLETTER_SECRET_KEY": secret["NEWSLETTER_SECRET_KEY"],
+                "NEWSLETTER_BOUNCE_WEBHOOK_SECRET": secret["NEWSLETTER_BOUNCE_WEBHOOK_SECRET"],
             },
         ),
         Proc(
@@ -130,7 +175,7 @@ def processes() -> list[Proc]:
             {
                 **common,
                 "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
-                "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "GATEWAY_ADMIN_PASSWORD": secret["GATEWAY_ADMIN_PASSWORD"],
                 # The demo loaders make a thousand calls as one admin: room for that burst.
                 "GATEWAY_RATE_LIMIT_PER_MINUTE": "12000",
                 "GATEWAY_RATE_LIMIT_BURST": "1000",
@@ -346,7 +391,14 @@ def kafka(cmd: str) -> int:
 
 def load_demo() -> None:
     """Load each service's demo data through the gateway, as an admin."""
-    r = httpx.post(GATEWAY + "/auth/token", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}, timeout=10)
+    password = installation_secrets()["GATEWAY_ADMIN_PASSWORD"]
+    r = httpx.post(GATEWAY + "/auth/token", json={"email": ADMIN_EMAIL, "password": password}, timeout=10)
+    if r.status_code == 401:
+        raise SystemExit(
+            f"distretto: cannot log in as {ADMIN_EMAIL} with the password in var/secrets/secrets.json: the gateway's "
+            "database (var/data/gateway.db) holds an admin made earlier with another password. `make clean` starts "
+            "afresh, or change that admin's password and put it in var/secrets/secrets.json."
+        )
     r.raise_for_status()
     token = r.json()["access_token"]
     for name in ("membership", "projects", "matchmaking", "newsletter"):
@@ -375,9 +427,10 @@ def up(args: argparse.Namespace) -> None:
     if not args.no_demo:
         load_demo()
     say("the platform is up")
+    password = installation_secrets()["GATEWAY_ADMIN_PASSWORD"]
     print(f"""
-  Console            {GATEWAY}/           (log in as {ADMIN_EMAIL} / {ADMIN_PASSWORD})
-  Gateway            {GATEWAY}            (admin: {ADMIN_EMAIL} / {ADMIN_PASSWORD})
+  Console            {GATEWAY}/           (log in as {ADMIN_EMAIL} / {password})
+  Gateway            {GATEWAY}            (admin: {ADMIN_EMAIL} / {password}, generated for this installation)
   API docs           {GATEWAY}/docs       (one OpenAPI document for every service)
   District figures   {GATEWAY}/api/membership/figures
   Caught emails      http://127.0.0.1:8025
@@ -387,6 +440,7 @@ def up(args: argparse.Namespace) -> None:
   Prometheus         http://127.0.0.1:{mon.PROMETHEUS_PORT}  (alerts: /alerts; Alertmanager :{mon.ALERTMANAGER_PORT})
   Alerts received    http://127.0.0.1:{mon.RECEIVER_PORT}/alerts
   Logs               var/log/*.log        Stop everything: make down
+  Secrets            var/secrets/         (this installation's keys and passwords; owner-only, kept across runs)
 
   Operator commands: source var/env.sh, then   distretto status | distretto dlq list | distretto logs gateway -f
   (or run var/bin/distretto directly)
@@ -407,6 +461,26 @@ def status(_args: argparse.Namespace) -> None:
         say(f"{p.name:12s} {state}")
 
 
+def write_env(args: argparse.Namespace) -> None:
+    """`make secrets`: this installation's secrets as a compose ``.env`` file (owner-only)."""
+    target = Path(args.output)
+    values = dict(installation_secrets())
+    keys = keyring()
+    for name in KEYED:
+        values.update(keys.env(name))
+    lines = ["# Written by `make secrets` from var/secrets/: this installation's passwords and keys. Keep it private."]
+    for name, value in values.items():
+        flat = value.replace("\n", "\\n")  # PEM keys on one line; the services read \n back as newlines
+        if "'" in flat:
+            raise SystemExit(f"distretto: {name} contains a single quote; cannot write it to {target}")
+        lines.append(f"{name}='{flat}'")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    os.chmod(target, 0o600)
+    say(f"wrote {len(values)} secrets to {target} (owner-only); `docker compose up` reads it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -414,8 +488,10 @@ def main() -> None:
     u.add_argument("--no-demo", action="store_true", help="do not load the demo data")
     sub.add_parser("down")
     sub.add_parser("status")
+    e = sub.add_parser("secrets", help="write this installation's secrets to a compose .env file")
+    e.add_argument("--output", default=str(ROOT / ".env"))
     args = parser.parse_args()
-    {"up": up, "down": down, "status": status}[args.command](args)
+    {"up": up, "down": down, "status": status, "secrets": write_env}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -99,8 +99,10 @@ def setting_default(field: Any) -> Any:
 
 
 def interpolate(value: Any) -> str:
-    """A compose value with ``${VAR:-default}`` replaced by its default (what a bare `up` gets)."""
+    """A compose value with ``${VAR:-default}`` replaced by its default (what a bare `up` gets), and
+    ``${VAR:?message}`` (a value compose refuses to start without) by a stand-in the operator set."""
     text = str(value)
+    text = re.sub(r"\$\{[A-Za-z_]\w*:?\?[^}]*\}", "operator-set", text)
     text = re.sub(r"\$\{[A-Za-z_]\w*:?-([^}]*)\}", r"\1", text)
     text = re.sub(r"\$\{[A-Za-z_]\w*\}", "", text)
     return text.replace("$$", "$")
@@ -550,6 +552,47 @@ def init_databases(sql: str) -> list[str]:
     return re.findall(r"CREATE\s+DATABASE\s+\"?(\w+)\"?", sql, flags=re.IGNORECASE)
 
 
+# Secrets compose passes to containers that are not settings of ours (the images' own).
+INFRASTRUCTURE_SECRETS = {"postgres": ("POSTGRES_PASSWORD",), "grafana": ("GF_SECURITY_ADMIN_PASSWORD",)}
+_REQUIRED_VALUE = re.compile(r"^\$\{(?P<name>[A-Za-z_]\w*):\?[^}]+\}$")
+
+
+def check_secrets(compose: Compose) -> Problems:
+    """No secret has a value or a default in the file: each is ``${NAME:?message}`` (compose stops
+    with the message when it is unset), and every secret a service requires is passed to it."""
+    from distretto_shared.secrets import env_name
+
+    problems: Problems = []
+    for key, svc in compose["services"].items():
+        raw = svc.get("environment") or {}
+        name = runs_service(svc)
+        names: dict[str, bool] = {}  # variable → required
+        if name:
+            cls = settings_cls(name)
+            instance = cls.model_construct()
+            for spec in getattr(cls, "secret_settings", ()):
+                names[env_name(instance, spec.field)] = spec.required
+            names[f"{env_prefix(name)}SIGNING_KEY"] = True
+            names["DISTRETTO_TRUSTED_KEYS"] = True
+            names[f"{env_prefix(name)}DATABASE_URL"] = False
+        for var in INFRASTRUCTURE_SECRETS.get(key, ()):
+            names[var] = True
+        for var, required in names.items():
+            value = raw.get(var) if isinstance(raw, dict) else None
+            if value is None:
+                if required:
+                    problems.append(f"{key}: the secret {var} is not passed to the container")
+                continue
+            value = str(value)
+            if var.endswith("_DATABASE_URL"):
+                if value.startswith("postgresql") and not re.search(r"://[^:/]+:\$\{\w+:\?[^}]+\}@", value):
+                    problems.append(f"{key}: {var} carries a password written in the file")
+                continue
+            if not _REQUIRED_VALUE.match(value):
+                problems.append(f"{key}: the secret {var} has a value or a default in the file ({value[:40]!r})")
+    return problems
+
+
 def check_databases(compose: Compose, sql: str) -> Problems:
     """One PostgreSQL database per service: each database of the init script is used by
     exactly one service, every service has one, and the credentials are the server's."""
@@ -937,6 +980,24 @@ def test_environment_names_only_real_settings(compose: Compose) -> None:
     shared_source = "\n".join(p.read_text() for p in (ROOT / "shared" / "src").rglob("*.py"))
     assert [v for v in SHARED_ENV if f'"{v}"' not in shared_source] == []
     assert check_environment(compose) == []
+
+
+def test_no_secret_has_a_value_or_default_in_the_file(compose: Compose) -> None:
+    assert check_secrets(compose) == []
+
+
+def test_a_secret_with_a_default_is_caught(compose: Compose) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["newsletter"]["environment"]["NEWSLETTER_SECRET_KEY"] = "${NEWSLETTER_SECRET_KEY:-change-me}"
+    broken["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = "distretto"
+    del broken["services"]["gateway"]["environment"]["GATEWAY_SIGNING_KEY"]
+    url = "postgresql+asyncpg://distretto:distretto@postgres:5432/projects"
+    broken["services"]["projects"]["environment"]["PROJECTS_DATABASE_URL"] = url
+    problems = check_secrets(broken)
+    assert any("NEWSLETTER_SECRET_KEY has a value or a default" in p for p in problems)
+    assert any("postgres: the secret POSTGRES_PASSWORD has a value" in p for p in problems)
+    assert any("gateway: the secret GATEWAY_SIGNING_KEY is not passed" in p for p in problems)
+    assert any("PROJECTS_DATABASE_URL carries a password" in p for p in problems)
 
 
 def test_one_database_per_service(compose: Compose) -> None:
