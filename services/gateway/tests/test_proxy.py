@@ -180,7 +180,11 @@ async def test_metrics_by_policy_route_and_upstream(sqlite_database: DatabaseTar
     route = "/api/membership/organisations/{organisation_id}"
     labels = {"method": "GET", "route": route, "status": "401", "upstream": "membership"}
     async with running_gateway(gateway_settings(sqlite_database, upstreams)) as client:
-        before = sample(await client.get("/metrics", headers=await admin_headers(client)), "distretto_gateway_requests_total", labels)
+        before = sample(
+            await client.get("/metrics", headers=await admin_headers(client)),
+            "distretto_gateway_requests_total",
+            labels,
+        )
         for org in ("o1", "o2", "o3"):
             await client.get(f"/api/membership/organisations/{org}")
         text = await client.get("/metrics", headers=await admin_headers(client))

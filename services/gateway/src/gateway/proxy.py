@@ -306,10 +306,13 @@ class GatewayMiddleware:
             auth_error: str | None = None
             try:
                 if authorization:  # the common case, without a coroutine
-                    identity = gw.auth.identify_bearer(authorization)
-                    current = gw.auth.session_state(identity)
-                    if current is not True:  # ended, or a user this worker has not seen yet
-                        await gw.auth.check_session(identity)
+                    found = gw.auth.identify_bearer(authorization)
+                    if isinstance(found, str):  # an API key as the bearer
+                        identity = await gw.auth.verify_api_key(found)
+                    else:
+                        identity = found
+                        if gw.auth.session_state(found) is not True:  # ended, or not seen yet by this worker
+                            await gw.auth.check_session(found)
                 elif api_key is not None:
                     identity = await gw.auth.verify_api_key(api_key.strip())
             except Unauthorized as exc:

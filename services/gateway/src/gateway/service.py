@@ -299,20 +299,28 @@ class Authenticator:
             if identity is not None and identity.principal == principal:
                 del self._keys[digest]
 
-    def identify_bearer(self, authorization: str) -> Identity:
-        """The identity of an ``Authorization: Bearer <token>`` header; :class:`Unauthorized` otherwise."""
+    def identify_bearer(self, authorization: str) -> Identity | str:
+        """The identity of an ``Authorization: Bearer <token>`` header; :class:`Unauthorized` otherwise.
+
+        An API key sent as the bearer (``dk_…``; what a Prometheus scrape's ``authorization``
+        sends) is returned as is, for :meth:`verify_api_key` — it needs the database.
+        """
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("The Authorization header must be 'Bearer <token>'")
+        if token.startswith(API_KEY_PREFIX):
+            return token
         return self.verify_token(token)
 
     async def identify(self, authorization: str | None, api_key: str | None) -> Identity | None:
         """The caller's identity, ``None`` when no credentials were sent."""
         if authorization:
-            identity = self.identify_bearer(authorization)
-            await self.check_session(identity)
-            return identity
+            found = self.identify_bearer(authorization)
+            if isinstance(found, str):
+                return await self.verify_api_key(found)
+            await self.check_session(found)
+            return found
         if api_key is not None:
             return await self.verify_api_key(api_key.strip())
         return None
