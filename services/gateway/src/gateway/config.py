@@ -79,13 +79,14 @@ class Settings(ServiceSettings):
     # /healthz, /readyz and /metrics are never rate-limited with anonymous traffic: probes and
     # scrapes come from few addresses, and their answers are cached (readiness_cache_seconds).
     metrics_allowed_addresses: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("GATEWAY_METRICS_ALLOWED_ADDRESSES")
+        default_factory=list,
+        validation_alias=AliasChoices("GATEWAY_METRICS_ALLOWED_ADDRESSES", "DISTRETTO_METRICS_ALLOWED_ADDRESSES"),
     )
     """``GATEWAY_METRICS_ALLOWED_ADDRESSES`` (JSON list): addresses or networks that may read the gateway's
     /metrics without credentials. Empty by default — the gateway is the public entrance, and behind a
     reverse proxy every caller would look local — so a scraper presents an ``operator`` API key
-    (``Authorization: Bearer dk_…`` or ``X-API-Key``). ``DISTRETTO_METRICS_ALLOWED_ADDRESSES`` is not
-    read here."""
+    (``Authorization: Bearer dk_…`` or ``X-API-Key``). When it is not set, the platform-wide
+    ``DISTRETTO_METRICS_ALLOWED_ADDRESSES`` applies (it has no default here either)."""
     readiness_cache_seconds: float = Field(default=1.0, ge=0)
     """The upstream checks behind /healthz and /readyz are shared by every caller for this long."""
 
