@@ -210,6 +210,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def start_gateway(workers: int, upstream: str, data: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     import httpx
 
+    from distretto_shared.identity import Keyring
+
     port = free_port()
     env = {
         "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{data / f'gateway-{workers}.db'}",
@@ -223,6 +225,8 @@ def start_gateway(workers: int, upstream: str, data: Path) -> tuple[subprocess.P
         "GATEWAY_RATE_LIMIT_BURST": "1000000",
         "DISTRETTO_DATA_DIR": str(data),
         **{f"GATEWAY_{name}_URL": upstream for name in ("MEMBERSHIP", "PROJECTS", "NEWSLETTER", "MATCHMAKING")},
+        # its own key, as make up makes one: it signs the bench user's token and every credential it mints
+        **Keyring.generate(("gateway",)).env("gateway"),
     }
     proc = start([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", str(workers)], env)
     url = f"http://127.0.0.1:{port}"
