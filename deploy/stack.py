@@ -255,7 +255,14 @@ def monitoring_processes() -> list[Proc]:
 def write_monitoring() -> None:
     """var/monitoring: the make-up variant of the one generated configuration."""
     email = os.environ.get("DISTRETTO_ALERT_EMAIL") or None
-    mon.write(mon.stack_files(MONITORING, email_to=email, smtp="127.0.0.1:1025" if email else None))
+    mon.write(
+        mon.stack_files(
+            MONITORING,
+            email_to=email,
+            smtp="127.0.0.1:1025" if email else None,
+            gateway_key_file=str(SCRAPE_KEY_FILE),
+        )
+    )
 
 
 def write_operator_env() -> None:
@@ -389,8 +396,12 @@ def kafka(cmd: str) -> int:
     )
 
 
-def load_demo() -> None:
-    """Load each service's demo data through the gateway, as an admin."""
+SCRAPE_KEY_FILE = SECRETS / "prometheus-gateway.key"
+"""The operator API key Prometheus presents to read the gateway's /metrics (owner-only)."""
+
+
+def admin_token() -> str:
+    """A token of the bootstrap admin, with this installation's password."""
     password = installation_secrets()["GATEWAY_ADMIN_PASSWORD"]
     r = httpx.post(GATEWAY + "/auth/token", json={"email": ADMIN_EMAIL, "password": password}, timeout=10)
     if r.status_code == 401:
@@ -400,7 +411,32 @@ def load_demo() -> None:
             "afresh, or change that admin's password and put it in var/secrets/secrets.json."
         )
     r.raise_for_status()
-    token = r.json()["access_token"]
+    return str(r.json()["access_token"])
+
+
+def ensure_scrape_key() -> None:
+    """The gateway's /metrics is for operators: give Prometheus an operator API key, scoped to
+    GET /metrics, kept in var/secrets (a new one when the stored one no longer works)."""
+    if SCRAPE_KEY_FILE.exists():
+        stored = SCRAPE_KEY_FILE.read_text().strip()
+        if httpx.get(GATEWAY + "/metrics", headers={"Authorization": f"Bearer {stored}"}, timeout=10).is_success:
+            return
+    issued = httpx.post(
+        GATEWAY + "/auth/api-keys",
+        json={"name": "Prometheus (make up)", "role": "operator", "scopes": ["GET /metrics"], "expires_in_days": 365},
+        headers={"Authorization": f"Bearer {admin_token()}"},
+        timeout=10,
+    )
+    issued.raise_for_status()
+    fd = os.open(SCRAPE_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(issued.json()["key"])
+    say("Prometheus reads the gateway's /metrics with an operator API key (var/secrets/prometheus-gateway.key)")
+
+
+def load_demo() -> None:
+    """Load each service's demo data through the gateway, as an admin."""
+    token = admin_token()
     for name in ("membership", "projects", "matchmaking", "newsletter"):
         say(f"loading {name} demo data through the gateway")
         argv = [sys.executable, "-m", f"{name}.demo", "--base-url", f"{GATEWAY}/api/{name}", "--token", token]
@@ -424,6 +460,7 @@ def up(args: argparse.Namespace) -> None:
             wait_ready(p)  # membership first: its topics are consumed by the others
     for p in procs:
         wait_ready(p)
+    ensure_scrape_key()
     if not args.no_demo:
         load_demo()
     say("the platform is up")

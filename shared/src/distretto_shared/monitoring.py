@@ -198,8 +198,10 @@ def prometheus_config(
     alertmanagers: list[str] | None = None,
     scrape_interval: str = "10s",
     evaluation_interval: str = "10s",
+    credentials: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A Prometheus configuration scraping ``addresses`` (job → ["host:port", …])."""
+    """A Prometheus configuration scraping ``addresses`` (job → ["host:port", …]); ``credentials``
+    (job → file) sends ``Authorization: Bearer <the file's content>`` (read at every scrape)."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
         "rule_files": rule_files,
@@ -209,6 +211,10 @@ def prometheus_config(
     config["scrape_configs"] = [
         {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in addresses.items()
     ]
+    for job_config in config["scrape_configs"]:
+        file = (credentials or {}).get(job_config["job_name"])
+        if file:
+            job_config["authorization"] = {"type": "Bearer", "credentials_file": file}
     return config
 
 
@@ -289,8 +295,11 @@ def deploy_files(root: Path) -> dict[Path, str]:
     }
 
 
-def stack_files(folder: Path, *, email_to: str | None = None, smtp: str | None = None) -> dict[Path, str]:
-    """``make up``'s files in ``folder`` (var/monitoring)."""
+def stack_files(
+    folder: Path, *, email_to: str | None = None, smtp: str | None = None, gateway_key_file: str | None = None
+) -> dict[Path, str]:
+    """``make up``'s files in ``folder`` (var/monitoring); ``gateway_key_file`` holds the operator API
+    key the scrape of the gateway's /metrics presents."""
     return {
         folder / "alerts.yml": dump(alert_rules()),
         folder / "prometheus.yml": dump(
@@ -298,6 +307,7 @@ def stack_files(folder: Path, *, email_to: str | None = None, smtp: str | None =
                 stack_addresses(),
                 rule_files=["alerts.yml"],  # beside this file
                 alertmanagers=[f"127.0.0.1:{ALERTMANAGER_PORT}"],
+                credentials={"gateway": gateway_key_file} if gateway_key_file else None,
             )
         ),
         folder / "alertmanager.yml": dump(
