@@ -117,7 +117,16 @@ async def test_the_same_joining_arrives_on_the_stream_and_as_a_webhook_with_one_
         async with httpx.AsyncClient(base_url=platform, timeout=30) as gw:
             token = (await gw.post("/auth/token", json=ADMIN)).json()["access_token"]
             admin = {"Authorization": f"Bearer {token}"}
-            key = await gw.post("/auth/api-keys", headers=admin, json={"name": "Agenzia", "role": "partner"})
+            key = await gw.post(
+                "/auth/api-keys",
+                headers=admin,
+                json={
+                    "name": "Agenzia",
+                    "role": "partner",
+                    "scopes": ["GET /api/partners/stream"],
+                    "expires_in_days": 30,
+                },
+            )
             assert key.status_code == 201, key.text
             partner = await gw.post(
                 "/api/partners/partners",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from uuid import uuid4
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, field_validator, model_validator
 from pydantic import Field as Attr
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
@@ -146,7 +146,26 @@ class ApiKeyCreate(BaseModel):
         description="What the key may call: route patterns, optionally after methods ('GET /api/projects/*'; "
         "'*' matches any characters), and event topics ('topic:public.membership.*'). Required.",
     )
-    expires_in_days: int = Attr(ge=1, description="Days until the key stops working (at most the gateway's limit)")
+    expires_in_days: int | None = Attr(
+        default=None, ge=1, description="Days until the key stops working (at most the gateway's limit)"
+    )
+    expires_at: datetime | None = Attr(
+        default=None, description="When the key stops working (instead of expires_in_days; UTC when no zone)"
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> ApiKeyCreate:
+        if (self.expires_in_days is None) == (self.expires_at is None):
+            raise ValueError("give the key an expiry: expires_in_days or expires_at (one of them)")
+        if self.expires_at is not None and self.expires_at.tzinfo is None:
+            self.expires_at = self.expires_at.replace(tzinfo=UTC)
+        return self
+
+    def expiry(self, now: datetime) -> datetime:
+        """When the key stops working."""
+        if self.expires_at is not None:
+            return self.expires_at
+        return now + timedelta(days=self.expires_in_days or 0)
 
     @field_validator("role")
     @classmethod

@@ -488,8 +488,12 @@ async def change_password(
 
 async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | None, max_days: int = 365) -> ApiKeyIssued:
     """A new random key with an expiry and scopes; the answer is the only place it is ever shown."""
-    if data.expires_in_days > max_days:
-        raise Invalid(f"An API key lives at most {max_days} days (expires_in_days)")
+    now = datetime.now(UTC)
+    expires_at = data.expiry(now)
+    if expires_at <= now:
+        raise Invalid("The key's expiry must be in the future")
+    if expires_at > now + timedelta(days=max_days, minutes=1):
+        raise Invalid(f"An API key lives at most {max_days} days")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         name=data.name,
@@ -498,7 +502,7 @@ async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | Non
         role=data.role.value,
         organisation_id=data.organisation_id,
         created_by=created_by,
-        expires_at=datetime.now(UTC) + timedelta(days=data.expires_in_days),
+        expires_at=expires_at,
         scopes=json.dumps(data.scopes),
     )
     async with db.transaction() as session:
