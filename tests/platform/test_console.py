@@ -182,7 +182,7 @@ async def test_staff_register_approve_and_figures_change_live(browser: Browser, 
     await expect(home.get_by_role("heading", name="District figures")).to_be_visible()
     members = home.locator('[data-figure="members_total"]')
     before = int(re.sub(r"\D", "", await members.inner_text()) or 0)
-    await check(home, platform, "home", "home")
+    await check(home, platform, "home")
 
     work = await home.context.new_page()
     work.on("dialog", lambda dialog: dialog.accept())
@@ -227,6 +227,7 @@ async def test_staff_register_approve_and_figures_change_live(browser: Browser, 
     # the home page, never reloaded, counts one more member and tells who joined
     await expect(members).to_have_text(str(before + 1), timeout=LONG)
     await expect(home.locator("[data-feed]")).to_contain_text("CellForge Toscana S.r.l. joined", timeout=LONG)
+    await check(home, platform, "home (after the live update)", "home-live")
 
     # the welcome mail reached the catcher
     async def welcome() -> bool:

@@ -61,7 +61,7 @@ async def create_list(request: Request, user: StaffDep) -> Response:
 
 @router.get("/newsletter/subscribers")
 async def subscribers(request: Request, user: StaffDep, q: str = "", status: str = "", list: str = "") -> Response:
-    params = {"limit": 500, "status": status or None, "list": list or None}
+    params = {"limit": 200, "status": status or None, "list": list or None}
     page = await gateway_of(request).get(f"{API}/subscribers", user.token, params=params)
     rows = items(page)
     needle = q.strip().lower()[:200]
