@@ -111,5 +111,20 @@ async def test_a_partner_filters_within_its_grant(
                 if line.startswith(": heartbeat"):
                     break
         assert not any(line.startswith("data:") for line in lines), lines  # only joined events exist
+
+        # A partner deactivated while its stream is open stops receiving: the stream ends.
+        async with (
+            proc.client(principal=PARTNER, timeout=httpx.Timeout(10, read=30)) as client,
+            client.stream("GET", "/stream") as response,
+        ):
+            assert response.status_code == 200
+            lines = []
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if line.startswith(": heartbeat"):
+                    async with proc.client() as admin:
+                        pid = (await admin.get("/partners")).json()["items"][0]["id"]
+                        assert (await admin.patch(f"/partners/{pid}", json={"active": False})).status_code == 200
+        assert sum(line.startswith("data:") for line in lines) == 2  # the two events, then the end
     finally:
         proc.kill()

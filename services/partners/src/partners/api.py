@@ -102,19 +102,26 @@ async def stream(
     except ValueError:
         raise Invalid("Last-Event-ID must be a position this stream sent (a non-negative integer)") from None
     return StreamingResponse(
-        _events(request, d, selected, position),
+        _events(request, d, partner.id, selected, position),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _events(request: Request, d: service.Deps, types: list[str], position: int) -> AsyncIterator[bytes]:
+async def _events(
+    request: Request, d: service.Deps, partner_id: str, types: list[str], position: int
+) -> AsyncIterator[bytes]:
     """The stream: log rows after ``position``, one batch at a time (the client's pace bounds memory:
-    nothing is read before the previous batch was written), heartbeats when idle."""
+    nothing is read before the previous batch was written), heartbeats when idle. The grant is read
+    again before each batch: a partner deactivated (or a type withdrawn) stops receiving at once,
+    not at its next reconnection."""
     settings = d.settings
     yield b"retry: 2000\n\n"
     idle = 0.0
     while True:
+        types = await service.still_granted(d, partner_id, types)
+        if not types:
+            return
         rows = await service.read_log(d, position, types, settings.stream_batch_size)
         for row in rows:
             assert row.seq is not None

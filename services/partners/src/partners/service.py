@@ -204,6 +204,15 @@ async def partner_of(deps: Deps, principal: Principal) -> Partner:
     return partner
 
 
+async def still_granted(deps: Deps, partner_id: str, types: Sequence[str]) -> list[str]:
+    """Which of ``types`` the partner may still receive (none when it is inactive or gone)."""
+    async with deps.db.read() as session:
+        partner = await session.get(Partner, partner_id)
+    if partner is None or not partner.active:
+        return []
+    return [t for t in types if t in partner.event_types]
+
+
 # --- webhook endpoints
 
 
