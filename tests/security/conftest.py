@@ -22,7 +22,7 @@ import pytest
 
 from distretto_shared.testing import POSTGRES_ENV, DatabaseTarget, ServiceProcess, drop_schema, free_port, wait_for
 
-SERVICES = ("membership", "projects", "newsletter", "matchmaking")
+SERVICES = ("membership", "projects", "newsletter", "matchmaking", "partners")
 ADMIN = {"email": "admin@security.example", "password": secrets.token_urlsafe(16)}
 
 
@@ -73,7 +73,7 @@ async def _ready(url: str) -> bool:
 async def platform(
     request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
-    """The four services and a two-worker gateway, each a real process, on the session's broker."""
+    """The five services and a two-worker gateway, each a real process, on the session's broker."""
     backend = request.param
     root = tmp_path_factory.mktemp(f"security-{backend}")
     if backend == "sqlite":

@@ -120,7 +120,13 @@ async def test_metrics_and_readiness_details_are_for_operators(platform: Platfor
         ready = await gw.get("/readyz")
         assert ready.status_code == 200
         assert "127.0.0.1" not in ready.text and "url" not in ready.text, ready.text
-        assert set(ready.json()["checks"]["upstreams"]) == {"membership", "projects", "newsletter", "matchmaking"}
+        assert set(ready.json()["checks"]["upstreams"]) == {
+            "membership",
+            "projects",
+            "newsletter",
+            "matchmaking",
+            "partners",
+        }
         health = await gw.get("/healthz")
         assert "127.0.0.1" not in health.text, health.text
         detailed = await gw.get("/readyz", headers=operator)
