@@ -271,6 +271,11 @@ POLICY: tuple[Rule, ...] = (
     _r("GET", "/api/newsletter/campaigns/{campaign_id}/deliveries", STAFF_UP, "a campaign's deliveries"),
     _r("POST", "/api/newsletter/digest", STAFF_UP, "build the digest now"),
     _r("GET", "/api/newsletter/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
+    _r("GET,POST", "/api/newsletter/segments", STAFF_UP, "segments (saved audience rules)"),
+    _r("POST", "/api/newsletter/segments/preview", STAFF_UP, "an unsaved rule's count and members"),
+    _r("GET,PATCH,DELETE", "/api/newsletter/segments/{segment}", STAFF_UP, "one segment"),
+    _r("GET", "/api/newsletter/segments/{segment}/count", STAFF_UP, "a segment's live count"),
+    _r("GET", "/api/newsletter/segments/{segment}/sample", STAFF_UP, "a segment's members, paginated"),
     _r("*", "/api/newsletter/{rest:path}", STAFF_UP, "anything else: the service's health, metrics, OpenAPI"),
     # --- matchmaking (services/matchmaking/src/matchmaking/api.py)
     # Anonymised opportunities are public. Members reach opportunities, rankings and matches,

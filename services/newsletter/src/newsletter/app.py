@@ -12,7 +12,7 @@ from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
-from newsletter import api, consumers, service
+from newsletter import api, audience, consumers, segments, service
 from newsletter.config import Settings
 from newsletter.delivery import DeliveryEngine
 
@@ -63,12 +63,13 @@ def _interval(name: str) -> Any:
 SPEC = ServiceSpec(
     name="newsletter",
     settings_cls=Settings,
-    routers=[api.router],
+    routers=[api.router, segments.router],
     migrations=MIGRATIONS,
-    consumers=[consumers.consumers],
+    consumers=[consumers.consumers, audience.consumers],
     topics=[
         contracts.SUBSCRIBER_TOPIC,
         contracts.CAMPAIGN_TOPIC,
+        contracts.SEGMENT_TOPIC,
         membership.ORGANISATION_TOPIC,
         membership.CONTACT_TOPIC,
         projects.PROJECT_TOPIC,
@@ -82,6 +83,8 @@ SPEC = ServiceSpec(
         contracts.CampaignStarted,
         contracts.CampaignFinished,
         contracts.DeliveryFailed,
+        contracts.SegmentCreated,
+        contracts.SegmentChanged,
     ],
     periodic=[
         PeriodicJob("newsletter-scheduler", _interval("scheduler_interval"), scheduler),

@@ -268,6 +268,8 @@ class Campaign(SQLModel, table=True):
     template_id: str = Field(foreign_key="template.id", max_length=32)
     lists: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
     interests: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
+    segments: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False, server_default="[]"))
+    """Segment ids: when given, only subscribers of the lists who are in at least one of them."""
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
     kind: str = Field(default="regular", max_length=20)
     status: str = Field(default="draft", max_length=20, index=True)
@@ -288,6 +290,8 @@ class CampaignCreate(Strict):
     """List ids or slugs."""
     interests: list[str] = PField(default_factory=list, max_length=30)
     """When given, only subscribers sharing at least one of these interests."""
+    segments: list[str] = PField(default_factory=list, max_length=20)
+    """Segment ids or names: when given, only subscribers of the lists who are in at least one of them."""
     data: dict[str, Any] = PField(default_factory=dict)
 
     _interests = field_validator("interests")(_interests)
@@ -299,6 +303,7 @@ class CampaignUpdate(Strict):
     template_id: str | None = PField(default=None, min_length=1, max_length=32)
     lists: list[str] | None = PField(default=None, min_length=1, max_length=50)
     interests: list[str] | None = PField(default=None, max_length=30)
+    segments: list[str] | None = PField(default=None, max_length=20)
     data: dict[str, Any] | None = None
 
     @field_validator("interests")
@@ -343,6 +348,7 @@ class CampaignPublic(BaseModel):
     template_id: str
     lists: list[str]
     interests: list[str]
+    segments: list[str] = []
     data: dict[str, Any]
     kind: str
     status: str
@@ -486,6 +492,8 @@ class MemberContact(SQLModel, table=True):
     first_name: str = Field(default="", max_length=200)
     last_name: str = Field(default="", max_length=200)
     language: str = Field(default="it", max_length=10)
+    role: str = Field(default="", max_length=200)
+    """The contact's role in its organisation, fetched with the name (segments select on it)."""
     consent_newsletter: bool = False
     details_due: bool = False
     """The event said the contact consents; name and address are still to be fetched from membership."""

@@ -23,7 +23,7 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
-from newsletter import delivery, domain
+from newsletter import delivery, domain, segments
 from newsletter.config import Settings
 from newsletter.models import (
     Bounce,
@@ -794,6 +794,7 @@ async def create_campaign(ctx: Ctx, data: CampaignCreate, *, kind: str = "regula
             template_id=data.template_id,
             lists=[lst.id for lst in lists],
             interests=data.interests,
+            segments=await segments.resolve(session, data.segments),
             data=data.data,
             kind=kind,
         )
@@ -813,6 +814,8 @@ async def update_campaign(ctx: Ctx, campaign_id: str, data: CampaignUpdate) -> C
             raise Invalid(f"no template {changes['template_id']!r}")
         if "lists" in changes:
             changes["lists"] = [lst.id for lst in await _resolve_lists(session, changes["lists"])]
+        if "segments" in changes:
+            changes["segments"] = await segments.resolve(session, changes["segments"])
         for k, v in changes.items():
             setattr(c, k, v)
         c.updated_at = utcnow()
@@ -872,6 +875,8 @@ async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
     )
     if c.interests:
         audience = audience.where(sa.exists().where(SI.c.subscriber_id == S.c.id, SI.c.interest.in_(c.interests)))
+    if c.segments:
+        audience = audience.where(await segments.audience_filter(session, list(c.segments)))
     now = utcnow()
     src = sa.select(
         sa.literal(c.id),
@@ -1349,7 +1354,7 @@ async def contact_changed(session: AsyncSession, ctx: Ctx, ref: membership_contr
     suppressed = await session.get(Suppression, ref.email_sha256) is not None
     consent = ref.consent_newsletter and not suppressed
     if contact.email_sha256 != ref.email_sha256 or not consent:
-        contact.email, contact.first_name, contact.last_name = "", "", ""
+        contact.email, contact.first_name, contact.last_name, contact.role = "", "", "", ""
     contact.organisation_id = ref.organisation_id
     contact.email_sha256 = ref.email_sha256
     contact.language = ref.language
@@ -1434,6 +1439,7 @@ async def fetch_contact_details(ctx: Ctx, client: httpx.AsyncClient | None = Non
                 contact.email = email
                 contact.first_name = domain.clean_header_text(str(data.get("first_name") or ""), limit=200)
                 contact.last_name = domain.clean_header_text(str(data.get("last_name") or ""), limit=200)
+                contact.role = " ".join(str(data.get("role") or "").split())[:200]
                 contact.details_due = False
                 await session.flush()
                 await _contact_known(session, ctx, contact)
@@ -1610,20 +1616,28 @@ async def build_digest(ctx: Ctx) -> CampaignPublic | None:
             lines = [{"title": i.title, "detail": i.detail} for i in items if i.kind == kind]
             if lines:
                 sections.append({"title": title, "items": lines})
-        c = Campaign(
-            name=f"Cluster digest {date.today().isoformat()}",
-            subject="{{ campaign.name }}",
-            template_id=template.id,
-            lists=[members.id],
-            data={"sections": sections},
-            kind="digest",
-        )
-        session.add(c)
-        await session.flush()
+        # Segments marked ``digest``: one campaign per segment, to its members only; none: the whole list.
+        targets: list[segments.Segment | None] = [*await segments.digest_segments(session)] or [None]
+        built: list[Campaign] = []
+        for target in targets:
+            name = f"Cluster digest {date.today().isoformat()}"
+            c = Campaign(
+                name=f"{name} — {target.name}" if target is not None else name,
+                subject="{{ campaign.name }}",
+                template_id=template.id,
+                lists=[members.id],
+                segments=[target.id] if target is not None else [],
+                data={"sections": sections},
+                kind="digest",
+            )
+            session.add(c)
+            await session.flush()
+            built.append(c)
         for i in items:
-            i.campaign_id = c.id
+            i.campaign_id = built[0].id
         if settings.digest_mode == "send":
-            await _start(session, ctx, c)
-        out = await _campaign_public(session, c, stats=False)
+            for c in built:
+                await _start(session, ctx, c)
+        out = await _campaign_public(session, built[0], stats=False)
     _wake(ctx)
     return out

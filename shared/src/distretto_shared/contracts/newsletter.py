@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from distretto_shared.events import Event
 from distretto_shared.topics import TopicSpec, register
 
 SUBSCRIBER_TOPIC = TopicSpec("newsletter.subscriber.v1", partitions=3)
 CAMPAIGN_TOPIC = TopicSpec("newsletter.campaign.v1", partitions=3)
-register(SUBSCRIBER_TOPIC, CAMPAIGN_TOPIC)
+SEGMENT_TOPIC = TopicSpec("newsletter.segment.v1", partitions=1)
+register(SUBSCRIBER_TOPIC, CAMPAIGN_TOPIC, SEGMENT_TOPIC)
 
 
 class _SubscriberEvent(Event):
@@ -80,3 +83,29 @@ class DeliveryFailed(_CampaignEvent):
     subscriber_id: str
     smtp_code: int | None = None
     reason: str = ""
+
+
+class _SegmentEvent(Event):
+    topic = SEGMENT_TOPIC.name
+    subject_field = "segment_id"
+
+    segment_id: str
+
+
+class SegmentCreated(_SegmentEvent):
+    """A segment (a saved rule over audience attributes, lists and interests) was defined."""
+
+    event_type = "distretto.newsletter.segment.created.v1"
+    name: str
+    rule: dict[str, Any]
+    digest: bool = False
+
+
+class SegmentChanged(_SegmentEvent):
+    """A segment's name, rule or automation changed, or it was deleted; carries the whole new state."""
+
+    event_type = "distretto.newsletter.segment.changed.v1"
+    name: str
+    rule: dict[str, Any]
+    digest: bool = False
+    deleted: bool = False

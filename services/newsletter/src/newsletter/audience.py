@@ -1,0 +1,232 @@
+"""Audience attributes kept in step by other services' events (what segments select on).
+
+Nothing here is personal data: an organisation's kind, sectors, size class, province and
+membership status (membership's organisation events), the EU projects it takes part in and its
+role in each (projects' events), and its competence keywords (membership's profile and the
+keywords of the matchmaking opportunities it published). A subscriber reaches these through
+``subscriber.contact_id`` → ``member_contact.organisation_id``; the contact's role is fetched
+from membership with the name and address (``member_contact.role``).
+
+The handlers run in their own consumer group (``newsletter.newsletter-audience``), so a new
+installation builds the read model from the beginning of the register's topics.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Column, Field, SQLModel
+
+from distretto_shared.consumer import Consumers
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.events import EventMeta
+from newsletter.models import utcnow
+
+# -- tables ----------------------------------------------------------------------------
+
+
+class AudienceOrganisation(SQLModel, table=True):
+    """An organisation's segmentable attributes (the latest profile and status seen)."""
+
+    __tablename__ = "audience_organisation"
+    organisation_id: str = Field(primary_key=True, max_length=64)
+    kind: str | None = Field(default=None, max_length=40, index=True)
+    size_class: str | None = Field(default=None, max_length=20, index=True)
+    province: str | None = Field(default=None, max_length=50, index=True)
+    status: str | None = Field(default=None, max_length=20, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class AudienceTag(SQLModel, table=True):
+    """One value of a many-valued attribute of an organisation: a sector or a competence keyword.
+
+    ``source`` says which event keeps it: ``membership`` (the profile: replaced at each profile
+    event) or ``opportunity:<id>`` (an opportunity's keywords: gone when it expires).
+    """
+
+    __tablename__ = "audience_tag"
+    facet: str = Field(primary_key=True, max_length=20)
+    value: str = Field(primary_key=True, max_length=200)
+    organisation_id: str = Field(primary_key=True, max_length=64, index=True)
+    source: str = Field(primary_key=True, max_length=80)
+
+
+class AudienceProject(SQLModel, table=True):
+    """An EU project as far as segments need it (its acronym, to name it in a rule)."""
+
+    __tablename__ = "audience_project"
+    project_id: str = Field(primary_key=True, max_length=64)
+    acronym: str = Field(default="", max_length=100, index=True)
+    status: str = Field(default="", max_length=40)
+
+
+class AudienceParticipation(SQLModel, table=True):
+    """A participant of a project's consortium, with its role and (once linked) its organisation."""
+
+    __tablename__ = "audience_participation"
+    project_id: str = Field(primary_key=True, max_length=64)
+    participant_id: str = Field(primary_key=True, max_length=64)
+    organisation_id: str | None = Field(default=None, max_length=64, index=True)
+    role: str = Field(default="participant", max_length=40)
+
+
+TABLES = ["audience_organisation", "audience_tag", "audience_project", "audience_participation"]
+
+PROFILE_SOURCE = "membership"
+
+
+def _norm(values: list[str] | tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        v = " ".join(str(v).split()).lower()[:200]
+        if v and v not in out:
+            out.append(v)
+    return out
+
+
+# -- use cases ---------------------------------------------------------------------------
+
+
+async def _organisation(session: AsyncSession, organisation_id: str) -> AudienceOrganisation:
+    org = await session.get(AudienceOrganisation, organisation_id)
+    if org is None:
+        org = AudienceOrganisation(organisation_id=organisation_id)
+        session.add(org)
+    return org
+
+
+async def _replace_tags(session: AsyncSession, organisation_id: str, source: str, tags: dict[str, list[str]]) -> None:
+    T = AudienceTag.__table__  # type: ignore[attr-defined]
+    await session.execute(sa.delete(T).where(T.c.organisation_id == organisation_id, T.c.source == source))
+    rows = [
+        {"facet": facet, "value": value, "organisation_id": organisation_id, "source": source}
+        for facet, values in tags.items()
+        for value in _norm(values)
+    ]
+    if rows:
+        await session.execute(sa.insert(T), rows)
+
+
+async def profile_seen(
+    session: AsyncSession, profile: membership.OrganisationProfile, *, status: str | None = None
+) -> None:
+    """OrganisationRegistered / Updated / Joined: the whole profile replaces what was kept."""
+    org = await _organisation(session, profile.organisation_id)
+    org.kind = profile.kind
+    org.size_class = profile.size_class
+    org.province = (profile.province or "").strip().upper()[:50] or None
+    org.status = status or profile.status
+    org.updated_at = utcnow()
+    await session.flush()
+    await _replace_tags(
+        session,
+        profile.organisation_id,
+        PROFILE_SOURCE,
+        {"sector": profile.sectors, "keyword": [*profile.competences, *profile.keywords]},
+    )
+
+
+async def status_changed(session: AsyncSession, organisation_id: str, status: str) -> None:
+    """Suspended / lapsed / left / rejected: the events carry no profile, only the new status."""
+    org = await _organisation(session, organisation_id)
+    org.status = status
+    org.updated_at = utcnow()
+
+
+async def project_seen(session: AsyncSession, project: projects.ProjectSummary) -> None:
+    row = await session.get(AudienceProject, project.project_id)
+    if row is None:
+        row = AudienceProject(project_id=project.project_id)
+        session.add(row)
+    row.acronym = project.acronym[:100]
+    row.status = project.status[:40]
+
+
+async def participant_seen(
+    session: AsyncSession, project_id: str, participant_id: str, *, organisation_id: str | None, role: str | None
+) -> None:
+    row = await session.get(AudienceParticipation, (project_id, participant_id))
+    if row is None:
+        row = AudienceParticipation(project_id=project_id, participant_id=participant_id)
+        session.add(row)
+    if organisation_id:
+        row.organisation_id = organisation_id
+    if role:
+        row.role = role[:40]
+
+
+async def opportunity_published(session: AsyncSession, event: matchmaking.OpportunityPublished) -> None:
+    if event.owner_organisation_id:
+        await _replace_tags(
+            session, event.owner_organisation_id, f"opportunity:{event.opportunity_id}", {"keyword": event.keywords}
+        )
+
+
+async def opportunity_expired(session: AsyncSession, opportunity_id: str) -> None:
+    T = AudienceTag.__table__  # type: ignore[attr-defined]
+    await session.execute(sa.delete(T).where(T.c.source == f"opportunity:{opportunity_id}"))
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+consumers = Consumers("newsletter-audience")
+
+
+@consumers.handles(membership.OrganisationRegistered, membership.OrganisationUpdated)
+async def on_profile(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    await profile_seen(session, event.profile)
+
+
+@consumers.handles(membership.OrganisationJoined)
+async def on_joined(session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+    await profile_seen(session, event.profile, status="active")
+
+
+STATUS_OF: dict[str, str] = {
+    membership.OrganisationSuspended.event_type: "suspended",
+    membership.OrganisationLapsed.event_type: "lapsed",
+    membership.OrganisationLeft.event_type: "left",
+    membership.OrganisationRejected.event_type: "rejected",
+}
+
+
+@consumers.handles(
+    membership.OrganisationSuspended,
+    membership.OrganisationLapsed,
+    membership.OrganisationLeft,
+    membership.OrganisationRejected,
+)
+async def on_status(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    await status_changed(session, event.organisation_id, STATUS_OF[event.event_type])
+
+
+@consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)
+async def on_project(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+    await project_seen(session, event.project)
+
+
+@consumers.handles(projects.ParticipantAdded)
+async def on_participant(session: AsyncSession, event: projects.ParticipantAdded, meta: EventMeta) -> None:
+    await participant_seen(
+        session, event.project_id, event.participant_id, organisation_id=event.organisation_id, role=event.role
+    )
+
+
+@consumers.handles(projects.ParticipantLinked)
+async def on_linked(session: AsyncSession, event: projects.ParticipantLinked, meta: EventMeta) -> None:
+    await participant_seen(
+        session, event.project_id, event.participant_id, organisation_id=event.organisation_id, role=None
+    )
+
+
+@consumers.handles(matchmaking.OpportunityPublished)
+async def on_opportunity(session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta) -> None:
+    await opportunity_published(session, event)
+
+
+@consumers.handles(matchmaking.OpportunityExpired)
+async def on_expired(session: AsyncSession, event: matchmaking.OpportunityExpired, meta: EventMeta) -> None:
+    await opportunity_expired(session, event.opportunity_id)

@@ -1,0 +1,580 @@
+"""Segments: saved, named rules over the audience attributes, lists and interests.
+
+A rule is a tree of groups (``all`` / ``any`` / ``none`` of the rules below) and conditions
+(``{"field": "sector", "any_of": [...]}``, or ``all_of`` / ``none_of``). It compiles to one SQL
+query (SQLAlchemy Core, the same on SQLite and PostgreSQL) over the subscriber table: correlated
+``EXISTS`` sub-queries on the read model of :mod:`newsletter.audience`. A segment's members are
+always subscribers who are not suppressed and have a confirmed subscription (recorded consent);
+a campaign that targets segments sends to the subscribers confirmed on its lists who are in at
+least one of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, Discriminator, Tag, model_validator
+from pydantic import Field as PField
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Column, Field, SQLModel, col, func, select
+
+from distretto_shared.app import ServiceContext
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.identity import Principal
+from distretto_shared.outbox import add_event
+from distretto_shared.web import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Page,
+    PageParams,
+    current_principal,
+    make_page,
+    page_params,
+)
+from newsletter.audience import AudienceOrganisation, AudienceParticipation, AudienceProject, AudienceTag
+from newsletter.models import (
+    Campaign,
+    MailingList,
+    MemberContact,
+    Strict,
+    Subscriber,
+    SubscriberInterest,
+    Subscription,
+    new_id,
+    utcnow,
+)
+
+# -- rules -------------------------------------------------------------------------------
+
+KINDS = ("company", "university", "research_institute", "hospital", "health_authority", "foundation", "other")
+STATUSES = ("applied", "active", "rejected", "suspended", "lapsed", "left")
+SIZE_CLASSES = ("micro", "small", "medium", "large")
+PROJECT_ROLES = ("coordinator", "participant", "associatedPartner", "thirdParty")
+CLOSED_VALUES: dict[str, tuple[str, ...]] = {"kind": KINDS, "status": STATUSES, "size_class": SIZE_CLASSES}
+
+FieldName = Literal[
+    "kind", "sector", "size_class", "province", "status", "role", "project", "keyword", "list", "interest"
+]
+MAX_DEPTH = 5
+MAX_CONDITIONS = 50
+
+
+class Condition(Strict):
+    """One attribute against a set of values: exactly one of ``any_of``, ``all_of``, ``none_of``."""
+
+    field: FieldName
+    any_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
+    all_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
+    none_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
+    project_role: list[Literal["coordinator", "participant", "associatedPartner", "thirdParty"]] | None = PField(
+        default=None, min_length=1, max_length=4
+    )
+    """Only with ``field: project``: the organisation takes part in that role."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Condition:
+        given = [name for name in ("any_of", "all_of", "none_of") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a condition needs exactly one of any_of, all_of, none_of")
+        if self.project_role is not None and self.field != "project":
+            raise ValueError("project_role goes only with field 'project'")
+        values = self.values
+        if any(not v.strip() or len(v) > 200 for v in values):
+            raise ValueError("values are 1–200 characters each")
+        allowed = CLOSED_VALUES.get(self.field)
+        if allowed is not None:
+            bad = [v for v in values if v.strip().lower() not in allowed]
+            if bad:
+                raise ValueError(f"unknown {self.field} {bad!r}; one of {list(allowed)}")
+        return self
+
+    @property
+    def op(self) -> str:
+        return next(name for name in ("any_of", "all_of", "none_of") if getattr(self, name) is not None)
+
+    @property
+    def values(self) -> list[str]:
+        return list(getattr(self, self.op) or [])
+
+
+class Group(Strict):
+    """Exactly one of: ``all`` (every rule holds), ``any`` (one holds), ``none`` (no rule holds)."""
+
+    all: list[Rule] | None = PField(default=None, min_length=1, max_length=50)
+    any: list[Rule] | None = PField(default=None, min_length=1, max_length=50)
+    none: list[Rule] | None = PField(default=None, min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _one(self) -> Group:
+        if sum(x is not None for x in (self.all, self.any, self.none)) != 1:
+            raise ValueError("a group needs exactly one of all, any, none")
+        return self
+
+    @property
+    def op(self) -> str:
+        return "all" if self.all is not None else "any" if self.any is not None else "none"
+
+    @property
+    def rules(self) -> list[Rule]:
+        return list(self.all or self.any or self.none or [])
+
+
+def _kind(value: Any) -> str:
+    return (
+        "condition"
+        if isinstance(value, dict | Condition) and (not isinstance(value, dict) or "field" in value)
+        else "group"
+    )
+
+
+Rule = Annotated[Annotated[Condition, Tag("condition")] | Annotated[Group, Tag("group")], Discriminator(_kind)]
+Group.model_rebuild()
+
+
+def check_rule(rule: Rule) -> None:
+    """Depth and size limits (a rule is run against every subscriber: keep it bounded)."""
+    count = 0
+
+    def walk(node: Rule, depth: int, where: str) -> None:
+        nonlocal count
+        if depth > MAX_DEPTH:
+            raise Invalid(f"rule nested deeper than {MAX_DEPTH} groups", details={"at": where})
+        if isinstance(node, Condition):
+            count += 1
+            if count > MAX_CONDITIONS:
+                raise Invalid(f"rule has more than {MAX_CONDITIONS} conditions", details={"at": where})
+            return
+        for i, child in enumerate(node.rules):
+            walk(child, depth + 1, f"{where}.{node.op}[{i}]")
+
+    walk(rule, 1, "rule")
+
+
+# -- compiling -------------------------------------------------------------------------------
+
+S = Subscriber.__table__  # type: ignore[attr-defined]
+SS = Subscription.__table__  # type: ignore[attr-defined]
+SI = SubscriberInterest.__table__  # type: ignore[attr-defined]
+ML = MailingList.__table__  # type: ignore[attr-defined]
+MC = MemberContact.__table__  # type: ignore[attr-defined]
+AO = AudienceOrganisation.__table__  # type: ignore[attr-defined]
+AT = AudienceTag.__table__  # type: ignore[attr-defined]
+AP = AudienceProject.__table__  # type: ignore[attr-defined]
+APJ = AudienceParticipation.__table__  # type: ignore[attr-defined]
+
+
+def _norm(field: str, value: str) -> str:
+    value = " ".join(value.split())
+    if field == "province":
+        return value.upper()
+    if field == "project":
+        return value
+    return value.lower()
+
+
+def _org_exists(table: sa.Table, on: str, *where: Any) -> ColumnElement[bool]:
+    """The subscriber is a member contact of an organisation for which ``where`` holds.
+
+    ``where`` is a function of the contact alias (each sub-query has its own, so none correlates
+    with another's or with an outer query's ``member_contact``)."""
+    mc = MC.alias()
+    return sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(mc.join(table, table.c[on] == mc.c.organisation_id))
+        .where(mc.c.contact_id == S.c.contact_id, *where)
+    )
+
+
+def _match(cond: Condition, values: list[str]) -> ColumnElement[bool]:
+    """The subscriber has at least one of ``values`` for the condition's field."""
+    field = cond.field
+    if field in ("kind", "size_class", "province", "status"):
+        return _org_exists(AO, "organisation_id", AO.c[field].in_(values))
+    if field in ("sector", "keyword"):
+        return _org_exists(AT, "organisation_id", AT.c.facet == field, AT.c.value.in_(values))
+    if field == "role":
+        mc = MC.alias()
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(mc)
+            .where(mc.c.contact_id == S.c.contact_id, func.lower(mc.c.role).in_(values))
+        )
+    if field == "project":
+        by_acronym = sa.select(AP.c.project_id).where(func.lower(AP.c.acronym).in_([v.lower() for v in values]))
+        where = [sa.or_(APJ.c.project_id.in_(values), APJ.c.project_id.in_(by_acronym))]
+        if cond.project_role:
+            where.append(APJ.c.role.in_(list(cond.project_role)))
+        return _org_exists(APJ, "organisation_id", *where)
+    if field == "list":
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(SS.join(ML, ML.c.id == SS.c.list_id))
+            .where(SS.c.subscriber_id == S.c.id, SS.c.status == "confirmed", ML.c.slug.in_(values))
+        )
+    if field == "interest":
+        return sa.exists(
+            sa.select(sa.literal(1)).select_from(SI).where(SI.c.subscriber_id == S.c.id, SI.c.interest.in_(values))
+        )
+    raise AssertionError(field)  # pragma: no cover - FieldName is closed
+
+
+def compile_rule(rule: Rule) -> ColumnElement[bool]:
+    """The rule as one boolean SQL expression over the ``subscriber`` table."""
+    if isinstance(rule, Condition):
+        values = list(dict.fromkeys(_norm(rule.field, v) for v in rule.values))
+        if rule.op == "any_of":
+            return _match(rule, values)
+        if rule.op == "all_of":
+            return sa.and_(*(_match(rule, [v]) for v in values))
+        return sa.not_(_match(rule, values))
+    parts = [compile_rule(child) for child in rule.rules]
+    if rule.op == "all":
+        return sa.and_(*parts)
+    if rule.op == "any":
+        return sa.or_(*parts)
+    return sa.not_(sa.or_(*parts))
+
+
+def consenting() -> ColumnElement[bool]:
+    """Not suppressed and confirmed on at least one list: recorded consent."""
+    return sa.and_(
+        S.c.suppressed.is_(False),
+        sa.exists(
+            sa.select(sa.literal(1)).select_from(SS).where(SS.c.subscriber_id == S.c.id, SS.c.status == "confirmed")
+        ),
+    )
+
+
+def members_query(rule: Rule) -> sa.Select[Any]:
+    """``SELECT subscriber.id`` of the segment's members."""
+    return sa.select(S.c.id).where(consenting(), compile_rule(rule))
+
+
+# -- tables and shapes ---------------------------------------------------------------------------
+
+
+class Segment(SQLModel, table=True):
+    """A saved, named rule."""
+
+    __tablename__ = "segment"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200, unique=True)
+    description: str = Field(default="", max_length=2000)
+    rule: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
+    digest: bool = False
+    """The cluster digest goes (also) to this segment, as its own campaign."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+TABLES = ["segment"]
+
+
+class SegmentCreate(Strict):
+    name: str = PField(min_length=1, max_length=200)
+    description: str = PField(default="", max_length=2000)
+    rule: Rule
+    digest: bool = False
+    """When any segment has it, the digest is sent per such segment, to its members only."""
+
+
+class SegmentUpdate(Strict):
+    name: str | None = PField(default=None, min_length=1, max_length=200)
+    description: str | None = PField(default=None, max_length=2000)
+    rule: Rule | None = None
+    digest: bool | None = None
+
+
+class SegmentPreview(Strict):
+    rule: Rule
+
+
+class SegmentPublic(BaseModel):
+    id: str
+    name: str
+    description: str
+    rule: dict[str, Any]
+    digest: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentCount(BaseModel):
+    count: int
+
+
+class SegmentMember(BaseModel):
+    subscriber_id: str
+    email: str
+    name: str
+    organisation_id: str | None = None
+
+
+def _dump(rule: Rule) -> dict[str, Any]:
+    return rule.model_dump(exclude_none=True)  # type: ignore[union-attr]
+
+
+def parse_rule(raw: dict[str, Any]) -> Rule:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Rule).validate_python(raw)  # type: ignore[no-any-return]
+
+
+async def _check_references(session: AsyncSession, rule: Rule) -> None:
+    """Lists named in a rule must exist (a typo would silently select nobody)."""
+    slugs: set[str] = set()
+
+    def walk(node: Rule) -> None:
+        if isinstance(node, Condition):
+            if node.field == "list":
+                slugs.update(_norm("list", v) for v in node.values)
+            return
+        for child in node.rules:
+            walk(child)
+
+    walk(rule)
+    if slugs:
+        known = set((await session.execute(sa.select(ML.c.slug).where(ML.c.slug.in_(sorted(slugs))))).scalars())
+        missing = sorted(slugs - known)
+        if missing:
+            raise Invalid(f"no list {missing!r}", details={"lists": missing})
+
+
+async def _validated(session: AsyncSession, rule: Rule) -> Rule:
+    check_rule(rule)
+    await _check_references(session, rule)
+    return rule
+
+
+def _public(s: Segment) -> SegmentPublic:
+    return SegmentPublic(**s.model_dump())
+
+
+async def _load(session: AsyncSession, ref: str) -> Segment:
+    seg = await session.get(Segment, ref)
+    if seg is None:
+        seg = (await session.execute(select(Segment).where(Segment.name == ref))).scalar_one_or_none()
+    if seg is None:
+        raise NotFound(f"no segment {ref!r}")
+    return seg
+
+
+async def _name_free(session: AsyncSession, name: str, own_id: str | None = None) -> None:
+    other = (await session.execute(select(Segment.id).where(Segment.name == name))).scalar_one_or_none()
+    if other is not None and other != own_id:
+        raise Conflict(f"a segment named {name!r} exists", details={"segment_id": other})
+
+
+def _changed_event(seg: Segment, *, deleted: bool = False) -> contracts.SegmentChanged:
+    return contracts.SegmentChanged(segment_id=seg.id, name=seg.name, rule=seg.rule, digest=seg.digest, deleted=deleted)
+
+
+async def create_segment(ctx: ServiceContext, data: SegmentCreate) -> SegmentPublic:
+    async with ctx.db.transaction() as session:
+        await _validated(session, data.rule)
+        await _name_free(session, data.name)
+        seg = Segment(name=data.name, description=data.description, rule=_dump(data.rule), digest=data.digest)
+        session.add(seg)
+        await session.flush()
+        add_event(
+            session,
+            contracts.SegmentCreated(segment_id=seg.id, name=seg.name, rule=seg.rule, digest=seg.digest),
+            source=ctx.source,
+        )
+        return _public(seg)
+
+
+async def update_segment(ctx: ServiceContext, ref: str, data: SegmentUpdate) -> SegmentPublic:
+    async with ctx.db.transaction() as session:
+        seg = await _load(session, ref)
+        if data.rule is not None:
+            seg.rule = _dump(await _validated(session, data.rule))
+        if data.name is not None:
+            await _name_free(session, data.name, seg.id)
+            seg.name = data.name
+        if data.description is not None:
+            seg.description = data.description
+        if data.digest is not None:
+            seg.digest = data.digest
+        seg.updated_at = utcnow()
+        await session.flush()
+        add_event(session, _changed_event(seg), source=ctx.source)
+        return _public(seg)
+
+
+async def delete_segment(ctx: ServiceContext, ref: str) -> None:
+    async with ctx.db.transaction() as session:
+        seg = await _load(session, ref)
+        campaigns = (
+            await session.execute(
+                select(Campaign.id, Campaign.segments).where(col(Campaign.status).in_(["draft", "scheduled"]))
+            )
+        ).all()
+        using = sorted(cid for cid, segs in campaigns if seg.id in (segs or []))
+        if using:
+            raise Conflict("campaigns not yet started target this segment", details={"campaigns": using})
+        add_event(session, _changed_event(seg, deleted=True), source=ctx.source)
+        await session.delete(seg)
+
+
+async def get_segment(ctx: ServiceContext, ref: str) -> SegmentPublic:
+    async with ctx.db.read() as session:
+        return _public(await _load(session, ref))
+
+
+async def list_segments(ctx: ServiceContext, page: PageParams) -> tuple[list[SegmentPublic], int]:
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(Segment))).scalar_one()
+        rows = (
+            (await session.execute(select(Segment).order_by(col(Segment.name)).offset(page.offset).limit(page.limit)))
+            .scalars()
+            .all()
+        )
+        return [_public(s) for s in rows], total
+
+
+async def count_in(session: AsyncSession, rule: Rule) -> int:
+    q = sa.select(func.count()).select_from(S).where(consenting(), compile_rule(rule))
+    return int((await session.execute(q)).scalar_one())
+
+
+async def sample_in(session: AsyncSession, rule: Rule, page: PageParams) -> tuple[list[SegmentMember], int]:
+    total = await count_in(session, rule)
+    q = (
+        sa.select(S.c.id, S.c.email, S.c.name, MC.c.organisation_id)
+        .select_from(S.outerjoin(MC, MC.c.contact_id == S.c.contact_id))
+        .where(consenting(), compile_rule(rule))
+        .order_by(S.c.email, S.c.id)
+        .offset(page.offset)
+        .limit(page.limit)
+    )
+    rows = (await session.execute(q)).all()
+    return [SegmentMember(subscriber_id=r[0], email=r[1], name=r[2], organisation_id=r[3]) for r in rows], total
+
+
+async def count_segment(ctx: ServiceContext, ref: str) -> SegmentCount:
+    async with ctx.db.read() as session:
+        seg = await _load(session, ref)
+        return SegmentCount(count=await count_in(session, parse_rule(seg.rule)))
+
+
+async def sample_segment(ctx: ServiceContext, ref: str, page: PageParams) -> tuple[list[SegmentMember], int]:
+    async with ctx.db.read() as session:
+        seg = await _load(session, ref)
+        return await sample_in(session, parse_rule(seg.rule), page)
+
+
+async def preview(ctx: ServiceContext, rule: Rule, page: PageParams) -> tuple[list[SegmentMember], int]:
+    async with ctx.db.read() as session:
+        await _validated(session, rule)
+        return await sample_in(session, rule, page)
+
+
+# -- for campaigns and automations ----------------------------------------------------------------
+
+
+async def resolve(session: AsyncSession, refs: list[str]) -> list[str]:
+    """Segment ids for ids or names (422 for an unknown one)."""
+    out: list[str] = []
+    for ref in refs:
+        try:
+            seg = await _load(session, ref)
+        except NotFound as exc:
+            raise Invalid(f"no segment {ref!r}", details={"segments": [ref]}) from exc
+        if seg.id not in out:
+            out.append(seg.id)
+    return out
+
+
+async def audience_filter(session: AsyncSession, segment_ids: list[str]) -> ColumnElement[bool]:
+    """In at least one of these segments (their rules as they are now: called when a campaign starts)."""
+    rows = (await session.execute(select(Segment).where(col(Segment.id).in_(segment_ids)))).scalars().all()
+    missing = sorted(set(segment_ids) - {s.id for s in rows})
+    if missing:
+        raise Conflict(f"the campaign targets segments that no longer exist: {missing}", details={"segments": missing})
+    return sa.or_(*(compile_rule(parse_rule(s.rule)) for s in rows))
+
+
+async def digest_segments(session: AsyncSession) -> list[Segment]:
+    """The segments the digest goes to, one campaign each (none: the digest goes to the whole members list)."""
+    return list(
+        (await session.execute(select(Segment).where(col(Segment.digest).is_(True)).order_by(col(Segment.name))))
+        .scalars()
+        .all()
+    )
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+def staff_only(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """Segments read the whole audience: staff and admin only."""
+    if not principal.is_staff:
+        raise Forbidden("segments are for the foundation's staff")
+    return principal
+
+
+router = APIRouter(tags=["segments"], dependencies=[Depends(staff_only)])
+PageDep = Annotated[PageParams, Depends(page_params)]
+Ref = Annotated[str, Path(min_length=1, max_length=200, description="The segment's id or name")]
+
+
+def _ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Ctx = Annotated[ServiceContext, Depends(_ctx)]
+
+
+@router.post("/segments", status_code=201, response_model=SegmentPublic)
+async def create(data: SegmentCreate, ctx: Ctx) -> SegmentPublic:
+    """Save a named rule (422 with the reason for a bad one; 409 for a name in use)."""
+    return await create_segment(ctx, data)
+
+
+@router.get("/segments", response_model=Page[SegmentPublic])
+async def list_(ctx: Ctx, page: PageDep) -> Page[SegmentPublic]:
+    items, total = await list_segments(ctx, page)
+    return make_page(items, total, page)
+
+
+@router.post("/segments/preview", response_model=Page[SegmentMember])
+async def preview_(data: SegmentPreview, ctx: Ctx, page: PageDep) -> Page[SegmentMember]:
+    """An unsaved rule's members (``total`` is the count)."""
+    items, total = await preview(ctx, data.rule, page)
+    return make_page(items, total, page)
+
+
+@router.get("/segments/{segment}", response_model=SegmentPublic)
+async def get(segment: Ref, ctx: Ctx) -> SegmentPublic:
+    return await get_segment(ctx, segment)
+
+
+@router.patch("/segments/{segment}", response_model=SegmentPublic)
+async def update(segment: Ref, data: SegmentUpdate, ctx: Ctx) -> SegmentPublic:
+    return await update_segment(ctx, segment, data)
+
+
+@router.delete("/segments/{segment}", status_code=204)
+async def delete(segment: Ref, ctx: Ctx) -> None:
+    """409 while a draft or scheduled campaign targets it."""
+    await delete_segment(ctx, segment)
+
+
+@router.get("/segments/{segment}/count", response_model=SegmentCount)
+async def count(segment: Ref, ctx: Ctx) -> SegmentCount:
+    """How many subscribers the segment holds now (consenting, not suppressed)."""
+    return await count_segment(ctx, segment)
+
+
+@router.get("/segments/{segment}/sample", response_model=Page[SegmentMember])
+async def sample(segment: Ref, ctx: Ctx, page: PageDep) -> Page[SegmentMember]:
+    """The segment's members now, a page at a time, by address."""
+    items, total = await sample_segment(ctx, segment, page)
+    return make_page(items, total, page)

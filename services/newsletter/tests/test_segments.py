@@ -1,0 +1,310 @@
+"""Segments over a register built from events on the real broker: exact recipients, a count that
+follows the register, bad rules refused, staff only."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.identity import Principal
+from distretto_shared.testing import (
+    DatabaseTarget,
+    headers_of,
+    identity_headers,
+    publish_events,
+    read_topic,
+    service_client,
+)
+from distretto_shared.topics import ensure_topics
+from newsletter import service
+from newsletter.app import SPEC, create_app
+
+from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, wait_until
+from .test_consumers import PEOPLE, contact, membership_api
+
+TODAY = date.today()
+
+
+def org(
+    oid: str, name: str, kind: str, sectors: list[str], size: str | None, province: str, **kw: Any
+) -> membership.OrganisationProfile:
+    return membership.OrganisationProfile(
+        organisation_id=oid, name=name, kind=kind, sectors=sectors, size_class=size, province=province, **kw
+    )
+
+
+ORGS = {
+    "o1": org("o1", "Pisa Biotech", "company", ["biotech"], "small", "PI", competences=["Genomics"]),
+    "o2": org("o2", "Siena Pharma", "company", ["pharma"], "medium", "SI"),
+    "o3": org("o3", "Firenze Devices", "company", ["medical devices"], "micro", "FI"),
+    "o4": org("o4", "Lucca Pharma Group", "company", ["pharma"], "large", "LU"),
+    "o5": org("o5", "Università di Pisa", "university", ["biotech"], None, "PI"),
+    "o6": org("o6", "Arezzo Bio", "company", ["biotech"], "small", "AR"),
+}
+
+# contact id → (organisation, address, consents to the newsletter, role)
+CONTACTS = {
+    "c1": ("o1", "ceo@pisabiotech.example", True, "CEO"),
+    "c2": ("o1", "no-news@pisabiotech.example", False, "CTO"),
+    "c3": ("o2", "rd@sienapharma.example", True, "R&D manager"),
+    "c4": ("o3", "info@firenzedevices.example", True, "CEO"),
+    "c5": ("o4", "bd@luccapharma.example", True, "Business development"),
+    "c6": ("o5", "tto@unipi.example", True, "Technology transfer officer"),
+    "c7": ("o6", "ceo@arezzobio.example", True, "CEO"),
+}
+
+
+def register_events() -> list[Any]:
+    events: list[Any] = []
+    for oid, profile in ORGS.items():
+        events.append(membership.OrganisationRegistered(organisation_id=oid, profile=profile))
+        events.append(membership.OrganisationJoined(organisation_id=oid, profile=profile, joined_on=TODAY))
+    events.append(membership.OrganisationSuspended(organisation_id="o6", reason="unpaid fee"))
+    for cid, (oid, email, consent, role) in CONTACTS.items():
+        ref = contact(cid, oid, email, consent)
+        PEOPLE[cid]["role"] = role
+        events.append(membership.ContactAdded(contact_id=cid, organisation_id=oid, contact=ref))
+    permed = projects.ProjectSummary(
+        project_id="p1", acronym="EP PerMed", title="Personalised medicine", status="SIGNED"
+    )
+    onco = projects.ProjectSummary(project_id="p2", acronym="ONCOTARGET", title="Targets", status="SIGNED")
+    events += [
+        projects.ProjectRegistered(project_id="p1", project=permed),
+        projects.ProjectRegistered(project_id="p2", project=onco),
+        projects.ParticipantAdded(
+            project_id="p1", participant_id="pa1", name="Università di Pisa", role="coordinator", organisation_id="o5"
+        ),
+        projects.ParticipantAdded(
+            project_id="p1", participant_id="pa2", name="Siena Pharma", role="participant", organisation_id="o2"
+        ),
+        projects.ParticipantAdded(project_id="p1", participant_id="pa3", name="Charité", role="participant"),
+        # Pisa Biotech takes part in ONCOTARGET, recognised as a member later
+        projects.ParticipantAdded(project_id="p2", participant_id="pb1", name="PISA BIOTECH SRL", role="participant"),
+        projects.ParticipantLinked(project_id="p2", participant_id="pb1", organisation_id="o1"),
+        matchmaking.OpportunityPublished(
+            opportunity_id="op1",
+            opportunity_type="technology_offer",
+            title="CAR-T manufacturing",
+            keywords=["CAR-T", "cell therapy"],
+            owner_organisation_id="o3",
+        ),
+    ]
+    return events
+
+
+SMES = {
+    "all": [
+        {"field": "sector", "any_of": ["pharma", "Biotech"]},
+        {"field": "size_class", "any_of": ["micro", "small", "medium"]},
+        {"field": "status", "any_of": ["active"]},
+    ]
+}
+PERMED = {"field": "project", "any_of": ["ep permed"]}
+SOUTH_OR_CART = {
+    "all": [
+        {"any": [{"field": "province", "any_of": ["si", "AR", "GR"]}, {"field": "keyword", "any_of": ["car-t"]}]},
+        {"none": [{"field": "status", "any_of": ["suspended", "lapsed"]}]},
+    ]
+}
+
+
+async def test_segments_follow_the_register(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    await ensure_topics(kafka_bootstrap, SPEC.topics)
+    settings = make_settings(
+        database, kafka_bootstrap, sink, membership_url="http://127.0.0.1:9", contact_fetch_interval=3600
+    )
+    app = create_app(settings)
+    async with service_client(app) as client, membership_api([]) as members_api:
+        await publish_events(kafka_bootstrap, register_events())
+
+        # a subscriber of a public list who is no member: in no register segment
+        await setup_list(client, "news")
+        await add_subscriber(client, "reader@example.org", ["news"], interests=["biotech"])
+
+        async def register_known() -> bool:
+            await service.fetch_contact_details(app.state.ctx, client=members_api)
+            r = await client.post("/segments/preview", json={"rule": SOUTH_OR_CART})
+            emails = {m["email"] for m in r.json()["items"]}
+            return (
+                emails == {"rd@sienapharma.example", "info@firenzedevices.example"}
+                and (
+                    await client.post("/segments/preview", json={"rule": {"field": "role", "any_of": ["ceo"]}})
+                ).json()["total"]
+                == 3  # c1, c4 and c7 (c7's organisation is suspended: role alone does not look at it)
+            )
+
+        await wait_until(register_known, what="the register in the audience read model")
+
+        segs = {}
+        for name, rule in [
+            ("SMEs pharma biotech", SMES),
+            ("EP PerMed partners", PERMED),
+            ("South or CAR-T", SOUTH_OR_CART),
+        ]:
+            r = await client.post("/segments", json={"name": name, "rule": rule})
+            assert r.status_code == 201, r.text
+            segs[name] = r.json()
+
+        # the segment events are on the newsletter's topic, without any address
+        records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SEGMENT_TOPIC.name, min_count=3)
+        bodies = [json.loads(r.value) for r in records]
+        assert {b["name"] for b in bodies} == set(segs)
+        assert {headers_of(r)["ce_type"] for r in records} == {contracts.SegmentCreated.event_type}
+        assert "@" not in str(bodies)
+
+        expected = {
+            "SMEs pharma biotech": {"ceo@pisabiotech.example", "rd@sienapharma.example"},
+            "EP PerMed partners": {"rd@sienapharma.example", "tto@unipi.example"},
+            "South or CAR-T": {"rd@sienapharma.example", "info@firenzedevices.example"},
+        }
+        for name, seg in segs.items():
+            assert (await client.get(f"/segments/{seg['id']}/count")).json() == {"count": len(expected[name])}
+            page = (await client.get(f"/segments/{seg['id']}/sample", params={"limit": 1})).json()
+            assert page["total"] == len(expected[name]) and len(page["items"]) == 1
+            page2 = (await client.get(f"/segments/{seg['id']}/sample", params={"limit": 1, "offset": 1})).json()
+            assert {page["items"][0]["email"], page2["items"][0]["email"]} == expected[name]
+
+        # one campaign per segment, to the members list: exactly the segment's members get it
+        template = (
+            await client.post(
+                "/templates",
+                json={"name": "t", "subject": "{{ campaign.name }}", "body_html": "<p>x</p>", "body_text": "x"},
+            )
+        ).json()
+        for name, seg in segs.items():
+            r = await client.post(
+                "/campaigns",
+                json={
+                    "name": f"To {name}",
+                    "subject": "{{ campaign.name }}",
+                    "template_id": template["id"],
+                    "lists": ["members"],
+                    "segments": [seg["name"]],
+                },
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["segments"] == [seg["id"]]
+            started = (await client.post(f"/campaigns/{r.json()['id']}/start")).json()
+            assert started["recipients"] == len(expected[name])
+
+        def got(name: str) -> set[str]:
+            return {m.rcpt for m in sink.received if m.message["Subject"] == f"To {name}"}
+
+        await wait_until(lambda: all(got(n) == expected[n] for n in expected), what="the three campaigns delivered")
+        assert not any(m.rcpt == "no-news@pisabiotech.example" for m in sink.received)  # no consent: never
+
+        # the register changes: Firenze Devices moves into biotech; the SME segment's count follows
+        moved = ORGS["o3"].model_copy(update={"sectors": ["biotech", "medical devices"], "status": "active"})
+        await publish_events(kafka_bootstrap, [membership.OrganisationUpdated(organisation_id="o3", profile=moved)])
+
+        async def followed() -> bool:
+            r = await client.get(f"/segments/{segs['SMEs pharma biotech']['id']}/count")
+            return r.json()["count"] == 3  # type: ignore[no-any-return]
+
+        await wait_until(followed, what="the segment count following the sector change")
+        # and Siena Pharma leaves: out of every segment
+        await publish_events(kafka_bootstrap, [membership.OrganisationLeft(organisation_id="o2")])
+
+        async def left() -> bool:
+            r = await client.get(f"/segments/{segs['SMEs pharma biotech']['id']}/count")
+            return r.json()["count"] == 2  # type: ignore[no-any-return]
+
+        await wait_until(left, what="the segment count following the organisation leaving")
+
+        # the digest configured with a segment goes to that segment only
+        r = await client.patch(f"/segments/{segs['EP PerMed partners']['id']}", json={"digest": True})
+        assert r.status_code == 200 and r.json()["digest"] is True
+        digest = (await client.post("/digest")).json()
+        assert digest["segments"] == [segs["EP PerMed partners"]["id"]]
+        started = (await client.post(f"/campaigns/{digest['id']}/start")).json()
+        assert started["recipients"] == 2
+        await wait_until(
+            lambda: (
+                {m.rcpt for m in sink.received if m.message["Subject"] == digest["name"]}
+                == {"rd@sienapharma.example", "tto@unipi.example"}
+            ),
+            what="the digest delivered to the segment",
+        )
+
+        # a segment a draft campaign targets cannot be deleted; an unused one can
+        draft = await client.post(
+            "/campaigns",
+            json={
+                "name": "Draft",
+                "subject": "s",
+                "template_id": template["id"],
+                "lists": ["members"],
+                "segments": [segs["South or CAR-T"]["id"]],
+            },
+        )
+        assert (await client.delete(f"/segments/{segs['South or CAR-T']['id']}")).status_code == 409
+        assert draft.status_code == 201, draft.text
+        assert (await client.delete(f"/segments/{segs['SMEs pharma biotech']['id']}")).status_code == 204
+        assert (await client.get(f"/segments/{segs['SMEs pharma biotech']['id']}")).status_code == 404
+
+
+BAD_RULES: list[tuple[Any, str]] = [
+    ({"field": "colour", "any_of": ["red"]}, "field"),
+    ({"field": "sector", "any_of": ["pharma"], "none_of": ["biotech"]}, "exactly one of any_of"),
+    ({"field": "sector"}, "exactly one of any_of"),
+    ({"field": "sector", "any_of": []}, "at least 1"),
+    ({"field": "status", "any_of": ["sleeping"]}, "unknown status"),
+    ({"field": "size_class", "all_of": ["huge"]}, "unknown size_class"),
+    ({"field": "sector", "any_of": ["pharma"], "project_role": ["coordinator"]}, "project_role goes only"),
+    ({"all": [], "any": [{"field": "sector", "any_of": ["x"]}]}, "at least 1"),
+    ({"all": [{"field": "sector", "any_of": ["x"]}], "none": [{"field": "sector", "any_of": ["y"]}]}, "exactly one"),
+    ({"field": "list", "any_of": ["no-such-list"]}, "no list"),
+    ({"all": [{"all": [{"all": [{"all": [{"all": [{"field": "kind", "any_of": ["company"]}]}]}]}]}]}, "deeper"),
+    ({"any": [{"field": "sector", "any_of": [f"s{i}"]} for i in range(51)]}, "at most 50"),
+    ("sector = pharma", "rule"),
+]
+
+
+async def test_bad_rules_are_refused_and_segments_are_staff_only(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    settings = make_settings(database, kafka_bootstrap, sink)
+    app = create_app(settings)
+    async with service_client(app) as client:
+        for rule, reason in BAD_RULES:
+            for r in (
+                await client.post("/segments", json={"name": "bad", "rule": rule}),
+                await client.post("/segments/preview", json={"rule": rule}),
+            ):
+                assert r.status_code == 422, (rule, r.text)
+                assert reason in r.text, (rule, r.text)
+        assert (await client.get("/segments")).json()["total"] == 0  # nothing was saved
+
+        ok = {"name": "pharma", "rule": {"field": "sector", "any_of": ["pharma"]}}
+        assert (await client.post("/segments", json=ok)).status_code == 201
+        assert (await client.post("/segments", json=ok)).status_code == 409  # the name is taken
+        assert (await client.patch("/segments/pharma", json={"rule": {"field": "kind"}})).status_code == 422
+        assert (await client.get("/segments/nope/count")).status_code == 404
+        t = (
+            await client.post("/templates", json={"name": "t", "subject": "s", "body_html": "h", "body_text": "t"})
+        ).json()
+        await setup_list(client, "news")
+        r = await client.post(
+            "/campaigns",
+            json={"name": "c", "subject": "s", "template_id": t["id"], "lists": ["news"], "segments": ["no-such"]},
+        )
+        assert r.status_code == 422 and "no segment" in r.text
+
+        # members, partners and operators are refused; only staff and admin read the audience
+        for role, org_id in (("member", "o1"), ("partner", None), ("operator", None)):
+            who = Principal(id=f"user:{role}", role=role, organisation_id=org_id)
+            headers = identity_headers(who, "newsletter")
+            for method, path in (
+                ("GET", "/segments"),
+                ("GET", "/segments/pharma/count"),
+                ("POST", "/segments/preview"),
+            ):
+                r = await client.request(method, path, headers=headers, json={"rule": ok["rule"]})
+                assert r.status_code == 403, (role, path, r.text)
+        staff = identity_headers(Principal(id="user:staff", role="staff"), "newsletter")
+        assert (await client.get("/segments/pharma/count", headers=staff)).json() == {"count": 0}
