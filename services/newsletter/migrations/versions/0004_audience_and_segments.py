@@ -31,10 +31,24 @@ def upgrade() -> None:
         op.add_column("member_contact", sa.Column("role", sa.String(200), nullable=False, server_default=""))
     if "segments" not in _columns("campaign"):
         op.add_column("campaign", sa.Column("segments", sa.JSON(), nullable=False, server_default="[]"))
+    import newsletter.segments
+
+    inspector = sa.inspect(op.get_bind())
+    for index in newsletter.segments.INDEXES:
+        table = index.table.name  # type: ignore[union-attr]
+        if index.name not in {i["name"] for i in inspector.get_indexes(table)}:
+            index.create(op.get_bind())
 
 
 def downgrade() -> None:
     from sqlmodel import SQLModel
+
+    import newsletter.segments
+
+    inspector = sa.inspect(op.get_bind())
+    for index in newsletter.segments.INDEXES:
+        if index.name in {i["name"] for i in inspector.get_indexes(index.table.name)}:  # type: ignore[union-attr]
+            index.drop(op.get_bind())
 
     SQLModel.metadata.drop_all(bind=op.get_bind(), tables=_tables())
     if "segments" in _columns("campaign"):
