@@ -184,6 +184,7 @@ INDEXES = [
 ]
 """Declared on the tables' metadata: created with the tables on a new database, by 0004 on an old one."""
 
+
 def _norm(field: str, value: str) -> str:
     value = " ".join(value.split())
     if field == "province":
