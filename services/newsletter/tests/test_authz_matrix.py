@@ -21,6 +21,7 @@ from .conftest import SmtpSink, make_settings
 
 SECRET = "test-secret"  # make_settings' secret_key
 _n = itertools.count()
+NEWS_RULE = {"field": "list", "any_of": ["news"]}
 
 
 async def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -52,13 +53,19 @@ async def test_every_route_every_role(
             201,
         )
 
+        segment = await _ok(await client.post("/segments", json={"name": "news readers", "rule": NEWS_RULE}), 201)
+
+        async def fresh_segment() -> dict[str, Any]:
+            body = {"name": f"segment-{next(_n)}", "rule": NEWS_RULE}
+            return {"segment": (await _ok(await client.post("/segments", json=body), 201))["id"]}
+
         async def fresh_subscriber() -> dict[str, Any]:
             body = {"email": f"gone-{next(_n)}@example.org", "lists": ["news"]}
             return {"subscriber_id": (await _ok(await client.post("/subscribers", json=body), 201))["id"]}
 
         for case in CASES:
             if case.method == "DELETE":
-                case.fresh = fresh_subscriber
+                case.fresh = fresh_segment if case.path.startswith("/segments") else fresh_subscriber
         later = datetime.now(UTC) + timedelta(days=3)
         report = await walk(
             client,
@@ -69,6 +76,7 @@ async def test_every_route_every_role(
                 "subscriber_id": sub["id"],
                 "template_id": tpl["id"],
                 "campaign_id": campaign["id"],
+                "segment": segment["id"],
                 "token": domain.sign_token(SECRET, "unsubscribe", sub["id"]),
                 "confirm_token": domain.sign_token(SECRET, "confirm", sub["id"], expires=later, extra="x"),
                 "preferences_token": domain.sign_token(SECRET, "preferences", sub["id"]),
@@ -142,6 +150,15 @@ CASES: list[Case] = [
     Case("POST", "/campaigns/{campaign_id}/resume", STAFF, body={}),
     Case("POST", "/campaigns/{campaign_id}/cancel", STAFF, body={}),
     Case("POST", "/digest", STAFF, body={}),
+    # segments read the whole audience (a sample shows addresses): staff only
+    Case("GET", "/segments", STAFF),
+    Case("POST", "/segments", STAFF, body=lambda _: {"name": f"segment-{next(_n)}", "rule": NEWS_RULE}),
+    Case("POST", "/segments/preview", STAFF, body={"rule": NEWS_RULE}),
+    Case("GET", "/segments/{segment}", STAFF),
+    Case("PATCH", "/segments/{segment}", STAFF, body={"description": "readers of the news list"}),
+    Case("GET", "/segments/{segment}/count", STAFF),
+    Case("GET", "/segments/{segment}/sample", STAFF),
+    Case("DELETE", "/segments/{segment}", STAFF),
 ]
 
 for _case in CASES:  # the pages read their token from the query string

@@ -127,7 +127,7 @@ async def test_segments_follow_the_register(
         await add_subscriber(client, "reader@example.org", ["news"], interests=["biotech"])
 
         async def register_known() -> bool:
-            await service.fetch_contact_details(app.state.ctx, client=members_api)
+            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
             r = await client.post("/segments/preview", json={"rule": SOUTH_OR_CART})
             emails = {m["email"] for m in r.json()["items"]}
             return (

@@ -21,9 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Column, Field, SQLModel
 
 from distretto_shared.consumer import Consumers
+from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.events import EventMeta
+from newsletter.config import Settings
 from newsletter.models import utcnow
+
+Ctx = Context[Settings]
 
 # -- tables ----------------------------------------------------------------------------
 
@@ -176,12 +180,12 @@ consumers = Consumers("newsletter-audience")
 
 
 @consumers.handles(membership.OrganisationRegistered, membership.OrganisationUpdated)
-async def on_profile(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_profile(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     await profile_seen(session, event.profile)
 
 
 @consumers.handles(membership.OrganisationJoined)
-async def on_joined(session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
     await profile_seen(session, event.profile, status="active")
 
 
@@ -199,34 +203,36 @@ STATUS_OF: dict[str, str] = {
     membership.OrganisationLeft,
     membership.OrganisationRejected,
 )
-async def on_status(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_status(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     await status_changed(session, event.organisation_id, STATUS_OF[event.event_type])
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)
-async def on_project(session: AsyncSession, event: Any, meta: EventMeta) -> None:
+async def on_project(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     await project_seen(session, event.project)
 
 
 @consumers.handles(projects.ParticipantAdded)
-async def on_participant(session: AsyncSession, event: projects.ParticipantAdded, meta: EventMeta) -> None:
+async def on_participant(ctx: Ctx, session: AsyncSession, event: projects.ParticipantAdded, meta: EventMeta) -> None:
     await participant_seen(
         session, event.project_id, event.participant_id, organisation_id=event.organisation_id, role=event.role
     )
 
 
 @consumers.handles(projects.ParticipantLinked)
-async def on_linked(session: AsyncSession, event: projects.ParticipantLinked, meta: EventMeta) -> None:
+async def on_linked(ctx: Ctx, session: AsyncSession, event: projects.ParticipantLinked, meta: EventMeta) -> None:
     await participant_seen(
         session, event.project_id, event.participant_id, organisation_id=event.organisation_id, role=None
     )
 
 
 @consumers.handles(matchmaking.OpportunityPublished)
-async def on_opportunity(session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta) -> None:
+async def on_opportunity(
+    ctx: Ctx, session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta
+) -> None:
     await opportunity_published(session, event)
 
 
 @consumers.handles(matchmaking.OpportunityExpired)
-async def on_expired(session: AsyncSession, event: matchmaking.OpportunityExpired, meta: EventMeta) -> None:
+async def on_expired(ctx: Ctx, session: AsyncSession, event: matchmaking.OpportunityExpired, meta: EventMeta) -> None:
     await opportunity_expired(session, event.opportunity_id)

@@ -16,29 +16,27 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Discriminator, Tag, model_validator
 from pydantic import Field as PField
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Column, Field, SQLModel, col, func, select
 
-from distretto_shared.app import ServiceContext
+from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.identity import Principal
 from distretto_shared.outbox import add_event
 from distretto_shared.web import (
     Conflict,
-    Forbidden,
     Invalid,
     NotFound,
     Page,
     PageParams,
-    current_principal,
     make_page,
     page_params,
 )
 from newsletter.audience import AudienceOrganisation, AudienceParticipation, AudienceProject, AudienceTag
+from newsletter.config import Settings
 from newsletter.models import (
     Campaign,
     MailingList,
@@ -427,7 +425,7 @@ def _changed_event(seg: Segment, *, deleted: bool = False) -> contracts.SegmentC
     return contracts.SegmentChanged(segment_id=seg.id, name=seg.name, rule=seg.rule, digest=seg.digest, deleted=deleted)
 
 
-async def create_segment(ctx: ServiceContext, data: SegmentCreate) -> SegmentPublic:
+async def create_segment(ctx: Ctx, data: SegmentCreate) -> SegmentPublic:
     async with ctx.db.transaction() as session:
         await _validated(session, data.rule)
         await _name_free(session, data.name)
@@ -442,7 +440,7 @@ async def create_segment(ctx: ServiceContext, data: SegmentCreate) -> SegmentPub
         return _public(seg)
 
 
-async def update_segment(ctx: ServiceContext, ref: str, data: SegmentUpdate) -> SegmentPublic:
+async def update_segment(ctx: Ctx, ref: str, data: SegmentUpdate) -> SegmentPublic:
     async with ctx.db.transaction() as session:
         seg = await _load(session, ref)
         if data.rule is not None:
@@ -460,7 +458,7 @@ async def update_segment(ctx: ServiceContext, ref: str, data: SegmentUpdate) -> 
         return _public(seg)
 
 
-async def delete_segment(ctx: ServiceContext, ref: str) -> None:
+async def delete_segment(ctx: Ctx, ref: str) -> None:
     async with ctx.db.transaction() as session:
         seg = await _load(session, ref)
         campaigns = (
@@ -475,12 +473,12 @@ async def delete_segment(ctx: ServiceContext, ref: str) -> None:
         await session.delete(seg)
 
 
-async def get_segment(ctx: ServiceContext, ref: str) -> SegmentPublic:
+async def get_segment(ctx: Ctx, ref: str) -> SegmentPublic:
     async with ctx.db.read() as session:
         return _public(await _load(session, ref))
 
 
-async def list_segments(ctx: ServiceContext, page: PageParams) -> tuple[list[SegmentPublic], int]:
+async def list_segments(ctx: Ctx, page: PageParams) -> tuple[list[SegmentPublic], int]:
     async with ctx.db.read() as session:
         total = (await session.execute(select(func.count()).select_from(Segment))).scalar_one()
         rows = (
@@ -510,19 +508,19 @@ async def sample_in(session: AsyncSession, rule: Rule, page: PageParams) -> tupl
     return [SegmentMember(subscriber_id=r[0], email=r[1], name=r[2], organisation_id=r[3]) for r in rows], total
 
 
-async def count_segment(ctx: ServiceContext, ref: str) -> SegmentCount:
+async def count_segment(ctx: Ctx, ref: str) -> SegmentCount:
     async with ctx.db.read() as session:
         seg = await _load(session, ref)
         return SegmentCount(count=await count_in(session, parse_rule(seg.rule)))
 
 
-async def sample_segment(ctx: ServiceContext, ref: str, page: PageParams) -> tuple[list[SegmentMember], int]:
+async def sample_segment(ctx: Ctx, ref: str, page: PageParams) -> tuple[list[SegmentMember], int]:
     async with ctx.db.read() as session:
         seg = await _load(session, ref)
         return await sample_in(session, parse_rule(seg.rule), page)
 
 
-async def preview(ctx: ServiceContext, rule: Rule, page: PageParams) -> tuple[list[SegmentMember], int]:
+async def preview(ctx: Ctx, rule: Rule, page: PageParams) -> tuple[list[SegmentMember], int]:
     async with ctx.db.read() as session:
         await _validated(session, rule)
         return await sample_in(session, rule, page)
@@ -565,23 +563,11 @@ async def digest_segments(session: AsyncSession) -> list[Segment]:
 # -- HTTP --------------------------------------------------------------------------------------
 
 
-def staff_only(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    """Segments read the whole audience: staff and admin only."""
-    if not principal.is_staff:
-        raise Forbidden("segments are for the foundation's staff")
-    return principal
-
-
-router = APIRouter(tags=["segments"], dependencies=[Depends(staff_only)])
+Ctx = Annotated[Context[Settings], Depends(staff_request_context)]
+"""Segments read the whole audience: staff and admin only (401 anonymous, 403 everyone else)."""
+router = APIRouter(tags=["segments"])
 PageDep = Annotated[PageParams, Depends(page_params)]
 Ref = Annotated[str, Path(min_length=1, max_length=200, description="The segment's id or name")]
-
-
-def _ctx(request: Request) -> ServiceContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-Ctx = Annotated[ServiceContext, Depends(_ctx)]
 
 
 @router.post("/segments", status_code=201, response_model=SegmentPublic)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -147,11 +148,20 @@ async def save_template(request: Request, user: StaffDep) -> Response:
 
 async def _campaign_form_context(request: Request, user: User, **extra: Any) -> dict[str, Any]:
     gateway = gateway_of(request)
-    lists, templates = await asyncio.gather(
+    lists, templates, segments = await asyncio.gather(
         gateway.get(f"{API}/lists", user.token, params={"limit": 200}),
         gateway.get(f"{API}/templates", user.token, params={"limit": 200}),
+        gateway.get(f"{API}/segments", user.token, params={"limit": 200}),
     )
-    return {"lists": items(lists), "templates": items(templates), "errors": {}, "general": "", "values": {}, **extra}
+    return {
+        "lists": items(lists),
+        "templates": items(templates),
+        "segments": items(segments),
+        "errors": {},
+        "general": "",
+        "values": {},
+        **extra,
+    }
 
 
 @router.get("/newsletter/campaigns/new")
@@ -164,12 +174,20 @@ async def new_campaign(request: Request, user: StaffDep) -> Response:
 
 @router.post("/newsletter/campaigns/recipients")
 async def recipients(request: Request, user: StaffDep) -> Response:
-    """How many subscribers the chosen lists hold (htmx, while choosing)."""
+    """How many subscribers the chosen lists hold, and each chosen segment now (htmx, while choosing)."""
     form = await request.form()
     chosen = set(form.getlist("lists"))
-    lists = items(await gateway_of(request).get(f"{API}/lists", user.token, params={"limit": 200}))
+    gateway = gateway_of(request)
+    lists = items(await gateway.get(f"{API}/lists", user.token, params={"limit": 200}))
     count = sum(int(lst.get("subscribers", 0)) for lst in lists if lst["slug"] in chosen or lst["id"] in chosen)
-    return render(request, "newsletter/_recipients.html", {"count": count, "chosen": len(chosen)})
+    segment_ids = [str(x) for x in form.getlist("segments")][:20]
+    counts = await asyncio.gather(
+        *(gateway.get(f"{API}/segments/{quote(sid, safe='')}", user.token) for sid in segment_ids),
+        *(gateway.get(f"{API}/segments/{quote(sid, safe='')}/count", user.token) for sid in segment_ids),
+    )
+    half = len(segment_ids)
+    segments = [{"name": seg["name"], "count": n["count"]} for seg, n in zip(counts[:half], counts[half:], strict=True)]
+    return render(request, "newsletter/_recipients.html", {"count": count, "chosen": len(chosen), "segments": segments})
 
 
 @router.post("/newsletter/campaigns")
@@ -181,6 +199,7 @@ async def create_campaign(request: Request, user: StaffDep) -> Response:
         "template_id": str(form.get("template_id", "")),
         "lists": list(form.getlist("lists")),
         "interests": domain.split_list(str(form.get("interests", ""))),
+        "segments": list(form.getlist("segments")),
     }
     intro = str(form.get("intro", "")).strip()
     if intro:
