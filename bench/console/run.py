@@ -72,6 +72,8 @@ def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.P
         "gateway": {
             "GATEWAY_ADMIN_EMAIL": ADMIN["email"],
             "GATEWAY_ADMIN_PASSWORD": ADMIN["password"],
+            # the partners service is not started here: the gateway is ready with its own database
+            "GATEWAY_READYZ_REQUIRES_UPSTREAMS": "false",
             "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
             "GATEWAY_RATE_LIMIT_BURST": "10000",
             "GATEWAY_ANONYMOUS_RATE_LIMIT_PER_MINUTE": "100000",
