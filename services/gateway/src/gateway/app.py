@@ -48,6 +48,31 @@ SPEC = ServiceSpec(
 _REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
 
 
+class BodyLimited:
+    """The body limit at the gateway's pace: a request with a Content-Length within the limit (or
+    none and no chunked body) goes straight on — the HTTP server never hands over more than it
+    declared — and only a chunked body is counted as it streams (:class:`BodyLimitMiddleware`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.limited = BodyLimitMiddleware(app, max_bytes=max_bytes)
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                if v.isdigit() and int(v) <= self.max_bytes:
+                    await self.app(scope, receive, send)
+                    return
+                break
+            if k == b"transfer-encoding":
+                break
+        else:
+            await self.app(scope, receive, send)  # no body
+            return
+        await self.limited(scope, receive, send)  # too large, malformed, or chunked
+
+
 class GatewayApp:
     """The ASGI entry point: HTTP requests go through the gateway middleware, the rest to FastAPI."""
 
@@ -56,7 +81,7 @@ class GatewayApp:
         self.gateway = gateway
         # 413 for an oversized body before anything reads it (Content-Length), or as soon as a
         # chunked one streams past the limit: for the proxied requests and the gateway's own alike.
-        handler: ASGIApp = BodyLimitMiddleware(GatewayMiddleware(app, gateway), max_bytes=max_body_bytes)
+        handler: ASGIApp = BodyLimited(GatewayMiddleware(app, gateway), max_bytes=max_body_bytes)
         if cors_origins:
             # outermost, so a browser's preflight is answered before authentication
             handler = CORSMiddleware(
