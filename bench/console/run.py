@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import socket
 import statistics
 import subprocess
@@ -64,6 +65,7 @@ def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.P
         "membership": {},
         "projects": {},
         "newsletter": {
+            "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),  # no default secret: one per run
             "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{smtp}",
             "NEWSLETTER_MEMBERSHIP_URL": f"http://127.0.0.1:{ports['membership']}",
             "NEWSLETTER_LINK_BASE_URL": gateway + "/api/newsletter",
