@@ -92,21 +92,35 @@ def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.P
             stderr=subprocess.STDOUT,
         )
     ]
-    for name in SERVICES:
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", name, "serve", "--port", str(ports[name])],
-                env={**os.environ, **common, **env[name], **keys.env(name)},
-                stdout=(root / f"{name}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
+    try:
+        for name in SERVICES:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", name, "serve", "--port", str(ports[name])],
+                    env={**os.environ, **common, **env[name], **keys.env(name)},
+                    stdout=(root / f"{name}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
             )
-        )
-        if name == "membership":
+            if name == "membership":
+                wait_ready(f"http://127.0.0.1:{ports[name]}")
+        for name in SERVICES:
             wait_ready(f"http://127.0.0.1:{ports[name]}")
-    for name in SERVICES:
-        wait_ready(f"http://127.0.0.1:{ports[name]}")
+    except BaseException:
+        stop(procs)  # nothing left running when the platform does not come up
+        raise
     return {"gateway": gateway}, procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def load_demo(gateway: str) -> None:
@@ -233,13 +247,7 @@ def main() -> int:
                 if args.screenshots:
                     screenshots(urls["gateway"], paths, Path(args.screenshots))
             finally:
-                for proc in reversed(procs):
-                    proc.terminate()
-                for proc in procs:
-                    try:
-                        proc.wait(20)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                stop(procs)
     width = max(len(p) for p in results)
     print(f"\n{'page'.ljust(width)}  median ms   p90 ms   n  not 200")
     for path, r in results.items():
