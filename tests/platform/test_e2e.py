@@ -40,7 +40,9 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("platform")
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
     smtp_port, catcher_port = free_port(), free_port()
-    ports = {name: free_port() for name in ("membership", "projects", "newsletter", "matchmaking", "gateway")}
+    ports = {
+        name: free_port() for name in ("membership", "projects", "newsletter", "matchmaking", "partners", "gateway")
+    }
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DISTRETTO_TOPIC_PREFIX": prefix,
@@ -56,6 +58,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             "NEWSLETTER_LINK_BASE_URL": gateway + "/api/newsletter",
         },
         "matchmaking": {},
+        "partners": {},
         "gateway": {
             "GATEWAY_ADMIN_EMAIL": ADMIN["email"],
             "GATEWAY_ADMIN_PASSWORD": ADMIN["password"],
@@ -71,7 +74,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     )
     procs: list[ServiceProcess] = []
     try:
-        for name in ("membership", "projects", "newsletter", "matchmaking", "gateway"):
+        for name in ("membership", "projects", "newsletter", "matchmaking", "partners", "gateway"):
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=root / f"{name}.log")
             procs.append(proc)
             await proc.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import uvicorn
@@ -210,3 +210,70 @@ async def _up(client: httpx.AsyncClient) -> bool:
         return (await client.get("/healthz")).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+async def test_an_active_session_outlives_the_gateway_token_and_ends_when_the_user_is_disabled(
+    settings: Settings, gateway: str
+) -> None:
+    """The gateway's tokens last minutes; the console swaps them while the person works, and a user
+    disabled at the gateway is logged out at the next swap."""
+    from sqlalchemy import update
+    from sqlmodel import col, select
+
+    from console.models import BrowserSession
+
+    async with httpx.AsyncClient(base_url=gateway) as gw:
+        admin_token = (await gw.post("/auth/token", json=ADMIN)).json()["access_token"]
+        email = f"staff-{uuid.uuid4().hex[:8]}@console.example"
+        created = await gw.post(
+            "/auth/users",
+            json={"email": email, "password": "staff-password-12345", "role": "staff"},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert created.status_code == 201, created.text
+    app = create_app(settings)
+    async with service_client(app) as client:
+        client.headers["Accept-Language"] = "en"
+        ok = await client.post(
+            "/login", data={"email": email, "password": "staff-password-12345", "csrf_token": await _csrf(client)}
+        )
+        assert ok.status_code == 303
+        db = app.state.ctx.db
+
+        async def session_row() -> BrowserSession:
+            async with db.read() as session:
+                rows = (await session.execute(select(BrowserSession))).scalars().all()
+            return next(r for r in rows if r.email == email)
+
+        before = await session_row()
+        # the token is about to run out: the next page swaps it for a fresh one and the person stays in
+        async with db.transaction() as session:
+            await session.execute(
+                update(BrowserSession)
+                .where(col(BrowserSession.id) == before.id)
+                .values(expires_at=datetime.now(UTC) + timedelta(seconds=20))
+            )
+        assert (await client.get("/admin")).status_code in (200, 403)  # staff: the page or its 403, not login
+        after = await session_row()
+        assert after.gateway_token != before.gateway_token
+        assert after.expires_at.replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(minutes=5)
+
+        # disabled at the gateway: the next swap is refused and the session ends
+        async with httpx.AsyncClient(base_url=gateway) as gw:
+            users = (
+                await gw.get("/auth/users", params={"limit": 500}, headers={"Authorization": f"Bearer {admin_token}"})
+            ).json()["items"]
+            user_id = next(u["id"] for u in users if u["email"] == email)
+            disabled = await gw.patch(
+                f"/auth/users/{user_id}", json={"active": False}, headers={"Authorization": f"Bearer {admin_token}"}
+            )
+            assert disabled.status_code == 200, disabled.text
+        async with db.transaction() as session:
+            await session.execute(
+                update(BrowserSession)
+                .where(col(BrowserSession.id) == before.id)
+                .values(expires_at=datetime.now(UTC) + timedelta(seconds=20))
+            )
+        # the gateway reads the account itself when asked for a fresh token: refused at once
+        assert (await client.get("/admin")).status_code == 303
+        assert (await client.get("/admin")).headers["location"].startswith("/login")

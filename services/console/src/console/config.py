@@ -22,6 +22,8 @@ class Settings(ServiceSettings):
     """Signs the CSRF tokens of the forms; empty means a random key per process (forms open
     before a restart must be sent again). Set it when several console processes share users."""
     session_idle_minutes: int = 60
+    token_refresh_before_seconds: int = 300
+    """Swap the session's gateway token for a fresh one when it has less than this left."""
     """A browser session ends after this long without a request (and when the user's token expires)."""
     default_language: str = "it"
     languages: list[str] = ["it", "en"]

@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlmodel import col, select
 
-from console import domain
+from console import client, domain
 from console.client import Gateway
 from console.config import Settings
 from console.models import BrowserSession, utcnow
@@ -273,14 +273,42 @@ async def optional_user(request: Request) -> User | None:
     if expires <= now or now - seen > timedelta(minutes=settings.session_idle_minutes):
         await end_session(request, sid)
         return None
-    if now - seen > timedelta(minutes=1):  # one write a minute at most, not one per request
+    token = row.gateway_token
+    if expires - now < timedelta(seconds=settings.token_refresh_before_seconds):
+        # The gateway's tokens are short-lived: while the person is active, swap the token for a fresh
+        # one before it runs out. The gateway refuses when the user was disabled or changed since:
+        # then the session ends here, as it should.
+        refreshed = await _refresh_token(request, token)
+        if refreshed is None:
+            await end_session(request, sid)
+            return None
+        token, ttl = refreshed
+        async with ctx.db.transaction() as session:
+            fresh = await session.get(BrowserSession, sid)
+            if fresh is not None:
+                fresh.gateway_token = token
+                fresh.expires_at = now + timedelta(seconds=max(60, ttl - 30))
+                fresh.last_seen = now
+    elif now - seen > timedelta(minutes=1):  # one write a minute at most, not one per request
         async with ctx.db.transaction() as session:
             fresh = await session.get(BrowserSession, sid)
             if fresh is not None:
                 fresh.last_seen = now
-    user = User(sid, row.gateway_token, row.email, row.role, row.organisation_id)
+    user = User(sid, token, row.email, row.role, row.organisation_id)
     request.scope[USER_KEY] = user
     return user
+
+
+async def _refresh_token(request: Request, token: str) -> tuple[str, int] | None:
+    """A fresh gateway token for the session's current one; ``None`` when the gateway refuses it."""
+    gateway = gateway_of(request)
+    try:
+        issued = await gateway.post("/auth/refresh", token)
+    except (client.SessionExpired, client.Forbidden, client.Invalid, client.NotFound):
+        return None
+    except client.ServiceDown:
+        return token, 60  # the gateway is away: keep the session; the next request tries again
+    return str(issued["access_token"]), int(issued.get("expires_in", 900))
 
 
 async def require_user(request: Request) -> User:
@@ -322,9 +350,8 @@ async def start_session(request: Request, response: Response, token: str, me: di
                 expires_at=now + timedelta(seconds=max(60, ttl - 30)),
             )
         )
-    response.set_cookie(
-        SESSION_COOKIE, raw, httponly=True, samesite="lax", secure=secure_request(request), path="/", max_age=ttl
-    )
+    # A browser-session cookie: the server decides when the session ends (idle time, a refused refresh).
+    response.set_cookie(SESSION_COOKIE, raw, httponly=True, samesite="lax", secure=secure_request(request), path="/")
 
 
 async def end_session(request: Request, session_id: str | None = None) -> None:
