@@ -62,6 +62,8 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         "gateway": {
             "GATEWAY_ADMIN_EMAIL": ADMIN["email"],
             "GATEWAY_ADMIN_PASSWORD": ADMIN["password"],
+            # the test scrapes /metrics from loopback, as make up's Prometheus would with its key
+            "GATEWAY_METRICS_ALLOWED_ADDRESSES": '["127.0.0.1"]',
             **{f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in ports.items() if n != "gateway"},
         },
     }
