@@ -254,6 +254,10 @@ async def _scrubber(ctx: ServiceContext) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # the service is stopping: whatever the interrupted scrub raised, stop too
+                raise asyncio.CancelledError from exc
             log.exception("scrub failed; retrying", error=repr(exc))
             ctx.db.scrub_due.set()
             await asyncio.sleep(min(60.0, delay * 10 + 1))

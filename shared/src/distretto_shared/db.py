@@ -96,11 +96,19 @@ class Database:
             # VACUUM FULL takes an exclusive lock: if a long transaction holds the table, give up
             # after a moment (the scrubber tries again) rather than queue every query behind it.
             await conn.execute(text("SET lock_timeout = '5s'"))
+            done = False
             try:
                 for table in tables:
                     await conn.execute(text(f'VACUUM FULL "{table}"'))
+                done = True
             finally:
-                await conn.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
+                if done:
+                    await conn.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
+                else:
+                    # Interrupted (lock timeout, shutdown): this connection never goes back to the pool.
+                    # No statement here — one on an interrupted connection would raise and hide the
+                    # original error (a cancellation above all).
+                    await conn.invalidate()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
