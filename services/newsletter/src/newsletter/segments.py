@@ -7,6 +7,11 @@ query (SQLAlchemy Core, the same on SQLite and PostgreSQL) over the subscriber t
 always subscribers who are not suppressed and have a confirmed subscription (recorded consent);
 a campaign that targets segments sends to the subscribers confirmed on its lists who are in at
 least one of them.
+
+Why one file of some 600 lines: the rule language (pydantic models and their validation), its
+compilation to SQL and the segment use cases change together — a new field touches all three —
+and the compiler is only readable beside the grammar it compiles. The one-house reshaping of the
+newsletter (a package per aggregate) splits it with the rest of the service.
 """
 
 from __future__ import annotations
