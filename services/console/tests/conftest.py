@@ -31,6 +31,8 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str
             "GATEWAY_ARGON2_PARALLELISM": "1",
             "GATEWAY_LOGIN_RATE_LIMIT_PER_MINUTE": "100000",
             "GATEWAY_LOGIN_RATE_LIMIT_BURST": "10000",
+            # the operations test's Prometheus scrapes this gateway from loopback
+            "GATEWAY_METRICS_ALLOWED_ADDRESSES": '["127.0.0.1"]',
             **{f"GATEWAY_{n}_URL": dead for n in ("MEMBERSHIP", "PROJECTS", "NEWSLETTER", "MATCHMAKING", "CONSOLE")},
         },
         log_path=Path(root) / "gateway.log",
