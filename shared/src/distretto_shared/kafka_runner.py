@@ -27,6 +27,8 @@ import base64
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -199,13 +201,15 @@ def ensure_java(need_maven: bool = True) -> None:
 def fetch_jars() -> Path:
     """Resolve the broker's jars once and return the ``libs`` folder holding them.
 
-    The folder is ``$DISTRETTO_CACHE_DIR/kafka/<kafka.version>/libs`` (default cache:
-    ``<repo root>/.cache``). A marker file records a complete download, so later calls return at
+    The folder is ``$DISTRETTO_CACHE_DIR/kafka/<kafka.version>-<pom digest>/libs`` (default cache:
+    ``<repo root>/.cache``): a change to the POM (a jar added) resolves a new set, and checkouts with
+    the older POM keep theirs. A marker file records a complete download, so later calls return at
     once; concurrent callers are serialised with a file lock. Needs Maven (see :func:`ensure_java`).
     """
     root = repo_root()
     version = kafka_version(root / POM_RELPATH)
-    base = cache_dir() / "kafka" / version
+    digest = hashlib.sha256((root / POM_RELPATH).read_bytes()).hexdigest()[:12]
+    base = cache_dir() / "kafka" / f"{version}-{digest}"
     libs = base / "libs"
     if (libs / COMPLETE_MARKER).is_file():
         return libs
@@ -579,7 +583,15 @@ class EmbeddedKafka:
         cmd = self._java_cmd(libs, "kafka.Kafka", str(self.properties_file), heap=self.heap)
         log: IO[bytes]
         with open(self.log_file, "ab") as log:
-            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+            started = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "level": "info",
+                "service": "kafka",
+                "logger": "distretto_shared.kafka_runner",
+                "event": "starting broker",
+                "command": cmd,
+            }
+            log.write((json.dumps(started) + "\n").encode())
             log.flush()
             self._proc = subprocess.Popen(
                 cmd,
