@@ -21,7 +21,9 @@ evaluation interval — the alert tests use it to prove each rule fires.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -330,8 +332,29 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 # -- a real Prometheus for tests ------------------------------------------------------------
 
+_LIVE: set[PrometheusServer] = set()
 
-@dataclass
+
+def die_with_parent() -> None:
+    """In a child before exec (``preexec_fn``): the kernel sends it SIGTERM when the process that
+    started it dies, even by SIGKILL — a test run that is killed leaves no Prometheus behind.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+@atexit.register
+def _stop_live() -> None:
+    """A test process that exits without reaching a ``finally`` (an interpreter exit) stops its servers."""
+    for server in list(_LIVE):
+        server.stop()
+
+
+
+@dataclass(eq=False)
 class PrometheusServer:
     """Debian's Prometheus on a free loopback port, with the given targets and rules."""
 
@@ -362,38 +385,51 @@ class PrometheusServer:
             evaluation_interval=self.interval,
         )
         write({self.folder / "prometheus.yml": dump(config)})
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS_BIN,
-                f"--config.file={self.folder / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=1h",
-            ],
-            stdout=(self.folder / "prometheus.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with httpx.AsyncClient() as client:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"prometheus exited: {(self.folder / 'prometheus.log').read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url + "/-/ready", timeout=2)).status_code == 200:
-                        return self
-                await asyncio.sleep(0.2)
-        self.stop()
-        raise RuntimeError("prometheus not ready in time")
+        with (self.folder / "prometheus.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    PROMETHEUS_BIN,
+                    f"--config.file={self.folder / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.format=json",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        _LIVE.add(self)
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            async with httpx.AsyncClient() as client:
+                while asyncio.get_running_loop().time() < deadline:
+                    if self.proc.poll() is not None:
+                        log_text = (self.folder / "prometheus.log").read_text()[-2000:]
+                        raise RuntimeError(f"prometheus exited: {log_text}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(self.url + "/-/ready", timeout=2)).status_code == 200:
+                            return self
+                    await asyncio.sleep(0.2)
+            raise RuntimeError("prometheus not ready in time")
+        except BaseException:  # not ready, or the test was cancelled/interrupted while waiting
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        """Stop the process (SIGTERM to its group, SIGKILL after 15 s) and remove its folder; idempotent."""
+        _LIVE.discard(self)
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     async def api(self, path: str, **params: str) -> Any:
