@@ -71,7 +71,9 @@ async def test_a_killed_test_process_takes_its_prometheus_along(tmp_path: Path) 
         asyncio.run(main())
         """
     )
-    test_process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "prometheus")], stdout=subprocess.PIPE, text=True)
+    test_process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "prometheus")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert test_process.stdout is not None
         pid = int(test_process.stdout.readline())

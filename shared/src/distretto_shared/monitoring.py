@@ -353,7 +353,6 @@ def _stop_live() -> None:
         server.stop()
 
 
-
 @dataclass(eq=False)
 class PrometheusServer:
     """Debian's Prometheus on a free loopback port, with the given targets and rules."""
