@@ -242,6 +242,33 @@ async def test_expiry_and_renewal(settings: Settings, topic_prefix: str, publish
         ]
 
 
+async def test_the_owner_withdraws_an_opportunity(
+    settings: Settings, topic_prefix: str, publish: Any, payload: Any
+) -> None:
+    app = create_app(settings)
+    async with service_client(app) as client:
+        offer = await publish(client)
+        request = await publish(client, **REQUEST)
+        url = f"/opportunities/{request['id']}/counterparts"
+        assert offer["id"] in [i["counterpart_id"] for i in (await client.get(url)).json()["items"]]
+
+        withdrawn = await client.post(f"/opportunities/{offer['id']}/withdraw")
+        assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+        assert (await client.get(f"/public/opportunities/{offer['id']}")).status_code == 404
+        assert offer["id"] not in [i["counterpart_id"] for i in (await client.get(url)).json()["items"]]
+        again = await client.post(f"/opportunities/{offer['id']}/withdraw")
+        assert again.status_code == 409 and "withdrawn" in again.json()["message"]
+        renew = await client.post(f"/opportunities/{offer['id']}/renew", json={"months": 6})
+        assert renew.status_code == 409
+        assert (await client.post("/opportunities/no-such-one/withdraw")).status_code == 404
+
+        records = await read_topic(
+            settings.kafka_bootstrap_servers, topic_prefix + contracts.OPPORTUNITY_TOPIC.name, min_count=3
+        )
+        mine = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == offer["id"]]
+        assert mine == [contracts.OpportunityPublished.event_type, contracts.OpportunityWithdrawn.event_type]
+
+
 async def _assert_nothing_written(client: httpx.AsyncClient) -> None:
     assert (await client.get("/opportunities")).json()["total"] == 1
     assert (await client.get("/matches")).json()["total"] == 0

@@ -43,6 +43,13 @@ REQUEST = {
     "country": "IT",
 }
 _n = itertools.count()
+_admin_client: list[httpx.AsyncClient] = []
+
+
+async def _fresh_offer() -> dict[str, str]:
+    """A new opportunity of A for each call that withdraws one."""
+    created = await _ok(await _admin_client[0].post("/opportunities", json=_new_offer(None)), 201)
+    return {"opportunity_id": str(created["id"])}
 
 
 async def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -69,6 +76,7 @@ async def test_every_route_every_role_own_and_other_organisation(settings: Setti
     app = create_app(settings)
     assert not missing_cases(app, CASES), "\n".join(missing_cases(app, CASES))
     async with service_client(app) as client:
+        _admin_client[:] = [client]
         ctx = app.state.ctx.context()
         for oid in (ORG_A, ORG_B, ORG_C):
             profile = OrganisationProfile(
@@ -153,6 +161,7 @@ CASES: list[Case] = [
     Case("POST", "/opportunities", OWN, body=_new_offer),
     Case("PATCH", "/opportunities/{opportunity_id}", OWN, body={"summary": "Changed by the matrix: CAR-T bioreactor."}),
     Case("POST", "/opportunities/{opportunity_id}/renew", OWN, body={"months": 12}),
+    Case("POST", "/opportunities/{opportunity_id}/withdraw", OWN, fresh=lambda: _fresh_offer()),
     Case("POST", "/opportunities/{opportunity_id}/matches", OWN, body={"limit": 1}),
     Case(
         "POST",

@@ -9,6 +9,7 @@ from typing import Any
 
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
+from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
 from partners import domain
@@ -114,6 +115,13 @@ def test_planted_personal_values_in_internal_events_do_not_reach_the_public_view
             )
         ),
         domain.figures_changed(ms.DistrictFiguresChanged(computed_at=datetime.now(UTC), members_total=3)),
+        domain.campaign_published(
+            nl.CampaignPublished(
+                campaign_id="c1",
+                subject_line=f"News: write to {PLANTED_EMAIL}, tel. {PLANTED_PHONE}",
+                web_url=f"https://news.example/{PLANTED_EMAIL}/issue?to={PLANTED_EMAIL}",
+            )
+        ),
     ]
     for view in views:
         text = json.dumps(view.model_dump(mode="json"))

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
+from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
 from distretto_shared.testing import DatabaseTarget, headers_of, publish_events, read_topic, service_client, wait_for
@@ -70,6 +71,15 @@ def internal_events() -> list[object]:
             owner_organisation_id="org-1",
         ),
         mm.OpportunityExpired(opportunity_id="x1"),
+        mm.OpportunityWithdrawn(opportunity_id="x2"),
+        # A newsletter issue: its subject names who to write to; its link carries a reader's trace.
+        nl.CampaignPublished(
+            campaign_id="cmp1",
+            subject_line=f"Bandi di dicembre: scrivete a {EMAIL} o chiamate il {PHONE}",
+            web_url=f"https://www.distretto.example/news/dicembre?reader={PERSON.replace(' ', '+')}#{EMAIL}",
+            published_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        ),
+        nl.CampaignStarted(campaign_id="cmp2", name="Internal: December issue", recipients=412),
     ]
 
 
@@ -84,6 +94,8 @@ EXPECTED_TYPES = sorted(
         pub.DeliverableSubmitted.event_type,
         pub.OpportunityPublished.event_type,
         pub.OpportunityWithdrawn.event_type,
+        pub.OpportunityWithdrawn.event_type,
+        pub.CampaignPublished.event_type,
     ]
 )
 
@@ -123,6 +135,16 @@ async def test_internal_events_become_public_events_without_personal_values(
         left = pub.OrganisationLeft.model_validate_json(by_type[pub.OrganisationLeft.event_type].value)
         assert left.organisation_id == "org-1" and left.name == "Biotech 1 S.r.l."
         assert "owner" not in by_type[pub.OpportunityPublished.event_type].value.decode()
+        reasons = sorted(
+            pub.OpportunityWithdrawn.model_validate_json(r.value).reason
+            for r in records
+            if headers_of(r)["ce_type"] == pub.OpportunityWithdrawn.event_type
+        )
+        assert reasons == ["expired", "withdrawn"]
+        campaign = pub.CampaignPublished.model_validate_json(by_type[pub.CampaignPublished.event_type].value)
+        assert campaign.web_url == "https://www.distretto.example/news/dicembre"
+        assert campaign.subject_line.startswith("Bandi di dicembre: scrivete a [redacted]")
+        assert headers_of(by_type[pub.CampaignPublished.event_type])["ce_subject"] == "cmp1"
         # The catalogue is public at the service (the gateway routes it without credentials).
         catalogue = (await client.get("/catalogue")).json()
         assert [t["type"] for t in catalogue["types"]] == list(pub.PUBLIC_TYPE_NAMES)

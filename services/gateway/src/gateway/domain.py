@@ -288,6 +288,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET", "/api/matchmaking/opportunities/{opportunity_id}", MEMBERS, "one opportunity"),
     _r("PATCH", "/api/matchmaking/opportunities/{opportunity_id}", MEMBERS, "change an opportunity (own)"),
     _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/renew", MEMBERS, "extend one (own)"),
+    _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/withdraw", MEMBERS, "withdraw one (own)"),
     _r("GET", "/api/matchmaking/opportunities/{opportunity_id}/counterparts", MEMBERS, "ranked counterparts"),
     _r("POST", "/api/matchmaking/opportunities/{opportunity_id}/matches", MEMBERS, "call for matches (own)"),
     _r("GET", "/api/matchmaking/organisations", MEMBERS, "competence profiles"),

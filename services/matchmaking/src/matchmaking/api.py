@@ -99,6 +99,13 @@ async def renew_opportunity(ctx: Ctx, opportunity_id: Id, body: RenewRequest) ->
     return await service.renew_opportunity(ctx, opportunity_id, body)
 
 
+@router.post(
+    "/opportunities/{opportunity_id}/withdraw", tags=["opportunities"], summary="Take an opportunity off the market"
+)
+async def withdraw_opportunity(ctx: Ctx, opportunity_id: Id) -> OpportunityPublic:
+    return await service.withdraw_opportunity(ctx, opportunity_id)
+
+
 @router.get(
     "/opportunities/{opportunity_id}/counterparts",
     tags=["ranking"],

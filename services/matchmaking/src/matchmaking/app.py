@@ -65,6 +65,7 @@ SPEC = ServiceSpec(
         contracts.OpportunityPublished,
         contracts.OpportunityRenewed,
         contracts.OpportunityExpired,
+        contracts.OpportunityWithdrawn,
         contracts.MatchProposed,
         contracts.MatchAccepted,
         contracts.MatchDeclined,

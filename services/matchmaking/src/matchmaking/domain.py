@@ -23,10 +23,11 @@ class OpportunityType(StrEnum):
 
 
 class OpportunityStatus(StrEnum):
-    """An opportunity is published until it expires (renewal publishes it again)."""
+    """An opportunity is published until it expires (renewal publishes it again) or its owner withdraws it."""
 
     ACTIVE = "active"
     EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
 
 
 class DevelopmentStage(StrEnum):

@@ -412,6 +412,8 @@ async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) ->
     now = today()
     async with ctx.db.transaction() as session:
         o = await _opportunity_for(ctx, session, opportunity_id, "renew this opportunity")
+        if o.status == OpportunityStatus.WITHDRAWN:
+            raise Conflict("a withdrawn opportunity is not renewed: publish a new one")
         new_expiry = req.expires_on or domain.add_months(now, req.months or 12)
         if new_expiry <= now:
             raise Invalid("the new expiry must be in the future")
@@ -429,6 +431,25 @@ async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) ->
             ctx.get(Engine).index.set_active(key, True, new_expiry)
 
         after_commit(session, reactivate)
+    return _public(o)
+
+
+async def withdraw_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPublic:
+    """The owner (or staff) takes an opportunity off the market before it expires."""
+    async with ctx.db.transaction() as session:
+        o = await _opportunity_for(ctx, session, opportunity_id, "withdraw this opportunity")
+        if o.status != OpportunityStatus.ACTIVE:
+            raise Conflict(f"the opportunity is {o.status}, not active")
+        o.status = OpportunityStatus.WITHDRAWN.value
+        o.updated_at = utcnow()
+        session.add(o)
+        add_event(session, contracts.OpportunityWithdrawn(opportunity_id=o.id), source=ctx.source)
+        key = f"{OPPORTUNITY}:{o.id}"
+
+        def deactivate() -> None:
+            ctx.get(Engine).index.set_active(key, False)
+
+        after_commit(session, deactivate)
     return _public(o)
 
 

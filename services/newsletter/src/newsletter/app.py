@@ -81,6 +81,7 @@ SPEC = ServiceSpec(
         contracts.SubscriberErased,
         contracts.BounceRecorded,
         contracts.CampaignStarted,
+        contracts.CampaignPublished,
         contracts.CampaignFinished,
         contracts.DeliveryFailed,
         contracts.SegmentCreated,

@@ -233,6 +233,11 @@ async def on_opportunity(
     await opportunity_published(session, event)
 
 
-@consumers.handles(matchmaking.OpportunityExpired)
-async def on_expired(ctx: Ctx, session: AsyncSession, event: matchmaking.OpportunityExpired, meta: EventMeta) -> None:
+@consumers.handles(matchmaking.OpportunityExpired, matchmaking.OpportunityWithdrawn)
+async def on_expired(
+    ctx: Ctx,
+    session: AsyncSession,
+    event: matchmaking.OpportunityExpired | matchmaking.OpportunityWithdrawn,
+    meta: EventMeta,
+) -> None:
     await opportunity_expired(session, event.opportunity_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -277,8 +278,20 @@ class Campaign(SQLModel, table=True):
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     recipients: int = 0
+    web_url: str | None = Field(default=None, max_length=500)
+    """The issue's public web version (e.g. on the foundation's site): when set, starting the campaign
+    announces it to partners (``CampaignPublished``: subject and this link, nothing else)."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+
+
+def _web_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+        raise ValueError("web_url must be an absolute http(s) URL without credentials")
+    return value
 
 
 class CampaignCreate(Strict):
@@ -293,8 +306,11 @@ class CampaignCreate(Strict):
     segments: list[str] = PField(default_factory=list, max_length=20)
     """Segment ids or names: when given, only subscribers of the lists who are in at least one of them."""
     data: dict[str, Any] = PField(default_factory=dict)
+    web_url: str | None = PField(default=None, max_length=500)
+    """The issue's public web version; when set, partners are told when the campaign starts."""
 
     _interests = field_validator("interests")(_interests)
+    _web = field_validator("web_url")(_web_url)
 
 
 class CampaignUpdate(Strict):
@@ -305,6 +321,9 @@ class CampaignUpdate(Strict):
     interests: list[str] | None = PField(default=None, max_length=30)
     segments: list[str] | None = PField(default=None, max_length=20)
     data: dict[str, Any] | None = None
+    web_url: str | None = PField(default=None, max_length=500)
+
+    _web = field_validator("web_url")(_web_url)
 
     @field_validator("interests")
     @classmethod
@@ -356,6 +375,7 @@ class CampaignPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     recipients: int
+    web_url: str | None = None
     created_at: datetime
     stats: CampaignStats | None = None
 

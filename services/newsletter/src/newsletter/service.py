@@ -797,6 +797,7 @@ async def create_campaign(ctx: Ctx, data: CampaignCreate, *, kind: str = "regula
             segments=await segments.resolve(session, data.segments),
             data=data.data,
             kind=kind,
+            web_url=data.web_url,
         )
         session.add(c)
         await session.flush()
@@ -904,8 +905,26 @@ async def _start(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     add_event(
         session, contracts.CampaignStarted(campaign_id=c.id, name=c.name, recipients=c.recipients), source=ctx.source
     )
+    if c.web_url and c.kind == "regular":
+        add_event(
+            session,
+            contracts.CampaignPublished(
+                campaign_id=c.id, subject_line=public_subject(c), web_url=c.web_url, published_at=c.started_at
+            ),
+            source=ctx.source,
+        )
     if c.recipients == 0:
         await _finish(session, ctx, c)
+
+
+def public_subject(c: Campaign) -> str:
+    """The subject as everyone sees it: rendered with the campaign's fields only. A subject that
+    needs a subscriber's fields (``{{ name }}``) is personal to each mail: the campaign's name stands in."""
+    try:
+        shared = {"campaign": {"id": c.id, "name": c.name, "data": c.data}}
+        return delivery.CampaignRenderer(c.subject, "", "", shared).render(shared).subject or c.name
+    except Exception:
+        return c.name
 
 
 async def _finish(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:

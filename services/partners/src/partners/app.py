@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from distretto_shared.app import ServiceContext, ServiceSpec, asyncapi_document, cli
 from distretto_shared.app import create_app as _create
-from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.contracts import matchmaking, membership, newsletter, projects
 from distretto_shared.contracts import public as contracts
 from partners import api, consumers
 from partners.config import Settings
@@ -77,6 +77,7 @@ SPEC = ServiceSpec(
         membership.FIGURES_TOPIC,
         projects.PROJECT_TOPIC,
         matchmaking.OPPORTUNITY_TOPIC,
+        newsletter.CAMPAIGN_TOPIC,
     ],
     on_startup=[start_channels],
     on_shutdown=[stop_channels],

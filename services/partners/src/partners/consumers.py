@@ -14,6 +14,7 @@ from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
+from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
 from distretto_shared.events import EventMeta
@@ -151,3 +152,17 @@ async def on_opportunity(
 @consumers.handles(mm.OpportunityExpired)
 async def on_expired(_ctx: Context[Any], session: AsyncSession, event: mm.OpportunityExpired, meta: EventMeta) -> None:
     await publish_public(session, pub.OpportunityWithdrawn(opportunity_id=event.opportunity_id), meta.id)
+
+
+@consumers.handles(mm.OpportunityWithdrawn)
+async def on_withdrawn(
+    _ctx: Context[Any], session: AsyncSession, event: mm.OpportunityWithdrawn, meta: EventMeta
+) -> None:
+    await publish_public(
+        session, pub.OpportunityWithdrawn(opportunity_id=event.opportunity_id, reason="withdrawn"), meta.id
+    )
+
+
+@consumers.handles(nl.CampaignPublished)
+async def on_campaign(_ctx: Context[Any], session: AsyncSession, event: nl.CampaignPublished, meta: EventMeta) -> None:
+    await publish_public(session, domain.campaign_published(event), meta.id)

@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from standardwebhooks.webhooks import Webhook
 
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
+from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
 
@@ -188,3 +190,24 @@ def next_attempt(attempts_made: int, schedule: Sequence[float], now: datetime) -
 def should_disable(failing_since: datetime | None, now: datetime, after_seconds: float) -> bool:
     """An endpoint failing since longer than ``after_seconds`` without a success gets disabled."""
     return failing_since is not None and (now - failing_since).total_seconds() >= after_seconds
+
+
+def campaign_published(event: nl.CampaignPublished) -> pub.CampaignPublished:
+    """A published newsletter issue: subject and web link (scrubbed like every free text)."""
+    return pub.CampaignPublished(
+        campaign_id=event.campaign_id,
+        subject_line=scrub(event.subject_line),
+        web_url=public_link(event.web_url),
+        published_at=event.published_at,
+    )
+
+
+def public_link(url: str) -> str:
+    """A link without what could identify a reader: no query, fragment or credentials, and no path
+    that carries an e-mail address or a phone number (then only the site's root)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return ""
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    path = parts.path if scrub(unquote(parts.path)) == unquote(parts.path) else "/"
+    return urlunsplit((parts.scheme, host, path or "/", "", ""))

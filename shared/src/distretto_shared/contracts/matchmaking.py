@@ -48,6 +48,12 @@ class OpportunityExpired(_OpportunityEvent):
     event_type = "distretto.matchmaking.opportunity.expired.v1"
 
 
+class OpportunityWithdrawn(_OpportunityEvent):
+    """Its owner (or the foundation's staff) withdrew an opportunity before it expired."""
+
+    event_type = "distretto.matchmaking.opportunity.withdrawn.v1"
+
+
 class _MatchEvent(Event):
     topic = MATCH_TOPIC.name
     subject_field = "match_id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from distretto_shared.events import Event
@@ -65,6 +66,16 @@ class CampaignStarted(_CampaignEvent):
     event_type = "distretto.newsletter.campaign.started.v1"
     name: str
     recipients: int
+
+
+class CampaignPublished(_CampaignEvent):
+    """A campaign with a public web version started: its subject (rendered without any subscriber's
+    fields) and the link. Nothing about recipients."""
+
+    event_type = "distretto.newsletter.campaign.published.v1"
+    subject_line: str
+    web_url: str
+    published_at: datetime | None = None
 
 
 class CampaignFinished(_CampaignEvent):

@@ -23,7 +23,14 @@ PUBLIC_ORGANISATION_TOPIC = TopicSpec("public.organisation.v1", partitions=3, re
 PUBLIC_FIGURES_TOPIC = TopicSpec("public.figures.v1", partitions=1, retention_ms=-1)
 PUBLIC_PROJECT_TOPIC = TopicSpec("public.project.v1", partitions=3, retention_ms=-1)
 PUBLIC_OPPORTUNITY_TOPIC = TopicSpec("public.opportunity.v1", partitions=3, retention_ms=-1)
-PUBLIC_TOPICS = (PUBLIC_ORGANISATION_TOPIC, PUBLIC_FIGURES_TOPIC, PUBLIC_PROJECT_TOPIC, PUBLIC_OPPORTUNITY_TOPIC)
+PUBLIC_NEWSLETTER_TOPIC = TopicSpec("public.newsletter.v1", partitions=1, retention_ms=-1)
+PUBLIC_TOPICS = (
+    PUBLIC_ORGANISATION_TOPIC,
+    PUBLIC_FIGURES_TOPIC,
+    PUBLIC_PROJECT_TOPIC,
+    PUBLIC_OPPORTUNITY_TOPIC,
+    PUBLIC_NEWSLETTER_TOPIC,
+)
 register(*PUBLIC_TOPICS)
 
 
@@ -156,11 +163,26 @@ class OpportunityPublished(_Opportunity):
 
 
 class OpportunityWithdrawn(_Opportunity):
-    """An opportunity is no longer offered (today: it expired)."""
+    """An opportunity is no longer offered: it expired, or its owner withdrew it."""
 
     event_type = "distretto.public.opportunity.withdrawn.v1"
     reason: str = "expired"
-    """expired (the only cause the internal events tell today)"""
+    """``expired`` or ``withdrawn`` (by its owner)"""
+
+
+class CampaignPublished(PublicEvent):
+    """A newsletter issue of the foundation went out: its subject and its public web version.
+    Only campaigns given a web version are announced; nothing about recipients."""
+
+    event_type = "distretto.public.newsletter.campaign_published.v1"
+    topic = PUBLIC_NEWSLETTER_TOPIC.name
+    subject_field = "campaign_id"
+
+    campaign_id: str
+    subject_line: str
+    """Rendered without any subscriber's fields."""
+    web_url: str
+    published_at: datetime | None = None
 
 
 PUBLIC_TYPES: tuple[type[PublicEvent], ...] = (
@@ -173,6 +195,7 @@ PUBLIC_TYPES: tuple[type[PublicEvent], ...] = (
     DeliverableSubmitted,
     OpportunityPublished,
     OpportunityWithdrawn,
+    CampaignPublished,
 )
 """Every public event type, in catalogue order."""
 
