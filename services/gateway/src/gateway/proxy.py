@@ -19,7 +19,7 @@ import httpx
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from distretto_shared import metrics
+from distretto_shared import metrics, tracing
 from distretto_shared.db import Database
 from distretto_shared.identity import ANONYMOUS, TokenSigner
 from distretto_shared.logging import get_logger
@@ -117,6 +117,9 @@ STRIPPED_REQUEST = HOP_BY_HOP | {
 }
 # A chunked request is re-chunked to the service; a Content-Length beside it would contradict that.
 STRIPPED_REQUEST_CHUNKED = STRIPPED_REQUEST | {b"content-length"}
+# With tracing on, the upstream gets the gateway's own span as its parent instead of the caller's.
+TRACED_REQUEST = STRIPPED_REQUEST | {b"traceparent"}
+TRACED_REQUEST_CHUNKED = STRIPPED_REQUEST_CHUNKED | {b"traceparent"}
 
 
 _ID_PREFIX = os.urandom(8).hex()
@@ -263,7 +266,7 @@ class GatewayMiddleware:
         gw = self.gateway
         method: str = scope["method"]
         path: str = scope["path"]
-        authorization = api_key = rid = cid = forwarded_for = None
+        authorization = api_key = rid = cid = forwarded_for = traceparent = None
         for k, v in scope["headers"]:
             if k == b"authorization":
                 authorization = v.decode("latin-1")
@@ -275,6 +278,8 @@ class GatewayMiddleware:
                 cid = v.decode("latin-1")
             elif k == b"x-forwarded-for":
                 forwarded_for = v.decode("latin-1")
+            elif k == b"traceparent":
+                traceparent = v.decode("latin-1")
         request_id = (_safe_id(rid) if rid else None) or new_request_id()
         correlation_id = (_safe_id(cid) if cid else None) or request_id
         client = scope["client"][0] if scope.get("client") else "unknown"
@@ -355,7 +360,21 @@ class GatewayMiddleware:
                 extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
                 await send_json(send_wrapper, decision.status, {"error": error, "message": decision.message}, extra)
                 return
-            if target is not None:
+            if target is not None and tracing.state.enabled:
+                # The gateway's own SERVER span, child of the caller's traceparent and parent of the upstream call.
+                with tracing.span(
+                    f"{method} {route}",
+                    tracing.SERVER,
+                    traceparent,
+                    **{"http.request.method": method, "http.route": route, "distretto.upstream": target[0]},
+                ) as span:
+                    assert span is not None
+                    status = await self.forward(
+                        scope, receive, send, target[0], identity, client, id_headers, tracing.traceparent_of(span)
+                    )
+                    span.set_attribute("http.response.status_code", status)
+                    tracing.mark_error(span, status)
+            elif target is not None:
                 # straight to the server's send: forward() adds the ids itself and says which status went out
                 status = await self.forward(scope, receive, send, target[0], identity, client, id_headers)
             else:
@@ -377,9 +396,11 @@ class GatewayMiddleware:
         identity: Identity | None,
         client: str,
         id_headers: list[tuple[bytes, bytes]],
+        traceparent: str | None = None,
     ) -> int:
         """Stream the request to ``service`` and its answer back; 502/504 in JSON when it fails.
 
+        ``traceparent`` (tracing on): the gateway's span, sent instead of the caller's header.
         Returns the status sent to the caller (499 when the caller left before an answer).
         """
         gw = self.gateway
@@ -409,8 +430,9 @@ class GatewayMiddleware:
         forwarded_for: bytes | None = None
         host: bytes | None = None
         connection: bytes | None = None
+        stripped = STRIPPED_REQUEST if traceparent is None else TRACED_REQUEST
         for k, v in scope["headers"]:
-            if k not in STRIPPED_REQUEST and not k.startswith(b"x-distretto-"):  # no caller speaks for the gateway
+            if k not in stripped and not k.startswith(b"x-distretto-"):  # no caller speaks for the gateway
                 parts += (k, b": ", v, b"\r\n")
                 if k == b"content-length":
                     has_body = v.strip() not in (b"", b"0")
@@ -425,7 +447,10 @@ class GatewayMiddleware:
         if chunked or (connection is not None and connection.strip().lower() not in (b"keep-alive", b"close")):
             # Rare: headers named in Connection are hop-by-hop too; a chunked body has no Content-Length.
             hop_listed = {t.strip().lower() for t in (connection or b"").split(b",")}
-            dropped = STRIPPED_REQUEST_CHUNKED if chunked else STRIPPED_REQUEST
+            if traceparent is None:
+                dropped = STRIPPED_REQUEST_CHUNKED if chunked else STRIPPED_REQUEST
+            else:
+                dropped = TRACED_REQUEST_CHUNKED if chunked else TRACED_REQUEST
             del parts[6:]
             for k, v in scope["headers"]:
                 if k not in dropped and k not in hop_listed and not k.startswith(b"x-distretto-"):
@@ -438,6 +463,8 @@ class GatewayMiddleware:
             parts += (b"\r\nx-forwarded-host: ", host)
         for k, v in id_headers:
             parts += (b"\r\n", k, b": ", v)
+        if traceparent is not None:
+            parts += (b"\r\ntraceparent: ", traceparent.encode())
         # The verified caller, as a credential only this service accepts (anonymous callers too).
         credential = gw.signer.mint_cached(identity.as_principal if identity is not None else ANONYMOUS, service)
         parts += (b"\r\nx-distretto-identity: ", credential.encode())
