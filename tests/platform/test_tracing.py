@@ -14,9 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway.app import create_app as create_gateway
-from gateway.config import Settings as GatewaySettings
-from gateway.domain import POLICY, Policy, _r
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,6 +25,9 @@ from distretto_shared.identity import Role
 from distretto_shared.monitoring import serve_app
 from distretto_shared.settings import ServiceSettings
 from distretto_shared.testing import service_client, wait_for
+from gateway.app import create_app as create_gateway
+from gateway.config import Settings as GatewaySettings
+from gateway.domain import POLICY, Policy, _r
 from tests.backbone.example import AccountCredited
 from tests.backbone.test_app import SPEC
 
