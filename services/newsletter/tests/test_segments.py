@@ -7,6 +7,8 @@ import json
 from datetime import date
 from typing import Any
 
+import sqlalchemy as sa
+
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.identity import Principal
@@ -308,3 +310,179 @@ async def test_bad_rules_are_refused_and_segments_are_staff_only(
                 assert r.status_code == 403, (role, path, r.text)
         staff = identity_headers(Principal(id="user:staff", role="staff"), "newsletter")
         assert (await client.get("/segments/pharma/count", headers=staff)).json() == {"count": 0}
+
+
+def _text(message: Any) -> str:
+    return message.get_body(("plain",)).get_content()  # type: ignore[no-any-return]
+
+
+async def test_welcome_and_digest_lines_by_segment(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """The welcome mail goes to the welcome segment only; each segment's digest carries only its lines."""
+    await ensure_topics(kafka_bootstrap, SPEC.topics)
+    settings = make_settings(
+        database, kafka_bootstrap, sink, membership_url="http://127.0.0.1:9", contact_fetch_interval=3600
+    )
+    app = create_app(settings)
+    async with service_client(app) as client, membership_api([]) as members_api:
+        definitions = [
+            {"name": "Biotech welcome", "rule": {"field": "sector", "any_of": ["biotech"]}, "welcome": True},
+            {
+                "name": "Pharma opportunities",
+                "rule": {"field": "sector", "any_of": ["Pharma"]},
+                "digest": True,
+                "digest_sections": ["opportunity"],
+            },
+            {
+                "name": "Biotech opportunities",
+                "rule": {
+                    "all": [{"field": "sector", "any_of": ["biotech"]}, {"field": "status", "any_of": ["active"]}]
+                },
+                "digest": True,
+                "digest_sections": ["opportunity"],
+            },
+            # no sections chosen: every section, lines about other sectors left out
+            {"name": "Devices news", "rule": {"field": "sector", "any_of": ["medical devices"]}, "digest": True},
+        ]
+        for body in definitions:
+            r = await client.post("/segments", json=body)
+            assert r.status_code == 201, r.text
+            assert r.json()["welcome"] is body.get("welcome", False)
+        bad = await client.post(
+            "/segments", json={"name": "x", "rule": {"field": "sector", "any_of": ["a"]}, "digest_sections": ["gossip"]}
+        )
+        assert bad.status_code == 422 and "digest_sections" in bad.text
+
+        # the segment events carry the automation flags
+        records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SEGMENT_TOPIC.name, min_count=4)
+        flags = {json.loads(r.value)["name"]: json.loads(r.value) for r in records}
+        assert flags["Biotech welcome"]["welcome"] is True
+        assert flags["Pharma opportunities"]["digest_sections"] == ["opportunity"]
+
+        # three organisations registered, one consenting contact each, known before they join
+        people = {"c1": "o1", "c3": "o2", "c4": "o3"}
+        events: list[Any] = []
+        for cid, oid in people.items():
+            events.append(membership.OrganisationRegistered(organisation_id=oid, profile=ORGS[oid]))
+            _, email, consent, role = CONTACTS[cid]
+            ref = contact(cid, oid, email, consent)
+            PEOPLE[cid]["role"] = role
+            events.append(membership.ContactAdded(contact_id=cid, organisation_id=oid, contact=ref))
+        await publish_events(kafka_bootstrap, events)
+
+        async def contacts_known() -> bool:
+            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
+            r = await client.get("/subscribers", params={"list": "members", "status": "confirmed"})
+            return r.status_code == 200 and len(r.json()["items"]) == 3
+
+        await wait_until(contacts_known, timeout=90, what="the three contacts on the members list")
+
+        # they join; opportunities in several sectors and a milestone arrive
+        def opportunity(oid: str, title: str, sectors: list[str]) -> matchmaking.OpportunityPublished:
+            return matchmaking.OpportunityPublished(
+                opportunity_id=oid, opportunity_type="partner_search", title=title, sectors=sectors
+            )
+
+        await publish_events(
+            kafka_bootstrap,
+            [
+                *(
+                    membership.OrganisationJoined(organisation_id=oid, profile=ORGS[oid], joined_on=TODAY)
+                    for oid in ("o1", "o2", "o3")
+                ),
+                opportunity("op-p", "Clinical trial sites wanted", ["Pharma"]),
+                opportunity("op-b", "CRISPR screening partner", ["biotech"]),
+                opportunity("op-pb", "Sequencing for drug discovery", ["pharma", "biotech"]),
+                opportunity("op-d", "Sterilisation validation", ["medical devices"]),
+                projects.MilestoneReached(
+                    project_id="p1",
+                    milestone_id="m1",
+                    number="MS3",
+                    title="First-in-human study",
+                    reached_on=TODAY,
+                    acronym="ONCOTARGET",
+                ),
+            ],
+        )
+
+        # each join is handled with the organisation's profile in the audience: only the biotech
+        # organisation's contact is in the welcome segment, so only that one is welcomed
+        async def joined() -> bool:
+            r = await client.post("/segments/preview", json={"rule": {"field": "status", "any_of": ["active"]}})
+            return r.json()["total"] == 3  # type: ignore[no-any-return]
+
+        await wait_until(joined, timeout=90, what="the three joins handled")
+        async with app.state.ctx.db.read() as session:
+            queued = (await session.execute(sa.text("SELECT email FROM delivery WHERE kind = 'welcome'"))).all()
+        assert [r[0] for r in queued] == ["ceo@pisabiotech.example"]
+        await wait_until(lambda: sink.to("ceo@pisabiotech.example"), what="the welcome mail")
+        assert "Pisa Biotech" in sink.to("ceo@pisabiotech.example")[0].message["Subject"]
+
+        async def lines_kept() -> bool:
+            async with app.state.ctx.db.read() as session:
+                n = (await session.execute(sa.text("SELECT count(*) FROM digest_item"))).scalar_one()
+            return n == 8  # type: ignore[no-any-return]  # 3 new members, 4 opportunities, 1 milestone
+
+        await wait_until(lines_kept, timeout=90, what="the digest lines")
+        assert (await client.post("/digest")).status_code == 200
+        digests = [
+            c for c in (await client.get("/campaigns", params={"limit": 100})).json()["items"] if c["kind"] == "digest"
+        ]
+        names = {c["name"].rsplit(" — ", 1)[1]: c for c in digests}
+        assert set(names) == {"Pharma opportunities", "Biotech opportunities", "Devices news"}
+        for c in digests:
+            assert (await client.post(f"/campaigns/{c['id']}/start")).json()["recipients"] == 1
+
+        expected = {
+            "rd@sienapharma.example": (
+                "Pharma opportunities",
+                {
+                    "Matchmaking opportunities": [
+                        "Clinical trial sites wanted — partner search",
+                        "Sequencing for drug discovery — partner search",
+                    ]
+                },
+            ),
+            "ceo@pisabiotech.example": (
+                "Biotech opportunities",
+                {
+                    "Matchmaking opportunities": [
+                        "CRISPR screening partner — partner search",
+                        "Sequencing for drug discovery — partner search",
+                    ]
+                },
+            ),
+            "info@firenzedevices.example": (
+                "Devices news",
+                {
+                    "New members": ["Firenze Devices — medical devices"],
+                    "Project milestones": [f"ONCOTARGET MS3: First-in-human study — reached on {TODAY.isoformat()}"],
+                    "Matchmaking opportunities": ["Sterilisation validation — partner search"],
+                },
+            ),
+        }
+
+        def digest_mails(address: str) -> list[Any]:
+            return [m for m in sink.to(address) if m.message["Subject"].startswith("Cluster digest")]
+
+        await wait_until(lambda: all(digest_mails(a) for a in expected), timeout=60, what="the three digests")
+        headings = {title for _, title in service.SECTIONS}
+        for address, (segment, want) in expected.items():
+            mails = digest_mails(address)
+            assert len(mails) == 1, address
+            assert mails[0].message["Subject"] == names[segment]["name"]
+            text = _text(mails[0].message)
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            assert lines[0] == names[segment]["name"]
+            sections: dict[str, list[str]] = {}
+            for ln in lines[1:]:
+                if ln in headings:
+                    sections[ln] = []
+                elif ln.startswith("- ") and sections:
+                    sections[list(sections)[-1]].append(ln[2:])
+                else:
+                    break  # the footer
+            # the sections in the digest's order; a section's lines in any order (events on several partitions)
+            assert list(sections) == list(want), (address, text)
+            assert {k: sorted(v) for k, v in sections.items()} == {k: sorted(v) for k, v in want.items()}, text

@@ -184,9 +184,8 @@ async def on_profile(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMet
     await profile_seen(session, event.profile)
 
 
-@consumers.handles(membership.OrganisationJoined)
-async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
-    await profile_seen(session, event.profile, status="active")
+# OrganisationJoined is handled in this group by newsletter.consumers.on_joined: the profile here,
+# then the welcome mail and the digest line (the welcome's segments must see the joined profile).
 
 
 STATUS_OF: dict[str, str] = {

@@ -10,7 +10,7 @@ from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.events import EventMeta
-from newsletter import service
+from newsletter import audience, service
 from newsletter.config import Settings
 
 Ctx = Context[Settings]
@@ -28,8 +28,11 @@ async def on_contact_erased(ctx: Ctx, session: AsyncSession, event: membership.C
     await service.contact_erased(session, ctx, event.contact_id, event.email_sha256.lower())
 
 
-@consumers.handles(membership.OrganisationJoined)
+@audience.consumers.handles(membership.OrganisationJoined)
 async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
+    """In the audience's group, after the joined profile is in the audience read model: the welcome mail
+    chooses its recipients by segment, which must see the organisation as it is at this event."""
+    await audience.profile_seen(session, event.profile, status="active")
     await service.organisation_joined(session, ctx, event)
 
 
@@ -82,4 +85,5 @@ async def on_opportunity(
         title=event.title,
         detail=f"{event.opportunity_type.replace('_', ' ')}" + (f" — {event.summary[:200]}" if event.summary else ""),
         occurred_on=None,
+        sectors=event.sectors,
     )

@@ -539,6 +539,8 @@ class DigestItem(SQLModel, table=True):
     title: str = Field(max_length=500)
     detail: str = Field(default="", max_length=2000)
     occurred_on: date | None = None
+    sectors: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False, server_default="[]"))
+    """The sectors the line is about (a new member's, an opportunity's): a segment's digest keeps it by them."""
     campaign_id: str | None = Field(default=None, max_length=32, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 

@@ -323,12 +323,21 @@ class Segment(SQLModel, table=True):
     description: str = Field(default="", max_length=2000)
     rule: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
     digest: bool = False
-    """The cluster digest goes (also) to this segment, as its own campaign."""
+    """The cluster digest goes (also) to this segment, as its own campaign, its lines filtered to it."""
+    digest_sections: list[str] = Field(
+        default_factory=list, sa_column=Column(sa.JSON, nullable=False, server_default="[]")
+    )
+    """The digest sections this segment's digest keeps (empty: all of them)."""
+    welcome: bool = False
+    """Welcome mails go to new members' contacts in this segment (with none marked: to every one)."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 
 
 TABLES = ["segment"]
+
+DIGEST_SECTIONS = ("new_member", "milestone", "deadline", "project", "opportunity")
+DigestSection = Literal["new_member", "milestone", "deadline", "project", "opportunity"]
 
 
 class SegmentCreate(Strict):
@@ -336,7 +345,12 @@ class SegmentCreate(Strict):
     description: str = PField(default="", max_length=2000)
     rule: Rule
     digest: bool = False
-    """When any segment has it, the digest is sent per such segment, to its members only."""
+    """When any segment has it, the digest is sent per such segment, to its members only, with the
+    lines that concern it (see :func:`keeps_line`)."""
+    digest_sections: list[DigestSection] = PField(default_factory=list, max_length=len(DIGEST_SECTIONS))
+    """Only these sections in this segment's digest (empty: all)."""
+    welcome: bool = False
+    """When any segment has it, welcome mails go only to contacts in such a segment."""
 
 
 class SegmentUpdate(Strict):
@@ -344,6 +358,8 @@ class SegmentUpdate(Strict):
     description: str | None = PField(default=None, max_length=2000)
     rule: Rule | None = None
     digest: bool | None = None
+    digest_sections: list[DigestSection] | None = PField(default=None, max_length=len(DIGEST_SECTIONS))
+    welcome: bool | None = None
 
 
 class SegmentPreview(Strict):
@@ -356,6 +372,8 @@ class SegmentPublic(BaseModel):
     description: str
     rule: dict[str, Any]
     digest: bool
+    digest_sections: list[str] = []
+    welcome: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -426,20 +444,38 @@ async def _name_free(session: AsyncSession, name: str, own_id: str | None = None
         raise Conflict(f"a segment named {name!r} exists", details={"segment_id": other})
 
 
+def _automation(seg: Segment) -> dict[str, Any]:
+    return {"digest": seg.digest, "digest_sections": list(seg.digest_sections or []), "welcome": seg.welcome}
+
+
 def _changed_event(seg: Segment, *, deleted: bool = False) -> contracts.SegmentChanged:
-    return contracts.SegmentChanged(segment_id=seg.id, name=seg.name, rule=seg.rule, digest=seg.digest, deleted=deleted)
+    return contracts.SegmentChanged(
+        segment_id=seg.id, name=seg.name, rule=seg.rule, deleted=deleted, **_automation(seg)
+    )
+
+
+def _sections(sections: list[DigestSection]) -> list[str]:
+    """In the digest's order, each once."""
+    return [s for s in DIGEST_SECTIONS if s in sections]
 
 
 async def create_segment(ctx: Ctx, data: SegmentCreate) -> SegmentPublic:
     async with ctx.db.transaction() as session:
         await _validated(session, data.rule)
         await _name_free(session, data.name)
-        seg = Segment(name=data.name, description=data.description, rule=_dump(data.rule), digest=data.digest)
+        seg = Segment(
+            name=data.name,
+            description=data.description,
+            rule=_dump(data.rule),
+            digest=data.digest,
+            digest_sections=_sections(data.digest_sections),
+            welcome=data.welcome,
+        )
         session.add(seg)
         await session.flush()
         add_event(
             session,
-            contracts.SegmentCreated(segment_id=seg.id, name=seg.name, rule=seg.rule, digest=seg.digest),
+            contracts.SegmentCreated(segment_id=seg.id, name=seg.name, rule=seg.rule, **_automation(seg)),
             source=ctx.source,
         )
         return _public(seg)
@@ -457,6 +493,10 @@ async def update_segment(ctx: Ctx, ref: str, data: SegmentUpdate) -> SegmentPubl
             seg.description = data.description
         if data.digest is not None:
             seg.digest = data.digest
+        if data.digest_sections is not None:
+            seg.digest_sections = _sections(data.digest_sections)
+        if data.welcome is not None:
+            seg.welcome = data.welcome
         seg.updated_at = utcnow()
         await session.flush()
         add_event(session, _changed_event(seg), source=ctx.source)
@@ -563,6 +603,54 @@ async def digest_segments(session: AsyncSession) -> list[Segment]:
         .scalars()
         .all()
     )
+
+
+def named_values(rule: Rule, field: str) -> set[str]:
+    """The values a rule asks for on ``field`` (``any_of`` / ``all_of`` outside a ``none`` group), normalised."""
+    found: set[str] = set()
+
+    def walk(node: Rule, negated: bool) -> None:
+        if isinstance(node, Condition):
+            if node.field == field and node.op != "none_of" and not negated:
+                found.update(_norm(field, v) for v in node.values)
+            return
+        for child in node.rules:
+            walk(child, negated or node.op == "none")
+
+    walk(rule, False)
+    return found
+
+
+def keeps_line(seg: Segment, kind: str, sectors: list[str]) -> bool:
+    """Whether a digest line (of section ``kind``, about ``sectors``) goes into this segment's digest.
+
+    The segment's ``digest_sections`` choose the sections (empty: all). A line about sectors (a new
+    member, an opportunity) goes only to segments whose rule asks for one of those sectors, or
+    that ask for no sector at all; a line about no sector (a milestone, a deadline) goes to all.
+    """
+    if seg.digest_sections and kind not in seg.digest_sections:
+        return False
+    wanted = named_values(parse_rule(seg.rule), "sector")
+    line = {_norm("sector", s) for s in sectors}
+    return not wanted or not line or bool(wanted & line)
+
+
+async def in_welcome_segment(session: AsyncSession, subscriber_id: str) -> bool:
+    """Whether a welcome mail may go to this subscriber: in a segment marked ``welcome``, or none is marked."""
+    marked = (await session.execute(select(Segment).where(col(Segment.welcome).is_(True)))).scalars().all()
+    if not marked:
+        return True
+    await session.flush()
+    for seg in marked:
+        scope = Scope.new()
+        q = (
+            sa.select(scope.s.c.id)
+            .select_from(scope.source())
+            .where(scope.s.c.id == subscriber_id, consenting(scope), compile_rule(parse_rule(seg.rule), scope))
+        )
+        if (await session.execute(q)).first() is not None:
+            return True
+    return False
 
 
 # -- HTTP --------------------------------------------------------------------------------------

@@ -1504,9 +1504,14 @@ async def contact_fetcher(ctx: Ctx) -> None:
 async def _welcome_once(
     session: AsyncSession, settings: Settings, contact: MemberContact, org_name: str, sub: Subscriber
 ) -> None:
+    """Queue the welcome mail unless it was queued before, or segments marked ``welcome`` leave this contact out."""
     key = f"welcome:{contact.organisation_id}:{contact.contact_id}"
-    if (await session.execute(select(Delivery.id).where(Delivery.dedupe_key == key))).first() is None:
-        _queue_welcome(session, settings, contact, org_name, sub)
+    if (await session.execute(select(Delivery.id).where(Delivery.dedupe_key == key))).first() is not None:
+        return
+    if not await segments.in_welcome_segment(session, sub.id):
+        log.info("welcome not sent: the contact is in no welcome segment", organisation_id=contact.organisation_id)
+        return
+    _queue_welcome(session, settings, contact, org_name, sub)
 
 
 async def contact_erased(session: AsyncSession, ctx: Ctx, contact_id: str, email_hash: str) -> None:
@@ -1556,6 +1561,7 @@ async def organisation_joined(session: AsyncSession, ctx: Ctx, event: membership
         title=event.profile.name,
         detail=", ".join(x for x in [event.profile.city or "", *event.profile.sectors] if x),
         occurred_on=event.joined_on,
+        sectors=event.profile.sectors,
     )
     if not event.first_join:
         return
@@ -1580,11 +1586,23 @@ async def organisation_joined(session: AsyncSession, ctx: Ctx, event: membership
 
 
 async def add_digest_item(
-    session: AsyncSession, *, kind: str, ref: str, title: str, detail: str = "", occurred_on: date | None = None
+    session: AsyncSession,
+    *,
+    kind: str,
+    ref: str,
+    title: str,
+    detail: str = "",
+    occurred_on: date | None = None,
+    sectors: list[str] | None = None,
 ) -> None:
     """Keep one line for the next digest (an event seen twice adds nothing)."""
     if (await session.execute(select(DigestItem.id).where(DigestItem.ref == ref))).first() is None:
-        session.add(DigestItem(kind=kind, ref=ref, title=title[:500], detail=detail[:2000], occurred_on=occurred_on))
+        tags = list(dict.fromkeys(" ".join(x.split()).lower()[:200] for x in sectors or [] if x.strip()))[:50]
+        session.add(
+            DigestItem(
+                kind=kind, ref=ref, title=title[:500], detail=detail[:2000], occurred_on=occurred_on, sectors=tags
+            )
+        )
 
 
 DIGEST_TEMPLATE = "Digest (built-in)"
@@ -1630,15 +1648,27 @@ async def build_digest(ctx: Ctx) -> CampaignPublic | None:
             )
             session.add(template)
         members = await ensure_members_list(session, settings)
-        sections = []
-        for kind, title in SECTIONS:
-            lines = [{"title": i.title, "detail": i.detail} for i in items if i.kind == kind]
-            if lines:
-                sections.append({"title": title, "items": lines})
-        # Segments marked ``digest``: one campaign per segment, to its members only; none: the whole list.
+
+        def sections_for(target: segments.Segment | None) -> list[dict[str, Any]]:
+            sections = []
+            for kind, title in SECTIONS:
+                lines = [
+                    {"title": i.title, "detail": i.detail}
+                    for i in items
+                    if i.kind == kind and (target is None or segments.keeps_line(target, kind, list(i.sectors or [])))
+                ]
+                if lines:
+                    sections.append({"title": title, "items": lines})
+            return sections
+
+        # Segments marked ``digest``: one campaign per segment, to its members only, with the lines that
+        # concern it (a segment left with no line gets no digest); none marked: the whole list, every line.
         targets: list[segments.Segment | None] = [*await segments.digest_segments(session)] or [None]
         built: list[Campaign] = []
         for target in targets:
+            sections = sections_for(target)
+            if not sections:
+                continue
             name = f"Cluster digest {date.today().isoformat()}"
             c = Campaign(
                 name=f"{name} — {target.name}" if target is not None else name,
@@ -1652,6 +1682,8 @@ async def build_digest(ctx: Ctx) -> CampaignPublic | None:
             session.add(c)
             await session.flush()
             built.append(c)
+        if not built:
+            return None  # the lines wait for a segment they concern
         for i in items:
             i.campaign_id = built[0].id
         if settings.digest_mode == "send":

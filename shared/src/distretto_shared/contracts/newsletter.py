@@ -110,6 +110,10 @@ class SegmentCreated(_SegmentEvent):
     name: str
     rule: dict[str, Any]
     digest: bool = False
+    digest_sections: list[str] = []
+    """The digest sections the segment's digest keeps (empty: all)."""
+    welcome: bool = False
+    """Welcome mails go to new members' contacts in this segment."""
 
 
 class SegmentChanged(_SegmentEvent):
@@ -119,4 +123,8 @@ class SegmentChanged(_SegmentEvent):
     name: str
     rule: dict[str, Any]
     digest: bool = False
+    digest_sections: list[str] = []
+    """The digest sections the segment's digest keeps (empty: all)."""
+    welcome: bool = False
+    """Welcome mails go to new members' contacts in this segment."""
     deleted: bool = False
