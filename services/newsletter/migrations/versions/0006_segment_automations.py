@@ -3,8 +3,8 @@
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 
 COLUMNS = [
     ("segment", sa.Column("welcome", sa.Boolean(), nullable=False, server_default=sa.false())),
