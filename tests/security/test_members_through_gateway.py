@@ -160,7 +160,7 @@ async def test_a_member_of_a_gets_nothing_private_of_b(platform: Platform) -> No
             for secret in ("8750000.0", PLACE, "bruno.secret", p.match_b_c):
                 assert secret not in response.text, path
         # … and writes nothing of B's
-        figures = {"staff": 1, "turnover_eur": 1}
+        figures = {"staff": 1, "rd_staff": 0, "turnover_eur": 1, "lab_m2": 0, "patents": 0}
         assert (await gw.put(f"/api/membership/organisations/{p.b}/figures/2025", json=figures)).status_code == 403
         decline = await gw.post(f"/api/matchmaking/matches/{p.match_b_c}/decline", json={"side": "counterpart"})
         assert decline.status_code == 404

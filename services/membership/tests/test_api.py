@@ -7,10 +7,15 @@ from typing import Any
 
 import pytest
 
-from distretto_shared.testing import service_client, wait_for
+from distretto_shared.contracts import membership as contracts
+from distretto_shared.identity import Principal, Role
+from distretto_shared.testing import identity_headers, service_client, wait_for
 from membership import service
 from membership.app import create_app
 from membership.config import Settings
+
+FIGURES = {"staff": 10, "rd_staff": 0, "turnover_eur": 0, "lab_m2": 0, "patents": 0}
+"""A year's whole record (PUT replaces it); tests override the fields they care about."""
 
 
 async def test_create_read_update_an_organisation(membership: Any) -> None:
@@ -46,7 +51,7 @@ async def test_list_filters_and_pagination(membership: Any) -> None:
     await membership.create(name="Gamma Nutra", sectors=["nutraceutics", "cosmeceutics"], province="SI")
     await membership.post(f"/organisations/{beta['id']}/approve")
     response = await membership.http.put(
-        f"/organisations/{beta['id']}/figures/2024", json={"staff": 30, "rd_staff": 4, "turnover_eur": 4e6}
+        f"/organisations/{beta['id']}/figures/2024", json={**FIGURES, "staff": 30, "rd_staff": 4, "turnover_eur": 4e6}
     )
     assert response.status_code == 200, response.text
 
@@ -84,31 +89,34 @@ async def test_yearly_figures_derive_the_size_class(membership: Any) -> None:
     path = f"/organisations/{org['id']}/figures"
     for year, staff, turnover in [(2022, 8, 1.5e6), (2023, 60, 12e6)]:
         response = await membership.http.put(
-            f"{path}/{year}", json={"staff": staff, "rd_staff": 3, "turnover_eur": turnover, "lab_m2": 120.5}
+            f"{path}/{year}", json={**FIGURES, "staff": staff, "rd_staff": 3, "turnover_eur": turnover, "lab_m2": 120.5}
         )
         assert response.status_code == 200, response.text
     assert [(f["year"], f["size_class"]) for f in await membership.get(path)] == [(2023, "medium"), (2022, "micro")]
     assert (await membership.get(f"/organisations/{org['id']}"))["size_class"] == "medium"
     # Correcting an older year does not change the class, which follows the latest year.
-    await membership.http.put(f"{path}/2022", json={"staff": 400, "turnover_eur": 9e7})
+    await membership.http.put(f"{path}/2022", json={**FIGURES, "staff": 400, "turnover_eur": 9e7})
     assert (await membership.get(f"/organisations/{org['id']}"))["size_class"] == "medium"
-    await membership.http.put(f"{path}/2023", json={"staff": 9, "turnover_eur": 2e6})
+    await membership.http.put(f"{path}/2023", json={**FIGURES, "staff": 9, "turnover_eur": 2e6})
     assert (await membership.get(f"/organisations/{org['id']}"))["size_class"] == "micro"
 
     # Institutions are not enterprises: no EU size class.
     uni = await membership.create(name="Università", kind="university")
-    await membership.http.put(f"/organisations/{uni['id']}/figures/2023", json={"staff": 3000, "turnover_eur": 4e8})
+    await membership.http.put(
+        f"/organisations/{uni['id']}/figures/2023", json={**FIGURES, "staff": 3000, "turnover_eur": 4e8}
+    )
     assert (await membership.get(f"/organisations/{uni['id']}"))["size_class"] is None
 
 
 # -- The lifecycle, every action from every status, through the API ---------------
 
-HTTP_ACTIONS = ["approve", "reject", "suspend", "reinstate", "renew", "leave"]
+HTTP_ACTIONS = ["approve", "reject", "suspend", "reinstate", "lapse", "renew", "leave"]
 EXPECTED = {
     ("applied", "approve"): "active",
     ("applied", "reject"): "rejected",
     ("applied", "leave"): "left",
     ("active", "suspend"): "suspended",
+    ("active", "lapse"): "lapsed",
     ("active", "renew"): "active",
     ("active", "leave"): "left",
     ("suspended", "reinstate"): "active",
@@ -154,8 +162,11 @@ async def test_every_action_from(membership: Any, status: str) -> None:
         if (status, action) in EXPECTED:
             assert response.status_code in (200, 201), (status, action, response.text)
             assert after["status"] == EXPECTED[(status, action)]
-            # One event per status change; a renewal of an active member changes no status.
-            assert await membership.outbox_count() == events + (0 if status == after["status"] else 1)
+            # One event per status change, and every renewal says so (an active member's changes no status).
+            expected = (0 if status == after["status"] else 1) + (1 if action == "renew" else 0)
+            assert await membership.outbox_count() == events + expected
+            if action == "renew":
+                assert (await membership.outbox_types())[-1] == contracts.OrganisationRenewed.event_type
         else:
             assert response.status_code == 409, (status, action, response.text)
             body = response.json()
@@ -302,7 +313,9 @@ async def test_district_figures_and_metrics(membership: Any) -> None:
             f"/organisations/{org['id']}/figures/2024",
             json={"staff": staff, "rd_staff": staff // 10, "turnover_eur": turnover, "lab_m2": 100, "patents": 2},
         )
-    await membership.http.put(f"/organisations/{a['id']}/figures/2023", json={"staff": 999, "turnover_eur": 9e9})
+    await membership.http.put(
+        f"/organisations/{a['id']}/figures/2023", json={**FIGURES, "staff": 999, "turnover_eur": 9e9}
+    )
 
     figures = await membership.get("/figures")
     assert figures["members_total"] == 3
@@ -356,3 +369,99 @@ async def test_personal_data_is_for_the_newsletter_service_and_staff_only(member
     await membership.post(f"/contacts/{contact['id']}/erase")
     r = await membership.http.get(url, headers=as_newsletter)
     assert r.status_code == 404 and "pia.neri" not in r.text
+
+
+async def test_staff_can_lapse_an_active_member_and_a_renewal_brings_it_back(membership: Any) -> None:
+    org = await membership.create(name="Will not pay")
+    oid = org["id"]
+    await membership.post(f"/organisations/{oid}/approve")
+    assert "lapse" in (await membership.get(f"/organisations/{oid}"))["allowed_actions"]
+    events = await membership.outbox_count()
+
+    lapsed = await membership.post(f"/organisations/{oid}/lapse", {"reason": "payment refused by the bank"})
+    assert lapsed["status"] == "lapsed"
+    assert lapsed["allowed_actions"] == ["renew", "leave"]
+    assert (await membership.outbox_types())[events:] == [contracts.OrganisationLapsed.event_type]
+    history = await membership.get(f"/organisations/{oid}/history")
+    assert (history["items"][-1]["action"], history["items"][-1]["reason"]) == ("lapse", "payment refused by the bank")
+    again = await membership.http.post(f"/organisations/{oid}/lapse")
+    assert again.status_code == 409 and "allowed from lapsed: renew, leave" in again.json()["message"]
+
+    # A member cannot lapse itself (staff decides), not even its own organisation.
+    await membership.post(f"/organisations/{oid}/renewals", {}, expect=201)
+    me = identity_headers(Principal(id="user:m", role=Role.MEMBER, organisation_id=oid), "membership")
+    assert (await membership.http.post(f"/organisations/{oid}/lapse", headers=me)).status_code == 403
+    assert (await membership.get(f"/organisations/{oid}"))["status"] == "active"
+
+
+async def test_a_figures_put_with_one_field_is_refused_and_zeroes_nothing(membership: Any) -> None:
+    org = await membership.create()
+    path = f"/organisations/{org['id']}/figures/2024"
+    full = {"staff": 40, "rd_staff": 8, "turnover_eur": 5e6, "lab_m2": 300, "patents": 6}
+    assert (await membership.http.put(path, json=full)).status_code == 200
+    events = await membership.outbox_count()
+
+    partial = await membership.http.put(path, json={"staff": 41})
+    assert partial.status_code == 422
+    message = partial.json()["message"]
+    for missing in ("rd_staff", "turnover_eur", "lab_m2", "patents"):
+        assert f"{missing}: Field required" in message, message
+    stored = (await membership.get(f"/organisations/{org['id']}/figures"))[0]
+    assert {k: stored[k] for k in full} == full
+    assert await membership.outbox_count() == events
+
+
+async def test_gdpr_export_of_a_contact_is_everything_held_for_staff_and_its_own_members(membership: Any) -> None:
+    org = await membership.create(name="Export Org")
+    other = await membership.create(name="Other Org")
+    contact = await membership.post(
+        f"/organisations/{org['id']}/contacts",
+        {
+            "first_name": "Lia",
+            "last_name": "Verdi",
+            "email": "lia.verdi@export.example",
+            "phone": "+39 050 7654321",
+            "role": "CFO",
+            "consent_newsletter": True,
+            "consent_source": "paper form 2026",
+        },
+        expect=201,
+    )
+    url = f"/contacts/{contact['id']}/export"
+    response = await membership.http.get(url)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert "attachment" in response.headers["content-disposition"]
+    export = response.json()
+    assert export["format"] == "distretto.membership.contact-export.v1"
+    assert export["organisation"] == {"id": org["id"], "name": "Export Org"}
+    held = export["contact"]
+    assert held == await membership.get(f"/contacts/{contact['id']}")  # every field the register keeps
+    assert (held["first_name"], held["email"], held["phone"], held["role"]) == (
+        "Lia",
+        "lia.verdi@export.example",
+        "+39 050 7654321",
+        "CFO",
+    )
+    assert held["consent_newsletter"] is True and held["consent_newsletter_source"] == "paper form 2026"
+    assert held["consent_newsletter_at"].endswith(("Z", "+00:00"))
+    shared = export["shared_with_other_services"]["fields"]
+    assert shared["consent_newsletter"] is True and "lia" not in str(shared).lower()
+
+    def member_of(organisation_id: str) -> dict[str, str]:
+        return identity_headers(Principal(id="user:m", role=Role.MEMBER, organisation_id=organisation_id), "membership")
+
+    own = await membership.http.get(url, headers=member_of(org["id"]))
+    assert own.status_code == 200 and own.json()["contact"]["email"] == "lia.verdi@export.example"
+    partner = identity_headers(Principal(id="apikey:p", role=Role.PARTNER), "membership")
+    for headers in (member_of(other["id"]), partner):
+        refused = await membership.http.get(url, headers=headers)
+        assert refused.status_code == 404 and "lia" not in refused.text.lower()
+    anonymous = identity_headers(Principal(id="anonymous", role=Role.ANONYMOUS), "membership")
+    assert (await membership.http.get(url, headers=anonymous)).status_code == 401
+
+    # After erasure the export shows what is left: nothing personal.
+    await membership.post(f"/contacts/{contact['id']}/erase")
+    after = (await membership.http.get(url)).json()
+    assert "lia" not in str(after).lower() and "7654321" not in str(after)
+    assert after["contact"]["erased_at"] is not None and after["shared_with_other_services"] == {}

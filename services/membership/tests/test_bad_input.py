@@ -8,6 +8,8 @@ ORG = "{org}"
 CONTACT = "{contact}"
 APPLICANT = "{applicant}"
 
+FIGURES = {"staff": 10, "rd_staff": 2, "turnover_eur": 1e6, "lab_m2": 50, "patents": 1}
+
 # (method, path, json body or raw bytes, expected status, words the message must contain)
 BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/organisations", {"kind": "company"}, 422, "name: Field required"),
@@ -34,16 +36,18 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("PATCH", f"/organisations/{ORG}", {"status": "active"}, 422, "status: Extra inputs"),
     ("PATCH", "/organisations/nope", {"description": "x"}, 404, "organisation nope does not exist"),
     ("GET", "/organisations/nope", None, 404, "does not exist"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": -1}, 422, "staff"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": 10, "turnover_eur": -5}, 422, "turnover_eur"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": 10, "patents": -1}, 422, "patents"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": 10, "lab_m2": -0.5}, 422, "lab_m2"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": 5, "rd_staff": 6}, 422, "cannot exceed staff"),
-    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": "many"}, 422, "staff"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "staff": -1}, 422, "staff"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "turnover_eur": -5}, 422, "turnover_eur"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "patents": -1}, 422, "patents"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "lab_m2": -0.5}, 422, "lab_m2"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "staff": 5, "rd_staff": 6}, 422, "cannot exceed staff"),
+    ("PUT", f"/organisations/{ORG}/figures/2024", {**FIGURES, "staff": "many"}, 422, "staff"),
     ("PUT", f"/organisations/{ORG}/figures/2024", {"rd_staff": 1}, 422, "staff: Field required"),
-    ("PUT", f"/organisations/{ORG}/figures/1800", {"staff": 1}, 422, "year"),
-    ("PUT", f"/organisations/{ORG}/figures/next", {"staff": 1}, 422, "year"),
-    ("PUT", "/organisations/nope/figures/2024", {"staff": 1}, 404, "does not exist"),
+    # PUT replaces the year's record: a partial body is refused, never read as zeros.
+    ("PUT", f"/organisations/{ORG}/figures/2024", {"staff": 99}, 422, "turnover_eur: Field required"),
+    ("PUT", f"/organisations/{ORG}/figures/1800", FIGURES, 422, "year"),
+    ("PUT", f"/organisations/{ORG}/figures/next", FIGURES, 422, "year"),
+    ("PUT", "/organisations/nope/figures/2024", FIGURES, 404, "does not exist"),
     ("POST", f"/organisations/{ORG}/approve", {"fee_plan_id": "nope"}, 409, "cannot approve"),
     ("POST", f"/organisations/{ORG}/approve", {"joined_on": "yesterday"}, 422, "joined_on"),
     ("POST", f"/organisations/{APPLICANT}/approve", {"fee_plan_id": "nope"}, 422, "fee plan nope does not exist"),
@@ -52,6 +56,9 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", f"/organisations/{ORG}/renewals", {"amount_eur": -10}, 422, "amount_eur"),
     ("POST", f"/organisations/{ORG}/renewals", {"paid_on": "soon"}, 422, "paid_on"),
     ("POST", "/organisations/nope/leave", None, 404, "does not exist"),
+    ("POST", "/organisations/nope/lapse", None, 404, "does not exist"),
+    ("POST", f"/organisations/{APPLICANT}/lapse", None, 409, "cannot lapse a membership that is applied"),
+    ("POST", f"/organisations/{ORG}/lapse", {"reason": ["x"]}, 422, "reason"),
     ("POST", "/fee-plans", {"name": "Plan", "amount_eur": -1}, 422, "amount_eur"),
     ("POST", "/fee-plans", {"name": "Plan", "amount_eur": 10, "period_months": 0}, 422, "period_months"),
     ("POST", "/fee-plans", {"amount_eur": 10}, 422, "name: Field required"),
@@ -77,6 +84,7 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("PATCH", f"/contacts/{CONTACT}", {"first_name": None}, 422, "first_name"),
     ("PATCH", f"/contacts/{CONTACT}", {"email": "Mario.Bianchi@org.example"}, 200, ""),  # no change: allowed
     ("POST", "/contacts/nope/erase", None, 404, "does not exist"),
+    ("GET", "/contacts/nope/export", None, 404, "does not exist"),
     ("GET", "/organisations?sector=genomics", None, 422, "sector"),
     ("GET", "/organisations?kind=shop", None, 422, "kind"),
     ("GET", "/organisations?limit=0", None, 422, "limit"),
@@ -95,7 +103,7 @@ async def test_bad_input_is_refused_with_a_message_and_writes_nothing(membership
         expect=201,
     )
     applicant = await membership.create(name="Applicant")
-    response = await membership.http.put(f"/organisations/{org['id']}/figures/2024", json={"staff": 12})
+    response = await membership.http.put(f"/organisations/{org['id']}/figures/2024", json={**FIGURES, "staff": 12})
     assert response.status_code == 200
     before = await membership.register_snapshot()
 

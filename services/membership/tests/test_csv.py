@@ -108,7 +108,10 @@ async def test_export_is_filtered_and_can_be_imported_again(membership: Any) -> 
     a = await membership.create(name="Export Alfa", sectors=["biotech", "pharma"], keywords=["cells", "RNA"])
     await membership.create(name="Export Beta", sectors=["cosmeceutics"], province="LU")
     await membership.post(f"/organisations/{a['id']}/approve")
-    await membership.http.put(f"/organisations/{a['id']}/figures/2024", json={"staff": 12, "turnover_eur": 1e6})
+    await membership.http.put(
+        f"/organisations/{a['id']}/figures/2024",
+        json={"staff": 12, "rd_staff": 2, "turnover_eur": 1e6, "lab_m2": 80, "patents": 1},
+    )
 
     response = await membership.http.get("/organisations/export", params={"status": "active"})
     assert response.status_code == 200
@@ -121,10 +124,10 @@ async def test_export_is_filtered_and_can_be_imported_again(membership: Any) -> 
 
     everything = (await membership.http.get("/organisations/export")).text
     assert len(list(csv.DictReader(io.StringIO(everything)))) == 2
-    again = await _import(membership, everything)
+    again = await _import(membership, everything)  # by id: the same two organisations, not copies
     assert again.status_code == 201, again.text
     page = await membership.get("/organisations", q="export beta")
-    assert page["total"] == 2
+    assert page["total"] == 1
     assert {o["province"] for o in page["items"]} == {"LU"}
 
 
@@ -162,3 +165,88 @@ async def test_plain_numbers_are_not_flagged(membership: Any) -> None:
     response = await _import(membership, "name,kind,year,staff\nNumbers,company,2024,-0\n")
     assert response.status_code == 201, response.text
     assert response.json()["warnings"] == []
+
+
+async def test_an_edited_export_imports_back_as_updates_by_id(membership: Any) -> None:
+    a = await membership.create(name="Round Alfa", sectors=["biotech"], keywords=["cells"], province="SI")
+    b = await membership.create(name="Round Beta", sectors=["pharma"], province="FI", vat_number="00488410010")
+    await membership.post(f"/organisations/{a['id']}/approve")
+    figures = {"staff": 12, "rd_staff": 2, "turnover_eur": 1e6, "lab_m2": 80, "patents": 1}
+    await membership.http.put(f"/organisations/{a['id']}/figures/2024", json=figures)
+    exported = (await membership.http.get("/organisations/export")).text
+    events = await membership.outbox_count()
+
+    # Imported unchanged: the same organisations, nothing new, no event.
+    unchanged = await _import(membership, exported)
+    assert unchanged.status_code == 201, unchanged.text
+    assert (unchanged.json()["created"], unchanged.json()["updated"]) == (0, 2)
+    assert (await membership.get("/organisations"))["total"] == 2
+    assert await membership.outbox_count() == events
+
+    # Edited in a spreadsheet: Alfa moves to Lucca with 60 staff, Beta gets a keyword; a new row is added.
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    for row in rows:
+        if row["id"] == a["id"]:
+            row.update(province="LU", city="Lucca", staff="60", turnover_eur="12000000")
+        else:
+            row.update(keywords="tablets|generics", status="left")  # status is not the import's to change
+    rows.append({**{k: "" for k in rows[0]}, "name": "Round Gamma", "kind": "university"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    result = await _import(membership, out.getvalue())
+    assert result.status_code == 201, result.text
+    assert (result.json()["imported"], result.json()["created"], result.json()["updated"]) == (3, 1, 2)
+
+    alfa = await membership.get(f"/organisations/{a['id']}")
+    assert (alfa["province"], alfa["city"], alfa["status"], alfa["size_class"]) == ("LU", "Lucca", "active", "medium")
+    assert alfa["latest_figures"]["staff"] == 60 and alfa["keywords"] == ["cells"]
+    beta = await membership.get(f"/organisations/{b['id']}")
+    assert (beta["keywords"], beta["status"], beta["vat_number"]) == (["tablets", "generics"], "applied", "00488410010")
+    assert (await membership.get("/organisations"))["total"] == 3
+    types = (await membership.outbox_types())[events:]
+    assert sorted(types) == sorted(
+        ["distretto.membership.organisation.updated.v1"] * 2 + ["distretto.membership.organisation.registered.v1"]
+    )
+
+
+async def test_an_import_row_with_a_bad_id_imports_nothing(membership: Any) -> None:
+    a = await membership.create(name="Keep Me")
+    before = await membership.register_snapshot()
+    text = f"id,name,kind\n{a['id']},Renamed,company\nnot-an-id,Other,company\n{a['id']},Twice,company\n"
+    response = await _import(membership, text)
+    assert response.status_code == 422, response.text
+    assert [e["line"] for e in response.json()["details"]] == [3, 4]
+    assert "'not-an-id' is not an organisation id" in response.json()["message"]
+    assert "repeats line 2" in response.json()["message"]
+    assert await membership.register_snapshot() == before
+
+
+async def test_a_browser_multipart_upload_of_the_csv_is_read_as_the_file(membership: Any) -> None:
+    # What a browser's <form enctype="multipart/form-data"><input type="file" name="file"> sends.
+    text = "name,kind,sectors,city\nUpload Bio,company,biotech,Pisa\nUpload Uni,university,,Siena\n"
+    response = await membership.http.post(
+        "/organisations/import",
+        files={"file": ("organisations.csv", text.encode(), "text/csv")},
+        data={"note": "a field besides the file"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["imported"] == 2
+    names = {o["name"]: o for o in (await membership.get("/organisations"))["items"]}
+    assert set(names) == {"Upload Bio", "Upload Uni"} and names["Upload Bio"]["city"] == "Pisa"
+
+    before = await membership.register_snapshot()
+    no_file = await membership.http.post(
+        "/organisations/import",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nnot a file\r\n--xyz--\r\n',
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert no_file.status_code in (400, 422) and "no file" in no_file.json()["message"]
+    broken = await membership.http.post(
+        "/organisations/import",
+        content=b"--xyz\r\nContent-Disposition: form-data; name=file; filename=a.csv\r\n\r\nname,kind\r\n",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status_code == 400, broken.text
+    assert await membership.register_snapshot() == before

@@ -16,6 +16,8 @@ from membership import domain, service
 from membership.app import create_app
 from membership.config import Settings
 
+FIGURES = {"staff": 20, "rd_staff": 2, "turnover_eur": 1e6, "lab_m2": 40, "patents": 0}
+
 
 async def _drained(membership: Any) -> bool:
     async with membership.ctx.db.read() as session:
@@ -38,10 +40,11 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     assert (await http.patch(f"/organisations/{oid}", json={"description": "New"})).status_code == 200
     assert (await http.patch(f"/organisations/{oid}", json={"description": "New"})).status_code == 200  # no change
     for _ in range(2):  # the second PUT changes nothing
-        assert (await http.put(f"/organisations/{oid}/figures/2024", json={"staff": 20})).status_code == 200
+        assert (await http.put(f"/organisations/{oid}/figures/2024", json=FIGURES)).status_code == 200
     await membership.post(f"/organisations/{oid}/approve")
     await membership.post(f"/organisations/{oid}/suspend", {"reason": "audit"})
     await membership.post(f"/organisations/{oid}/reinstate")
+    await membership.post(f"/organisations/{oid}/renewals", {"paid_on": "2026-01-15"}, expect=201)  # stays active
     assert (await http.post(f"/organisations/{oid}/reject")).status_code == 409  # refused: no event
 
     b = await membership.create(name="Beta")
@@ -72,7 +75,7 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     assert await service.publish_figures_if_changed(membership.ctx) is False
 
     await wait_for(lambda: _drained(membership), what="outbox drained")
-    records = await _read_all(kafka_bootstrap, topic_prefix, 17)
+    records = await _read_all(kafka_bootstrap, topic_prefix, 19)
 
     decoded = []
     for record in records:
@@ -95,6 +98,7 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
         "OrganisationJoined": 4,  # Alfa approved and reinstated, Beta approved and renewed
         "OrganisationSuspended": 1,
         "OrganisationLapsed": 1,
+        "OrganisationRenewed": 2,  # Alfa's early renewal (no status change), Beta's after lapsing
         "OrganisationRejected": 1,
         "OrganisationLeft": 1,
         "ContactAdded": 1,
@@ -104,6 +108,11 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     }
     joins = [(e.organisation_id, e.first_join) for e in decoded if isinstance(e, contracts.OrganisationJoined)]
     assert sorted(joins) == sorted([(oid, True), (oid, False), (b["id"], True), (b["id"], False)])
+    renewed = {e.organisation_id: e for e in decoded if isinstance(e, contracts.OrganisationRenewed)}
+    assert (renewed[oid].reactivated, renewed[b["id"]].reactivated) == (False, True)
+    alfa_now = await membership.get(f"/organisations/{oid}")
+    assert renewed[oid].paid_on.isoformat() == "2026-01-15"
+    assert renewed[oid].renewal_due.isoformat() == renewed[oid].period_end.isoformat() == alfa_now["renewal_due"]
     updated = [e for e in decoded if isinstance(e, contracts.OrganisationUpdated)]
     assert [u.profile.size_class for u in updated if u.organisation_id == oid] == [None, "small"]
     erased = next(e for e in decoded if isinstance(e, contracts.ContactErased))

@@ -6,15 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from distretto_shared.context import Context, public_request_context, request_context
-from distretto_shared.web import Page, PageParams, page_params
+from distretto_shared.web import DomainError, Page, PageParams, page_params
 from membership import service
 from membership.config import Settings
 from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
 from membership.models import (
     ApproveRequest,
     ContactCreate,
+    ContactDataExport,
     ContactPersonalData,
     ContactPublic,
     ContactUpdate,
@@ -92,22 +95,55 @@ async def export_organisations(ctx: Ctx, flt: Filter) -> Response:
     )
 
 
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary", "description": "the CSV file"}},
+                "required": ["file"],
+            }
+        },
+    },
+}
+
+
+async def _uploaded_csv(request: Request) -> bytes:
+    """The CSV of an import: the body itself, or the file of a browser's ``multipart/form-data`` form."""
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        try:
+            async with request.form(max_files=1, max_fields=10) as form:
+                files = [v for v in form.values() if isinstance(v, UploadFile)]
+                if not files:
+                    raise DomainError("the form has no file: send the CSV as its file field")
+                return await files[0].read()
+        except MultiPartException as exc:
+            raise DomainError(f"the form could not be read: {exc.message}") from exc
+    return await request.body()
+
+
 @router.post(
     "/organisations/import",
     status_code=201,
     response_model=ImportResult,
     tags=["organisations"],
-    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
+    openapi_extra={"requestBody": IMPORT_BODY},
 )
 async def import_organisations(ctx: Ctx, request: Request) -> ImportResult:
-    """Import organisations from a CSV body (``Content-Type: text/csv``): every row or none.
+    """Import organisations from CSV: every row or none.
 
-    Columns: name, kind (required), sectors, address, postcode, city, province, country,
-    website, vat_number, ateco_code, description, competences, keywords (lists separated
-    by ``|``), optionally year, staff, rd_staff, turnover_eur, lab_m2, patents.
+    The CSV is the body (``Content-Type: text/csv``) or the file of a ``multipart/form-data``
+    upload (a browser's file form). Columns: name, kind (required), sectors, address, postcode,
+    city, province, country, website, vat_number, ateco_code, description, competences, keywords
+    (lists separated by ``|``), optionally year, staff, rd_staff, turnover_eur, lab_m2, patents
+    (a year's whole record: blank cells count as 0). The export's ``id`` column makes a row an
+    update of that organisation (the file's columns replace its values), so an export imports back;
+    its ``status`` and ``size_class`` columns are ignored.
     """
     ctx.require_staff("import organisations")  # before the body is read
-    return await service.import_csv(ctx, await request.body())
+    return await service.import_csv(ctx, await _uploaded_csv(request))
 
 
 @router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, tags=["organisations"])
@@ -179,6 +215,13 @@ async def suspend(ctx: Ctx, organisation_id: str, body: Reason = None) -> Organi
 async def reinstate(ctx: Ctx, organisation_id: str, body: Reason = None) -> OrganisationPublic:
     """suspended → active."""
     return await _step(ctx, organisation_id, LifecycleAction.reinstate, body)
+
+
+@router.post("/organisations/{organisation_id}/lapse", response_model=OrganisationPublic, tags=["lifecycle"])
+async def lapse(ctx: Ctx, organisation_id: str, body: Reason = None) -> OrganisationPublic:
+    """active → lapsed (staff): the renewal will not be paid. The scheduled scan does the same on its
+    own once a renewal is overdue past the grace period; a renewal brings the member back."""
+    return await _step(ctx, organisation_id, LifecycleAction.lapse, body)
 
 
 @router.post("/organisations/{organisation_id}/leave", response_model=OrganisationPublic, tags=["lifecycle"])
@@ -260,6 +303,20 @@ async def contact_personal_data(ctx: Ctx, contact_id: str) -> ContactPersonalDat
     erased: the caller drops what it was about to do for them.
     """
     return await service.contact_personal_data(ctx, contact_id)
+
+
+@router.get("/contacts/{contact_id}/export", response_model=ContactDataExport, tags=["contacts"])
+async def export_contact(ctx: Ctx, contact_id: str) -> Response:
+    """GDPR access and portability (art. 15, 20): everything the register holds about the person, as JSON.
+
+    Staff, or a member for its own organisation's contacts; served as a download.
+    """
+    export = await service.export_contact(ctx, contact_id)
+    return Response(
+        export.model_dump_json(indent=2),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="contact-{export.contact.id}.json"'},
+    )
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactPublic, tags=["contacts"])

@@ -47,6 +47,7 @@ SPEC = ServiceSpec(
         contracts.OrganisationRejected,
         contracts.OrganisationSuspended,
         contracts.OrganisationLapsed,
+        contracts.OrganisationRenewed,
         contracts.OrganisationLeft,
         contracts.ContactAdded,
         contracts.ContactUpdated,

@@ -59,7 +59,8 @@ class LifecycleAction(StrEnum):
     suspend = "suspend"
     reinstate = "reinstate"
     lapse = "lapse"
-    """Only the scheduled scan does this, when a renewal is overdue past the grace period."""
+    """The scheduled scan does this when a renewal is overdue past the grace period; staff can too
+    (``POST /organisations/{id}/lapse``: a payment known to be refused before the grace period ends)."""
     renew = "renew"
     leave = "leave"
 

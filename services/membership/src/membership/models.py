@@ -178,9 +178,19 @@ class YearlyFiguresBase(SQLModel):
 
 
 class YearlyFiguresCreate(YearlyFiguresBase):
-    """Body of ``PUT /organisations/{id}/figures/{year}``."""
+    """Body of ``PUT /organisations/{id}/figures/{year}``: the year's whole record.
+
+    PUT replaces, so every field is required (422 naming the missing ones): a body with only
+    ``staff`` must not set the turnover, lab space and patents of that year to zero.
+    """
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
+
+    staff: int = Field(ge=0, le=10_000_000)
+    rd_staff: int = Field(ge=0, le=10_000_000)
+    turnover_eur: float = Field(ge=0, le=1e13)
+    lab_m2: float = Field(ge=0, le=1e8)
+    patents: int = Field(ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _rd_within_staff(self) -> YearlyFiguresCreate:
@@ -497,6 +507,29 @@ class ImportResult(SQLModel):
     """Answer of a successful CSV import."""
 
     imported: int
+    """Rows imported: created plus updated."""
+    created: int = 0
+    updated: int = 0
+    """Rows with an ``id`` of an organisation already in the register (changed in place)."""
     organisation_ids: list[str]
+    """In the order of the rows."""
     warnings: list[dict[str, Any]] = []
     """Cells a spreadsheet would run as formulas (line, column, warning): imported as text, neutralised on export."""
+
+
+class ContactDataExport(SQLModel):
+    """``GET /contacts/{id}/export``: everything the register holds about one person (GDPR art. 15 and 20).
+
+    A machine-readable copy: the person's record with every consent (when and where it was given),
+    the organisation it belongs to, and what other services of the district receive about it.
+    """
+
+    format: str = "distretto.membership.contact-export.v1"
+    exported_at: datetime
+    controller: str
+    """Who holds the data: the foundation's register."""
+    contact: ContactPublic
+    organisation: dict[str, str]
+    """The organisation the person is a contact of (id and name)."""
+    shared_with_other_services: dict[str, Any]
+    """What the district's other services receive on the shared topics (no name, email or phone)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -35,6 +36,7 @@ from membership.models import (
     ApproveRequest,
     Contact,
     ContactCreate,
+    ContactDataExport,
     ContactPersonalData,
     ContactPublic,
     ContactUpdate,
@@ -156,7 +158,7 @@ def _org_public(ctx: Ctx, org: Organisation, latest: YearlyFigures | None = None
             "created_at": as_utc(org.created_at),
             "updated_at": as_utc(org.updated_at),
             "latest_figures": _figures_public(latest, org.kind) if latest else None,
-            "allowed_actions": [a for a in domain.allowed_actions(status) if a is not LifecycleAction.lapse],
+            "allowed_actions": domain.allowed_actions(status),
         }
     )
 
@@ -403,39 +405,46 @@ async def update_organisation(ctx: Ctx, organisation_id: str, patch: Organisatio
 # -- Yearly figures ------------------------------------------------------------
 
 
+async def _store_figures(
+    session: AsyncSession, org: Organisation, year: int, data: YearlyFiguresCreate
+) -> YearlyFigures:
+    """Write a year's figures (the whole record); the latest year and the size class follow.
+
+    The caller publishes ``OrganisationUpdated`` when ``org.size_class`` changed (the profile
+    other services keep carries it).
+    """
+    fig = (
+        await session.execute(
+            select(YearlyFigures).where(col(YearlyFigures.organisation_id) == org.id, col(YearlyFigures.year) == year)
+        )
+    ).scalar_one_or_none()
+    values = data.model_dump()
+    if fig is None:
+        fig = YearlyFigures(organisation_id=org.id, year=year, **values)
+        session.add(fig)
+    elif {k: getattr(fig, k) for k in values} != values:
+        for name, value in values.items():
+            setattr(fig, name, value)
+        fig.updated_at = utcnow()
+    if org.latest_year is None or year >= org.latest_year:
+        org.latest_year = year
+        size = _size_class_for(org.kind, fig)
+        if size != org.size_class:
+            org.size_class = size
+            org.updated_at = utcnow()
+    return fig
+
+
 async def set_figures(ctx: Ctx, organisation_id: str, year: int, data: YearlyFiguresCreate) -> YearlyFiguresPublic:
     """Record (or correct) an organisation's figures for a year; the size class follows."""
     async with ctx.db.transaction() as session:
         org = await _own(ctx, session, organisation_id, "record this organisation's figures")
-        fig = (
-            await session.execute(
-                select(YearlyFigures).where(
-                    col(YearlyFigures.organisation_id) == org.id, col(YearlyFigures.year) == year
-                )
+        size_before = org.size_class
+        fig = await _store_figures(session, org, year, data)
+        if org.size_class != size_before:
+            add_event(
+                session, contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)), source=ctx.source
             )
-        ).scalar_one_or_none()
-        values = data.model_dump()
-        if fig is None:
-            fig = YearlyFigures(organisation_id=org.id, year=year, **values)
-            session.add(fig)
-        elif {k: getattr(fig, k) for k in values} == values:
-            return _figures_public(fig, org.kind)
-        else:
-            for name, value in values.items():
-                setattr(fig, name, value)
-            fig.updated_at = utcnow()
-        if org.latest_year is None or year >= org.latest_year:
-            org.latest_year = year
-            size = _size_class_for(org.kind, fig)
-            if size != org.size_class:
-                org.size_class = size
-                org.updated_at = utcnow()
-                # The profile other services keep carries the size class.
-                add_event(
-                    session,
-                    contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)),
-                    source=ctx.source,
-                )
     return _figures_public(fig, org.kind)
 
 
@@ -532,7 +541,7 @@ async def approve(ctx: Ctx, organisation_id: str, request: ApproveRequest) -> Or
 async def change_status(
     ctx: Ctx, organisation_id: str, action: LifecycleAction, reason: str = ""
 ) -> OrganisationPublic:
-    """reject / suspend / reinstate (staff) / leave (the organisation itself, or staff)."""
+    """reject / suspend / reinstate / lapse (staff) / leave (the organisation itself, or staff)."""
     async with ctx.db.transaction() as session:
         if action is LifecycleAction.leave:
             org = await _own(ctx, session, organisation_id, "end this organisation's membership")
@@ -568,6 +577,18 @@ async def renew(ctx: Ctx, organisation_id: str, request: RenewalCreate) -> Renew
         session.add(renewal)
         org.renewal_due = end
         org.updated_at = utcnow()
+        add_event(
+            session,
+            contracts.OrganisationRenewed(
+                organisation_id=org.id,
+                period_start=start,
+                period_end=end,
+                renewal_due=end,
+                paid_on=paid_on,
+                reactivated=status is MembershipStatus.lapsed,
+            ),
+            source=ctx.source,
+        )
     _count(step)
     return RenewalPublic.model_validate(renewal.model_dump())
 
@@ -709,6 +730,35 @@ async def get_contact(ctx: Ctx, contact_id: str) -> ContactPublic:
     """One contact."""
     async with ctx.db.read() as session:
         return _contact_public(await _contact_of(ctx, session, contact_id))
+
+
+async def export_contact(ctx: Ctx, contact_id: str) -> ContactDataExport:
+    """Everything the register holds about one person, as JSON (GDPR art. 15 access, art. 20 portability).
+
+    Staff, or a member for its own organisation's contacts (404 for everyone else, as for the
+    contact itself). An erased contact's export shows what is left: ids and dates, nothing personal.
+    """
+    async with ctx.db.read() as session:
+        contact = await _contact_of(ctx, session, contact_id)
+        org = await _organisation(session, contact.organisation_id)
+    reference = _contact_reference(contact)
+    shared: dict[str, Any] = (
+        {}
+        if contact.erased_at is not None
+        else {
+            "topic": contracts.CONTACT_TOPIC.name,
+            "fields": reference.model_dump(mode="json"),
+            "note": "ids, consents, language and the SHA-256 of the lower-cased email address; "
+            "the newsletter service reads name and address from the register when it mails a consenting contact",
+        }
+    )
+    return ContactDataExport(
+        exported_at=utcnow(),
+        controller="Distretto membership register",
+        contact=_contact_public(contact),
+        organisation={"id": org.id, "name": org.name},
+        shared_with_other_services=shared,
+    )
 
 
 async def contact_personal_data(ctx: Ctx, contact_id: str) -> ContactPersonalData:
@@ -942,9 +992,18 @@ CSV_COLUMNS = [
 LIST_COLUMNS = {"sectors", "competences", "keywords"}
 FIGURE_COLUMNS = ["year", "staff", "rd_staff", "turnover_eur", "lab_m2", "patents"]
 EXPORT_ONLY_COLUMNS = ["id", "status", "size_class"]
-"""Written by the export, ignored by the import (so an export can be imported elsewhere)."""
+"""Written by the export. On import, a row whose ``id`` names an organisation of the register
+updates it in place (so an export, edited, imports back); status and size class are ignored
+(the lifecycle and the figures decide them)."""
 REQUIRED_COLUMNS = ["name", "kind"]
 MAX_IMPORT_ROWS = 10_000
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _split_list(cell: str) -> list[str]:
@@ -957,6 +1016,10 @@ class _ParsedRow:
     organisation: OrganisationCreate
     year: int | None
     figures: YearlyFiguresCreate | None
+    id: str | None = None
+    """The organisation to update (the export's ``id`` column); None: a new one."""
+    columns: frozenset[str] = frozenset()
+    """The organisation columns the file has (an update changes these, keeps the others)."""
 
 
 def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -1008,6 +1071,8 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[
             year: int | None = None
             fig_data = {c: record[c] for c in FIGURE_COLUMNS if c in record and c != "year"}
             if "year" in record or fig_data:
+                # A row's figures are that year's whole record: a blank cell counts as 0 (staff is required).
+                fig_data = {c: "0" for c in FIGURE_COLUMNS if c not in ("year", "staff")} | fig_data
                 try:
                     year = int(record.get("year", ""))
                     if not 1900 <= year <= 2100:
@@ -1021,7 +1086,16 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[
             if row_errors or organisation is None:
                 errors.append({"line": line, "errors": row_errors})
             else:
-                rows.append(_ParsedRow(line, organisation, year, figures))
+                rows.append(
+                    _ParsedRow(
+                        line,
+                        organisation,
+                        year,
+                        figures,
+                        id=record.get("id"),
+                        columns=frozenset(c for c in columns if c in CSV_COLUMNS),
+                    )
+                )
     except csv.Error as exc:
         raise DomainError(f"malformed CSV at line {reader.line_num}: {exc}") from exc
     if not rows and not errors:
@@ -1030,7 +1104,11 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[
 
 
 async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
-    """Import organisations (and optionally one year's figures each) from CSV: all rows or none."""
+    """Import organisations (and optionally one year's figures each) from CSV: all rows or none.
+
+    A row with an ``id`` (the export's first column) updates that organisation: the columns the
+    file has replace its values, the others stay; a row without one creates an organisation.
+    """
     ctx.require_staff("import organisations")
     if len(raw) > _settings(ctx).import_max_bytes:
         raise DomainError(f"the file is larger than {_settings(ctx).import_max_bytes} bytes")
@@ -1043,16 +1121,38 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
     rows, errors, warnings = _parse_csv(text)
     total_rows = len(rows) + len(errors)
     async with ctx.db.transaction() as session:
-        seen: dict[str, int] = {}
+        existing: dict[int, Organisation] = {}
+        merged: dict[int, OrganisationCreate] = {}
+        seen_vat: dict[str, int] = {}
+        seen_id: dict[str, int] = {}
         for row in rows:
-            vat = row.organisation.vat_number
+            if row.id is not None:
+                if row.id in seen_id:
+                    errors.append({"line": row.line, "errors": [f"id: {row.id} repeats line {seen_id[row.id]}"]})
+                    continue
+                seen_id[row.id] = row.line
+                org = await session.get(Organisation, row.id)
+                if org is None:
+                    # Another installation's export: the organisation is created with its id.
+                    if not _is_uuid(row.id):
+                        errors.append({"line": row.line, "errors": [f"id: {row.id!r} is not an organisation id"]})
+                    continue
+                current = _fields(org, OrganisationCreate.model_fields)
+                given = row.organisation.model_dump(include=set(row.columns))
+                try:
+                    merged[row.line] = OrganisationCreate.model_validate({**current, **given})
+                except ValidationError as exc:
+                    errors.append({"line": row.line, "errors": [_validation_message(exc)]})
+                    continue
+                existing[row.line] = org
+            vat = merged[row.line].vat_number if row.line in merged else row.organisation.vat_number
             if not vat:
                 continue
-            if vat in seen:
-                errors.append({"line": row.line, "errors": [f"vat_number: {vat} repeats line {seen[vat]}"]})
+            if vat in seen_vat:
+                errors.append({"line": row.line, "errors": [f"vat_number: {vat} repeats line {seen_vat[vat]}"]})
                 continue
-            seen[vat] = row.line
-            holder = await _vat_holder(session, vat)
+            seen_vat[vat] = row.line
+            holder = await _vat_holder(session, vat, exclude_id=row.id)
             if holder:
                 errors.append(
                     {"line": row.line, "errors": [f"vat_number: {vat} is already registered to {holder.name!r}"]}
@@ -1066,9 +1166,28 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
                 f"{len(errors)} of {total_rows} rows have errors; nothing was imported. {shown}{more}",
                 details=errors,
             )
-        ids = []
+        ids: list[str] = []
+        updated = 0
         for row in rows:
-            org = Organisation.model_validate(row.organisation.model_dump())
+            if row.line in existing:
+                org = existing[row.line]
+                before = _profile(org)
+                for name, value in merged[row.line].model_dump(mode="json").items():
+                    setattr(org, name, value)
+                if row.figures is not None and row.year is not None:
+                    await _store_figures(session, org, row.year, row.figures)
+                org.size_class = _size_class_for(org.kind, await _latest_figures(session, org))
+                if _profile(org) != before:
+                    org.updated_at = utcnow()
+                    add_event(
+                        session,
+                        contracts.OrganisationUpdated(organisation_id=org.id, profile=_profile(org)),
+                        source=ctx.source,
+                    )
+                updated += 1
+                ids.append(org.id)
+                continue
+            org = Organisation.model_validate({**row.organisation.model_dump(), **({"id": row.id} if row.id else {})})
             if row.figures is not None and row.year is not None:
                 org.latest_year = row.year
                 fig = YearlyFigures(organisation_id=org.id, year=row.year, **row.figures.model_dump())
@@ -1082,7 +1201,9 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
             )
             ids.append(org.id)
     IMPORT_ROWS.labels("accepted").inc(len(ids))
-    return ImportResult(imported=len(ids), organisation_ids=ids, warnings=warnings)
+    return ImportResult(
+        imported=len(ids), created=len(ids) - updated, updated=updated, organisation_ids=ids, warnings=warnings
+    )
 
 
 async def export_csv(ctx: Ctx, flt: OrganisationFilter) -> str:

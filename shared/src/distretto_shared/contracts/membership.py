@@ -88,6 +88,23 @@ class OrganisationLapsed(_OrganisationEvent):
     renewal_due: date | None = None
 
 
+class OrganisationRenewed(_OrganisationEvent):
+    """A paid renewal was recorded: the membership now runs until ``renewal_due``.
+
+    Published for every renewal, an active member's early one included (its status does not
+    change, so no other event says its period was extended); a lapsed member that renews also
+    gets an ``OrganisationJoined`` (``first_join`` false)."""
+
+    event_type = "distretto.membership.organisation.renewed.v1"
+    period_start: date
+    period_end: date
+    renewal_due: date
+    """The new date the next renewal falls due (the end of the period paid for)."""
+    paid_on: date
+    reactivated: bool = False
+    """True when the renewal brought a lapsed membership back."""
+
+
 class OrganisationLeft(_OrganisationEvent):
     """The organisation left the cluster."""
 

@@ -259,6 +259,10 @@ async def save_figures(request: Request, organisation_id: str, user: UserDep) ->
     for name in ("staff", "rd_staff", "turnover_eur", "lab_m2", "patents"):
         raw = str(form.get(name, "")).strip().replace(" ", "")
         if not raw:
+            # The form is the year's whole record (the API's PUT requires every field): a field
+            # left blank is 0; staff is required and left to the API to refuse.
+            if name != "staff":
+                body[name] = 0
             continue
         try:
             body[name] = float(raw.replace(",", ".")) if name in ("turnover_eur", "lab_m2") else int(raw)
