@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,7 @@ async def test_operator_page_shows_prometheus_and_handles_dead_letters(
     async with monitoring.prometheus(addresses, monitoring.fast_thresholds(service_jobs=("gateway",))) as prometheus:
         settings.prometheus_url = prometheus.url
         await wait_for(lambda: _scraped(prometheus), timeout=60, what="gateway scraped")
+        await wait_for(lambda: _rated(prometheus), timeout=60, what="two scrapes of the gateway (a rate)")
         async with service_client(create_app(settings)) as client:
             client.headers["Accept-Language"] = "en"
             token = await _csrf(client)
@@ -70,6 +73,15 @@ async def test_operator_page_shows_prometheus_and_handles_dead_letters(
             assert "Prometheus does not answer" not in page.text
             services = page.text.split('data-testid="services"')[1].split("</table>")[0]
             assert "<td>gateway</td><td>up</td>" in services
+            # The charts: one per console panel of monitoring.PANELS, Chart.js data read from query_range.
+            for panel in monitoring.console_panels():
+                assert f'data-testid="chart-{panel.key}"' in page.text, panel.key
+            chart = page.text.split('data-testid="chart-http_rate"')[1].split("</figure>")[0]
+            series = json.loads(html.unescape(chart.split('data-series="')[1].split('"')[0]))
+            assert len(series["labels"]) == 61  # 30 minutes, a point every 30 s
+            [gateway_line] = [d for d in series["datasets"] if d["label"] == "gateway"]
+            assert gateway_line["data"][-1] is not None and gateway_line["data"][-1] > 0  # scrapes are requests
+            assert "<span>gateway</span>" in chart  # the latest values, readable without the canvas
             letters = page.text.split('data-testid="dead-letters"')[1].split("</table>")[0]
             assert letters.count('data-status="pending"') == 2 and "handler refused seq 1" in letters
             assert "Replay to projects.projects-organisations" in letters
@@ -112,3 +124,9 @@ async def test_without_prometheus_the_page_says_so(settings: Settings) -> None:
 async def _scraped(prometheus: monitoring.PrometheusServer) -> bool:
     result = (await prometheus.api("query", query='up{job="gateway"}'))["result"]
     return bool(result) and result[0]["value"][1] == "1"
+
+
+async def _rated(prometheus: monitoring.PrometheusServer) -> bool:
+    query = 'sum by (service) (rate(distretto_http_requests_total{service="gateway"}[5m]))'
+    result = (await prometheus.api("query", query=query))["result"]
+    return bool(result) and float(result[0]["value"][1]) > 0

@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -277,7 +278,8 @@ def dump(doc: Any) -> str:
 
 
 def deploy_files(root: Path) -> dict[Path, str]:
-    """The committed files: compose's Prometheus configuration and rules, Kubernetes' ConfigMap."""
+    """The committed files: compose's Prometheus configuration and rules, Kubernetes' ConfigMap, Grafana's
+    dashboard (from :data:`PANELS`, the console's operations charts)."""
     rules = dump(alert_rules())
     compose = dump(prometheus_config(compose_addresses(), rule_files=["alerts.yml"]))
     k8s_prometheus = prometheus_config(kubernetes_addresses(), rule_files=["/etc/prometheus/alerts.yml"])
@@ -294,6 +296,7 @@ def deploy_files(root: Path) -> dict[Path, str]:
         root / "deploy" / "prometheus" / "alerts.yml": rules,
         root / "deploy" / "prometheus" / "prometheus.yml": compose,
         root / "deploy" / "kubernetes" / "prometheus-config.yaml": dump(configmap),
+        root / "deploy" / "grafana" / "dashboards" / "distretto.json": json.dumps(grafana_dashboard(), indent=2) + "\n",
     }
 
 
@@ -496,3 +499,333 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 30)
+
+
+# -- panels: the console's operations charts and the Grafana dashboard, from one list ------------
+
+RATE_WINDOW = "$__rate_interval"
+"""Grafana's rate window in the panel expressions; the console reads them with :data:`CONSOLE_RATE_WINDOW`."""
+CONSOLE_RATE_WINDOW = "5m"
+SERVICE_FILTER = 'service=~"$service"'
+"""The dashboard's service selector; the console reads every service (``.*``)."""
+DATASOURCE = {"type": "prometheus", "uid": "distretto-prometheus"}
+
+
+@dataclass(frozen=True)
+class Query:
+    """One series query of a panel: PromQL and its legend (Grafana's ``{{label}}`` template)."""
+
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A chart: shown on the console's operations page when ``console`` is true, always in Grafana."""
+
+    key: str
+    section: str
+    title: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat"
+    console: bool = True
+
+    def promql(self, query: Query) -> str:
+        """``query`` as the console sends it to Prometheus (every service, a fixed rate window)."""
+        return query.expr.replace(RATE_WINDOW, CONSOLE_RATE_WINDOW).replace("$service", ".*")
+
+
+def _rate(metric: str, by: str, extra: str = "") -> str:
+    selector = SERVICE_FILTER + (f",{extra}" if extra else "")
+    return f"sum by ({by}) (rate({metric}{{{selector}}}[{RATE_WINDOW}]))"
+
+
+def _quantile(q: float, metric: str, by: str) -> str:
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}{{{SERVICE_FILTER}}}[{RATE_WINDOW}])))"
+
+
+OVERVIEW, HTTP, EVENTS, MAIL, GATEWAY_ROW = (
+    "Overview",
+    "HTTP",
+    "Events: outbox, consumers, dead letters",
+    "Newsletter delivery",
+    "Gateway and domain",
+)
+
+PANELS: tuple[Panel, ...] = (
+    Panel(
+        "services_up",
+        OVERVIEW,
+        "Services up",
+        (Query('up{job=~"' + "|".join(t.job for t in TARGETS if t.service) + '"}', "{{job}}"),),
+        kind="stat",
+        console=False,  # the console lists the services with their readiness instead
+    ),
+    Panel(
+        "backlog_total",
+        OVERVIEW,
+        "Outbox backlog",
+        (Query(f"sum(distretto_outbox_backlog{{{SERVICE_FILTER}}})", "rows"),),
+        kind="stat",
+        console=False,
+    ),
+    Panel(
+        "dead_letters_24h",
+        OVERVIEW,
+        "Dead letters (24h)",
+        (Query(f"sum(increase(distretto_dead_letters_total{{{SERVICE_FILTER}}}[24h]))", "messages"),),
+        kind="stat",
+        console=False,  # the console lists every dead letter
+    ),
+    Panel(
+        "http_rate",
+        HTTP,
+        "Requests per second by service",
+        (Query(_rate("distretto_http_requests_total", "service"), "{{service}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "http_errors",
+        HTTP,
+        "5xx and 4xx per second",
+        (
+            Query(_rate("distretto_http_requests_total", "service", 'status=~"5.."'), "{{service}} 5xx"),
+            Query(_rate("distretto_http_requests_total", "service", 'status=~"4.."'), "{{service}} 4xx"),
+        ),
+        unit="reqps",
+    ),
+    Panel(
+        "http_latency",
+        HTTP,
+        "Latency p95 by service",
+        (Query(_quantile(0.95, "distretto_http_request_duration_seconds_bucket", "service"), "{{service}} p95"),),
+        unit="s",
+    ),
+    Panel(
+        "http_latency_all",
+        HTTP,
+        "Latency p50 / p99 by service",
+        (
+            Query(_quantile(0.5, "distretto_http_request_duration_seconds_bucket", "service"), "{{service}} p50"),
+            Query(_quantile(0.99, "distretto_http_request_duration_seconds_bucket", "service"), "{{service}} p99"),
+        ),
+        unit="s",
+        console=False,
+    ),
+    Panel(
+        "slowest_routes",
+        HTTP,
+        "Slowest routes (p95)",
+        (
+            Query(
+                "topk(10, " + _quantile(0.95, "distretto_http_request_duration_seconds_bucket", "service, route") + ")",
+                "{{service}} {{route}}",
+            ),
+        ),
+        unit="s",
+        console=False,
+    ),
+    Panel(
+        "lag",
+        EVENTS,
+        "Consumer lag by group and topic",
+        (Query(f"sum by (consumer, topic) (distretto_consumer_lag{{{SERVICE_FILTER}}})", "{{consumer}} {{topic}}"),),
+    ),
+    Panel(
+        "backlog",
+        EVENTS,
+        "Outbox backlog",
+        (Query(f"sum by (service) (distretto_outbox_backlog{{{SERVICE_FILTER}}})", "{{service}}"),),
+    ),
+    Panel(
+        "publish_latency",
+        EVENTS,
+        "Outbox publish latency p95",
+        (Query(_quantile(0.95, "distretto_outbox_publish_latency_seconds_bucket", "service"), "{{service}} p95"),),
+        unit="s",
+    ),
+    Panel(
+        "published",
+        EVENTS,
+        "Events published per second",
+        (Query(_rate("distretto_outbox_published_total", "service"), "{{service}}"),),
+        console=False,
+    ),
+    Panel(
+        "handled",
+        EVENTS,
+        "Events handled per second",
+        (Query(_rate("distretto_events_handled_total", "service, consumer"), "{{service}} {{consumer}}"),),
+        console=False,
+    ),
+    Panel(
+        "retries",
+        EVENTS,
+        "Retries, duplicates skipped",
+        (
+            Query(_rate("distretto_consumer_retries_total", "service, topic"), "{{service}} retries {{topic}}"),
+            Query(
+                _rate("distretto_inbox_duplicates_total", "service, consumer"), "{{service}} duplicates {{consumer}}"
+            ),
+        ),
+        console=False,
+    ),
+    Panel(
+        "dead_letters",
+        EVENTS,
+        "Dead letters by group and reason",
+        (
+            Query(
+                f"sum by (consumer, topic, reason) (increase(distretto_dead_letters_total{{{SERVICE_FILTER}}}"
+                f"[{RATE_WINDOW}]))",
+                "{{consumer}} {{topic}} {{reason}}",
+            ),
+        ),
+        console=False,
+    ),
+    Panel(
+        "mail_rate",
+        MAIL,
+        "Mails per second",
+        (
+            Query(f"sum by (kind) (rate(distretto_newsletter_emails_sent_total[{RATE_WINDOW}]))", "sent {{kind}}"),
+            Query(f"sum by (kind) (rate(distretto_newsletter_emails_failed_total[{RATE_WINDOW}]))", "failed {{kind}}"),
+        ),
+    ),
+    Panel(
+        "mail_other",
+        MAIL,
+        "Retries, bounces, queue depth",
+        (
+            Query(f"sum(rate(distretto_newsletter_emails_retried_total[{RATE_WINDOW}]))", "retried"),
+            Query(f"sum by (kind) (rate(distretto_newsletter_bounces_total[{RATE_WINDOW}]))", "bounced {{kind}}"),
+            Query("distretto_newsletter_queue_depth", "queue depth"),
+            Query("distretto_newsletter_delivery_ratio", "delivery ratio"),
+        ),
+        console=False,
+    ),
+    Panel(
+        "gateway_requests",
+        GATEWAY_ROW,
+        "Gateway requests by upstream and status",
+        (
+            Query(
+                f"sum by (upstream, status) (rate(distretto_gateway_requests_total[{RATE_WINDOW}]))",
+                "{{upstream}} {{status}}",
+            ),
+        ),
+        unit="reqps",
+        console=False,
+    ),
+    Panel(
+        "gateway_refusals",
+        GATEWAY_ROW,
+        "Gateway refusals and upstream errors",
+        (
+            Query(f"sum by (bucket) (rate(distretto_gateway_rate_limited_total[{RATE_WINDOW}]))", "429 {{bucket}}"),
+            Query(f"sum by (status) (rate(distretto_gateway_denied_total[{RATE_WINDOW}]))", "denied {{status}}"),
+            Query(
+                f"sum by (upstream, kind) (rate(distretto_gateway_upstream_errors_total[{RATE_WINDOW}]))",
+                "{{upstream}} {{kind}}",
+            ),
+        ),
+        unit="reqps",
+        console=False,
+    ),
+    Panel(
+        "domain",
+        GATEWAY_ROW,
+        "Members by status, matches by state",
+        (
+            Query("sum by (status) (distretto_membership_members)", "members {{status}}"),
+            Query("sum by (state) (distretto_matchmaking_matches)", "matches {{state}}"),
+        ),
+        console=False,
+    ),
+)
+
+
+def console_panels() -> list[Panel]:
+    """The charts of the console's operations page, in order."""
+    return [p for p in PANELS if p.console]
+
+
+def grafana_dashboard() -> dict[str, Any]:
+    """``deploy/grafana/dashboards/distretto.json`` from :data:`PANELS` (rows per section)."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    next_id = iter(range(1, 1000))
+    sections = list(dict.fromkeys(p.section for p in PANELS))
+    for section in sections:
+        panels.append(
+            {
+                "type": "row",
+                "title": section,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                "panels": [],
+                "id": next(next_id),
+            }
+        )
+        y += 1
+        members = [p for p in PANELS if p.section == section]
+        per_row = 3 if len(members) % 3 == 0 or len(members) > 4 else 2
+        width, height = 24 // per_row, 4 if all(p.kind == "stat" for p in members) else 8
+        for i, panel in enumerate(members):
+            panels.append(
+                {
+                    "type": panel.kind,
+                    "title": panel.title,
+                    "datasource": DATASOURCE,
+                    "gridPos": {"h": height, "w": width, "x": (i % per_row) * width, "y": y + (i // per_row) * height},
+                    "fieldConfig": {
+                        "defaults": {"unit": panel.unit, "custom": {"lineWidth": 1, "fillOpacity": 10}},
+                        "overrides": [],
+                    },
+                    "options": {
+                        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                        "tooltip": {"mode": "multi", "sort": "desc"},
+                    },
+                    "targets": [
+                        {"datasource": DATASOURCE, "refId": chr(ord("A") + n), "expr": q.expr, "legendFormat": q.legend}
+                        for n, q in enumerate(panel.queries)
+                    ],
+                    "id": next(next_id),
+                }
+            )
+        y += ((len(members) + per_row - 1) // per_row) * height
+    variable = "label_values(distretto_http_requests_total, service)"
+    return {
+        "uid": "distretto-overview",
+        "title": "Distretto",
+        "description": "Generated by deploy/monitoring.py from distretto_shared.monitoring.PANELS (the console's "
+        "operations charts come from the same list): do not edit by hand",
+        "tags": ["distretto"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "service",
+                    "label": "Service",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {"query": variable, "refId": "service"},
+                    "definition": variable,
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
+                    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+                    "refresh": 2,
+                    "sort": 1,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": panels,
+    }

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
+import re
 import time
 from typing import Any
 
@@ -14,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from console.web import User, UserDep, page_router, redirect, render, settings_of
-from distretto_shared import dlq
+from distretto_shared import dlq, monitoring
 from distretto_shared.logging import get_logger
 
 router = page_router()
@@ -36,6 +39,49 @@ QUERIES = {
     "mail_failed": "sum by (kind) (rate(distretto_newsletter_emails_failed_total[15m]))",
 }
 LAG_HISTORY = "sum by (consumer, topic) (distretto_consumer_lag)"
+CHART_SECONDS = 1800  # the charts show the last 30 minutes
+CHART_STEP = 30
+CHART_SERIES = 12  # at most this many lines per chart (the highest last values)
+_LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def _legend(template: str, metric: dict[str, str]) -> str:
+    """Grafana's ``{{label}}`` legend template filled from a series' labels."""
+    return _LEGEND.sub(lambda m: str(metric.get(m.group(1), "")), template)
+
+
+def _chart(panel: monitoring.Panel, results: list[list[dict[str, Any]]], start: float) -> dict[str, Any]:
+    """Chart.js line data (``data-series``) for one panel of ``monitoring.PANELS``, and the latest values."""
+    steps = int(CHART_SECONDS // CHART_STEP) + 1
+    stamps = [start + i * CHART_STEP for i in range(steps)]
+    labels = [time.strftime("%H:%M", time.gmtime(t)) for t in stamps]
+    lines: list[tuple[str, list[float | None]]] = []
+    for query, series in zip(panel.queries, results, strict=True):
+        for s in series:
+            values: list[float | None] = [None] * steps
+            for stamp, value in s.get("values", []):
+                index = round((float(stamp) - start) / CHART_STEP)
+                with contextlib.suppress(ValueError):
+                    number = float(value)
+                    if 0 <= index < steps and math.isfinite(number):
+                        values[index] = number
+            name = _legend(query.legend, s.get("metric", {}))
+            lines.append((" ".join(name.split()) or panel.title, values))
+
+    def last(values: list[float | None]) -> float:
+        return next((v for v in reversed(values) if v is not None), 0.0)
+
+    lines.sort(key=lambda line: (-last(line[1]), line[0]))
+    lines = lines[:CHART_SERIES]
+    data = {"labels": labels, "datasets": [{"label": n, "data": v, "spanGaps": True} for n, v in lines]}
+    return {
+        "key": panel.key,
+        "section": panel.section,
+        "title": panel.title,
+        "unit": panel.unit,
+        "series": json.dumps(data, separators=(",", ":")),
+        "latest": [(n, last(v)) for n, v in lines if any(x is not None for x in v)],
+    }
 
 
 async def _prometheus(base: str) -> dict[str, Any]:
@@ -56,10 +102,26 @@ async def _prometheus(base: str) -> dict[str, Any]:
                 r.raise_for_status()
                 return list(r.json()["data"]["result"])
 
+            end = time.time()
+            start = end - CHART_SECONDS
+
+            async def series(q: str) -> list[dict[str, Any]]:
+                params = {"query": q, "start": str(start), "end": str(end), "step": str(CHART_STEP)}
+                r = await client.get("/api/v1/query_range", params=params)
+                r.raise_for_status()
+                return list(r.json()["data"]["result"])
+
+            panels = monitoring.console_panels()
             names = list(QUERIES)
-            results = await asyncio.gather(*(query(QUERIES[n]) for n in names), history())
-            out.update(dict(zip(names, results[:-1], strict=True)))
-            out["lag_history"] = results[-1]
+            results = await asyncio.gather(
+                *(query(QUERIES[n]) for n in names),
+                history(),
+                *(series(p.promql(q)) for p in panels for q in p.queries),
+            )
+            out.update(dict(zip(names, results[: len(names)], strict=True)))
+            out["lag_history"] = results[len(names)]
+            charted = iter(results[len(names) + 1 :])
+            out["charts"] = [_chart(p, [next(charted) for _ in p.queries], start) for p in panels]
             r = await client.get("/api/v1/alerts")
             r.raise_for_status()
             out["alerts"] = [a for a in r.json()["data"]["alerts"] if a.get("state") == "firing"]
@@ -146,6 +208,10 @@ async def _page(request: Request, user: User, status: int = 200, **extra: Any) -
         "backlog": backlog,
         "mail": mail,
         "alerts": prom.get("alerts", []),
+        "charts": [
+            (section, [c for c in prom.get("charts", []) if c["section"] == section])
+            for section in dict.fromkeys(c["section"] for c in prom.get("charts", []))
+        ],
         "letters": sorted(letters, key=lambda d: (d.status != dlq.PENDING, d.dlq_topic, d.offset)),
         "dlq_error": dlq_error,
         "errors": {},
