@@ -7,8 +7,10 @@ each a member contact of one of N/20 organisations (kind, size class, province, 
 three sectors, competence keywords), most confirmed on the members list, some projects with
 participants. Then counts a segment ("pharma or biotech SMEs, active, outside Lucca, consenting")
 three times through the service's compiled query (``newsletter.segments.count_in``), and beside it
-the same question written directly in SQL, and prints min / median / max of each (after one
-warm-up run each, so both are measured with a warm cache). The goal is under 200 ms.
+the same question written directly in SQL over the same tables, and the join the count needed
+before the per-subscriber audience row (subscriber ⋈ member contact ⋈ confirmed subscription);
+prints min / median / max of each (after one warm-up run each, so all are measured with a warm
+cache), the ratio compiled / direct and the machine's load average. The goal is under 200 ms.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ RULE = {
 
 DIRECT_SQL = """
 SELECT count(*)
+FROM audience_member m
+JOIN audience_organisation o ON o.organisation_id = m.organisation_id
+WHERE m.consenting
+  AND EXISTS (SELECT 1 FROM audience_tag t
+              WHERE t.organisation_id = o.organisation_id AND t.facet = 'sector' AND t.value IN ('pharma', 'biotech'))
+  AND o.size_class IN ('micro', 'small', 'medium')
+  AND o.status = 'active'
+  AND o.province IS DISTINCT FROM 'LU'
+"""
+"""The same question by hand over the same tables (the per-subscriber audience row the triggers keep)."""
+
+NORMALISED_SQL = """
+SELECT count(*)
 FROM subscriber s
 JOIN member_contact mc ON mc.contact_id = s.contact_id
 JOIN audience_organisation o ON o.organisation_id = mc.organisation_id
@@ -54,6 +69,7 @@ WHERE NOT s.suppressed
   AND o.status = 'active'
   AND o.province IS DISTINCT FROM 'LU'
 """
+"""Before the audience row: the join over subscriber, member contact and confirmed subscription."""
 
 SECTORS = ["pharma", "biotech", "medical devices", "digital health", "nutraceuticals", "diagnostics", "cosmetics"]
 KINDS = ["company"] * 8 + ["university", "research_institute", "hospital", "foundation"]
@@ -71,6 +87,7 @@ def tables() -> list[sa.Table]:
         "subscriber_interest",
         "member_contact",
         *newsletter.audience.TABLES,
+        *newsletter.audience.MEMBER_TABLES,
     ]
     return [SQLModel.metadata.tables[n] for n in names]
 
@@ -179,6 +196,9 @@ async def load(engine: Any, n: int, seed: int) -> int:
             T["audience_project"],
             [{"project_id": f"p{i}", "acronym": f"PRJ{i}", "status": "SIGNED"} for i in range(50)],
         )
+    async with engine.begin() as conn:
+        # as migration 0007 does on a database that has subscribers: the triggers, then the rows
+        await conn.run_sync(newsletter.audience.install_member_rows)
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(sa.text("VACUUM ANALYZE"))  # what autovacuum does after a load: visibility map, statistics
@@ -218,18 +238,30 @@ async def main(args: argparse.Namespace) -> int:
             async with AsyncSession(engine) as session:
                 return await segments.count_in(session, rule)
 
-        async def direct() -> int:
-            async with engine.connect() as conn:
-                return int((await conn.execute(sa.text(DIRECT_SQL))).scalar_one())
+        def by_hand(sql: str) -> Any:
+            async def run() -> int:
+                async with engine.connect() as conn:
+                    return int((await conn.execute(sa.text(sql))).scalar_one())
 
+            return run
+
+        before = os.getloadavg()
         c_times, c_count = await timed(compiled, args.runs)
-        d_times, d_count = await timed(direct, args.runs)
+        d_times, d_count = await timed(by_hand(DIRECT_SQL), args.runs)
+        n_times, n_count = await timed(by_hand(NORMALISED_SQL), args.runs)
+        after = os.getloadavg()
         print(line("segment (compiled rule)", c_times, c_count))
         print(line("same query, direct SQL", d_times, d_count))
-        if c_count != d_count:
-            print("the two queries disagree", file=sys.stderr)
+        print(line("normalised join, direct SQL", n_times, n_count))
+        print(f"compiled / direct (medians): {statistics.median(c_times) / statistics.median(d_times):.2f}")
+        print(
+            "load average (1, 5, 15 min): "
+            f"before {tuple(round(x, 2) for x in before)}, after {tuple(round(x, 2) for x in after)}"
+            f" on {os.cpu_count()} CPUs"
+        )
+        if not c_count == d_count == n_count:
+            print("the queries disagree", file=sys.stderr)
             return 1
-        print(f"load average (1, 5, 15 min) during the run: {os.getloadavg()} on {os.cpu_count()} CPUs")
         goal = statistics.median(c_times) < args.goal_ms
         print(f"goal: median under {args.goal_ms:.0f} ms — {'met' if goal else 'NOT met'}")
         return 0 if goal else 1

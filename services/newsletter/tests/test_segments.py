@@ -486,3 +486,46 @@ async def test_welcome_and_digest_lines_by_segment(
             # the sections in the digest's order; a section's lines in any order (events on several partitions)
             assert list(sections) == list(want), (address, text)
             assert {k: sorted(v) for k, v in sections.items()} == {k: sorted(v) for k, v in want.items()}, text
+
+
+async def test_segment_counts_follow_consent(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink) -> None:
+    """The audience row follows every consent change at once: unsubscribing, leaving one list, erasure."""
+    settings = make_settings(database, kafka_bootstrap, sink)
+    app = create_app(settings)
+    async with service_client(app) as client:
+        await setup_list(client, "news")
+        await setup_list(client, "events")
+        a = await add_subscriber(client, "a@example.org", ["news"], interests=["biotech"])
+        b = await add_subscriber(client, "b@example.org", ["news", "events"], interests=["biotech"])
+        c = await add_subscriber(client, "c@example.org", ["events"], interests=["pharma"])
+        biotech = {"rule": {"field": "interest", "any_of": ["biotech"]}}
+
+        async def members() -> set[str]:
+            r = await client.post("/segments/preview", json=biotech)
+            assert r.status_code == 200, r.text
+            assert r.json()["total"] == len(r.json()["items"])
+            return {m["email"] for m in r.json()["items"]}
+
+        assert await members() == {"a@example.org", "b@example.org"}
+        # a unsubscribes with the one-click link: no recorded consent left, out of every segment
+        token = service.links_for(settings, a["id"])["unsubscribe_token"]
+        r = await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200, r.text
+        assert await members() == {"b@example.org"}
+        # b leaves one list but stays confirmed on the other: still in
+        prefs = service.links_for(settings, b["id"])["preferences_url"].split("/preferences", 1)[1]
+        r = await client.post(f"/preferences{prefs}", json={"lists": ["events"], "interests": ["biotech"]})
+        assert r.status_code == 200, r.text
+        assert await members() == {"b@example.org"}
+        # c's interests change: in
+        r = await client.patch(f"/subscribers/{c['id']}", json={"interests": ["biotech", "pharma"]})
+        assert r.status_code == 200, r.text
+        assert await members() == {"b@example.org", "c@example.org"}
+        # b is erased: gone, and its audience row with it
+        assert (await client.delete(f"/subscribers/{b['id']}")).status_code == 204
+        assert await members() == {"c@example.org"}
+        async with app.state.ctx.db.read() as session:
+            rows = (
+                await session.execute(sa.text("SELECT subscriber_id, consenting FROM audience_member ORDER BY 1"))
+            ).all()
+        assert sorted((r[0], bool(r[1])) for r in rows) == sorted([(a["id"], False), (c["id"], True)])

@@ -79,6 +79,154 @@ class AudienceParticipation(SQLModel, table=True):
 
 TABLES = ["audience_organisation", "audience_tag", "audience_project", "audience_participation"]
 
+
+class AudienceMember(SQLModel, table=True):
+    """One row per subscriber, kept by database triggers: its member contact, organisation and consent.
+
+    What a segment counts over: one narrow table instead of subscriber ⋈ member contact ⋈ confirmed
+    subscription for every subscriber (bench/newsletter/segments.py). ``consenting``: not suppressed
+    and confirmed on at least one list. The triggers on ``subscriber``, ``subscription`` and
+    ``member_contact`` (:func:`install_member_rows`) rewrite a subscriber's row in the same
+    transaction as any change to those tables, whoever makes it (ORM, Core, bulk statements).
+    Ids only: no personal data.
+    """
+
+    __tablename__ = "audience_member"
+    __table_args__ = (
+        sa.Index(
+            "ix_audience_member_organisation_consenting",
+            "organisation_id",
+            postgresql_where=sa.text("consenting"),
+            sqlite_where=sa.text("consenting"),
+        ),
+    )
+    subscriber_id: str = Field(primary_key=True, max_length=32)
+    contact_id: str | None = Field(default=None, max_length=64)
+    organisation_id: str | None = Field(default=None, max_length=64)
+    consenting: bool = False
+
+
+MEMBER_TABLES = ["audience_member"]
+
+_UPSERT = """INSERT INTO audience_member (subscriber_id, contact_id, organisation_id, consenting)
+SELECT s.id, mc.contact_id, mc.organisation_id,
+       (NOT s.suppressed AND EXISTS (SELECT 1 FROM subscription ss
+                                     WHERE ss.subscriber_id = s.id AND ss.status = 'confirmed'))
+FROM subscriber s LEFT JOIN member_contact mc ON mc.contact_id = s.contact_id
+WHERE {where}
+ON CONFLICT (subscriber_id) DO UPDATE SET contact_id = excluded.contact_id,
+    organisation_id = excluded.organisation_id, consenting = excluded.consenting"""
+
+# SQLite runs one writer at a time: a trigger sees every committed change.
+_SQLITE_TRIGGERS = {
+    "audience_member_subscriber_ins": ("AFTER INSERT ON subscriber", [_UPSERT.format(where="s.id = NEW.id")]),
+    "audience_member_subscriber_upd": (
+        "AFTER UPDATE ON subscriber",
+        ["DELETE FROM audience_member WHERE subscriber_id = OLD.id", _UPSERT.format(where="s.id = NEW.id")],
+    ),
+    "audience_member_subscriber_del": (
+        "AFTER DELETE ON subscriber",
+        ["DELETE FROM audience_member WHERE subscriber_id = OLD.id"],
+    ),
+    "audience_member_subscription_ins": (
+        "AFTER INSERT ON subscription",
+        [_UPSERT.format(where="s.id = NEW.subscriber_id")],
+    ),
+    "audience_member_subscription_upd": (
+        "AFTER UPDATE ON subscription",
+        [_UPSERT.format(where="s.id IN (OLD.subscriber_id, NEW.subscriber_id)")],
+    ),
+    "audience_member_subscription_del": (
+        "AFTER DELETE ON subscription",
+        [_UPSERT.format(where="s.id = OLD.subscriber_id")],
+    ),
+    "audience_member_contact_ins": (
+        "AFTER INSERT ON member_contact",
+        [_UPSERT.format(where="s.contact_id = NEW.contact_id")],
+    ),
+    "audience_member_contact_upd": (
+        "AFTER UPDATE ON member_contact",
+        [_UPSERT.format(where="s.contact_id IN (OLD.contact_id, NEW.contact_id)")],
+    ),
+    "audience_member_contact_del": (
+        "AFTER DELETE ON member_contact",
+        [_UPSERT.format(where="s.contact_id = OLD.contact_id")],
+    ),
+}
+
+# PostgreSQL: the refresh first locks the subscriber rows (FOR NO KEY UPDATE, as an UPDATE of them
+# would), so two transactions changing the same subscriber's rows refresh one after the other, the
+# second seeing the first's commit (READ COMMITTED: each statement of the function takes a new snapshot).
+_PG_REFRESH = (
+    """CREATE OR REPLACE FUNCTION audience_member_refresh(sids text[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF sids IS NULL OR cardinality(sids) = 0 THEN RETURN; END IF;
+    PERFORM 1 FROM subscriber WHERE id = ANY(sids) ORDER BY id FOR NO KEY UPDATE;
+    DELETE FROM audience_member am WHERE am.subscriber_id = ANY(sids)
+        AND NOT EXISTS (SELECT 1 FROM subscriber s WHERE s.id = am.subscriber_id);
+    """
+    + _UPSERT.format(where="s.id = ANY(sids)")
+    + """;
+END $$"""
+)
+_PG_TRIGGERS = {
+    "subscriber": """
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR OLD.id <> NEW.id) THEN
+        DELETE FROM audience_member WHERE subscriber_id = OLD.id;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN PERFORM audience_member_refresh(ARRAY[NEW.id]::text[]); END IF;""",
+    "subscription": """
+    IF TG_OP <> 'INSERT' THEN PERFORM audience_member_refresh(ARRAY[OLD.subscriber_id]::text[]); END IF;
+    IF TG_OP <> 'DELETE' THEN PERFORM audience_member_refresh(ARRAY[NEW.subscriber_id]::text[]); END IF;""",
+    "member_contact": """
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM audience_member_refresh(ARRAY(SELECT id FROM subscriber WHERE contact_id = OLD.contact_id)::text[]);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM audience_member_refresh(ARRAY(SELECT id FROM subscriber WHERE contact_id = NEW.contact_id)::text[]);
+    END IF;""",
+}
+
+
+def install_member_rows(conn: sa.Connection) -> None:
+    """Create (or re-create) the triggers that keep ``audience_member``, then fill it from what is there.
+
+    Idempotent: run by migration 0007 and by the segment benchmark after loading its tables.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_REFRESH)
+        for table, body in _PG_TRIGGERS.items():
+            name = f"audience_member_on_{table}"
+            conn.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN{body}\n"
+                "    RETURN NULL;\nEND $$"
+            )
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+    else:
+        for name, (when, statements) in _SQLITE_TRIGGERS.items():
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+            body = "".join(f"    {statement};\n" for statement in statements)
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN\n{body}END")
+    conn.exec_driver_sql("DELETE FROM audience_member WHERE subscriber_id NOT IN (SELECT id FROM subscriber)")
+    conn.exec_driver_sql(_UPSERT.format(where="TRUE"))
+
+
+def remove_member_rows(conn: sa.Connection) -> None:
+    """Drop the triggers (before the table goes)."""
+    if conn.dialect.name == "postgresql":
+        for table in _PG_TRIGGERS:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS audience_member_on_{table} ON {table}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS audience_member_on_{table}()")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS audience_member_refresh(text[])")
+    else:
+        for name in _SQLITE_TRIGGERS:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
 PROFILE_SOURCE = "membership"
 
 

@@ -40,7 +40,13 @@ from distretto_shared.web import (
     make_page,
     page_params,
 )
-from newsletter.audience import AudienceOrganisation, AudienceParticipation, AudienceProject, AudienceTag
+from newsletter.audience import (
+    AudienceMember,
+    AudienceOrganisation,
+    AudienceParticipation,
+    AudienceProject,
+    AudienceTag,
+)
 from newsletter.config import Settings
 from newsletter.models import (
     Campaign,
@@ -171,6 +177,7 @@ AO = AudienceOrganisation.__table__  # type: ignore[attr-defined]
 AT = AudienceTag.__table__  # type: ignore[attr-defined]
 AP = AudienceProject.__table__  # type: ignore[attr-defined]
 APJ = AudienceParticipation.__table__  # type: ignore[attr-defined]
+AM = AudienceMember.__table__  # type: ignore[attr-defined]
 
 
 INDEXES = [
@@ -199,22 +206,24 @@ def _norm(field: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """The tables one compiled rule reads: a subscriber, its member contact and its organisation
-    (outer-joined: a subscriber who is no member contact has neither). Fresh aliases each time,
-    so a compiled rule never correlates with an enclosing query's tables."""
+    """The tables one compiled rule reads: a subscriber's audience row (its member contact,
+    organisation and consent, :class:`newsletter.audience.AudienceMember`) and its organisation
+    (outer-joined: a subscriber who is no member contact has none). Fresh aliases each time, so a
+    compiled rule never correlates with an enclosing query's tables."""
 
-    s: Any
-    mc: Any
+    am: Any
     ao: Any
 
     @classmethod
     def new(cls) -> Scope:
-        return cls(s=S.alias("seg_subscriber"), mc=MC.alias("seg_contact"), ao=AO.alias("seg_organisation"))
+        return cls(am=AM.alias("seg_member"), ao=AO.alias("seg_organisation"))
+
+    @property
+    def subscriber_id(self) -> Any:
+        return self.am.c.subscriber_id
 
     def source(self) -> Any:
-        return self.s.outerjoin(self.mc, self.mc.c.contact_id == self.s.c.contact_id).outerjoin(
-            self.ao, self.ao.c.organisation_id == self.mc.c.organisation_id
-        )
+        return self.am.outerjoin(self.ao, self.ao.c.organisation_id == self.am.c.organisation_id)
 
 
 def _has(scope: Scope, cond: Condition, values: list[str]) -> ColumnElement[bool]:
@@ -224,19 +233,24 @@ def _has(scope: Scope, cond: Condition, values: list[str]) -> ColumnElement[bool
         column = scope.ao.c[field]
         return sa.and_(column.is_not(None), column.in_(values))
     if field == "role":
-        return sa.and_(scope.mc.c.role.is_not(None), func.lower(scope.mc.c.role).in_(values))
+        mc = MC.alias()
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(mc)
+            .where(mc.c.contact_id == scope.am.c.contact_id, mc.c.role.is_not(None), func.lower(mc.c.role).in_(values))
+        )
     if field in ("sector", "keyword"):
         t = AT.alias()
         return sa.exists(
             sa.select(sa.literal(1))
             .select_from(t)
-            .where(t.c.organisation_id == scope.mc.c.organisation_id, t.c.facet == field, t.c.value.in_(values))
+            .where(t.c.organisation_id == scope.am.c.organisation_id, t.c.facet == field, t.c.value.in_(values))
         )
     if field == "project":
         p, ap = APJ.alias(), AP.alias()
         by_acronym = sa.select(ap.c.project_id).where(func.lower(ap.c.acronym).in_([v.lower() for v in values]))
         where = [
-            p.c.organisation_id == scope.mc.c.organisation_id,
+            p.c.organisation_id == scope.am.c.organisation_id,
             sa.or_(p.c.project_id.in_(values), p.c.project_id.in_(by_acronym)),
         ]
         if cond.project_role:
@@ -247,14 +261,14 @@ def _has(scope: Scope, cond: Condition, values: list[str]) -> ColumnElement[bool
         return sa.exists(
             sa.select(sa.literal(1))
             .select_from(ss.join(ml, ml.c.id == ss.c.list_id))
-            .where(ss.c.subscriber_id == scope.s.c.id, ss.c.status == "confirmed", ml.c.slug.in_(values))
+            .where(ss.c.subscriber_id == scope.subscriber_id, ss.c.status == "confirmed", ml.c.slug.in_(values))
         )
     if field == "interest":
         si = SI.alias()
         return sa.exists(
             sa.select(sa.literal(1))
             .select_from(si)
-            .where(si.c.subscriber_id == scope.s.c.id, si.c.interest.in_(values))
+            .where(si.c.subscriber_id == scope.subscriber_id, si.c.interest.in_(values))
         )
     raise AssertionError(field)  # pragma: no cover - FieldName is closed
 
@@ -276,7 +290,7 @@ def compile_rule(rule: Rule, scope: Scope) -> ColumnElement[bool]:
             return sa.and_(*(_has(scope, rule, [v]) for v in values))
         without = sa.not_(_has(scope, rule, values))
         if rule.field in MEMBER_FIELDS:
-            return sa.and_(scope.mc.c.contact_id.is_not(None), without)
+            return sa.and_(scope.am.c.contact_id.is_not(None), without)
         return without
     parts = [compile_rule(child, scope) for child in rule.rules]
     if rule.op == "all":
@@ -287,22 +301,16 @@ def compile_rule(rule: Rule, scope: Scope) -> ColumnElement[bool]:
 
 
 def consenting(scope: Scope) -> ColumnElement[bool]:
-    """Not suppressed and confirmed on at least one list: recorded consent."""
-    ss = SS.alias()
-    return sa.and_(
-        scope.s.c.suppressed.is_(False),
-        sa.exists(
-            sa.select(sa.literal(1))
-            .select_from(ss)
-            .where(ss.c.subscriber_id == scope.s.c.id, ss.c.status == "confirmed")
-        ),
-    )
+    """Not suppressed and confirmed on at least one list: recorded consent (kept in the audience row)."""
+    return scope.am.c.consenting == sa.true()  # type: ignore[no-any-return]
 
 
 def members_query(rule: Rule) -> sa.Select[Any]:
     """``SELECT id`` of the segment's members (over its own aliases: usable inside any query)."""
     scope = Scope.new()
-    return sa.select(scope.s.c.id).select_from(scope.source()).where(consenting(scope), compile_rule(rule, scope))
+    return (
+        sa.select(scope.subscriber_id).select_from(scope.source()).where(consenting(scope), compile_rule(rule, scope))
+    )
 
 
 def count_query(rule: Rule) -> sa.Select[Any]:
@@ -542,10 +550,10 @@ async def sample_in(session: AsyncSession, rule: Rule, page: PageParams) -> tupl
     total = await count_in(session, rule)
     scope = Scope.new()
     q = (
-        sa.select(scope.s.c.id, scope.s.c.email, scope.s.c.name, scope.mc.c.organisation_id)
-        .select_from(scope.source())
+        sa.select(S.c.id, S.c.email, S.c.name, scope.am.c.organisation_id)
+        .select_from(scope.source().join(S, S.c.id == scope.subscriber_id))
         .where(consenting(scope), compile_rule(rule, scope))
-        .order_by(scope.s.c.email, scope.s.c.id)
+        .order_by(S.c.email, S.c.id)
         .offset(page.offset)
         .limit(page.limit)
     )
@@ -644,9 +652,9 @@ async def in_welcome_segment(session: AsyncSession, subscriber_id: str) -> bool:
     for seg in marked:
         scope = Scope.new()
         q = (
-            sa.select(scope.s.c.id)
+            sa.select(scope.subscriber_id)
             .select_from(scope.source())
-            .where(scope.s.c.id == subscriber_id, consenting(scope), compile_rule(parse_rule(seg.rule), scope))
+            .where(scope.subscriber_id == subscriber_id, consenting(scope), compile_rule(parse_rule(seg.rule), scope))
         )
         if (await session.execute(q)).first() is not None:
             return True
