@@ -172,9 +172,14 @@ async def new_campaign(request: Request, user: StaffDep) -> Response:
     return render(request, "newsletter/campaign_new.html", context)
 
 
+SAMPLE_SIZE = 5
+"""How many of a chosen segment's members the new-campaign form shows."""
+
+
 @router.post("/newsletter/campaigns/recipients")
 async def recipients(request: Request, user: StaffDep) -> Response:
-    """How many subscribers the chosen lists hold, and each chosen segment now (htmx, while choosing)."""
+    """How many subscribers the chosen lists hold, and each chosen segment now: its count and the first
+    few of its members, by address (htmx, while choosing)."""
     form = await request.form()
     chosen = set(form.getlist("lists"))
     gateway = gateway_of(request)
@@ -183,10 +188,16 @@ async def recipients(request: Request, user: StaffDep) -> Response:
     segment_ids = [str(x) for x in form.getlist("segments")][:20]
     counts = await asyncio.gather(
         *(gateway.get(f"{API}/segments/{quote(sid, safe='')}", user.token) for sid in segment_ids),
-        *(gateway.get(f"{API}/segments/{quote(sid, safe='')}/count", user.token) for sid in segment_ids),
+        *(
+            gateway.get(f"{API}/segments/{quote(sid, safe='')}/sample", user.token, params={"limit": SAMPLE_SIZE})
+            for sid in segment_ids
+        ),
     )
     half = len(segment_ids)
-    segments = [{"name": seg["name"], "count": n["count"]} for seg, n in zip(counts[:half], counts[half:], strict=True)]
+    segments = [
+        {"name": seg["name"], "count": page["total"], "sample": [m["email"] for m in page["items"]]}
+        for seg, page in zip(counts[:half], counts[half:], strict=True)
+    ]
     return render(request, "newsletter/_recipients.html", {"count": count, "chosen": len(chosen), "segments": segments})
 
 
