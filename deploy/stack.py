@@ -166,7 +166,8 @@ def processes() -> list[Proc]:
             "partners",
             _py("-m", "partners", "serve", "--port", "8006"),
             8006,
-            common,
+            # Partners' notices go through the platform's SMTP relay (the newsletter's).
+            {**common, "PARTNERS_NOTICE_SMTP_SERVER": "127.0.0.1:1025"},
         ),
         Proc(
             "gateway",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.contracts import membership as ms
@@ -41,6 +45,7 @@ def make_settings(database: DatabaseTarget, kafka_bootstrap: str, **overrides: A
         "relay_poll_interval": 0.2,
         "consumer_backoff_initial": 0.05,
         "webhook_require_https": False,
+        "webhook_allow_private_addresses": True,  # the receivers run on loopback
         "webhook_retry_schedule": [0.2, 0.4],
         "webhook_poll_seconds": 0.1,
         "stream_heartbeat_seconds": 1.0,
@@ -59,6 +64,7 @@ def env_of(database: DatabaseTarget, kafka_bootstrap: str, **extra: str) -> dict
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PARTNERS_RELAY_POLL_INTERVAL": "0.2",
         "PARTNERS_WEBHOOK_REQUIRE_HTTPS": "false",
+        "PARTNERS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
         "PARTNERS_STREAM_HEARTBEAT_SECONDS": "1",
         "PARTNERS_STREAM_POLL_SECONDS": "0.2",
         "PARTNERS_LOG_LEVEL": "WARNING",
@@ -179,3 +185,49 @@ async def running_receiver() -> AsyncIterator[Receiver]:
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class MailSink:
+    """A real SMTP server (aiosmtpd) on a free port that keeps every accepted message; while
+    ``refusing`` it answers 451 at RCPT (a relay that is temporarily not taking mail)."""
+
+    port: int = 0
+    messages: list[tuple[str, EmailMessage]] = field(default_factory=list)
+    refusing: bool = False
+    _server: Any = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refusing:
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        for rcpt in envelope.rcpt_tos:
+            self.messages.append((rcpt, message))  # type: ignore[arg-type]
+        return "250 2.0.0 Ok: queued"
+
+    async def start(self) -> MailSink:
+        self.port = self.port or free_port()
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(self, hostname="sink.test", decode_data=False), "127.0.0.1", self.port
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+@pytest.fixture
+async def mail_sink() -> AsyncIterator[MailSink]:
+    sink = await MailSink().start()
+    yield sink
+    await sink.stop()

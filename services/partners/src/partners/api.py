@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from distretto_shared.contracts import public as pub
 from distretto_shared.identity import Principal
 from distretto_shared.web import Invalid, Page, PageParams, current_principal, make_page, page_params
-from partners import domain, service
+from partners import domain, metrics, service
 from partners.models import (
     AttemptPublic,
     EndpointCreate,
@@ -116,38 +116,51 @@ async def _events(
     again before each batch: a partner deactivated (or a type withdrawn) stops receiving at once,
     not at its next reconnection."""
     settings = d.settings
-    yield b"retry: 2000\n\n"
-    idle = 0.0
-    while True:
-        types = await service.still_granted(d, partner_id, types)
-        if not types:
-            return
-        rows = await service.read_log(d, position, types, settings.stream_batch_size)
-        for row in rows:
-            assert row.seq is not None
-            data = domain.envelope(
-                event_id=row.event_id,
-                event_type=row.event_type,
-                source=row.source,
-                subject=row.subject,
-                time=row.time,
-                payload=row.payload,
-            )
-            yield domain.sse_frame(row.seq, row.event_type, data)
-            position = row.seq
-        if rows:
-            idle = 0.0
-            if len(rows) == settings.stream_batch_size:
-                continue
-        if await request.is_disconnected():
-            return
-        wait = min(settings.stream_poll_seconds, settings.stream_heartbeat_seconds - idle)
-        started = asyncio.get_running_loop().time()
-        await d.notifier.wait(max(wait, 0.01))
-        idle += asyncio.get_running_loop().time() - started
-        if idle >= settings.stream_heartbeat_seconds:
-            idle = 0.0
-            yield domain.HEARTBEAT
+    metrics.STREAMS_OPEN.inc()
+    held = 0
+    try:
+        yield b"retry: 2000\n\n"
+        idle = 0.0
+        while True:
+            types = await service.still_granted(d, partner_id, types)
+            if not types:
+                return
+            rows = await service.read_log(d, position, types, settings.stream_batch_size)
+            held = len(rows)
+            metrics.STREAM_BUFFERED.inc(held)
+            for row in rows:
+                assert row.seq is not None
+                data = domain.envelope(
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    source=row.source,
+                    subject=row.subject,
+                    time=row.time,
+                    payload=row.payload,
+                )
+                # The server waits here while the connection's buffers are full (uvicorn's flow
+                # control): nothing more is read from the log until the client takes this.
+                yield domain.sse_frame(row.seq, row.event_type, data)
+                held -= 1
+                metrics.STREAM_BUFFERED.dec()
+                metrics.STREAM_SENT.inc()
+                position = row.seq
+            if rows:
+                idle = 0.0
+                if len(rows) == settings.stream_batch_size:
+                    continue
+            if await request.is_disconnected():
+                return
+            wait = min(settings.stream_poll_seconds, settings.stream_heartbeat_seconds - idle)
+            started = asyncio.get_running_loop().time()
+            await d.notifier.wait(max(wait, 0.01))
+            idle += asyncio.get_running_loop().time() - started
+            if idle >= settings.stream_heartbeat_seconds:
+                idle = 0.0
+                yield domain.HEARTBEAT
+    finally:
+        metrics.STREAM_BUFFERED.dec(held)
+        metrics.STREAMS_OPEN.dec()
 
 
 # --- partner administration (admin)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from distretto_shared.secrets import Secret
 from distretto_shared.settings import ServiceSettings
 
 
@@ -11,6 +12,7 @@ class Settings(ServiceSettings):
     """Partners service settings."""
 
     model_config = SettingsConfigDict(env_prefix="PARTNERS_", extra="ignore")
+    secret_settings = (Secret("notice_smtp_password", required=False, min_length=12, what="the SMTP relay's password"),)
 
     http_port: int = 8006
 
@@ -39,3 +41,18 @@ class Settings(ServiceSettings):
     webhook_poll_seconds: float = 1.0
     webhook_require_https: bool = True
     """Refuse endpoint URLs that are not https:// (turn off only for local receivers)."""
+    webhook_allow_private_addresses: bool = False
+    """Refuse endpoint URLs whose host is (or resolves to) a loopback, private, link-local, shared,
+    multicast or reserved address — checked when the endpoint is saved and again before each
+    delivery. Turn on only where receivers run inside the foundation's own network (or in tests)."""
+
+    # --- notices to partners (the platform's SMTP relay, the same one the newsletter uses)
+    notice_smtp_server: str = "127.0.0.1:1025"
+    """host:port of the SMTP relay a partner's notices go through (an endpoint disabled)."""
+    notice_smtp_username: str = ""
+    notice_smtp_password: str = ""
+    notice_smtp_starttls: bool = False
+    notice_smtp_timeout: float = 30.0
+    notice_from: str = "partners@distretto.example"
+    notice_retry_seconds: float = 300.0
+    """A notice the relay did not take is tried again after this long."""

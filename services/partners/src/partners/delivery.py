@@ -15,13 +15,14 @@ import contextlib
 import time
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from distretto_shared.logging import get_logger
-from partners import domain
+from partners import domain, notices
 from partners.models import PublicEventRow, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from partners.service import Deps, aware, now
 
@@ -53,6 +54,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> bool:
         """Lease one endpoint with due messages and deliver them; False when nothing was due."""
+        await notices.send_due(self.deps, self.name)
         for endpoint_id in await self._due_endpoints():
             if await self._lease(endpoint_id):
                 try:
@@ -179,6 +181,13 @@ class DeliveryWorker:
             "webhook-signature": domain.signature_header(secrets, event.event_id, stamp, body),
         }
         began = time.perf_counter()
+        if not self.deps.settings.webhook_allow_private_addresses:
+            # Checked again at each send: a name that resolved to a public address when the
+            # endpoint was saved may point inside the platform today.
+            parts = urlsplit(endpoint.url)
+            problem = await domain.internal_address_problem(parts.hostname or "", parts.port or 443)
+            if problem:
+                return None, (time.perf_counter() - began) * 1000, f"not sent: {problem}"[:500]
         try:
             response = await self.client.post(
                 endpoint.url,
@@ -238,6 +247,8 @@ class DeliveryWorker:
                     endpoint_values |= {
                         "enabled": False,
                         "disabled_reason": f"failing since {failing_since.isoformat()} without a success",
+                        "notice_due": True,
+                        "notice_attempt_at": None,
                     }
                     log.warning("webhook endpoint disabled", endpoint=endpoint.id, partner=endpoint.partner_id)
             await session.execute(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import re
+import socket
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -211,3 +214,43 @@ def public_link(url: str) -> str:
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     path = parts.path if scrub(unquote(parts.path)) == unquote(parts.path) else "/"
     return urlunsplit((parts.scheme, host, path or "/", "", ""))
+
+
+def is_internal(address: str) -> bool:
+    """Whether an IP address is one a webhook must never be sent to from inside the platform:
+    loopback, private (RFC 1918, unique-local), link-local (cloud metadata), shared (CGNAT),
+    multicast, reserved or unspecified — IPv4-mapped IPv6 judged by its IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.IPv4Network("100.64.0.0/10"))
+        or not ip.is_global
+    )
+
+
+async def internal_address_problem(host: str, port: int) -> str | None:
+    """Why a receiver host may not be called (an internal address, or a name that resolves to
+    one or to nothing), or None. Every address a name resolves to must be public."""
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        addresses = [host]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return f"the host {host} does not resolve"
+        addresses = sorted({str(info[4][0]) for info in infos})
+        if not addresses:
+            return f"the host {host} does not resolve"
+    internal = [a for a in addresses if is_internal(a)]
+    if internal:
+        return f"{host} is an internal address ({', '.join(internal)})"
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -32,6 +33,8 @@ class Partner(SQLModel, table=True):
     event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
     api_key_id: str | None = Field(default=None, max_length=64, unique=True)
     """The gateway API key (role ``partner``) the partner streams with: it calls as ``apikey:<id>``."""
+    contact_email: str | None = Field(default=None, max_length=320)
+    """Where notices go (an endpoint disabled): ask partners for a team address, not a person's."""
     active: bool = True
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
@@ -96,6 +99,11 @@ class WebhookEndpoint(SQLModel, table=True):
     enabled: bool = True
     disabled_reason: str | None = Field(default=None, max_length=500)
     failing_since: datetime | None = _ts(nullable=True)
+    notice_due: bool = False
+    """Disabled after failures and the partner not told yet (a worker mails the partner's contact)."""
+    notice_attempt_at: datetime | None = _ts(nullable=True)
+    notified_at: datetime | None = _ts(nullable=True)
+    notice_error: str | None = Field(default=None, max_length=500)
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False)
@@ -154,14 +162,28 @@ def _check_types(value: list[str]) -> list[str]:
     return sorted(set(value))
 
 
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
+
+
+def _check_email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > 320 or not _EMAIL.fullmatch(value):
+        raise ValueError("contact_email must be one e-mail address")
+    return value
+
+
 class PartnerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = PField(min_length=1, max_length=200)
     event_types: list[str] = PField(min_length=1, max_length=50)
     api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+    contact_email: str | None = PField(default=None, max_length=320)
+    """Where the partner is told that an endpoint was disabled."""
 
     _types = field_validator("event_types")(_check_types)
+    _email = field_validator("contact_email")(_check_email)
 
 
 class PartnerUpdate(BaseModel):
@@ -170,7 +192,10 @@ class PartnerUpdate(BaseModel):
     name: str | None = PField(default=None, min_length=1, max_length=200)
     event_types: list[str] | None = PField(default=None, min_length=1, max_length=50)
     api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+    contact_email: str | None = PField(default=None, max_length=320)
     active: bool | None = None
+
+    _email = field_validator("contact_email")(_check_email)
 
     @field_validator("event_types")
     @classmethod
@@ -183,6 +208,7 @@ class PartnerPublic(BaseModel):
     name: str
     event_types: list[str]
     api_key_id: str | None
+    contact_email: str | None = None
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -208,6 +234,9 @@ class EndpointPublic(BaseModel):
     enabled: bool
     disabled_reason: str | None
     failing_since: datetime | None
+    notified_at: datetime | None = None
+    """When the partner was told (by e-mail) that the endpoint was disabled after failures."""
+    notice_error: str | None = None
     previous_secret_until: datetime | None
     created_at: datetime
 

@@ -146,7 +146,12 @@ async def create_partner(deps: Deps, data: PartnerCreate) -> Partner:
             raise Conflict("This API key already belongs to a partner")
         stamp = now()
         partner = Partner(
-            name=data.name, event_types=data.event_types, api_key_id=data.api_key_id, created_at=stamp, updated_at=stamp
+            name=data.name,
+            event_types=data.event_types,
+            api_key_id=data.api_key_id,
+            contact_email=data.contact_email,
+            created_at=stamp,
+            updated_at=stamp,
         )
         session.add(partner)
     return partner
@@ -186,7 +191,7 @@ async def update_partner(deps: Deps, partner_id: str, data: PartnerUpdate) -> Pa
         if new_key and new_key != partner.api_key_id and await _by_key(session, new_key):
             raise Conflict("This API key already belongs to a partner")
         for field, value in changes.items():
-            if value is not None or field == "api_key_id":
+            if value is not None or field in ("api_key_id", "contact_email"):
                 setattr(partner, field, value)
         partner.updated_at = now()
         session.add(partner)
@@ -216,8 +221,9 @@ async def still_granted(deps: Deps, partner_id: str, types: Sequence[str]) -> li
 # --- webhook endpoints
 
 
-def check_url(settings: Settings, url: str) -> str:
-    """A receiver URL: http(s) with a host; https unless the setting allows plain http."""
+async def check_url(settings: Settings, url: str) -> str:
+    """A receiver URL: http(s) with a host; https unless the setting allows plain http; a host
+    that is not an internal address (unless the admin setting allows them)."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise Invalid("The endpoint URL must be an absolute http(s) URL")
@@ -225,12 +231,20 @@ def check_url(settings: Settings, url: str) -> str:
         raise Invalid("The endpoint URL must use https")
     if parts.username or parts.password:
         raise Invalid("The endpoint URL must not carry credentials")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise Invalid("The endpoint URL has an invalid port") from exc
+    if not settings.webhook_allow_private_addresses:
+        problem = await domain.internal_address_problem(parts.hostname, port or 443)
+        if problem:
+            raise Invalid(f"The endpoint URL is not allowed: {problem}")
     return url
 
 
 async def create_endpoint(deps: Deps, partner_id: str, url: str, types: list[str]) -> WebhookEndpoint:
     """Add a webhook receiver to a partner; its signing secret is returned this once."""
-    check_url(deps.settings, url)
+    await check_url(deps.settings, url)
     async with deps.db.transaction() as session:
         partner = await session.get(Partner, partner_id)
         if partner is None:
@@ -287,6 +301,7 @@ async def set_enabled(deps: Deps, endpoint_id: str, enabled: bool) -> WebhookEnd
         endpoint.enabled = enabled
         endpoint.disabled_reason = None if enabled else "disabled by an admin"
         endpoint.failing_since = None
+        endpoint.notice_due = False  # a hand's change needs no notice (nor does one not yet sent)
         session.add(endpoint)
         if enabled:
             # Messages that waited while it was off go now.
