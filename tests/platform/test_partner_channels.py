@@ -64,7 +64,13 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     membership = ServiceProcess("membership", env=common, log_path=root / "membership.log")
     partners = ServiceProcess(
         "partners",
-        env={**common, "PARTNERS_WEBHOOK_REQUIRE_HTTPS": "false", "PARTNERS_STREAM_POLL_SECONDS": "0.5"},
+        env={
+            **common,
+            # the test's receiver is on loopback, over plain http
+            "PARTNERS_WEBHOOK_REQUIRE_HTTPS": "false",
+            "PARTNERS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+            "PARTNERS_STREAM_POLL_SECONDS": "0.5",
+        },
         log_path=root / "partners.log",
     )
     gateway = ServiceProcess(
