@@ -86,6 +86,7 @@ async def test_errors_are_json_with_a_message_and_metrics_count_routes(
         assert refused.status_code == 409 and refused.json() == {
             "error": "conflict",
             "message": "a credit of zero changes nothing",
+            "details": [],
         }
         ok = await client.post(
             "/credits", json={"account_id": "a", "amount": 1, "seq": 1}, headers={"X-Correlation-ID": "corr-123"}

@@ -83,10 +83,17 @@ async def test_authorisation_matrix_every_route_every_role(database: DatabaseTar
                     checked += 1
         assert checked >= len(POLICY) * len(identities)
 
-        # unknown routes are denied by default
-        for method, path in (("GET", "/api/nowhere/x"), ("GET", "/auth/nowhere"), ("DELETE", "/auth/token")):
-            assert (await client.request(method, path)).status_code == 401
-            assert (await client.request(method, path, headers=admin)).status_code == 403
+        # unknown routes: 404 for anybody; a known path with another method: 405 with every allowed one
+        for headers in ({}, admin):
+            for path in ("/api/nowhere/x", "/auth/nowhere"):
+                response = await client.get(path, headers=headers)
+                assert response.status_code == 404, path
+                assert response.json()["error"] == "not_found" and response.json()["details"] == []
+            response = await client.delete("/auth/token", headers=headers)
+            assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+            assert response.headers["allow"] == "OPTIONS, POST"
+            response = await client.options("/auth/users", headers=headers)
+            assert response.status_code == 204 and response.headers["allow"] == "GET, OPTIONS, POST"
 
 
 async def test_tokens_users_and_api_keys(database: DatabaseTarget, upstreams: Upstreams) -> None:
@@ -354,7 +361,7 @@ async def test_console_pages_and_local_api_docs(database: DatabaseTarget, upstre
         posted = await client.post("/login", data={"email": "a@b.c"}, headers={"Cookie": "console_session=s"})
         assert posted.status_code == 200 and posted.json()["headers"]["cookie"] == "console_session=s"
         # the API and the gateway's own routes never reach the console
-        assert (await client.get("/api/nowhere")).status_code == 401
+        assert (await client.get("/api/nowhere")).status_code == 404
         assert (await client.get("/auth/me")).status_code == 401
         assert (await client.get("/healthz")).json()["service"] == "gateway"
         page = await client.get("/docs")

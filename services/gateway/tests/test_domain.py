@@ -80,6 +80,12 @@ def test_patterns_match_segments_and_rests() -> None:
     assert console is not None and console.upstream == "console" and console.public
     assert policy.match("DELETE", "/etc/passwd") is None
     assert policy.match("DELETE", "/auth/token") is None
+    # what the gateway answers for a path no rule covers with the method: 405 with these, or 404 when empty
+    assert policy.allowed("/auth/token") == ["OPTIONS", "POST"]
+    assert policy.allowed("/auth/users") == ["GET", "OPTIONS", "POST"]
+    assert policy.allowed("/api/nowhere") == []
+    assert policy.allowed("/etc/passwd") == ["GET", "OPTIONS", "POST"]  # the console answers it
+    assert policy.allowed("/api/membership/anything/else") == ["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"]
 
 
 def test_decide_allows_denies_with_401_or_403() -> None:

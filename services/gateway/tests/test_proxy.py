@@ -84,7 +84,7 @@ async def test_downed_upstream_is_502_and_slow_one_504(sqlite_database: Database
         staff = await create_user(client, await admin_headers(client), "staff")
         down = await client.get("/api/projects/projects", headers=staff)
         assert down.status_code == 502
-        assert down.json()["upstream"] == "projects" and "projects" in down.json()["message"]
+        assert down.json()["details"] == [{"upstream": "projects"}] and "projects" in down.json()["message"]
         slow = await client.get("/api/membership/slow", headers=staff)
         assert slow.status_code == 504
         assert "membership" in slow.json()["message"] and "0.5 s" in slow.json()["message"]

@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from distretto_shared import metrics, tracing
 from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.context import Context
+from distretto_shared.conventions import document_errors, error_response, install_error_handlers
 from distretto_shared.db import Database
 from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, parse_trusted_keys, public_pem
 from distretto_shared.logging import configure_logging, get_logger
@@ -48,7 +49,6 @@ from distretto_shared.web import (
     BodyLimitMiddleware,
     IdentityMiddleware,
     RequestContextMiddleware,
-    install_error_handlers,
     metrics_allowed,
 )
 
@@ -356,16 +356,13 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
         if spec.authenticate and not metrics_allowed(request, settings.metrics_allowed_addresses):
-            return JSONResponse(
-                status_code=403,
-                content={
-                    "error": "forbidden",
-                    "message": "Metrics are for operators: scrape from an allowed address or call as an operator",
-                },
+            return error_response(
+                403, "Metrics are for operators: scrape from an allowed address or call as an operator"
             )
         await metrics.refresh()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    document_errors(app, authenticated=spec.authenticate, exempt=IdentityMiddleware.EXEMPT)
     return app
 
 

@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 import structlog
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import Query, Request
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distretto_shared import metrics, tracing
+from distretto_shared.conventions import MAX_LIMIT, MAX_OFFSET, error_content
 from distretto_shared.identity import InvalidCredential, Principal, Role, Verifier
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 
@@ -78,8 +77,8 @@ class PageParams(BaseModel):
 
 
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size (1–500)")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1–{MAX_LIMIT})")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Items to skip (0–{MAX_OFFSET})")] = 0,
 ) -> PageParams:
     """Dependency for ``?limit=&offset=``."""
     return PageParams(limit=limit, offset=offset)
@@ -88,30 +87,6 @@ def page_params(
 def make_page(items: Sequence[T], total: int, params: PageParams) -> Page[T]:
     """Build a :class:`Page`."""
     return Page[T](items=list(items), total=total, limit=params.limit, offset=params.offset)
-
-
-def _loc(loc: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """JSON errors with a human sentence in ``message`` and the machine details beside it."""
-
-    @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-        if exc.details is not None:
-            body["details"] = exc.details
-        return JSONResponse(status_code=exc.status, content=body)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        message = "; ".join(f"{_loc(e.get('loc', ()))}: {e.get('msg')}" for e in errors)
-        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
-        return JSONResponse(
-            status_code=422, content={"error": "validation_error", "message": message, "detail": details}
-        )
 
 
 class RequestContextMiddleware:
@@ -146,9 +121,26 @@ class RequestContextMiddleware:
         span = span_cm.__enter__()
         if span is not None:  # what this request writes to its outbox continues the trace from here
             traceparent_var.set(tracing.traceparent_of(span))
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_wrapper(message)
+
         try:
             with structlog.contextvars.bound_contextvars(correlation_id=cid):
-                await self.app(scope, receive, send_wrapper)
+                try:
+                    await self.app(scope, receive, tracking_send)
+                except Exception as exc:
+                    # a bug: logged with its traceback, answered in the one error shape (never its text)
+                    log.error("unhandled error", error=repr(exc), exc_info=exc)
+                    if started:
+                        raise
+                    await send_error(
+                        send_wrapper, 500, "internal_error", "Internal error: the request was not completed"
+                    )
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -198,7 +190,7 @@ async def send_error(
     send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """A JSON error answered by a middleware, before any route runs."""
-    body = json.dumps({"error": code, "message": message}).encode()
+    body = json.dumps(error_content(status, message, code=code)).encode()
     await send(
         {
             "type": "http.response.start",

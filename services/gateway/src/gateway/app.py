@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from distretto_shared.app import ConfigurationError, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
+from distretto_shared.conventions import document_errors
 from distretto_shared.logging import configure_logging
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.web import BodyLimitMiddleware
@@ -46,6 +47,7 @@ SPEC = ServiceSpec(
 # FastAPI's own document and UI are replaced by the aggregated ones in api.py, the backbone's
 # health routes by ones that also report each service.
 _REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
+PUBLIC_OWN_ROUTES = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/{asset}"})
 
 
 class BodyLimited:
@@ -133,6 +135,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         for r in app.router.routes
         if getattr(r, "path", None) not in _REPLACED or getattr(r, "endpoint", None) in mine
     ]
+    # its own routes check the caller themselves (the backbone's app is told not to): 401/403 documented
+    document_errors(app, authenticated=True, exempt=PUBLIC_OWN_ROUTES)
     return GatewayApp(app, gateway, settings.cors_origins, settings.max_body_bytes)
 
 

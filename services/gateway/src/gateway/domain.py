@@ -376,6 +376,11 @@ class Policy:
             self._cache[key] = found
         return found
 
+    def allowed(self, path: str) -> list[str]:
+        """The methods some rule covers at ``path`` (with OPTIONS), or ``[]`` when no rule knows it."""
+        methods = [m for m in ("DELETE", "GET", "PATCH", "POST", "PUT") if self.match(m, path) is not None]
+        return sorted([*methods, "OPTIONS"]) if methods else []
+
 
 @dataclass(frozen=True)
 class Decision:

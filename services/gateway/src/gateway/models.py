@@ -6,13 +6,15 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Annotated
 from uuid import uuid4
 
-from pydantic import BaseModel, field_validator, model_validator
+from pydantic import BaseModel, PlainSerializer, WithJsonSchema, field_validator, model_validator
 from pydantic import Field as Attr
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.conventions import format_utc
 from distretto_shared.identity import Principal
 from gateway.domain import Role
 
@@ -224,6 +226,17 @@ class PasswordChange(BaseModel):
     new_password: str = Attr(min_length=12, max_length=256, description="At least 12 characters")
 
 
+def _epoch_iso(value: float | None) -> str | None:
+    return None if value is None else format_utc(datetime.fromtimestamp(value, UTC))
+
+
+EpochAsDateTime = Annotated[
+    float | None,
+    PlainSerializer(_epoch_iso, return_type=str | None, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}, mode="serialization"),
+]
+
+
 class Identity(BaseModel):
     """Who is calling, as verified by the gateway."""
 
@@ -238,8 +251,9 @@ class Identity(BaseModel):
     """An API key's scopes (route patterns and ``topic:`` entries); empty for users."""
     session_version: int | None = None
     """A user token's session version (checked against the user's current one on every request)."""
-    expires_at: float | None = None
-    """Epoch seconds after which this identity is no longer valid (a token's ``exp``, a key's expiry)."""
+    expires_at: EpochAsDateTime = None
+    """Epoch seconds after which this identity is no longer valid (a token's ``exp``, a key's expiry);
+    answered as an ISO 8601 timestamp with ``Z``, as every timestamp of the API."""
 
     @cached_property
     def as_principal(self) -> Principal:

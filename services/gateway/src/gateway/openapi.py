@@ -56,12 +56,36 @@ def annotate(operation: dict[str, Any], policy: Policy, method: str, path: str) 
     if rule is None:
         operation["x-distretto-roles"] = []
         operation["description"] = (operation.get("description", "") + "\n\nNot open through the gateway.").strip()
-    elif rule.public:
+        return
+    if rule.public:
         operation["x-distretto-roles"] = ["public"]
         operation["security"] = []
     else:
         operation["x-distretto-roles"] = sorted(r.value for r in rule.roles or ())
         operation["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    # what the gateway itself may answer, in the one error shape
+    responses = operation.setdefault("responses", {})
+    for code in (401, 403, 429) if not rule.public else (429,):
+        responses.setdefault(str(code), _gateway_error(GATEWAY_ERRORS[code]))
+    if rule.upstream != "gateway":
+        for code in (502, 504):
+            responses.setdefault(str(code), _gateway_error(GATEWAY_ERRORS[code]))
+
+
+GATEWAY_ERRORS = {
+    401: "No valid credential",
+    403: "The caller's role or API key scopes do not allow this",
+    429: "Too many requests (Retry-After says when to come back)",
+    502: "The service is unavailable",
+    504: "The service did not answer in time",
+}
+
+
+def _gateway_error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
 
 
 def merge(

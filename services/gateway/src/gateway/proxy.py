@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distretto_shared import metrics, tracing
+from distretto_shared.conventions import error_content
 from distretto_shared.db import Database
 from distretto_shared.identity import ANONYMOUS, TokenSigner
 from distretto_shared.logging import get_logger
@@ -329,10 +330,9 @@ class GatewayMiddleware:
                     await send_json(
                         send_wrapper,
                         429,
-                        {
-                            "error": "rate_limited",
-                            "message": f"Too many requests; retry in {retry_after_header(wait)} s",
-                        },
+                        error_content(
+                            429, f"Too many requests; retry in {retry_after_header(wait)} s", code="rate_limited"
+                        ),
                         [(b"retry-after", retry_after_header(wait).encode())],
                     )
                     return
@@ -341,9 +341,23 @@ class GatewayMiddleware:
                 await send_json(
                     send_wrapper,
                     401,
-                    {"error": "unauthorized", "message": auth_error},
+                    error_content(401, auth_error),
                     [(b"www-authenticate", b"Bearer")],
                 )
+                return
+            if rule is None:  # no such route (404), or not with this method (405 with the Allow header)
+                allow = gw.policy.allowed(path)
+                if not allow:
+                    await send_json(send_wrapper, 404, error_content(404, f"No route {path}"), [])
+                    return
+                allow_header = [(b"allow", ", ".join(allow).encode())]
+                if method == "OPTIONS":
+                    status = 204
+                    await send_wrapper({"type": "http.response.start", "status": 204, "headers": allow_header})
+                    await send_wrapper({"type": "http.response.body", "body": b""})
+                    return
+                message = f"{method} is not allowed here; allowed: {', '.join(allow)}"
+                await send_json(send_wrapper, 405, error_content(405, message), allow_header)
                 return
             decision = decide(rule, identity.role if identity else None, method, path)
             if (
@@ -358,7 +372,9 @@ class GatewayMiddleware:
                 DENIED.labels(str(decision.status)).inc()
                 error = "unauthorized" if decision.status == 401 else "forbidden"
                 extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
-                await send_json(send_wrapper, decision.status, {"error": error, "message": decision.message}, extra)
+                await send_json(
+                    send_wrapper, decision.status, error_content(decision.status, decision.message, code=error), extra
+                )
                 return
             if target is not None and tracing.state.enabled:
                 # The gateway's own SERVER span, child of the caller's traceparent and parent of the upstream call.
@@ -549,5 +565,6 @@ class GatewayMiddleware:
         UPSTREAM_ERRORS.labels(service, exc.kind).inc()
         log.warning("upstream failed", upstream=service, kind=exc.kind, status=status)
         error = "upstream_timeout" if status == 504 else "upstream_unavailable"
-        await send_json(send, status, {"error": error, "message": message, "upstream": service}, id_headers)
+        body = error_content(status, message, {"upstream": service}, code=error)
+        await send_json(send, status, body, id_headers)
         return status
