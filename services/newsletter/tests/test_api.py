@@ -170,7 +170,14 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         assert (await client.get(f"/subscribers/{soft['id']}")).json()["suppressed"] is True
         r = await post_bounce(client, {"email": "angry@example.org", "kind": "complaint"})
         assert r.status_code == 202
-        assert (await client.get("/bounces")).json()["total"] == 3
+        bounces = (await client.get("/bounces")).json()
+        assert bounces["total"] == 3
+        # newest first: the complaint and the second soft bounce suppressed their address, the first did not
+        assert [(b["kind"], b["suppressed"]) for b in bounces["items"]] == [
+            ("complaint", True),
+            ("soft", True),
+            ("soft", False),
+        ]
 
         # a subject with a line break cannot add a header either
         r = await client.post(
@@ -191,8 +198,13 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         assert test_mail["Subject"].startswith("[TEST]") and test_mail["List-Unsubscribe-Post"]
         assert (await client.get(f"/campaigns/{cid}/deliveries")).json()["total"] == 0
 
-        # scheduling: a due campaign is started by the scheduler
-        due = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        # scheduling: a time in the past is refused (it would go out at once) …
+        for past in ("2020-03-01T09:00:00+01:00", (datetime.now(UTC) - timedelta(seconds=1)).isoformat()):
+            r = await client.post(f"/campaigns/{cid}/schedule", json={"send_at": past})
+            assert r.status_code == 422 and "is in the past" in r.json()["message"], r.text
+            assert (await client.get(f"/campaigns/{cid}")).json()["status"] == "draft"
+        # … a due campaign is started by the scheduler
+        due = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
         r = await client.post(f"/campaigns/{cid}/schedule", json={"send_at": due})
         assert r.status_code == 200 and r.json()["status"] == "scheduled"
         done = await wait_finished(client, cid)
@@ -260,6 +272,7 @@ BAD: list[tuple[str, str, Any]] = [
     ("post", "/campaigns/CID/resume", None),
     ("post", "/campaigns/CID/schedule", {"send_at": "2030-01-01T09:00:00"}),
     ("post", "/campaigns/CID/schedule", {"send_at": "tomorrow"}),
+    ("post", "/campaigns/CID/schedule", {"send_at": "2020-01-01T09:00:00Z"}),
     ("post", "/campaigns/CID/test", {"emails": []}),
     ("post", "/campaigns/CID/test", {"emails": ["bad"]}),
     ("get", "/campaigns?status=bogus", None),

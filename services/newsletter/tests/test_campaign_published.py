@@ -36,7 +36,7 @@ async def test_a_campaign_with_a_web_version_is_announced_without_anything_about
                 json={
                     **base,
                     "name": "Auguri",
-                    "subject": "Auguri, {{ name }}",
+                    "subject": "Auguri, {{ subscriber.name }}",
                     "web_url": "https://www.distretto.example/news/auguri",
                 },
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from distretto_shared.testing import DatabaseTarget, service_client
@@ -172,3 +173,57 @@ async def test_pause_resume_and_cancel(
         assert st["sent"] == delivered and st["cancelled"] == 30 - delivered and delivered < 30
         assert max(sink.count_by_rcpt().values()) <= 2
         assert (await client.post(f"/campaigns/{c2['id']}/resume")).status_code == 409
+
+
+async def test_start_refuses_a_campaign_that_cannot_render_and_changes_nothing(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    settings = make_settings(database, kafka_bootstrap, sink)
+    app = create_app(settings)
+    async with service_client(app) as client:
+        await setup_list(client, "events")
+        # A field no subscriber has: every mail would fail to render.
+        tpl = await setup_template(client, body_text="Dear {{ subscriber.attributes.company_name }}\n")
+        await add_subscriber(client, "first@example.org", ["events"], name="First")
+        await add_subscriber(client, "second@example.org", ["events"], name="Second")
+        r = await client.post(
+            "/campaigns", json={"name": "Broken", "subject": "News", "template_id": tpl["id"], "lists": ["events"]}
+        )
+        cid = r.json()["id"]
+        outbox = await _outbox_count(app)
+
+        r = await client.post(f"/campaigns/{cid}/start")
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert "cannot start: it renders for none of the 2 recipients tried" in body["message"]
+        assert "company_name" in body["message"]
+        after = await campaign_status(client, cid)
+        assert (after["status"], after["recipients"], after["started_at"]) == ("draft", 0, None)
+        assert (await client.get(f"/campaigns/{cid}/deliveries")).json()["total"] == 0
+        assert await _outbox_count(app) == outbox  # no CampaignStarted / CampaignFinished
+        assert sink.received == []
+
+        # Scheduled, the scheduler does not start it either: it goes back to draft for the staff.
+        send_at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+        assert (await client.post(f"/campaigns/{cid}/schedule", json={"send_at": send_at})).status_code == 200
+
+        async def back_to_draft() -> bool:
+            return (await campaign_status(client, cid))["status"] == "draft"
+
+        await wait_until(back_to_draft, what="the unrenderable scheduled campaign back to draft")
+        assert (await client.get(f"/campaigns/{cid}/deliveries")).json()["total"] == 0
+        assert await _outbox_count(app) == outbox and sink.received == []
+
+        # Corrected, it starts and reaches everyone.
+        r = await client.patch(f"/templates/{tpl['id']}", json={"body_text": "Dear {{ subscriber.name }}\n"})
+        assert r.status_code == 200, r.text
+        assert (await client.post(f"/campaigns/{cid}/start")).status_code == 200
+        done = await wait_finished(client, cid)
+        assert (done["recipients"], done["stats"]["sent"], done["stats"]["failed"]) == (2, 2, 0)
+
+
+async def _outbox_count(app: Any) -> int:
+    import sqlalchemy as sa
+
+    async with app.state.ctx.db.read() as session:
+        return int((await session.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one())

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from uuid import uuid4
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from sqlmodel import Column, Field, SQLModel
 
@@ -332,14 +332,8 @@ class CampaignUpdate(Strict):
 
 
 class Schedule(Strict):
-    send_at: datetime
-
-    @field_validator("send_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("send_at needs a time zone (e.g. 2025-05-01T09:00:00Z)")
-        return v
+    send_at: AwareDatetime
+    """In the future, with its offset (``2025-05-01T09:00:00Z``): a time without one is refused."""
 
 
 class SendTest(Strict):
@@ -449,6 +443,8 @@ class Bounce(SQLModel, table=True):
     source: str = Field(max_length=20)
     reason: str = Field(default="", max_length=1000)
     at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    suppressed: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    """The address was suppressed after this bounce (by it, or already before)."""
 
 
 class BounceReport(Strict):

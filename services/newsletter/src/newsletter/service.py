@@ -898,10 +898,77 @@ async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
     )
 
 
+RENDER_CHECK_SAMPLE = 200
+"""Recipients a campaign is rendered for before it starts (the first, by subscriber id)."""
+
+
+async def _check_renders(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
+    """Render the campaign for (a sample of) its frozen audience; ``Invalid`` (422) when it renders for none.
+
+    A template that cannot render would otherwise "finish" the campaign with every delivery
+    failed. Each sampled recipient is rendered with its own fields, as the engine will; when only
+    some fail (their own fields are the problem), the campaign starts and those deliveries fail.
+    """
+    template = await session.get(Template, c.template_id)
+    if template is None:
+        raise Invalid("the campaign's template is gone: choose another one before starting it")
+    D = Delivery.__table__  # type: ignore[attr-defined]
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    sample = (
+        await session.execute(
+            sa.select(S.c.id, S.c.email, S.c.name, S.c.language, S.c.attributes)
+            .select_from(D.join(S, S.c.id == D.c.subscriber_id))
+            .where(D.c.campaign_id == c.id)
+            .order_by(S.c.id)
+            .limit(RENDER_CHECK_SAMPLE)
+        )
+    ).all()
+    if not sample:
+        return
+    engine = _engine(ctx)
+    failures: list[tuple[str, str]] = []
+    try:
+        mail = delivery.CampaignMail(
+            ctx.settings, c, template, from_header=engine.from_header if engine else ctx.settings.from_address
+        )
+    except Exception as exc:
+        raise Invalid(f"the campaign cannot start: its template does not compile ({exc})") from exc
+    for sub_id, email, name, language, attributes in sample:
+        item = delivery.Claimed(
+            id=0,
+            token="render-check",
+            kind="campaign",
+            campaign_id=c.id,
+            subscriber_id=sub_id,
+            email=email or "recipient@example.invalid",
+            payload=None,
+            attempts=0,
+            name=name or "",
+            language=language or "it",
+            attributes=dict(attributes or {}),
+        )
+        try:
+            mail.compose(item)
+        except Exception as exc:
+            failures.append((sub_id, str(exc)))
+    if failures and len(failures) == len(sample):
+        first_id, first_error = failures[0]
+        raise Invalid(
+            f"the campaign cannot start: it renders for none of the {len(sample)} recipients tried "
+            f"(subscriber {first_id}: {first_error}); correct the template or the subject and start it again",
+            details={"failed": len(failures), "tried": len(sample), "subscriber_id": first_id, "error": first_error},
+        )
+    if failures:
+        # Some recipients' own fields do not render (one subscriber's oversized attribute): those
+        # deliveries fail one by one with the reason, the others go out.
+        log.warning("campaign does not render for some recipients", campaign_id=c.id, failed=len(failures))
+
+
 async def _start(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     _apply(c, domain.CampaignAction.START)
     c.started_at = utcnow()
     c.recipients = await _freeze_audience(session, c)
+    await _check_renders(session, ctx, c)  # raises before anything is committed: the campaign stays as it was
     add_event(
         session, contracts.CampaignStarted(campaign_id=c.id, name=c.name, recipients=c.recipients), source=ctx.source
     )
@@ -919,7 +986,7 @@ async def _start(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
 
 def public_subject(c: Campaign) -> str:
     """The subject as everyone sees it: rendered with the campaign's fields only. A subject that
-    needs a subscriber's fields (``{{ name }}``) is personal to each mail: the campaign's name stands in."""
+    needs a subscriber's fields (``{{ subscriber.name }}``) is personal to each mail: the campaign's name stands in."""
     try:
         shared = {"campaign": {"id": c.id, "name": c.name, "data": c.data}}
         return delivery.CampaignRenderer(c.subject, "", "", shared).render(shared).subject or c.name
@@ -971,6 +1038,14 @@ async def campaign_action(ctx: Ctx, campaign_id: str, action: domain.CampaignAct
 
 
 async def schedule_campaign(ctx: Ctx, campaign_id: str, send_at: datetime) -> CampaignPublic:
+    """Schedule a campaign for a time in the future (422 for a past one: it would go out at once)."""
+    now = utcnow()
+    if send_at.astimezone(UTC) <= now:
+        raise Invalid(
+            f"send_at {send_at.isoformat()} is in the past (it is now {now.isoformat(timespec='seconds')}): "
+            "choose a later time, or start the campaign now",
+            details={"send_at": send_at.isoformat()},
+        )
     async with ctx.db.transaction() as session:
         c = await _load_campaign(session, campaign_id)
         _apply(c, domain.CampaignAction.SCHEDULE)
@@ -997,6 +1072,11 @@ async def start_due_campaigns(ctx: Ctx) -> int:
             started += 1
         except Conflict:
             pass  # someone else started or cancelled it meanwhile
+        except Invalid as exc:
+            # It cannot render: back to draft for the staff to correct (not retried every tick).
+            log.warning("scheduled campaign does not render; unscheduled", campaign_id=cid, reason=exc.message)
+            with contextlib.suppress(Conflict):
+                await campaign_action(ctx, cid, domain.CampaignAction.UNSCHEDULE)
     return started
 
 
@@ -1119,7 +1199,6 @@ async def record_bounce_in(
     if sub is None:
         raise NotFound("no such subscriber")
     bounce = Bounce(subscriber_id=sub.id, campaign_id=campaign_id, kind=kind.value, source=origin, reason=reason[:1000])
-    session.add(bounce)
     if kind == domain.BounceKind.SOFT:
         sub.soft_bounces += 1
     newly = False
@@ -1130,6 +1209,8 @@ async def record_bounce_in(
             True,
         )
         delivery.SUPPRESSED.labels(kind.value).inc()
+    bounce.suppressed = sub.suppressed  # the address is suppressed after this bounce (as BounceRecorded says)
+    session.add(bounce)
     sub.updated_at = utcnow()
     delivery.BOUNCED.labels(kind.value).inc()
     add_event(
