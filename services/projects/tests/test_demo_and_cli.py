@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,12 @@ async def test_import_command_line_posts_both_files_and_reports_bad_rows(svc: Pr
     )
     assert status == 1 and "project.csv line 4" in answer["message"]
     assert (await svc.get("/projects"))["total"] == 3
+
+
+def test_import_command_line_needs_a_credential(capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
+    monkeypatch.delenv(cordis_import.TOKEN_VARIABLE, raising=False)
+    assert cordis_import.main([str(FIXTURES / "project.csv"), "--base-url", "http://127.0.0.1:9"]) == 2
+    assert "needs a credential" in capsys.readouterr().err
+    assert cordis_import.token_from(None, {"DISTRETTO_TOKEN": " dk_from_env "}) == "dk_from_env"
+    assert cordis_import.token_from("from-option", {"DISTRETTO_TOKEN": "dk_from_env"}) == "from-option"
+    assert cordis_import.token_from(None, {"DISTRETTO_TOKEN": "  "}) is None
