@@ -31,6 +31,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("/newsletter", "Newsletter", STAFF_ROLES),
     NavItem("/matchmaking", "Matchmaking", frozenset({"admin", "staff", "member"})),
     NavItem("/admin", "Administration", frozenset({"admin"})),
+    NavItem("/partners", "Partner systems", frozenset({"admin"})),
     NavItem("/operations", "Operations", frozenset({"admin", "operator"})),
     NavItem("/public", "District figures", frozenset({"anonymous"})),
     NavItem("/public/newsletter", "Newsletter sign-up", frozenset({"anonymous"})),

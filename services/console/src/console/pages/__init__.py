@@ -1,6 +1,17 @@
 """The console's pages, one module per section."""
 
-from console.pages import admin, auth, home, matchmaking, members, newsletter, operations, projects, public
+from console.pages import (
+    admin,
+    auth,
+    home,
+    matchmaking,
+    members,
+    newsletter,
+    operations,
+    partners,
+    projects,
+    public,
+)
 
 ROUTERS = [
     auth.router,
@@ -10,6 +21,7 @@ ROUTERS = [
     newsletter.router,
     matchmaking.router,
     admin.router,
+    partners.router,
     operations.router,
     public.router,
 ]
