@@ -97,3 +97,20 @@ async def test_errors_are_json_with_a_message_and_metrics_count_routes(
         assert 'route="/credits",service="example",status="201"' in metrics
         records = await read_topic(kafka_bootstrap, topic_prefix + TOPIC.name, min_count=1, timeout=20)
     assert [dict((k, v.decode()) for k, v in r.headers)["correlation_id"] for r in records] == ["corr-123"]
+
+
+def test_a_periodic_job_reads_its_interval_from_the_named_setting_each_round() -> None:
+    from types import SimpleNamespace
+
+    from distretto_shared.app import PeriodicJob
+
+    async def run(_ctx: object) -> None:
+        return None
+
+    settings = SimpleNamespace(scan_interval=2.5)
+    named = PeriodicJob("scan", "scan_interval", run)
+    assert named.seconds(settings) == 2.5
+    settings.scan_interval = 7  # a changed setting is read on the next round
+    assert named.seconds(settings) == 7.0
+    assert PeriodicJob("fixed", 30, run).seconds(settings) == 30.0
+    assert PeriodicJob("computed", lambda s: s.scan_interval * 2, run).seconds(settings) == 14.0

@@ -60,9 +60,17 @@ class PeriodicJob:
     """A coroutine run every ``interval`` seconds (e.g. the lapse check, the deadline scan)."""
 
     name: str
-    interval: Callable[[Any], float] | float
+    interval: str | Callable[[Any], float] | float
+    """Seconds; or the name of the service's setting that holds them (``"lapse_check_interval"``),
+    read from the settings each round; or a function of the settings."""
     run: Callable[[Context[Any]], Awaitable[Any]]
     """Receives the service's :class:`Context` acting as itself (principal ``service:<name>``)."""
+
+    def seconds(self, settings: Any) -> float:
+        """The interval for ``settings``."""
+        if isinstance(self.interval, str):
+            return float(getattr(settings, self.interval))
+        return float(self.interval(settings) if callable(self.interval) else self.interval)
 
 
 @dataclass
@@ -265,8 +273,7 @@ async def _scrubber(ctx: ServiceContext) -> None:
 
 async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
     while True:
-        interval = job.interval(ctx.settings) if callable(job.interval) else job.interval
-        await asyncio.sleep(interval)
+        await asyncio.sleep(job.seconds(ctx.settings))
         try:
             await job.run(ctx.context())
         except asyncio.CancelledError:
@@ -412,15 +419,32 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
     return json.loads(doc.to_specification().to_json())
 
 
-def cli(spec: ServiceSpec) -> Callable[[], None]:
+@dataclass
+class Serve:
+    """How ``serve`` runs a service whose ASGI app is not the backbone's plain one (the console, the gateway)."""
+
+    create: Callable[[Any], Any]
+    """The app for the settings (raises :class:`ConfigurationError` for bad ones)."""
+    uvicorn_options: dict[str, Any] = field(default_factory=dict)
+    """Merged into ``uvicorn.run``'s (``proxy_headers``, ``loop``, ``http`` …)."""
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    """Adds options of its own to ``serve``."""
+    run: Callable[[Any, Any, argparse.Namespace, dict[str, Any]], bool] | None = None
+    """Given (app, settings, the parsed arguments, uvicorn's options with host and port), runs the
+    server itself and returns True, or returns False for the default ``uvicorn.run(app, …)``."""
+
+
+def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
     """The service's command line: ``serve`` (default), ``migrate``, ``asyncapi``."""
 
     def main() -> None:
         parser = argparse.ArgumentParser(prog=spec.name, description=spec.description or spec.name)
         sub = parser.add_subparsers(dest="command")
-        serve = sub.add_parser("serve", help="run the HTTP API, consumers and relay")
-        serve.add_argument("--host")
-        serve.add_argument("--port", type=int)
+        serve_parser = sub.add_parser("serve", help=f"run the {spec.name} service")
+        serve_parser.add_argument("--host")
+        serve_parser.add_argument("--port", type=int)
+        if serve is not None and serve.arguments is not None:
+            serve.arguments(serve_parser)
         sub.add_parser("migrate", help="apply database migrations and exit")
         sub.add_parser("asyncapi", help="print the AsyncAPI 3 document")
         args = parser.parse_args()
@@ -428,7 +452,7 @@ def cli(spec: ServiceSpec) -> Callable[[], None]:
         settings.service_name = spec.name
         if args.command in (None, "serve"):
             try:
-                app = create_app(spec, settings)
+                app = serve.create(settings) if serve is not None else create_app(spec, settings)
             except ConfigurationError as exc:
                 print(f"{spec.name}: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
@@ -441,10 +465,18 @@ def cli(spec: ServiceSpec) -> Callable[[], None]:
             return
         import uvicorn
 
-        host = getattr(args, "host", None) or settings.http_host
-        port = getattr(args, "port", None) or settings.http_port
+        options: dict[str, Any] = {
+            "host": getattr(args, "host", None) or settings.http_host,
+            "port": getattr(args, "port", None) or settings.http_port,
+            "log_level": "warning",
+            "access_log": False,
+            # log_config=None: uvicorn's records go through our JSON formatter, not its own handlers.
+            "log_config": None,
+            **(serve.uvicorn_options if serve is not None else {}),
+        }
         configure_logging(spec.name, settings.log_level, settings.log_json)
-        # log_config=None: uvicorn's records go through our JSON formatter, not its own handlers.
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
+        if serve is not None and serve.run is not None and serve.run(app, settings, args, options):
+            return
+        uvicorn.run(app, **options)
 
     return main

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from console import client, consumers, service, web
 from console.config import Settings
 from console.pages import ROUTERS
-from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import PeriodicJob, Serve, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.context import Context
 from distretto_shared.logging import get_logger
@@ -119,29 +119,9 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-def main() -> None:
-    """``python -m console [serve [--host H] [--port P] | migrate | asyncapi]``."""
-    import argparse
-    import sys
-
-    if len(sys.argv) > 1 and sys.argv[1] in ("migrate", "asyncapi", "-h", "--help"):
-        cli(SPEC)()
-        return
-    parser = argparse.ArgumentParser(prog="console")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the console")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    args = parser.parse_args()
-    settings = Settings()
-    settings.service_name = SPEC.name
-    import uvicorn
-
-    uvicorn.run(
-        create_app(settings),
-        host=getattr(args, "host", None) or settings.http_host,
-        port=getattr(args, "port", None) or settings.http_port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # the gateway is in front; X-Forwarded-Proto is read where it matters
-    )
+main = cli(
+    SPEC,
+    # the gateway is in front; X-Forwarded-Proto is read where it matters
+    Serve(create=create_app, uvicorn_options={"proxy_headers": False}),
+)
+"""``python -m console [serve [--host H] [--port P] | migrate | asyncapi]``."""

@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import sys
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from distretto_shared.app import ConfigurationError, ServiceContext, ServiceSpec, cli
+from distretto_shared.app import ConfigurationError, Serve, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.conventions import document_errors
-from distretto_shared.logging import configure_logging
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.web import BodyLimitMiddleware
 from gateway import api, service
@@ -140,57 +139,33 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     return GatewayApp(app, gateway, settings.cors_origins, settings.max_body_bytes)
 
 
-def main() -> None:
-    """``python -m gateway [serve [--host H] [--port P] [--workers N] | migrate | asyncapi]``."""
-    if len(sys.argv) > 1 and sys.argv[1] in ("migrate", "asyncapi", "-h", "--help"):
-        cli(SPEC)()
-        return
-    parser = argparse.ArgumentParser(prog="gateway")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default GATEWAY_WORKERS or 1)")
-    args = parser.parse_args()
-    settings = Settings()
-    settings.service_name = SPEC.name
-    host = getattr(args, "host", None) or settings.http_host
-    port = getattr(args, "port", None) or settings.http_port
+def _workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="uvicorn worker processes (default GATEWAY_WORKERS or 1)")
+
+
+def _run_workers(_app: object, settings: Settings, args: argparse.Namespace, options: dict[str, Any]) -> bool:
+    """Several worker processes: migrate once here, not in N workers racing on the same database."""
     workers = getattr(args, "workers", None) or settings.workers
+    if workers <= 1:
+        return False  # the app already built (every setting checked) runs in this process
     import uvicorn
 
-    try:
-        app = create_app(settings)  # every setting checked here, before a worker starts
-    except ConfigurationError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if workers > 1:
-        # migrate once here, not in N workers racing on the same database
-        configure_logging(SPEC.name, settings.log_level, settings.log_json)
-        asyncio.run(upgrade_async(MIGRATIONS, settings.resolved_database_url(), settings.database_schema))
-        uvicorn.run(
-            "gateway.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            log_config=None,  # uvicorn's records go through the JSON formatter
-            proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
-        )
-        return
-    configure_logging(SPEC.name, settings.log_level, settings.log_json)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # uvicorn's records go through the JSON formatter
-        proxy_headers=False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
-    )
+    asyncio.run(upgrade_async(MIGRATIONS, settings.resolved_database_url(), settings.database_schema))
+    uvicorn.run("gateway.app:create_app", factory=True, workers=workers, **options)
+    return True
+
+
+main = cli(
+    SPEC,
+    Serve(
+        create=create_app,  # every setting checked here, before a worker starts
+        uvicorn_options={
+            "loop": "uvloop",
+            "http": "httptools",
+            "proxy_headers": False,  # X-Forwarded-For is the gateway's call (GATEWAY_TRUST_FORWARDED_FOR)
+        },
+        arguments=_workers_argument,
+        run=_run_workers,
+    ),
+)
+"""``python -m gateway [serve [--host H] [--port P] [--workers N] | migrate | asyncapi]``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -43,10 +42,6 @@ async def merge(ctx: Context[Settings]) -> None:
     await service.merge_delta(ctx)
 
 
-def _interval(name: str) -> Any:
-    return lambda settings: getattr(settings, name)
-
-
 SPEC = ServiceSpec(
     name="matchmaking",
     settings_cls=Settings,
@@ -55,8 +50,8 @@ SPEC = ServiceSpec(
     consumers=[consumers.consumers],
     topics=[contracts.OPPORTUNITY_TOPIC, contracts.MATCH_TOPIC],
     periodic=[
-        PeriodicJob("expire-opportunities", _interval("expiry_check_interval"), expire),
-        PeriodicJob("merge-bm25-delta", _interval("merge_interval"), merge),
+        PeriodicJob("expire-opportunities", "expiry_check_interval", expire),
+        PeriodicJob("merge-bm25-delta", "merge_interval", merge),
     ],
     on_startup=[start_engine],
     title="Distretto matchmaking",

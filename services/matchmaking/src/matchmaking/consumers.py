@@ -31,28 +31,9 @@ async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.Organisat
     await service.apply_organisation(ctx, session, event.profile, status="active")
 
 
-@consumers.handles(
-    membership.OrganisationSuspended,
-    membership.OrganisationLapsed,
-    membership.OrganisationLeft,
-    membership.OrganisationRejected,
-)
-async def on_status(
-    ctx: Ctx,
-    session: AsyncSession,
-    event: membership.OrganisationSuspended
-    | membership.OrganisationLapsed
-    | membership.OrganisationLeft
-    | membership.OrganisationRejected,
-    meta: EventMeta,
-) -> None:
-    status = {
-        membership.OrganisationSuspended: "suspended",
-        membership.OrganisationLapsed: "lapsed",
-        membership.OrganisationLeft: "left",
-        membership.OrganisationRejected: "rejected",
-    }[type(event)]
-    await service.set_organisation_status(ctx, session, event.organisation_id, status)
+@consumers.handles(*membership.STATUS_EVENTS)
+async def on_status(ctx: Ctx, session: AsyncSession, event: membership.StatusEvent, meta: EventMeta) -> None:
+    await service.set_organisation_status(ctx, session, event.organisation_id, event.new_status)
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)

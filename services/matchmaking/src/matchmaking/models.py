@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -395,15 +395,9 @@ class DecisionRequest(Strict):
 class MeetingRequest(Strict):
     """Schedule the meeting of an accepted match."""
 
-    scheduled_at: datetime
+    scheduled_at: AwareDatetime
+    """With its offset (``2025-05-01T10:00:00Z``): a time without one is refused."""
     place: str | None = Field(default=None, max_length=300)
-
-    @field_validator("scheduled_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("scheduled_at needs a time zone, e.g. 2025-05-01T10:00:00Z")
-        return v
 
 
 class MeetingHeldRequest(Strict):

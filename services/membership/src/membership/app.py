@@ -29,10 +29,6 @@ async def _refresh_gauges(ctx: ServiceContext) -> None:
     await service.compute_figures(ctx.context())
 
 
-def _setting(name: str) -> Any:
-    return lambda settings: getattr(settings, name)
-
-
 SPEC = ServiceSpec(
     name="membership",
     settings_cls=Settings,
@@ -55,8 +51,8 @@ SPEC = ServiceSpec(
         contracts.DistrictFiguresChanged,
     ],
     periodic=[
-        PeriodicJob("membership-lapse-scan", _setting("lapse_check_interval"), _lapse_scan),
-        PeriodicJob("membership-figures", _setting("figures_interval"), _publish_figures),
+        PeriodicJob("membership-lapse-scan", "lapse_check_interval", _lapse_scan),
+        PeriodicJob("membership-figures", "figures_interval", _publish_figures),
     ],
     on_startup=[_refresh_gauges],
     personal_tables=["contact"],

@@ -56,10 +56,6 @@ async def digest(ctx: Context[Settings]) -> None:
             log.info("digest built", campaign_id=campaign.id, status=campaign.status)
 
 
-def _interval(name: str) -> Any:
-    return lambda settings: getattr(settings, name)
-
-
 SPEC = ServiceSpec(
     name="newsletter",
     settings_cls=Settings,
@@ -88,8 +84,8 @@ SPEC = ServiceSpec(
         contracts.SegmentChanged,
     ],
     periodic=[
-        PeriodicJob("newsletter-scheduler", _interval("scheduler_interval"), scheduler),
-        PeriodicJob("newsletter-digest", _interval("digest_interval_seconds"), digest),
+        PeriodicJob("newsletter-scheduler", "scheduler_interval", scheduler),
+        PeriodicJob("newsletter-digest", "digest_interval_seconds", digest),
     ],
     on_startup=[start_engine],
     on_shutdown=[stop_engine],

@@ -336,22 +336,9 @@ async def on_profile(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMet
 # then the welcome mail and the digest line (the welcome's segments must see the joined profile).
 
 
-STATUS_OF: dict[str, str] = {
-    membership.OrganisationSuspended.event_type: "suspended",
-    membership.OrganisationLapsed.event_type: "lapsed",
-    membership.OrganisationLeft.event_type: "left",
-    membership.OrganisationRejected.event_type: "rejected",
-}
-
-
-@consumers.handles(
-    membership.OrganisationSuspended,
-    membership.OrganisationLapsed,
-    membership.OrganisationLeft,
-    membership.OrganisationRejected,
-)
-async def on_status(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await status_changed(session, event.organisation_id, STATUS_OF[event.event_type])
+@consumers.handles(*membership.STATUS_EVENTS)
+async def on_status(ctx: Ctx, session: AsyncSession, event: membership.StatusEvent, meta: EventMeta) -> None:
+    await status_changed(session, event.organisation_id, event.new_status)
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -37,10 +36,6 @@ async def link_reconcile(ctx: Context[Settings]) -> None:
         log.info("participants linked by reconciliation", linked=linked)
 
 
-def _scan_interval(settings: Any) -> float:
-    return float(settings.deadline_scan_interval)
-
-
 SPEC = ServiceSpec(
     name="projects",
     settings_cls=Settings,
@@ -50,8 +45,8 @@ SPEC = ServiceSpec(
     # Ours, plus the consumed organisation topic (harmless; lets us start before membership).
     topics=[contracts.PROJECT_TOPIC, membership.ORGANISATION_TOPIC],
     periodic=[
-        PeriodicJob("deadline-scan", _scan_interval, deadline_scan),
-        PeriodicJob("link-reconcile", _scan_interval, link_reconcile),
+        PeriodicJob("deadline-scan", "deadline_scan_interval", deadline_scan),
+        PeriodicJob("link-reconcile", "deadline_scan_interval", link_reconcile),
     ],
     title="Distretto projects",
     description="EU projects: CORDIS fields, consortium, work plan, deadlines, portfolio figures.",

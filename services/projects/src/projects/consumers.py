@@ -38,20 +38,7 @@ async def on_profile(
     await service.record_organisation(session, profile)
 
 
-_STATUS = {
-    m.OrganisationSuspended.event_type: "suspended",
-    m.OrganisationLapsed.event_type: "lapsed",
-    m.OrganisationLeft.event_type: "left",
-    m.OrganisationRejected.event_type: "rejected",
-}
-
-
-@consumers.handles(m.OrganisationSuspended, m.OrganisationLapsed, m.OrganisationLeft, m.OrganisationRejected)
-async def on_status(
-    ctx: Ctx,
-    session: AsyncSession,
-    event: m.OrganisationSuspended | m.OrganisationLapsed | m.OrganisationLeft | m.OrganisationRejected,
-    meta: EventMeta,
-) -> None:
+@consumers.handles(*m.STATUS_EVENTS)
+async def on_status(ctx: Ctx, session: AsyncSession, event: m.StatusEvent, meta: EventMeta) -> None:
     """A membership status change: kept; an organisation that left or was rejected is unlinked."""
-    await service.record_organisation_status(session, event.organisation_id, _STATUS[event.event_type])
+    await service.record_organisation_status(session, event.organisation_id, event.new_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -78,6 +79,7 @@ class OrganisationSuspended(_OrganisationEvent):
     """The membership was suspended."""
 
     event_type = "distretto.membership.organisation.suspended.v1"
+    new_status: ClassVar[str] = "suspended"
     reason: str = ""
 
 
@@ -85,6 +87,7 @@ class OrganisationLapsed(_OrganisationEvent):
     """The renewal is overdue past the grace period."""
 
     event_type = "distretto.membership.organisation.lapsed.v1"
+    new_status: ClassVar[str] = "lapsed"
     renewal_due: date | None = None
 
 
@@ -109,6 +112,7 @@ class OrganisationLeft(_OrganisationEvent):
     """The organisation left the cluster."""
 
     event_type = "distretto.membership.organisation.left.v1"
+    new_status: ClassVar[str] = "left"
     reason: str = ""
 
 
@@ -116,7 +120,20 @@ class OrganisationRejected(_OrganisationEvent):
     """The application was rejected."""
 
     event_type = "distretto.membership.organisation.rejected.v1"
+    new_status: ClassVar[str] = "rejected"
     reason: str = ""
+
+
+StatusEvent = OrganisationSuspended | OrganisationLapsed | OrganisationLeft | OrganisationRejected
+STATUS_EVENTS: tuple[type[StatusEvent], ...] = (
+    OrganisationSuspended,
+    OrganisationLapsed,
+    OrganisationLeft,
+    OrganisationRejected,
+)
+"""The events that only change an organisation's status; each names it in ``new_status``. (The
+others carry the whole profile: ``OrganisationJoined`` makes it active.) A read model keeps the
+status with ``@consumers.handles(*STATUS_EVENTS)`` and ``event.new_status``."""
 
 
 class ContactReference(BaseModel):
