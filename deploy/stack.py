@@ -266,35 +266,44 @@ def write_monitoring() -> None:
     )
 
 
-def write_operator_env() -> None:
-    """var/env.sh and var/bin/distretto: the operator's command line without knowing about uv."""
-    bindir = VAR / "bin"
+def write_operator_env(
+    home: Path = ROOT,
+    bootstrap: str = BOOTSTRAP,
+    procs: list[dict[str, str]] | None = None,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """var/env.sh and var/bin/distretto: the operator's command line without knowing about uv.
+
+    ``home``'s var/ receives them; ``procs`` (name, url, ready_path, log) default to make up's
+    processes; ``extra`` are more variables for env.sh (e.g. DISTRETTO_GATEWAY_URL)."""
+    var = home / "var"
+    bindir = var / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     venv_bin = Path(sys.executable).parent
     wrapper = bindir / "distretto"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'export DISTRETTO_HOME="${{DISTRETTO_HOME:-{ROOT}}}"\n'
-        f'export KAFKA_BOOTSTRAP_SERVERS="${{KAFKA_BOOTSTRAP_SERVERS:-{BOOTSTRAP}}}"\n'
+        f'export DISTRETTO_HOME="${{DISTRETTO_HOME:-{home}}}"\n'
+        f'export KAFKA_BOOTSTRAP_SERVERS="${{KAFKA_BOOTSTRAP_SERVERS:-{bootstrap}}}"\n'
         f'exec "{venv_bin / "distretto"}" "$@"\n'
     )
     wrapper.chmod(0o755)
-    (VAR / "env.sh").write_text(
+    variables = {"DISTRETTO_HOME": str(home), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    if KAFKA_CONTROLLER_PORT:
+        variables["DISTRETTO_KAFKA_CONTROLLER_PORT"] = KAFKA_CONTROLLER_PORT
+    variables.update(extra or {})
+    (var / "env.sh").write_text(
         "# source var/env.sh: `distretto`, `uv` and the platform's addresses in this shell\n"
         f'export PATH="{bindir}:{Path.home() / ".local" / "bin"}:$PATH"\n'
-        f'export DISTRETTO_HOME="{ROOT}"\n'
-        f'export KAFKA_BOOTSTRAP_SERVERS="{BOOTSTRAP}"\n'
+        + "".join(f'export {k}="{v}"\n' for k, v in variables.items())
     )
-    RUN.mkdir(parents=True, exist_ok=True)
-    (RUN / "stack.json").write_text(
-        json.dumps(
-            [
-                {"name": p.name, "url": p.url, "ready_path": p.ready_path, "log": str(LOG / f"{p.name}.log")}
-                for p in processes()
-            ],
-            indent=2,
-        )
-    )
+    if procs is None:
+        procs = [
+            {"name": p.name, "url": p.url, "ready_path": p.ready_path, "log": str(LOG / f"{p.name}.log")}
+            for p in processes()
+        ]
+    (var / "run").mkdir(parents=True, exist_ok=True)
+    (var / "run" / "stack.json").write_text(json.dumps(procs, indent=2))
 
 
 def say(msg: str) -> None:

@@ -6,11 +6,16 @@
     distretto dlq replay TOPIC [--offset N]  back to the one consumer group that failed
     distretto dlq discard TOPIC --offset N --reason "…"
     distretto kafka start|stop|status        the embedded broker of `make up`
-    distretto logs SERVICE [-f]              a process's JSON log, pretty-printed
+    distretto logs SERVICE [-f]              a process's JSON log, pretty-printed (kafka: the broker's)
+    distretto logs --check                   every log file of the stack: any line that is not JSON?
+    distretto import members FILE.csv        organisations into the register, through the gateway
+    distretto import cordis PROJECT.csv [ORGANIZATION.csv]   a CORDIS export into projects
 
 After ``make up``, ``source var/env.sh`` puts it on PATH (or run ``var/bin/distretto``). It reads
 ``DISTRETTO_HOME`` (the checkout; default: the current folder), ``KAFKA_BOOTSTRAP_SERVERS`` and
-``DISTRETTO_PROMETHEUS_URL`` (default ``http://127.0.0.1:9090``).
+``DISTRETTO_PROMETHEUS_URL`` (default ``http://127.0.0.1:9090``). Imports go through the gateway
+(``DISTRETTO_GATEWAY_URL``, default ``http://127.0.0.1:8080``) as a staff or admin user:
+``DISTRETTO_API_KEY``, or ``--email`` with ``DISTRETTO_PASSWORD`` (asked for when not set).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -38,6 +51,8 @@ dlq_app = typer.Typer(help="Dead letters: list, show, replay to the group that f
 kafka_app = typer.Typer(help="The embedded Kafka broker of `make up`.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(kafka_app, name="kafka")
+import_app = typer.Typer(help="Imports through the gateway, with a progress bar.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 console = Console()
 err = Console(stderr=True)
@@ -71,6 +86,7 @@ DEFAULT_PROCESSES = [
     ("newsletter", 8003, "/readyz"),
     ("matchmaking", 8004, "/readyz"),
     ("console", 8005, "/readyz"),
+    ("partners", 8006, "/readyz"),
     ("gateway", 8080, "/readyz"),
     ("alerts", 9095, "/healthz"),
     ("alertmanager", 9193, "/-/ready"),
@@ -337,7 +353,11 @@ def _kafka(command: str) -> int:
     from distretto_shared import kafka_runner
 
     port = bootstrap().split(",")[0].rpartition(":")[2]
-    return kafka_runner.main([command, "--port", port, "--data-dir", str(home() / "var" / "kafka")])
+    args = [command, "--port", port, "--data-dir", str(home() / "var" / "kafka")]
+    controller = os.environ.get("DISTRETTO_KAFKA_CONTROLLER_PORT")  # make up's, when it was not the default
+    if controller and command == "start":
+        args += ["--controller-port", controller]
+    return kafka_runner.main(args)
 
 
 @kafka_app.command("start")
@@ -360,7 +380,15 @@ def kafka_status() -> None:
 
 # -- logs --------------------------------------------------------------------------------------
 
-LEVEL_STYLE = {"debug": "dim", "info": "cyan", "warning": "yellow", "error": "red", "critical": "bold red"}
+LEVEL_STYLE = {
+    "debug": "dim",
+    "info": "cyan",
+    "warn": "yellow",  # log4j's name (the Kafka broker)
+    "warning": "yellow",
+    "error": "red",
+    "critical": "bold red",
+    "fatal": "bold red",
+}
 LEAD = ("timestamp", "level", "event", "service", "exception", "logger")
 
 
@@ -382,15 +410,72 @@ def render(line: str) -> None:
         console.print(str(item["exception"]), style="red", markup=False, highlight=False)
 
 
+def log_files() -> dict[str, Path]:
+    """Every log file the stack writes: each process's, the Kafka broker's, and any other under var/log."""
+    files = {p.name: p.log for p in processes()}
+    files["kafka"] = home() / "var" / "kafka" / "server.log"
+    for path in sorted((home() / "var" / "log").glob("*.log")):
+        files.setdefault(path.stem, path)
+    return files
+
+
+def non_json_lines(path: Path) -> tuple[int, list[tuple[int, str]]]:
+    """(lines read, [(line number, line) of every line that is not one JSON object])."""
+    bad: list[tuple[int, str]] = []
+    count = 0
+    with path.open(errors="replace") as fh:
+        for count, line in enumerate(fh, 1):
+            try:
+                ok = isinstance(json.loads(line), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                bad.append((count, line.rstrip("\n")))
+    return count, bad
+
+
+def _check_logs() -> None:
+    table = Table(title="Logs: one JSON object per line?", title_justify="left")
+    for col in ("process", "file", "lines", "not JSON"):
+        table.add_column(col)
+    failures: list[str] = []
+    checked = 0
+    for name, path in log_files().items():
+        if not path.is_file():
+            table.add_row(name, str(path), "[dim]no file[/]", "")
+            continue
+        checked += 1
+        count, bad = non_json_lines(path)
+        table.add_row(name, str(path), str(count), f"[red]{len(bad)}[/]" if bad else "[green]0[/]")
+        failures += [f"{path}:{n}: {line[:200]}" for n, line in bad[:5]]
+    console.print(table)
+    if not checked:
+        raise fail(f"no log file under {home() / 'var'}: is DISTRETTO_HOME the checkout `make up` ran in?", 1)
+    if failures:
+        for failure in failures:
+            err.print(failure, markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
 @app.command()
 def logs(
-    service: Annotated[str, typer.Argument(help="a process of the stack: gateway, membership, … prometheus")],
+    service: Annotated[
+        str | None, typer.Argument(help="a process of the stack: gateway, membership, … prometheus, kafka")
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", help="how many of the last lines")] = 50,
+    check: Annotated[
+        bool, typer.Option("--check", help="scan every log file of the stack; exit 1 on a line that is not JSON")
+    ] = False,
 ) -> None:
-    """A process's log (one JSON object per line), pretty-printed."""
-    known = {p.name: p for p in processes()}
-    path = known[service].log if service in known else home() / "var" / "log" / f"{service}.log"
+    """A process's log (one JSON object per line), pretty-printed; or --check all of them."""
+    if check:
+        _check_logs()
+        return
+    if service is None:
+        raise fail("name a process (e.g. `distretto logs gateway -f`), or --check every log")
+    known = log_files()
+    path = known[service] if service in known else home() / "var" / "log" / f"{service}.log"
     if not path.is_file():
         raise fail(f"no log for {service!r} at {path} (known: {', '.join(sorted(known))})")
     with path.open(errors="replace") as fh:
@@ -408,6 +493,131 @@ def logs(
                     time.sleep(0.3)
         except KeyboardInterrupt:
             return
+
+
+# -- imports ---------------------------------------------------------------------------------
+
+CHUNK = 64 * 1024
+
+
+def gateway_url() -> str:
+    return os.environ.get("DISTRETTO_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
+def _credentials(client: httpx.Client, email: str | None) -> dict[str, str]:
+    """Headers of a staff or admin caller: DISTRETTO_API_KEY, or a login with --email."""
+    key = os.environ.get("DISTRETTO_API_KEY")
+    if key and not email:
+        return {"X-API-Key": key}
+    if not email:
+        raise fail("say who imports: --email (password from DISTRETTO_PASSWORD, or asked), or set DISTRETTO_API_KEY")
+    password = os.environ.get("DISTRETTO_PASSWORD") or typer.prompt(f"password of {email}", hide_input=True)
+    try:
+        r = client.post("/auth/token", json={"email": email, "password": password})
+    except httpx.HTTPError as exc:
+        raise fail(f"the gateway at {gateway_url()} does not answer ({type(exc).__name__})") from None
+    if r.status_code != 200:
+        raise fail(f"login refused ({r.status_code}): {_message(r)}")
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:300] or f"HTTP {r.status_code}"
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    text = str(body.get("message") or body.get("detail") or body.get("error") or body)
+    details = body.get("details") or body.get("errors")
+    if isinstance(details, list) and details:
+        text += "".join(f"\n  {json.dumps(d, ensure_ascii=False)}" for d in details[:20])
+        if len(details) > 20:
+            text += f"\n  … and {len(details) - 20} more"
+    return text
+
+
+def _upload(path: str, body: bytes, content_type: str, email: str | None, what: str) -> dict[str, Any]:
+    """POST ``body`` to the gateway with a progress bar for the upload, then a spinner while the service works."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+    def chunks(task: Any) -> Any:
+        for start in range(0, len(body), CHUNK):
+            piece = body[start : start + CHUNK]
+            yield piece
+            progress.advance(task, len(piece))
+        progress.update(task, description=f"{what}: the service imports it (all rows or none)")
+
+    with httpx.Client(base_url=gateway_url(), timeout=httpx.Timeout(10, read=600)) as client:
+        headers = {**_credentials(client, email), "Content-Type": content_type}
+        with progress:
+            task = progress.add_task(f"{what}: uploading", total=len(body))
+            try:
+                r = client.post(path, content=chunks(task), headers=headers)
+            except httpx.HTTPError as exc:
+                raise fail(f"the gateway at {gateway_url()} failed ({type(exc).__name__}: {exc})") from None
+            progress.update(task, completed=len(body), description=f"{what}: done ({r.status_code})")
+    if r.status_code >= 300:
+        raise fail(f"{what} refused ({r.status_code}), nothing imported: {_message(r)}")
+    result = r.json()
+    return result if isinstance(result, dict) else {}
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror or exc}") from None
+
+
+EmailOption = Annotated[
+    str | None, typer.Option("--email", help="a staff or admin user (password: DISTRETTO_PASSWORD or asked)")
+]
+
+
+@import_app.command("members")
+def import_members(
+    file: Annotated[Path, typer.Argument(help="the CSV (columns: name, kind, sectors, …; an export imports back)")],
+    email: EmailOption = None,
+) -> None:
+    """Organisations into the register from a CSV: every row or none."""
+    result = _upload("/api/membership/organisations/import", _read(file), "text/csv", email, file.name)
+    console.print(
+        f"imported {result.get('imported', 0)} organisation(s): "
+        f"{result.get('created', 0)} created, {result.get('updated', 0)} updated"
+    )
+    for w in result.get("warnings") or []:
+        console.print(f"  [yellow]warning[/] {json.dumps(w, ensure_ascii=False)}", highlight=False)
+
+
+@import_app.command("cordis")
+def import_cordis(
+    project: Annotated[Path, typer.Argument(help="CORDIS project.csv")],
+    organization: Annotated[Path | None, typer.Argument(help="CORDIS organization.csv (participants)")] = None,
+    email: EmailOption = None,
+) -> None:
+    """A CORDIS export (project.csv and organization.csv) into projects: all or nothing."""
+    payload = {"project_csv": _read(project).decode("utf-8-sig", errors="replace")}
+    if organization is not None:
+        payload["organization_csv"] = _read(organization).decode("utf-8-sig", errors="replace")
+    body = json.dumps(payload).encode()
+    result = _upload("/api/projects/imports/cordis", body, "application/json", email, project.name)
+    console.print(
+        f"projects: {result.get('projects_created', 0)} created, {result.get('projects_updated', 0)} updated, "
+        f"{result.get('projects_unchanged', 0)} unchanged; participants: "
+        f"{result.get('participants_created', 0)} created, {result.get('participants_updated', 0)} updated, "
+        f"{result.get('participants_linked', 0)} linked"
+    )
+    for w in result.get("warnings") or []:
+        console.print(f"  [yellow]warning[/] {json.dumps(w, ensure_ascii=False)}", highlight=False)
 
 
 if __name__ == "__main__":
