@@ -1304,17 +1304,10 @@ async def import_cordis(ctx: Ctx, project_csv: str, organization_csv: str) -> Co
 
 async def _adoptable(session: AsyncSession, acronym: str) -> Project | None:
     """A project entered by hand (no CORDIS id) with this acronym, which an import adopts instead of duplicating."""
-    rows = (
-        (
-            await session.execute(
-                select(Project).where(
-                    col(Project.cordis_id).is_(None), func.lower(Project.acronym) == acronym.strip().lower()
-                )
-            )
-        )
-        .scalars()
-        .all()
+    query = select(Project).where(
+        col(Project.cordis_id).is_(None), func.lower(Project.acronym) == acronym.strip().lower()
     )
+    rows = (await session.scalars(query)).all()
     return rows[0] if len(rows) == 1 else None
 
 
