@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -287,7 +288,7 @@ async def test_cordis_import_and_the_timeline(browser: Browser, platform: Platfo
 async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, platform: Platform) -> None:
     slug = f"news-{uuid.uuid4().hex[:6]}"
     await api(platform, "POST", "/api/newsletter/lists", json={"slug": slug, "name": "Notizie del distretto"})
-    for n in range(3):
+    for n in range(4):  # three read about oncology; the fourth, on the list too, does not
         await api(
             platform,
             "POST",
@@ -296,6 +297,7 @@ async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, plat
                 "email": f"reader{n}.{slug}@example.org",
                 "name": f"Reader {n}",
                 "lists": [slug],
+                "interests": ["oncology"] if n < 3 else ["sport"],
                 "preconfirmed": True,
             },
         )
@@ -320,9 +322,12 @@ async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, plat
     await page.get_by_label("Name").fill("Dicembre")
     await page.get_by_label("Subject").fill("Notizie di dicembre")
     await page.get_by_label(re.compile("Notizie del distretto")).check()
-    await expect(page.locator("#recipients")).to_contain_text("Up to 3 recipients")
+    await expect(page.locator("#recipients")).to_contain_text("Up to 4 recipients")
+    await page.get_by_label("Only subscribers interested in").fill("oncology")
     await check(page, platform, "newsletter: new campaign")
     await page.get_by_role("button", name="Create the campaign (draft)").click()
+    # the draft shows the service's exact count: the list's readers with the chosen interest
+    await expect(page.get_by_test_id("recipients")).to_contain_text("Recipients if started now: 3")
     await page.get_by_label("Send a test to").fill("editor@example.org")
     await page.get_by_role("button", name="Send test").click()
     await expect(page.get_by_role("status")).to_contain_text("editor@example.org: sent")
@@ -330,6 +335,63 @@ async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, plat
     await expect(page.get_by_test_id("campaign-status")).to_have_text("Finished", timeout=LONG)
     await expect(page.get_by_test_id("sent")).to_have_text("3")
     await check(page, platform, "newsletter: campaign", "campaign")
+
+    # the count shown before the start is the number of mails that arrived
+    async with httpx.AsyncClient(base_url=platform.catcher) as c:
+        caught = (await c.get("/api/messages", params={"limit": 500})).json()["items"]
+    arrived = {m["to"][0] for m in caught if m["subject"] == "Notizie di dicembre" and slug in m["to"][0]}
+    assert arrived == {f"reader{n}.{slug}@example.org" for n in range(3)}
+
+
+async def test_subscriber_search_over_everyone(browser: Browser, platform: Platform) -> None:
+    """The search box finds a person however many subscribers came before (the service searches)."""
+    tag = uuid.uuid4().hex[:6]
+    async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
+        headers = {"Authorization": f"Bearer {platform.api_token}"}
+        for n in range(205):
+            body = {"email": f"crowd{n:03d}.{tag}@example.org", "lists": [], "consent_source": "import"}
+            response = await client.post("/api/newsletter/subscribers", json=body, headers=headers)
+            assert response.status_code == 201, response.text
+    late = f"giulia.{tag}@ospedale.example"
+    await api(
+        platform, "POST", "/api/newsletter/subscribers", json={"email": late, "name": "Giulia Verdi", "lists": []}
+    )
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/newsletter/subscribers")
+    await page.get_by_label("Search email or name").fill(f"giulia.{tag}")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.get_by_role("cell", name=late)).to_be_visible()
+    await expect(page.get_by_text("1 subscribers in the service for these filters.")).to_be_visible()
+    # the crowd, searched and paged by the service: 205 people, 50 a page
+    await page.get_by_label("Search email or name").fill(f"{tag}@example.org")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.get_by_text("Page 1 of 5")).to_be_visible()
+    await page.get_by_role("link", name="Next").click()
+    await expect(page.get_by_role("cell", name=f"crowd050.{tag}@example.org")).to_be_visible()
+    await expect(page.get_by_label("Search email or name")).to_have_value(f"{tag}@example.org")
+    await check(page, platform, "newsletter: subscribers (search)", "subscribers")
+
+
+async def test_members_sorted_across_all_pages(browser: Browser, platform: Platform) -> None:
+    """A column sorts the whole register, not the page shown: page 2 goes on where page 1 stopped."""
+    tag = f"Sortable {uuid.uuid4().hex[:6]}"
+    for n in range(27):
+        await api(platform, "POST", "/api/membership/organisations", json={"name": f"{tag} {n:02d}", "kind": "company"})
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/members?" + urlencode({"q": tag}))
+    names = page.locator("#register tbody tr td:first-child")
+    await expect(names.first).to_have_text(f"{tag} 00")
+    await (
+        page.locator("#register thead").get_by_role("link", name="Name").click()
+    )  # sorted by name already: now descending
+    await expect(page.locator("th[aria-sort=descending]")).to_contain_text("Name")
+    await expect(names.first).to_have_text(f"{tag} 26")
+    await expect(names.nth(24)).to_have_text(f"{tag} 02")
+    await page.get_by_role("link", name="Next").click()
+    await expect(names).to_have_text([f"{tag} 01", f"{tag} 00"])
+    assert "q=Sortable" in page.url and "dir=desc" in page.url  # the filter and the order kept
 
 
 async def test_member_own_figures_other_members_page_and_a_match(browser: Browser, platform: Platform) -> None:

@@ -69,9 +69,9 @@ def test_language_follows_the_browser_by_weight() -> None:
 
 
 def test_sorting_paging_and_lists() -> None:
-    rows = [{"name": "b", "joined_on": None}, {"name": "A", "joined_on": "2024-01-01"}, {"name": "c", "joined_on": ""}]
-    assert [r["name"] for r in domain.sort_rows(rows, "name", False)] == ["A", "b", "c"]
-    assert domain.sort_rows(rows, "joined_on", True)[0]["name"] == "A"
+    assert domain.sort_param("province", True, ["name", "province"]) == "-province"
+    assert domain.sort_param("name", False, ["name", "province"]) == "name"
+    assert domain.sort_param("turnover); drop", True, ["name", "province"]) == "-name"
     assert domain.pages(51, 25, 25) == {"page": 2, "pages": 3, "previous": 0, "next": 50}
     assert domain.pages(0, 25, 0) == {"page": 1, "pages": 1, "previous": None, "next": None}
     assert domain.split_list("cell therapy, CAR-T; oncology\ncell therapy") == ["cell therapy", "CAR-T", "oncology"]

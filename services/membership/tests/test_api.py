@@ -84,6 +84,47 @@ async def test_list_filters_and_pagination(membership: Any) -> None:
     assert one["latest_figures"]["staff"] == 30
 
 
+async def test_sort_runs_over_the_whole_register_not_one_page(membership: Any) -> None:
+    """Sorting a column orders all pages together: page 2 continues where page 1 stopped."""
+    made = [
+        await membership.create(name="delta Bio", kind="university", province="SI"),
+        await membership.create(name="Alfa Pharma", kind="company", province="PI"),
+        await membership.create(name="Epsilon Lab", kind="hospital", province=None),
+        await membership.create(name="beta Devices", kind="company", province="FI"),
+        await membership.create(name="Gamma Nutra", kind="company", province="AR"),
+    ]
+    await membership.post(f"/organisations/{made[2]['id']}/approve")
+    await membership.post(f"/organisations/{made[0]['id']}/approve")
+
+    async def all_pages(sort: str, **params: Any) -> list[str]:
+        names: list[str] = []
+        offset, total = 0, 1
+        while offset < total:
+            page = await membership.get("/organisations", sort=sort, limit=2, offset=offset, **params)
+            total, offset = page["total"], offset + 2
+            names += [o["name"] for o in page["items"]]
+        assert len(names) == total
+        return names
+
+    assert await all_pages("name") == ["Alfa Pharma", "beta Devices", "delta Bio", "Epsilon Lab", "Gamma Nutra"]
+    assert await all_pages("-name") == ["Gamma Nutra", "Epsilon Lab", "delta Bio", "beta Devices", "Alfa Pharma"]
+    # Ties (three companies) by name; organisations without a province last in both directions.
+    assert await all_pages("kind") == ["Alfa Pharma", "beta Devices", "Gamma Nutra", "Epsilon Lab", "delta Bio"]
+    assert await all_pages("province") == ["Gamma Nutra", "beta Devices", "Alfa Pharma", "delta Bio", "Epsilon Lab"]
+    assert await all_pages("-province") == ["delta Bio", "Alfa Pharma", "beta Devices", "Gamma Nutra", "Epsilon Lab"]
+    assert await all_pages("-status") == ["Alfa Pharma", "beta Devices", "Gamma Nutra", "delta Bio", "Epsilon Lab"]
+    # Filters and sort together.
+    assert await all_pages("-name", kind="company") == ["Gamma Nutra", "beta Devices", "Alfa Pharma"]
+    # Only the two approved ones have a joined_on date; the others follow, by name.
+    joined = await all_pages("joined_on")
+    assert set(joined[:2]) == {"delta Bio", "Epsilon Lab"}
+    assert joined[2:] == ["Alfa Pharma", "beta Devices", "Gamma Nutra"]
+
+    wrong = await membership.http.get("/organisations", params={"sort": "turnover"})
+    assert wrong.status_code == 422
+    assert "sort" in wrong.json()["message"] and "'-name'" in wrong.json()["message"]
+
+
 async def test_yearly_figures_derive_the_size_class(membership: Any) -> None:
     org = await membership.create()
     path = f"/organisations/{org['id']}/figures"

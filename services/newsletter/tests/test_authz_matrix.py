@@ -140,6 +140,7 @@ CASES: list[Case] = [
         body=lambda v: {"name": "C2", "subject": "S", "template_id": v["template_id"], "lists": ["news"]},
     ),
     Case("GET", "/campaigns/{campaign_id}", STAFF),
+    Case("GET", "/campaigns/{campaign_id}/recipients", STAFF),
     Case("PATCH", "/campaigns/{campaign_id}", STAFF, body={"name": "C renamed"}),
     Case("GET", "/campaigns/{campaign_id}/deliveries", STAFF),
     Case("POST", "/campaigns/{campaign_id}/test", STAFF, body={"emails": ["editor@example.org"]}),

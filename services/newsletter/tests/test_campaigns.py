@@ -227,3 +227,104 @@ async def _outbox_count(app: Any) -> int:
 
     async with app.state.ctx.db.read() as session:
         return int((await session.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one())
+
+
+async def test_recipient_count_before_start_is_what_the_smtp_server_receives(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """The count a draft shows is the audience its start freezes: lists, interests, segments,
+    consent and suppression; counted by the same selection, so it equals the mails that arrive."""
+    settings = make_settings(database, kafka_bootstrap, sink)
+    async with service_client(create_app(settings)) as client:
+        await setup_list(client, "oncology")
+        await setup_list(client, "events")
+        await setup_list(client, "other")
+        tpl = await setup_template(client)
+        # counted: confirmed on a chosen list (once, even on both), with a chosen interest, not in Siena's segment
+        await add_subscriber(client, "both@example.org", ["oncology", "events"], interests=["cart"])
+        await add_subscriber(client, "one@example.org", ["events"], interests=["cart", "rare"])
+        await add_subscriber(client, "two@example.org", ["oncology"], interests=["rare"])
+        # not counted: another list, no chosen interest, unconfirmed, suppressed, outside the segment
+        await add_subscriber(client, "elsewhere@example.org", ["other"], interests=["cart"])
+        await add_subscriber(client, "nointerest@example.org", ["events"], interests=["sport"])
+        r = await client.post("/subscribers", json={"email": "unconf@example.org", "lists": ["events"]})
+        assert r.status_code == 201
+        await add_subscriber(client, "bounced@example.org", ["events"], interests=["cart"])
+        assert (await post_bounce(client, {"email": "bounced@example.org", "kind": "hard"})).status_code == 202
+        await add_subscriber(client, "outside@example.org", ["events"], interests=["rare", "sport"])
+        segment = {"name": "no sport", "rule": {"field": "interest", "none_of": ["sport"]}}
+        assert (await client.post("/segments", json=segment)).status_code == 201
+
+        body = {
+            "name": "Autumn",
+            "subject": "News",
+            "template_id": tpl["id"],
+            "lists": ["oncology", "events"],
+            "interests": ["cart", "rare"],
+            "segments": ["no sport"],
+        }
+        r = await client.post("/campaigns", json=body)
+        assert r.status_code == 201, r.text
+        campaign = r.json()
+        r = await client.get(f"/campaigns/{campaign['id']}/recipients")
+        assert r.status_code == 200, r.text
+        before = r.json()
+        assert before == {"campaign_id": campaign["id"], "status": "draft", "recipients": 3, "frozen": False}
+
+        # after a change, the count follows (a draft is counted anew each time)
+        assert (await client.patch(f"/campaigns/{campaign['id']}", json={"interests": ["rare"]})).status_code == 200
+        assert (await client.get(f"/campaigns/{campaign['id']}/recipients")).json()["recipients"] == 2
+        assert (await client.patch(f"/campaigns/{campaign['id']}", json={"interests": ["cart", "rare"]})).status_code
+        count = (await client.get(f"/campaigns/{campaign['id']}/recipients")).json()["recipients"]
+
+        sink.received.clear()  # confirmation mails of the set-up aside
+        r = await client.post(f"/campaigns/{campaign['id']}/start")
+        assert r.status_code == 200, r.text
+        assert r.json()["recipients"] == count
+        done = await wait_finished(client, campaign["id"])
+        delivered = [m for m in sink.received if m.message["Subject"] == "News"]
+        assert len(delivered) == count == done["stats"]["sent"] == 3
+        assert {m.rcpt for m in delivered} == {"both@example.org", "one@example.org", "two@example.org"}
+        after = (await client.get(f"/campaigns/{campaign['id']}/recipients")).json()
+        assert after == {"campaign_id": campaign["id"], "status": "finished", "recipients": 3, "frozen": True}
+
+        assert (await client.get("/campaigns/nope/recipients")).status_code == 404
+
+
+async def test_subscriber_search_runs_over_everyone_in_pages(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """The search box finds a person however many subscribers come before; % and _ are literal."""
+    settings = make_settings(database, kafka_bootstrap, sink)
+    async with service_client(create_app(settings)) as client:
+        await setup_list(client, "news")
+        for n in range(12):
+            await add_subscriber(client, f"reader{n:02d}@example.org", ["news"], name=f"Reader {n}")
+        await add_subscriber(client, "maria.rossi@ospedale.example", ["news"], name="Maria Rossi")
+        await add_subscriber(client, "m_rossi@lab.example", ["news"], name="Mario Rossi")
+        await add_subscriber(client, "100pct@lab.example", ["news"], name="Cento")
+
+        async def emails(**params: Any) -> tuple[list[str], int]:
+            r = await client.get("/subscribers", params=params)
+            assert r.status_code == 200, r.text
+            return [s["email"] for s in r.json()["items"]], r.json()["total"]
+
+        # the last ones created, past a first page of 5
+        assert await emails(q="ROSSI", limit=5) == (["maria.rossi@ospedale.example", "m_rossi@lab.example"], 2)
+        assert await emails(q="mario") == (["m_rossi@lab.example"], 1)  # the name too
+        assert await emails(q="m_r") == (["m_rossi@lab.example"], 1)  # "_" is not a wildcard
+        assert await emails(q="100%") == ([], 0)  # nor is "%"
+        page1, total = await emails(q="reader", limit=5, offset=0)
+        page3, _ = await emails(q="reader", limit=5, offset=10)
+        assert (
+            total == 12
+            and page1[0] == "reader00@example.org"
+            and page3 == ["reader10@example.org", "reader11@example.org"]
+        )
+        assert await emails(q="rossi", status="suppressed") == ([], 0)
+        assert await emails(q="rossi", list="news", status="confirmed") == (
+            ["maria.rossi@ospedale.example", "m_rossi@lab.example"],
+            2,
+        )
+        r = await client.get("/subscribers", params={"q": "x" * 201})
+        assert r.status_code == 422 and "q" in r.json()["message"]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -24,6 +24,15 @@ SCRUB_DUE = "distretto_scrub_due"
 def is_sqlite(url: str) -> bool:
     """True when the URL names a SQLite database."""
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def contains_text(column: Any, needle: str) -> ColumnElement[bool]:
+    """``column`` holds ``needle``, case-insensitively, with ``%``, ``_`` and ``\\`` in it taken literally.
+
+    A portable ``LIKE`` (SQLite and PostgreSQL) for the search boxes of list endpoints.
+    """
+    escaped = needle.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(column).like(f"%{escaped}%", escape="\\")
 
 
 def is_transient_db_error(exc: BaseException) -> bool:

@@ -130,16 +130,10 @@ def split_list(text: str) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p))
 
 
-def sort_rows(rows: Iterable[Mapping[str, Any]], key: str, descending: bool) -> list[Mapping[str, Any]]:
-    """Rows sorted by one column; missing values last whatever the direction."""
-    present = [r for r in rows if r.get(key) not in (None, "")]
-    missing = [r for r in rows if r.get(key) in (None, "")]
-
-    def value(row: Mapping[str, Any]) -> Any:
-        v = row.get(key)
-        return v.lower() if isinstance(v, str) else v
-
-    return sorted(present, key=value, reverse=descending) + missing
+def sort_param(column: str, descending: bool, allowed: Iterable[str], default: str = "name") -> str:
+    """The register's ``sort`` parameter for a column header (``-`` in front: descending); unknown → default."""
+    column = column if column in set(allowed) else default
+    return f"-{column}" if descending else column
 
 
 def pages(total: int, limit: int, offset: int) -> dict[str, int | None]:

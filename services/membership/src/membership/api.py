@@ -13,7 +13,14 @@ from distretto_shared.context import Context, public_request_context, request_co
 from distretto_shared.web import DomainError, Page, PageParams, page_params
 from membership import service
 from membership.config import Settings
-from membership.domain import LifecycleAction, MembershipStatus, OrganisationKind, Sector, SizeClass
+from membership.domain import (
+    LifecycleAction,
+    MembershipStatus,
+    OrganisationKind,
+    OrganisationOrder,
+    Sector,
+    SizeClass,
+)
 from membership.models import (
     ApproveRequest,
     ContactCreate,
@@ -74,9 +81,17 @@ async def create_organisation(ctx: Ctx, body: OrganisationCreate) -> Organisatio
 
 
 @router.get("/organisations", response_model=Page[OrganisationPublic], tags=["organisations"])
-async def list_organisations(ctx: Ctx, flt: Filter, page: Paging) -> Page[OrganisationPublic]:
-    """The register, filtered and paginated."""
-    return await service.list_organisations(ctx, flt, page)
+async def list_organisations(
+    ctx: Ctx,
+    flt: Filter,
+    page: Paging,
+    sort: Annotated[
+        OrganisationOrder,
+        Query(description="Column to sort on, `-` in front for descending; ties by name, then id"),
+    ] = OrganisationOrder.name,
+) -> Page[OrganisationPublic]:
+    """The register, filtered, sorted across all pages, and paginated."""
+    return await service.list_organisations(ctx, flt, page, sort)
 
 
 @router.get(

@@ -51,6 +51,36 @@ class MembershipStatus(StrEnum):
     left = "left"
 
 
+class OrganisationOrder(StrEnum):
+    """How the register can be sorted: a column, ascending, or with a leading ``-`` descending."""
+
+    name = "name"
+    name_desc = "-name"
+    kind = "kind"
+    kind_desc = "-kind"
+    status = "status"
+    status_desc = "-status"
+    province = "province"
+    province_desc = "-province"
+    size_class = "size_class"
+    size_class_desc = "-size_class"
+    joined_on = "joined_on"
+    joined_on_desc = "-joined_on"
+    renewal_due = "renewal_due"
+    renewal_due_desc = "-renewal_due"
+    created_at = "created_at"
+    created_at_desc = "-created_at"
+
+    @property
+    def column(self) -> str:
+        """The column sorted on."""
+        return self.value.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
 class LifecycleAction(StrEnum):
     """What can happen to a membership."""
 

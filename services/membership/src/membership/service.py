@@ -19,6 +19,7 @@ from sqlmodel import col
 from distretto_shared import csvsafe, metrics
 from distretto_shared.context import Context, NotAllowed
 from distretto_shared.contracts import membership as contracts
+from distretto_shared.db import contains_text
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
@@ -316,12 +317,10 @@ class OrganisationFilter:
             # sectors is a JSON list of enum values: its text holds "<value>" with the quotes.
             where.append(cast(Organisation.sectors, String).like(f'%"{self.sector.value}"%'))
         if self.q and self.q.strip():
-            escaped = self.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{escaped}%"
             where.append(
                 or_(
                     *(
-                        func.lower(column).like(pattern, escape="\\")
+                        contains_text(column, self.q)
                         for column in (
                             Organisation.name,
                             Organisation.description,
@@ -335,8 +334,29 @@ class OrganisationFilter:
         return where
 
 
-async def list_organisations(ctx: Ctx, flt: OrganisationFilter, page: PageParams) -> Page[OrganisationPublic]:
-    """One page of the register, ordered by name (others' applications left out)."""
+def _order_by(order: domain.OrganisationOrder) -> list[Any]:
+    """ORDER BY for the register: the column (empty values last in both directions), then name, then id.
+
+    The name and id after the column make the order total, so pages never repeat or skip a row.
+    """
+    name = func.lower(Organisation.name)
+    if order.column == "name":
+        return [name.desc() if order.descending else name, col(Organisation.id)]
+    column = getattr(Organisation, order.column)
+    empty = column.is_(None)
+    if order.column == "province":
+        empty = or_(empty, column == "")
+        column = func.upper(column)
+    return [empty, column.desc() if order.descending else column, name, col(Organisation.id)]
+
+
+async def list_organisations(
+    ctx: Ctx,
+    flt: OrganisationFilter,
+    page: PageParams,
+    order: domain.OrganisationOrder = domain.OrganisationOrder.name,
+) -> Page[OrganisationPublic]:
+    """One page of the register in the given order (others' applications left out)."""
     where = flt.conditions()
     if not ctx.sees_everything:
         own = ctx.own_organisation()
@@ -347,11 +367,7 @@ async def list_organisations(ctx: Ctx, flt: OrganisationFilter, page: PageParams
         orgs = (
             (
                 await session.execute(
-                    select(Organisation)
-                    .where(*where)
-                    .order_by(Organisation.name, Organisation.id)
-                    .limit(page.limit)
-                    .offset(page.offset)
+                    select(Organisation).where(*where).order_by(*_order_by(order)).limit(page.limit).offset(page.offset)
                 )
             )
             .scalars()

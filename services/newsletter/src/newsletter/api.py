@@ -23,6 +23,7 @@ from newsletter.models import (
     BounceReport,
     CampaignCreate,
     CampaignPublic,
+    CampaignRecipients,
     CampaignUpdate,
     DeliveryPublic,
     MailingListCreate,
@@ -130,8 +131,9 @@ async def list_subscribers(
     page: PageDep,
     list_ref: Annotated[str | None, Query(alias="list", max_length=80)] = None,
     status: Annotated[str | None, Query(pattern=r"^(unconfirmed|confirmed|unsubscribed|suppressed)$")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the address or the name")] = None,
 ) -> Page[SubscriberPublic]:
-    items, total = await service.list_subscribers(ctx, page, list_ref=list_ref, status=status)
+    items, total = await service.list_subscribers(ctx, page, list_ref=list_ref, status=status, text=q)
     return make_page(items, total, page)
 
 
@@ -301,6 +303,16 @@ async def list_campaigns(
 @router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
 async def get_campaign(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
     return await service.get_campaign(ctx, campaign_id)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/recipients",
+    response_model=CampaignRecipients,
+    tags=["campaigns"],
+    summary="How many people the campaign goes to (counted as its start would freeze them)",
+)
+async def count_recipients(campaign_id: Id, ctx: Ctx) -> CampaignRecipients:
+    return await service.count_recipients(ctx, campaign_id)
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])

@@ -374,6 +374,16 @@ class CampaignPublic(BaseModel):
     stats: CampaignStats | None = None
 
 
+class CampaignRecipients(BaseModel):
+    """How many people a campaign goes to."""
+
+    campaign_id: str
+    status: str
+    recipients: int
+    frozen: bool
+    """True once the campaign started: the number is its ledger's, no longer counted anew."""
+
+
 # -- the delivery ledger ---------------------------------------------------------
 
 

@@ -15,11 +15,12 @@ from urllib.parse import quote
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, select
+from sqlmodel import col, func, or_, select
 
 from distretto_shared.context import Context
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.db import contains_text
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
@@ -32,6 +33,7 @@ from newsletter.models import (
     Campaign,
     CampaignCreate,
     CampaignPublic,
+    CampaignRecipients,
     CampaignStats,
     CampaignUpdate,
     ConsentRecord,
@@ -348,10 +350,13 @@ async def create_subscriber(ctx: Ctx, data: SubscriberCreate) -> SubscriberPubli
 
 
 async def list_subscribers(
-    ctx: Ctx, page: PageParams, *, list_ref: str | None = None, status: str | None = None
+    ctx: Ctx, page: PageParams, *, list_ref: str | None = None, status: str | None = None, text: str | None = None
 ) -> tuple[list[SubscriberPublic], int]:
+    """One page of the subscribers on a list / with a status / whose address or name holds ``text``."""
     async with ctx.db.read() as session:
         q = select(Subscriber)
+        if text and text.strip():
+            q = q.where(or_(contains_text(Subscriber.email, text), contains_text(Subscriber.name, text)))
         if list_ref:
             lst = await _find_list(session, list_ref)
             cond: list[Any] = [Subscription.list_id == lst.id, Subscription.subscriber_id == Subscriber.id]
@@ -864,12 +869,13 @@ def _wake(ctx: Ctx) -> None:
         engine.wake()
 
 
-async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
-    """Insert one ledger row per eligible subscriber (on several lists: still one row)."""
+async def _audience(session: AsyncSession, c: Campaign) -> sa.Select[Any]:
+    """The ids of the subscribers a campaign goes to: confirmed on one of its lists, not suppressed,
+    with one of its interests (when it names any), in its segments (when it names any; segments
+    carry the consent rule). The one selection behind both the freeze at start and the count before."""
     S = Subscriber.__table__  # type: ignore[attr-defined]
     SS = Subscription.__table__  # type: ignore[attr-defined]
     SI = SubscriberInterest.__table__  # type: ignore[attr-defined]
-    D = Delivery.__table__  # type: ignore[attr-defined]
     audience = sa.select(S.c.id).where(
         S.c.suppressed.is_(False),
         sa.exists().where(SS.c.subscriber_id == S.c.id, SS.c.list_id.in_(c.lists), SS.c.status == "confirmed"),
@@ -878,6 +884,26 @@ async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
         audience = audience.where(sa.exists().where(SI.c.subscriber_id == S.c.id, SI.c.interest.in_(c.interests)))
     if c.segments:
         audience = audience.where(await segments.audience_filter(session, list(c.segments)))
+    return audience
+
+
+async def count_recipients(ctx: Ctx, campaign_id: str) -> CampaignRecipients:
+    """How many people the campaign goes to: counted now while it is a draft or scheduled
+    (the selection its start will freeze), the frozen number once it started."""
+    async with ctx.db.read() as session:
+        c = await _load_campaign(session, campaign_id)
+        if c.started_at is not None or c.status not in ("draft", "scheduled"):
+            return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=c.recipients, frozen=True)
+        audience = (await _audience(session, c)).subquery()
+        count = (await session.execute(sa.select(func.count()).select_from(audience))).scalar_one()
+        return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=int(count), frozen=False)
+
+
+async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
+    """Insert one ledger row per eligible subscriber (on several lists: still one row)."""
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    D = Delivery.__table__  # type: ignore[attr-defined]
+    audience = await _audience(session, c)
     now = utcnow()
     src = sa.select(
         sa.literal(c.id),

@@ -36,13 +36,12 @@ def _filters(request: Request) -> dict[str, str]:
 async def register(request: Request, user: UserDep, sort: str = "name", dir: str = "asc", offset: int = 0) -> Response:
     filters = _filters(request)
     offset = max(0, offset)
-    page = await gateway_of(request).get(
-        "/api/membership/organisations", user.token, params={**filters, "limit": PAGE_SIZE, "offset": offset}
-    )
     sort = sort if sort in SORTABLE else "name"
-    rows = domain.sort_rows(items(page), sort, dir == "desc")
+    dir = "desc" if dir == "desc" else "asc"
+    params = {**filters, "sort": domain.sort_param(sort, dir == "desc", SORTABLE), "limit": PAGE_SIZE, "offset": offset}
+    page = await gateway_of(request).get("/api/membership/organisations", user.token, params=params)
     context = {
-        "rows": rows,
+        "rows": items(page),
         "total": page["total"],
         "pager": domain.pages(page["total"], PAGE_SIZE, offset),
         "filters": filters,

@@ -19,6 +19,7 @@ from console.web import ROME, StaffDep, User, gateway_of, locale_of, page_router
 router = page_router()
 API = "/api/newsletter"
 CAMPAIGN_ACTIONS = ("start", "pause", "resume", "cancel", "unschedule")
+SUBSCRIBERS_PAGE = 50
 
 
 @router.get("/newsletter")
@@ -61,14 +62,29 @@ async def create_list(request: Request, user: StaffDep) -> Response:
 
 
 @router.get("/newsletter/subscribers")
-async def subscribers(request: Request, user: StaffDep, q: str = "", status: str = "", list: str = "") -> Response:
-    params = {"limit": 200, "status": status or None, "list": list or None}
+async def subscribers(
+    request: Request, user: StaffDep, q: str = "", status: str = "", list: str = "", offset: int = 0
+) -> Response:
+    """Everyone the service holds, searched by the service (address or name), a page at a time."""
+    q, offset = q.strip()[:200], max(0, offset)
+    params = {
+        "limit": SUBSCRIBERS_PAGE,
+        "offset": offset,
+        "q": q or None,
+        "status": status or None,
+        "list": list or None,
+    }
     page = await gateway_of(request).get(f"{API}/subscribers", user.token, params=params)
-    rows = items(page)
-    needle = q.strip().lower()[:200]
-    if needle:  # the service filters by list and status; the text search runs on that page here
-        rows = [r for r in rows if needle in r["email"].lower() or needle in (r.get("name") or "").lower()]
-    context = {"rows": rows, "total": page["total"], "q": q, "status": status, "list": list}
+    filters = {k: v for k, v in (("q", q), ("status", status), ("list", list)) if v}
+    context = {
+        "rows": items(page),
+        "total": page["total"],
+        "pager": domain.pages(page["total"], SUBSCRIBERS_PAGE, offset),
+        "filters": filters,
+        "q": q,
+        "status": status,
+        "list": list,
+    }
     return render(request, "newsletter/subscribers.html", context)
 
 
@@ -224,11 +240,16 @@ async def create_campaign(request: Request, user: StaffDep) -> Response:
     return redirect(request, f"/newsletter/campaigns/{created['id']}")
 
 
-async def _campaign_context(request: Request, campaign_id: str, user: User) -> dict[str, Any]:
-    campaign = await gateway_of(request).get(f"{API}/campaigns/{campaign_id}", user.token)
+async def _campaign_context(request: Request, campaign_id: str, user: User, *, count: bool = True) -> dict[str, Any]:
+    gateway = gateway_of(request)
+    campaign = await gateway.get(f"{API}/campaigns/{campaign_id}", user.token)
     stats = campaign.get("stats") or {}
     done = sum(int(stats.get(k, 0)) for k in ("sent", "failed", "skipped", "cancelled"))
-    return {"c": campaign, "stats": stats, "done": done, "live": campaign["status"] in ("running", "scheduled")}
+    context = {"c": campaign, "stats": stats, "done": done, "live": campaign["status"] in ("running", "scheduled")}
+    if count and campaign["status"] in ("draft", "scheduled"):
+        # the service counts the audience its start would freeze (lists, interests, segments, consent)
+        context["audience"] = await gateway.get(f"{API}/campaigns/{quote(campaign_id, safe='')}/recipients", user.token)
+    return context
 
 
 @router.get("/newsletter/campaigns/{campaign_id}")
@@ -241,7 +262,8 @@ async def campaign_page(request: Request, campaign_id: str, user: StaffDep) -> R
 @router.get("/newsletter/campaigns/{campaign_id}/progress")
 async def campaign_progress(request: Request, campaign_id: str, user: StaffDep) -> Response:
     """The progress fragment htmx polls while the campaign runs (it stops polling when it ends)."""
-    return render(request, "newsletter/_progress.html", await _campaign_context(request, campaign_id, user))
+    context = await _campaign_context(request, campaign_id, user, count=False)
+    return render(request, "newsletter/_progress.html", context)
 
 
 @router.post("/newsletter/campaigns/{campaign_id}/action/{action}")
