@@ -139,6 +139,12 @@ def first_id(client: httpx.Client, path: str, token: str) -> str | None:
 def pages(client: httpx.Client, gateway: str) -> list[str]:
     token = httpx.post(gateway + "/auth/token", json=ADMIN, timeout=10).json()["access_token"]
     found = ["/", "/members", "/projects", "/newsletter", "/newsletter/subscribers", "/matchmaking", "/admin"]
+    # sorted by the service across the whole register, the subscriber search, the new-campaign form
+    found += [
+        "/members?sort=province&dir=desc&offset=25",
+        "/newsletter/subscribers?q=example",
+        "/newsletter/campaigns/new",
+    ]
     for page, api in (
         ("/members/{}", "/api/membership/organisations"),
         ("/projects/{}", "/api/projects/projects"),

@@ -263,6 +263,21 @@ async def test_recipient_count_before_start_is_what_the_smtp_server_receives(
             "interests": ["cart", "rare"],
             "segments": ["no sport"],
         }
+        # while choosing, before anything is saved
+        choice = {k: body[k] for k in ("lists", "interests", "segments")}
+        r = await client.post("/campaigns/recipients", json=choice)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"recipients": 3}
+        assert (await client.post("/campaigns/recipients", json={"lists": ["events"]})).json()["recipients"] == 4
+        for bad, words in (
+            ({"lists": []}, "lists"),
+            ({"lists": ["nope"]}, "nope"),
+            ({"lists": ["events"], "segments": ["nope"]}, "no segment"),
+            ({"lists": ["events"], "colour": "red"}, "colour"),
+        ):
+            r = await client.post("/campaigns/recipients", json=bad)
+            assert r.status_code == 422 and words in r.json()["message"], r.text
+
         r = await client.post("/campaigns", json=body)
         assert r.status_code == 201, r.text
         campaign = r.json()

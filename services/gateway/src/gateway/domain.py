@@ -262,6 +262,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET,POST", "/api/newsletter/templates", STAFF_UP, "templates"),
     _r("GET,PATCH", "/api/newsletter/templates/{template_id}", STAFF_UP, "one template"),
     _r("GET,POST", "/api/newsletter/campaigns", STAFF_UP, "campaigns"),
+    _r("POST", "/api/newsletter/campaigns/recipients", STAFF_UP, "how many people a choice of lists would reach"),
     _r("GET,PATCH", "/api/newsletter/campaigns/{campaign_id}", STAFF_UP, "one campaign"),
     _r("POST", "/api/newsletter/campaigns/{campaign_id}/schedule", STAFF_UP, "schedule a campaign"),
     _r("POST", "/api/newsletter/campaigns/{campaign_id}/start", STAFF_UP, "start a campaign"),

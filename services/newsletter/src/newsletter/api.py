@@ -18,6 +18,8 @@ from newsletter import service
 from newsletter.config import Settings
 from newsletter.domain import CampaignAction
 from newsletter.models import (
+    AudienceChoice,
+    AudienceCount,
     BounceAccepted,
     BouncePublic,
     BounceReport,
@@ -303,6 +305,16 @@ async def list_campaigns(
 @router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
 async def get_campaign(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
     return await service.get_campaign(ctx, campaign_id)
+
+
+@router.post(
+    "/campaigns/recipients",
+    response_model=AudienceCount,
+    tags=["campaigns"],
+    summary="How many people a campaign with these lists, interests and segments would go to if started now",
+)
+async def count_audience(data: AudienceChoice, ctx: Ctx) -> AudienceCount:
+    return await service.count_audience(ctx, data)
 
 
 @router.get(

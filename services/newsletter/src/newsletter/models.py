@@ -374,6 +374,22 @@ class CampaignPublic(BaseModel):
     stats: CampaignStats | None = None
 
 
+class AudienceChoice(Strict):
+    """Lists, interests and segments being chosen for a campaign not saved yet."""
+
+    lists: list[str] = PField(min_length=1, max_length=50)
+    interests: list[str] = PField(default_factory=list, max_length=30)
+    segments: list[str] = PField(default_factory=list, max_length=20)
+
+    _interests = field_validator("interests")(_interests)
+
+
+class AudienceCount(BaseModel):
+    """How many people a choice of lists, interests and segments reaches now."""
+
+    recipients: int
+
+
 class CampaignRecipients(BaseModel):
     """How many people a campaign goes to."""
 

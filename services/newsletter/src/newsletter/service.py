@@ -27,6 +27,8 @@ from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageP
 from newsletter import delivery, domain, segments
 from newsletter.config import Settings
 from newsletter.models import (
+    AudienceChoice,
+    AudienceCount,
     Bounce,
     BouncePublic,
     BounceReport,
@@ -887,6 +889,26 @@ async def _audience(session: AsyncSession, c: Campaign) -> sa.Select[Any]:
     return audience
 
 
+async def _count_audience(session: AsyncSession, c: Campaign) -> int:
+    audience = (await _audience(session, c)).subquery()
+    return int((await session.execute(sa.select(func.count()).select_from(audience))).scalar_one())
+
+
+async def count_audience(ctx: Ctx, choice: AudienceChoice) -> AudienceCount:
+    """How many people a campaign with these lists, interests and segments would go to if started now."""
+    async with ctx.db.read() as session:
+        lists = await _resolve_lists(session, choice.lists)
+        unsaved = Campaign(
+            name="",
+            subject="",
+            template_id="",
+            lists=[lst.id for lst in lists],
+            interests=choice.interests,
+            segments=await segments.resolve(session, choice.segments),
+        )
+        return AudienceCount(recipients=await _count_audience(session, unsaved))
+
+
 async def count_recipients(ctx: Ctx, campaign_id: str) -> CampaignRecipients:
     """How many people the campaign goes to: counted now while it is a draft or scheduled
     (the selection its start will freeze), the frozen number once it started."""
@@ -894,9 +916,8 @@ async def count_recipients(ctx: Ctx, campaign_id: str) -> CampaignRecipients:
         c = await _load_campaign(session, campaign_id)
         if c.started_at is not None or c.status not in ("draft", "scheduled"):
             return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=c.recipients, frozen=True)
-        audience = (await _audience(session, c)).subquery()
-        count = (await session.execute(sa.select(func.count()).select_from(audience))).scalar_one()
-        return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=int(count), frozen=False)
+        count = await _count_audience(session, c)
+        return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=count, frozen=False)
 
 
 async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:

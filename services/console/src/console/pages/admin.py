@@ -20,7 +20,7 @@ async def _page(request: Request, user: User, status: int = 200, **extra: Any) -
     gateway = gateway_of(request)
     users, keys = await asyncio.gather(
         panel(gateway.get("/auth/users", user.token, params={"limit": 200})),
-        panel(gateway.get("/auth/api-keys", user.token, params={"limit": 200})),
+        panel(gateway.get("/auth/api-keys", user.token, params={"limit": 200, "include_revoked": "true"})),
     )
     context = {
         "users": items(users.data) if users.ok else [],
@@ -86,7 +86,8 @@ async def create_key(request: Request, user: UserDep) -> Response:
         issued = await gateway_of(request).post("/auth/api-keys", user.token, json=body)
     except client.Invalid as exc:
         errors, general = domain.field_errors(exc.body)
-        return await _page(request, user, 422, section="key", errors=errors, general=general, values=body)
+        shown = {**body, "scopes": ", ".join(body.get("scopes", []))}  # as typed, for the form
+        return await _page(request, user, 422, section="key", errors=errors, general=general, values=shown)
     # the key is shown on this answer only; it is not kept anywhere by the console
     return await _page(request, user, 201, issued=issued)
 

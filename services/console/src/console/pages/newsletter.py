@@ -194,14 +194,21 @@ SAMPLE_SIZE = 5
 
 @router.post("/newsletter/campaigns/recipients")
 async def recipients(request: Request, user: StaffDep) -> Response:
-    """How many subscribers the chosen lists hold, and each chosen segment now: its count and the first
-    few of its members, by address (htmx, while choosing)."""
+    """How many people the choice reaches (the service counts it as a start would select them), and
+    each chosen segment now: its count and the first few of its members, by address (htmx, while choosing)."""
     form = await request.form()
-    chosen = set(form.getlist("lists"))
-    gateway = gateway_of(request)
-    lists = items(await gateway.get(f"{API}/lists", user.token, params={"limit": 200}))
-    count = sum(int(lst.get("subscribers", 0)) for lst in lists if lst["slug"] in chosen or lst["id"] in chosen)
+    chosen = [str(x) for x in form.getlist("lists")][:50]
     segment_ids = [str(x) for x in form.getlist("segments")][:20]
+    interests = domain.split_list(str(form.get("interests", "")))[:30]
+    gateway = gateway_of(request)
+    count: int | None = None
+    problem = ""
+    if chosen:
+        choice = {"lists": chosen, "interests": interests, "segments": segment_ids}
+        try:
+            count = (await gateway.post(f"{API}/campaigns/recipients", user.token, json=choice))["recipients"]
+        except client.Invalid as exc:
+            problem = exc.message
     counts = await asyncio.gather(
         *(gateway.get(f"{API}/segments/{quote(sid, safe='')}", user.token) for sid in segment_ids),
         *(
@@ -214,7 +221,8 @@ async def recipients(request: Request, user: StaffDep) -> Response:
         {"name": seg["name"], "count": page["total"], "sample": [m["email"] for m in page["items"]]}
         for seg, page in zip(counts[:half], counts[half:], strict=True)
     ]
-    return render(request, "newsletter/_recipients.html", {"count": count, "chosen": len(chosen), "segments": segments})
+    context = {"count": count, "chosen": len(chosen), "segments": segments, "problem": problem}
+    return render(request, "newsletter/_recipients.html", context)
 
 
 @router.post("/newsletter/campaigns")
