@@ -226,6 +226,10 @@ async def test_staff_register_approve_and_figures_change_live(browser: Browser, 
     await work.get_by_role("button", name="Save figures").click()
     await expect(work.locator("#figures table")).to_contain_text("2025")
 
+    mails = await home.context.new_page()
+    await mails.goto("/newsletter")
+    welcomed = int(re.sub(r"\D", "", await mails.get_by_test_id("welcome-sent").inner_text()) or 0)
+
     await work.get_by_role("button", name="Approve").click()
     await expect(work.locator("h1 .badge")).to_have_text("Active")
     await expect(work.locator("#history")).to_contain_text("Applied → Active")
@@ -242,6 +246,14 @@ async def test_staff_register_approve_and_figures_change_live(browser: Browser, 
             return (await c.get("/api/messages", params={"to": contact})).json()["total"] > 0
 
     await wait_for(welcome, timeout=90, what="the welcome mail")
+
+    # … and the newsletter page counts it
+    async def counted() -> bool:
+        await mails.reload()
+        return await mails.get_by_test_id("welcome-sent").inner_text() == str(welcomed + 1)
+
+    await wait_for(counted, timeout=90, what="the welcome mail counted on the newsletter page")
+    await check(mails, platform, "newsletter: lists, campaigns, mails", "newsletter")
 
     # the register lists it; filters and sorting work from the page
     await work.goto("/members?kind=company&sort=name&dir=desc")

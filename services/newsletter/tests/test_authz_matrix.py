@@ -142,6 +142,7 @@ CASES: list[Case] = [
     Case("GET", "/campaigns/{campaign_id}", STAFF),
     Case("GET", "/campaigns/{campaign_id}/recipients", STAFF),
     Case("POST", "/campaigns/recipients", STAFF, body={"lists": ["news"]}),
+    Case("GET", "/transactional-mails", STAFF),
     Case("PATCH", "/campaigns/{campaign_id}", STAFF, body={"name": "C renamed"}),
     Case("GET", "/campaigns/{campaign_id}/deliveries", STAFF),
     Case("POST", "/campaigns/{campaign_id}/test", STAFF, body={"emails": ["editor@example.org"]}),

@@ -138,6 +138,12 @@ async def test_welcome_digest_and_erasure_from_events(
         assert "Anna" in welcome.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert sink.to("no-news@biotech.example") == []
 
+        async def welcomes_sent() -> bool:
+            mails = (await client.get("/transactional-mails")).json()
+            return bool(mails["welcome"]["sent"] == 2 and mails["welcome"]["pending"] == 0)
+
+        await wait_until(welcomes_sent, what="the two welcome mails counted as sent")
+
         # the same join delivered again (a replay under a new event id) sends nothing more; a later
         # join event of the same organisation (same partition) tells us when the replay was handled
         await publish_events(

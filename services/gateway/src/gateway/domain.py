@@ -273,6 +273,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/api/newsletter/campaigns/{campaign_id}/test", STAFF_UP, "send test mails"),
     _r("GET", "/api/newsletter/campaigns/{campaign_id}/deliveries", STAFF_UP, "a campaign's deliveries"),
     _r("GET", "/api/newsletter/campaigns/{campaign_id}/recipients", STAFF_UP, "how many people a campaign goes to"),
+    _r("GET", "/api/newsletter/transactional-mails", STAFF_UP, "confirmation and welcome mails counted"),
     _r("POST", "/api/newsletter/digest", STAFF_UP, "build the digest now"),
     _r("GET", "/api/newsletter/metrics", OPERATORS | STAFF_UP, "the service's metrics (operators)"),
     _r("GET,POST", "/api/newsletter/segments", STAFF_UP, "segments (saved audience rules)"),

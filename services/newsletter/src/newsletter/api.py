@@ -41,6 +41,7 @@ from newsletter.models import (
     TemplateCreate,
     TemplatePublic,
     TemplateUpdate,
+    TransactionalMails,
 )
 
 router = APIRouter()
@@ -374,6 +375,16 @@ async def list_deliveries(
 ) -> Page[DeliveryPublic]:
     items, total = await service.list_deliveries(ctx, campaign_id, page, status=status)
     return make_page(items, total, page)
+
+
+@router.get(
+    "/transactional-mails",
+    response_model=TransactionalMails,
+    tags=["campaigns"],
+    summary="Confirmation and welcome mails, counted by delivery status",
+)
+async def transactional_mails(ctx: Ctx) -> TransactionalMails:
+    return await service.transactional_mails(ctx)
 
 
 @router.post("/digest", tags=["campaigns"], summary="Build the digest now (draft or started, per configuration)")

@@ -354,6 +354,13 @@ class CampaignStats(BaseModel):
     cancelled: int = 0
 
 
+class TransactionalMails(BaseModel):
+    """The mails sent outside campaigns, by kind, counted by delivery status."""
+
+    confirmation: CampaignStats
+    welcome: CampaignStats
+
+
 class CampaignPublic(BaseModel):
     id: str
     name: str

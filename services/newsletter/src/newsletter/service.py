@@ -64,6 +64,7 @@ from newsletter.models import (
     TemplateCreate,
     TemplatePublic,
     TemplateUpdate,
+    TransactionalMails,
     WebhookReceipt,
     new_id,
     utcnow,
@@ -1168,6 +1169,23 @@ async def update_queue_metrics(ctx: Ctx) -> None:
     delivery.QUEUE_DEPTH.set(counts.get("pending", 0) + counts.get("sending", 0))
     done = counts.get("sent", 0) + counts.get("failed", 0)
     delivery.DELIVERY_RATIO.set(counts.get("sent", 0) / done if done else 1.0)
+
+
+async def transactional_mails(ctx: Ctx) -> TransactionalMails:
+    """How many confirmation and welcome mails are waiting, sent, failed… (all time)."""
+    async with ctx.db.read() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.kind, Delivery.status, func.count())
+                .where(col(Delivery.kind).in_(["confirmation", "welcome"]))
+                .group_by(Delivery.kind, Delivery.status)
+            )
+        ).all()
+    counts: dict[str, dict[str, int]] = {"confirmation": {}, "welcome": {}}
+    for kind, status, n in rows:
+        if status in CampaignStats.model_fields:
+            counts[kind][status] = n
+    return TransactionalMails(**{kind: CampaignStats(**c) for kind, c in counts.items()})
 
 
 async def list_deliveries(

@@ -25,12 +25,14 @@ SUBSCRIBERS_PAGE = 50
 @router.get("/newsletter")
 async def index(request: Request, user: StaffDep) -> Response:
     gateway = gateway_of(request)
-    lists, campaigns, templates = await asyncio.gather(
+    lists, campaigns, templates, mails = await asyncio.gather(
         panel(gateway.get(f"{API}/lists", user.token, params={"limit": 200})),
         panel(gateway.get(f"{API}/campaigns", user.token, params={"limit": 50})),
         panel(gateway.get(f"{API}/templates", user.token, params={"limit": 200})),
+        panel(gateway.get(f"{API}/transactional-mails", user.token)),
     )
-    return render(request, "newsletter/index.html", {"lists": lists, "campaigns": campaigns, "templates": templates})
+    context = {"lists": lists, "campaigns": campaigns, "templates": templates, "mails": mails}
+    return render(request, "newsletter/index.html", context)
 
 
 @router.post("/newsletter/lists")
@@ -46,13 +48,14 @@ async def create_list(request: Request, user: StaffDep) -> Response:
         await gateway_of(request).post(f"{API}/lists", user.token, json=body)
     except client.Invalid as exc:
         gateway = gateway_of(request)
-        lists, campaigns, templates = await asyncio.gather(
+        lists, campaigns, templates, mails = await asyncio.gather(
             panel(gateway.get(f"{API}/lists", user.token, params={"limit": 200})),
             panel(gateway.get(f"{API}/campaigns", user.token, params={"limit": 50})),
             panel(gateway.get(f"{API}/templates", user.token, params={"limit": 200})),
+            panel(gateway.get(f"{API}/transactional-mails", user.token)),
         )
         errors, general = domain.field_errors(exc.body)
-        context: dict[str, Any] = {"lists": lists, "campaigns": campaigns, "templates": templates}
+        context: dict[str, Any] = {"lists": lists, "campaigns": campaigns, "templates": templates, "mails": mails}
         context.update(errors=errors, general=general, values=body)
         return render(request, "newsletter/index.html", context, status=422)
     return redirect(request, "/newsletter")
