@@ -116,47 +116,55 @@ async def _events(
     again before each batch: a partner deactivated (or a type withdrawn) stops receiving at once,
     not at its next reconnection."""
     settings = d.settings
+    tail: service.LogTail = request.app.state.ctx.singletons[service.LogTail]
     metrics.STREAMS_OPEN.inc()
     held = 0
     try:
         yield b"retry: 2000\n\n"
-        idle = 0.0
+        checked = -1  # the log was read up to this position (of any type) and nothing more was ours
+        regrant = True
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
         while True:
-            types = await service.still_granted(d, partner_id, types)
-            if not types:
-                return
-            rows = await service.read_log(d, position, types, settings.stream_batch_size)
-            held = len(rows)
-            metrics.STREAM_BUFFERED.inc(held)
-            for row in rows:
-                assert row.seq is not None
-                data = domain.envelope(
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    source=row.source,
-                    subject=row.subject,
-                    time=row.time,
-                    payload=row.payload,
-                )
-                # The server waits here while the connection's buffers are full (uvicorn's flow
-                # control): nothing more is read from the log until the client takes this.
-                yield domain.sse_frame(row.seq, row.event_type, data)
-                held -= 1
-                metrics.STREAM_BUFFERED.dec()
-                metrics.STREAM_SENT.inc()
-                position = row.seq
-            if rows:
-                idle = 0.0
+            if regrant or tail.last_seq > checked:
+                types = await service.still_granted(d, partner_id, types)
+                if not types:
+                    return
+                regrant = False
+            if tail.last_seq > checked:
+                newest = tail.last_seq
+                rows = await service.read_log(d, position, types, settings.stream_batch_size)
+                held = len(rows)
+                metrics.STREAM_BUFFERED.inc(held)
+                for row in rows:
+                    assert row.seq is not None
+                    data = domain.envelope(
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        source=row.source,
+                        subject=row.subject,
+                        time=row.time,
+                        payload=row.payload,
+                    )
+                    # The server waits here while the connection's buffers are full (uvicorn's flow
+                    # control): nothing more is read from the log until the client takes this.
+                    yield domain.sse_frame(row.seq, row.event_type, data)
+                    held -= 1
+                    metrics.STREAM_BUFFERED.dec()
+                    metrics.STREAM_SENT.inc()
+                    position = row.seq
+                if rows:
+                    idle_since = loop.time()
                 if len(rows) == settings.stream_batch_size:
                     continue
+                checked = max(position, newest)
             if await request.is_disconnected():
                 return
-            wait = min(settings.stream_poll_seconds, settings.stream_heartbeat_seconds - idle)
-            started = asyncio.get_running_loop().time()
-            await d.notifier.wait(max(wait, 0.01))
-            idle += asyncio.get_running_loop().time() - started
-            if idle >= settings.stream_heartbeat_seconds:
-                idle = 0.0
+            remaining = settings.stream_heartbeat_seconds - (loop.time() - idle_since)
+            woken = remaining > 0 and await tail.wait_beyond(checked, remaining)
+            if not woken and loop.time() - idle_since >= settings.stream_heartbeat_seconds:
+                idle_since = loop.time()
+                regrant = True  # an idle stream still notices a partner deactivated
                 yield domain.HEARTBEAT
     finally:
         metrics.STREAM_BUFFERED.dec(held)

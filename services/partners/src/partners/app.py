@@ -19,7 +19,7 @@ from distretto_shared.contracts import public as contracts
 from partners import api, consumers
 from partners.config import Settings
 from partners.delivery import DeliveryWorker
-from partners.service import Deps, Notifier
+from partners.service import Deps, LogTail, Notifier
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -38,6 +38,9 @@ async def start_channels(ctx: ServiceContext) -> None:
     notifier = Notifier()
     ctx.provide(notifier)
     ctx.db.on_outbox_commit(notifier.notify)
+    tail = LogTail(ctx.db, notifier, settings.stream_poll_seconds)
+    ctx.provide(tail)
+    await tail.refresh()
     client = httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -48,6 +51,7 @@ async def start_channels(ctx: ServiceContext) -> None:
         asyncio.create_task(DeliveryWorker(deps, client).run(), name=f"webhook-worker-{i}")
         for i in range(settings.webhook_workers)
     ]
+    tasks.append(asyncio.create_task(tail.run(), name="public-log-tail"))
     ctx.provide(DeliveryPool(client, tasks))
 
 

@@ -63,6 +63,46 @@ class Notifier:
             return False
 
 
+class LogTail:
+    """The newest position of the public-event log, watched by one task per process for all its
+    streams: a stream that has read everything waits here instead of querying the database, so
+    a thousand idle streams cost one small query per poll, not a thousand."""
+
+    def __init__(self, db: Database, notifier: Notifier, poll_seconds: float) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.poll_seconds = poll_seconds
+        self.last_seq = 0
+        self._moved = Notifier()
+
+    async def refresh(self) -> int:
+        """Read the newest position; wake the waiting streams when it moved."""
+        async with self.db.read() as session:
+            newest = (await session.execute(sa.select(sa.func.max(PublicEventRow.seq)))).scalar()
+        if newest is not None and int(newest) > self.last_seq:
+            self.last_seq = int(newest)
+            self._moved.notify()
+        return self.last_seq
+
+    async def run(self) -> None:
+        """Follow the log until cancelled (woken by this process's commits, polling for the others')."""
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away for a moment: the streams wait, then go on
+                pass
+            await self.notifier.wait(self.poll_seconds)
+
+    async def wait_beyond(self, position: int, timeout: float) -> bool:
+        """Wait until the log has a position after ``position`` (True) or the timeout (False)."""
+        if self.last_seq > position:
+            return True
+        await self._moved.wait(timeout)
+        return self.last_seq > position
+
+
 @dataclass
 class Deps:
     """What the use cases need."""
