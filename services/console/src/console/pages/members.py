@@ -24,7 +24,7 @@ FILTERS = ("q", "kind", "sector", "status", "province", "size_class")
 PAGE_SIZE = 25
 ORG_FIELDS = ("name", "kind", "address", "postcode", "city", "province", "country", "website", "vat_number")
 ORG_FIELDS_MORE = ("ateco_code", "description")
-ACTIONS = ("approve", "reject", "suspend", "reinstate", "renew", "leave")
+ACTIONS = ("approve", "reject", "suspend", "reinstate", "lapse", "renew", "leave")
 
 
 def _filters(request: Request) -> dict[str, str]:
