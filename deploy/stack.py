@@ -30,6 +30,10 @@ import httpx
 
 from distretto_shared import monitoring as mon
 from distretto_shared.identity import Keyring
+from distretto_shared.kafka_security import ADMIN_USER, KafkaCredentials
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kafka_access
 
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
@@ -87,6 +91,9 @@ GENERATED: dict[str, Callable[[], str]] = {
     # docker-compose.yml only (`make secrets`): the PostgreSQL and Grafana passwords
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
     "GRAFANA_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(15),
+    # Kafka: the broker's super user, and one SCRAM user per service (deploy/kafka_access.py)
+    "KAFKA_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(32),
+    **{kafka_access.password_variable(s): (lambda: secrets.token_urlsafe(32)) for s in kafka_access.SERVICES},
 }
 """Every secret `make up` needs besides the signing keys, and how to make one."""
 
@@ -202,6 +209,9 @@ def processes() -> list[Proc]:
     for proc in procs:
         if proc.name in KEYED:
             proc.env = {**proc.env, **keys.env(proc.name)}
+        if proc.name in kafka_access.SERVICES:
+            password = secret[kafka_access.password_variable(proc.name)]
+            proc.env = {**proc.env, **kafka_access.service_env(proc.name, password)}
     return procs + monitoring_processes()
 
 
@@ -285,6 +295,9 @@ def write_operator_env(
         "#!/bin/sh\n"
         f'export DISTRETTO_HOME="${{DISTRETTO_HOME:-{home}}}"\n'
         f'export KAFKA_BOOTSTRAP_SERVERS="${{KAFKA_BOOTSTRAP_SERVERS:-{bootstrap}}}"\n'
+        # the dead-letter commands act as the broker's super user; its password stays in var/kafka
+        f'export KAFKA_SASL_USERNAME="${{KAFKA_SASL_USERNAME:-{ADMIN_USER}}}"\n'
+        f'export KAFKA_SASL_PASSWORD="${{KAFKA_SASL_PASSWORD:-$(cat "{var / "kafka" / "admin-password"}" 2>/dev/null)}}"\n'
         f'exec "{venv_bin / "distretto"}" "$@"\n'
     )
     wrapper.chmod(0o755)
@@ -389,6 +402,19 @@ def stop(p: Proc, timeout: float = 20.0) -> None:
     say(f"{p.name} stopped")
 
 
+def kafka_admin() -> KafkaCredentials:
+    """The broker's super user (the operator's dead-letter commands act as it)."""
+    return KafkaCredentials("SASL_PLAINTEXT", ADMIN_USER, installation_secrets()["KAFKA_ADMIN_PASSWORD"])
+
+
+def provision_kafka() -> None:
+    """Each service's Kafka user and least rights, derived from its spec (deploy/kafka_access.py)."""
+    secret = installation_secrets()
+    passwords = {s: secret[kafka_access.password_variable(s)] for s in kafka_access.SERVICES}
+    counts = kafka_access.provision(BOOTSTRAP, passwords, kafka_admin())
+    say("Kafka users: " + ", ".join(f"service.{name} ({n} ACLs)" for name, n in counts.items()))
+
+
 def kafka(cmd: str) -> int:
     return subprocess.call(
         [
@@ -403,6 +429,7 @@ def kafka(cmd: str) -> int:
             *(["--controller-port", KAFKA_CONTROLLER_PORT] if KAFKA_CONTROLLER_PORT and cmd == "start" else []),
         ],
         cwd=ROOT,
+        env={**os.environ, "DISTRETTO_KAFKA_ADMIN_PASSWORD": installation_secrets()["KAFKA_ADMIN_PASSWORD"]},
     )
 
 
@@ -463,6 +490,7 @@ def up(args: argparse.Namespace) -> None:
     write_operator_env()
     if kafka("start") != 0:
         raise SystemExit("distretto: Kafka did not start (see var/kafka/server.log)")
+    provision_kafka()
     procs = processes()
     for p in procs:
         start(p)
@@ -483,7 +511,7 @@ def up(args: argparse.Namespace) -> None:
   Caught emails      http://127.0.0.1:8025
   Partner catalogue  {GATEWAY}/api/partners/catalogue (docs/partners.md)
   Metrics            http://127.0.0.1:8001/metrics … :8004/metrics, :8006/metrics, {GATEWAY}/metrics
-  Kafka              {BOOTSTRAP}
+  Kafka              {BOOTSTRAP}  (SASL/SCRAM-SHA-512; super user "admin", password in var/kafka/admin-password)
   Prometheus         http://127.0.0.1:{mon.PROMETHEUS_PORT}  (alerts: /alerts; Alertmanager :{mon.ALERTMANAGER_PORT})
   Alerts received    http://127.0.0.1:{mon.RECEIVER_PORT}/alerts
   Logs               var/log/*.log        Stop everything: make down

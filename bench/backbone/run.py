@@ -50,6 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from distretto_shared.consumer import ConsumerRunner, Consumers, Outcome, Record
 from distretto_shared.db import Database
 from distretto_shared.events import Event, EventMeta
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.topics import TopicSpec, ensure_topics
 
 TOPIC = TopicSpec("bench.events.v1", partitions=3)
@@ -146,6 +147,7 @@ def raw_payload(seq: int) -> bytes:
 async def raw_producer(spec: Spec, go: Any, stop: Any, results: Any) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=spec.bootstrap,
+        **default_credentials().aiokafka(),
         acks="all",
         enable_idempotence=True,
         linger_ms=2 if spec.mode == "throughput" else 0,
@@ -177,6 +179,7 @@ async def raw_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> None:
     consumer = AIOKafkaConsumer(
         spec.topic,
         bootstrap_servers=spec.bootstrap,
+        **default_credentials().aiokafka(),
         group_id=f"raw-{spec.topic}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -228,6 +231,7 @@ async def raw_single_process(spec: Spec) -> tuple[float, list[float]]:
     consumer = AIOKafkaConsumer(
         spec.topic,
         bootstrap_servers=spec.bootstrap,
+        **default_credentials().aiokafka(),
         group_id=f"raw-{spec.topic}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -351,7 +355,7 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> 
     done = asyncio.Event()
     db = Database(spec.consumer_url, schema=spec.consumer_schema)
     runner = TimedRunner(consumers, db=db, service="bench", bootstrap_servers=spec.bootstrap)
-    broker = KafkaBroker(spec.bootstrap, logger=None)
+    broker = KafkaBroker(spec.bootstrap, logger=None, security=default_credentials().faststream())
     runner.attach(broker)
     await broker.start()
     try:

@@ -15,6 +15,7 @@ from distretto_shared.consumer import ConsumerRunner
 from distretto_shared.db import Database
 from distretto_shared.dlq import list_dead_letters, replay
 from distretto_shared.events import encode
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.testing import read_topic, wait_for
 
 from .example import AccountCredited, Faults, effect_rows, projection
@@ -32,7 +33,7 @@ async def running_consumer(db: Database, bootstrap: str, **kw: float) -> AsyncIt
         backoff_initial=0.05,
         backoff_max=0.2,
     )
-    broker = KafkaBroker(bootstrap, logger=None)
+    broker = KafkaBroker(bootstrap, logger=None, security=default_credentials().faststream())
     runner.attach(broker)
     await broker.start()
     try:
@@ -47,7 +48,7 @@ def credited(account: str, seq: int) -> AccountCredited:
 
 
 async def send_raw(bootstrap: str, topic: str, items: list[tuple[bytes, dict[str, str], bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **default_credentials().aiokafka())
     await producer.start()
     try:
         for key, headers, value in items:

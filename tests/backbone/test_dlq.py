@@ -20,6 +20,7 @@ from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.db import Database
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, discard, list_dead_letters, main, replay
 from distretto_shared.events import EventMeta, PermanentEventError
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.testing import wait_for
 
 from .example import AccountCredited, effects
@@ -45,7 +46,7 @@ def _consumers(name: str) -> Consumers:
 @contextlib.asynccontextmanager
 async def three_groups(db: Database, bootstrap: str) -> AsyncIterator[list[ConsumerRunner]]:
     runners = [ConsumerRunner(_consumers(g), db=db, service="example", bootstrap_servers=bootstrap) for g in GROUPS]
-    broker = KafkaBroker(bootstrap, logger=None)
+    broker = KafkaBroker(bootstrap, logger=None, security=default_credentials().faststream())
     for runner in runners:
         runner.attach(broker)
     await broker.start()

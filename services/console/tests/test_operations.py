@@ -15,6 +15,7 @@ from console.config import Settings
 from distretto_shared import monitoring
 from distretto_shared.consumer import DLQ_CONSUMER, DLQ_ERROR, DLQ_ERROR_KIND, DLQ_TOPIC, REPLAY_FOR
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, list_dead_letters
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.testing import headers_of, read_topic, service_client, wait_for
 from distretto_shared.topics import TopicSpec, ensure_topics
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 
 async def dead_letter(bootstrap: str, origin: str, group: str, seq: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **default_credentials().aiokafka())
     await producer.start()
     try:
         headers = {

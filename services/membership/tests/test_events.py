@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import decode
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.outbox import OutboxMessage
 from distretto_shared.testing import headers_of, read_topic, service_client, wait_for
 from membership import domain, service
@@ -175,11 +176,11 @@ async def test_the_retired_contact_topic_and_its_dead_letters_are_deleted(
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     old = topic_prefix + contracts.RETIRED_CONTACT_TOPIC
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **default_credentials().aiokafka())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, 1, 1) for t in (old, old + ".dlq")])
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **default_credentials().aiokafka())
         await producer.start()
         try:
             await producer.send_and_wait(old, b'{"contact": {"email": "old.v1@alfa.example"}}')

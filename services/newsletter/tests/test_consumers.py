@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.identity import Verifier, parse_trusted_keys
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.topics import ensure_topics
 from newsletter import domain, service
@@ -238,7 +239,7 @@ async def test_welcome_digest_and_erasure_from_events(
             membership.ContactAdded(contact_id="cx", organisation_id="o1", contact=contact("cx", "o1", "x@y.it", True)),
             source="/tests",
         )
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **default_credentials().aiokafka())
         await producer.start()
         try:
             await producer.send_and_wait(

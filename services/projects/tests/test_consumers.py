@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from distretto_shared.contracts import membership as m
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode, encode
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
 from projects import service
@@ -147,7 +148,7 @@ async def test_a_broken_organisation_event_goes_to_the_dead_letter_topic(
     await ensure_topics(kafka_bootstrap, [m.ORGANISATION_TOPIC])
     good = m.OrganisationRegistered(organisation_id="org-x", profile=profile("org-x", "X"))
     _, headers, _ = encode(good, source="/distretto/membership")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **default_credentials().aiokafka())
     await producer.start()
     try:
         await producer.send_and_wait(

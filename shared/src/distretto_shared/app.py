@@ -97,6 +97,12 @@ class ServiceSpec:
     personal_tables: list[str] = field(default_factory=list)
     """Tables holding personal data: after an erasure (``db.request_scrub``) they are scrubbed on
     disk (SQLite: WAL checkpoint, secure_delete is always on; PostgreSQL: ``VACUUM FULL``)."""
+    reads_dead_letters: bool = False
+    """The service reads every dead-letter topic (the console's operations page): its Kafka user gets
+    READ on them (:func:`distretto_shared.kafka_security.service_acls`)."""
+    manages_kafka_access: bool = False
+    """The service creates and removes Kafka users and ACLs (the partners service): its Kafka user
+    gets ALTER on the cluster."""
     authenticate: bool = True
     """Every request needs a credential verified here (``X-Distretto-Identity``). Only the gateway,
     which authenticates people and partner systems itself, turns this off."""
@@ -124,6 +130,7 @@ class ServiceContext:
                 context=Context.for_service(self),
                 service=spec.name,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
+                credentials=settings.kafka_credentials(),
                 max_attempts=settings.consumer_max_attempts,
                 backoff_initial=settings.consumer_backoff_initial,
                 backoff_max=settings.consumer_backoff_max,
@@ -136,6 +143,7 @@ class ServiceContext:
             self.db,
             service=spec.name,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            credentials=settings.kafka_credentials(),
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
             lock_dir=default_data_dir() / "locks",
@@ -210,6 +218,7 @@ def build_broker(spec: ServiceSpec, settings: ServiceSettings) -> KafkaBroker:
         settings.kafka_bootstrap_servers,
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=spec.name)],
         client_id=f"distretto-{spec.name}",
+        security=settings.kafka_credentials().faststream(),
         request_timeout_ms=15000,
         logger=None,
     )
@@ -229,9 +238,13 @@ async def _connect_broker(ctx: ServiceContext) -> None:
     while True:
         try:
             if ctx.settings.create_topics and ctx.spec.topics:
-                await ensure_topics(ctx.settings.kafka_bootstrap_servers, ctx.spec.topics)
+                await ensure_topics(
+                    ctx.settings.kafka_bootstrap_servers, ctx.spec.topics, ctx.settings.kafka_credentials()
+                )
             if ctx.settings.create_topics and ctx.spec.retired_topics:
-                await delete_retired_topics(ctx.settings.kafka_bootstrap_servers, ctx.spec.retired_topics)
+                await delete_retired_topics(
+                    ctx.settings.kafka_bootstrap_servers, ctx.spec.retired_topics, ctx.settings.kafka_credentials()
+                )
             await ctx.broker.start()
             ctx.broker_connected = True
             ctx.broker_error = None

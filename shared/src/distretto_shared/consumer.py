@@ -51,6 +51,7 @@ from distretto_shared.events import (
     decode,
     decode_headers,
 )
+from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 from distretto_shared.topics import dlq_topic, topic_name
 
@@ -129,6 +130,7 @@ class ConsumerRunner:
         service: str,
         context: Any = None,
         bootstrap_servers: str,
+        credentials: KafkaCredentials | None = None,
         max_attempts: int = 5,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
@@ -140,6 +142,7 @@ class ConsumerRunner:
         self.context = context
         """What handlers receive first: the service's ``Context`` acting as itself."""
         self.bootstrap_servers = bootstrap_servers
+        self.credentials = credentials or default_credentials()
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -225,12 +228,17 @@ class ConsumerRunner:
         """
         try:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+                admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000, **self.credentials.aiokafka()
+                )
                 await admin.start()
                 self._admin = admin
             if self._offsets is None:
                 offsets = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False
+                    bootstrap_servers=self.bootstrap_servers,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    **self.credentials.aiokafka(),
                 )
                 await offsets.start()
                 self._offsets = offsets
@@ -453,7 +461,10 @@ class ConsumerRunner:
         async with self._producer_lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    enable_idempotence=True,
+                    **self.credentials.aiokafka(),
                 )
                 await producer.start()
                 self._producer = producer

@@ -45,6 +45,7 @@ from distretto_shared.consumer import (
     REPLAY_FOR,
     REPLAYED_FROM,
 )
+from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.topics import topic_name
 
 RESOLUTION = "dlq_resolution"
@@ -121,9 +122,11 @@ def dlq_name(topic: str) -> str:
     return name if not prefix or name.startswith(prefix) else topic_name(name)
 
 
-async def dead_letter_topics(bootstrap: str) -> list[str]:
+async def dead_letter_topics(bootstrap: str, credentials: KafkaCredentials | None = None) -> list[str]:
     """Every ``.dlq`` topic of the cluster (with this environment's prefix)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10000, **(credentials or default_credentials()).aiokafka()
+    )
     await admin.start()
     try:
         names = await admin.list_topics()
@@ -133,8 +136,13 @@ async def dead_letter_topics(bootstrap: str) -> list[str]:
     return sorted(n for n in names if n.endswith(".dlq") and n.startswith(prefix))
 
 
-async def _read(bootstrap: str, name: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+async def _read(bootstrap: str, name: str, credentials: KafkaCredentials | None = None) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        **(credentials or default_credentials()).aiokafka(),
+    )
     await consumer.start()
     out: list[Any] = []
     try:
@@ -158,7 +166,12 @@ async def _read(bootstrap: str, name: str) -> list[Any]:
 
 
 async def list_dead_letters(
-    bootstrap: str, topic: str, *, consumer: str | None = None, status: str | None = None
+    bootstrap: str,
+    topic: str,
+    *,
+    consumer: str | None = None,
+    status: str | None = None,
+    credentials: KafkaCredentials | None = None,
 ) -> list[DeadLetter]:
     """The entries of ``topic``'s dead-letter topic with their state, oldest first.
 
@@ -168,7 +181,7 @@ async def list_dead_letters(
     name = dlq_name(topic)
     entries: dict[int, DeadLetter] = {}
     resolutions: dict[int, dict[str, Any]] = {}
-    for r in await _read(bootstrap, name):
+    for r in await _read(bootstrap, name, credentials):
         headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
         if RESOLUTION in headers:
             try:
@@ -233,7 +246,9 @@ async def replay(
     letters = _select(await list_dead_letters(bootstrap, name, consumer=consumer), offsets, name)
     if not letters:
         return []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **default_credentials().aiokafka()
+    )
     await producer.start()
     try:
         for d in letters:
@@ -276,7 +291,9 @@ async def discard(
     letters = _select(await list_dead_letters(bootstrap, name, consumer=consumer), offsets, name)
     if not letters:
         return []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **default_credentials().aiokafka()
+    )
     await producer.start()
     try:
         for d in letters:

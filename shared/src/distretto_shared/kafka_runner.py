@@ -14,6 +14,16 @@ Public API:
   ``$KAFKA_BOOTSTRAP_SERVERS`` if set, otherwise a throwaway broker on free ports.
 * :func:`main` is the ``distretto-kafka`` CLI: ``fetch``, ``start``, ``stop``, ``status``, ``run``.
 
+Security: clients connect with SASL/SCRAM-SHA-512 only (listener ``SASL_PLAINTEXT``, loopback), and
+every request is authorised by KRaft's ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=
+false``: a user without ACLs can do nothing. The super user ``admin`` gets its SCRAM credential when
+the storage is formatted (``kafka-storage format --add-scram``); its password is
+``$DISTRETTO_KAFKA_ADMIN_PASSWORD`` or a random one kept owner-only in ``<data dir>/admin-password``
+— never a default. The controller listener stays on loopback and authenticates the broker with
+SASL/PLAIN as the same super user (KRaft controllers cannot check SCRAM: the credentials live in the
+metadata they serve). Services, partners and tools get their own users and ACLs
+(:mod:`distretto_shared.kafka_security`).
+
 Java 17+ and Maven are the only system prerequisites; :func:`ensure_java` installs them with apt-get
 when running as root, and otherwise says exactly what to install.
 """
@@ -45,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from distretto_shared.kafka_security import ADMIN_USER, KafkaCredentials, new_password
+
 __all__ = [
     "EmbeddedKafka",
     "KafkaRunnerError",
@@ -63,6 +75,8 @@ POM_RELPATH = Path("deploy") / "kafka" / "pom.xml"
 LOG4J_RELPATH = Path("deploy") / "kafka" / "log4j2.properties"
 COMPLETE_MARKER = ".complete"
 PIDFILE_NAME = "kafka.pid"
+ADMIN_PASSWORD_FILE = "admin-password"
+ADMIN_PASSWORD_ENV = "DISTRETTO_KAFKA_ADMIN_PASSWORD"
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 MIN_JAVA = 17
@@ -299,10 +313,13 @@ def _tail(path: Path | None, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-async def probe_broker(bootstrap_servers: str, request_timeout: float = 5.0) -> dict[str, Any] | None:
+async def probe_broker(
+    bootstrap_servers: str, request_timeout: float = 5.0, credentials: KafkaCredentials | None = None
+) -> dict[str, Any] | None:
     """Ask the broker for cluster metadata; return it if at least one broker is listed, else None.
 
     Never raises for connection problems: an unreachable or not-yet-ready broker gives None.
+    ``credentials`` default to the environment's (``KAFKA_SASL_USERNAME`` …).
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -310,6 +327,7 @@ async def probe_broker(bootstrap_servers: str, request_timeout: float = 5.0) -> 
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=max(1000, int(request_timeout * 1000)),
         client_id="distretto-kafka-probe",
+        **(credentials or KafkaCredentials.from_env()).aiokafka(),
     )
     try:
         async with asyncio.timeout(request_timeout):
@@ -323,11 +341,11 @@ async def probe_broker(bootstrap_servers: str, request_timeout: float = 5.0) -> 
     return info if info.get("brokers") else None
 
 
-def _broker_answers(bootstrap_servers: str, timeout: float = 5.0) -> bool:
+def _broker_answers(bootstrap_servers: str, timeout: float = 5.0, credentials: KafkaCredentials | None = None) -> bool:
     host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
     if not _port_open(int(port), host or "127.0.0.1"):
         return False
-    return _run_coro(lambda: probe_broker(bootstrap_servers, timeout)) is not None
+    return _run_coro(lambda: probe_broker(bootstrap_servers, timeout, credentials)) is not None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -415,6 +433,11 @@ class EmbeddedKafka:
     heap: str = "512m"
     log_file: Path | None = None
     jvm_args: Sequence[str] = ()
+    sasl: bool = True
+    """SASL/SCRAM-SHA-512 listener with ACLs (the default); False: an open PLAINTEXT listener."""
+    admin_password: str | None = None
+    """The super user's password; None: ``$DISTRETTO_KAFKA_ADMIN_PASSWORD``, else the one kept in
+    ``<data_dir>/admin-password``, else a new random one (kept there)."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _requested_ports: tuple[int | None, int | None] = field(default=(None, None), init=False, repr=False)
 
@@ -424,6 +447,17 @@ class EmbeddedKafka:
         self._pick_ports()
         if self.log_file is None:
             self.log_file = self.data_dir / "server.log"
+        if self.sasl and not self.admin_password:
+            self.admin_password = (
+                os.environ.get(ADMIN_PASSWORD_ENV) or read_admin_password(self.data_dir) or new_password()
+            )
+
+    @property
+    def credentials(self) -> KafkaCredentials:
+        """The super user's client credentials (``PLAINTEXT`` without SASL)."""
+        if not self.sasl:
+            return KafkaCredentials()
+        return KafkaCredentials("SASL_PLAINTEXT", ADMIN_USER, self.admin_password or "", "SCRAM-SHA-512")
 
     @property
     def _auto_ports(self) -> bool:
@@ -460,17 +494,49 @@ class EmbeddedKafka:
 
     # ---- configuration --------------------------------------------------------------------------
 
+    def _listener_properties(self) -> dict[str, str]:
+        if not self.sasl:
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        pw = self.admin_password or ""
+        if '"' in pw or "\\" in pw:
+            raise KafkaRunnerError("the Kafka admin password must not contain quotes or backslashes")
+        scram = (
+            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN_USER}" password="{pw}";'
+        )
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{ADMIN_USER}" password="{pw}" user_{ADMIN_USER}="{pw}";'
+        )
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN_USER}",
+        }
+
     def server_properties(self) -> dict[str, str]:
         """The broker configuration written to ``server.properties``."""
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._listener_properties(),
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "3",
             "default.replication.factor": "1",
@@ -500,7 +566,13 @@ class EmbeddedKafka:
     def _write_properties(self) -> None:
         lines = ["# Generated by distretto_shared.kafka_runner; rewritten at every start."]
         lines += [f"{k}={v}" for k, v in self.server_properties().items()]
-        self.properties_file.write_text("\n".join(lines) + "\n")
+        # owner-only: it holds the admin password (JAAS)
+        fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        if self.sasl and self.admin_password:
+            write_admin_password(self.data_dir, self.admin_password)
 
     def _java_cmd(self, libs: Path, main_class: str, *args: str, heap: str | None = None) -> list[str]:
         cmd = ["java"]
@@ -532,6 +604,11 @@ class EmbeddedKafka:
             "--config",
             str(self.properties_file),
             "--ignore-formatted",
+            *(
+                ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN_USER},password={self.admin_password}]"]
+                if self.sasl
+                else []
+            ),
             heap=None,
         )
         # With a static controller.quorum.voters, Kafka 4.x rejects --standalone (that flag is for
@@ -618,7 +695,7 @@ class EmbeddedKafka:
                     f"Kafka did not answer on {self.bootstrap_servers} within {timeout:.0f}s; "
                     f"last lines of {self.log_file}:\n" + _tail(self.log_file)
                 )
-            if _broker_answers(self.bootstrap_servers, timeout=min(5.0, max(1.0, remaining))):
+            if _broker_answers(self.bootstrap_servers, min(5.0, max(1.0, remaining)), self.credentials):
                 return
             time.sleep(0.2)
 
@@ -678,6 +755,9 @@ def session_broker(tmp_root: Path) -> Iterator[str]:
     broker = EmbeddedKafka(data_dir=Path(tmp_root) / "kafka", jvm_args=("-XX:TieredStopAtLevel=1",))
     _exit_on_sigterm()
     with broker:
+        # The session's clients (test helpers, the processes tests start) act as the super user; tests
+        # of least rights make their own users (distretto_shared.kafka_security).
+        os.environ.update(broker.credentials.env())
         yield broker.bootstrap_servers
 
 
@@ -699,6 +779,31 @@ def _exit_on_sigterm() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def read_admin_password(data_dir: Path) -> str | None:
+    """The super user's password kept in ``<data_dir>/admin-password``, if any."""
+    try:
+        return (Path(data_dir) / ADMIN_PASSWORD_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_admin_password(data_dir: Path, password: str) -> None:
+    """Keep the super user's password in ``<data_dir>/admin-password`` (owner-only)."""
+    path = Path(data_dir) / ADMIN_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+
+
+def _admin_credentials(data_dir: Path) -> KafkaCredentials:
+    password = os.environ.get(ADMIN_PASSWORD_ENV) or read_admin_password(data_dir)
+    if password:
+        return KafkaCredentials("SASL_PLAINTEXT", ADMIN_USER, password)
+    return KafkaCredentials.from_env()
+
+
 def _read_pid(data_dir: Path) -> int | None:
     try:
         return int((data_dir / PIDFILE_NAME).read_text().split()[0])
@@ -709,7 +814,7 @@ def _read_pid(data_dir: Path) -> int | None:
 def _configured_bootstrap(data_dir: Path, fallback_port: int) -> str:
     try:
         text = (data_dir / "server.properties").read_text()
-        match = re.search(r"^advertised\.listeners=PLAINTEXT://([^,\s]+)", text, re.M)
+        match = re.search(r"^advertised\.listeners=(?:SASL_)?PLAINTEXT://([^,\s]+)", text, re.M)
         if match:
             return match.group(1)
     except OSError:
@@ -734,7 +839,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     if pid is not None and _is_kafka_pid(pid):
         bootstrap = _configured_bootstrap(data_dir, args.port)
         deadline = time.monotonic() + args.timeout  # it may still be starting
-        while not _broker_answers(bootstrap):
+        while not _broker_answers(bootstrap, credentials=_admin_credentials(data_dir)):
             if time.monotonic() > deadline or not _is_kafka_pid(pid):
                 _say(f"pid {pid} is alive but {bootstrap} does not answer; try 'distretto-kafka stop'")
                 return 1
@@ -758,6 +863,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     pid = broker.detach()
     (data_dir / PIDFILE_NAME).write_text(f"{pid}\n")
     _say(f"started (pid {pid}) at {broker.bootstrap_servers} in {time.monotonic() - t0:.1f}s; log {broker.log_file}")
+    _say(f"SASL/SCRAM-SHA-512 super user '{ADMIN_USER}'; its password is in {data_dir / ADMIN_PASSWORD_FILE}")
     return 0
 
 
@@ -782,7 +888,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     pid = _read_pid(data_dir)
     bootstrap = _configured_bootstrap(data_dir, args.port)
     if pid is not None and _is_kafka_pid(pid):
-        if _broker_answers(bootstrap):
+        if _broker_answers(bootstrap, credentials=_admin_credentials(data_dir)):
             _say(f"running (pid {pid}) at {bootstrap}")
             return 0
         _say(f"pid {pid} is alive but {bootstrap} does not answer (starting or wedged)")

@@ -27,6 +27,7 @@ from sqlmodel import Field, SQLModel
 from distretto_shared import metrics, tracing
 from distretto_shared.db import OUTBOX_DIRTY, Database
 from distretto_shared.events import Event, encode
+from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
 from distretto_shared.topics import topic_name
 
@@ -94,6 +95,7 @@ class OutboxRelay:
         *,
         service: str,
         bootstrap_servers: str,
+        credentials: KafkaCredentials | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
         lock_dir: Path | None = None,
@@ -102,6 +104,7 @@ class OutboxRelay:
         self.db = db
         self.service = service
         self.bootstrap_servers = bootstrap_servers
+        self.credentials = credentials or default_credentials()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lock_dir = lock_dir
@@ -177,6 +180,7 @@ class OutboxRelay:
                 linger_ms=2,
                 max_batch_size=256 * 1024,
                 request_timeout_ms=15000,
+                **self.credentials.aiokafka(),
             )
             await producer.start()
             self._producer = producer

@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from distretto_shared.kafka_security import KafkaCredentials
 from distretto_shared.secrets import Secret
 
 
@@ -38,6 +39,12 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = None
     """PostgreSQL schema to use (search_path); lets services share one database safely."""
     kafka_bootstrap_servers: str = Field(default_factory=_default_bootstrap)
+    kafka_security_protocol: str = Field(default_factory=lambda: os.environ.get("KAFKA_SECURITY_PROTOCOL", ""))
+    """``PLAINTEXT``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; empty: SASL_PLAINTEXT when a user name is set."""
+    kafka_sasl_mechanism: str = Field(default_factory=lambda: os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"))
+    kafka_sasl_username: str = Field(default_factory=lambda: os.environ.get("KAFKA_SASL_USERNAME", ""))
+    """This service's Kafka user (``<PREFIX>_KAFKA_SASL_USERNAME``, else ``KAFKA_SASL_USERNAME``)."""
+    kafka_sasl_password: str = Field(default_factory=lambda: os.environ.get("KAFKA_SASL_PASSWORD", ""))
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -74,6 +81,12 @@ class ServiceSettings(BaseSettings):
         default=5 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("DISTRETTO_MAX_BODY_BYTES")
     )
     """Request bodies larger than this get 413 before they are read whole."""
+
+    def kafka_credentials(self) -> KafkaCredentials:
+        """How this service connects to Kafka (:mod:`distretto_shared.kafka_security`)."""
+        return KafkaCredentials.of(
+            self.kafka_sasl_username, self.kafka_sasl_password, self.kafka_security_protocol, self.kafka_sasl_mechanism
+        )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per service."""

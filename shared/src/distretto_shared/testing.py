@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from distretto_shared.events import Event, encode
 from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role
+from distretto_shared.kafka_security import default_credentials
 from distretto_shared.secrets import new_secret
 
 POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
@@ -158,7 +159,7 @@ async def publish_events(bootstrap: str, events: list[Event], *, source: str = "
     """Publish events straight to Kafka (as another service would); returns their ids."""
     from distretto_shared.topics import topic_name
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **default_credentials().aiokafka())
     await producer.start()
     ids = []
     try:
@@ -178,7 +179,12 @@ async def publish_events(bootstrap: str, events: list[Event], *, source: str = "
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0, min_count: int = 0) -> list[Any]:
     """Every record of ``topic`` from the start (waits until ``min_count`` arrived or ``timeout``)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **default_credentials().aiokafka(),
+    )
     await consumer.start()
     records: list[Any] = []
     try:
@@ -319,3 +325,64 @@ class ServiceProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+# --------------------------------------------------------------------------------------------------
+# kcat: an independent Kafka client for the tests of users and ACLs
+# --------------------------------------------------------------------------------------------------
+
+KCAT_MIN_LIBRDKAFKA = (2, 6, 1)
+"""librdkafka before 2.6.1 computes a SCRAM proof Kafka 4.x rejects (a doubled nonce)."""
+
+
+def _kcat_env(tmp: Path) -> dict[str, str]:
+    """kcat's environment: when the system's librdkafka is too old for SCRAM with Kafka 4.x (Debian 12
+    ships 2.0.2), the one confluent-kafka installs beside this venv is put first on the library path."""
+    import re
+    import shutil
+
+    kcat_bin = shutil.which("kcat")
+    if kcat_bin is None:
+        pytest.fail("kcat is not installed: `make bootstrap` installs Debian's kcat package")
+    out = subprocess.run([kcat_bin, "-V"], capture_output=True, text=True, timeout=30, check=False).stdout
+    found = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out)
+    version = tuple(int(x) for x in found.groups()) if found else (0, 0, 0)
+    if version >= KCAT_MIN_LIBRDKAFKA:
+        return dict(os.environ)
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    candidates = sorted(libs.glob("librdkafka*.so*"))
+    if not candidates:
+        pytest.fail(f"kcat links librdkafka {version} (< 2.6.1) and confluent-kafka ships no librdkafka in {libs}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    link = tmp / "librdkafka.so.1"
+    if not link.exists():
+        with contextlib.suppress(FileExistsError):  # another test process made it first
+            link.symlink_to(candidates[0])
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join([str(tmp), str(libs)])}
+
+
+def kcat(
+    bootstrap: str, username: str, password: str, *args: str, timeout: float = 60.0, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kcat -b bootstrap`` with SASL/SCRAM-SHA-512 credentials (``-X`` options) and ``args``."""
+    import shutil
+    import tempfile
+
+    env = _kcat_env(Path(tempfile.gettempdir()) / f"distretto-kcat-{os.getuid()}")
+    cmd = [
+        shutil.which("kcat") or "kcat",
+        "-b",
+        bootstrap,
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanisms=SCRAM-SHA-512",
+        "-X",
+        f"sasl.username={username}",
+        "-X",
+        f"sasl.password={password}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False, input=input or "")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from distretto_shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from distretto_shared.kafka_security import KafkaCredentials
 
 log = get_logger(__name__)
 
@@ -60,7 +64,19 @@ def register(*specs: TopicSpec) -> None:
         CATALOGUE[spec.name] = spec
 
 
-async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec] | None = None) -> list[str]:
+def _admin(bootstrap_servers: str, credentials: KafkaCredentials | None) -> AIOKafkaAdminClient:
+    from distretto_shared.kafka_security import default_credentials
+
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=15000,
+        **(credentials or default_credentials()).aiokafka(),
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: list[TopicSpec] | None = None, credentials: KafkaCredentials | None = None
+) -> list[str]:
     """Create the given topics (default: the whole catalogue) and their dead-letter topics.
 
     Existing topics are left as they are. Returns the names created.
@@ -69,7 +85,7 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec] | None = 
     for spec in specs if specs is not None else list(CATALOGUE.values()):
         physical = TopicSpec(topic_name(spec.name), spec.partitions, spec.retention_ms, spec.compacted, spec.extra)
         wanted += [physical, physical.dead_letter()]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = _admin(bootstrap_servers, credentials)
     await admin.start()
     created: list[str] = []
     try:
@@ -91,7 +107,9 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec] | None = 
     return created
 
 
-async def delete_retired_topics(bootstrap_servers: str, names: list[str]) -> list[str]:
+async def delete_retired_topics(
+    bootstrap_servers: str, names: list[str], credentials: KafkaCredentials | None = None
+) -> list[str]:
     """Delete retired topics (logical names) and their dead-letter topics where they exist.
 
     A topic is retired when a new version replaced it and its records must not stay on disk
@@ -99,7 +117,7 @@ async def delete_retired_topics(bootstrap_servers: str, names: list[str]) -> lis
     """
     if not names:
         return []
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = _admin(bootstrap_servers, credentials)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

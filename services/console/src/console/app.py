@@ -36,6 +36,7 @@ SPEC = ServiceSpec(
     migrations=MIGRATIONS,
     consumers=[consumers.consumers],
     periodic=[PeriodicJob("purge", 300.0, _purge)],
+    reads_dead_letters=True,
     title="Distretto console",
     description="The web application of Distretto for staff, members and the public, through the gateway.",
 )

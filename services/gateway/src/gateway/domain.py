@@ -323,6 +323,7 @@ POLICY: tuple[Rule, ...] = (
     _r("GET", "/api/partners/stream", frozenset({Role.PARTNER}), "server-sent events of the granted types"),
     _r("GET,POST", "/api/partners/partners", ADMIN_ONLY, "partner systems"),
     _r("GET,PATCH", "/api/partners/partners/{partner_id}", ADMIN_ONLY, "one partner: grant, API key, active"),
+    _r("POST,DELETE", "/api/partners/partners/{partner_id}/kafka", ADMIN_ONLY, "Kafka user and ACLs (password once)"),
     _r("GET,POST", "/api/partners/partners/{partner_id}/webhooks", ADMIN_ONLY, "webhook endpoints (secret shown once)"),
     _r("GET", "/api/partners/webhooks/{endpoint_id}", ADMIN_ONLY, "one webhook endpoint"),
     _r("POST", "/api/partners/webhooks/{endpoint_id}/rotate-secret", ADMIN_ONLY, "new signing secret"),

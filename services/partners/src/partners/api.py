@@ -18,8 +18,10 @@ from partners.models import (
     EndpointCreate,
     EndpointPublic,
     EndpointWithSecret,
+    KafkaAccessOut,
     MessagePublic,
     PartnerCreate,
+    PartnerCreated,
     PartnerPublic,
     PartnerUpdate,
     ReplayRequest,
@@ -184,9 +186,31 @@ def _endpoint(e: Any, with_secret: bool = False) -> EndpointPublic:
 
 
 @router.post("/partners", status_code=201, tags=["partners"], summary="Create a partner")
-async def create_partner(data: PartnerCreate, caller: Caller, d: Deps) -> PartnerPublic:
+async def create_partner(data: PartnerCreate, caller: Caller, d: Deps) -> PartnerCreated:
+    """With ``"kafka": true`` the answer carries the partner's Kafka password: shown this once."""
     service.require_admin(caller)
-    return _partner(await service.create_partner(d, data))
+    partner, kafka = await service.create_partner(d, data)
+    return PartnerCreated(**_partner(partner).model_dump(), kafka=kafka)
+
+
+@router.post(
+    "/partners/{partner_id}/kafka",
+    status_code=201,
+    tags=["partners"],
+    summary="Direct Kafka access: a SCRAM user reading the granted public topics (password shown this once)",
+)
+async def grant_kafka(partner_id: str, caller: Caller, d: Deps) -> KafkaAccessOut:
+    """Called again, gives a new password (the previous one stops working)."""
+    service.require_admin(caller)
+    return await service.grant_kafka(d, partner_id)
+
+
+@router.delete(
+    "/partners/{partner_id}/kafka", tags=["partners"], summary="Remove the partner's Kafka user and its ACLs"
+)
+async def revoke_kafka(partner_id: str, caller: Caller, d: Deps) -> PartnerPublic:
+    service.require_admin(caller)
+    return _partner(await service.revoke_kafka(d, partner_id))
 
 
 @router.get("/partners", tags=["partners"], summary="Partners")

@@ -88,6 +88,7 @@ SPEC = ServiceSpec(
     title="Distretto partners",
     description="The public catalogue for partner systems: public Kafka topics, server-sent events, webhooks.",
     published_events=list(contracts.PUBLIC_TYPES),
+    manages_kafka_access=True,
 )
 
 

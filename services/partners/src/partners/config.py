@@ -24,6 +24,12 @@ class Settings(ServiceSettings):
     stream_poll_seconds: float = 1.0
     """How often a stream looks at the log when no commit in this process woke it."""
 
+    # --- Kafka, direct
+    kafka_partner_bootstrap: str = ""
+    """The broker address partners are told to connect to (empty: the service's own)."""
+    kafka_admin_timeout_seconds: float = 15.0
+    """How long creating or removing a partner's Kafka user and ACLs may take before it is refused."""
+
     # --- webhooks
     webhook_retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000]
     """Seconds before each retry of a failed delivery (JSON list in the environment); after the

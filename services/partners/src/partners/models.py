@@ -36,6 +36,8 @@ class Partner(SQLModel, table=True):
     contact_email: str | None = Field(default=None, max_length=320)
     """Where notices go (an endpoint disabled): ask partners for a team address, not a person's."""
     active: bool = True
+    kafka_user: str | None = Field(default=None, max_length=120)
+    """The partner's SCRAM user on the broker, when it has direct Kafka access."""
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
 
@@ -181,6 +183,8 @@ class PartnerCreate(BaseModel):
     api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
     contact_email: str | None = PField(default=None, max_length=320)
     """Where the partner is told that an endpoint was disabled."""
+    kafka: bool = False
+    """Also give the partner direct Kafka access (its SCRAM user; the password is in the answer, once)."""
 
     _types = field_validator("event_types")(_check_types)
     _email = field_validator("contact_email")(_check_email)
@@ -210,8 +214,27 @@ class PartnerPublic(BaseModel):
     api_key_id: str | None
     contact_email: str | None = None
     active: bool
+    kafka_user: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class KafkaAccessOut(BaseModel):
+    """A partner's Kafka credentials: the password is shown in this answer only."""
+
+    username: str
+    password: str
+    mechanism: str = "SCRAM-SHA-512"
+    security_protocol: str = "SASL_PLAINTEXT"
+    bootstrap_servers: str
+    topics: list[str]
+    """The topics it may read (and nothing else)."""
+    group_prefix: str
+    """Its consumer group ids must start with this."""
+
+
+class PartnerCreated(PartnerPublic):
+    kafka: KafkaAccessOut | None = None
 
 
 class EndpointCreate(BaseModel):

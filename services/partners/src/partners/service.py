@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,21 @@ from sqlmodel import col, select
 from distretto_shared.contracts import public as pub
 from distretto_shared.db import Database
 from distretto_shared.identity import Principal, Role
+from distretto_shared.kafka_security import (
+    KafkaAccess,
+    KafkaAccessError,
+    new_password,
+    partner_acls,
+    partner_user,
+    principal_of,
+)
 from distretto_shared.outbox import add_event
-from distretto_shared.web import Conflict, Forbidden, Invalid, NotFound
+from distretto_shared.topics import topic_name
+from distretto_shared.web import Conflict, DomainError, Forbidden, Invalid, NotFound
 from partners import domain
 from partners.config import Settings
 from partners.models import (
+    KafkaAccessOut,
     Partner,
     PartnerCreate,
     PartnerUpdate,
@@ -179,22 +190,137 @@ def require_admin(principal: Principal) -> None:
         raise Forbidden("Only an admin manages partners")
 
 
-async def create_partner(deps: Deps, data: PartnerCreate) -> Partner:
-    """Create a partner with its granted types (and the API key it streams with)."""
-    async with deps.db.transaction() as session:
+class KafkaUnavailable(DomainError):
+    """The broker refused or did not answer a change of a partner's Kafka user or ACLs."""
+
+    status = 503
+    code = "kafka_unavailable"
+
+
+# --- Kafka, direct: a SCRAM user per partner, READ on its granted public topics only
+
+
+def public_topics(event_types: Sequence[str]) -> list[str]:
+    """The physical public topics carrying ``event_types``."""
+    by_type = {cls.event_type: cls.topic for cls in pub.PUBLIC_TYPES}
+    return sorted({topic_name(by_type[t]) for t in event_types if t in by_type})
+
+
+def _access(deps: Deps) -> KafkaAccess:
+    s = deps.settings
+    return KafkaAccess(s.kafka_bootstrap_servers, s.kafka_credentials(), timeout=s.kafka_admin_timeout_seconds)
+
+
+def _grant_kafka_sync(deps: Deps, partner_id: str, event_types: Sequence[str], fresh: bool) -> KafkaAccessOut:
+    user = partner_user(partner_id)
+    topics = public_topics(event_types)
+    password = new_password()
+    access = _access(deps)
+    try:
+        access.set_user(user, password)
+        access.converge(principal_of(user), partner_acls(partner_id, topics))
+    except KafkaAccessError as exc:
+        if fresh:  # nothing half-created: a new user without its ACLs (or the reverse) is taken back
+            with contextlib.suppress(Exception):
+                access.revoke_all(principal_of(user))
+            with contextlib.suppress(Exception):
+                access.delete_user(user)
+        raise KafkaUnavailable(
+            f"Kafka did not take the partner's access ({exc}); nothing was changed, try again when the broker is back"
+        ) from None
+    return KafkaAccessOut(
+        username=user,
+        password=password,
+        bootstrap_servers=deps.settings.kafka_partner_bootstrap or deps.settings.kafka_bootstrap_servers,
+        topics=topics,
+        group_prefix=f"{user}.",
+    )
+
+
+def _converge_kafka_sync(deps: Deps, partner_id: str, event_types: Sequence[str]) -> None:
+    try:
+        _access(deps).converge(
+            principal_of(partner_user(partner_id)), partner_acls(partner_id, public_topics(event_types))
+        )
+    except KafkaAccessError as exc:
+        raise KafkaUnavailable(f"Kafka did not take the partner's new grant ({exc}); nothing was changed") from None
+
+
+def _revoke_kafka_sync(deps: Deps, partner_id: str) -> None:
+    user = partner_user(partner_id)
+    access = _access(deps)
+    try:
+        access.revoke_all(principal_of(user))
+        access.delete_user(user)
+    except KafkaAccessError as exc:
+        raise KafkaUnavailable(
+            f"Kafka did not remove the partner's access ({exc}); it is unchanged, try again when the broker is back"
+        ) from None
+
+
+async def create_partner(deps: Deps, data: PartnerCreate) -> tuple[Partner, KafkaAccessOut | None]:
+    """Create a partner with its granted types (and the API key it streams with); with ``data.kafka``,
+    its Kafka user and ACLs first — a broker that refuses leaves no partner and no user behind."""
+    async with deps.db.read() as session:
         if data.api_key_id and await _by_key(session, data.api_key_id):
             raise Conflict("This API key already belongs to a partner")
-        stamp = now()
-        partner = Partner(
-            name=data.name,
-            event_types=data.event_types,
-            api_key_id=data.api_key_id,
-            contact_email=data.contact_email,
-            created_at=stamp,
-            updated_at=stamp,
-        )
-        session.add(partner)
-    return partner
+    stamp = now()
+    partner = Partner(
+        name=data.name,
+        event_types=data.event_types,
+        api_key_id=data.api_key_id,
+        contact_email=data.contact_email,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    kafka = None
+    if data.kafka:
+        kafka = await asyncio.to_thread(_grant_kafka_sync, deps, partner.id, data.event_types, True)
+        partner.kafka_user = kafka.username
+    try:
+        async with deps.db.transaction() as session:
+            if data.api_key_id and await _by_key(session, data.api_key_id):
+                raise Conflict("This API key already belongs to a partner")
+            session.add(partner)
+    except BaseException:
+        if kafka is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(_revoke_kafka_sync, deps, partner.id)
+        raise
+    return partner, kafka
+
+
+async def grant_kafka(deps: Deps, partner_id: str) -> KafkaAccessOut:
+    """Give an active partner direct Kafka access, or a new password (the old one stops working)."""
+    partner = await get_partner(deps, partner_id)
+    if not partner.active:
+        raise Conflict("The partner is inactive: activate it first")
+    kafka = await asyncio.to_thread(
+        _grant_kafka_sync, deps, partner.id, partner.event_types, partner.kafka_user is None
+    )
+    async with deps.db.transaction() as session:
+        row = await session.get(Partner, partner_id)
+        if row is None:  # deleted meanwhile: take the access back
+            await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+            raise NotFound("No such partner")
+        row.kafka_user = kafka.username
+        row.updated_at = now()
+        session.add(row)
+    return kafka
+
+
+async def revoke_kafka(deps: Deps, partner_id: str) -> Partner:
+    """Remove the partner's Kafka user and every ACL of it (idempotent)."""
+    await get_partner(deps, partner_id)
+    await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+    async with deps.db.transaction() as session:
+        row = await session.get(Partner, partner_id)
+        if row is None:
+            raise NotFound("No such partner")
+        row.kafka_user = None
+        row.updated_at = now()
+        session.add(row)
+    return row
 
 
 async def _by_key(session: AsyncSession, api_key_id: str) -> Partner | None:
@@ -222,16 +348,24 @@ async def get_partner(deps: Deps, partner_id: str) -> Partner:
 
 async def update_partner(deps: Deps, partner_id: str, data: PartnerUpdate) -> Partner:
     """Change a partner's name, grant, key or state (inactive: no stream, no new webhook messages)."""
+    current = await get_partner(deps, partner_id)
+    changes = data.model_dump(exclude_unset=True)
+    if current.kafka_user:
+        # Kafka first: a broker that refuses leaves the partner as it was (grant and access agree).
+        if changes.get("active") is False:
+            await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+            changes["kafka_user"] = None
+        elif changes.get("event_types") and set(changes["event_types"]) != set(current.event_types):
+            await asyncio.to_thread(_converge_kafka_sync, deps, partner_id, changes["event_types"])
     async with deps.db.transaction() as session:
         partner = await session.get(Partner, partner_id)
         if partner is None:
             raise NotFound("No such partner")
-        changes = data.model_dump(exclude_unset=True)
         new_key = changes.get("api_key_id")
         if new_key and new_key != partner.api_key_id and await _by_key(session, new_key):
             raise Conflict("This API key already belongs to a partner")
         for field, value in changes.items():
-            if value is not None or field in ("api_key_id", "contact_email"):
+            if value is not None or field in ("api_key_id", "contact_email", "kafka_user"):
                 setattr(partner, field, value)
         partner.updated_at = now()
         session.add(partner)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from console.web import User, UserDep, page_router, redirect, render, settings_of
 from distretto_shared import dlq, monitoring
+from distretto_shared.kafka_security import KafkaCredentials
 from distretto_shared.logging import get_logger
 
 router = page_router()
@@ -148,12 +149,14 @@ def _sparkline(values: list[float], width: int = 160, height: int = 28) -> str:
     return points
 
 
-async def _dead_letters(bootstrap: str) -> tuple[list[dlq.DeadLetter], str | None]:
+async def _dead_letters(
+    bootstrap: str, credentials: KafkaCredentials | None = None
+) -> tuple[list[dlq.DeadLetter], str | None]:
     try:
         async with asyncio.timeout(15):
             letters: list[dlq.DeadLetter] = []
-            for topic in await dlq.dead_letter_topics(bootstrap):
-                letters += await dlq.list_dead_letters(bootstrap, topic)
+            for topic in await dlq.dead_letter_topics(bootstrap, credentials):
+                letters += await dlq.list_dead_letters(bootstrap, topic, credentials=credentials)
             return letters, None
     except Exception as exc:
         return [], f"Kafka: {type(exc).__name__}"
@@ -162,7 +165,8 @@ async def _dead_letters(bootstrap: str) -> tuple[list[dlq.DeadLetter], str | Non
 async def _page(request: Request, user: User, status: int = 200, **extra: Any) -> Response:
     settings = settings_of(request)
     prom, (letters, dlq_error) = await asyncio.gather(
-        _prometheus(settings.prometheus_url), _dead_letters(settings.kafka_bootstrap_servers)
+        _prometheus(settings.prometheus_url),
+        _dead_letters(settings.kafka_bootstrap_servers, settings.kafka_credentials()),
     )
     services = []
     if prom["error"] is None:
