@@ -1,12 +1,16 @@
-"""A partner created through the gateway receives a member's joining on the SSE stream and as a
-signed webhook, with the same id, nothing personal in it (real membership, partners and gateway
-processes, the real broker, a receiver verifying with the ``standardwebhooks`` library)."""
+"""A partner created through the gateway receives a member's joining on the SSE stream, as a
+signed webhook and on its Kafka topic, with the same id, nothing personal in it (real membership,
+partners and gateway processes, each connecting to the SASL broker as its own least-rights Kafka
+user; a receiver verifying with the ``standardwebhooks`` library; kcat with the partner's SCRAM
+credentials)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +22,11 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.testing import ServiceProcess, free_port, wait_for
+from distretto_shared.kafka_security import provision_services
+from distretto_shared.testing import ServiceProcess, free_port, kcat, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
+import kafka_access
 
 ADMIN = {"email": "admin@partners.example", "password": "partners-admin-password"}
 JOINED = "distretto.public.organisation.joined.v1"
@@ -54,18 +62,35 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def platform(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[str, str, str]]:
     root: Path = tmp_path_factory.mktemp("partners")
+    prefix = f"pt{uuid.uuid4().hex[:8]}."
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DISTRETTO_TOPIC_PREFIX": f"pt{uuid.uuid4().hex[:8]}.",
+        "DISTRETTO_TOPIC_PREFIX": prefix,
         "DISTRETTO_DATA_DIR": str(root / "data"),
     }
-    membership = ServiceProcess("membership", env=common, log_path=root / "membership.log")
+    # Each process connects as its own Kafka user with the rights derived from its spec, as in `make up`.
+    names = ("membership", "partners", "gateway")
+    passwords = {name: f"pw-{uuid.uuid4().hex}" for name in names}
+    before = os.environ.get("DISTRETTO_TOPIC_PREFIX")
+    os.environ["DISTRETTO_TOPIC_PREFIX"] = prefix  # the ACLs name this run's physical topics
+    try:
+        specs = [s for s in kafka_access.specs() if s.name in names]
+        await asyncio.to_thread(provision_services, kafka_bootstrap, specs, passwords)
+    finally:
+        if before is None:
+            os.environ.pop("DISTRETTO_TOPIC_PREFIX", None)
+        else:
+            os.environ["DISTRETTO_TOPIC_PREFIX"] = before
+    own = {name: {**common, **kafka_access.service_env(name, passwords[name])} for name in names}
+    membership = ServiceProcess("membership", env=own["membership"], log_path=root / "membership.log")
     partners = ServiceProcess(
         "partners",
         env={
-            **common,
+            **own["partners"],
             # the test's receiver is on loopback, over plain http
             "PARTNERS_WEBHOOK_REQUIRE_HTTPS": "false",
             "PARTNERS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
@@ -76,7 +101,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     gateway = ServiceProcess(
         "gateway",
         env={
-            **common,
+            **own["gateway"],
             "GATEWAY_ADMIN_EMAIL": ADMIN["email"],
             "GATEWAY_ADMIN_PASSWORD": ADMIN["password"],
             "GATEWAY_MEMBERSHIP_URL": f"http://127.0.0.1:{membership.port}",
@@ -88,13 +113,16 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         await membership.start(timeout=90)
         await partners.start(timeout=90)
         await gateway.start(timeout=90)
-        yield gateway.url
+        yield gateway.url, kafka_bootstrap, prefix
     finally:
         for proc in (gateway, partners, membership):
             proc.stop()
 
 
-async def test_the_same_joining_arrives_on_the_stream_and_as_a_webhook_with_one_id(platform: str) -> None:
+async def test_the_same_joining_arrives_on_the_stream_as_a_webhook_and_on_kafka_with_one_id(
+    platform: tuple[str, str, str],
+) -> None:
+    platform, bootstrap, prefix = platform  # type: ignore[assignment]
     receiver = Receiver()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
@@ -137,9 +165,11 @@ async def test_the_same_joining_arrives_on_the_stream_and_as_a_webhook_with_one_
             partner = await gw.post(
                 "/api/partners/partners",
                 headers=admin,
-                json={"name": "Agenzia", "event_types": [JOINED], "api_key_id": key.json()["id"]},
+                json={"name": "Agenzia", "event_types": [JOINED], "api_key_id": key.json()["id"], "kafka": True},
             )
             assert partner.status_code == 201, partner.text
+            kafka = partner.json()["kafka"]
+            assert kafka["topics"] == [f"{prefix}public.organisation.v1"]
             endpoint = await gw.post(
                 f"/api/partners/partners/{partner.json()['id']}/webhooks",
                 headers=admin,
@@ -192,5 +222,31 @@ async def test_the_same_joining_arrives_on_the_stream_and_as_a_webhook_with_one_
     for value in planted.values():
         assert value not in text
     assert receiver.unverified == 0
+
+    # Kafka, direct: the partner's SCRAM user reads the same event (ce_id header) from its public topic,
+    # and is refused the internal topic that carries the contact.
+    topic = kafka["topics"][0]
+    read = await asyncio.to_thread(
+        kcat,
+        bootstrap,
+        kafka["username"],
+        kafka["password"],
+        "-C",
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%h %s\n",
+    )
+    assert read.returncode == 0, read.stderr
+    assert f"ce_id={event['id']}" in read.stdout and f"Partnerbio {tag} S.r.l." in read.stdout
+    for value in planted.values():
+        assert value not in read.stdout
+    internal = await asyncio.to_thread(
+        kcat, bootstrap, kafka["username"], kafka["password"], "-C", "-t", f"{prefix}membership.contact.v2", "-e"
+    )
+    assert internal.returncode != 0 and "authoriz" in internal.stderr.lower(), internal.stderr
     # Reported, not asserted (the machine is shared): how long after the approval each arrived.
     print(f"\nSSE after {sse_at - joined_at:.3f}s, webhook after {hook_at - joined_at:.3f}s")

@@ -72,6 +72,7 @@ async def stack(request: pytest.FixtureRequest, broker: EmbeddedKafka, tmp_path:
     schemas: dict[str, str] = {}
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        **broker.credentials.env(),  # this test's own broker: its super user, not the session's
         "DISTRETTO_TOPIC_PREFIX": f"er{uuid.uuid4().hex[:8]}.",
         "DISTRETTO_DATA_DIR": str(tmp_path / "data"),
         "MEMBERSHIP_ERASURE_SCRUB_DELAY": "0.2",
