@@ -43,6 +43,7 @@ bootstrap-browser:
 	@bash deploy/bootstrap-browser.sh
 
 test: bootstrap bootstrap-browser
+	@bash deploy/bootstrap-kcat.sh
 	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \

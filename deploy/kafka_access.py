@@ -2,8 +2,9 @@
 
 Each service connects as ``service.<name>`` with exactly the rights
 :func:`distretto_shared.kafka_security.service_acls` derives from its ``ServiceSpec`` (the topics it
-creates, publishes and consumes, its consumer groups). `make up` calls :func:`provision`; docker
-compose runs this file once before the services start::
+creates, publishes and consumes, its consumer groups), as printed by ``python -m <service>
+kafka-acls`` (one process per service: their models cannot share one interpreter). `make up` calls
+:func:`provision`; with docker compose, run it once before the services start::
 
     python deploy/kafka_access.py --bootstrap kafka:19092
 
@@ -15,16 +16,19 @@ the derived ones (stale rights removed).
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import os
+import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from distretto_shared.kafka_security import (
+    Acl,
     KafkaAccessError,
     KafkaCredentials,
-    provision_services,
+    provision_users,
     service_user,
 )
 
@@ -37,9 +41,25 @@ def password_variable(service: str) -> str:
     return f"KAFKA_PASSWORD_{service.upper()}"
 
 
-def specs() -> list[Any]:
-    """Every service's ``ServiceSpec``."""
-    return [importlib.import_module(f"{name}.app").SPEC for name in SERVICES]
+def acls_of(service: str, env: Mapping[str, str] | None = None) -> list[Acl]:
+    """The ACLs ``service``'s spec implies (``python -m <service> kafka-acls``; topic prefix from ``env``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", service, "kafka-acls"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,  # a cold import on a loaded machine takes half a minute
+        env={**os.environ, **(env or {})},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{service} kafka-acls failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}")
+    return [Acl(**item) for item in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def derived(services: Sequence[str] = SERVICES, env: Mapping[str, str] | None = None) -> dict[str, list[Acl]]:
+    """Every service's derived ACLs (one process each, in parallel)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(services, pool.map(lambda s: acls_of(s, env), services), strict=True))
 
 
 def service_env(service: str, password: str) -> dict[str, str]:
@@ -47,11 +67,19 @@ def service_env(service: str, password: str) -> dict[str, str]:
     return KafkaCredentials("SASL_PLAINTEXT", service_user(service), password).env()
 
 
-def provision(bootstrap: str, passwords: dict[str, str], admin: KafkaCredentials, attempts: int = 30) -> dict[str, int]:
-    """Users and ACLs for every service (retrying while the broker is still starting)."""
+def provision(
+    bootstrap: str,
+    passwords: Mapping[str, str],
+    admin: KafkaCredentials,
+    env: Mapping[str, str] | None = None,
+    attempts: int = 30,
+) -> dict[str, int]:
+    """Users and ACLs for the services in ``passwords`` (retrying while the broker is still starting)."""
+    rights = derived(list(passwords), env)
+    users = {service_user(name): (passwords[name], rights[name]) for name in passwords}
     for attempt in range(attempts):
         try:
-            return provision_services(bootstrap, specs(), passwords, admin)
+            return provision_users(bootstrap, users, admin)
         except KafkaAccessError:
             if attempt + 1 == attempts:
                 raise
@@ -70,11 +98,11 @@ def main() -> int:
     passwords = {s: os.environ[password_variable(s)] for s in SERVICES}
     try:
         counts = provision(args.bootstrap, passwords, KafkaCredentials.from_env())
-    except KafkaAccessError as exc:
+    except (KafkaAccessError, RuntimeError) as exc:
         print(f"kafka_access: {exc}", file=sys.stderr)
         return 1
-    for name, count in counts.items():
-        print(f"kafka_access: {service_user(name)}: {count} ACLs")
+    for user, count in counts.items():
+        print(f"kafka_access: {user}: {count} ACLs")
     return 0
 
 

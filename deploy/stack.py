@@ -412,7 +412,7 @@ def provision_kafka() -> None:
     secret = installation_secrets()
     passwords = {s: secret[kafka_access.password_variable(s)] for s in kafka_access.SERVICES}
     counts = kafka_access.provision(BOOTSTRAP, passwords, kafka_admin())
-    say("Kafka users: " + ", ".join(f"service.{name} ({n} ACLs)" for name, n in counts.items()))
+    say("Kafka users: " + ", ".join(f"{user} ({n} ACLs)" for user, n in counts.items()))
 
 
 def kafka(cmd: str) -> int:

@@ -18,7 +18,7 @@ def test_the_brokers_log_is_json_lines(tmp_path: Path) -> None:
     try:
 
         async def create_topic() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers, **broker.credentials.aiokafka())
             await admin.start()
             try:
                 await admin.create_topics([NewTopic("json-log-check", num_partitions=2, replication_factor=1)])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 import uuid
@@ -22,7 +21,7 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.kafka_security import provision_services
+from distretto_shared.kafka_security import KafkaCredentials
 from distretto_shared.testing import ServiceProcess, free_port, kcat, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
@@ -75,16 +74,8 @@ async def platform(
     # Each process connects as its own Kafka user with the rights derived from its spec, as in `make up`.
     names = ("membership", "partners", "gateway")
     passwords = {name: f"pw-{uuid.uuid4().hex}" for name in names}
-    before = os.environ.get("DISTRETTO_TOPIC_PREFIX")
-    os.environ["DISTRETTO_TOPIC_PREFIX"] = prefix  # the ACLs name this run's physical topics
-    try:
-        specs = [s for s in kafka_access.specs() if s.name in names]
-        await asyncio.to_thread(provision_services, kafka_bootstrap, specs, passwords)
-    finally:
-        if before is None:
-            os.environ.pop("DISTRETTO_TOPIC_PREFIX", None)
-        else:
-            os.environ["DISTRETTO_TOPIC_PREFIX"] = before
+    # the ACLs name this run's physical topics: derived with its prefix
+    await asyncio.to_thread(kafka_access.provision, kafka_bootstrap, passwords, KafkaCredentials.from_env(), common, 1)
     own = {name: {**common, **kafka_access.service_env(name, passwords[name])} for name in names}
     membership = ServiceProcess("membership", env=own["membership"], log_path=root / "membership.log")
     partners = ServiceProcess(

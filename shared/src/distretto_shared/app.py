@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -460,6 +461,9 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
             serve.arguments(serve_parser)
         sub.add_parser("migrate", help="apply database migrations and exit")
         sub.add_parser("asyncapi", help="print the AsyncAPI 3 document")
+        sub.add_parser(
+            "kafka-acls", help="print the Kafka ACLs this service's user needs (JSON), derived from its spec"
+        )
         args = parser.parse_args()
         settings = spec.settings_cls()
         settings.service_name = spec.name
@@ -472,6 +476,11 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
         if args.command == "migrate":
             configure_logging(spec.name, settings.log_level, settings.log_json)
             asyncio.run(upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema))
+            return
+        if args.command == "kafka-acls":
+            from distretto_shared.kafka_security import service_acls
+
+            print(json.dumps([dataclasses.asdict(a) for a in service_acls(spec)]))
             return
         if args.command == "asyncapi":
             print(json.dumps(asyncapi_document(spec), indent=2, sort_keys=True))

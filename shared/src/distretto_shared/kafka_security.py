@@ -195,8 +195,8 @@ def service_acls(spec: ServiceSpec, all_specs: Sequence[ServiceSpec] = (), usern
     - the topics its consumers read: READ, DESCRIBE, and WRITE on their dead-letter topics;
     - its consumer groups (``<service>.``, prefixed): READ, DESCRIBE;
     - its retired topics and their dead-letter topics: DELETE, DESCRIBE;
-    - ``spec.reads_dead_letters``: READ, DESCRIBE on the dead-letter topics of every topic of
-      ``all_specs`` (the console's operations page);
+    - ``spec.reads_dead_letters``: READ, DESCRIBE on the dead-letter topics of every topic of the
+      contracts' catalogue (and of ``all_specs``): the console's operations page;
     - ``spec.manages_kafka_access``: ALTER and DESCRIBE on the cluster (SCRAM users and ACLs: the
       partners service, which grants partners READ on public topics).
 
@@ -216,11 +216,24 @@ def service_acls(spec: ServiceSpec, all_specs: Sequence[ServiceSpec] = (), usern
     retired = [topic_name(t) for t in spec.retired_topics]
     acls |= _topic_acls(p, [*retired, *(dlq_topic(t) for t in retired)], ("DELETE", "DESCRIBE"))
     if getattr(spec, "reads_dead_letters", False):
-        every = {topic_name(t.name) for s in (spec, *all_specs) for t in s.topics}
+        every = {topic_name(t.name) for s in (spec, *all_specs) for t in s.topics} | set(_catalogue_topics())
         acls |= _topic_acls(p, (dlq_topic(t) for t in every), ("READ", "DESCRIBE"))
     if getattr(spec, "manages_kafka_access", False):
         acls |= {Acl("CLUSTER", "kafka-cluster", "LITERAL", op, p) for op in ("ALTER", "DESCRIBE")}
     return sorted(acls)
+
+
+def _catalogue_topics() -> list[str]:
+    """Every topic of the contracts (each contract module registers its topics when imported)."""
+    import importlib
+    import pkgutil
+
+    from distretto_shared import contracts
+    from distretto_shared.topics import CATALOGUE
+
+    for module in pkgutil.iter_modules(contracts.__path__):
+        importlib.import_module(f"{contracts.__name__}.{module.name}")
+    return [topic_name(name) for name in CATALOGUE]
 
 
 def partner_acls(partner_id: str, topics: Iterable[str]) -> list[Acl]:
@@ -464,6 +477,20 @@ def _reason(exc: BaseException) -> str:
     if args and hasattr(args[0], "str"):
         return f"{args[0].name()}: {args[0].str()}"
     return str(exc) or type(exc).__name__
+
+
+def provision_users(
+    bootstrap_servers: str,
+    users: Mapping[str, tuple[str, Sequence[Acl]]],
+    credentials: KafkaCredentials | None = None,
+) -> dict[str, int]:
+    """Give each user its password and exactly its ACLs (``{user: (password, acls)}``); the number
+    of ACLs per user. Run as the admin user; running it again converges."""
+    access = KafkaAccess(bootstrap_servers, credentials)
+    for user, (password, acls) in users.items():
+        access.set_user(user, password)
+        access.converge(principal_of(user), acls)
+    return {user: len(acls) for user, (_, acls) in users.items()}
 
 
 def provision_services(
