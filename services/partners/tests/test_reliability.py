@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 import uvicorn
 
@@ -325,11 +326,13 @@ def _metric(text: str, name: str) -> float:
 
 
 async def test_the_broker_restarted_mid_stream_loses_nothing_on_sse_or_webhooks(
-    database: DatabaseTarget, topic_prefix: str, tmp_path: Path
+    database: DatabaseTarget, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broker = EmbeddedKafka(
         data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="256m"
     ).start()
+    for name, value in broker.credentials.env().items():  # this test's own broker: its super user
+        monkeypatch.setenv(name, value)
     proc: ServiceProcess | None = None
     receiver = Receiver(port=free_port())
     try:
