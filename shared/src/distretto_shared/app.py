@@ -421,6 +421,8 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
 
     settings = spec.settings_cls()
     settings.service_name = spec.name
+    # The document describes the channels, not this machine's credentials: the same wherever it is made.
+    settings.kafka_security_protocol = settings.kafka_sasl_username = settings.kafka_sasl_password = ""
     broker = build_broker(spec, settings)
     for consumers in spec.consumers:
         ConsumerRunner(

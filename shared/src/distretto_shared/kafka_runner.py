@@ -654,6 +654,12 @@ class EmbeddedKafka:
     def _start_once(self, libs: Path, timeout: float) -> None:
         assert self.log_file is not None
         deadline = time.monotonic() + timeout
+        formatted = (self.data_dir / "logs" / "meta.properties").is_file()
+        if self.sasl and formatted and read_admin_password(self.data_dir) is None:
+            raise KafkaRunnerError(
+                f"{self.data_dir} was formatted before the broker required SASL: it holds no credential of the "
+                f"super user. Delete {self.data_dir} (its topics go with it) or run `make clean`, then start again"
+            )
         self._write_properties()
         self._format_storage(libs)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
