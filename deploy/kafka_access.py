@@ -73,9 +73,11 @@ def provision(
     admin: KafkaCredentials,
     env: Mapping[str, str] | None = None,
     attempts: int = 30,
+    rights: Mapping[str, Sequence[Acl]] | None = None,
 ) -> dict[str, int]:
-    """Users and ACLs for the services in ``passwords`` (retrying while the broker is still starting)."""
-    rights = derived(list(passwords), env)
+    """Users and ACLs for the services in ``passwords`` (retrying while the broker is still starting);
+    ``rights`` if already derived."""
+    rights = rights if rights is not None else derived(list(passwords), env)
     users = {service_user(name): (passwords[name], rights[name]) for name in passwords}
     for attempt in range(attempts):
         try:
