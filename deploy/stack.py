@@ -291,13 +291,14 @@ def write_operator_env(
     bindir.mkdir(parents=True, exist_ok=True)
     venv_bin = Path(sys.executable).parent
     wrapper = bindir / "distretto"
+    admin_password_file = var / "kafka" / "admin-password"
     wrapper.write_text(
         "#!/bin/sh\n"
         f'export DISTRETTO_HOME="${{DISTRETTO_HOME:-{home}}}"\n'
         f'export KAFKA_BOOTSTRAP_SERVERS="${{KAFKA_BOOTSTRAP_SERVERS:-{bootstrap}}}"\n'
         # the dead-letter commands act as the broker's super user; its password stays in var/kafka
         f'export KAFKA_SASL_USERNAME="${{KAFKA_SASL_USERNAME:-{ADMIN_USER}}}"\n'
-        f'export KAFKA_SASL_PASSWORD="${{KAFKA_SASL_PASSWORD:-$(cat "{var / "kafka" / "admin-password"}" 2>/dev/null)}}"\n'
+        f'export KAFKA_SASL_PASSWORD="${{KAFKA_SASL_PASSWORD:-$(cat "{admin_password_file}" 2>/dev/null)}}"\n'
         f'exec "{venv_bin / "distretto"}" "$@"\n'
     )
     wrapper.chmod(0o755)
