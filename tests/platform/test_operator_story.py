@@ -408,14 +408,16 @@ async def test_the_command_line_in_a_fresh_shell(platform: Platform, tmp_path: P
     assert wrong.returncode == 2 and "login refused (401)" in wrong.stderr
     missing = shell(platform, login + f"distretto import members {tmp_path / 'nope.csv'} --email x@y", check=False)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
-    cordis = shell(
-        platform,
-        login
-        + f"distretto import cordis {CORDIS / 'project.csv'} {CORDIS / 'organization.csv'} --email {ADMIN['email']}",
-    )
-    assert re.search(r"projects: [1-9]\d* created", cordis.stdout), cordis.stdout
     async with httpx.AsyncClient(base_url=platform.gateway) as client:
         token = (await client.post("/auth/token", json=ADMIN)).json()["access_token"]
+    cordis = shell(  # with a token instead of a login
+        platform,
+        f"DISTRETTO_TOKEN={token} distretto import cordis {CORDIS / 'project.csv'} {CORDIS / 'organization.csv'}",
+    )
+    assert re.search(r"projects: [1-9]\d* created", cordis.stdout), cordis.stdout
+    nobody = shell(platform, f"distretto import cordis {CORDIS / 'project.csv'}", check=False)
+    assert nobody.returncode == 2 and "say who imports" in nobody.stderr
+    async with httpx.AsyncClient(base_url=platform.gateway) as client:
         listed = await client.get(
             "/api/membership/organisations", params={"q": "Alfa Cell"}, headers={"Authorization": f"Bearer {token}"}
         )
@@ -429,7 +431,7 @@ async def test_the_command_line_in_a_fresh_shell(platform: Platform, tmp_path: P
     )
     try:
         assert shell(platform, own + "distretto kafka status", check=False).returncode == 1  # not running yet
-        started = shell(platform, own + "distretto kafka start", timeout=180)
+        started = shell(platform, own + "distretto kafka start --timeout 400", timeout=420)  # bounds under load
         assert "started" in started.stdout + started.stderr
         running = shell(platform, own + "distretto kafka status")
         assert "running" in running.stdout + running.stderr

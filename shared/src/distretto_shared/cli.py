@@ -15,7 +15,8 @@ After ``make up``, ``source var/env.sh`` puts it on PATH (or run ``var/bin/distr
 ``DISTRETTO_HOME`` (the checkout; default: the current folder), ``KAFKA_BOOTSTRAP_SERVERS`` and
 ``DISTRETTO_PROMETHEUS_URL`` (default ``http://127.0.0.1:9090``). Imports go through the gateway
 (``DISTRETTO_GATEWAY_URL``, default ``http://127.0.0.1:8080``) as a staff or admin user:
-``DISTRETTO_API_KEY``, or ``--email`` with ``DISTRETTO_PASSWORD`` (asked for when not set).
+``--email`` with ``DISTRETTO_PASSWORD`` (asked for when not set), or ``DISTRETTO_TOKEN`` (a token
+or an API key, sent as the bearer), or ``DISTRETTO_API_KEY``.
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ def dlq_discard(
 # -- kafka -----------------------------------------------------------------------------------
 
 
-def _kafka(command: str) -> int:
+def _kafka(command: str, timeout: float | None = None) -> int:
     from distretto_shared import kafka_runner
 
     port = bootstrap().split(",")[0].rpartition(":")[2]
@@ -357,13 +358,17 @@ def _kafka(command: str) -> int:
     controller = os.environ.get("DISTRETTO_KAFKA_CONTROLLER_PORT")  # make up's, when it was not the default
     if controller and command == "start":
         args += ["--controller-port", controller]
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
     return kafka_runner.main(args)
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
+def kafka_start(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the broker to answer")] = 90,
+) -> None:
     """Start the broker (idempotent)."""
-    raise typer.Exit(_kafka("start"))
+    raise typer.Exit(_kafka("start", timeout))
 
 
 @kafka_app.command("stop")
@@ -505,12 +510,20 @@ def gateway_url() -> str:
 
 
 def _credentials(client: httpx.Client, email: str | None) -> dict[str, str]:
-    """Headers of a staff or admin caller: DISTRETTO_API_KEY, or a login with --email."""
-    key = os.environ.get("DISTRETTO_API_KEY")
+    """Headers of a staff or admin caller: a login with --email, else DISTRETTO_TOKEN (a token from
+    ``POST /auth/token`` or an API key, as the bearer — as the services' own import commands take it)
+    or DISTRETTO_API_KEY."""
+    token = (os.environ.get("DISTRETTO_TOKEN") or "").strip()
+    key = (os.environ.get("DISTRETTO_API_KEY") or "").strip()
+    if token and not email:
+        return {"Authorization": f"Bearer {token}"}
     if key and not email:
         return {"X-API-Key": key}
     if not email:
-        raise fail("say who imports: --email (password from DISTRETTO_PASSWORD, or asked), or set DISTRETTO_API_KEY")
+        raise fail(
+            "say who imports: --email (password from DISTRETTO_PASSWORD, or asked), or set DISTRETTO_TOKEN "
+            "or DISTRETTO_API_KEY"
+        )
     password = os.environ.get("DISTRETTO_PASSWORD") or typer.prompt(f"password of {email}", hide_input=True)
     try:
         r = client.post("/auth/token", json={"email": email, "password": password})
