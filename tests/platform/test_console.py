@@ -40,7 +40,11 @@ SERVICES = ("membership", "projects", "newsletter", "matchmaking", "gateway", "c
 BLOCKING = {"serious", "critical"}
 LONG = 90_000  # ms: the longest a condition may take to become true under load (a bound, not a measure)
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    # a hang guard, not a measure: the first test also waits for the six processes to start
+    pytest.mark.timeout(900),
+]
 
 
 @dataclass
