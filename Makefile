@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console clean
+.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
@@ -54,7 +54,7 @@ lint:
 	@$(UV) run --no-sync ruff format --check .
 	@$(UV) run --no-sync mypy shared/src services/*/src
 
-bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console
+bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners
 
 bench-backbone: bootstrap
 	@$(UV) run --no-sync python bench/backbone/run.py
@@ -71,6 +71,9 @@ bench-gateway: bootstrap
 
 bench-console: bootstrap
 	@$(UV) run --no-sync python bench/console/run.py
+
+bench-partners: bootstrap
+	@$(UV) run --no-sync python bench/partners/run.py
 
 clean: down
 	rm -rf var

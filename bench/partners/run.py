@@ -81,7 +81,14 @@ async def serve(app: Any, port: int) -> Any:
 
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off", http="httptools"
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            timeout_keep_alive=120,  # a loaded machine: no keep-alive race with the clients
         )
     )
     task = asyncio.create_task(server.serve())
@@ -208,34 +215,40 @@ async def one_run(args: argparse.Namespace, bootstrap: str, run: int, workdir: P
         partner = Principal(id=f"apikey:{key_id}", role=Role.PARTNER)
         sse_arrivals: list[dict[str, float]] = [{} for _ in range(args.clients)]
         clients = []
-        for c in range(args.clients):
-            clients.append(
-                asyncio.create_task(
-                    sse_client(proc.port, identity_headers(partner, "partners", ttl=3600), sse_arrivals[c], args.events)
-                )
-            )
-            if c % 100 == 99:
-                await asyncio.sleep(0.05)  # let the server accept them in waves
-        # wait until every client's stream is open (the metrics count them)
         open_now = 0.0
+
+        async def streams_open(admin: Any) -> float:
+            try:
+                text = (await admin.get("/metrics")).text
+            except httpx.HTTPError:  # busy: ask again
+                return -1.0
+            return next(
+                (
+                    float(line.split()[1])
+                    for line in text.splitlines()
+                    if line.startswith("distretto_partners_streams_open ")
+                ),
+                0.0,
+            )
+
+        # Connect in waves of 100, each wave open before the next (a thousand requests at once would
+        # only measure the connection storm).
         async with proc.client(timeout=180) as admin:
-            for _ in range(600):
-                try:
-                    text = (await admin.get("/metrics")).text
-                except httpx.HTTPError:  # busy accepting the clients: ask again
-                    continue
-                open_now = next(
-                    (
-                        float(line.split()[1])
-                        for line in text.splitlines()
-                        if line.startswith("distretto_partners_streams_open ")
-                    ),
-                    0.0,
+            for c in range(args.clients):
+                clients.append(
+                    asyncio.create_task(
+                        sse_client(
+                            proc.port, identity_headers(partner, "partners", ttl=3600), sse_arrivals[c], args.events
+                        )
+                    )
                 )
-                if open_now >= args.clients:
-                    break
-                await asyncio.sleep(0.2)
-            result["streams_open"] = open_now
+                if c % 100 == 99 or c == args.clients - 1:
+                    for _ in range(150):
+                        open_now = await streams_open(admin)
+                        if open_now >= c + 1:
+                            break
+                        await asyncio.sleep(0.2)
+        result["streams_open"] = open_now
 
         events = joined_events(args.events, run)
         _, by_event_first_send = await publish_timed(bootstrap, events)
@@ -330,7 +343,13 @@ async def baseline_http(args: argparse.Namespace, bodies: list[str]) -> dict[str
                         "webhook-timestamp": str(int(stamp.timestamp())),
                         "webhook-signature": domain.signature_header([secret], msg_id, stamp, body),
                     }
-                    response = await client.post(f"http://127.0.0.1:{port}/e{e}", content=body, headers=headers)
+                    for attempt in range(3):  # as the workers do: a dropped connection is tried again
+                        try:
+                            response = await client.post(f"http://127.0.0.1:{port}/e{e}", content=body, headers=headers)
+                            break
+                        except httpx.TransportError:
+                            if attempt == 2:
+                                raise
                     response.raise_for_status()
                     latencies.append(time.perf_counter() - t0)
 
