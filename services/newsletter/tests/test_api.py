@@ -143,7 +143,10 @@ async def test_double_opt_in_consent_preferences_and_rate_limits(
         assert r.status_code == 429 and "client" in r.json()["message"]
 
         # events: SubscriberConfirmed on the real topic, as a CloudEvent
-        records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SUBSCRIBER_TOPIC.name, min_count=2)
+        # the relay publishes after the commit: under load that can take longer than the default 10 s
+        records = await read_topic(
+            kafka_bootstrap, topic_prefix + contracts.SUBSCRIBER_TOPIC.name, min_count=2, timeout=60
+        )
         types = [headers_of(rec)["ce_type"] for rec in records]
         assert contracts.SubscriberConfirmed.event_type in types
         assert contracts.SubscriberUnsubscribed.event_type in types
