@@ -147,9 +147,12 @@ async def publish_timed(bootstrap: str, events: list[Any]) -> tuple[dict[str, fl
     from aiokafka import AIOKafkaProducer
 
     from distretto_shared.events import encode
+    from distretto_shared.kafka_security import default_credentials
     from distretto_shared.topics import topic_name
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=0, **default_credentials().aiokafka()
+    )
     await producer.start()
     from partners import domain
 
@@ -375,7 +378,15 @@ async def baseline_kafka(args: argparse.Namespace, bootstrap: str, run: int) -> 
     os.environ["DISTRETTO_TOPIC_PREFIX"] = f"benchraw{uuid.uuid4().hex[:8]}."
     await ensure_topics(bootstrap, [ms.ORGANISATION_TOPIC])
     topic = topic_name(ms.ORGANISATION_TOPIC.name)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    from distretto_shared.kafka_security import default_credentials
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        **default_credentials().aiokafka(),
+    )
     await consumer.start()
     try:
         await consumer.getmany(timeout_ms=500)  # assignment done before the burst
@@ -413,6 +424,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
             broker = await asyncio.to_thread(EmbeddedKafka(data_dir=workdir / "kafka", heap="512m").start)
             bootstrap = broker.bootstrap_servers
+            os.environ.update(broker.credentials.env())  # this run's clients and processes: its super user
         try:
             runs = []
             for run in range(args.runs):
