@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
+.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast schemathesis lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
@@ -48,6 +48,10 @@ test: bootstrap bootstrap-browser
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \
 	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync python deploy/run_tests.py $(PYTEST_ARGS)
+
+# schemathesis (every check) against each service and the gateway as real processes; not yet in `make test`.
+schemathesis: bootstrap
+	@DISTRETTO_SCHEMATHESIS=1 $(UV) run --no-sync pytest tests/api/test_schemathesis.py -q $(PYTEST_ARGS)
 
 lint:
 	@$(UV) run --no-sync ruff check .

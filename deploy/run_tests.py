@@ -26,6 +26,7 @@ SUITES = [
     "services/partners",
     "services/gateway",
     "services/console",
+    "tests/api",
     "tests/platform",
     "tests/security",
 ]

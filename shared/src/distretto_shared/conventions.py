@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo, WithJsonSchema
 from sqlalchemy import func, select
 from sqlalchemy.sql import Select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -196,6 +196,8 @@ def add_error_responses(doc: dict[str, Any], *, authenticated: bool, exempt: fro
             if method in _WRITES:
                 codes |= {409, 413, 422, 429}
             responses = op.setdefault("responses", {})
+            if path == "/readyz":
+                responses.setdefault("503", {"description": "Not ready: the body says which check failed"})
             for code in codes:
                 responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
             for code, response in responses.items():
@@ -233,11 +235,11 @@ def format_utc(value: datetime) -> str:
 
 UtcDateTime = Annotated[
     datetime,
-    AfterValidator(_aware),
     PlainSerializer(format_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-"""A timestamp: always answered with its offset (``Z``); an input without one is taken as UTC."""
+"""A timestamp: always answered in UTC with ``Z`` (a value without zone is UTC). Input is left as
+pydantic reads it (each service already takes a zone-less input as UTC)."""
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 _DASHED = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -275,16 +277,22 @@ Id = Annotated[
 ]
 """An id in a response (answered dashed) or a request (either form accepted, made dashed)."""
 
-StrictInt = Annotated[int, Field(strict=True)]
-"""An integer that refuses ``true``/``false`` and ``"3"`` (JSON numbers only)."""
-StrictFloat = Annotated[float, BeforeValidator(lambda v: _no_bool(v)), Field(allow_inf_nan=False)]
-"""A number that refuses ``true``/``false``."""
+
+FROM_TEXT = {"from_text": True}
+"""Validation context for values read from text (a CSV cell): numbers may come as strings there."""
 
 
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a number is expected, not a boolean")
+def _number_only(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, bool) or (isinstance(value, str | bytes) and not (info.context or {}).get("from_text")):
+        raise ValueError("a JSON number is expected")
     return value
+
+
+StrictInt = Annotated[int, BeforeValidator(_number_only)]
+"""An integer from a JSON number only: ``true``/``false`` and ``"3"`` are refused (``3.0`` is an
+integer to JSON Schema, so it stays accepted)."""
+StrictFloat = Annotated[float, BeforeValidator(_number_only), Field(allow_inf_nan=False)]
+"""A number from a JSON number only (no booleans, no strings, no NaN)."""
 
 
 def lower_enum(enum: type[E]) -> Callable[[Any], Any]:
@@ -317,6 +325,6 @@ async def paginate(
 
     total = (await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))).scalar_one()
     result = await session.execute(query.order_by(*order_by).limit(params.limit).offset(params.offset))
-    rows = result.scalars().all() if len(query.selected_columns) == 1 else result.all()
+    rows = result.scalars().all() if len(query.column_descriptions) == 1 else result.all()
     items = [map(r) for r in rows] if map is not None else list(rows)
     return make_page(items, total, params)

@@ -46,7 +46,6 @@ SPEC = ServiceSpec(
 # FastAPI's own document and UI are replaced by the aggregated ones in api.py, the backbone's
 # health routes by ones that also report each service.
 _REPLACED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
-PUBLIC_OWN_ROUTES = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/{asset}"})
 
 
 class BodyLimited:
@@ -135,7 +134,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         if getattr(r, "path", None) not in _REPLACED or getattr(r, "endpoint", None) in mine
     ]
     # its own routes check the caller themselves (the backbone's app is told not to): 401/403 documented
-    document_errors(app, authenticated=True, exempt=PUBLIC_OWN_ROUTES)
+    # on every one (a credential that is no longer valid is refused on the public routes too)
+    document_errors(app, authenticated=True)
     return GatewayApp(app, gateway, settings.cors_origins, settings.max_body_bytes)
 
 

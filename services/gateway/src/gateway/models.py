@@ -14,7 +14,7 @@ from pydantic import Field as Attr
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
-from distretto_shared.conventions import format_utc
+from distretto_shared.conventions import StrictInt, UtcDateTime, format_utc
 from distretto_shared.identity import Principal
 from gateway.domain import Role
 
@@ -58,8 +58,8 @@ class User(UserBase, table=True):
     session_version: int = 1
     """Carried in every token issued to the user; raised when the role, organisation, active flag
     or password changes, which ends every token issued before (see ``service.Sessions``)."""
-    created_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: UtcDateTime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class UserCreate(BaseModel):
@@ -93,8 +93,8 @@ class UserPublic(BaseModel):
     role: Role
     organisation_id: str | None
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class ApiKey(SQLModel, table=True):
@@ -110,9 +110,9 @@ class ApiKey(SQLModel, table=True):
     role: str = Field(max_length=20)
     organisation_id: str | None = Field(default=None, max_length=64)
     created_by: str | None = Field(default=None, max_length=254)
-    created_at: datetime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
-    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: UtcDateTime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    expires_at: UtcDateTime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     """After this the key is refused (every key has one, at most ``api_key_max_days`` ahead)."""
     scopes: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     """JSON list of scopes (see :class:`ApiKeyCreate`): what the key may call."""
@@ -148,10 +148,10 @@ class ApiKeyCreate(BaseModel):
         description="What the key may call: route patterns, optionally after methods ('GET /api/projects/*'; "
         "'*' matches any characters), and event topics ('topic:public.membership.*'). Required.",
     )
-    expires_in_days: int | None = Attr(
+    expires_in_days: StrictInt | None = Attr(
         default=None, ge=1, description="Days until the key stops working (at most the gateway's limit)"
     )
-    expires_at: datetime | None = Attr(
+    expires_at: UtcDateTime | None = Attr(
         default=None, description="When the key stops working (instead of expires_in_days; UTC when no zone)"
     )
 
@@ -191,9 +191,9 @@ class ApiKeyPublic(BaseModel):
     role: Role
     organisation_id: str | None
     created_by: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-    expires_at: datetime
+    created_at: UtcDateTime
+    revoked_at: UtcDateTime | None
+    expires_at: UtcDateTime
     scopes: list[str]
 
 

@@ -14,14 +14,15 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from distretto_shared.conventions import paginate
 from distretto_shared.db import Database
 from distretto_shared.identity import ALGORITHM, TokenSigner, TrustedKey, parse_trusted_keys
 from distretto_shared.logging import get_logger
-from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams, make_page
+from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, Page, PageParams
 from gateway.config import Settings
 from gateway.domain import Role
 from gateway.models import (
@@ -415,18 +416,11 @@ async def create_user(db: Database, passwords: Passwords, data: UserCreate) -> U
 async def list_users(db: Database, params: PageParams, role: Role | None = None) -> Page[UserPublic]:
     """Users, oldest first."""
     query = select(User)
-    count = select(func.count()).select_from(User)
     if role is not None:
         query = query.where(col(User.role) == role.value)
-        count = count.where(col(User.role) == role.value)
     async with db.read() as session:
-        total = (await session.execute(count)).scalar_one()
-        rows = (
-            await session.execute(
-                query.order_by(col(User.created_at), col(User.id)).limit(params.limit).offset(params.offset)
-            )
-        ).scalars()
-        return make_page([_public(u) for u in rows], total, params)
+        order = [col(User.created_at), col(User.id)]
+        return await paginate(session, query, params, order_by=order, map=_public)  # type: ignore[no-any-return]
 
 
 async def get_user(db: Database, user_id: str) -> UserPublic:
@@ -513,18 +507,11 @@ async def create_api_key(db: Database, data: ApiKeyCreate, created_by: str | Non
 async def list_api_keys(db: Database, params: PageParams, include_revoked: bool = False) -> Page[ApiKeyPublic]:
     """API keys, oldest first (revoked ones only when asked)."""
     query = select(ApiKey)
-    count = select(func.count()).select_from(ApiKey)
     if not include_revoked:
         query = query.where(col(ApiKey.revoked_at).is_(None))
-        count = count.where(col(ApiKey.revoked_at).is_(None))
     async with db.read() as session:
-        total = (await session.execute(count)).scalar_one()
-        rows = (
-            await session.execute(
-                query.order_by(col(ApiKey.created_at), col(ApiKey.id)).limit(params.limit).offset(params.offset)
-            )
-        ).scalars()
-        return make_page([_key_public(k) for k in rows], total, params)
+        order = [col(ApiKey.created_at), col(ApiKey.id)]
+        return await paginate(session, query, params, order_by=order, map=_key_public)  # type: ignore[no-any-return]
 
 
 async def revoke_api_key(db: Database, key_id: str) -> ApiKeyPublic:

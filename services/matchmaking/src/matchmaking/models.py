@@ -12,6 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
 from matchmaking.domain import (
     Decision,
     DevelopmentStage,
@@ -77,8 +78,8 @@ class Opportunity(SQLModel, table=True):
     renewals: int = 0
     embedding: bytes | None = SQLField(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
     embedded_hash: str | None = SQLField(default=None, max_length=64)
-    created_at: datetime = _ts()
-    updated_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class Organisation(SQLModel, table=True):
@@ -97,7 +98,7 @@ class Organisation(SQLModel, table=True):
     keywords: list[str] = _json()
     embedding: bytes | None = SQLField(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
     embedded_hash: str | None = SQLField(default=None, max_length=64)
-    updated_at: datetime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class Project(SQLModel, table=True):
@@ -112,7 +113,7 @@ class Project(SQLModel, table=True):
     topics: list[str] = _json()
     keywords: list[str] = _json()
     member_organisation_ids: list[str] = _json()
-    updated_at: datetime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class Participation(SQLModel, table=True):
@@ -142,11 +143,11 @@ class Match(SQLModel, table=True):
     score: float = 0.0
     score_parts: dict[str, Any] = _json(dict)
     explanation: dict[str, Any] = _json(dict)
-    meeting_at: datetime | None = SQLField(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    meeting_at: UtcDateTime | None = SQLField(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
     meeting_place: str | None = SQLField(default=None, max_length=300)
     held_on: date | None = None
-    created_at: datetime = _ts()
-    updated_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class MatchFeedback(SQLModel, table=True):
@@ -158,7 +159,7 @@ class MatchFeedback(SQLModel, table=True):
     side: str = SQLField(primary_key=True, max_length=16)
     useful: bool
     comment: str = ""
-    created_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
 
 
 # -- API shapes -------------------------------------------------------------------------
@@ -323,7 +324,7 @@ class RenewRequest(Strict):
     """Extend an opportunity's validity: a new expiry day or a number of months from today."""
 
     expires_on: date | None = None
-    months: int | None = Field(default=None, ge=1, le=24)
+    months: StrictInt | None = Field(default=None, ge=1, le=24)
 
     @model_validator(mode="after")
     def _one(self) -> RenewRequest:
@@ -381,8 +382,8 @@ class MatchCreate(Strict):
 class ProposeRequest(Strict):
     """Ask the engine for the best counterparts of an opportunity and propose them as matches."""
 
-    limit: int = Field(default=5, ge=1, le=50)
-    min_score: float = Field(default=0.0, ge=0.0, le=2.0)
+    limit: StrictInt = Field(default=5, ge=1, le=50)
+    min_score: StrictFloat = Field(default=0.0, ge=0.0, le=2.0)
     target: str = Field(default="all", pattern="^(all|opportunities|profiles)$")
 
 

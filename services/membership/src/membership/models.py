@@ -11,6 +11,7 @@ from pydantic import ConfigDict, StringConstraints, field_validator, model_valid
 from sqlalchemy import JSON, DateTime, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
 from membership.domain import (
     LifecycleAction,
     MembershipStatus,
@@ -159,9 +160,9 @@ class Organisation(OrganisationBase, table=True):
     fee_plan_id: str | None = Field(default=None, foreign_key="fee_plan.id", max_length=36)
     joined_on: date | None = None
     renewal_due: date | None = Field(default=None, index=True)
-    status_changed_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    status_changed_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    created_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    updated_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 # -- Yearly figures ----------------------------------------------------------
@@ -186,11 +187,11 @@ class YearlyFiguresCreate(YearlyFiguresBase):
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
 
-    staff: int = Field(ge=0, le=10_000_000)
-    rd_staff: int = Field(ge=0, le=10_000_000)
-    turnover_eur: float = Field(ge=0, le=1e13)
-    lab_m2: float = Field(ge=0, le=1e8)
-    patents: int = Field(ge=0, le=1_000_000)
+    staff: StrictInt = Field(ge=0, le=10_000_000)
+    rd_staff: StrictInt = Field(ge=0, le=10_000_000)
+    turnover_eur: StrictFloat = Field(ge=0, le=1e13)
+    lab_m2: StrictFloat = Field(ge=0, le=1e8)
+    patents: StrictInt = Field(ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _rd_within_staff(self) -> YearlyFiguresCreate:
@@ -208,7 +209,7 @@ class YearlyFigures(YearlyFiguresBase, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     organisation_id: str = Field(foreign_key="organisation.id", max_length=36, index=True)
     year: int
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    updated_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 class YearlyFiguresPublic(YearlyFiguresBase):
@@ -230,9 +231,9 @@ class OrganisationPublic(OrganisationBase):
     joined_on: date | None = None
     renewal_due: date | None = None
     allowed_actions: list[LifecycleAction] = []
-    status_changed_at: datetime
-    created_at: datetime
-    updated_at: datetime
+    status_changed_at: UtcDateTime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 # -- Fee plans and renewals --------------------------------------------------
@@ -242,9 +243,9 @@ class FeePlanBase(SQLModel):
     """What a membership costs and for how long."""
 
     name: str = Field(min_length=1, max_length=100, unique=True)
-    amount_eur: float = Field(ge=0, le=1e9)
-    period_months: int = Field(default=12, ge=1, le=60)
-    grace_days: int = Field(default=30, ge=0, le=365)
+    amount_eur: StrictFloat = Field(ge=0, le=1e9)
+    period_months: StrictInt = Field(default=12, ge=1, le=60)
+    grace_days: StrictInt = Field(default=30, ge=0, le=365)
 
 
 class FeePlanCreate(FeePlanBase):
@@ -259,7 +260,7 @@ class FeePlan(FeePlanBase, table=True):
     __tablename__ = "fee_plan"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    created_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 class FeePlanPublic(FeePlanBase):
@@ -275,7 +276,7 @@ class RenewalCreate(SQLModel):
 
     paid_on: date | None = None
     """Default: today."""
-    amount_eur: float | None = Field(default=None, ge=0, le=1e9)
+    amount_eur: StrictFloat | None = Field(default=None, ge=0, le=1e9)
     """Default: the fee plan's amount (0 without a plan)."""
 
 
@@ -290,7 +291,7 @@ class Renewal(SQLModel, table=True):
     period_end: date
     amount_eur: float
     paid_on: date
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    created_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 class RenewalPublic(SQLModel):
@@ -336,7 +337,7 @@ class StatusChange(SQLModel, table=True):
     from_status: MembershipStatus = Field(sa_type=String(20))
     to_status: MembershipStatus = Field(sa_type=String(20))
     reason: str = Field(default="", max_length=1000)
-    at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 class StatusChangePublic(SQLModel):
@@ -346,7 +347,7 @@ class StatusChangePublic(SQLModel):
     from_status: MembershipStatus
     to_status: MembershipStatus
     reason: str
-    at: datetime
+    at: UtcDateTime
 
 
 # -- Contacts ----------------------------------------------------------------
@@ -432,13 +433,13 @@ class Contact(ContactBase, table=True):
     first_name: str = Field(default="", max_length=100)
     last_name: str = Field(default="", max_length=100)
     email: str | None = Field(default=None, max_length=254, index=True)
-    consent_newsletter_at: datetime | None = Field(default=None, sa_type=UTC_DT)
+    consent_newsletter_at: UtcDateTime | None = Field(default=None, sa_type=UTC_DT)
     consent_newsletter_source: str | None = Field(default=None, max_length=100)
-    consent_data_processing_at: datetime | None = Field(default=None, sa_type=UTC_DT)
+    consent_data_processing_at: UtcDateTime | None = Field(default=None, sa_type=UTC_DT)
     consent_data_processing_source: str | None = Field(default=None, max_length=100)
-    erased_at: datetime | None = Field(default=None, sa_type=UTC_DT)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    erased_at: UtcDateTime | None = Field(default=None, sa_type=UTC_DT)
+    created_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
+    updated_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
 class ContactPublic(ContactBase):
@@ -449,13 +450,13 @@ class ContactPublic(ContactBase):
     first_name: str
     last_name: str
     email: str | None
-    consent_newsletter_at: datetime | None = None
+    consent_newsletter_at: UtcDateTime | None = None
     consent_newsletter_source: str | None = None
-    consent_data_processing_at: datetime | None = None
+    consent_data_processing_at: UtcDateTime | None = None
     consent_data_processing_source: str | None = None
-    erased_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
+    erased_at: UtcDateTime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 # -- District figures --------------------------------------------------------
@@ -468,13 +469,13 @@ class PublishedFigures(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=20)
     payload: dict[str, Any] = Field(sa_type=JSON)
-    published_at: datetime = Field(sa_type=UTC_DT)
+    published_at: UtcDateTime = Field(sa_type=UTC_DT)
 
 
 class DistrictFiguresPublic(SQLModel):
     """``GET /figures``: the district's live aggregates."""
 
-    computed_at: datetime
+    computed_at: UtcDateTime
     year: int | None = None
     members_total: int
     by_status: dict[str, int]
@@ -525,7 +526,7 @@ class ContactDataExport(SQLModel):
     """
 
     format: str = "distretto.membership.contact-export.v1"
-    exported_at: datetime
+    exported_at: UtcDateTime
     controller: str
     """Who holds the data: the foundation's register."""
     contact: ContactPublic

@@ -19,6 +19,7 @@ from sqlmodel import col
 from distretto_shared import csvsafe, metrics
 from distretto_shared.context import Context, NotAllowed
 from distretto_shared.contracts import membership as contracts
+from distretto_shared.conventions import FROM_TEXT
 from distretto_shared.db import contains_text
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
@@ -1096,7 +1097,7 @@ def _parse_csv(text: str) -> tuple[list[_ParsedRow], list[dict[str, Any]], list[
                 except ValueError:
                     row_errors.append(f"year: {record.get('year', '')!r} is not a year between 1900 and 2100")
                 try:
-                    figures = YearlyFiguresCreate.model_validate(fig_data)
+                    figures = YearlyFiguresCreate.model_validate(fig_data, context=FROM_TEXT)  # CSV cells are text
                 except ValidationError as exc:
                     row_errors.append(_validation_message(exc))
             if row_errors or organisation is None:

@@ -13,7 +13,6 @@ installation builds the read model from the beginning of the register's topics.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from sqlmodel import Column, Field, SQLModel
 from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.conventions import UtcDateTime
 from distretto_shared.events import EventMeta
 from newsletter.config import Settings
 from newsletter.models import utcnow
@@ -41,7 +41,9 @@ class AudienceOrganisation(SQLModel, table=True):
     size_class: str | None = Field(default=None, max_length=20, index=True)
     province: str | None = Field(default=None, max_length=50, index=True)
     status: str | None = Field(default=None, max_length=20, index=True)
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class AudienceTag(SQLModel, table=True):

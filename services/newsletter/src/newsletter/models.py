@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from sqlmodel import Column, Field, SQLModel
 
+from distretto_shared.conventions import UtcDateTime
 from newsletter import domain
 
 
@@ -55,7 +56,9 @@ class MailingListBase(SQLModel):
 class MailingList(MailingListBase, table=True):
     __tablename__ = "mailing_list"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class MailingListCreate(Strict):
@@ -67,7 +70,7 @@ class MailingListCreate(Strict):
 
 class MailingListPublic(MailingListBase):
     id: str
-    created_at: datetime
+    created_at: UtcDateTime
     subscribers: int = 0
 
 
@@ -82,13 +85,17 @@ class Subscriber(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     language: str = Field(default="it", max_length=10)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
-    confirmed_at: datetime | None = _ts()
+    confirmed_at: UtcDateTime | None = _ts()
     suppressed: bool = False
     suppressed_reason: str | None = Field(default=None, max_length=40)
     soft_bounces: int = 0
     contact_id: str | None = Field(default=None, max_length=64, index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class Subscription(SQLModel, table=True):
@@ -98,8 +105,12 @@ class Subscription(SQLModel, table=True):
     subscriber_id: str = Field(foreign_key="subscriber.id", primary_key=True, max_length=32, ondelete="CASCADE")
     list_id: str = Field(foreign_key="mailing_list.id", primary_key=True, max_length=32, index=True)
     status: str = Field(default="unconfirmed", max_length=20)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class SubscriberInterest(SQLModel, table=True):
@@ -120,7 +131,7 @@ class ConsentRecord(SQLModel, table=True):
     wording_version: str = Field(max_length=50)
     client_address: str | None = Field(default=None, max_length=100)
     user_agent: str | None = Field(default=None, max_length=300)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 
 
 class RateHit(SQLModel, table=True):
@@ -130,7 +141,7 @@ class RateHit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     scope: str = Field(max_length=20)
     key: str = Field(max_length=100)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
     __table_args__ = (sa.Index("ix_rate_hit_scope_key_at", "scope", "key", "at"),)
 
 
@@ -212,13 +223,13 @@ class SubscriberPublic(BaseModel):
     name: str
     language: str
     attributes: dict[str, Any]
-    confirmed_at: datetime | None
+    confirmed_at: UtcDateTime | None
     suppressed: bool
     suppressed_reason: str | None
     soft_bounces: int
     interests: list[str] = []
     subscriptions: list[SubscriptionPublic] = []
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 # -- templates -----------------------------------------------------------------
@@ -234,8 +245,12 @@ class TemplateBase(SQLModel):
 class Template(TemplateBase, table=True):
     __tablename__ = "template"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class TemplateCreate(Strict):
@@ -254,8 +269,8 @@ class TemplateUpdate(Strict):
 
 class TemplatePublic(TemplateBase):
     id: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 # -- campaigns -----------------------------------------------------------------
@@ -274,15 +289,19 @@ class Campaign(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(sa.JSON, nullable=False))
     kind: str = Field(default="regular", max_length=20)
     status: str = Field(default="draft", max_length=20, index=True)
-    send_at: datetime | None = _ts()
-    started_at: datetime | None = _ts()
-    finished_at: datetime | None = _ts()
+    send_at: UtcDateTime | None = _ts()
+    started_at: UtcDateTime | None = _ts()
+    finished_at: UtcDateTime | None = _ts()
     recipients: int = 0
     web_url: str | None = Field(default=None, max_length=500)
     """The issue's public web version (e.g. on the foundation's site): when set, starting the campaign
     announces it to partners (``CampaignPublished``: subject and this link, nothing else)."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 def _web_url(value: str | None) -> str | None:
@@ -372,12 +391,12 @@ class CampaignPublic(BaseModel):
     data: dict[str, Any]
     kind: str
     status: str
-    send_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    send_at: UtcDateTime | None
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
     recipients: int
     web_url: str | None = None
-    created_at: datetime
+    created_at: UtcDateTime
     stats: CampaignStats | None = None
 
 
@@ -428,15 +447,17 @@ class Delivery(SQLModel, table=True):
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(sa.JSON, nullable=True))
     status: str = Field(default="pending", max_length=20)
     claim_token: str | None = Field(default=None, max_length=32)
-    claimed_at: datetime | None = _ts()
+    claimed_at: UtcDateTime | None = _ts()
     attempts: int = 0
-    next_attempt_at: datetime | None = _ts()
+    next_attempt_at: UtcDateTime | None = _ts()
     smtp_server: str | None = Field(default=None, max_length=200)
     smtp_code: int | None = None
     smtp_reply: str | None = Field(default=None, max_length=500)
     message_id: str | None = Field(default=None, max_length=300)
-    sent_at: datetime | None = _ts()
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    sent_at: UtcDateTime | None = _ts()
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
         sa.Index("ix_delivery_status_campaign", "status", "campaign_id", "id"),
@@ -454,7 +475,7 @@ class DeliveryPublic(BaseModel):
     smtp_code: int | None
     smtp_reply: str | None
     message_id: str | None
-    sent_at: datetime | None
+    sent_at: UtcDateTime | None
 
 
 class SendTestResult(BaseModel):
@@ -475,7 +496,7 @@ class Bounce(SQLModel, table=True):
     kind: str = Field(max_length=20)
     source: str = Field(max_length=20)
     reason: str = Field(default="", max_length=1000)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
     suppressed: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     """The address was suppressed after this bounce (by it, or already before)."""
 
@@ -503,7 +524,9 @@ class WebhookReceipt(SQLModel, table=True):
 
     __tablename__ = "webhook_receipt"
     id: str = Field(primary_key=True, max_length=200)
-    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    received_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class Suppression(SQLModel, table=True):
@@ -512,7 +535,7 @@ class Suppression(SQLModel, table=True):
     __tablename__ = "suppression"
     email_sha256: str = Field(primary_key=True, max_length=64)
     reason: str = Field(max_length=40)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 
 
 class BouncePublic(BaseModel):
@@ -522,7 +545,7 @@ class BouncePublic(BaseModel):
     kind: str
     source: str
     reason: str
-    at: datetime
+    at: UtcDateTime
     suppressed: bool = False
 
 
@@ -546,7 +569,9 @@ class MemberContact(SQLModel, table=True):
     consent_newsletter: bool = False
     details_due: bool = False
     """The event said the contact consents; name and address are still to be fetched from membership."""
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 class MemberOrganisation(SQLModel, table=True):
@@ -571,7 +596,9 @@ class DigestItem(SQLModel, table=True):
     sectors: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False, server_default="[]"))
     """The sectors the line is about (a new member's, an opportunity's): a segment's digest keeps it by them."""
     campaign_id: str | None = Field(default=None, max_length=32, index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 # -- preferences (form posts) ----------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -33,6 +32,7 @@ from sqlmodel import Column, Field, SQLModel, col, func, select
 
 from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import UtcDateTime
 from distretto_shared.outbox import add_event
 from distretto_shared.web import (
     Conflict,
@@ -341,8 +341,12 @@ class Segment(SQLModel, table=True):
     """The digest sections this segment's digest keeps (empty: all of them)."""
     welcome: bool = False
     """Welcome mails go to new members' contacts in this segment (with none marked: to every one)."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    created_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
+    updated_at: UtcDateTime = Field(
+        default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False)
+    )
 
 
 TABLES = ["segment"]
@@ -385,8 +389,8 @@ class SegmentPublic(BaseModel):
     digest: bool
     digest_sections: list[str] = []
     welcome: bool = False
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class SegmentCount(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -13,6 +12,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from distretto_shared.contracts.public import PUBLIC_TYPE_NAMES
+from distretto_shared.conventions import UtcDateTime
 
 
 def _id() -> str:
@@ -38,8 +38,8 @@ class Partner(SQLModel, table=True):
     active: bool = True
     kafka_user: str | None = Field(default=None, max_length=120)
     """The partner's SCRAM user on the broker, when it has direct Kafka access."""
-    created_at: datetime = _ts(nullable=False)
-    updated_at: datetime = _ts(nullable=False)
+    created_at: UtcDateTime = _ts(nullable=False)
+    updated_at: UtcDateTime = _ts(nullable=False)
 
 
 class PublicEventRow(SQLModel, table=True):
@@ -57,7 +57,7 @@ class PublicEventRow(SQLModel, table=True):
     source: str = Field(max_length=200)
     time: str = Field(max_length=64)
     payload: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = _ts(nullable=False, index=True)
+    created_at: UtcDateTime = _ts(nullable=False, index=True)
 
 
 class OrganisationView(SQLModel, table=True):
@@ -97,18 +97,18 @@ class WebhookEndpoint(SQLModel, table=True):
     """Subset of the partner's types (empty: all the partner may receive)."""
     secret: str = Field(max_length=100)
     previous_secret: str | None = Field(default=None, max_length=100)
-    previous_secret_until: datetime | None = _ts(nullable=True)
+    previous_secret_until: UtcDateTime | None = _ts(nullable=True)
     enabled: bool = True
     disabled_reason: str | None = Field(default=None, max_length=500)
-    failing_since: datetime | None = _ts(nullable=True)
+    failing_since: UtcDateTime | None = _ts(nullable=True)
     notice_due: bool = False
     """Disabled after failures and the partner not told yet (a worker mails the partner's contact)."""
-    notice_attempt_at: datetime | None = _ts(nullable=True)
-    notified_at: datetime | None = _ts(nullable=True)
+    notice_attempt_at: UtcDateTime | None = _ts(nullable=True)
+    notified_at: UtcDateTime | None = _ts(nullable=True)
     notice_error: str | None = Field(default=None, max_length=500)
     lease_owner: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = _ts(nullable=True)
-    created_at: datetime = _ts(nullable=False)
+    lease_until: UtcDateTime | None = _ts(nullable=True)
+    created_at: UtcDateTime = _ts(nullable=False)
 
 
 class WebhookMessage(SQLModel, table=True):
@@ -128,10 +128,10 @@ class WebhookMessage(SQLModel, table=True):
     status: str = Field(default="pending", max_length=20)
     """pending, delivered, failed"""
     attempts: int = 0
-    next_attempt_at: datetime = _ts(nullable=False)
+    next_attempt_at: UtcDateTime = _ts(nullable=False)
     replay: bool = False
-    created_at: datetime = _ts(nullable=False)
-    finished_at: datetime | None = _ts(nullable=True)
+    created_at: UtcDateTime = _ts(nullable=False)
+    finished_at: UtcDateTime | None = _ts(nullable=True)
 
 
 class WebhookAttempt(SQLModel, table=True):
@@ -147,7 +147,7 @@ class WebhookAttempt(SQLModel, table=True):
     message_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     event_id: str = Field(max_length=64)
     attempt: int
-    at: datetime = _ts(nullable=False)
+    at: UtcDateTime = _ts(nullable=False)
     status_code: int | None = None
     response_ms: float | None = None
     error: str | None = Field(default=None, max_length=500)
@@ -215,8 +215,8 @@ class PartnerPublic(BaseModel):
     contact_email: str | None = None
     active: bool
     kafka_user: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class KafkaAccessOut(BaseModel):
@@ -256,12 +256,12 @@ class EndpointPublic(BaseModel):
     event_types: list[str]
     enabled: bool
     disabled_reason: str | None
-    failing_since: datetime | None
-    notified_at: datetime | None = None
+    failing_since: UtcDateTime | None
+    notified_at: UtcDateTime | None = None
     """When the partner was told (by e-mail) that the endpoint was disabled after failures."""
     notice_error: str | None = None
-    previous_secret_until: datetime | None
-    created_at: datetime
+    previous_secret_until: UtcDateTime | None
+    created_at: UtcDateTime
 
 
 class EndpointWithSecret(EndpointPublic):
@@ -273,7 +273,7 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: str | None = PField(default=None, min_length=1, max_length=64)
-    since: datetime | None = None
+    since: UtcDateTime | None = None
 
 
 class ReplayResult(BaseModel):
@@ -288,10 +288,10 @@ class MessagePublic(BaseModel):
     event_type: str
     status: str
     attempts: int
-    next_attempt_at: datetime
+    next_attempt_at: UtcDateTime
     replay: bool
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    finished_at: UtcDateTime | None
 
 
 class AttemptPublic(BaseModel):
@@ -299,7 +299,7 @@ class AttemptPublic(BaseModel):
     message_id: int
     event_id: str
     attempt: int
-    at: datetime
+    at: UtcDateTime
     status_code: int | None
     response_ms: float | None
     error: str | None

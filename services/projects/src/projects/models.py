@@ -18,6 +18,7 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
 from projects.domain import (
     THEMATIC_AREAS,
     DeliverableStatus,
@@ -73,8 +74,8 @@ class ProjectBase(SQLModel):
     status: str = Field(default=ProjectStatus.PLANNED.value, max_length=20)
     start_date: date | None = None
     end_date: date | None = None
-    total_cost: float | None = Field(default=None, ge=0, description="null = not declared (lump-sum grants)")
-    ec_max_contribution: float | None = Field(default=None, ge=0)
+    total_cost: StrictFloat | None = Field(default=None, ge=0, description="null = not declared (lump-sum grants)")
+    ec_max_contribution: StrictFloat | None = Field(default=None, ge=0)
     framework_programme: str | None = Field(default=None, max_length=50, description="e.g. HORIZON, H2020")
     funding_scheme: str | None = Field(default=None, max_length=100, description="e.g. HORIZON-RIA, HORIZON-EIC")
     legal_basis: str | None = Field(default=None, max_length=100)
@@ -96,8 +97,8 @@ class Project(ProjectBase, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     cordis_id: str | None = Field(default=None, max_length=20, unique=True, index=True)
-    created_at: datetime = _ts()
-    updated_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class _ProjectChecks(SQLModel):
@@ -153,8 +154,8 @@ class ProjectUpdate(_ProjectChecks):
     status: ProjectStatus | None = None
     start_date: date | None = None
     end_date: date | None = None
-    total_cost: float | None = Field(default=None, ge=0)
-    ec_max_contribution: float | None = Field(default=None, ge=0)
+    total_cost: StrictFloat | None = Field(default=None, ge=0)
+    ec_max_contribution: StrictFloat | None = Field(default=None, ge=0)
     framework_programme: str | None = Field(default=None, max_length=50)
     funding_scheme: str | None = Field(default=None, max_length=100)
     legal_basis: str | None = Field(default=None, max_length=100)
@@ -178,8 +179,8 @@ class ProjectPublic(ProjectBase):
     """A project as the API shows it."""
 
     id: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     member_organisation_ids: list[str] = []
 
     _tz = field_validator("created_at", "updated_at")(_utc)
@@ -196,13 +197,18 @@ class ParticipantBase(SQLModel):
     cordis_organisation_id: str | None = Field(default=None, max_length=20, description="PIC / CORDIS organisationID")
     vat_number: str | None = Field(default=None, max_length=40)
     role: str = Field(default=ParticipantRole.PARTICIPANT.value, max_length=30)
-    country: str | None = Field(default=None, max_length=2, description="ISO 3166 alpha-2 (EL for Greece, UK)")
+    country: str | None = Field(
+        default=None,
+        max_length=2,
+        schema_extra={"pattern": r"^[A-Za-z]{2}$"},
+        description="ISO 3166 alpha-2 (EL for Greece, UK)",
+    )
     organisation_type: str | None = Field(default=None, max_length=10, description="HES, REC, PRC, PUB, OTH")
     sme: bool | None = None
     city: str | None = Field(default=None, max_length=200)
-    ec_contribution: float | None = Field(default=None, ge=0)
-    net_ec_contribution: float | None = Field(default=None, ge=0)
-    total_cost: float | None = Field(default=None, ge=0)
+    ec_contribution: StrictFloat | None = Field(default=None, ge=0)
+    net_ec_contribution: StrictFloat | None = Field(default=None, ge=0)
+    total_cost: StrictFloat | None = Field(default=None, ge=0)
 
 
 class Participant(ParticipantBase, table=True):
@@ -217,8 +223,8 @@ class Participant(ParticipantBase, table=True):
     is_foundation: bool = False
     name_key: str = Field(default="", max_length=500, index=True)
     vat_key: str | None = Field(default=None, max_length=40, index=True)
-    created_at: datetime = _ts()
-    updated_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class _ParticipantChecks(SQLModel):
@@ -254,13 +260,13 @@ class ParticipantUpdate(_ParticipantChecks):
     cordis_organisation_id: str | None = Field(default=None, max_length=20)
     vat_number: str | None = Field(default=None, max_length=40)
     role: ParticipantRole | None = None
-    country: str | None = Field(default=None, max_length=2)
+    country: str | None = Field(default=None, max_length=2, schema_extra={"pattern": r"^[A-Za-z]{2}$"})
     organisation_type: str | None = Field(default=None, max_length=10)
     sme: bool | None = None
     city: str | None = Field(default=None, max_length=200)
-    ec_contribution: float | None = Field(default=None, ge=0)
-    net_ec_contribution: float | None = Field(default=None, ge=0)
-    total_cost: float | None = Field(default=None, ge=0)
+    ec_contribution: StrictFloat | None = Field(default=None, ge=0)
+    net_ec_contribution: StrictFloat | None = Field(default=None, ge=0)
+    total_cost: StrictFloat | None = Field(default=None, ge=0)
 
 
 class ParticipantPublic(ParticipantBase):
@@ -270,8 +276,8 @@ class ParticipantPublic(ParticipantBase):
     project_id: str
     organisation_id: str | None
     is_foundation: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     _tz = field_validator("created_at", "updated_at")(_utc)
 
@@ -282,12 +288,12 @@ class ParticipantPublic(ParticipantBase):
 class WorkPackageBase(SQLModel):
     """A work package."""
 
-    number: int = Field(ge=1, le=99)
+    number: StrictInt = Field(ge=1, le=99)
     title: str = Field(min_length=1, max_length=500)
     lead_participant_id: str | None = Field(default=None, max_length=32)
-    start_month: int = Field(ge=1, le=240)
-    end_month: int = Field(ge=1, le=240)
-    person_months: float | None = Field(default=None, ge=0)
+    start_month: StrictInt = Field(ge=1, le=240)
+    end_month: StrictInt = Field(ge=1, le=240)
+    person_months: StrictFloat | None = Field(default=None, ge=0)
 
 
 class WorkPackage(WorkPackageBase, table=True):
@@ -321,9 +327,9 @@ class WorkPackageUpdate(SQLModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
     lead_participant_id: str | None = Field(default=None, max_length=32)
-    start_month: int | None = Field(default=None, ge=1, le=240)
-    end_month: int | None = Field(default=None, ge=1, le=240)
-    person_months: float | None = Field(default=None, ge=0)
+    start_month: StrictInt | None = Field(default=None, ge=1, le=240)
+    end_month: StrictInt | None = Field(default=None, ge=1, le=240)
+    person_months: StrictFloat | None = Field(default=None, ge=0)
 
 
 class WorkPackagePublic(WorkPackageBase):
@@ -340,12 +346,14 @@ MILESTONE_NUMBER = r"^MS?\d{1,3}$"
 class DeliverableBase(SQLModel):
     """A deliverable, due in a project month."""
 
-    number: str = Field(max_length=10, description="D<wp>.<n>, e.g. D1.1")
+    number: str = Field(
+        max_length=10, schema_extra={"pattern": r"^\s*[Dd]\d{1,2}\.\d{1,3}\s*$"}, description="D<wp>.<n>, e.g. D1.1"
+    )
     title: str = Field(min_length=1, max_length=500)
     type: str = Field(default=DeliverableType.R.value, max_length=10)
     dissemination: str = Field(default=Dissemination.PU.value, max_length=10)
-    work_package: int | None = Field(default=None, ge=1, le=99, description="work package number")
-    due_month: int = Field(ge=1, le=240, description="M1 = the project's start month")
+    work_package: StrictInt | None = Field(default=None, ge=1, le=99, description="work package number")
+    due_month: StrictInt = Field(ge=1, le=240, description="M1 = the project's start month")
     description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
@@ -361,14 +369,16 @@ class Deliverable(DeliverableBase, table=True):
     status: str = Field(default=DeliverableStatus.PLANNED.value, max_length=20, index=True)
     submitted_on: date | None = None
     accepted_on: date | None = None
-    created_at: datetime = _ts()
-    updated_at: datetime = _ts()
+    created_at: UtcDateTime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class DeliverableCreate(DeliverableBase):
     """Input to add a deliverable."""
 
-    number: str = Field(max_length=10, description="D<wp>.<n>, e.g. D1.1")
+    number: str = Field(
+        max_length=10, schema_extra={"pattern": r"^\s*[Dd]\d{1,2}\.\d{1,3}\s*$"}, description="D<wp>.<n>, e.g. D1.1"
+    )
     type: DeliverableType = DeliverableType.R
     dissemination: Dissemination = Dissemination.PU
     description: str = Field(default="", max_length=5000)
@@ -388,8 +398,8 @@ class DeliverableUpdate(SQLModel):
     title: str | None = Field(default=None, min_length=1, max_length=500)
     type: DeliverableType | None = None
     dissemination: Dissemination | None = None
-    work_package: int | None = Field(default=None, ge=1, le=99)
-    due_month: int | None = Field(default=None, ge=1, le=240)
+    work_package: StrictInt | None = Field(default=None, ge=1, le=99)
+    due_month: StrictInt | None = Field(default=None, ge=1, le=240)
     description: str | None = Field(default=None, max_length=5000)
 
 
@@ -419,10 +429,12 @@ class DeliverableAccept(SQLModel):
 class MilestoneBase(SQLModel):
     """A milestone, due in a project month."""
 
-    number: str = Field(max_length=10, description="MS<n>, e.g. MS3")
+    number: str = Field(
+        max_length=10, schema_extra={"pattern": r"^\s*[Mm][Ss]?\d{1,3}\s*$"}, description="MS<n>, e.g. MS3"
+    )
     title: str = Field(min_length=1, max_length=500)
-    work_package: int | None = Field(default=None, ge=1, le=99)
-    due_month: int = Field(ge=1, le=240)
+    work_package: StrictInt | None = Field(default=None, ge=1, le=99)
+    due_month: StrictInt = Field(ge=1, le=240)
     means_of_verification: str = Field(default="", max_length=2000)
 
 
@@ -442,7 +454,9 @@ class Milestone(MilestoneBase, table=True):
 class MilestoneCreate(MilestoneBase):
     """Input to add a milestone."""
 
-    number: str = Field(max_length=10, description="MS<n>, e.g. MS3")
+    number: str = Field(
+        max_length=10, schema_extra={"pattern": r"^\s*[Mm][Ss]?\d{1,3}\s*$"}, description="MS<n>, e.g. MS3"
+    )
 
     @field_validator("number")
     @classmethod
@@ -457,8 +471,8 @@ class MilestoneUpdate(SQLModel):
     """Input to change a milestone's plan."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    work_package: int | None = Field(default=None, ge=1, le=99)
-    due_month: int | None = Field(default=None, ge=1, le=240)
+    work_package: StrictInt | None = Field(default=None, ge=1, le=99)
+    due_month: StrictInt | None = Field(default=None, ge=1, le=240)
     means_of_verification: str | None = Field(default=None, max_length=2000)
 
 
@@ -481,9 +495,9 @@ class MilestoneReach(SQLModel):
 class ReportingPeriodBase(SQLModel):
     """A reporting period (periodic report due 60 days after its end)."""
 
-    number: int = Field(ge=1, le=20)
-    start_month: int = Field(ge=1, le=240)
-    end_month: int = Field(ge=1, le=240)
+    number: StrictInt = Field(ge=1, le=20)
+    start_month: StrictInt = Field(ge=1, le=240)
+    end_month: StrictInt = Field(ge=1, le=240)
 
 
 class ReportingPeriod(ReportingPeriodBase, table=True):
@@ -508,8 +522,8 @@ class ReportingPeriodCreate(ReportingPeriodBase):
 class ReportingPeriodUpdate(SQLModel):
     """Input to change a reporting period."""
 
-    start_month: int | None = Field(default=None, ge=1, le=240)
-    end_month: int | None = Field(default=None, ge=1, le=240)
+    start_month: StrictInt | None = Field(default=None, ge=1, le=240)
+    end_month: StrictInt | None = Field(default=None, ge=1, le=240)
 
 
 class ReportingPeriodPublic(ReportingPeriodBase):
@@ -538,7 +552,7 @@ class DeliverableNotice(SQLModel, table=True):
     threshold: str = Field(max_length=30)
     due_date: date
     event_id: str = Field(max_length=64)
-    emitted_at: datetime = _ts()
+    emitted_at: UtcDateTime = _ts()
 
 
 # -- read model of member organisations --------------------------------------
@@ -557,7 +571,7 @@ class MemberOrganisation(SQLModel, table=True):
     kind: str = Field(default="other", max_length=40)
     country: str = Field(default="IT", max_length=2)
     status: str = Field(default="applied", max_length=20)
-    updated_at: datetime = _ts()
+    updated_at: UtcDateTime = _ts()
 
 
 class MemberOrganisationPublic(SQLModel):

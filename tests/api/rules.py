@@ -1,0 +1,97 @@
+"""The API conventions (docs/api-conventions.md) as checks on an OpenAPI document.
+
+:func:`problems` walks every operation and every schema of one document and returns a sentence
+per convention broken (an empty list: the document keeps them all).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+LOWER_SNAKE = re.compile(r"^-?[a-z0-9]+(_[a-z0-9]+)*$")
+"""Lower snake case; a sort key may lead with ``-`` (descending), as in ``?sort=-joined_on``."""
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
+PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/{asset}"}
+"""Answered without a credential (probes, documents): no 401/403 to document."""
+
+
+def _resolve(doc: dict[str, Any], node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        _, _, section, name = node["$ref"].split("/", 3)
+        node = doc.get("components", {}).get(section, {}).get(name, {})
+    return node
+
+
+def _ref_name(node: Any) -> str | None:
+    if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        return str(node["$ref"].rsplit("/", 1)[-1])
+    return None
+
+
+def _walk(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema object under ``node`` with a readable location."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                for name, sub in value.items():
+                    yield from _walk(sub, f"{where}.{name}")
+            elif isinstance(value, dict | list):
+                yield from _walk(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, where)
+
+
+def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in (doc.get("paths") or {}).items():
+        for method in METHODS:
+            if isinstance(item.get(method), dict):
+                yield path, method, item[method]
+
+
+def problems(doc: dict[str, Any], *, authenticated: bool = True) -> list[str]:
+    """Every convention ``doc`` breaks, one sentence each."""
+    found: list[str] = []
+    schemas = doc.get("components", {}).get("schemas", {})
+    if any(name.endswith("HTTPValidationError") for name in schemas):
+        found.append("FastAPI's own 422 shape (HTTPValidationError) is in the document")
+    for path, method, op in _operations(doc):
+        label = f"{method.upper()} {path}"
+        responses = op.get("responses", {})
+        params = [_resolve(doc, p) for p in op.get("parameters", [])]
+        needed = {"400", "404"}
+        if authenticated and path not in PUBLIC_PATHS:
+            needed |= {"401", "403"}
+        if params or "requestBody" in op:
+            needed.add("422")
+        if method in WRITE_METHODS:
+            needed |= {"409", "422"}
+        for code in sorted(needed - set(responses)):
+            found.append(f"{label}: no {code} response documented")
+        for code, response in responses.items():
+            if not code.startswith(("4", "5")) or (path == "/readyz" and code == "503"):
+                continue
+            content = _resolve(doc, response).get("content", {}).get("application/json", {})
+            name = _ref_name(content.get("schema"))
+            if name is None or not name.endswith("ErrorBody"):
+                found.append(f"{label}: response {code} is not the shared error shape (ErrorBody)")
+        for param in params:
+            schema = _resolve(doc, param.get("schema", {}))
+            paging = param.get("in") == "query" and param.get("name") in ("limit", "offset")
+            if paging and ("maximum" not in schema or "minimum" not in schema):
+                found.append(f"{label}: query {param['name']} has no minimum and maximum")
+    for name, schema in schemas.items():
+        for where, node in _walk(schema, name):
+            for value in node.get("enum", []) or []:
+                if isinstance(value, str) and not LOWER_SNAKE.match(value):
+                    found.append(f"{where}: enum value {value!r} is not lower snake case")
+        for prop, node in (schema.get("properties") or {}).items():
+            node = _resolve(doc, node)
+            variants = [_resolve(doc, v) for v in node.get("anyOf", [node])]
+            if prop.endswith("_at") and not any(v.get("format") == "date-time" for v in variants):
+                found.append(f"{name}.{prop}: a timestamp without format date-time")
+    return found
