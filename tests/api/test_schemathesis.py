@@ -72,6 +72,7 @@ async def _credential(process: ServiceProcess, env: dict[str, str]) -> str:
         return f"Authorization: Bearer {response.json()['access_token']}"
 
 
+@pytest.mark.timeout(MAX_SECONDS + 240)  # beyond the run's own guard (the suite's default is 300 s)
 @pytest.mark.parametrize("name", TARGETS)
 async def test_schemathesis_finds_nothing(name: str, tmp_path: Path, kafka_bootstrap: str) -> None:
     env = _environment(name, tmp_path, kafka_bootstrap)
