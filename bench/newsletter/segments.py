@@ -26,7 +26,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlmodel import SQLModel
 
 import newsletter.audience
 import newsletter.models
@@ -89,7 +88,7 @@ def tables() -> list[sa.Table]:
         *newsletter.audience.TABLES,
         *newsletter.audience.MEMBER_TABLES,
     ]
-    return [SQLModel.metadata.tables[n] for n in names]
+    return [newsletter.models.Base.metadata.tables[n] for n in names]
 
 
 async def insert(conn: Any, table: sa.Table, rows: list[dict[str, Any]], batch: int = 5000) -> None:
@@ -99,14 +98,14 @@ async def insert(conn: Any, table: sa.Table, rows: list[dict[str, Any]], batch: 
 
 async def load(engine: Any, n: int, seed: int) -> int:
     rng = random.Random(seed)
-    T = SQLModel.metadata.tables
+    T = newsletter.models.Base.metadata.tables
     now = newsletter.models.utcnow()
     n_orgs = max(1, n // 20)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         await conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables()))
+        await conn.run_sync(lambda c: newsletter.models.Base.metadata.create_all(c, tables=tables()))
         await insert(
             conn,
             T["mailing_list"],

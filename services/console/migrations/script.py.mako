@@ -1,4 +1,8 @@
 """${message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 

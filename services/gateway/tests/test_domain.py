@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import importlib
 import re
-import subprocess
-import sys
+import warnings
 
 from gateway.domain import (
     ANY_METHOD,
@@ -24,31 +23,22 @@ from gateway.openapi import merge
 from .conftest import openapi_of
 
 _ROUTE_PARAM = re.compile(r"\{[^}]*\}")
-_DUMP_ROUTES = """
-import importlib, json, sys, warnings
-from sqlmodel import SQLModel
-out = {}
-for service in sys.argv[1:]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        router = importlib.import_module(service + ".api").router
-    out[service] = [[m, r.path] for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())]
-    SQLModel.metadata.clear()  # the services' table models share SQLModel's metadata (and some names)
-print(json.dumps(out))
-"""
 
 
 def service_routes() -> dict[str, list[tuple[str, str]]]:
     """``(METHOD, /api/<service>/path)`` of every route each service's router declares (decorated or generated).
 
-    Imported in a separate interpreter, so the services' models never meet the gateway's.
+    Imported here, beside the gateway: each service's tables are on its own metadata.
     """
-    done = subprocess.run(
-        [sys.executable, "-c", _DUMP_ROUTES, *SERVICES], capture_output=True, text=True, check=False, timeout=300
-    )
-    assert done.returncode == 0, f"cannot list the services' routes: {done.stderr[-2000:]}"
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    return {service: [(m, f"/api/{service}{path}") for m, path in found[service]] for service in SERVICES}
+    found: dict[str, list[tuple[str, str]]] = {}
+    for service in SERVICES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            router = importlib.import_module(service + ".api").router
+        found[service] = [
+            (m, f"/api/{service}{r.path}") for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())
+        ]
+    return found
 
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

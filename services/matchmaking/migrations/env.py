@@ -1,3 +1,4 @@
 from distretto_shared.migrations import run_env
+from matchmaking.models import Base
 
-run_env(target_metadata=None)
+run_env(target_metadata=Base.metadata)

@@ -1,6 +1,4 @@
-from sqlmodel import SQLModel
-
-import membership.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from distretto_shared.migrations import run_env
+from membership.models import Base
 
-run_env(target_metadata=SQLModel.metadata)
+run_env(target_metadata=Base.metadata)

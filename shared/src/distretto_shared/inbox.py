@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import Field, SQLModel, col
+from sqlmodel import Field, col
 
 from distretto_shared.events import EventMeta
+from distretto_shared.tables import BackboneTable
 
 
-class ProcessedEvent(SQLModel, table=True):
+class ProcessedEvent(BackboneTable, table=True):
     """An event a consumer has handled."""
 
     __tablename__ = "processed_event"

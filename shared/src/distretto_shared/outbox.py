@@ -20,32 +20,38 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import JSON, Column, DateTime, func, select, text, update
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from distretto_shared import metrics, tracing
 from distretto_shared.db import OUTBOX_DIRTY, Database
 from distretto_shared.events import Event, encode
 from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
+from distretto_shared.tables import BackboneTable
 from distretto_shared.topics import topic_name
 
 log = get_logger(__name__)
 
 
-class OutboxMessage(SQLModel, table=True):
+class OutboxMessage(BackboneTable, table=True):
     """An event waiting to be (or already) published."""
 
     __tablename__ = "outbox"
+    # The relay reads the unpublished rows in id order.
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    )
     event_id: str = Field(max_length=64, unique=True)
     topic: str = Field(max_length=200)
     key: str = Field(max_length=200)
     event_type: str = Field(max_length=200)
     headers: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
-    payload: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.tables import service_registry
+
 UTC_DT = DateTime(timezone=True)
 
 
@@ -19,7 +21,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class BrowserSession(SQLModel, table=True):
+class Base(SQLModel, registry=service_registry()):
+    """Base of the console service's table models: its tables (and the backbone's) on its own metadata."""
+
+
+class BrowserSession(Base, table=True):
     """A logged-in browser: the cookie holds a random token, the table its SHA-256 and the user's gateway token."""
 
     __tablename__ = "browser_session"
@@ -32,11 +38,11 @@ class BrowserSession(SQLModel, table=True):
     organisation_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
     last_seen: datetime = Field(default_factory=utcnow, sa_type=UTC_DT)
-    expires_at: datetime = Field(sa_type=UTC_DT)
+    expires_at: datetime = Field(sa_type=UTC_DT, index=True)
     """When the gateway token expires: the session ends then at the latest."""
 
 
-class Activity(SQLModel, table=True):
+class Activity(Base, table=True):
     """One platform event, as the feed tells it (``kind`` + ``params``, put into words per language on display)."""
 
     __tablename__ = "activity"

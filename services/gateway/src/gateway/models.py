@@ -16,6 +16,7 @@ from sqlmodel import Field, SQLModel
 
 from distretto_shared.conventions import StrictInt, UtcDateTime, format_utc
 from distretto_shared.identity import Principal
+from distretto_shared.tables import service_registry
 from gateway.domain import Role
 
 
@@ -37,7 +38,11 @@ def _email(value: str) -> str:
     return value
 
 
-class UserBase(SQLModel):
+class Base(SQLModel, registry=service_registry()):
+    """Base of the gateway service's table models: its tables (and the backbone's) on its own metadata."""
+
+
+class UserBase(Base):
     """What a user account says about its holder."""
 
     email: str = Field(max_length=254, unique=True, index=True)
@@ -97,7 +102,7 @@ class UserPublic(BaseModel):
     updated_at: UtcDateTime
 
 
-class ApiKey(SQLModel, table=True):
+class ApiKey(Base, table=True):
     """A partner system's key: only its SHA-256 is stored; revocable."""
 
     __tablename__ = "api_key"

@@ -13,6 +13,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
+from distretto_shared.tables import service_registry
 from matchmaking.domain import (
     Decision,
     DevelopmentStage,
@@ -53,7 +54,11 @@ def _ts() -> Any:
 # -- tables -----------------------------------------------------------------------------
 
 
-class Opportunity(SQLModel, table=True):
+class Base(SQLModel, registry=service_registry()):
+    """Base of the matchmaking service's table models: its tables (and the backbone's) on its own metadata."""
+
+
+class Opportunity(Base, table=True):
     """A published opportunity (technology/business offer or request, R&D request, partner search)."""
 
     __tablename__ = "opportunity"
@@ -62,7 +67,7 @@ class Opportunity(SQLModel, table=True):
     reference: str | None = SQLField(default=None, max_length=64, unique=True)
     opportunity_type: str = SQLField(max_length=32, index=True)
     title: str = SQLField(max_length=300)
-    summary: str = ""
+    summary: str = SQLField(default="", sa_type=sa.Text)
     keywords: list[str] = _json()
     technology_fields: list[str] = _json()
     market_fields: list[str] = _json()
@@ -82,7 +87,7 @@ class Opportunity(SQLModel, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class Organisation(SQLModel, table=True):
+class Organisation(Base, table=True):
     """A member organisation as membership describes it (local read model)."""
 
     __tablename__ = "organisation"
@@ -93,7 +98,7 @@ class Organisation(SQLModel, table=True):
     status: str = SQLField(max_length=16)
     sectors: list[str] = _json()
     country: str = SQLField(default="IT", max_length=2)
-    description: str = ""
+    description: str = SQLField(default="", sa_type=sa.Text)
     competences: list[str] = _json()
     keywords: list[str] = _json()
     embedding: bytes | None = SQLField(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
@@ -101,22 +106,22 @@ class Organisation(SQLModel, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class Project(SQLModel, table=True):
+class Project(Base, table=True):
     """An EU project as the projects service describes it (local read model)."""
 
     __tablename__ = "project"
 
     project_id: str = SQLField(primary_key=True, max_length=64)
     acronym: str = SQLField(default="", max_length=100)
-    title: str = ""
-    objective: str = ""
+    title: str = SQLField(default="", sa_type=sa.Text)
+    objective: str = SQLField(default="", sa_type=sa.Text)
     topics: list[str] = _json()
     keywords: list[str] = _json()
     member_organisation_ids: list[str] = _json()
     updated_at: UtcDateTime = _ts()
 
 
-class Participation(SQLModel, table=True):
+class Participation(Base, table=True):
     """A member organisation takes part in a project (from the consortium's participant events)."""
 
     __tablename__ = "participation"
@@ -125,7 +130,7 @@ class Participation(SQLModel, table=True):
     organisation_id: str = SQLField(primary_key=True, max_length=64, index=True)
 
 
-class Match(SQLModel, table=True):
+class Match(Base, table=True):
     """A proposed pairing of an opportunity with a counterpart opportunity or profile."""
 
     __tablename__ = "match"
@@ -150,7 +155,7 @@ class Match(SQLModel, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class MatchFeedback(SQLModel, table=True):
+class MatchFeedback(Base, table=True):
     """One side's verdict on a match: useful or not (one per side, the latest wins)."""
 
     __tablename__ = "match_feedback"
@@ -158,7 +163,7 @@ class MatchFeedback(SQLModel, table=True):
     match_id: str = SQLField(primary_key=True, max_length=64)
     side: str = SQLField(primary_key=True, max_length=16)
     useful: bool
-    comment: str = ""
+    comment: str = SQLField(default="", sa_type=sa.Text)
     created_at: UtcDateTime = _ts()
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import JSON, DateTime, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
+from distretto_shared.tables import service_registry
 from membership.domain import (
     LifecycleAction,
     MembershipStatus,
@@ -49,10 +50,14 @@ ATECO_RE = re.compile(r"\d{2}(\.\d{1,2}){0,2}")
 UTC_DT = DateTime(timezone=True)
 
 
+class Base(SQLModel, registry=service_registry()):
+    """Base of the membership service's table models: its tables (and the backbone's) on its own metadata."""
+
+
 # -- Organisation ------------------------------------------------------------
 
 
-class OrganisationBase(SQLModel):
+class OrganisationBase(Base):
     """What the foundation's staff enter about an organisation."""
 
     name: str = Field(min_length=1, max_length=200, index=True)
@@ -127,7 +132,7 @@ class OrganisationCreate(OrganisationBase):
         return self
 
 
-class OrganisationUpdate(SQLModel):
+class OrganisationUpdate(Base):
     """Body of ``PATCH /organisations/{id}``: only the fields sent change."""
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
@@ -168,7 +173,7 @@ class Organisation(OrganisationBase, table=True):
 # -- Yearly figures ----------------------------------------------------------
 
 
-class YearlyFiguresBase(SQLModel):
+class YearlyFiguresBase(Base):
     """An organisation's figures for one year."""
 
     staff: int = Field(ge=0, le=10_000_000)
@@ -239,7 +244,7 @@ class OrganisationPublic(OrganisationBase):
 # -- Fee plans and renewals --------------------------------------------------
 
 
-class FeePlanBase(SQLModel):
+class FeePlanBase(Base):
     """What a membership costs and for how long."""
 
     name: str = Field(min_length=1, max_length=100, unique=True)
@@ -269,7 +274,7 @@ class FeePlanPublic(FeePlanBase):
     id: str
 
 
-class RenewalCreate(SQLModel):
+class RenewalCreate(Base):
     """Body of ``POST /organisations/{id}/renewals``: a paid renewal."""
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
@@ -280,7 +285,7 @@ class RenewalCreate(SQLModel):
     """Default: the fee plan's amount (0 without a plan)."""
 
 
-class Renewal(SQLModel, table=True):
+class Renewal(Base, table=True):
     """A paid membership period."""
 
     __tablename__ = "renewal"
@@ -294,7 +299,7 @@ class Renewal(SQLModel, table=True):
     created_at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
-class RenewalPublic(SQLModel):
+class RenewalPublic(Base):
     """A renewal as the API shows it."""
 
     id: str
@@ -308,7 +313,7 @@ class RenewalPublic(SQLModel):
 # -- Lifecycle requests and history --------------------------------------------
 
 
-class ApproveRequest(SQLModel):
+class ApproveRequest(Base):
     """Body of ``POST /organisations/{id}/approve``."""
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
@@ -318,7 +323,7 @@ class ApproveRequest(SQLModel):
     """Default: today. The first renewal falls due one period later."""
 
 
-class ReasonRequest(SQLModel):
+class ReasonRequest(Base):
     """Body of reject / suspend / reinstate / leave."""
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
@@ -326,7 +331,7 @@ class ReasonRequest(SQLModel):
     reason: str = Field(default="", max_length=1000)
 
 
-class StatusChange(SQLModel, table=True):
+class StatusChange(Base, table=True):
     """One step of an organisation's lifecycle (the audit trail)."""
 
     __tablename__ = "status_change"
@@ -340,7 +345,7 @@ class StatusChange(SQLModel, table=True):
     at: UtcDateTime = Field(default_factory=utcnow, sa_type=UTC_DT)
 
 
-class StatusChangePublic(SQLModel):
+class StatusChangePublic(Base):
     """A lifecycle step as the API shows it."""
 
     action: LifecycleAction
@@ -353,7 +358,7 @@ class StatusChangePublic(SQLModel):
 # -- Contacts ----------------------------------------------------------------
 
 
-class ContactBase(SQLModel):
+class ContactBase(Base):
     """What is kept of a person besides name and address."""
 
     role: str = Field(default="", max_length=200)
@@ -397,7 +402,7 @@ class ContactCreate(ContactBase):
         return _check_phone(value)
 
 
-class ContactUpdate(SQLModel):
+class ContactUpdate(Base):
     """Body of ``PATCH /contacts/{id}``: only the fields sent change."""
 
     model_config = STRICT_INPUT  # type: ignore[assignment]
@@ -462,7 +467,7 @@ class ContactPublic(ContactBase):
 # -- District figures --------------------------------------------------------
 
 
-class PublishedFigures(SQLModel, table=True):
+class PublishedFigures(Base, table=True):
     """The last district figures published, so a new event goes out only when they change."""
 
     __tablename__ = "published_figures"
@@ -472,7 +477,7 @@ class PublishedFigures(SQLModel, table=True):
     published_at: UtcDateTime = Field(sa_type=UTC_DT)
 
 
-class DistrictFiguresPublic(SQLModel):
+class DistrictFiguresPublic(Base):
     """``GET /figures``: the district's live aggregates."""
 
     computed_at: UtcDateTime
@@ -490,7 +495,7 @@ class DistrictFiguresPublic(SQLModel):
     patents: int
 
 
-class ContactPersonalData(SQLModel):
+class ContactPersonalData(Base):
     """A contact's personal data, for a service allowed to ask (the newsletter) and staff."""
 
     contact_id: str
@@ -504,7 +509,7 @@ class ContactPersonalData(SQLModel):
     consent_newsletter: bool = False
 
 
-class ImportResult(SQLModel):
+class ImportResult(Base):
     """Answer of a successful CSV import."""
 
     imported: int

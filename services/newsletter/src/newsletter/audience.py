@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field
 
 from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
@@ -25,14 +25,14 @@ from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.conventions import UtcDateTime
 from distretto_shared.events import EventMeta
 from newsletter.config import Settings
-from newsletter.models import utcnow
+from newsletter.models import Base, utcnow
 
 Ctx = Context[Settings]
 
 # -- tables ----------------------------------------------------------------------------
 
 
-class AudienceOrganisation(SQLModel, table=True):
+class AudienceOrganisation(Base, table=True):
     """An organisation's segmentable attributes (the latest profile and status seen)."""
 
     __tablename__ = "audience_organisation"
@@ -46,7 +46,7 @@ class AudienceOrganisation(SQLModel, table=True):
     )
 
 
-class AudienceTag(SQLModel, table=True):
+class AudienceTag(Base, table=True):
     """One value of a many-valued attribute of an organisation: a sector or a competence keyword.
 
     ``source`` says which event keeps it: ``membership`` (the profile: replaced at each profile
@@ -60,7 +60,7 @@ class AudienceTag(SQLModel, table=True):
     source: str = Field(primary_key=True, max_length=80)
 
 
-class AudienceProject(SQLModel, table=True):
+class AudienceProject(Base, table=True):
     """An EU project as far as segments need it (its acronym, to name it in a rule)."""
 
     __tablename__ = "audience_project"
@@ -69,7 +69,7 @@ class AudienceProject(SQLModel, table=True):
     status: str = Field(default="", max_length=40)
 
 
-class AudienceParticipation(SQLModel, table=True):
+class AudienceParticipation(Base, table=True):
     """A participant of a project's consortium, with its role and (once linked) its organisation."""
 
     __tablename__ = "audience_participation"

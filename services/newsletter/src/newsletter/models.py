@@ -13,6 +13,7 @@ from pydantic import Field as PField
 from sqlmodel import Column, Field, SQLModel
 
 from distretto_shared.conventions import UtcDateTime
+from distretto_shared.tables import service_registry
 from newsletter import domain
 
 
@@ -28,6 +29,10 @@ def utcnow() -> datetime:
 
 def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(sa.DateTime(timezone=True), nullable=nullable))
+
+
+class Base(SQLModel, registry=service_registry()):
+    """Base of the newsletter service's table models: its tables (and the backbone's) on its own metadata."""
 
 
 class Strict(BaseModel):
@@ -46,7 +51,7 @@ def _email(value: str) -> str:
 # -- lists -------------------------------------------------------------------
 
 
-class MailingListBase(SQLModel):
+class MailingListBase(Base):
     slug: str = Field(max_length=80, unique=True)
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=2000)
@@ -77,7 +82,7 @@ class MailingListPublic(MailingListBase):
 # -- subscribers ---------------------------------------------------------------
 
 
-class Subscriber(SQLModel, table=True):
+class Subscriber(Base, table=True):
     __tablename__ = "subscriber"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     email: str = Field(max_length=254, unique=True)
@@ -98,7 +103,7 @@ class Subscriber(SQLModel, table=True):
     )
 
 
-class Subscription(SQLModel, table=True):
+class Subscription(Base, table=True):
     """A subscriber on a list: unconfirmed, confirmed or unsubscribed (per list, as in listmonk)."""
 
     __tablename__ = "subscription"
@@ -113,13 +118,13 @@ class Subscription(SQLModel, table=True):
     )
 
 
-class SubscriberInterest(SQLModel, table=True):
+class SubscriberInterest(Base, table=True):
     __tablename__ = "subscriber_interest"
     subscriber_id: str = Field(foreign_key="subscriber.id", primary_key=True, max_length=32, ondelete="CASCADE")
     interest: str = Field(primary_key=True, max_length=80, index=True)
 
 
-class ConsentRecord(SQLModel, table=True):
+class ConsentRecord(Base, table=True):
     """Proof of consent: what was agreed (or withdrawn), when, where, with which wording, from which address."""
 
     __tablename__ = "consent_record"
@@ -134,7 +139,7 @@ class ConsentRecord(SQLModel, table=True):
     at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
 
 
-class RateHit(SQLModel, table=True):
+class RateHit(Base, table=True):
     """One accepted sign-up, counted against its address and its client."""
 
     __tablename__ = "rate_hit"
@@ -235,7 +240,7 @@ class SubscriberPublic(BaseModel):
 # -- templates -----------------------------------------------------------------
 
 
-class TemplateBase(SQLModel):
+class TemplateBase(Base):
     name: str = Field(max_length=200, unique=True)
     subject: str = Field(max_length=300)
     body_html: str = Field(sa_type=sa.Text)
@@ -276,7 +281,7 @@ class TemplatePublic(TemplateBase):
 # -- campaigns -----------------------------------------------------------------
 
 
-class Campaign(SQLModel, table=True):
+class Campaign(Base, table=True):
     __tablename__ = "campaign"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     name: str = Field(max_length=200)
@@ -429,7 +434,7 @@ class CampaignRecipients(BaseModel):
 # -- the delivery ledger ---------------------------------------------------------
 
 
-class Delivery(SQLModel, table=True):
+class Delivery(Base, table=True):
     """One mail to one recipient: the ledger row that makes delivery exactly-once.
 
     Campaign rows are one per (campaign, subscriber) (unique); transactional rows
@@ -488,7 +493,7 @@ class SendTestResult(BaseModel):
 # -- bounces -------------------------------------------------------------------
 
 
-class Bounce(SQLModel, table=True):
+class Bounce(Base, table=True):
     __tablename__ = "bounce"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     subscriber_id: str = Field(foreign_key="subscriber.id", max_length=32, index=True, ondelete="CASCADE")
@@ -519,7 +524,7 @@ class BounceAccepted(BaseModel):
     message: str = "report received"
 
 
-class WebhookReceipt(SQLModel, table=True):
+class WebhookReceipt(Base, table=True):
     """A signed webhook message already handled (by its ``webhook-id``): a replay changes nothing."""
 
     __tablename__ = "webhook_receipt"
@@ -529,7 +534,7 @@ class WebhookReceipt(SQLModel, table=True):
     )
 
 
-class Suppression(SQLModel, table=True):
+class Suppression(Base, table=True):
     """An address never to be mailed again, kept only as the SHA-256 of the lower-cased address."""
 
     __tablename__ = "suppression"
@@ -552,7 +557,7 @@ class BouncePublic(BaseModel):
 # -- read models fed by other services' events ---------------------------------------
 
 
-class MemberContact(SQLModel, table=True):
+class MemberContact(Base, table=True):
     """A member organisation's contact: consents and hash from membership's events, name and
     address fetched from membership over HTTP only while the contact consents to the newsletter."""
 
@@ -574,7 +579,7 @@ class MemberContact(SQLModel, table=True):
     )
 
 
-class MemberOrganisation(SQLModel, table=True):
+class MemberOrganisation(Base, table=True):
     """A member organisation as far as mails need it (name and first join)."""
 
     __tablename__ = "member_organisation"
@@ -583,7 +588,7 @@ class MemberOrganisation(SQLModel, table=True):
     first_joined_on: date | None = None
 
 
-class DigestItem(SQLModel, table=True):
+class DigestItem(Base, table=True):
     """Something worth a line in the next digest, kept from another service's event."""
 
     __tablename__ = "digest_item"

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Discriminator, Tag, model_validator
 from pydantic import Field as PField
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Column, Field, SQLModel, col, func, select
+from sqlmodel import Column, Field, col, func, select
 
 from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
@@ -52,6 +52,7 @@ from newsletter.audience import (
 )
 from newsletter.config import Settings
 from newsletter.models import (
+    Base,
     Campaign,
     MailingList,
     MemberContact,
@@ -325,7 +326,7 @@ def count_query(rule: Rule) -> sa.Select[Any]:
 # -- tables and shapes ---------------------------------------------------------------------------
 
 
-class Segment(SQLModel, table=True):
+class Segment(Base, table=True):
     """A saved, named rule."""
 
     __tablename__ = "segment"

@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from distretto_shared.contracts.public import PUBLIC_TYPE_NAMES
 from distretto_shared.conventions import UtcDateTime
+from distretto_shared.tables import service_registry
 
 
 def _id() -> str:
@@ -23,7 +24,11 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kw))
 
 
-class Partner(SQLModel, table=True):
+class Base(SQLModel, registry=service_registry()):
+    """Base of the partners service's table models: its tables (and the backbone's) on its own metadata."""
+
+
+class Partner(Base, table=True):
     """A partner system: what it may receive and the credentials of its channels."""
 
     __tablename__ = "partner"
@@ -42,7 +47,7 @@ class Partner(SQLModel, table=True):
     updated_at: UtcDateTime = _ts(nullable=False)
 
 
-class PublicEventRow(SQLModel, table=True):
+class PublicEventRow(Base, table=True):
     """The public-event log: every projected event once, numbered; ``seq`` is the SSE id."""
 
     __tablename__ = "public_event"
@@ -60,7 +65,7 @@ class PublicEventRow(SQLModel, table=True):
     created_at: UtcDateTime = _ts(nullable=False, index=True)
 
 
-class OrganisationView(SQLModel, table=True):
+class OrganisationView(Base, table=True):
     """What the projector remembers of an organisation (public fields only)."""
 
     __tablename__ = "organisation_view"
@@ -76,7 +81,7 @@ class OrganisationView(SQLModel, table=True):
     """True while the public catalogue counts it as a member (joined and not left)."""
 
 
-class ProjectView(SQLModel, table=True):
+class ProjectView(Base, table=True):
     """The projector's memory of a project (its acronym, for status and deliverable events)."""
 
     __tablename__ = "project_view"
@@ -85,7 +90,7 @@ class ProjectView(SQLModel, table=True):
     acronym: str = Field(max_length=100)
 
 
-class WebhookEndpoint(SQLModel, table=True):
+class WebhookEndpoint(Base, table=True):
     """A partner's webhook receiver."""
 
     __tablename__ = "webhook_endpoint"
@@ -111,7 +116,7 @@ class WebhookEndpoint(SQLModel, table=True):
     created_at: UtcDateTime = _ts(nullable=False)
 
 
-class WebhookMessage(SQLModel, table=True):
+class WebhookMessage(Base, table=True):
     """One event to deliver to one endpoint (delivered in ``id`` order per endpoint)."""
 
     __tablename__ = "webhook_message"
@@ -134,7 +139,7 @@ class WebhookMessage(SQLModel, table=True):
     finished_at: UtcDateTime | None = _ts(nullable=True)
 
 
-class WebhookAttempt(SQLModel, table=True):
+class WebhookAttempt(Base, table=True):
     """One HTTP attempt: the delivery log."""
 
     __tablename__ = "webhook_attempt"

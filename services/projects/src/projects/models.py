@@ -19,6 +19,7 @@ from sqlalchemy import JSON, Column, DateTime, ForeignKey, String, Text, UniqueC
 from sqlmodel import Field, SQLModel
 
 from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
+from distretto_shared.tables import service_registry
 from projects.domain import (
     THEMATIC_AREAS,
     DeliverableStatus,
@@ -65,7 +66,11 @@ def _clean_list(values: list[str]) -> list[str]:
 # -- projects ----------------------------------------------------------------
 
 
-class ProjectBase(SQLModel):
+class Base(SQLModel, registry=service_registry()):
+    """Base of the projects service's table models: its tables (and the backbone's) on its own metadata."""
+
+
+class ProjectBase(Base):
     """Fields of a project (CORDIS fields plus the foundation's own)."""
 
     cordis_id: str | None = Field(default=None, max_length=20, description="CORDIS project id (grant number)")
@@ -101,7 +106,7 @@ class Project(ProjectBase, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class _ProjectChecks(SQLModel):
+class _ProjectChecks(Base):
     @field_validator("thematic_areas", check_fields=False)
     @classmethod
     def _areas(cls, v: list[str] | None) -> list[str] | None:
@@ -189,7 +194,7 @@ class ProjectPublic(ProjectBase):
 # -- consortium --------------------------------------------------------------
 
 
-class ParticipantBase(SQLModel):
+class ParticipantBase(Base):
     """A consortium member of a project."""
 
     name: str = Field(min_length=1, max_length=500)
@@ -227,7 +232,7 @@ class Participant(ParticipantBase, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class _ParticipantChecks(SQLModel):
+class _ParticipantChecks(Base):
     @field_validator("country", check_fields=False)
     @classmethod
     def _country(cls, v: str | None) -> str | None:
@@ -285,7 +290,7 @@ class ParticipantPublic(ParticipantBase):
 # -- work plan ---------------------------------------------------------------
 
 
-class WorkPackageBase(SQLModel):
+class WorkPackageBase(Base):
     """A work package."""
 
     number: StrictInt = Field(ge=1, le=99)
@@ -322,7 +327,7 @@ class WorkPackageCreate(WorkPackageBase):
     _order = model_validator(mode="after")(_months_ordered)
 
 
-class WorkPackageUpdate(SQLModel):
+class WorkPackageUpdate(Base):
     """Input to change a work package."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
@@ -343,7 +348,7 @@ DELIVERABLE_NUMBER = r"^D\d{1,2}\.\d{1,3}$"
 MILESTONE_NUMBER = r"^MS?\d{1,3}$"
 
 
-class DeliverableBase(SQLModel):
+class DeliverableBase(Base):
     """A deliverable, due in a project month."""
 
     number: str = Field(
@@ -392,7 +397,7 @@ class DeliverableCreate(DeliverableBase):
         return v
 
 
-class DeliverableUpdate(SQLModel):
+class DeliverableUpdate(Base):
     """Input to change a deliverable's plan (status changes have their own routes)."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
@@ -414,19 +419,19 @@ class DeliverablePublic(DeliverableBase):
     accepted_on: date | None
 
 
-class DeliverableSubmit(SQLModel):
+class DeliverableSubmit(Base):
     """Input to submit a deliverable."""
 
     submitted_on: date | None = None
 
 
-class DeliverableAccept(SQLModel):
+class DeliverableAccept(Base):
     """Input to record the Commission's acceptance of a deliverable."""
 
     accepted_on: date | None = None
 
 
-class MilestoneBase(SQLModel):
+class MilestoneBase(Base):
     """A milestone, due in a project month."""
 
     number: str = Field(
@@ -467,7 +472,7 @@ class MilestoneCreate(MilestoneBase):
         return v
 
 
-class MilestoneUpdate(SQLModel):
+class MilestoneUpdate(Base):
     """Input to change a milestone's plan."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
@@ -486,13 +491,13 @@ class MilestonePublic(MilestoneBase):
     reached_on: date | None
 
 
-class MilestoneReach(SQLModel):
+class MilestoneReach(Base):
     """Input to record a milestone as reached."""
 
     reached_on: date | None = None
 
 
-class ReportingPeriodBase(SQLModel):
+class ReportingPeriodBase(Base):
     """A reporting period (periodic report due 60 days after its end)."""
 
     number: StrictInt = Field(ge=1, le=20)
@@ -519,7 +524,7 @@ class ReportingPeriodCreate(ReportingPeriodBase):
     _order = model_validator(mode="after")(_months_ordered)
 
 
-class ReportingPeriodUpdate(SQLModel):
+class ReportingPeriodUpdate(Base):
     """Input to change a reporting period."""
 
     start_month: StrictInt | None = Field(default=None, ge=1, le=240)
@@ -539,7 +544,7 @@ class ReportingPeriodPublic(ReportingPeriodBase):
 # -- deadline engine ---------------------------------------------------------
 
 
-class DeliverableNotice(SQLModel, table=True):
+class DeliverableNotice(Base, table=True):
     """A deadline notice already emitted: at most one per (deliverable, threshold), ever."""
 
     __tablename__ = "deliverable_notice"
@@ -558,7 +563,7 @@ class DeliverableNotice(SQLModel, table=True):
 # -- read model of member organisations --------------------------------------
 
 
-class MemberOrganisation(SQLModel, table=True):
+class MemberOrganisation(Base, table=True):
     """What this service keeps of the membership register (fed by membership events)."""
 
     __tablename__ = "member_organisation"
@@ -574,7 +579,7 @@ class MemberOrganisation(SQLModel, table=True):
     updated_at: UtcDateTime = _ts()
 
 
-class MemberOrganisationPublic(SQLModel):
+class MemberOrganisationPublic(Base):
     """A member organisation as this service knows it."""
 
     organisation_id: str
@@ -588,14 +593,14 @@ class MemberOrganisationPublic(SQLModel):
 # -- import and portfolio ----------------------------------------------------
 
 
-class CordisImportText(SQLModel):
+class CordisImportText(Base):
     """A CORDIS import given as text: the two CSV files' contents."""
 
     project_csv: str = Field(min_length=1, description="content of project.csv")
     organization_csv: str = Field(default="", description="content of organization.csv (may be empty)")
 
 
-class CordisImportResult(SQLModel):
+class CordisImportResult(Base):
     """What an import did."""
 
     projects_created: int = 0
@@ -609,7 +614,7 @@ class CordisImportResult(SQLModel):
     """Cells a spreadsheet would run as formulas (file, line, column, warning): imported as text."""
 
 
-class BucketPublic(SQLModel):
+class BucketPublic(Base):
     """Count and budgets of a group of projects."""
 
     projects: int
@@ -617,7 +622,7 @@ class BucketPublic(SQLModel):
     ec_max_contribution: float
 
 
-class PortfolioPublic(SQLModel):
+class PortfolioPublic(Base):
     """Portfolio figures."""
 
     overall: BucketPublic
@@ -630,7 +635,7 @@ class PortfolioPublic(SQLModel):
     foundation_ec_contribution: float
 
 
-class DeadlineScanResult(SQLModel):
+class DeadlineScanResult(Base):
     """What a deadline scan emitted."""
 
     today: date
