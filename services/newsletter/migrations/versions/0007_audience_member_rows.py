@@ -1,5 +1,6 @@
 """One audience row per subscriber (member contact, organisation, consent), kept by triggers: what segments count."""
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
@@ -7,21 +8,32 @@ down_revision = "0006"
 
 
 def upgrade() -> None:
-    from sqlmodel import SQLModel
-
     import newsletter.audience
 
-    metadata = SQLModel.metadata
-    tables = [metadata.tables[name] for name in newsletter.audience.MEMBER_TABLES]
-    metadata.create_all(bind=op.get_bind(), tables=tables)  # checks first: a no-op where the table is
+    if "audience_member" not in sa.inspect(op.get_bind()).get_table_names():
+        op.create_table(
+            "audience_member",
+            sa.Column("subscriber_id", sa.String(length=32), nullable=False),
+            sa.Column("contact_id", sa.String(length=64), nullable=True),
+            sa.Column("organisation_id", sa.String(length=64), nullable=True),
+            sa.Column("consenting", sa.Boolean(), nullable=False),
+            sa.PrimaryKeyConstraint("subscriber_id"),
+        )
+        op.create_index(
+            "ix_audience_member_organisation_consenting",
+            "audience_member",
+            ["organisation_id"],
+            unique=False,
+            postgresql_where=sa.text("consenting"),
+            sqlite_where=sa.text("consenting"),
+        )
+    # The triggers' SQL is shared with the segment benchmark (idempotent: it re-creates them and refills the table).
     newsletter.audience.install_member_rows(op.get_bind())
 
 
 def downgrade() -> None:
-    from sqlmodel import SQLModel
-
     import newsletter.audience
 
     newsletter.audience.remove_member_rows(op.get_bind())
-    metadata = SQLModel.metadata
-    metadata.drop_all(bind=op.get_bind(), tables=[metadata.tables[n] for n in newsletter.audience.MEMBER_TABLES])
+    op.drop_index("ix_audience_member_organisation_consenting", table_name="audience_member")
+    op.drop_table("audience_member")

@@ -82,7 +82,7 @@ class AudienceParticipation(Base, table=True):
 TABLES = ["audience_organisation", "audience_tag", "audience_project", "audience_participation"]
 
 
-class AudienceMember(SQLModel, table=True):
+class AudienceMember(Base, table=True):
     """One row per subscriber, kept by database triggers: its member contact, organisation and consent.
 
     What a segment counts over: one narrow table instead of subscriber ⋈ member contact ⋈ confirmed
