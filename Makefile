@@ -11,7 +11,7 @@ help:
 	@echo "make down    stop all of it"
 	@echo "make secrets write .env with this installation's secrets for docker compose"
 	@echo "make test    run every test (real Kafka; SQLite and PostgreSQL)"
-	@echo "make lint    ruff + mypy"
+	@echo "make lint    ruff + mypy + deptry (every import declared, no dependency unused)"
 	@echo "make bench   run the benchmarks (figures printed side by side with their baselines)"
 
 # uv, the virtual environment, Java 17 + Maven and the Kafka jars.
@@ -56,7 +56,8 @@ schemathesis: bootstrap
 lint:
 	@$(UV) run --no-sync ruff check .
 	@$(UV) run --no-sync ruff format --check .
-	@$(UV) run --no-sync mypy shared/src services/*/src
+	@$(UV) run --no-sync mypy shared/src dev/src services/*/src
+	@for p in shared dev services/*; do printf "deptry %s: " $$p; (cd $$p && $(UV) run --no-sync deptry src --no-ansi 2>&1 | grep -v "^Scanning\|^Assuming\|^$$" ; exit $${PIPESTATUS[0]}) || exit 1; done
 
 bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners
 

@@ -1,3 +1,3 @@
-"""Fixtures shared by every test folder live in distretto_shared.testing."""
+"""Fixtures shared by every test folder live in distretto_dev.testing."""
 
-pytest_plugins = ["distretto_shared.testing"]
+pytest_plugins = ["distretto_dev.testing"]

@@ -2,7 +2,7 @@
 # kcat: the independent Kafka client the ACL tests use (Debian's `kcat` package).
 # As root with apt-get: installs it when missing. Otherwise: says what to install and exits 1.
 # (Its librdkafka may be older than the 2.6.1 SCRAM needs against Kafka 4: the tests then run it
-# with the librdkafka the confluent-kafka wheel ships, see distretto_shared.testing.kcat.)
+# with the librdkafka the confluent-kafka wheel ships, see distretto_dev.testing.kcat.)
 set -euo pipefail
 
 if command -v kcat >/dev/null 2>&1; then

@@ -1,15 +1,15 @@
-"""`make test`: every test suite, each in its own pytest process, against one real Kafka.
+"""`make test`: every test suite in one pytest process, against one real Kafka.
 
-Each service is its own deployable with its own SQLModel metadata, so its tests run in
-a process of their own (as the service does); the platform's cross-service tests in
-tests/ run the services as real processes. One throwaway broker serves every suite
-(or KAFKA_BOOTSTRAP_SERVERS, when given). The last line sums the suites up.
+Each service keeps its tables on its own SQLModel metadata (``distretto_shared.tables``), so
+the services' models load side by side and one process runs the backbone's tests, every
+service's and the platform's cross-service tests (which start the services as real
+processes). One throwaway broker serves them all (or KAFKA_BOOTSTRAP_SERVERS, when given).
+The last lines give the time and the counts.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,49 +30,21 @@ SUITES = [
     "tests/platform",
     "tests/security",
 ]
-COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT / "shared" / "src"))
-    from distretto_shared.kafka_runner import session_broker
+    sys.path.insert(0, str(ROOT / "dev" / "src"))
+    from distretto_dev.kafka_runner import session_broker
 
     extra = sys.argv[1:]
     suites = [s for s in SUITES if (ROOT / s).exists()]
-    totals: dict[str, int] = {}
-    failed_suites: list[str] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="distretto-test-") as tmp, session_broker(Path(tmp)) as bootstrap:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         print(f"run_tests: Kafka at {bootstrap}; suites: {', '.join(suites)}", flush=True)
-        for suite in suites:
-            print(f"\n===== {suite} =====", flush=True)
-            proc = subprocess.run(
-                [sys.executable, "-m", "pytest", suite, "-q", *extra],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            sys.stdout.write(proc.stdout)
-            tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
-            for n, kind in COUNT.findall(tail):
-                kind = "errors" if kind.startswith("error") else kind
-                totals[kind] = totals.get(kind, 0) + int(n)
-            if proc.returncode != 0:
-                failed_suites.append(f"{suite} (exit {proc.returncode})")
-    elapsed = time.monotonic() - started
-    print(f"\n===== all suites, {elapsed:.0f}s =====")
-    if failed_suites:
-        print("failed suites: " + ", ".join(failed_suites))
-    summary = ", ".join(
-        f"{totals.get(k, 0)} {k}"
-        for k in ("passed", "failed", "skipped", "errors")
-        if totals.get(k) or k in ("passed", "failed")
-    )
-    print(summary)
-    return 1 if failed_suites or totals.get("passed", 0) == 0 else 0
+        proc = subprocess.run([sys.executable, "-m", "pytest", *suites, "-q", *extra], cwd=ROOT, env=env)
+    print(f"\n===== all suites, one process, {time.monotonic() - started:.0f}s =====")
+    return proc.returncode
 
 
 if __name__ == "__main__":

@@ -132,7 +132,14 @@ def processes() -> list[Proc]:
         Proc(
             "catcher",
             _py(
-                "-m", "newsletter.catcher", "--smtp-port", "1025", "--http-port", "8025", "--folder", str(VAR / "mail")
+                "-m",
+                "distretto_dev.catcher",
+                "--smtp-port",
+                "1025",
+                "--http-port",
+                "8025",
+                "--folder",
+                str(VAR / "mail"),
             ),
             8025,
             common,
@@ -225,7 +232,7 @@ def monitoring_processes() -> list[Proc]:
             "alerts",
             _py(
                 "-m",
-                "distretto_shared.alert_receiver",
+                "distretto_dev.alert_receiver",
                 "--port",
                 str(mon.RECEIVER_PORT),
                 "--file",
@@ -421,7 +428,7 @@ def kafka(cmd: str) -> int:
         [
             sys.executable,
             "-m",
-            "distretto_shared.kafka_runner",
+            "distretto_dev.kafka_runner",
             cmd,
             "--port",
             str(KAFKA_PORT),

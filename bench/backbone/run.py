@@ -442,8 +442,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="directory for cProfile output, one file per process")
     args = parser.parse_args()
     quiet()
-    from distretto_shared.kafka_runner import session_broker
-    from distretto_shared.testing import drop_schema
+    from distretto_dev.kafka_runner import session_broker
+    from distretto_dev.testing import drop_schema
 
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "shared" / "src"))
 
+from distretto_dev.kafka_runner import session_broker
 from distretto_shared.identity import Keyring
-from distretto_shared.kafka_runner import session_broker
 
 SERVICES = ("membership", "projects", "newsletter", "matchmaking", "gateway", "console")
 ADMIN = {"email": "admin@bench.example", "password": "bench-admin-password"}
@@ -86,7 +86,7 @@ def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.P
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "newsletter.catcher", "--smtp-port", str(smtp), "--http-port", str(catcher_http)],
+            [sys.executable, "-m", "distretto_dev.catcher", "--smtp-port", str(smtp), "--http-port", str(catcher_http)],
             env={**os.environ, **common},
             stdout=(root / "catcher.log").open("wb"),
             stderr=subprocess.STDOUT,

@@ -213,8 +213,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "newsletter" / "src"))
+    from distretto_dev.testing import free_port
     from distretto_shared.logging import configure_logging
-    from distretto_shared.testing import free_port
 
     configure_logging("bench", "WARNING", False)
     results: dict[str, dict[str, Any]] = {}

@@ -183,7 +183,7 @@ async def one_run(args: argparse.Namespace, bootstrap: str, run: int, workdir: P
     import httpx
 
     from distretto_shared.identity import Principal, Role
-    from distretto_shared.testing import ServiceProcess, free_port, identity_headers
+    from distretto_dev.testing import ServiceProcess, free_port, identity_headers
 
     os.environ["DISTRETTO_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}."
     receiver = Receiver()
@@ -318,7 +318,7 @@ async def baseline_http(args: argparse.Namespace, bodies: list[str]) -> dict[str
     """The same bodies, signed the same way, POSTed by a bare client to 100 paths, one task per endpoint."""
     import httpx
 
-    from distretto_shared.testing import free_port
+    from distretto_dev.testing import free_port
     from partners import domain
 
     receiver = Receiver()
@@ -413,14 +413,14 @@ async def baseline_kafka(args: argparse.Namespace, bootstrap: str, run: int) -> 
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    import distretto_shared.testing  # noqa: F401  (one identity key ring for this run's processes)
+    import distretto_dev.testing  # noqa: F401  (one identity key ring for this run's processes)
 
     with tempfile.TemporaryDirectory(prefix="bench-partners-") as tmp:
         workdir = Path(tmp)
         broker = None
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not bootstrap:
-            from distretto_shared.kafka_runner import EmbeddedKafka
+            from distretto_dev.kafka_runner import EmbeddedKafka
 
             broker = await asyncio.to_thread(EmbeddedKafka(data_dir=workdir / "kafka", heap="512m").start)
             bootstrap = broker.bootstrap_servers

@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from distretto_dev.testing import DatabaseTarget
 from distretto_shared.db import Database
 from distretto_shared.migrations import upgrade_async
-from distretto_shared.testing import DatabaseTarget
 from distretto_shared.topics import ensure_topics
 
 from .example import MIGRATIONS, TOPIC, Faults

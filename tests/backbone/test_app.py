@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from distretto_dev.testing import DatabaseTarget, read_topic, service_client, wait_for
 from distretto_shared.app import ServiceSpec, create_app
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import DatabaseTarget, read_topic, service_client, wait_for
 from distretto_shared.web import Conflict
 
 from .example import MIGRATIONS, TOPIC, credit, projection

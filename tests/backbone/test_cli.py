@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from distretto_dev.testing import free_port, wait_for
 from distretto_shared.cli import app
 from distretto_shared.db import Database
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, list_dead_letters
-from distretto_shared.testing import free_port, wait_for
 
 from .test_consumer import credited, encoded, send_raw
 from .test_dlq import FAILING, _all_handled, three_groups

@@ -16,7 +16,7 @@ from distretto_shared.db import Database
 from distretto_shared.dlq import list_dead_letters, replay
 from distretto_shared.events import encode
 from distretto_shared.kafka_security import default_credentials
-from distretto_shared.testing import read_topic, wait_for
+from distretto_dev.testing import read_topic, wait_for
 
 from .example import AccountCredited, Faults, effect_rows, projection
 

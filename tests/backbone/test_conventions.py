@@ -21,7 +21,7 @@ from distretto_shared.conventions import (
     paginate,
 )
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.web import Page, PageParams, page_params
 
 from .example import MIGRATIONS, entries

@@ -21,7 +21,7 @@ from distretto_shared.db import Database
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, discard, list_dead_letters, main, replay
 from distretto_shared.events import EventMeta, PermanentEventError
 from distretto_shared.kafka_security import default_credentials
-from distretto_shared.testing import wait_for
+from distretto_dev.testing import wait_for
 
 from .example import AccountCredited, effects
 from .test_consumer import credited, encoded, send_raw

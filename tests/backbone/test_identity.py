@@ -14,6 +14,7 @@ import pytest
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 
+from distretto_dev.testing import ADMIN, GATEWAY_SIGNER, KEYRING, DatabaseTarget, identity_headers
 from distretto_shared.app import ConfigurationError, ServiceSpec, create_app
 from distretto_shared.identity import (
     IDENTITY_HEADER,
@@ -29,7 +30,6 @@ from distretto_shared.identity import (
     trusted_key_entry,
 )
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import ADMIN, GATEWAY_SIGNER, KEYRING, DatabaseTarget, identity_headers
 from distretto_shared.web import current_principal
 
 from .example import MIGRATIONS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from distretto_shared.kafka_runner import EmbeddedKafka
+from distretto_dev.kafka_runner import EmbeddedKafka
 
 from .test_logs import parse
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from distretto_dev.testing import ADMIN, ServiceProcess, identity_auth, wait_for
 from distretto_shared.dlq import list_dead_letters
-from distretto_shared.testing import ADMIN, ServiceProcess, identity_auth, wait_for
 
 from .example import TOPIC
 from .test_consumer import send_raw

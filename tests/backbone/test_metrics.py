@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from distretto_dev.testing import DatabaseTarget, publish_events, service_client, wait_for
 from distretto_shared.app import create_app
-from distretto_shared.testing import DatabaseTarget, publish_events, service_client, wait_for
 
 from .example import TOPIC, AccountCredited, Faults
 from .test_app import SPEC, settings_for

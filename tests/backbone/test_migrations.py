@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from distretto_dev.testing import DatabaseTarget
 from distretto_shared import migrations
 from distretto_shared.migrations import drift, heads
 from distretto_shared.tables import BACKBONE
-from distretto_shared.testing import DatabaseTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/migrations"))

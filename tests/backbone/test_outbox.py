@@ -9,10 +9,10 @@ from collections import defaultdict
 import pytest
 from sqlalchemy import func, select
 
+from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, wait_for
 from distretto_shared.db import Database
 from distretto_shared.events import EVENT_TYPES, decode
 from distretto_shared.outbox import OutboxMessage, OutboxRelay
-from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, wait_for
 
 from .example import SOURCE, AccountCredited, Rollback, credit
 

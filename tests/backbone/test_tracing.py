@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from distretto_dev.testing import DatabaseTarget, service_client, wait_for
 from distretto_shared import tracing
 from distretto_shared.app import create_app
-from distretto_shared.testing import DatabaseTarget, service_client, wait_for
 
 from .example import AccountCredited, effect_rows
 from .test_app import SPEC, settings_for

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from distretto_dev.testing import ADMIN, free_port, identity_auth, publish_events, wait_for
 from distretto_shared import monitoring
 from distretto_shared.app import create_app
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import ADMIN, free_port, identity_auth, publish_events, wait_for
 from distretto_shared.topics import ensure_topics
 from tests.backbone.example import TOPIC, AccountCredited, Faults
 from tests.backbone.test_app import SPEC

@@ -1,4 +1,4 @@
-"""docker-compose.yml, the services' Dockerfiles, Prometheus and Grafana, checked against the code.
+"""docker-compose.yml, the one Dockerfile, Prometheus and Grafana, checked against the code.
 
 No Docker engine runs here, so this checks what can be checked without one: the files load;
 every service they name exists; every command parses with the service's own command line
@@ -41,6 +41,8 @@ from pydantic import AliasChoices
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES_DIR = ROOT / "services"
+DOCKERFILE = ROOT / "Dockerfile"
+DEV = "dev"  # SERVICE=dev: the development tools' image (the mail catcher), not a service
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 POSTGRES_INIT = ROOT / "deploy" / "compose" / "postgres-init.sql"
@@ -115,17 +117,32 @@ def env_of(svc: dict[str, Any]) -> dict[str, str]:
     return {str(k): interpolate(v) for k, v in raw.items()}
 
 
-def built_from(svc: dict[str, Any]) -> str | None:
-    """The workspace service whose Dockerfile builds this compose service, if any."""
+def build_of(svc: dict[str, Any]) -> dict[str, Any] | None:
     build = svc.get("build")
+    return {"context": build} if isinstance(build, str) else build
+
+
+def build_args(svc: dict[str, Any]) -> dict[str, str]:
+    """The build arguments a compose service passes to the Dockerfile."""
+    args = (build_of(svc) or {}).get("args") or {}
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) if "=" in item else (item, "") for item in args)
+    return {str(k): interpolate(v) for k, v in args.items()}
+
+
+def built_from(svc: dict[str, Any]) -> str | None:
+    """The workspace folder (the one Dockerfile's SERVICE argument) this compose service is built from, if any."""
+    build = build_of(svc)
     if build is None:
         return None
-    if isinstance(build, str):
-        build = {"context": build}
-    parts = PurePosixPath(build.get("dockerfile", "Dockerfile")).parts
-    if len(parts) == 3 and parts[0] == "services" and parts[2] == "Dockerfile":
-        return parts[1]
-    return ""
+    if PurePosixPath(build.get("dockerfile", "Dockerfile")) != PurePosixPath("Dockerfile"):
+        return ""
+    return build_args(svc).get("SERVICE", "")
+
+
+def package_of(name: str) -> str:
+    """The Python package an image built with SERVICE=name holds."""
+    return "distretto_dev" if name == DEV else name
 
 
 def runs_service(svc: dict[str, Any]) -> str | None:
@@ -163,35 +180,65 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def dockerfile_cmd(text: str) -> list[str]:
-    cmds = [args for ins, args in dockerfile_instructions(text) if ins == "CMD"]
+def expand(text: str, values: dict[str, str]) -> str:
+    """``${NAME}`` and ``$NAME`` replaced by their values (unknown names left as they are)."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], m[0]), text)
+
+
+def dockerfile_env(text: str, args: dict[str, str]) -> dict[str, str]:
+    """The image's environment: its ENV lines, build arguments expanded."""
+    env: dict[str, str] = {}
+    for ins, rest in dockerfile_instructions(text):
+        if ins == "ENV":
+            for word in shlex.split(rest):
+                key, _, value = word.partition("=")
+                env[key] = expand(value, {**args, **env})
+    return env
+
+
+def dockerfile_cmd(text: str, args: dict[str, str] | None = None) -> list[str]:
+    """The image's command for these build arguments (a ``sh -c`` script expanded and split)."""
+    cmds = [rest for ins, rest in dockerfile_instructions(text) if ins == "CMD"]
     if not cmds:
         return []
     cmd = cmds[-1]
-    return list(json.loads(cmd)) if cmd.startswith("[") else shlex.split(cmd)
+    argv = list(json.loads(cmd)) if cmd.startswith("[") else shlex.split(cmd)
+    if argv[:2] == ["sh", "-c"] and len(argv) == 3:
+        argv = shlex.split(expand(argv[2], dockerfile_env(text, args or {})))
+        argv = argv[1:] if argv[:1] == ["exec"] else argv
+    return argv
 
 
-def dockerfile_exposed(text: str) -> set[int]:
+def dockerfile_exposed(text: str, args: dict[str, str] | None = None) -> set[int]:
     ports: set[int] = set()
-    for ins, args in dockerfile_instructions(text):
+    for ins, rest in dockerfile_instructions(text):
         if ins == "EXPOSE":
-            ports |= {int(p.split("/")[0]) for p in args.split()}
+            words = expand(rest, args or {}).split()
+            ports |= {int(p.split("/")[0]) for p in words if p.split("/")[0].isdigit()}
     return ports
+
+
+def image_args(name: str) -> dict[str, str]:
+    """The build arguments that make a service's image (the service's folder and its Settings' port)."""
+    return {"SERVICE": name, "PORT": str(http_port(name))}
 
 
 def project_name(name: str) -> str:
     return str(tomllib.loads((SERVICES_DIR / name / "pyproject.toml").read_text())["project"]["name"])
 
 
-def check_dockerfile(name: str, text: str) -> Problems:
-    """One service's Dockerfile against the house recipe and the service's code."""
+def check_dockerfile(text: str) -> Problems:
+    """The one Dockerfile against the house recipe: parametrised by SERVICE and PORT, runs as a user."""
     problems: Problems = []
-    where = f"services/{name}/Dockerfile"
+    where = "Dockerfile"
     instructions = dockerfile_instructions(text)
     runs = [args for ins, args in instructions if ins == "RUN"]
     froms = [args for ins, args in instructions if ins == "FROM"]
     if froms != ["python:3.11-slim"]:
         problems.append(f"{where}: FROM {froms}, expected python:3.11-slim")
+    declared = {args.split("=")[0] for ins, args in instructions if ins == "ARG"}
+    if not {"SERVICE", "PORT"} <= declared:
+        problems.append(f"{where}: ARG {sorted(declared)}, expected SERVICE and PORT")
     if not any(re.search(r"\bpip install\b.*\buv\b", r) for r in runs):
         problems.append(f"{where}: uv is not installed with pip")
     sync = [r for r in runs if "uv sync" in r]
@@ -203,30 +250,45 @@ def check_dockerfile(name: str, text: str) -> Problems:
         for flag in ("--frozen", "--no-dev"):
             if flag not in words:
                 problems.append(f"{where}: `uv sync` without {flag}")
-        if package != project_name(name):
-            problems.append(f"{where}: `uv sync --package {package}`, the project is {project_name(name)}")
+        if package not in ("distretto-${SERVICE}", "distretto-$SERVICE"):
+            problems.append(f"{where}: `uv sync --package {package}`, expected distretto-${{SERVICE}}")
     copied: set[str] = set()
     for ins, args in instructions:
         if ins == "COPY":
             words = [w for w in shlex.split(args) if not w.startswith("--")]
             copied |= {w.rstrip("/") for w in words[:-1]}
-    missing = {"pyproject.toml", "uv.lock", "shared", "services"} - copied
+    missing = {"pyproject.toml", "uv.lock", "shared", "dev", "services"} - copied
     if missing and "." not in copied:
         problems.append(f"{where}: the workspace is not copied (missing {sorted(missing)})")
     users = [args for ins, args in instructions if ins == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         problems.append(f"{where}: runs as root (no USER, or USER root last)")
-    port = http_port(name)
-    if dockerfile_exposed(text) != {port}:
-        problems.append(f"{where}: EXPOSE {sorted(dockerfile_exposed(text))}, the service listens on {port}")
-    cmd = dockerfile_cmd(text)
-    if cmd[:4] != ["uv", "run", "--no-sync", "python"]:
-        problems.append(f"{where}: CMD {cmd} does not start with uv run --no-sync python")
+    probe = {"SERVICE": "probe", "PORT": "65000"}
+    if dockerfile_exposed(text, probe) != {65000}:
+        problems.append(f"{where}: EXPOSE {sorted(dockerfile_exposed(text, probe))}, not the PORT build argument")
+    cmd = dockerfile_cmd(text, probe)
+    if cmd != ["uv", "run", "--no-sync", "python", "-m", "probe", "serve", "--host", "0.0.0.0", "--port", "65000"]:
+        problems.append(f"{where}: CMD {cmd} is not `uv run --no-sync python -m <SERVICE> serve` on 0.0.0.0:<PORT>")
     return problems
 
 
-def normalised_dockerfile(name: str, text: str) -> str:
-    return text.replace(name, "<name>").replace(str(http_port(name)), "<port>")
+def check_images(compose: Compose) -> Problems:
+    """Each compose service built from the Dockerfile names a workspace folder and its Settings' port."""
+    problems: Problems = []
+    for key, svc in compose["services"].items():
+        name = built_from(svc)
+        if name is None:
+            continue
+        args = build_args(svc)
+        if name not in service_names() and name != DEV:
+            problems.append(f"compose service {key}: build argument SERVICE={name!r} is not a folder of services/")
+            continue
+        port = str(http_port(name)) if name != DEV else None
+        if port and args.get("PORT") != port:
+            problems.append(f"compose service {key}: build argument PORT={args.get('PORT')}, {name} listens on {port}")
+        if not args.get("PORT", "").isdigit():
+            problems.append(f"compose service {key}: no numeric PORT build argument")
+    return problems
 
 
 # --------------------------------------------------------------------------- commands
@@ -237,9 +299,8 @@ def command_of(svc: dict[str, Any]) -> list[str]:
     command = svc.get("command")
     if command is not None:
         return [interpolate(c) for c in command] if isinstance(command, list) else shlex.split(interpolate(command))
-    name = built_from(svc)
-    if name:
-        return dockerfile_cmd((SERVICES_DIR / name / "Dockerfile").read_text())
+    if built_from(svc):
+        return dockerfile_cmd(DOCKERFILE.read_text(), build_args(svc))
     return []
 
 
@@ -319,7 +380,7 @@ def compose_calls(compose: Compose) -> list[tuple[str, tuple[str, ...]]]:
         if found:
             calls.append((found[0], tuple(found[1])))
     for name in service_names():
-        found = python_module(dockerfile_cmd((SERVICES_DIR / name / "Dockerfile").read_text()))
+        found = python_module(dockerfile_cmd(DOCKERFILE.read_text(), image_args(name)))
         if found:
             calls.append((found[0], tuple(found[1])))
     return calls
@@ -331,8 +392,8 @@ def check_commands(compose: Compose, parsed: dict[tuple[str, tuple[str, ...]], d
     problems: Problems = []
     argvs = [(f"compose service {key}", svc, command_of(svc)) for key, svc in compose["services"].items()]
     for n in service_names():
-        image = {"build": {"dockerfile": f"services/{n}/Dockerfile"}}
-        argvs.append((f"services/{n}/Dockerfile", image, command_of(image)))
+        image = {"build": {"context": ".", "args": image_args(n)}}
+        argvs.append((f"Dockerfile (SERVICE={n})", image, command_of(image)))
     for where, svc, argv in argvs:
         name = built_from(svc)
         found = python_module(argv)
@@ -344,8 +405,8 @@ def check_commands(compose: Compose, parsed: dict[tuple[str, tuple[str, ...]], d
         if importlib.util.find_spec(module) is None:
             problems.append(f"{where}: module {module} does not exist")
             continue
-        if name and module.split(".")[0] != name:
-            problems.append(f"{where}: built from services/{name} but runs {module}")
+        if name and module.split(".")[0] != package_of(name):
+            problems.append(f"{where}: built with SERVICE={name} but runs {module}")
         result = parsed.get((module, tuple(args)))
         if result is None or "error" in (result or {}):
             problems.append(f"{where}: `python -m {module} {' '.join(args)}` refused: {(result or {}).get('error')}")
@@ -392,16 +453,18 @@ def check_services(compose: Compose) -> Problems:
     for name in service_names():
         svc = services.get(name)
         if svc is None or built_from(svc) != name:
-            problems.append(f"services/{name} has no compose service {name} built from its Dockerfile")
+            problems.append(f"services/{name} has no compose service {name} built with SERVICE={name}")
     for key, svc in services.items():
         built = built_from(svc)
         if built is None:
             continue
-        build = svc["build"] if isinstance(svc["build"], dict) else {"context": svc["build"]}
+        build = build_of(svc) or {}
         if (COMPOSE_FILE.parent / build.get("context", ".")).resolve() != ROOT:
             problems.append(f"compose service {key}: build context is not the repository root")
-        if not built or not (SERVICES_DIR / built / "Dockerfile").is_file():
-            problems.append(f"compose service {key}: no Dockerfile at {build.get('dockerfile')}")
+        if not built:
+            problems.append(f"compose service {key}: not built from the Dockerfile with a SERVICE argument")
+        elif built == DEV:
+            continue
         elif not (SERVICES_DIR / built / "src" / built / "__main__.py").is_file():
             problems.append(f"compose service {key}: services/{built}/src/{built}/__main__.py is missing")
     return problems
@@ -915,7 +978,7 @@ def compose() -> Compose:
 
 @pytest.fixture(scope="module")
 def parsed(compose: Compose) -> dict[tuple[str, tuple[str, ...]], dict[str, Any]]:
-    calls = [*compose_calls(compose), ("newsletter.catcher", CATCHER_TYPO)]
+    calls = [*compose_calls(compose), ("distretto_dev.catcher", CATCHER_TYPO)]
     return parse_commands(calls)
 
 
@@ -953,13 +1016,10 @@ def test_kafka_is_a_single_kraft_node_without_auto_create(compose: Compose) -> N
     assert check_kafka(compose) == []
 
 
-def test_dockerfiles_follow_one_recipe_and_match_their_service() -> None:
-    texts = {n: (SERVICES_DIR / n / "Dockerfile").read_text() for n in service_names()}
-    problems = [p for n, t in texts.items() for p in check_dockerfile(n, t)]
-    assert problems == []
-    normalised = {n: normalised_dockerfile(n, t) for n, t in texts.items()}
-    reference = normalised["membership"]
-    assert {n for n, t in normalised.items() if t != reference} == set()
+def test_one_dockerfile_builds_every_service_with_its_port(compose: Compose) -> None:
+    assert check_dockerfile(DOCKERFILE.read_text()) == []
+    assert check_images(compose) == []
+    assert not list(SERVICES_DIR.glob("*/Dockerfile")), "a service has a Dockerfile of its own"
 
 
 def test_every_command_parses_with_the_code_and_serves_on_the_settings_port(
@@ -1095,14 +1155,17 @@ def test_a_wrong_port_is_caught(compose: Compose, listening: dict[str, set[int]]
     assert any("projects_url" in p for p in problems)
     assert any("membership: publishes container port 8010" in p for p in problems)
 
-    text = (SERVICES_DIR / "projects" / "Dockerfile").read_text().replace("EXPOSE 8002", "EXPOSE 8020")
-    assert any("EXPOSE [8020]" in p for p in check_dockerfile("projects", text))
+    text = DOCKERFILE.read_text().replace("EXPOSE ${PORT}", "EXPOSE 8020")
+    assert any("EXPOSE [8020]" in p for p in check_dockerfile(text))
+    broken = copy.deepcopy(compose)
+    broken["services"]["projects"]["build"]["args"]["PORT"] = "8020"
+    assert any("PORT=8020, projects listens on 8002" in p for p in check_images(broken))
 
 
 def test_a_wrong_command_is_caught(compose: Compose, parsed: dict[tuple[str, tuple[str, ...]], dict[str, Any]]) -> None:
     broken = copy.deepcopy(compose)
     uv_python = ["uv", "run", "--no-sync", "python", "-m"]
-    broken["services"]["catcher"]["command"] = [*uv_python, "newsletter.catcher", *CATCHER_TYPO]
+    broken["services"]["catcher"]["command"] = [*uv_python, "distretto_dev.catcher", *CATCHER_TYPO]
     broken["services"]["membership"]["command"] = [*uv_python, "membership.nowhere"]
     problems = check_commands(broken, parsed)
     assert any("catcher" in p and "unrecognized arguments: --prot" in p for p in problems)

@@ -30,7 +30,7 @@ from axe_playwright_python.async_playwright import Axe
 from babel.dates import format_date
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_shared.testing import ServiceProcess, free_port, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DISTRETTO_CHROMIUM", "/usr/bin/chromium")
@@ -93,7 +93,15 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         "console": {"CONSOLE_GATEWAY_URL": gateway},
     }
     catcher = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.catcher", "--smtp-port", str(smtp_port), "--http-port", str(catcher_port)],
+        [
+            sys.executable,
+            "-m",
+            "distretto_dev.catcher",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(catcher_port),
+        ],
         env={**os.environ, **common},
         stdout=(root / "catcher.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distretto_shared.testing import ServiceProcess
+from distretto_dev.testing import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "services" / "projects" / "tests" / "fixtures"

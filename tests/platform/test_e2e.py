@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
 from distretto_shared.contracts import membership as membership_contracts
-from distretto_shared.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
 
 ADMIN = {"email": "admin@e2e.example", "password": "e2e-admin-password"}
 
@@ -68,7 +68,15 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         },
     }
     catcher = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.catcher", "--smtp-port", str(smtp_port), "--http-port", str(catcher_port)],
+        [
+            sys.executable,
+            "-m",
+            "distretto_dev.catcher",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(catcher_port),
+        ],
         env={**os.environ, **common},
         stdout=(root / "catcher.log").open("wb"),
         stderr=subprocess.STDOUT,

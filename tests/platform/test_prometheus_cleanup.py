@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from distretto_shared import monitoring
-from distretto_shared.testing import wait_for
+from distretto_dev.testing import wait_for
 
 pytestmark = pytest.mark.skipif(
     not Path(monitoring.PROMETHEUS_BIN).exists(), reason="needs Debian's prometheus (make bootstrap installs it)"

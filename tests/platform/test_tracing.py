@@ -24,7 +24,7 @@ from distretto_shared.app import create_app
 from distretto_shared.identity import Role
 from distretto_shared.monitoring import serve_app
 from distretto_shared.settings import ServiceSettings
-from distretto_shared.testing import service_client, wait_for
+from distretto_dev.testing import service_client, wait_for
 from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
 from gateway.domain import POLICY, Policy, _r

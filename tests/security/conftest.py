@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_shared.testing import POSTGRES_ENV, DatabaseTarget, ServiceProcess, drop_schema, free_port, wait_for
+from distretto_dev.testing import POSTGRES_ENV, DatabaseTarget, ServiceProcess, drop_schema, free_port, wait_for
 
 SERVICES = ("membership", "projects", "newsletter", "matchmaking", "partners")
 ADMIN = {"email": "admin@security.example", "password": secrets.token_urlsafe(16)}

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.testing import ServiceProcess, free_port, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, wait_for
 
 SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
 ADMIN = {"email": "admin@webhook.example", "password": "webhook-admin-password"}

@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from distretto_dev.kafka_runner import EmbeddedKafka
+from distretto_dev.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, wait_for
 from distretto_shared.identity import Principal, Role
-from distretto_shared.kafka_runner import EmbeddedKafka
-from distretto_shared.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, wait_for
 
 
 def _admin(audience: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from distretto_dev.testing import ServiceProcess, free_port, identity_headers
 from distretto_shared.identity import Principal
-from distretto_shared.testing import ServiceProcess, free_port, identity_headers
 
 from .conftest import ADMIN, Platform, gateway_environment, login, new_user
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_shared.testing import ServiceProcess
+from distretto_dev.testing import ServiceProcess
 
 ADMIN = {"email": "admin@members.example", "password": "members-admin-password"}
 PLACE = "Sala riservata, Via Banchi di Sopra 3, Siena"

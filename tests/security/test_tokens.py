@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from distretto_dev.testing import KEYRING, DatabaseTarget, free_port, identity_headers, service_client, wait_for
 from distretto_shared.identity import (
     Principal,
     Verifier,
@@ -37,7 +38,6 @@ from distretto_shared.identity import (
     public_pem,
     trusted_key_entry,
 )
-from distretto_shared.testing import KEYRING, DatabaseTarget, free_port, identity_headers, service_client, wait_for
 
 from .conftest import ADMIN, Platform, login, new_user
 
@@ -309,7 +309,7 @@ async def test_weak_or_missing_secrets_stop_the_start(tmp_path: Any, kafka_boots
 
 async def test_development_mode_accepts_a_missing_secret(tmp_path: Any, kafka_bootstrap: str) -> None:
     """DISTRETTO_DEV_MODE=true (never the default) lets a developer start without generating secrets."""
-    from distretto_shared.testing import ServiceProcess
+    from distretto_dev.testing import ServiceProcess
 
     env = {
         "DISTRETTO_DEV_MODE": "true",

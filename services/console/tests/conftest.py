@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from console.config import Settings
-from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
+from distretto_dev.testing import DatabaseTarget, ServiceProcess, free_port
 
 ADMIN = {"email": "admin@console.example", "password": "console-admin-password"}
 

@@ -13,9 +13,9 @@ import uvicorn
 from console import service
 from console.app import create_app
 from console.config import Settings
+from distretto_dev.testing import free_port, identity_headers, publish_events, service_client, wait_for
 from distretto_shared.contracts import membership as ms
 from distretto_shared.identity import ANONYMOUS
-from distretto_shared.testing import free_port, identity_headers, publish_events, service_client, wait_for
 from distretto_shared.topics import ensure_topics
 
 from .conftest import ADMIN

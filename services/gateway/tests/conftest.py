@@ -16,8 +16,8 @@ import jwt
 import pytest
 import uvicorn
 
+from distretto_dev.testing import KEYRING, DatabaseTarget, free_port, service_client
 from distretto_shared.identity import Principal, Verifier, key_id, load_private_key, parse_trusted_keys, public_pem
-from distretto_shared.testing import KEYRING, DatabaseTarget, free_port, service_client
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.domain import CONSOLE, SERVICES

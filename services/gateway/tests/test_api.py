@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from distretto_shared.testing import KEYRING, DatabaseTarget, ServiceProcess, free_port
+from distretto_dev.testing import KEYRING, DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
 from gateway.service import Unauthorized
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from distretto_shared.testing import DatabaseTarget, ServiceProcess, free_port
+from distretto_dev.testing import DatabaseTarget, ServiceProcess, free_port
 
 from .conftest import Upstreams, admin_headers, create_user, gateway_settings, principal_seen, running_gateway
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from distretto_shared.testing import DatabaseTarget
+from distretto_dev.testing import DatabaseTarget
 from gateway.upstream import Pool, PoolTimeout, UpstreamError
 
 from .conftest import Upstreams, admin_headers, gateway_settings, running_gateway

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_shared.testing import DatabaseTarget
+from distretto_dev.testing import DatabaseTarget
 from matchmaking.config import Settings
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
+from distretto_dev.testing import headers_of, read_topic, service_client
 from distretto_shared.contracts import matchmaking as contracts
-from distretto_shared.testing import headers_of, read_topic, service_client
 from matchmaking.app import create_app
 from matchmaking.config import Settings
 from matchmaking.service import expire_due

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from distretto_shared.authz_matrix import (
+from distretto_dev.authz_matrix import (
     MEMBERS,
     OWN,
     PUBLIC,
@@ -19,8 +19,8 @@ from distretto_shared.authz_matrix import (
     summary,
     walk,
 )
+from distretto_dev.testing import identity_headers, service_client
 from distretto_shared.contracts.membership import OrganisationProfile
-from distretto_shared.testing import identity_headers, service_client
 from matchmaking import service
 from matchmaking.app import create_app
 from matchmaking.config import Settings

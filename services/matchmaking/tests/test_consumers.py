@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
+from distretto_dev.testing import publish_events, service_client, wait_for
 from distretto_shared.contracts import membership, projects
-from distretto_shared.testing import publish_events, service_client, wait_for
 from distretto_shared.topics import ensure_topics
 from matchmaking.app import create_app
 from matchmaking.config import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from distretto_shared.testing import ADMIN, ServiceProcess, identity_headers
+from distretto_dev.testing import ADMIN, ServiceProcess, identity_headers
 from matchmaking import demo
 
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.context import Context
 from distretto_shared.outbox import OutboxMessage
-from distretto_shared.testing import DatabaseTarget, service_client
 from membership.app import create_app
 from membership.config import Settings
 

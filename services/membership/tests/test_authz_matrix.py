@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from distretto_shared.authz_matrix import (
+from distretto_dev.authz_matrix import (
     MEMBERS,
     OWN,
     PUBLIC,
@@ -19,7 +19,7 @@ from distretto_shared.authz_matrix import (
     summary,
     walk,
 )
-from distretto_shared.testing import identity_headers, service_client
+from distretto_dev.testing import identity_headers, service_client
 from membership.app import create_app
 from membership.config import Settings
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from distretto_dev.testing import headers_of, read_topic, service_client, wait_for
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import decode
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.outbox import OutboxMessage
-from distretto_shared.testing import headers_of, read_topic, service_client, wait_for
 from membership import domain, service
 from membership.app import create_app
 from membership.config import Settings

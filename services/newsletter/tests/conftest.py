@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.testing import DatabaseTarget, free_port
+from distretto_dev.testing import DatabaseTarget, free_port
 from newsletter.config import Settings
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distretto_dev.testing import ADMIN, DatabaseTarget, identity_auth, wait_for
 from distretto_shared import monitoring
-from distretto_shared.testing import ADMIN, DatabaseTarget, identity_auth, wait_for
 from newsletter.app import create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_finished

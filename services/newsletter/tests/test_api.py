@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client
 from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, service_client
 from newsletter import domain
 from newsletter.app import create_app
 from newsletter.service import links_for

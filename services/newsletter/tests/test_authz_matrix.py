@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from distretto_shared.authz_matrix import PUBLIC, STAFF, Case, missing_cases, summary, walk
-from distretto_shared.testing import DatabaseTarget, service_client
+from distretto_dev.authz_matrix import PUBLIC, STAFF, Case, missing_cases, summary, walk
+from distretto_dev.testing import DatabaseTarget, service_client
 from newsletter import domain
 from newsletter.app import create_app
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from distretto_shared.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client
 from newsletter.app import create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, post_bounce, setup_list, signed_headers

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from distretto_shared.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client
 from newsletter.app import create_app
 
 from .conftest import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosmtplib
 import httpx
 
-from distretto_shared.testing import free_port
+from distretto_dev.testing import free_port
 from newsletter import delivery
 
 from .conftest import wait_until
@@ -21,7 +21,7 @@ async def test_catcher_keeps_mails_and_shows_them(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "newsletter.catcher",
+            "distretto_dev.catcher",
             "--smtp-port",
             str(smtp_port),
             "--http-port",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from distretto_dev.testing import DatabaseTarget, ServiceProcess
 from distretto_shared.db import Database
-from distretto_shared.testing import DatabaseTarget, ServiceProcess
 
 from .conftest import SmtpSink, wait_until
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.identity import Principal
-from distretto_shared.testing import (
+from distretto_dev.testing import (
     DatabaseTarget,
     headers_of,
     identity_headers,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distretto_shared.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client
 from newsletter import delivery, rendering
 from newsletter.app import create_app
 

@@ -19,9 +19,9 @@ import uvicorn
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from distretto_dev.testing import DatabaseTarget, free_port
 from distretto_shared.contracts import membership as ms
 from distretto_shared.identity import Principal, Role
-from distretto_shared.testing import DatabaseTarget, free_port
 from partners.config import Settings
 
 PARTNER_KEY = "key-agency"

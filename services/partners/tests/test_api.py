@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from distretto_dev.testing import DatabaseTarget, identity_headers, service_client
 from distretto_shared.identity import Principal, Role
-from distretto_shared.testing import DatabaseTarget, identity_headers, service_client
 from partners.app import create_app
 
 from .conftest import ORG_TYPES, PARTNER, make_settings

@@ -6,12 +6,12 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
+from distretto_dev.testing import DatabaseTarget, headers_of, publish_events, read_topic, service_client, wait_for
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
-from distretto_shared.testing import DatabaseTarget, headers_of, publish_events, read_topic, service_client, wait_for
 from distretto_shared.topics import ensure_topics
 from partners.app import create_app
 from partners.models import PublicEventRow

@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from distretto_shared.kafka_runner import EmbeddedKafka
-from distretto_shared.testing import (
+from distretto_dev.kafka_runner import EmbeddedKafka
+from distretto_dev.testing import (
     DatabaseTarget,
     ServiceProcess,
     free_port,
@@ -288,7 +288,7 @@ async def _fill_log(database: DatabaseTarget, total: int, pad: str) -> None:
 
 
 async def _raw_stream(proc: ServiceProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    from distretto_shared.testing import identity_headers
+    from distretto_dev.testing import identity_headers
 
     port = int(proc.url.rsplit(":", 1)[1])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from distretto_dev.testing import DatabaseTarget, ServiceProcess, publish_events, wait_for
 from distretto_shared.contracts import projects as pj
-from distretto_shared.testing import DatabaseTarget, ServiceProcess, publish_events, wait_for
 
 from .conftest import ORG_TYPES, PARTNER, PARTNER_KEY, env_of, joined
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distretto_shared.testing import DatabaseTarget, publish_events, service_client, wait_for
+from distretto_dev.testing import DatabaseTarget, publish_events, service_client, wait_for
 from partners.app import create_app
 
 from .conftest import ORG_TYPES, joined, make_settings, running_receiver

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.app import ServiceContext
 from distretto_shared.outbox import OutboxMessage
-from distretto_shared.testing import DatabaseTarget, service_client
 from projects.app import create_app
 from projects.config import Settings
 from projects.models import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from distretto_shared.authz_matrix import (
+from distretto_dev.authz_matrix import (
     MEMBERS,
     OWN,
     SIGNED_IN,
@@ -18,8 +18,8 @@ from distretto_shared.authz_matrix import (
     summary,
     walk,
 )
+from distretto_dev.testing import DatabaseTarget, identity_headers, service_client
 from distretto_shared.contracts.membership import OrganisationProfile
-from distretto_shared.testing import DatabaseTarget, identity_headers, service_client
 from projects import service
 from projects.app import create_app
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client, wait_for
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode
 from distretto_shared.outbox import OutboxMessage
-from distretto_shared.testing import DatabaseTarget, headers_of, read_topic, service_client, wait_for
 from projects.app import create_app
 
 from .conftest import ProjectsService, make_settings

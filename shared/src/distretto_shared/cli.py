@@ -351,7 +351,10 @@ def dlq_discard(
 
 
 def _kafka(command: str, timeout: float | None = None) -> int:
-    from distretto_shared import kafka_runner
+    try:
+        import distretto_dev.kafka_runner as kafka_runner  # the embedded broker of `make up`: a development tool
+    except ImportError as exc:
+        raise fail("the embedded Kafka broker comes with the development tools (package distretto-dev)") from exc
 
     port = bootstrap().split(",")[0].rpartition(":")[2]
     args = [command, "--port", port, "--data-dir", str(home() / "var" / "kafka")]

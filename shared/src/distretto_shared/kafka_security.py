@@ -1,6 +1,6 @@
 """Who connects to Kafka, and with which rights.
 
-The broker the project starts (:mod:`distretto_shared.kafka_runner`) accepts only SASL/SCRAM-SHA-512
+The broker the project starts (:mod:`distretto_dev.kafka_runner`) accepts only SASL/SCRAM-SHA-512
 clients and authorises every request with KRaft's ``StandardAuthorizer`` (no ACL, no access). This
 module is the one place that turns credentials into client settings, and the one place that says
 which ACLs a user gets:

@@ -6,7 +6,7 @@ One list of scrape targets (:data:`TARGETS`) and one set of alert rules
 - ``make up``: ``var/monitoring/`` — Prometheus (Debian's ``/usr/bin/prometheus``) and
   Alertmanager (``/usr/bin/prometheus-alertmanager``) on loopback, scraping every process of
   the stack on ``127.0.0.1``; Alertmanager sends to the platform's alert receiver
-  (:mod:`distretto_shared.alert_receiver`) and, when ``DISTRETTO_ALERT_EMAIL`` is set, by
+  (:mod:`distretto_dev.alert_receiver`) and, when ``DISTRETTO_ALERT_EMAIL`` is set, by
   mail through the platform's SMTP server;
 - docker compose: ``deploy/prometheus/prometheus.yml`` and ``alerts.yml`` (compose host names);
 - Kubernetes: ``deploy/kubernetes/prometheus-config.yaml`` (a ConfigMap; Service DNS names).
@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -375,9 +376,7 @@ class PrometheusServer:
     async def start(self, timeout: float = 60.0) -> PrometheusServer:
         import httpx
 
-        from distretto_shared.testing import free_port
-
-        self.port = self.port or free_port()
+        self.port = self.port or _free_port()
         write({self.folder / "alerts.yml": dump(self.rules)})
         config = prometheus_config(
             self.addresses,
@@ -474,14 +473,18 @@ def fast_thresholds(**kw: Any) -> Thresholds:
     return replace(fast, **kw)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
 async def serve_app(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app over real HTTP on a free loopback port, in this event loop; yields its base URL."""
     import uvicorn
 
-    from distretto_shared.testing import free_port
-
-    port = free_port()
+    port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False, log_level="warning"

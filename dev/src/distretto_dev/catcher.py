@@ -1,6 +1,6 @@
 """A mail catcher for local runs: an SMTP server that keeps every mail, and a page to read them.
 
-    python -m newsletter.catcher --smtp-port 1025 --http-port 8025 [--folder var/mail]
+    python -m distretto_dev.catcher --smtp-port 1025 --http-port 8025 [--folder var/mail]
 
 Mails are kept in memory (the newest ``--keep``) and written as ``.eml`` files to the folder.
 HTTP: ``/`` lists them, ``/messages/{n}`` shows one, ``/messages/{n}.eml`` is the raw mail,
@@ -187,7 +187,7 @@ async def serve(host: str, smtp_port: int, http_port: int, folder: Path | None, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="newsletter.catcher", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="distretto_dev.catcher", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--http-port", type=int, default=8025)

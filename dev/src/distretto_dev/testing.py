@@ -90,7 +90,7 @@ class DatabaseTarget:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of the session's real Kafka broker."""
-    from distretto_shared.kafka_runner import session_broker
+    from distretto_dev.kafka_runner import session_broker
 
     with session_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap

@@ -1,6 +1,6 @@
 """The platform's alert receiver: Alertmanager's webhook, kept as JSON lines, read back over HTTP.
 
-``python -m distretto_shared.alert_receiver --port 9095 --file var/alerts/alerts.jsonl``
+``python -m distretto_dev.alert_receiver --port 9095 --file var/alerts/alerts.jsonl``
 
 - ``POST /alerts``: Alertmanager's webhook (version 4); each alert of the notification is
   appended to the file as one JSON line (``received_at`` added) and kept in memory.

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distretto_dev.testing import identity_headers
 from distretto_shared.identity import Principal, Role
-from distretto_shared.testing import identity_headers
 
 CALLERS = ("anonymous", "partner", "member_b", "member_a", "staff", "admin")
 """In call order: the refused callers first, so a refused write that went through shows up."""
