@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from distretto_shared import monitoring
 from distretto_dev.testing import wait_for
+from distretto_shared import monitoring
 
 pytestmark = pytest.mark.skipif(
     not Path(monitoring.PROMETHEUS_BIN).exists(), reason="needs Debian's prometheus (make bootstrap installs it)"

@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from distretto_dev.testing import service_client, wait_for
 from distretto_shared import tracing
 from distretto_shared.app import create_app
 from distretto_shared.identity import Role
 from distretto_shared.monitoring import serve_app
 from distretto_shared.settings import ServiceSettings
-from distretto_dev.testing import service_client, wait_for
 from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
 from gateway.domain import POLICY, Policy, _r

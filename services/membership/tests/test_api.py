@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from distretto_dev.testing import identity_headers, service_client, wait_for
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.identity import Principal, Role
-from distretto_dev.testing import identity_headers, service_client, wait_for
 from membership import service
 from membership.app import create_app
 from membership.config import Settings
@@ -375,8 +375,8 @@ async def test_district_figures_and_metrics(membership: Any) -> None:
 
 
 async def test_personal_data_is_for_the_newsletter_service_and_staff_only(membership: Any) -> None:
-    from distretto_shared.identity import Principal, Role
     from distretto_dev.testing import KEYRING, identity_headers
+    from distretto_shared.identity import Principal, Role
 
     org = await membership.create(name="Privacy Org")
     contact = await membership.post(

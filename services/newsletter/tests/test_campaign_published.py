@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from distretto_shared.contracts import newsletter as contracts
 from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client
+from distretto_shared.contracts import newsletter as contracts
 from newsletter.app import create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_finished

@@ -9,9 +9,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from distretto_shared.contracts import matchmaking, membership, projects
-from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.identity import Principal
 from distretto_dev.testing import (
     DatabaseTarget,
     headers_of,
@@ -20,6 +17,9 @@ from distretto_dev.testing import (
     read_topic,
     service_client,
 )
+from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.identity import Principal
 from distretto_shared.topics import ensure_topics
 from newsletter import service
 from newsletter.app import SPEC, create_app
