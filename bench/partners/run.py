@@ -182,8 +182,8 @@ async def publish_timed(bootstrap: str, events: list[Any]) -> tuple[dict[str, fl
 async def one_run(args: argparse.Namespace, bootstrap: str, run: int, workdir: Path) -> dict[str, Any]:
     import httpx
 
-    from distretto_shared.identity import Principal, Role
     from distretto_dev.testing import ServiceProcess, free_port, identity_headers
+    from distretto_shared.identity import Principal, Role
 
     os.environ["DISTRETTO_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}."
     receiver = Receiver()

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
+from distretto_dev.testing import read_topic, wait_for
 from distretto_shared import metrics
 from distretto_shared.consumer import ConsumerRunner
 from distretto_shared.db import Database
 from distretto_shared.dlq import list_dead_letters, replay
 from distretto_shared.events import encode
 from distretto_shared.kafka_security import default_credentials
-from distretto_dev.testing import read_topic, wait_for
 
 from .example import AccountCredited, Faults, effect_rows, projection
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, BeforeValidator
 
+from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.app import ServiceSpec, create_app
 from distretto_shared.conventions import (
     MAX_OFFSET,
@@ -21,7 +22,6 @@ from distretto_shared.conventions import (
     paginate,
 )
 from distretto_shared.settings import ServiceSettings
-from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.web import Page, PageParams, page_params
 
 from .example import MIGRATIONS, entries

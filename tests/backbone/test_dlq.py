@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from distretto_dev.testing import wait_for
 from distretto_shared import metrics
 from distretto_shared.consumer import ConsumerRunner, Consumers
 from distretto_shared.db import Database
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, discard, list_dead_letters, main, replay
 from distretto_shared.events import EventMeta, PermanentEventError
 from distretto_shared.kafka_security import default_credentials
-from distretto_dev.testing import wait_for
 
 from .example import AccountCredited, effects
 from .test_consumer import credited, encoded, send_raw

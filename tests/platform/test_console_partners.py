@@ -17,8 +17,8 @@ import uvicorn
 from playwright.async_api import Browser, expect
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.contracts import membership as ms
 from distretto_dev.testing import ServiceProcess, free_port, publish_events, wait_for
+from distretto_shared.contracts import membership as ms
 
 from .test_console import ADMIN, CHROMIUM, Platform, _ready, browser, check, login, new_page
 

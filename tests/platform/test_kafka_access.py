@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from distretto_dev.testing import kcat
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import projects as pj
 from distretto_shared.kafka_security import Acl, KafkaCredentials, default_credentials, service_user
-from distretto_dev.testing import kcat
 from distretto_shared.topics import ensure_topics, topic_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))

@@ -35,11 +35,11 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
 from distretto_shared import monitoring
 from distretto_shared.consumer import REPLAY_FOR
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, DeadLetter, list_dead_letters
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DISTRETTO_CHROMIUM", "/usr/bin/chromium")
@@ -119,7 +119,15 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         "console": {"CONSOLE_GATEWAY_URL": gateway, "CONSOLE_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus_port}"},
     }
     catcher = subprocess.Popen(
-        [sys.executable, "-m", "distretto_dev.catcher", "--smtp-port", str(smtp_port), "--http-port", str(catcher_port)],
+        [
+            sys.executable,
+            "-m",
+            "distretto_dev.catcher",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(catcher_port),
+        ],
         env={**os.environ, **common},
         stdout=(logs / "catcher.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -21,8 +21,8 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from distretto_shared.kafka_security import KafkaCredentials
 from distretto_dev.testing import ServiceProcess, free_port, kcat, wait_for
+from distretto_shared.kafka_security import KafkaCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
 import kafka_access

@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaProducer
 from console import domain
 from console.app import create_app
 from console.config import Settings
+from distretto_dev.testing import headers_of, read_topic, service_client, wait_for
 from distretto_shared import monitoring
 from distretto_shared.consumer import DLQ_CONSUMER, DLQ_ERROR, DLQ_ERROR_KIND, DLQ_TOPIC, REPLAY_FOR
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, list_dead_letters
 from distretto_shared.kafka_security import default_credentials
-from distretto_dev.testing import headers_of, read_topic, service_client, wait_for
 from distretto_shared.topics import TopicSpec, ensure_topics
 
 from .conftest import ADMIN

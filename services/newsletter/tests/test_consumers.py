@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from distretto_dev.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.identity import Verifier, parse_trusted_keys
 from distretto_shared.kafka_security import default_credentials
-from distretto_dev.testing import DatabaseTarget, publish_events, read_topic, service_client
 from distretto_shared.topics import ensure_topics
 from newsletter import domain, service
 from newsletter.app import SPEC, create_app

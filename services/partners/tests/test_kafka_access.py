@@ -13,10 +13,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from distretto_dev.testing import DatabaseTarget, kcat, service_client
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import public as pub
 from distretto_shared.kafka_security import KafkaCredentials, default_credentials, provision_services, service_user
-from distretto_dev.testing import DatabaseTarget, kcat, service_client
 from distretto_shared.topics import ensure_topics, topic_name
 from partners.app import SPEC, create_app
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from distretto_dev.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.contracts import membership as m
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode, encode
 from distretto_shared.kafka_security import default_credentials
-from distretto_dev.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
 from projects import service
 from projects.models import MemberOrganisation
