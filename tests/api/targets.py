@@ -12,7 +12,7 @@ TARGETS = ("membership", "projects", "newsletter", "matchmaking", "partners", "g
 
 _DUMP = """
 import json, sys
-import distretto_shared.testing  # the session's keys, as the tests run every service
+import distretto_dev.testing  # the session's keys, as the tests run every service
 from {name}.app import create_app
 app = create_app()
 app = getattr(app, "fastapi", app)  # the gateway's own routes behind its middleware

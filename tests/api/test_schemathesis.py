@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distretto_dev.testing import ADMIN, ServiceProcess, free_port, identity_headers
 from distretto_shared.identity import IDENTITY_HEADER
-from distretto_shared.testing import ADMIN, ServiceProcess, free_port, identity_headers
 
 from .targets import TARGETS
 
