@@ -12,10 +12,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from distretto_dev.testing import DatabaseTarget, ServiceProcess
+from distretto_dev.testing import DatabaseTarget, ServiceProcess, service_client
 from distretto_shared.db import Database
+from newsletter.app import create_app
+from newsletter.delivery import DeliveryEngine
 
-from .conftest import SmtpSink, wait_until
+from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_until
 
 RECIPIENTS = 60
 CONNECTIONS = 3
@@ -73,7 +75,7 @@ async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_
 
             # Once 15 mails are in, the sink parks every connection at its next RCPT (it decides
             # itself, so no race with this test); then kill: every connection is mid-transaction.
-            await wait_until(lambda: sink.parked >= 3, what="all three connections mid-transaction")
+            await wait_until(lambda: sink.parked >= 3, timeout=300, what="all three connections mid-transaction")
     finally:
         first.kill()
     sink.release()
@@ -106,3 +108,38 @@ async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_
     assert stats["sent"] == RECIPIENTS and stats["sending"] == 0 and stats["pending"] == 0
     # one deterministic Message-ID per recipient: a repeat carries the same id, so a receiver can drop it
     assert len({r.message["Message-ID"] for r in sink.received}) == RECIPIENTS
+
+
+async def test_a_live_process_never_takes_back_its_own_claims(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """However long a loaded machine keeps a worker from committing, its own process does not hand
+    its claimed rows to another of its connections (which would send them a second time); only a
+    claim no live worker renews — a dead process's — goes back to pending."""
+    # A lease of zero: every claim is past its lease at once, as on a machine too busy to renew.
+    settings = make_settings(database, kafka_bootstrap, sink, delivery_enabled=False, lease_seconds=0)
+    async with service_client(create_app(settings)) as client:
+        await setup_list(client, "all")
+        tpl = await setup_template(client)
+        for i in range(3):
+            await add_subscriber(client, f"r{i}@example.org", ["all"])
+        r = await client.post(
+            "/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl["id"], "lists": ["all"]}
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post(f"/campaigns/{r.json()['id']}/start")
+        assert r.status_code == 200 and r.json()["recipients"] == 3, r.text
+
+    db = Database(database.url, schema=database.schema)
+    try:
+        alive = DeliveryEngine(db, settings, source="/alive")
+        other = DeliveryEngine(db, settings, source="/other")
+        claimed = await alive.claim(alive.servers[0], 10)
+        assert len(claimed) == 3
+        assert await alive.release_stale() == 0  # its workers are alive: nothing taken back
+        assert (await ledger(database))["sending"] == 3
+        # Another instance sees claims nobody renews any more: it takes them back, once.
+        assert await other.release_stale() == 3
+        assert (await ledger(database))["pending"] == 3
+    finally:
+        await db.dispose()

@@ -11,7 +11,8 @@ transaction. The worker does not wait for that commit before it starts the next 
 sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits for the previous outcome to be
 durable **before it sends ``DATA``**. Rows of a worker that died (SIGKILL) keep ``sending`` with
 an old ``claimed_at``; once the lease has run out they go back to ``pending`` and are sent by
-someone else. A live worker renews its lease.
+someone else. A live worker renews its lease (with its group commits and on every scheduler
+tick), and a process never takes back the claims of its own live workers, however late they are.
 
 The window, exactly: per connection, at most one message can have been accepted by the server
 (``250`` after the final ``.``) without its ``sent`` being durable — from that ``250`` until the
@@ -948,13 +949,26 @@ class DeliveryEngine:
         return claimed
 
     async def release_stale(self) -> int:
-        """Give back rows whose claim's lease ran out (their worker's process died)."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.lease_seconds)
+        """Give back rows whose claim's lease ran out (their worker's process died).
+
+        Never this process's own claims: their workers are alive (a claim leaves the set only
+        when its batch is done), however long a slow machine kept them from committing. Those
+        leases are renewed here too, so they stay fresh for other instances even when no
+        outcome has been committed for a while (all connections waiting on a slow server).
+        """
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self.settings.lease_seconds)
+        own = list(self._active_tokens)
+        stale = sa.and_(D.c.status == "sending", D.c.claimed_at < cutoff)
+        if own:
+            stale = sa.and_(stale, D.c.claim_token.not_in(own))
         async with self.db.transaction() as session:
+            if own:
+                await session.execute(
+                    D.update().where(D.c.status == "sending", D.c.claim_token.in_(own)).values(claimed_at=now)
+                )
             result = await session.execute(
-                D.update()
-                .where(D.c.status == "sending", D.c.claimed_at < cutoff)
-                .values(status="pending", claim_token=None, claimed_at=None)
+                D.update().where(stale).values(status="pending", claim_token=None, claimed_at=None)
             )
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if count:
