@@ -11,6 +11,12 @@ Fixtures:
   database named by ``DISTRETTO_TEST_POSTGRES_URL``. When that variable is not
   set the PostgreSQL variant is skipped with the reason, unless
   ``DISTRETTO_REQUIRE_POSTGRES=1`` (CI), where it fails instead.
+
+Waiting: every wait here (``wait_for``, ``read_topic``, a service's start) is a guard against a
+hang, never a claim about speed. Its timeout is multiplied by ``patience()`` —
+``DISTRETTO_TEST_PATIENCE``, 5 by default — so a machine at a load average of 20 makes the
+suite slow, not red; a test that needs something to happen waits for it, and only a thing
+that never happens fails.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ from distretto_shared.kafka_security import default_credentials
 from distretto_shared.secrets import new_secret
 
 POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
+
+
+def patience(seconds: float) -> float:
+    """``seconds`` of a hang guard, stretched by ``DISTRETTO_TEST_PATIENCE`` (default 5)."""
+    factor = float(os.environ.get("DISTRETTO_TEST_PATIENCE") or 5)
+    return seconds * max(factor, 1.0)
+
 
 # One key ring per test session, as `make up` makes one per installation: every process the tests
 # start (in-process apps and real processes alike) signs with its own key and trusts them all.
@@ -142,13 +155,17 @@ def free_port() -> int:
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    """Poll ``predicate`` (plain or async) until it returns something truthy; fail with ``what``
+    after ``patience(timeout)``."""
+    timeout = patience(timeout)
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
+        last = predicate()
+        if isinstance(last, Awaitable):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)
@@ -189,7 +206,7 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0, min_c
     records: list[Any] = []
     try:
         partitions = consumer.partitions_for_topic(topic)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + patience(timeout)
         while not partitions and asyncio.get_running_loop().time() < deadline:
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
@@ -248,7 +265,7 @@ async def service_client(app: Any, principal: Principal | None = ADMIN) -> Async
     audience = getattr(getattr(app, "state", None), "service_name", None)
     if audience is None:
         principal = None
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+    async with LifespanManager(app, startup_timeout=patience(60), shutdown_timeout=patience(30)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://service", auth=identity_auth(principal, audience or "")
@@ -297,6 +314,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        timeout = patience(timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         async with httpx.AsyncClient() as client:
             while asyncio.get_running_loop().time() < deadline:

@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import DatabaseTarget, free_port
+from distretto_dev.testing import DatabaseTarget, free_port, wait_for
 from newsletter.config import Settings
 
 
@@ -161,16 +161,8 @@ async def post_bounce(client: Any, report: dict[str, Any], **kw: Any) -> Any:
 
 
 async def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = predicate()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: last={last!r}")
+    """``wait_for`` with this suite's short poll (the timeout is a hang guard, stretched by patience)."""
+    return await wait_for(predicate, timeout=timeout, interval=0.05, what=what)
 
 
 async def setup_list(client: Any, slug: str, visibility: str = "public") -> dict[str, Any]:

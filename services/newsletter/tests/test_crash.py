@@ -75,7 +75,7 @@ async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_
 
             # Once 15 mails are in, the sink parks every connection at its next RCPT (it decides
             # itself, so no race with this test); then kill: every connection is mid-transaction.
-            await wait_until(lambda: sink.parked >= 3, timeout=300, what="all three connections mid-transaction")
+            await wait_until(lambda: sink.parked >= 3, timeout=60, what="all three connections mid-transaction")
     finally:
         first.kill()
     sink.release()
