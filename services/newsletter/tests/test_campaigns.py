@@ -111,6 +111,9 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
             for s in (await client.get(f"/subscribers/{both['id']}")).json()["subscriptions"]
         }
         assert subs == {"oncology": "unsubscribed", "events": "unsubscribed"}
+        # the campaign's report counts the refusal as a bounce and the one-click as an unsubscribe
+        stats = (await client.get(f"/campaigns/{campaign['id']}")).json()["stats"]
+        assert (stats["bounced"], stats["unsubscribed"]) == (1, 1), stats
 
         # a second campaign to the same lists does not reach the unsubscribed person
         again = await start_campaign(client, tpl["id"], ["events"], name="June")

@@ -137,6 +137,8 @@ class ConsentRecord(Base, table=True):
     client_address: str | None = Field(default=None, max_length=100)
     user_agent: str | None = Field(default=None, max_length=300)
     at: UtcDateTime = Field(default_factory=utcnow, sa_column=Column(sa.DateTime(timezone=True), nullable=False))
+    campaign_id: str | None = Field(default=None, max_length=32, index=True)
+    """The campaign whose link was used to unsubscribe (its report counts the unsubscribes)."""
 
 
 class RateHit(Base, table=True):
@@ -376,6 +378,10 @@ class CampaignStats(BaseModel):
     failed: int = 0
     skipped: int = 0
     cancelled: int = 0
+    bounced: int = 0
+    """Bounces reported for this campaign's mails (by the SMTP server or the provider's webhook)."""
+    unsubscribed: int = 0
+    """People who unsubscribed through this campaign's link."""
 
 
 class TransactionalMails(BaseModel):

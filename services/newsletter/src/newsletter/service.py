@@ -669,9 +669,9 @@ async def unsubscribe(ctx: Ctx, token: str, *, method: str, client: Client) -> l
         if sub is None:
             return []  # erased already: nothing left to unsubscribe
         list_ids: list[str] | None = None
-        if claims.extra:
-            campaign = await session.get(Campaign, claims.extra)
-            list_ids = list(campaign.lists) if campaign else None
+        campaign = await session.get(Campaign, claims.extra) if claims.extra else None
+        if campaign is not None:
+            list_ids = list(campaign.lists)
         q = select(Subscription).where(Subscription.subscriber_id == sub.id, Subscription.status != "unsubscribed")
         if list_ids is not None:
             q = q.where(col(Subscription.list_id).in_(list_ids))
@@ -695,6 +695,7 @@ async def unsubscribe(ctx: Ctx, token: str, *, method: str, client: Client) -> l
                 wording_version=settings.consent_wording_version,
                 client_address=client.address,
                 user_agent=(client.user_agent or "")[:300] or None,
+                campaign_id=campaign.id if campaign is not None else None,
             )
         )
         add_event(
@@ -779,6 +780,16 @@ async def _campaign_public(session: AsyncSession, c: Campaign, *, stats: bool = 
                 )
             ).all()
         )
+        counts["bounced"] = (
+            await session.execute(select(func.count()).select_from(Bounce).where(Bounce.campaign_id == c.id))
+        ).scalar_one()
+        counts["unsubscribed"] = (
+            await session.execute(
+                select(func.count())
+                .select_from(ConsentRecord)
+                .where(ConsentRecord.campaign_id == c.id, ConsentRecord.action == "unsubscribe")
+            )
+        ).scalar_one()
         out.stats = CampaignStats(**{k: v for k, v in counts.items() if k in CampaignStats.model_fields})
     return out
 
