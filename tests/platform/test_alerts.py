@@ -89,7 +89,13 @@ async def test_prometheus_scrapes_the_service_and_sees_the_stopped_one_down(stac
     assert await wait_for(targets, timeout=60, what="targets scraped") == {"example": "up", "ghost": "down"}
     [alert] = await wait_for(lambda: firing(stack, "ServiceNotReady", job="ghost"), timeout=60, what="ServiceNotReady")
     assert alert["labels"]["severity"] == "critical"
-    assert await firing(stack, "ServiceNotReady", job="example") == []
+
+    async def example_quiet() -> bool:
+        return await firing(stack, "ServiceNotReady", job="example") == []
+
+    # The running service is not reported — or no longer, if a loaded machine slowed one of its
+    # readiness checks past its timeout for a scrape: the alert follows the readiness it reads.
+    assert await wait_for(example_quiet, timeout=60, what="no ServiceNotReady for the running service")
 
 
 async def test_the_first_dead_letter_fires(stack: Stack) -> None:

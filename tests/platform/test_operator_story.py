@@ -35,11 +35,12 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, headers_of, kcat, read_topic, wait_for
 from distretto_shared import monitoring
 from distretto_shared.consumer import REPLAY_FOR
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.dlq import DISCARDED, PENDING, REPLAYED, DeadLetter, list_dead_letters
+from distretto_shared.kafka_security import default_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DISTRETTO_CHROMIUM", "/usr/bin/chromium")
@@ -269,12 +270,20 @@ async def test_every_target_up_poison_alert_dead_letter_replayed_to_the_failed_g
     # 2. One poison record, with kcat, on a topic three consumer groups read.
     topic = platform.poison_topic
     assert await platform.prometheus.firing("DeadLetters") == []
-    subprocess.run(
-        [KCAT, "-P", "-b", platform.bootstrap, "-t", topic, "-k", "poison-1"],
-        input=b"this is not an event\n",
-        check=True,
-        timeout=60,
+    # as the broker's super user (SASL/SCRAM, the test session's credentials): it may write any topic
+    admin = default_credentials()
+    sent = kcat(
+        platform.bootstrap,
+        admin.username,
+        admin.password,
+        "-P",
+        "-t",
+        topic,
+        "-k",
+        "poison-1",
+        input="this is not an event\n",
     )
+    assert sent.returncode == 0, sent.stderr
 
     # 3. The alert fires, read back from Prometheus' API.
     async def fired() -> list[dict[str, Any]]:

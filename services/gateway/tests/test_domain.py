@@ -199,3 +199,24 @@ def test_public_routes_are_exactly_the_intended_ones() -> None:
     bounces = Policy().match("POST", "/api/newsletter/bounces")
     # Public at the gateway: the newsletter checks the mail provider's webhook signature itself.
     assert bounces is not None and bounces.public
+
+
+def test_a_token_newer_than_this_workers_view_of_its_user_is_asked_of_the_database() -> None:
+    """Another worker changed the user (session version 3 → 4) and minted a token since this one last
+    read it: that token is not refused as ended — only the database can say (``None``) — while a token
+    older than what this worker knows is ended at once."""
+    from gateway.models import Identity
+    from gateway.service import Authenticator, Sessions
+
+    auth = Authenticator.__new__(Authenticator)
+    auth.sessions = Sessions.__new__(Sessions)
+    auth.sessions.current = {"u1": (3, True)}
+
+    def token(version: int) -> Identity:
+        return Identity(principal="user:u1", role=Role.STAFF, via="token", session_version=version)
+
+    assert auth.session_state(token(3)) is True
+    assert auth.session_state(token(4)) is None  # newer than this worker's view: check_session reads it
+    assert auth.session_state(token(2)) is False
+    auth.sessions.current = {"u1": (4, False)}
+    assert auth.session_state(token(4)) is False  # disabled

@@ -257,11 +257,14 @@ class Authenticator:
 
     def session_state(self, identity: Identity) -> bool | None:
         """For a user token: True while its session is current, False when ended, ``None`` when this
-        worker does not know the user yet (ask :meth:`check_session`). API keys: always True."""
+        worker does not know the user yet or knows an older session than the token's (ask
+        :meth:`check_session`). API keys: always True."""
         if identity.session_version is None:
             return True
         state = self.sessions.current.get(identity.principal[5:])
-        if state is None:
+        if state is None or identity.session_version > state[0]:
+            # Unknown here, or a token newer than what this worker last read (another worker
+            # changed the user and minted it since): only the database can say.
             return None
         return state[1] and state[0] == identity.session_version
 
