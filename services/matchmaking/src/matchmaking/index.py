@@ -1,3 +1,5 @@
+# Over 500 lines: one index (BM25 side, dense side, filter columns, explanations) whose parts share
+# private state; it is split with the multi-facet index of the ranking work.
 """The in-memory search index: BM25 (bm25s) + dense vectors (numpy) + filter columns.
 
 One row per document (an opportunity or a competence profile). For speed at

@@ -1,3 +1,5 @@
+# Over 500 lines: the use cases of several aggregates (profiles, opportunities, matches); the split
+# into a package per aggregate is open work of the service-shape issue.
 """Use cases of the matchmaking service: one unit of work each.
 
 The ranking engine (an in-memory index) follows the database: every use case

@@ -1,3 +1,5 @@
+# Over 500 lines: the use cases of several aggregates (organisations, contacts, figures, fee plans,
+# CSV import); the split into a package per aggregate is open work of the service-shape issue.
 """Use cases of the register: each one a unit of work (load, apply the rule, save, add outbox events)."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Over 500 lines: template compiler, MIME writer, SMTP pool and the exactly-once engine in one
+# module; their split is open work of the service-shape issue (the engine's guarantee is documented below).
 """The delivery engine: renders campaign mails and sends each exactly once, over a pool of SMTP connections.
 
 Exactly once, also across a crash
