@@ -174,6 +174,9 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
                     "log": str(prometheus.folder / "prometheus.log"),
                 }
             )
+            # The broker's super-user password where `make up` keeps it (the dead-letter commands use it).
+            (home / "var" / "kafka").mkdir(parents=True)
+            (home / "var" / "kafka" / "admin-password").write_text(default_credentials().password)
             _load_stack().write_operator_env(
                 home,
                 kafka_bootstrap,
@@ -187,7 +190,6 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             # The session's broker log, where `make up` keeps the broker's (when this run started it).
             broker_logs = sorted(tmp_path_factory.getbasetemp().glob("kafka*/kafka/server.log"))
             if broker_logs:
-                (home / "var" / "kafka").mkdir(parents=True)
                 (home / "var" / "kafka" / "server.log").symlink_to(broker_logs[0])
             yield Platform(
                 gateway, f"http://127.0.0.1:{ports['console']}", kafka_bootstrap, prefix, prometheus, home, ports

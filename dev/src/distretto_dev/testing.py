@@ -373,12 +373,21 @@ def _kcat_env(tmp: Path) -> dict[str, str]:
     candidates = sorted(libs.glob("librdkafka*.so*"))
     if not candidates:
         pytest.fail(f"kcat links librdkafka {version} (< 2.6.1) and confluent-kafka ships no librdkafka in {libs}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    link = tmp / "librdkafka.so.1"
-    if not link.exists():
-        with contextlib.suppress(FileExistsError):  # another test process made it first
-            link.symlink_to(candidates[0])
-    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join([str(tmp), str(libs)])}
+    # One folder per venv, and the link checked every time: a link left in /tmp by an earlier clone
+    # (its venv since deleted) would otherwise dangle, and kcat would silently fall back to the
+    # system's librdkafka — whose SCRAM proof the broker refuses as "invalid credentials".
+    import hashlib
+
+    target = candidates[0]
+    folder = tmp / hashlib.sha256(str(target).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "librdkafka.so.1"
+    if not (link.is_symlink() and link.resolve() == target.resolve()):
+        staged = folder / f".librdkafka.so.1.{os.getpid()}"
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(target)
+        os.replace(staged, link)  # atomic: a concurrent test process sees the old link or the new one
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join([str(folder), str(libs)])}
 
 
 def kcat(

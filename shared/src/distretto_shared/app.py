@@ -330,6 +330,10 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
             yield
         finally:
             unhook()
+            # A stopped service exports no readiness: where several apps share one process (tests,
+            # the embedded stack) a stale 0 would otherwise be scraped from a live neighbour.
+            with contextlib.suppress(KeyError):
+                metrics.SERVICE_READY.remove(spec.name)
             for hook in spec.on_shutdown:
                 with contextlib.suppress(Exception):
                     await hook(ctx)
