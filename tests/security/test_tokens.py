@@ -151,6 +151,7 @@ async def test_a_changed_user_loses_existing_tokens_within_seconds(platform: Pla
         assert await _all(gw, "GET", "/api/membership/contacts", staff) == [200] * 6
         patched = await gw.patch(f"/auth/users/{user_id}", json=change, headers=admin)
         assert patched.status_code == 200, patched.text
+
         # every worker refuses the old token within a few seconds (they re-read session versions every 2 s)
         async def ended_everywhere() -> bool:
             answers = await _answers(gw, "GET", "/auth/me", staff)
