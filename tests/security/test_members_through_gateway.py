@@ -9,7 +9,6 @@ the member keeps its own organisation's figures and contacts.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess
+from distretto_dev.testing import ServiceProcess, wait_for
 
 ADMIN = {"email": "admin@members.example", "password": "members-admin-password"}
 PLACE = "Sala riservata, Via Banchi di Sopra 3, Siena"
@@ -94,11 +93,11 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             contact = {"first_name": "Bruno", "last_name": "Beta", "email": "bruno.secret@beta.example"}
             await _ok(await gw.post(f"{m}/organisations/{b}/contacts", json=contact, headers=admin), 201)
 
-            for _ in range(240):  # matchmaking learns the organisations from Kafka
+            async def learned() -> bool:  # matchmaking learns the organisations from Kafka
                 seen = await gw.get(f"{mm}/organisations", params={"status": "active"}, headers=admin)
-                if seen.status_code == 200 and seen.json()["total"] >= 3:
-                    break
-                await asyncio.sleep(0.25)
+                return seen.status_code == 200 and seen.json()["total"] >= 3
+
+            await wait_for(learned, timeout=60, interval=0.25, what="matchmaking knows the three organisations")
             opportunity = {
                 "opportunity_type": "technology_request",
                 "title": "Wanted: antibody engineering partner",
@@ -110,11 +109,12 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             }
             opp = await _ok(await gw.post(f"{mm}/opportunities", json=opportunity, headers=admin), 201)
             pair = {"opportunity_id": opp["id"], "counterpart_type": "profile", "counterpart_id": c}
-            for _ in range(120):  # the profile is indexed after its event's commit
-                proposed = await gw.post(f"{mm}/matches", json=pair, headers=admin)
-                if proposed.status_code == 201:
-                    break
-                await asyncio.sleep(0.25)
+
+            async def propose() -> httpx.Response | None:  # the profile is indexed after its event's commit
+                answer = await gw.post(f"{mm}/matches", json=pair, headers=admin)
+                return answer if answer.status_code == 201 else None
+
+            proposed = await wait_for(propose, timeout=30, interval=0.25, what="the match proposed")
             match = await _ok(proposed, 201)
             for side in ("opportunity", "counterpart"):
                 await _ok(await gw.post(f"{mm}/matches/{match['id']}/accept", json={"side": side}, headers=admin))
