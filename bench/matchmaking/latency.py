@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from matchmaking.embeddings import BATCH, DIM, shared_encoder
-from matchmaking.index import REDUCED_DIM, Document, Filter, Index, fit_projection, project
-from matchmaking.ranking import Engine, Ranking
+from matchmaking.search.document import Document, Filter
+from matchmaking.search.embeddings import BATCH, DIM, shared_encoder
+from matchmaking.search.engine import Engine, Ranking
+from matchmaking.search.index import REDUCED_DIM, Index, fit_projection, project
 
 TECHNIQUES = (
     "CAR-T cell engineering|monoclonal antibodies|AAV gene therapy|CRISPR gene editing|mRNA vaccines|"

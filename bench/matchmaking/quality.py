@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 import time
 
-from matchmaking.embeddings import shared_encoder
-from matchmaking.index import Document, Filter
-from matchmaking.ranking import Engine
+from matchmaking.search.document import Document, Filter
+from matchmaking.search.embeddings import shared_encoder
+from matchmaking.search.engine import Engine
 
 THEMES = {
     "car_t": "oncology",

@@ -11,7 +11,7 @@ from distretto_dev.testing import headers_of, read_topic, service_client
 from distretto_shared.contracts import matchmaking as contracts
 from matchmaking.app import create_app
 from matchmaking.config import Settings
-from matchmaking.service import expire_due
+from matchmaking.opportunities.service import expire_due
 
 REQUEST = {
     "opportunity_type": "technology_request",

@@ -21,9 +21,9 @@ from distretto_dev.authz_matrix import (
 )
 from distretto_dev.testing import identity_headers, service_client
 from distretto_shared.contracts.membership import OrganisationProfile
-from matchmaking import service
 from matchmaking.app import create_app
 from matchmaking.config import Settings
+from matchmaking.profiles import service
 
 ORG_A, ORG_B, ORG_C = "org-matrix-a", "org-matrix-b", "org-matrix-c"
 OFFER = {

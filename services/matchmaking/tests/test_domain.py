@@ -6,9 +6,12 @@ from datetime import date
 
 import pytest
 
-from matchmaking import domain
 from matchmaking.anonymise import anonymise_list, anonymise_text
-from matchmaking.domain import Decision, MatchState, MatchStatus, OpportunityType, Side
+from matchmaking.matches import domain
+from matchmaking.matches.domain import Decision, MatchState, MatchStatus, Side
+from matchmaking.opportunities import domain as opportunity_rules
+from matchmaking.opportunities.domain import OpportunityType
+from matchmaking.search import domain as ranking_rules
 
 PROPOSED = MatchStatus(MatchState.PROPOSED, Decision.PENDING, Decision.PENDING)
 
@@ -45,31 +48,31 @@ def test_a_side_answers_once_and_meetings_follow_the_order() -> None:
 
 
 def test_type_pairing() -> None:
-    assert domain.counterpart_types(OpportunityType.TECHNOLOGY_OFFER) == {OpportunityType.TECHNOLOGY_REQUEST}
-    assert domain.counterpart_types(OpportunityType.BUSINESS_REQUEST) == {OpportunityType.BUSINESS_OFFER}
-    assert domain.profile_kinds(OpportunityType.RD_REQUEST) == domain.RESEARCH_KINDS
-    assert domain.profile_kinds(OpportunityType.PARTNER_SEARCH) is None
-    university = domain.opportunity_types_for_organisation("university")
+    assert ranking_rules.counterpart_types(OpportunityType.TECHNOLOGY_OFFER) == {OpportunityType.TECHNOLOGY_REQUEST}
+    assert ranking_rules.counterpart_types(OpportunityType.BUSINESS_REQUEST) == {OpportunityType.BUSINESS_OFFER}
+    assert ranking_rules.profile_kinds(OpportunityType.RD_REQUEST) == ranking_rules.RESEARCH_KINDS
+    assert ranking_rules.profile_kinds(OpportunityType.PARTNER_SEARCH) is None
+    university = ranking_rules.opportunity_types_for_organisation("university")
     assert OpportunityType.RD_REQUEST in university and OpportunityType.TECHNOLOGY_OFFER not in university
-    assert OpportunityType.RD_REQUEST not in domain.opportunity_types_for_organisation("company")
+    assert OpportunityType.RD_REQUEST not in ranking_rules.opportunity_types_for_organisation("company")
 
 
 def test_feedback_score_moves_the_pair_most_and_saturates() -> None:
-    w = domain.FeedbackWeights(pair=0.25, counterpart=0.05)
-    assert domain.feedback_score(1, 1, w) > domain.feedback_score(0, 1, w) > 0
-    assert domain.feedback_score(-1, -1, w) < 0
-    assert domain.feedback_score(5, 0, w) == domain.feedback_score(1, 0, w)
-    assert domain.feedback_score(0, 1000, w) <= 0.05
+    w = ranking_rules.FeedbackWeights(pair=0.25, counterpart=0.05)
+    assert ranking_rules.feedback_score(1, 1, w) > ranking_rules.feedback_score(0, 1, w) > 0
+    assert ranking_rules.feedback_score(-1, -1, w) < 0
+    assert ranking_rules.feedback_score(5, 0, w) == ranking_rules.feedback_score(1, 0, w)
+    assert ranking_rules.feedback_score(0, 1000, w) <= 0.05
 
 
 def test_fusion_is_a_weighted_sum_with_negative_cosines_clipped() -> None:
-    assert domain.fuse(1.0, 0.5, 0.4) == pytest.approx(0.4 + 0.6 * 0.5)
-    assert domain.fuse(0.0, -0.3, 0.4) == 0.0
+    assert ranking_rules.fuse(1.0, 0.5, 0.4) == pytest.approx(0.4 + 0.6 * 0.5)
+    assert ranking_rules.fuse(0.0, -0.3, 0.4) == 0.0
 
 
 def test_add_months_clamps_to_month_end() -> None:
-    assert domain.add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
-    assert domain.add_months(date(2025, 11, 15), 12) == date(2026, 11, 15)
+    assert opportunity_rules.add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
+    assert opportunity_rules.add_months(date(2025, 11, 15), 12) == date(2026, 11, 15)
 
 
 PLANTED = (

@@ -7,10 +7,11 @@ from datetime import date
 import numpy as np
 import pytest
 
-from matchmaking.domain import FeedbackWeights
-from matchmaking.embeddings import DIM, Encoder, shared_encoder
-from matchmaking.index import Document, Filter, Index
-from matchmaking.ranking import Engine
+from matchmaking.search.document import Document, Filter
+from matchmaking.search.domain import FeedbackWeights
+from matchmaking.search.embeddings import DIM, Encoder, shared_encoder
+from matchmaking.search.engine import Engine
+from matchmaking.search.index import Index
 
 PROFILES = {
     "celltx": (

@@ -10,11 +10,18 @@ from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as contracts
-from matchmaking import api, consumers, service
 from matchmaking.config import Settings
-from matchmaking.domain import FeedbackWeights
-from matchmaking.embeddings import Encoder, shared_encoder
-from matchmaking.ranking import Engine
+from matchmaking.matches import api as matches_api
+from matchmaking.matches import service as matches
+from matchmaking.opportunities import api as opportunities_api
+from matchmaking.opportunities import service as opportunities
+from matchmaking.profiles import api as profiles_api
+from matchmaking.profiles import consumers
+from matchmaking.search import api as search_api
+from matchmaking.search import service as search
+from matchmaking.search.domain import FeedbackWeights
+from matchmaking.search.embeddings import Encoder, shared_encoder
+from matchmaking.search.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -29,23 +36,24 @@ async def start_engine(ctx: ServiceContext) -> None:
     engine.merge_threshold = settings.delta_merge_threshold
     ctx.provide(engine)
     ctx.provide(shared_encoder(settings.embedding_threads), Encoder)
-    await service.rebuild_index(ctx.context())
+    await search.rebuild_index(ctx.context())
+    await matches.refresh_match_gauge(ctx.context())
 
 
 async def expire(ctx: Context[Settings]) -> None:
     """Periodic: expire opportunities past their expiry day."""
-    await service.expire_due(ctx)
+    await opportunities.expire_due(ctx)
 
 
 async def merge(ctx: Context[Settings]) -> None:
     """Periodic: fold the BM25 delta into the main index."""
-    await service.merge_delta(ctx)
+    await search.merge_delta(ctx)
 
 
 SPEC = ServiceSpec(
     name="matchmaking",
     settings_cls=Settings,
-    routers=[api.router],
+    routers=[opportunities_api.router, search_api.router, matches_api.router, profiles_api.router],
     migrations=MIGRATIONS,
     consumers=[consumers.consumers],
     topics=[contracts.OPPORTUNITY_TOPIC, contracts.MATCH_TOPIC],

@@ -1,5 +1,6 @@
-# Over 500 lines: one index (BM25 side, dense side, filter columns, explanations) whose parts share
-# private state; it is split with the multi-facet index of the ranking work.
+# Split once: its terms (text.py) and its document and filter (document.py) live apart; what stays
+# here is one Index whose BM25 side, dense side and filter columns share private state (the row
+# arrays, the cached masks, the delta), so they are kept together in one class.
 """The in-memory search index: BM25 (bm25s) + dense vectors (numpy) + filter columns.
 
 One row per document (an opportunity or a competence profile). For speed at
@@ -24,7 +25,6 @@ compaction-free rebuild (they score zero and never pass the filter).
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,238 +33,17 @@ from datetime import date
 import bm25s
 import numpy as np
 
-from matchmaking.embeddings import DIM
+from matchmaking.search.document import Document, Filter
+from matchmaking.search.embeddings import DIM
 
 K1 = 1.5
 B = 0.75
 
-_TOKEN = re.compile(r"[a-z0-9]+")
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "also",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "new",
-        "use",
-        "using",
-        "based",
-        "via",
-        "within",
-        "per",
-        "etc",
-        "il",
-        "lo",
-        "la",
-        "gli",
-        "le",
-        "di",
-        "da",
-        "del",
-        "della",
-        "dei",
-        "delle",
-        "e",
-        "ed",
-        "un",
-        "una",
-        "per",
-        "con",
-        "su",
-        "tra",
-        "fra",
-        "che",
-        "non",
-        "nel",
-        "nella",
-    ]
-)
-
-FIELD_BOOST = {"title": 2, "keywords": 2}
-"""Fields whose terms count twice in BM25 (a title or keyword match says more than one in a long text)."""
 
 OPPORTUNITY = 0
 PROFILE = 1
 KINDS = {"opportunity": OPPORTUNITY, "profile": PROFILE}
 NO_EXPIRY = np.iinfo(np.int32).max
-
-
-def stem(word: str) -> str:
-    """A light English plural stemmer (therapies → therapy, cells → cell)."""
-    if len(word) > 4:
-        if word.endswith("ies"):
-            return word[:-3] + "y"
-        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            return word[:-1]
-    return word
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop words removed, lightly stemmed terms of ``text``."""
-    return [stem(w) for w in _TOKEN.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
-
-
-@dataclass
-class Document:
-    """What the index keeps of one opportunity or competence profile."""
-
-    key: str
-    """``opportunity:<id>`` or ``profile:<organisation id>``."""
-    kind: str
-    entity_id: str
-    fields: dict[str, str]
-    vector: np.ndarray
-    opportunity_type: str | None = None
-    org_kind: str | None = None
-    sectors: tuple[str, ...] = ()
-    country: str | None = None
-    owner_id: str | None = None
-    expires_on: date | None = None
-    active: bool = True
-
-    _field_terms: dict[str, frozenset[str]] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def field_terms(self) -> dict[str, frozenset[str]]:
-        """The distinct terms of each field (worked out once, for explanations; fields are never edited)."""
-        if self._field_terms is None:
-            self._field_terms = {name: frozenset(tokenize(text)) for name, text in self.fields.items()}
-        return self._field_terms
-
-    def tokens(self) -> list[str]:
-        """The BM25 terms of the document, boosted fields repeated."""
-        out: list[str] = []
-        for name, text in self.fields.items():
-            out += tokenize(text) * FIELD_BOOST.get(name, 1)
-        return out
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which rows may be returned."""
-
-    kind: str
-    opportunity_types: frozenset[str] | None = None
-    org_kinds: frozenset[str] | None = None
-    sectors: frozenset[str] | None = None
-    """Any overlap qualifies."""
-    country: str | None = None
-    exclude_owner: str | None = None
-    exclude_key: str | None = None
-    valid_on: date | None = None
-    """Only active rows not expired on that day (None: every row)."""
-    countries: frozenset[str] | None = None
 
 
 class _Codes:

@@ -5,13 +5,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
-from distretto_shared.context import Context
 from distretto_shared.contracts import membership, projects
 from distretto_shared.events import EventMeta
-from matchmaking import service
-from matchmaking.config import Settings
-
-Ctx = Context[Settings]
+from matchmaking.common import Ctx
+from matchmaking.profiles import service
 
 consumers = Consumers("matchmaking-profiles")
 

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from matchmaking.domain import FeedbackWeights, feedback_score, fuse
-from matchmaking.index import Document, Filter, Index
+from matchmaking.search.document import Document, Filter
+from matchmaking.search.domain import FeedbackWeights, feedback_score, fuse
+from matchmaking.search.index import Index
 
 FIELD_LABELS = {
     "title": "title",

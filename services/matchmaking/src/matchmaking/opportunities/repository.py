@@ -1,0 +1,59 @@
+"""Queries of opportunities, and who may see one (docs/service-guide.md, "Authorisation")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from distretto_shared.web import NotFound
+from matchmaking.common import Ctx, today
+from matchmaking.opportunities.domain import OpportunityStatus
+from matchmaking.opportunities.models import (
+    Opportunity,
+)
+
+
+async def get_opportunity_row(session: AsyncSession, opportunity_id: str) -> Opportunity:
+    o = await session.get(Opportunity, opportunity_id)
+    if o is None:
+        raise NotFound(f"opportunity {opportunity_id} not found")
+    return o
+
+
+# -- who may see what (docs/service-guide.md, "Authorisation") ------------------------------------
+#
+# An opportunity's owner view, its ranking and its matches belong to the owning organisation
+# and staff. Others see a published opportunity only anonymised (/public/...): the owner view
+# of a published one answers 403 (it is public, this view is not), of any other one 404.
+# A match belongs to its two sides: anyone else gets 404, meeting place included.
+
+
+def is_published(o: Opportunity) -> bool:
+    return o.status == OpportunityStatus.ACTIVE and o.expires_on >= today()
+
+
+async def opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, what: str) -> Opportunity:
+    """The opportunity, for its owner and staff (403 when published, 404 otherwise)."""
+    o = await session.get(Opportunity, opportunity_id)
+    if o is not None and ctx.acts_for(o.owner_organisation_id):
+        return o
+    if o is not None and is_published(o) and not ctx.principal.is_anonymous:
+        ctx.require_private_of(o.owner_organisation_id, what)
+    raise NotFound(f"opportunity {opportunity_id} not found")
+
+
+def opportunity_query(
+    *, opportunity_type: str | None, status: str | None, owner: str | None, sector: str | None, reference: str | None
+) -> Any:
+    q = select(Opportunity)
+    if opportunity_type:
+        q = q.where(Opportunity.opportunity_type == opportunity_type)
+    if status:
+        q = q.where(Opportunity.status == status)
+    if owner:
+        q = q.where(Opportunity.owner_organisation_id == owner)
+    if reference:
+        q = q.where(Opportunity.reference == reference)
+    return q

@@ -1,0 +1,272 @@
+"""Use cases of opportunities: publish, change, renew, withdraw, expire, list; one unit of work each."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from distretto_shared.contracts import matchmaking as contracts
+from distretto_shared.outbox import add_event
+from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
+from matchmaking.anonymise import anonymise_list, anonymise_text
+from matchmaking.common import Ctx, after_commit, today
+from matchmaking.opportunities.domain import OpportunityStatus, OpportunityType, add_months
+from matchmaking.opportunities.models import (
+    Opportunity,
+    OpportunityAnonymous,
+    OpportunityCreate,
+    OpportunityPublic,
+    OpportunityUpdate,
+    RenewRequest,
+)
+from matchmaking.opportunities.repository import get_opportunity_row, opportunity_for, opportunity_query
+from matchmaking.profiles.repository import org_names
+from matchmaking.search.embeddings import from_bytes, text_hash, to_bytes
+from matchmaking.search.engine import Engine
+from matchmaking.search.indexing import (
+    OPPORTUNITY,
+    embed,
+    index_later,
+    opportunity_document,
+    opportunity_text,
+)
+from matchmaking.tables import utcnow
+
+
+def to_public(o: Opportunity) -> OpportunityPublic:
+    return OpportunityPublic.model_validate(o, from_attributes=True)
+
+
+def _own_filter(ctx: Ctx, q: Any, owner_column: Any) -> Any:
+    """A list query narrowed to the caller's organisation (staff: unchanged; partners: 403)."""
+    if ctx.sees_everything:
+        return q
+    ctx.require_member_or_staff("list these records")
+    return q.where(owner_column == ctx.own_organisation())
+
+
+def _published_event(o: Opportunity, names: list[str]) -> contracts.OpportunityPublished:
+    return contracts.OpportunityPublished(
+        opportunity_id=o.id,
+        opportunity_type=o.opportunity_type,
+        title=anonymise_text(o.title, names),
+        summary=anonymise_text(o.summary, names),
+        keywords=anonymise_list(o.keywords, names),
+        sectors=o.sectors,
+        country=o.country,
+        expires_on=o.expires_on,
+        owner_organisation_id=o.owner_organisation_id,
+        topic_code=o.topic_code,
+    )
+
+
+async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPublic:
+    """Publish a new opportunity: stored, indexed, announced (anonymised)."""
+    ctx.require_private_of(data.owner_organisation_id, "publish opportunities for this organisation")
+    now = today()
+    expires_on = data.expires_on or add_months(now, ctx.settings.default_validity_months)
+    if expires_on <= now:
+        raise Invalid("expires_on must be in the future", details={"expires_on": expires_on.isoformat()})
+    if data.deadline is not None and data.deadline < now:
+        raise Invalid("the call deadline has already passed", details={"deadline": data.deadline.isoformat()})
+    o = Opportunity(**data.model_dump(exclude={"expires_on"}), expires_on=expires_on)
+    o.opportunity_type = OpportunityType(data.opportunity_type).value
+    text = opportunity_text(o)
+    vector = await embed(ctx, text)
+    o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
+    try:
+        async with ctx.db.transaction() as session:
+            if data.reference:
+                existing = await session.execute(select(Opportunity.id).where(Opportunity.reference == data.reference))
+                if existing.first():
+                    raise Conflict(f"an opportunity with reference {data.reference} exists already")
+            session.add(o)
+            add_event(session, _published_event(o, await org_names(session)), source=ctx.source)
+            index_later(session, ctx, opportunity_document(o, vector))
+    except IntegrityError as exc:
+        raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
+    return to_public(o)
+
+
+async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpdate) -> OpportunityPublic:
+    """Change an opportunity; it is re-embedded and re-indexed when its text changed."""
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        raise Invalid("nothing to change")
+    async with ctx.db.read() as session:
+        current = await opportunity_for(ctx, session, opportunity_id, "change this opportunity")
+    is_search = current.opportunity_type == OpportunityType.PARTNER_SEARCH
+    for name in ("topic_code", "role_sought", "deadline"):
+        if not is_search and changes.get(name) is not None:
+            raise Invalid(f"{name} belongs to partner searches only")
+        if is_search and name in ("topic_code", "role_sought") and name in changes and changes[name] is None:
+            raise Invalid(f"a partner search needs its {name}")
+    for name, value in changes.items():
+        setattr(current, name, value.value if hasattr(value, "value") else value)
+    text = opportunity_text(current)
+    vector = from_bytes(current.embedding)
+    if current.embedded_hash != text_hash(text) or vector is None:
+        vector = await embed(ctx, text)
+    async with ctx.db.transaction() as session:
+        o = await get_opportunity_row(session, opportunity_id)
+        for name in changes:
+            setattr(o, name, getattr(current, name))
+        o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
+        o.updated_at = utcnow()
+        session.add(o)
+        index_later(session, ctx, opportunity_document(o, vector))
+    return to_public(o)
+
+
+async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) -> OpportunityPublic:
+    """Extend an opportunity's validity (an expired one is published again)."""
+    now = today()
+    async with ctx.db.transaction() as session:
+        o = await opportunity_for(ctx, session, opportunity_id, "renew this opportunity")
+        if o.status == OpportunityStatus.WITHDRAWN:
+            raise Conflict("a withdrawn opportunity is not renewed: publish a new one")
+        new_expiry = req.expires_on or add_months(now, req.months or 12)
+        if new_expiry <= now:
+            raise Invalid("the new expiry must be in the future")
+        if new_expiry <= o.expires_on:
+            raise Invalid(f"the new expiry must be after the current one ({o.expires_on.isoformat()})")
+        o.expires_on = new_expiry
+        o.status = OpportunityStatus.ACTIVE.value
+        o.renewals += 1
+        o.updated_at = utcnow()
+        session.add(o)
+        add_event(session, contracts.OpportunityRenewed(opportunity_id=o.id, expires_on=new_expiry), source=ctx.source)
+        key = f"{OPPORTUNITY}:{o.id}"
+
+        def reactivate() -> None:
+            ctx.get(Engine).index.set_active(key, True, new_expiry)
+
+        after_commit(session, reactivate)
+    return to_public(o)
+
+
+async def withdraw_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPublic:
+    """The owner (or staff) takes an opportunity off the market before it expires."""
+    async with ctx.db.transaction() as session:
+        o = await opportunity_for(ctx, session, opportunity_id, "withdraw this opportunity")
+        if o.status != OpportunityStatus.ACTIVE:
+            raise Conflict(f"the opportunity is {o.status}, not active")
+        o.status = OpportunityStatus.WITHDRAWN.value
+        o.updated_at = utcnow()
+        session.add(o)
+        add_event(session, contracts.OpportunityWithdrawn(opportunity_id=o.id), source=ctx.source)
+        key = f"{OPPORTUNITY}:{o.id}"
+
+        def deactivate() -> None:
+            ctx.get(Engine).index.set_active(key, False)
+
+        after_commit(session, deactivate)
+    return to_public(o)
+
+
+async def expire_due(ctx: Ctx, on: date | None = None) -> list[str]:
+    """Mark every active opportunity past its expiry as expired (the periodic job)."""
+    on = on or today()
+    async with ctx.db.transaction() as session:
+        due = list(
+            (
+                await session.execute(
+                    select(Opportunity).where(
+                        Opportunity.status == OpportunityStatus.ACTIVE.value, Opportunity.expires_on < on
+                    )
+                )
+            ).scalars()
+        )
+        for o in due:
+            o.status = OpportunityStatus.EXPIRED.value
+            o.updated_at = utcnow()
+            session.add(o)
+            add_event(session, contracts.OpportunityExpired(opportunity_id=o.id), source=ctx.source)
+        keys = [f"{OPPORTUNITY}:{o.id}" for o in due]
+
+        def deactivate() -> None:
+            for key in keys:
+                ctx.get(Engine).index.set_active(key, False)
+
+        after_commit(session, deactivate)
+    return [o.id for o in due]
+
+
+async def get_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPublic:
+    """One opportunity, as its owner sees it."""
+    async with ctx.db.read() as session:
+        return to_public(await opportunity_for(ctx, session, opportunity_id, "see this opportunity's owner view"))
+
+
+async def list_opportunities(
+    ctx: Ctx,
+    page: PageParams,
+    *,
+    opportunity_type: str | None = None,
+    status: str | None = None,
+    owner: str | None = None,
+    sector: str | None = None,
+    reference: str | None = None,
+) -> Page[OpportunityPublic]:
+    """Opportunities, newest first, filtered; a member sees its own organisation's."""
+    q = opportunity_query(
+        opportunity_type=opportunity_type, status=status, owner=owner, sector=sector, reference=reference
+    )
+    q = _own_filter(ctx, q, Opportunity.owner_organisation_id)
+    async with ctx.db.read() as session:
+        rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
+    if sector:
+        rows = [o for o in rows if sector in o.sectors]
+    return make_page([to_public(o) for o in rows[page.offset : page.offset + page.limit]], len(rows), page)
+
+
+def anonymous_view(o: Opportunity, names: list[str]) -> OpportunityAnonymous:
+    """The public, anonymised view of an opportunity."""
+    return OpportunityAnonymous(
+        id=o.id,
+        opportunity_type=o.opportunity_type,
+        title=anonymise_text(o.title, names),
+        summary=anonymise_text(o.summary, names),
+        keywords=anonymise_list(o.keywords, names),
+        technology_fields=anonymise_list(o.technology_fields, names),
+        market_fields=anonymise_list(o.market_fields, names),
+        sectors=o.sectors,
+        development_stage=o.development_stage,
+        country=o.country,
+        topic_code=o.topic_code,
+        role_sought=o.role_sought,
+        deadline=o.deadline,
+        expires_on=o.expires_on,
+    )
+
+
+async def list_public(
+    ctx: Ctx, page: PageParams, *, opportunity_type: str | None = None, sector: str | None = None
+) -> Page[OpportunityAnonymous]:
+    """Published (active, not expired) opportunities, anonymised."""
+    q = opportunity_query(
+        opportunity_type=opportunity_type,
+        status=OpportunityStatus.ACTIVE.value,
+        owner=None,
+        sector=None,
+        reference=None,
+    ).where(Opportunity.expires_on >= today())
+    async with ctx.db.read() as session:
+        rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
+        names = await org_names(session)
+    if sector:
+        rows = [o for o in rows if sector in o.sectors]
+    items = [anonymous_view(o, names) for o in rows[page.offset : page.offset + page.limit]]
+    return make_page(items, len(rows), page)
+
+
+async def get_public(ctx: Ctx, opportunity_id: str) -> OpportunityAnonymous:
+    """One published opportunity, anonymised (an expired one is not public)."""
+    async with ctx.db.read() as session:
+        o = await get_opportunity_row(session, opportunity_id)
+        if o.status != OpportunityStatus.ACTIVE or o.expires_on < today():
+            raise NotFound(f"opportunity {opportunity_id} is not published")
+        return anonymous_view(o, await org_names(session))

@@ -1,0 +1,176 @@
+"""Use cases of competence profiles: kept current from membership and projects events, read by members."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from distretto_shared.contracts.membership import OrganisationProfile
+from distretto_shared.contracts.projects import ProjectSummary
+from distretto_shared.web import NotFound, Page, PageParams, make_page
+from matchmaking.common import Ctx
+from matchmaking.profiles.models import Organisation, OrganisationPublic, Participation, Project
+from matchmaking.profiles.repository import PUBLIC_STATUSES, projects_of
+from matchmaking.search.embeddings import from_bytes, text_hash, to_bytes
+from matchmaking.search.engine import Engine
+from matchmaking.search.indexing import (
+    PROFILE,
+    embed,
+    index_later,
+    profile_document,
+    profile_text,
+)
+from matchmaking.tables import utcnow
+
+# -- organisations and projects (from events) ------------------------------------------------------
+
+
+async def reindex_profile(session: AsyncSession, ctx: Ctx, organisation_id: str) -> None:
+    """Recompute an organisation's profile text and vector; index it (or drop it when not active)."""
+    org = await session.get(Organisation, organisation_id)
+    key = f"{PROFILE}:{organisation_id}"
+    if org is None:
+        return
+    if org.status != "active":
+        index_later(session, ctx, None, remove_key=key)
+        return
+    projects = await projects_of(session, organisation_id)
+    text = profile_text(org, projects)
+    vector = from_bytes(org.embedding)
+    if org.embedded_hash != text_hash(text) or vector is None:
+        vector = await embed(ctx, text)
+        org.embedding, org.embedded_hash = to_bytes(vector), text_hash(text)
+        session.add(org)
+    index_later(session, ctx, profile_document(org, projects, vector))
+
+
+async def apply_organisation(
+    ctx: Ctx, session: AsyncSession, profile: OrganisationProfile, *, status: str | None = None
+) -> None:
+    """An organisation registered, changed or joined: keep its data, refresh its profile."""
+    org = await session.get(Organisation, profile.organisation_id)
+    if org is None:
+        org = Organisation(organisation_id=profile.organisation_id, name=profile.name, kind=profile.kind, status="")
+    org.name = profile.name
+    org.kind = profile.kind
+    org.status = status or profile.status
+    org.sectors = list(profile.sectors)
+    org.country = (profile.country or "IT").upper()[:2]
+    org.description = profile.description
+    org.competences = list(profile.competences)
+    org.keywords = list(profile.keywords)
+    org.updated_at = utcnow()
+    session.add(org)
+    await session.flush()
+    await reindex_profile(session, ctx, org.organisation_id)
+
+
+async def set_organisation_status(ctx: Ctx, session: AsyncSession, organisation_id: str, status: str) -> None:
+    """An organisation was suspended, lapsed, rejected or left: its profile leaves the index."""
+    org = await session.get(Organisation, organisation_id)
+    if org is None:
+        return
+    org.status = status
+    org.updated_at = utcnow()
+    session.add(org)
+    await session.flush()
+    await reindex_profile(session, ctx, organisation_id)
+
+
+async def apply_project(ctx: Ctx, session: AsyncSession, summary: ProjectSummary) -> None:
+    """A project was registered or changed: keep it, refresh the profiles of its member organisations."""
+    project = await session.get(Project, summary.project_id)
+    before = set(project.member_organisation_ids) if project else set()
+    if project is None:
+        project = Project(project_id=summary.project_id)
+    project.acronym = summary.acronym
+    project.title = summary.title
+    project.objective = summary.objective
+    project.topics = list(summary.topics)
+    project.keywords = list(summary.keywords)
+    project.member_organisation_ids = list(summary.member_organisation_ids)
+    project.updated_at = utcnow()
+    session.add(project)
+    after = set(summary.member_organisation_ids)
+    gone = before - after
+    if gone:
+        await session.execute(
+            delete(Participation).where(
+                col(Participation.project_id) == summary.project_id,
+                col(Participation.organisation_id).in_(gone),
+            )
+        )
+    for org_id in sorted(after):
+        if await session.get(Participation, (summary.project_id, org_id)) is None:
+            session.add(Participation(project_id=summary.project_id, organisation_id=org_id))
+    await session.flush()
+    linked = (
+        await session.execute(
+            select(Participation.organisation_id).where(Participation.project_id == summary.project_id)
+        )
+    ).scalars()
+    for org_id in sorted(set(linked) | gone):
+        await reindex_profile(session, ctx, org_id)
+
+
+async def add_participation(ctx: Ctx, session: AsyncSession, project_id: str, organisation_id: str) -> None:
+    """A member organisation takes part in a project: its profile gains the project's text."""
+    if await session.get(Participation, (project_id, organisation_id)) is None:
+        session.add(Participation(project_id=project_id, organisation_id=organisation_id))
+        await session.flush()
+    await reindex_profile(session, ctx, organisation_id)
+
+
+async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic:
+    """An organisation's competence profile as matchmaking holds it."""
+    ctx.require_member_or_staff("see competence profiles")
+    async with ctx.db.read() as session:
+        org = await session.get(Organisation, organisation_id)
+        if org is None or not (ctx.acts_for(organisation_id) or org.status in PUBLIC_STATUSES):
+            raise NotFound(f"organisation {organisation_id} not known to matchmaking")
+        projects = await projects_of(session, organisation_id)
+    return _org_public(ctx, org, projects)
+
+
+def _org_public(ctx: Ctx, org: Organisation, projects: list[Project]) -> OrganisationPublic:
+    return OrganisationPublic(
+        organisation_id=org.organisation_id,
+        name=org.name,
+        kind=org.kind,
+        status=org.status,
+        sectors=org.sectors,
+        country=org.country,
+        description=org.description,
+        competences=org.competences,
+        keywords=org.keywords,
+        projects=[f"{p.acronym}: {p.title}" for p in projects],
+        indexed=ctx.get(Engine).index.get(f"{PROFILE}:{org.organisation_id}") is not None,
+    )
+
+
+async def list_organisations(ctx: Ctx, page: PageParams, *, status: str | None = None) -> Page[OrganisationPublic]:
+    """Known organisations, by name (others' applications left out)."""
+    ctx.require_member_or_staff("see competence profiles")
+    q = select(Organisation)
+    count = select(func.count()).select_from(Organisation)
+    if not ctx.sees_everything:
+        public = or_(
+            col(Organisation.status).in_(sorted(PUBLIC_STATUSES)),
+            col(Organisation.organisation_id) == ctx.own_organisation(),
+        )
+        q, count = q.where(public), count.where(public)
+    if status:
+        q = q.where(Organisation.status == status)
+        count = count.where(Organisation.status == status)
+    async with ctx.db.read() as session:
+        total = (await session.execute(count)).scalar_one()
+        rows = list(
+            (
+                await session.execute(
+                    q.order_by(Organisation.name, Organisation.organisation_id).offset(page.offset).limit(page.limit)
+                )
+            ).scalars()
+        )
+        items = [_org_public(ctx, org, await projects_of(session, org.organisation_id)) for org in rows]
+    return make_page(items, total, page)
