@@ -20,8 +20,8 @@ from distretto_dev.authz_matrix import (
 )
 from distretto_dev.testing import DatabaseTarget, identity_headers, service_client
 from distretto_shared.contracts.membership import OrganisationProfile
-from projects import service
 from projects.app import create_app
+from projects.consortium import service
 
 from .conftest import make_settings
 

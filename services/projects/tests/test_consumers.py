@@ -14,7 +14,7 @@ from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import decode, encode
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
-from projects import service
+from projects.consortium import service
 from projects.models import MemberOrganisation
 
 from .conftest import ProjectsService

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from projects import cordis
+from projects.cordis import parser as cordis
 
 from .conftest import fixture_text
 

@@ -6,8 +6,13 @@ from datetime import date
 
 import pytest
 
-from projects import domain
-from projects.domain import DeliverableStatus, DomainRuleError, ProjectStatus
+from projects.consortium import domain as cdomain
+from projects.cordis import parser
+from projects.deadlines import domain as deadlines_domain
+from projects.portfolio import domain as portfolio_domain
+from projects.project import domain as project_domain
+from projects.vocabulary import DeliverableStatus, DomainRuleError, ProjectStatus
+from projects.workplan import domain as workplan_domain
 
 
 @pytest.mark.parametrize(
@@ -29,45 +34,45 @@ from projects.domain import DeliverableStatus, DomainRuleError, ProjectStatus
     ],
 )
 def test_due_date_is_the_last_day_of_project_month(start: date, month: int, due: date) -> None:
-    assert domain.month_end(start, month) == due
+    assert workplan_domain.month_end(start, month) == due
 
 
 def test_month_start_follows_the_previous_month_end() -> None:
-    assert domain.month_start(date(2024, 1, 31), 1) == date(2024, 1, 31)
-    assert domain.month_start(date(2024, 1, 31), 2) == date(2024, 2, 1)
-    assert domain.month_start(date(2025, 1, 1), 19) == date(2026, 7, 1)
+    assert workplan_domain.month_start(date(2024, 1, 31), 1) == date(2024, 1, 31)
+    assert workplan_domain.month_start(date(2024, 1, 31), 2) == date(2024, 2, 1)
+    assert workplan_domain.month_start(date(2025, 1, 1), 19) == date(2026, 7, 1)
 
 
 def test_month_zero_is_refused_and_months_past_the_end_too() -> None:
     with pytest.raises(DomainRuleError):
-        domain.month_end(date(2025, 1, 1), 0)
-    assert domain.duration_months(date(2025, 1, 1), date(2027, 12, 31)) == 36
-    domain.check_month_in_project(36, date(2025, 1, 1), date(2027, 12, 31), "due_month")
+        workplan_domain.month_end(date(2025, 1, 1), 0)
+    assert workplan_domain.duration_months(date(2025, 1, 1), date(2027, 12, 31)) == 36
+    workplan_domain.check_month_in_project(36, date(2025, 1, 1), date(2027, 12, 31), "due_month")
     with pytest.raises(DomainRuleError, match="after the project's last month M36"):
-        domain.check_month_in_project(37, date(2025, 1, 1), date(2027, 12, 31), "due_month")
+        workplan_domain.check_month_in_project(37, date(2025, 1, 1), date(2027, 12, 31), "due_month")
 
 
 def test_deliverable_lifecycle() -> None:
-    domain.check_deliverable_transition(DeliverableStatus.PLANNED, DeliverableStatus.SUBMITTED)
-    domain.check_deliverable_transition(DeliverableStatus.PLANNED, DeliverableStatus.LATE)
-    domain.check_deliverable_transition(DeliverableStatus.LATE, DeliverableStatus.SUBMITTED)
-    domain.check_deliverable_transition(DeliverableStatus.SUBMITTED, DeliverableStatus.ACCEPTED)
+    workplan_domain.check_deliverable_transition(DeliverableStatus.PLANNED, DeliverableStatus.SUBMITTED)
+    workplan_domain.check_deliverable_transition(DeliverableStatus.PLANNED, DeliverableStatus.LATE)
+    workplan_domain.check_deliverable_transition(DeliverableStatus.LATE, DeliverableStatus.SUBMITTED)
+    workplan_domain.check_deliverable_transition(DeliverableStatus.SUBMITTED, DeliverableStatus.ACCEPTED)
     for old, new in [
         (DeliverableStatus.PLANNED, DeliverableStatus.ACCEPTED),
         (DeliverableStatus.ACCEPTED, DeliverableStatus.SUBMITTED),
         (DeliverableStatus.SUBMITTED, DeliverableStatus.SUBMITTED),
     ]:
         with pytest.raises(DomainRuleError):
-            domain.check_deliverable_transition(old, new)
+            workplan_domain.check_deliverable_transition(old, new)
 
 
 def test_closed_and_terminated_projects_are_final() -> None:
-    domain.check_project_transition(ProjectStatus.PLANNED, ProjectStatus.SIGNED)
-    domain.check_project_transition(ProjectStatus.SIGNED, ProjectStatus.CLOSED)
+    project_domain.check_project_transition(ProjectStatus.PLANNED, ProjectStatus.SIGNED)
+    project_domain.check_project_transition(ProjectStatus.SIGNED, ProjectStatus.CLOSED)
     with pytest.raises(DomainRuleError):
-        domain.check_project_transition(ProjectStatus.CLOSED, ProjectStatus.SIGNED)
+        project_domain.check_project_transition(ProjectStatus.CLOSED, ProjectStatus.SIGNED)
     with pytest.raises(DomainRuleError):
-        domain.check_project_transition(ProjectStatus.TERMINATED, ProjectStatus.ONGOING)
+        project_domain.check_project_transition(ProjectStatus.TERMINATED, ProjectStatus.ONGOING)
 
 
 @pytest.mark.parametrize(
@@ -84,15 +89,15 @@ def test_closed_and_terminated_projects_are_final() -> None:
 def test_deadline_notice_for_a_deliverable_due_on_1_july(
     today: date, expected: tuple[str, int | None, int] | None
 ) -> None:
-    notice = domain.deadline_notice(date(2025, 7, 1), DeliverableStatus.PLANNED, today, [30, 7])
+    notice = deadlines_domain.deadline_notice(date(2025, 7, 1), DeliverableStatus.PLANNED, today, [30, 7])
     got = None if notice is None else (notice.threshold, notice.horizon_days, notice.days)
     assert got == expected
 
 
 def test_submitted_deliverables_get_no_notice() -> None:
     for status in (DeliverableStatus.SUBMITTED, DeliverableStatus.ACCEPTED):
-        assert domain.deadline_notice(date(2025, 7, 1), status, date(2025, 8, 1), [30, 7]) is None
-    late = domain.deadline_notice(date(2025, 7, 1), DeliverableStatus.LATE, date(2025, 8, 1), [30, 7])
+        assert deadlines_domain.deadline_notice(date(2025, 7, 1), status, date(2025, 8, 1), [30, 7]) is None
+    late = deadlines_domain.deadline_notice(date(2025, 7, 1), DeliverableStatus.LATE, date(2025, 8, 1), [30, 7])
     assert late is not None and late.kind == "overdue" and late.days == 31
 
 
@@ -111,19 +116,19 @@ def test_submitted_deliverables_get_no_notice() -> None:
     ],
 )
 def test_names_that_match_after_normalisation(a: str, b: str) -> None:
-    assert domain.normalise_name(a) == domain.normalise_name(b)
+    assert cdomain.normalise_name(a) == cdomain.normalise_name(b)
 
 
 def test_names_that_stay_apart() -> None:
-    assert domain.normalise_name("Università di Pisa") != domain.normalise_name("Università di Siena")
-    assert domain.normalise_name("SpA") == "spa"  # a name that is only a legal form keeps it
+    assert cdomain.normalise_name("Università di Pisa") != cdomain.normalise_name("Università di Siena")
+    assert cdomain.normalise_name("SpA") == "spa"  # a name that is only a legal form keeps it
 
 
 def test_vat_numbers_match_with_or_without_country_prefix() -> None:
-    assert domain.normalise_vat("IT 01234567890") == domain.normalise_vat("01234567890") == "01234567890"
-    assert domain.normalise_vat("it-01.234.567.890") == "01234567890"
-    assert domain.normalise_vat("NL801234567B01") == "NL801234567B01"
-    assert domain.normalise_vat("") is None and domain.normalise_vat(None) is None
+    assert cdomain.normalise_vat("IT 01234567890") == cdomain.normalise_vat("01234567890") == "01234567890"
+    assert cdomain.normalise_vat("it-01.234.567.890") == "01234567890"
+    assert cdomain.normalise_vat("NL801234567B01") == "NL801234567B01"
+    assert cdomain.normalise_vat("") is None and cdomain.normalise_vat(None) is None
 
 
 @pytest.mark.parametrize(
@@ -139,17 +144,17 @@ def test_vat_numbers_match_with_or_without_country_prefix() -> None:
     ],
 )
 def test_amounts(text: str, value: float | None) -> None:
-    assert domain.parse_amount(text) == value
+    assert parser.parse_amount(text) == value
 
 
 @pytest.mark.parametrize("text", ["abc", "1.499.999,9x", "12-3"])
 def test_bad_amounts_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
-        domain.parse_amount(text)
+        parser.parse_amount(text)
 
 
 def test_portfolio_groups_and_the_foundation_share() -> None:
-    def p(**kw: object) -> domain.PortfolioProject:
+    def p(**kw: object) -> portfolio_domain.PortfolioProject:
         base: dict[str, object] = {
             "status": "SIGNED",
             "framework_programme": "HORIZON",
@@ -160,9 +165,9 @@ def test_portfolio_groups_and_the_foundation_share() -> None:
             "foundation_role": "partner",
             "foundation_ec_contribution": 10.0,
         }
-        return domain.PortfolioProject(**(base | kw))  # type: ignore[arg-type]
+        return portfolio_domain.PortfolioProject(**(base | kw))  # type: ignore[arg-type]
 
-    figures = domain.portfolio(
+    figures = portfolio_domain.portfolio(
         [
             p(),
             p(funding_scheme="HORIZON-CSA", thematic_areas=["oncology", "rare_diseases"], total_cost=None),
@@ -183,6 +188,9 @@ def test_portfolio_groups_and_the_foundation_share() -> None:
     assert figures.by_thematic_area["oncology"].projects == 2
     assert figures.by_thematic_area["rare_diseases"].projects == 1
     assert figures.by_thematic_area["unassigned"].projects == 1
-    assert figures.by_status == {"SIGNED": domain.Bucket(2, 100.0, 160.0), "CLOSED": domain.Bucket(1, 100.0, 80.0)}
+    assert figures.by_status == {
+        "SIGNED": portfolio_domain.Bucket(2, 100.0, 160.0),
+        "CLOSED": portfolio_domain.Bucket(1, 100.0, 80.0),
+    }
     assert figures.foundation_projects == 2
     assert figures.foundation_ec_contribution == 20.0

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from projects.domain import duration_months, month_end
+from projects.workplan.domain import duration_months, month_end
 
 DEMO_NOTE = (
     "Demo data: the facts stated in the foundation's own texts are real; dates, topics, amounts, "

@@ -11,13 +11,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
-from distretto_shared.context import Context
 from distretto_shared.contracts import membership as m
 from distretto_shared.events import EventMeta, PermanentEventError
-from projects import service
-from projects.config import Settings
-
-Ctx = Context[Settings]
+from projects.consortium import service
+from projects.unit import Ctx
 
 consumers = Consumers("projects-organisations")
 

@@ -25,8 +25,30 @@ from typing import Any
 from pydantic import ValidationError
 
 from distretto_shared.csvsafe import FormulaWarning, formula_warnings
-from projects.domain import ParticipantRole, ProjectStatus, parse_amount
-from projects.models import ParticipantCreate, ProjectCreate
+from projects.consortium.models import ParticipantCreate
+from projects.project.models import ProjectCreate
+from projects.vocabulary import ParticipantRole, ProjectStatus
+
+
+def parse_amount(text: str | None) -> float | None:
+    """A CORDIS amount: ``3499076,25`` or ``3499076.25`` or ``3.499.076,25`` → 3499076.25; empty → None.
+
+    Raises ``ValueError`` for anything that is not a number.
+    """
+    if text is None:
+        return None
+    s = text.strip().replace(" ", "").replace("\u00a0", "").replace("€", "")
+    if not s:
+        return None
+    if "," in s and "." in s:
+        # The separator that comes last is the decimal one.
+        s = s.replace(".", "").replace(",", ".") if s.rfind(",") > s.rfind(".") else s.replace(",", "")
+    elif "," in s:
+        s = s.replace(",", ".")
+    if not re.fullmatch(r"-?\d+(\.\d+)?", s):
+        raise ValueError(f"{text!r} is not a number")
+    return float(s)
+
 
 PROJECT_FILE = "project.csv"
 ORGANIZATION_FILE = "organization.csv"

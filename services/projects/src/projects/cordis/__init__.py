@@ -1,0 +1,1 @@
+"""The CORDIS import: parsing an export pair and importing it, all or nothing."""

@@ -1,0 +1,1 @@
+"""The deadline engine: due-soon and overdue notices, each said once."""

@@ -1,0 +1,1 @@
+"""Portfolio figures: counts and budgets by programme, scheme, area, status; the foundation's share."""

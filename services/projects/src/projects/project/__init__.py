@@ -1,0 +1,1 @@
+"""A project: CORDIS fields plus the foundation's own, its status."""

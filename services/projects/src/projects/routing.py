@@ -1,0 +1,15 @@
+"""What every router of the service takes: the context and the paging parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from distretto_shared.context import Context, request_context
+from distretto_shared.web import PageParams, page_params
+from projects.config import Settings
+
+Ctx = Annotated[Context[Settings], Depends(request_context)]
+"""The caller, the database and the settings (see docs/service-guide.md)."""
+Paging = Annotated[PageParams, Depends(page_params)]

@@ -1,0 +1,1 @@
+"""A project's work plan: work packages, deliverables, milestones, reporting periods."""
