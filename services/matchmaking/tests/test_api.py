@@ -382,3 +382,18 @@ async def test_partner_search_finds_profiles_only_and_lists_paginate(
         assert by_ref["total"] == 1
         patched = await client.patch(f"/opportunities/{ps['id']}", json={"role_sought": "coordinator"})
         assert patched.status_code == 200 and patched.json()["role_sought"] == "coordinator"
+
+
+async def test_a_change_to_null_of_a_field_every_opportunity_has_is_refused(settings: Settings, publish: Any) -> None:
+    """The title, summary and term lists may be left out of a change, not set to null (it was a 500)."""
+    async with service_client(create_app(settings)) as client:
+        offer = await publish(client)
+        for field in ("title", "summary", "keywords", "technology_fields", "market_fields", "sectors"):
+            refused = await client.patch(f"/opportunities/{offer['id']}", json={field: None})
+            assert refused.status_code == 422, (field, refused.text)
+            assert refused.json()["error"] == "validation_error" and field in refused.text
+        assert (await client.get(f"/opportunities/{offer['id']}")).json() == offer
+        changed = await client.patch(f"/opportunities/{offer['id']}", json={"title": "A new title for the offer"})
+        assert changed.status_code == 200 and changed.json()["summary"] == offer["summary"]
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["OpportunityUpdate"]
+        assert schema["properties"]["title"].get("type") == "string", schema["properties"]["title"]

@@ -4,7 +4,8 @@
   :func:`install_error_handlers`), with a complete ``Allow`` on 405 and an answer to ``OPTIONS``;
 - the error responses each route can give, in its OpenAPI operation (:func:`document_errors`);
 - timestamps always with an offset (:data:`UtcDateTime`), ids in one textual form (:data:`Id`),
-  numbers that refuse booleans (:data:`StrictInt`, :data:`StrictFloat`), enums in lower snake case
+  numbers that refuse booleans (:data:`StrictInt`, :data:`StrictFloat`), dates as ``YYYY-MM-DD`` only
+  (:data:`IsoDate`), enums in lower snake case
   that still take the old upper case on input (:func:`lower_enum`);
 - bounded paging (:data:`MAX_LIMIT`, :data:`MAX_OFFSET`) and one :func:`paginate`.
 """
@@ -15,7 +16,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import Callable, MutableMapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -293,6 +294,20 @@ StrictInt = Annotated[int, BeforeValidator(_number_only)]
 integer to JSON Schema, so it stays accepted)."""
 StrictFloat = Annotated[float, BeforeValidator(_number_only), Field(allow_inf_nan=False)]
 """A number from a JSON number only (no booleans, no strings, no NaN)."""
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, datetime) or not (isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.match(value))):
+        raise ValueError("a date as YYYY-MM-DD is expected")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+"""A date written ``YYYY-MM-DD`` only, as its schema's ``format: date`` says: pydantic alone also reads
+``0`` or ``"1700000000"`` as a date (seconds since 1970), which turns a typo into 1970-01-01."""
 
 
 def lower_enum(enum: type[E]) -> Callable[[Any], Any]:

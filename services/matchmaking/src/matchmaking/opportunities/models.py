@@ -7,6 +7,7 @@ from datetime import date
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import Field as SQLField
 
 from distretto_shared.conventions import StrictInt, UtcDateTime
@@ -103,17 +104,25 @@ class OpportunityCreate(OpportunityBase):
 class OpportunityUpdate(Strict):
     """Changes to an opportunity (every field optional)."""
 
-    title: str | None = Field(default=None, min_length=5, max_length=300)
-    summary: str | None = Field(default=None, max_length=5000)
-    keywords: list[str] | None = None
-    technology_fields: list[str] | None = None
-    market_fields: list[str] | None = None
-    sectors: list[str] | None = None
+    # may be left out, never null (an opportunity always has them): the schema says so and null is a 422
+    title: str | SkipJsonSchema[None] = Field(default=None, min_length=5, max_length=300)
+    summary: str | SkipJsonSchema[None] = Field(default=None, max_length=5000)
+    keywords: list[str] | SkipJsonSchema[None] = None
+    technology_fields: list[str] | SkipJsonSchema[None] = None
+    market_fields: list[str] | SkipJsonSchema[None] = None
+    sectors: list[str] | SkipJsonSchema[None] = None
     development_stage: DevelopmentStage | None = None
     country: str | None = None
     topic_code: str | None = Field(default=None, min_length=3, max_length=120)
     role_sought: RoleSought | None = None
     deadline: date | None = None
+
+    @field_validator("title", "summary", "keywords", "technology_fields", "market_fields", "sectors", mode="before")
+    @classmethod
+    def _not_null(cls, v: object) -> object:
+        if v is None:
+            raise ValueError("may be left out but not set to null")
+        return v
 
     @field_validator("keywords", "technology_fields", "market_fields")
     @classmethod
