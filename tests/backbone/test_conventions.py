@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 
 from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.app import ServiceSpec, create_app
 from distretto_shared.conventions import (
     MAX_OFFSET,
     Id,
+    IsoDate,
     StrictFloat,
     StrictInt,
     UtcDateTime,
@@ -162,3 +164,15 @@ async def test_ids_times_numbers_and_enums_in_one_form(database: DatabaseTarget)
     offset = next(p for p in doc["paths"]["/entries"]["get"]["parameters"] if p["name"] == "offset")
     assert offset["schema"]["maximum"] == MAX_OFFSET
     assert "401" not in doc["paths"]["/healthz"]["get"]["responses"]
+
+
+def test_a_date_is_written_yyyy_mm_dd_only() -> None:
+    """``format: date`` means YYYY-MM-DD: a number (seconds since 1970) or a timestamp is refused."""
+    adapter = TypeAdapter(IsoDate)
+    assert adapter.validate_python("2026-12-04") == date(2026, 12, 4)
+    assert adapter.validate_json('"2026-12-04"') == date(2026, 12, 4)
+    assert adapter.validate_python(date(2026, 12, 4)) == date(2026, 12, 4)
+    for wrong in ("0", 0, "1700000000", "20261204", "2026-12-04T00:00:00", datetime(2026, 12, 4), "2026-13-01", True):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(wrong)
+    assert adapter.json_schema() == {"format": "date", "type": "string"}

@@ -205,6 +205,8 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(svc: P
         ("GET", f"{missing}/work-packages", None, 404),
         ("GET", f"{missing}/deliverables", None, 404),
         ("POST", "/deadlines/scan?today=tomorrow", None, 422),
+        ("POST", "/deadlines/scan?today=0", None, 422),  # not read as 1970-01-01
+        ("GET", f"{base}/deliverables?due_before=1700000000", None, 422),
         ("GET", "/portfolio?foundation_role=boss", None, 422),
         ("GET", "/organisations?offset=-1", None, 422),
     ]

@@ -300,7 +300,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _iso_date(value: Any) -> Any:
-    if isinstance(value, datetime) or not (isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.match(value))):
+    written = isinstance(value, str) and _ISO_DATE.match(value)
+    if isinstance(value, datetime) or not (written or isinstance(value, date)):
         raise ValueError("a date as YYYY-MM-DD is expected")
     return value
 

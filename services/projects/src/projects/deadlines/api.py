@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from distretto_shared.conventions import IsoDate
 from projects.deadlines import service
 from projects.deadlines.models import DeadlineScanResult
 from projects.routing import Ctx
@@ -16,6 +16,6 @@ router = APIRouter()
 
 @router.post("/deadlines/scan", tags=["deadlines"], summary="Run the deadline scan now")
 async def scan_deadlines(
-    ctx: Ctx, today: Annotated[date | None, Query(description="scan as of this date (default: today)")] = None
+    ctx: Ctx, today: Annotated[IsoDate | None, Query(description="scan as of this date (default: today)")] = None
 ) -> DeadlineScanResult:
     return await service.scan_deadlines(ctx, today)

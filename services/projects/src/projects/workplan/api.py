@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from distretto_shared.conventions import IsoDate
 from distretto_shared.web import Page
 from projects.routing import Ctx, Paging
 from projects.vocabulary import DeliverableStatus
@@ -73,8 +73,8 @@ async def list_project_deliverables(
     page: Paging,
     status: DeliverableStatus | None = None,
     work_package: Annotated[int | None, Query(ge=1, le=99)] = None,
-    due_before: date | None = None,
-    due_after: date | None = None,
+    due_before: IsoDate | None = None,
+    due_after: IsoDate | None = None,
 ) -> Page[DeliverablePublic]:
     filters = service.DeliverableFilters(
         project_id=project_id,
@@ -91,8 +91,8 @@ async def list_deliverables(
     ctx: Ctx,
     page: Paging,
     status: DeliverableStatus | None = None,
-    due_before: date | None = None,
-    due_after: date | None = None,
+    due_before: IsoDate | None = None,
+    due_after: IsoDate | None = None,
 ) -> Page[DeliverablePublic]:
     filters = service.DeliverableFilters(
         status=status.value if status else None, due_before=due_before, due_after=due_after
