@@ -10,9 +10,9 @@ import pytest
 from distretto_dev.testing import identity_headers, service_client, wait_for
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.identity import Principal, Role
-from membership import service
 from membership.app import create_app
 from membership.config import Settings
+from membership.lifecycle import service as lifecycle
 
 FIGURES = {"staff": 10, "rd_staff": 0, "turnover_eur": 0, "lab_m2": 0, "patents": 0}
 """A year's whole record (PUT replaces it); tests override the fields they care about."""
@@ -185,7 +185,7 @@ async def _org_in(membership: Any, status: str, name: str) -> str:
         body = {"joined_on": joined} if step == "approve" and joined else None
         await membership.post(f"/organisations/{oid}/{step}", json=body)
     if status == "lapsed":
-        assert oid in await service.lapse_overdue(membership.ctx)
+        assert oid in await lifecycle.lapse_overdue(membership.ctx)
     assert (await membership.get(f"/organisations/{oid}"))["status"] == status
     return oid
 
@@ -240,10 +240,10 @@ async def test_lapse_scan_lapses_only_overdue_active_members(membership: Any) ->
     )
     await membership.post(f"/organisations/{suspended['id']}/suspend", {"reason": "unpaid"})
 
-    assert await service.lapse_overdue(membership.ctx) == [overdue["id"]]
+    assert await lifecycle.lapse_overdue(membership.ctx) == [overdue["id"]]
     statuses = {o["name"]: o["status"] for o in (await membership.get("/organisations"))["items"]}
     assert statuses == {"Overdue": "lapsed", "In grace": "active", "Suspended": "suspended"}
-    assert await service.lapse_overdue(membership.ctx) == []
+    assert await lifecycle.lapse_overdue(membership.ctx) == []
 
     # Paying brings it back, for a new period from the day of payment, at the plan's price.
     renewal = await membership.post(f"/organisations/{overdue['id']}/renewals", {}, expect=201)

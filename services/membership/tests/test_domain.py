@@ -6,8 +6,12 @@ from datetime import date
 
 import pytest
 
-from membership import domain
-from membership.domain import IllegalTransition, LifecycleAction, MembershipStatus, SizeClass
+from membership.contacts import domain as contacts
+from membership.figures import domain as figures_domain
+from membership.figures.domain import SizeClass
+from membership.lifecycle import domain as lifecycle
+from membership.lifecycle.domain import IllegalTransition, LifecycleAction, MembershipStatus
+from membership.organisations import domain as organisations
 
 S, A = MembershipStatus, LifecycleAction
 
@@ -33,18 +37,18 @@ ALL_PAIRS = [(s, a) for s in MembershipStatus for a in LifecycleAction]
 @pytest.mark.parametrize(("status", "action"), ALL_PAIRS, ids=[f"{s}-{a}" for s, a in ALL_PAIRS])
 def test_every_status_and_action(status: MembershipStatus, action: LifecycleAction) -> None:
     if (status, action) in LEGAL:
-        assert domain.next_status(status, action) is LEGAL[(status, action)]
-        assert action in domain.allowed_actions(status)
+        assert lifecycle.next_status(status, action) is LEGAL[(status, action)]
+        assert action in lifecycle.allowed_actions(status)
     else:
         with pytest.raises(IllegalTransition) as info:
-            domain.next_status(status, action)
+            lifecycle.next_status(status, action)
         message = str(info.value)
         assert f"cannot {action.value}" in message and status.value in message
-        assert action not in domain.allowed_actions(status)
+        assert action not in lifecycle.allowed_actions(status)
 
 
 def test_left_is_final() -> None:
-    assert domain.allowed_actions(S.left) == []
+    assert lifecycle.allowed_actions(S.left) == []
     assert "final state" in str(IllegalTransition(S.left, A.approve))
 
 
@@ -66,13 +70,13 @@ def test_left_is_final() -> None:
     ],
 )
 def test_eu_size_class_boundaries(staff: int, turnover: float, expected: SizeClass) -> None:
-    assert domain.size_class(staff, turnover) is expected
+    assert figures_domain.size_class(staff, turnover) is expected
 
 
 @pytest.mark.parametrize("number", ["12345678903", "00743110157", "01114601006"])
 def test_valid_partite_iva(number: str) -> None:
-    assert domain.is_valid_partita_iva(number)
-    assert domain.normalise_vat(f"IT {number[:5]} {number[5:]}", "IT") == number
+    assert organisations.is_valid_partita_iva(number)
+    assert organisations.normalise_vat(f"IT {number[:5]} {number[5:]}", "IT") == number
 
 
 @pytest.mark.parametrize(
@@ -87,36 +91,36 @@ def test_valid_partite_iva(number: str) -> None:
 )
 def test_invalid_partite_iva(vat: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
-        domain.normalise_vat(vat, "IT")
+        organisations.normalise_vat(vat, "IT")
 
 
 def test_foreign_vat_numbers_are_taken_as_given() -> None:
-    assert domain.normalise_vat("de 123 456 789", "DE") == "DE123456789"
+    assert organisations.normalise_vat("de 123 456 789", "DE") == "DE123456789"
     with pytest.raises(ValueError, match="letters and digits"):
-        domain.normalise_vat("FR12/34", "FR")
+        organisations.normalise_vat("FR12/34", "FR")
 
 
 def test_renewal_dates() -> None:
-    assert domain.add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
-    assert domain.add_months(date(2024, 11, 15), 12) == date(2025, 11, 15)
-    assert domain.add_months(date(2024, 11, 15), 3) == date(2025, 2, 15)
+    assert lifecycle.add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
+    assert lifecycle.add_months(date(2024, 11, 15), 12) == date(2025, 11, 15)
+    assert lifecycle.add_months(date(2024, 11, 15), 3) == date(2025, 2, 15)
     due = date(2025, 1, 31)
-    assert not domain.renewal_overdue(due, 30, date(2025, 3, 2))  # the 30th day of grace
-    assert domain.renewal_overdue(due, 30, date(2025, 3, 3))
-    assert not domain.renewal_overdue(None, 0, date(2030, 1, 1))
+    assert not lifecycle.renewal_overdue(due, 30, date(2025, 3, 2))  # the 30th day of grace
+    assert lifecycle.renewal_overdue(due, 30, date(2025, 3, 3))
+    assert not lifecycle.renewal_overdue(None, 0, date(2030, 1, 1))
     # An active member paying early extends its period; a lapsed one starts anew on the day it pays.
-    assert domain.renewal_period(due, date(2025, 1, 10), 12, S.active) == (due, date(2026, 1, 31))
-    assert domain.renewal_period(due, date(2025, 6, 1), 12, S.lapsed) == (date(2025, 6, 1), date(2026, 6, 1))
+    assert lifecycle.renewal_period(due, date(2025, 1, 10), 12, S.active) == (due, date(2026, 1, 31))
+    assert lifecycle.renewal_period(due, date(2025, 6, 1), 12, S.lapsed) == (date(2025, 6, 1), date(2026, 6, 1))
 
 
 def test_email_hash_ignores_case_and_spaces() -> None:
-    assert domain.email_sha256(" Anna.Rossi@Example.IT ") == domain.email_sha256("anna.rossi@example.it")
-    assert len(domain.email_sha256("a@b.it")) == 64
+    assert contacts.email_sha256(" Anna.Rossi@Example.IT ") == contacts.email_sha256("anna.rossi@example.it")
+    assert len(contacts.email_sha256("a@b.it")) == 64
 
 
 def test_district_figures_count_active_members_with_their_latest_figures() -> None:
-    m = domain.MemberSnapshot
-    figures = domain.district_figures(
+    m = figures_domain.MemberSnapshot
+    figures = figures_domain.district_figures(
         [
             m("active", "company", ("biotech", "pharma"), "small", 2024, 20, 5, 3e6, 100, 2),
             m("active", "company", ("biotech",), "micro", 2023, 5, 1, 1e6, 50, 1),

@@ -13,9 +13,11 @@ from distretto_shared.contracts import membership as contracts
 from distretto_shared.events import decode
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.outbox import OutboxMessage
-from membership import domain, service
 from membership.app import create_app
 from membership.config import Settings
+from membership.contacts.domain import email_sha256
+from membership.figures import service as figures_service
+from membership.lifecycle import service as lifecycle
 
 FIGURES = {"staff": 20, "rd_staff": 2, "turnover_eur": 1e6, "lab_m2": 40, "patents": 0}
 
@@ -51,7 +53,7 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     b = await membership.create(name="Beta")
     joined = (datetime.now(UTC).date() - timedelta(days=700)).isoformat()
     await membership.post(f"/organisations/{b['id']}/approve", {"joined_on": joined})
-    assert await service.lapse_overdue(membership.ctx) == [b["id"]]
+    assert await lifecycle.lapse_overdue(membership.ctx) == [b["id"]]
     await membership.post(f"/organisations/{b['id']}/renewals", {}, expect=201)
 
     c = await membership.create(name="Gamma")
@@ -72,8 +74,8 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     assert (await http.patch(f"/contacts/{contact['id']}", json={"role": "CTO"})).status_code == 200
     await membership.post(f"/contacts/{contact['id']}/erase")
 
-    assert await service.publish_figures_if_changed(membership.ctx) is True
-    assert await service.publish_figures_if_changed(membership.ctx) is False
+    assert await figures_service.publish_figures_if_changed(membership.ctx) is True
+    assert await figures_service.publish_figures_if_changed(membership.ctx) is False
 
     await wait_for(lambda: _drained(membership), what="outbox drained")
     records = await _read_all(kafka_bootstrap, topic_prefix, 19)
@@ -117,11 +119,11 @@ async def test_each_change_publishes_one_valid_event(membership: Any, kafka_boot
     updated = [e for e in decoded if isinstance(e, contracts.OrganisationUpdated)]
     assert [u.profile.size_class for u in updated if u.organisation_id == oid] == [None, "small"]
     erased = next(e for e in decoded if isinstance(e, contracts.ContactErased))
-    assert erased.email_sha256 == domain.email_sha256("anna.rossi@alfa.example")
+    assert erased.email_sha256 == email_sha256("anna.rossi@alfa.example")
     assert "Anna" not in erased.model_dump_json()
     added = next(e for e in decoded if isinstance(e, contracts.ContactAdded))
     assert added.contact.consent_newsletter is True
-    assert added.contact.email_sha256 == domain.email_sha256("anna.rossi@alfa.example")
+    assert added.contact.email_sha256 == email_sha256("anna.rossi@alfa.example")
     # No record on any topic carries the person's name, address or phone in the clear.
     for record in records:
         raw = record.value + b"".join(v for _k, v in record.headers)
@@ -139,16 +141,16 @@ async def test_district_figures_are_published_when_they_change_not_on_every_writ
         types = await membership.outbox_types()
         return types.count(contracts.DistrictFiguresChanged.event_type)
 
-    assert await service.publish_figures_if_changed(ctx) is True  # the first baseline
+    assert await figures_service.publish_figures_if_changed(ctx) is True  # the first baseline
     for i in range(6):  # a burst of writes between two runs of the job …
         org = await membership.create(name=f"Burst {i}")
         await membership.post(f"/organisations/{org['id']}/approve")
-    assert await service.publish_figures_if_changed(ctx) is True  # … is one event
+    assert await figures_service.publish_figures_if_changed(ctx) is True  # … is one event
     assert await figure_events() == 2
     await membership.http.patch(f"/organisations/{org['id']}", json={"description": "not a figure"})
-    assert await service.publish_figures_if_changed(ctx) is False
+    assert await figures_service.publish_figures_if_changed(ctx) is False
     await membership.post(f"/organisations/{org['id']}/suspend")
-    assert await service.publish_figures_if_changed(ctx) is True
+    assert await figures_service.publish_figures_if_changed(ctx) is True
     assert await figure_events() == 3
 
 

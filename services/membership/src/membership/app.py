@@ -1,4 +1,4 @@
-"""Assembly of the membership service: routes, migrations, topics, periodic jobs."""
+"""Assembly of the membership service: each aggregate's routes, the migrations, topics, periodic jobs."""
 
 from __future__ import annotations
 
@@ -11,28 +11,37 @@ from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create_app
 from distretto_shared.context import Context
 from distretto_shared.contracts import membership as contracts
-from membership import api, consumers, service
+from membership import consumers, models
 from membership.config import Settings
+from membership.contacts import api as contacts_api
+from membership.figures import api as figures_api
+from membership.figures import service as figures
+from membership.lifecycle import api as lifecycle_api
+from membership.lifecycle import service as lifecycle
+from membership.organisations import api as organisations_api
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+TABLES = models.Base.metadata
+"""Every table of the service (importing :mod:`membership.models` registers them all)."""
 
 
 async def _lapse_scan(ctx: Context[Settings]) -> None:
-    await service.lapse_overdue(ctx)
+    await lifecycle.lapse_overdue(ctx)
 
 
 async def _publish_figures(ctx: Context[Settings]) -> None:
-    await service.publish_figures_if_changed(ctx)
+    await figures.publish_figures_if_changed(ctx)
 
 
 async def _refresh_gauges(ctx: ServiceContext) -> None:
-    await service.compute_figures(ctx.context())
+    await figures.compute_figures(ctx.context())
 
 
 SPEC = ServiceSpec(
     name="membership",
     settings_cls=Settings,
-    routers=[api.router],
+    # In this order: /organisations/export and /import before /organisations/{organisation_id}.
+    routers=[organisations_api.router, figures_api.router, lifecycle_api.router, contacts_api.router],
     migrations=MIGRATIONS,
     consumers=[consumers.consumers],
     topics=[contracts.ORGANISATION_TOPIC, contracts.CONTACT_TOPIC, contracts.FIGURES_TOPIC],

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from membership.domain import Sector, partita_iva_check_digit
+from membership.organisations.domain import Sector, partita_iva_check_digit
 
 YEAR = 2024
 TARGETS = {"staff": 11_300, "rd_staff": 1_420, "turnover_eur": 5.6e9, "lab_m2": 37_500, "patents": 830}

@@ -1,0 +1,1 @@
+"""The membership lifecycle: approval, status changes, renewals, fee plans, the history."""

@@ -1,0 +1,1 @@
+"""The register: organisations, their data, the list, the CSV import and export."""
