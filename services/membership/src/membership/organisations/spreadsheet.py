@@ -224,6 +224,7 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
                 details=errors,
             )
         ids: list[str] = []
+        new_figures: list[YearlyFigures] = []
         updated = 0
         for row in rows:
             if row.line in existing:
@@ -249,7 +250,7 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
                 org.latest_year = row.year
                 fig = YearlyFigures(organisation_id=org.id, year=row.year, **row.figures.model_dump())
                 org.size_class = size_class_for(org.kind, fig)
-                session.add(fig)
+                new_figures.append(fig)
             session.add(org)
             add_event(
                 session,
@@ -257,6 +258,11 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
                 source=ctx.source,
             )
             ids.append(org.id)
+        if new_figures:
+            # The new organisations first: nothing tells the flush that a figures row needs its
+            # organisation's row (no relationship between the two tables), and the database checks the key.
+            await session.flush()
+            session.add_all(new_figures)
     IMPORT_ROWS.labels("accepted").inc(len(ids))
     return ImportResult(
         imported=len(ids), created=len(ids) - updated, updated=updated, organisation_ids=ids, warnings=warnings
