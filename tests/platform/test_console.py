@@ -11,6 +11,8 @@ render. axe-core runs on every page and fails the test on a serious or critical 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -75,6 +77,9 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{smtp_port}",
             "NEWSLETTER_MEMBERSHIP_URL": f"http://127.0.0.1:{ports['membership']}",
             "NEWSLETTER_LINK_BASE_URL": gateway + "/api/newsletter",
+            # one mail a second: a campaign of a few dozen is still running when it is paused from the page
+            "NEWSLETTER_SMTP_RATE_PER_SECOND": "1",
+            "NEWSLETTER_SMTP_BURST": "1",
         },
         "matchmaking": {},
         "gateway": {
@@ -601,6 +606,240 @@ async def test_both_languages_and_the_error_pages(browser: Browser, platform: Pl
     await english.goto("/no/such/page")
     await expect(english.get_by_role("heading", level=1)).to_contain_text("Page not found")
     await check(english, platform, "404 page")
+
+
+async def test_members_csv_import_shows_each_bad_line_then_imports_and_exports(
+    browser: Browser, platform: Platform
+) -> None:
+    tag = f"Csvtest {uuid.uuid4().hex[:6]}"
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/members/import")
+    bad = (
+        "name,kind,sectors,province\n"  # line 1
+        f"{tag} Alfa,company,biotech,PI\n"  # line 2
+        f"{tag} Beta,spaceship,biotech,FI\n"  # line 3: no such kind
+        ",company,pharma,SI\n"  # line 4: no name
+        f"{tag} Gamma,research_institute,,LU\n"  # line 5
+    )
+    upload = page.get_by_label("CSV file")
+    await upload.set_input_files({"name": "members.csv", "mimeType": "text/csv", "buffer": bad.encode()})
+    await page.get_by_role("button", name="Import").click()
+    errors = page.get_by_role("table").filter(has_text="Lines with errors (nothing was imported)")
+    await expect(errors.locator("tbody tr")).to_have_count(2)
+    await expect(errors.locator("tbody tr").nth(0).locator("td").nth(0)).to_have_text("3")
+    await expect(errors.locator("tbody tr").nth(0).locator("td").nth(1)).to_contain_text("kind")
+    await expect(errors.locator("tbody tr").nth(1).locator("td").nth(0)).to_have_text("4")
+    await expect(errors.locator("tbody tr").nth(1).locator("td").nth(1)).to_contain_text("name")
+    await check(page, platform, "members: CSV import with errors")
+    # nothing of that file is in the register
+    found = await api(platform, "GET", "/api/membership/organisations", params={"q": tag})
+    assert found["total"] == 0, found
+
+    good = "name,kind,sectors,province\n" + f"{tag} Alfa,company,biotech,PI\n" + f"{tag} Gamma,research_institute,,LU\n"
+    await upload.set_input_files({"name": "members.csv", "mimeType": "text/csv", "buffer": good.encode()})
+    await page.get_by_role("button", name="Import").click()
+    await expect(page.get_by_role("status")).to_contain_text("2 organisations imported.")
+
+    # the register, filtered, exports exactly those two
+    await page.goto("/members?" + urlencode({"q": tag}))
+    await expect(page.locator("#register tbody tr")).to_have_count(2)
+    async with page.expect_download() as info:
+        await page.get_by_role("link", name="Export CSV").click()
+    download = await info.value
+    exported = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text(encoding="utf-8-sig"))))
+    assert sorted((row["name"], row["kind"], row["province"]) for row in exported) == [
+        (f"{tag} Alfa", "company", "PI"),
+        (f"{tag} Gamma", "research_institute", "LU"),
+    ], exported
+
+
+async def test_subscriber_export_and_erase(browser: Browser, platform: Platform) -> None:
+    tag = uuid.uuid4().hex[:6]
+    email = f"erase.me.{tag}@example.org"
+    await api(
+        platform,
+        "POST",
+        "/api/newsletter/subscribers",
+        json={"email": email, "name": "Erica Rasa", "lists": [], "consent_source": "import"},
+    )
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/newsletter/subscribers")
+    await page.get_by_label("Search email or name").fill(email)
+    await page.get_by_role("button", name="Search").click()
+    row = page.get_by_role("row").filter(has_text=email)
+    await expect(row).to_have_count(1)
+    async with page.expect_download() as info:
+        await row.get_by_role("link", name="Export").click()
+    exported = json.loads(Path(await (await info.value).path()).read_text())
+    assert email in json.dumps(exported) and "Erica Rasa" in json.dumps(exported), exported
+
+    await row.get_by_role("button", name="Erase").click()  # the confirmation is accepted
+    await expect(page.get_by_role("status")).to_contain_text("The person's data was erased.")
+    await page.get_by_label("Search email or name").fill(email)
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.get_by_role("cell", name="Nobody matches.")).to_be_visible()
+    left = await api(platform, "GET", "/api/newsletter/subscribers", params={"q": tag})
+    assert left["total"] == 0, left
+
+
+async def test_campaign_scheduled_started_paused_resumed_cancelled(browser: Browser, platform: Platform) -> None:
+    """The service sends one mail a second here, so the campaign is still running when it is paused."""
+    slug = f"long-{uuid.uuid4().hex[:6]}"
+    readers = 40
+    await api(platform, "POST", "/api/newsletter/lists", json={"slug": slug, "name": "Lunga"})
+    async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
+        headers = {"Authorization": f"Bearer {platform.api_token}"}
+        for n in range(readers):
+            body = {"email": f"r{n:02d}.{slug}@example.org", "lists": [slug], "preconfirmed": True}
+            response = await client.post(
+                "/api/newsletter/subscribers", json={**body, "consent_source": "import"}, headers=headers
+            )
+            assert response.status_code == 201, response.text
+    template = await api(
+        platform,
+        "POST",
+        "/api/newsletter/templates",
+        json={"name": f"t-{slug}", "subject": "Lunga", "body_html": "<p>Ciao</p>", "body_text": "Ciao"},
+    )
+    campaign = await api(
+        platform,
+        "POST",
+        "/api/newsletter/campaigns",
+        json={"name": f"Campagna {slug}", "subject": "Lunga", "template_id": template["id"], "lists": [slug]},
+    )
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto(f"/newsletter/campaigns/{campaign['id']}")
+    status = page.get_by_test_id("campaign-status")
+    await expect(status).to_have_text("Draft")
+    when = date.today() + timedelta(days=7)
+    await page.get_by_label("Send at (Italian time)").fill(f"{when.isoformat()}T09:30")
+    await page.get_by_role("button", name="Schedule", exact=True).click()
+    await expect(status).to_have_text("Scheduled")
+    await expect(page.get_by_text("Planned for")).to_contain_text(f"{when:%d/%m/%Y}, 09:30")  # Italian time
+    await expect(page.get_by_test_id("recipients")).to_contain_text(f"Recipients if started now: {readers}")
+
+    await page.get_by_role("button", name="Start now").click()
+    await expect(status).to_have_text("Running")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(status).to_have_text("Paused")
+    await expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    await page.get_by_role("button", name="Resume").click()
+    await expect(status).to_have_text("Running")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(status).to_have_text("Cancelled")
+    await check(page, platform, "newsletter: campaign cancelled")
+    final = await api(platform, "GET", f"/api/newsletter/campaigns/{campaign['id']}")
+    assert final["status"] == "cancelled" and final["stats"].get("sent", 0) < readers, final
+    sent = int(re.sub(r"\D", "", await page.get_by_test_id("sent").inner_text()) or 0)
+    assert sent < readers
+
+
+async def test_users_and_roles_in_administration(browser: Browser, platform: Platform) -> None:
+    email = f"editor.{uuid.uuid4().hex[:6]}@distretto.example"
+    password = "editor-password-1"
+    admin = await new_page(browser, platform)
+    await login(admin, **ADMIN)
+    await admin.goto("/admin")
+    await admin.locator("#u-email").fill(email)
+    await admin.locator("#u-password").fill(password)
+    await admin.locator("#u-role").select_option("staff")
+    await admin.get_by_role("button", name="Create user").click()
+    row = admin.get_by_role("row").filter(has_text=email)
+    await expect(row).to_contain_text("Staff")
+
+    # the new user logs in as staff and sees the staff's navigation
+    person = await new_page(browser, platform)
+    await login(person, email, password)
+    nav = person.get_by_role("navigation", name="Main")
+    await expect(nav.get_by_role("link", name="Newsletter")).to_be_visible()
+
+    # a new role ends the session; logged in again, the partner's navigation has no newsletter
+    await row.get_by_label(f"Role of {email}").select_option("partner")
+    await row.get_by_role("button", name="Save").click()
+    await expect(admin.get_by_role("row").filter(has_text=email)).to_contain_text("Partner")
+    await person.goto("/newsletter")
+    await expect(person).to_have_url(re.compile(r"/login"))
+    await login(person, email, password)
+    await expect(nav.get_by_role("link", name="Newsletter")).to_have_count(0)
+
+    # disabled: the session ends and the password no longer opens one
+    row = admin.get_by_role("row").filter(has_text=email)
+    await row.get_by_label(f"Account of {email}").select_option("false")
+    await row.get_by_role("button", name="Save").click()
+    await expect(admin.get_by_role("row").filter(has_text=email).locator("td").nth(3)).to_have_text("no")
+    await person.goto("/")
+    await expect(person).to_have_url(re.compile(r"/login"))
+    await person.get_by_label("Email").fill(email)
+    await person.get_by_label("Password").fill(password)
+    await person.get_by_role("button", name="Log in").click()
+    await expect(person.get_by_text("Wrong email or password.")).to_be_visible()
+    await expect(person.get_by_role("button", name="Log out")).to_have_count(0)
+    await check(admin, platform, "administration (users)")
+
+
+async def test_staff_opportunity_and_the_match_board_to_the_feedback(browser: Browser, platform: Platform) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = (
+        await api(platform, "POST", "/api/membership/organisations", json={"name": f"Owner {tag}", "kind": "company"})
+    )["id"]
+    other = (
+        await api(platform, "POST", "/api/membership/organisations", json={"name": f"Other {tag}", "kind": "company"})
+    )["id"]
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/matchmaking")
+    await page.get_by_role("link", name="New opportunity").click()
+    await page.get_by_label("Type").select_option("technology_offer")
+    await page.get_by_label("Title").fill(f"Organoid screening {tag}")
+    await page.get_by_label("Summary").fill("Patient-derived organoids for drug screening in oncology.")
+    await page.get_by_label("Keywords").fill("organoids, drug screening")
+    await page.get_by_label("Biotech").check()
+    await page.get_by_label("Owner organisation id").fill(owner)
+    await page.get_by_role("button", name="Publish").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Organoid screening {tag}")
+    created = page.url.rstrip("/").rsplit("/", 1)[1]
+    await page.get_by_role("link", name="Edit").click()
+    await expect(page.get_by_label("Title")).to_have_value(f"Organoid screening {tag}")
+    await page.get_by_label("Title").fill(f"Organoid and spheroid screening {tag}")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Organoid and spheroid screening {tag}")
+    stored = await api(platform, "GET", f"/api/matchmaking/opportunities/{created}")
+    assert stored["title"] == f"Organoid and spheroid screening {tag}" and stored["owner_organisation_id"] == owner
+
+    # an accepted match goes through the board: meeting scheduled, held, feedback
+    theirs = await api(
+        platform, "POST", "/api/matchmaking/opportunities", json=_opportunity(other, f"Looking for organoids {tag}")
+    )
+    match = await api(
+        platform,
+        "POST",
+        "/api/matchmaking/matches",
+        json={"opportunity_id": created, "counterpart_type": "opportunity", "counterpart_id": theirs["id"]},
+    )
+    for side in ("opportunity", "counterpart"):
+        await api(platform, "POST", f"/api/matchmaking/matches/{match['id']}/accept", json={"side": side})
+    await page.goto("/matchmaking")
+    card = page.locator(f'article[data-match="{match["id"]}"]')
+    await expect(page.locator("#board .column").filter(has=card).locator("h3")).to_contain_text("Accepted")
+    meeting = date.today() + timedelta(days=10)
+    await card.get_by_label("Meeting on").fill(f"{meeting.isoformat()}T15:00")
+    await card.get_by_label("Place").fill("Siena, Toscana Life Sciences")
+    await card.get_by_role("button", name="Schedule the meeting").click()
+    await expect(card).to_contain_text("Siena, Toscana Life Sciences")
+    await expect(page.locator("#board .column").filter(has=card).locator("h3")).to_contain_text("Meeting scheduled")
+    await card.get_by_role("button", name="The meeting took place").click()
+    await expect(page.locator("#board .column").filter(has=card).locator("h3")).to_contain_text("Meeting held")
+    form = card.locator("form").filter(has_text="for the opportunity")
+    await form.get_by_label("yes").check()
+    await form.get_by_label("Comment").fill("Two samples exchanged.")
+    await form.get_by_role("button", name="Send feedback").click()
+    await expect(card).to_contain_text("Feedback given: yes")
+    await check(page, platform, "matchmaking: board (staff, feedback)")
+    answered = await api(platform, "GET", f"/api/matchmaking/matches/{match['id']}")
+    assert answered["state"] == "meeting_held" and answered["feedback"].get("opportunity") is True, answered
 
 
 async def test_accessibility_report(platform: Platform) -> None:

@@ -46,12 +46,15 @@ async def home(request: Request, user: OptionalUserDep) -> Response:
         )
     if user.organisation_id:
         calls["organisation"] = gateway.get(f"/api/membership/organisations/{user.organisation_id}", user.token)
-    results = await asyncio.gather(*(panel(c) for c in calls.values()))
+    ctx = request.app.state.ctx
+    # the services' panels and the console's own feed, all at once
+    (rows, last_id), results = await asyncio.gather(
+        asyncio.gather(service.latest_activity(ctx.db, staff=user.is_staff), service.last_activity_id(ctx.db)),
+        asyncio.gather(*(panel(c) for c in calls.values())),
+    )
+    last_id = max([last_id, *(r.id or 0 for r in rows)])  # the stream goes on after what the page shows
     data: dict[str, Panel] = dict(zip(calls, results, strict=True))
     acronyms = {p["id"]: p["acronym"] for p in items(data["projects"].data)} if "projects" in data else {}
-    ctx = request.app.state.ctx
-    rows = await service.latest_activity(ctx.db, staff=user.is_staff)
-    last_id = await service.last_activity_id(ctx.db)
     return render(
         request,
         "home.html",

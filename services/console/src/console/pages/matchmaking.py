@@ -114,7 +114,10 @@ async def save_opportunity(request: Request, user: UserDep) -> Response:
     gateway = gateway_of(request)
     try:
         if opportunity_id:
-            patch = {k: v for k, v in body.items() if k not in ("opportunity_type", "owner_organisation_id")}
+            # type, owner and expiry are set when the opportunity is published (the update refuses them)
+            patch = {
+                k: v for k, v in body.items() if k not in ("opportunity_type", "owner_organisation_id", "expires_on")
+            }
             await gateway.call("PATCH", f"{API}/opportunities/{opportunity_id}", user.token, json=patch)
         else:
             opportunity_id = (await gateway.post(f"{API}/opportunities", user.token, json=body))["id"]
@@ -151,9 +154,9 @@ def highlight(text: str, terms: list[str]) -> Markup:
 @router.get("/matchmaking/opportunities/{opportunity_id}")
 async def opportunity(request: Request, opportunity_id: str, user: UserDep) -> Response:
     gateway = gateway_of(request)
-    found = await gateway.get(f"{API}/opportunities/{opportunity_id}", user.token)
-    ranked = await panel(
-        gateway.get(f"{API}/opportunities/{opportunity_id}/counterparts", user.token, params={"limit": 10})
+    found, ranked = await asyncio.gather(  # the opportunity and its ranked counterparts at once
+        gateway.get(f"{API}/opportunities/{opportunity_id}", user.token),
+        panel(gateway.get(f"{API}/opportunities/{opportunity_id}/counterparts", user.token, params={"limit": 10})),
     )
     rows = []
     for row in items(ranked.data) if ranked.ok else []:

@@ -174,9 +174,8 @@ async def organisation(request: Request, organisation_id: str, user: UserDep) ->
 async def _org_context(request: Request, organisation_id: str, user: User) -> dict[str, Any]:
     gateway = gateway_of(request)
     base = f"/api/membership/organisations/{organisation_id}"
-    org = await gateway.get(base, user.token)  # 403/404 become their pages
     mine = user.acts_for(organisation_id)
-    calls = {
+    calls: dict[str, Any] = {
         "figures": gateway.get(base + "/figures", user.token),
         "history": gateway.get(base + "/history", user.token, params={"limit": 20}),
         "projects": gateway.get(
@@ -186,11 +185,18 @@ async def _org_context(request: Request, organisation_id: str, user: User) -> di
     }
     if user.is_staff:
         calls["contacts"] = gateway.get(base + "/contacts", user.token, params={"limit": 100})
+    # The organisation itself (its 403/404 become their pages) and every panel in one round of concurrent calls.
+    first: list[Any] = [gateway.get(base, user.token)]
     if not mine and not user.is_staff:
         # Another organisation's page: its yearly figures are private to it. The service decides;
         # its 403 becomes the 403 page (and if it ever answers, only what it answers is shown).
-        await gateway.get(base + "/figures", user.token)
-    results = await asyncio.gather(*(panel(c) for c in calls.values()), return_exceptions=True)
+        first.append(gateway.get(base + "/figures", user.token))
+    answers = await asyncio.gather(*first, *(panel(c) for c in calls.values()), return_exceptions=True)
+    for answer in answers[: len(first)]:
+        if isinstance(answer, BaseException):
+            raise answer
+    org: dict[str, Any] = answers[0]  # type: ignore[assignment]  # not an exception: raised above
+    results = answers[len(first) :]
     panels = {k: (r if not isinstance(r, BaseException) else None) for k, r in zip(calls, results, strict=True)}
     for key in ("figures", "history", "contacts", "profile"):
         panels.setdefault(key, None)

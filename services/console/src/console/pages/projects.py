@@ -93,10 +93,12 @@ async def import_cordis(request: Request, user: StaffDep) -> Response:
 async def _project_context(request: Request, project_id: str, user: User) -> dict[str, Any]:
     gateway = gateway_of(request)
     base = f"/api/projects/projects/{project_id}"
-    project = await gateway.get(base, user.token)
     names = ("participants", "work_packages", "deliverables", "milestones", "periods")
     paths = ("/participants", "/work-packages", "/deliverables", "/milestones", "/reporting-periods")
-    results = await asyncio.gather(*(panel(gateway.get(base + p, user.token, params={"limit": 500})) for p in paths))
+    # the project and its five panels in one round of concurrent calls, not the project first and then the rest
+    project, *results = await asyncio.gather(
+        gateway.get(base, user.token), *(panel(gateway.get(base + p, user.token, params={"limit": 500})) for p in paths)
+    )
     panels = dict(zip(names, results, strict=True))
     duration = _duration_months(project)
     timeline = []
