@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
 
-from distretto_dev.testing import headers_of, read_topic, service_client
+from distretto_dev.testing import headers_of, publish_events, read_topic, service_client, wait_for
 from distretto_shared.contracts import matchmaking as contracts
+from distretto_shared.contracts import membership
+from distretto_shared.topics import ensure_topics
 from matchmaking.app import create_app
 from matchmaking.config import Settings
 from matchmaking.opportunities.service import expire_due
@@ -118,7 +121,7 @@ async def test_ranking_filters_and_the_match_lifecycle(
         records = await read_topic(
             settings.kafka_bootstrap_servers, topic_prefix + contracts.MATCH_TOPIC.name, min_count=6
         )
-        types = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == mid]
+        types = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == uuid.UUID(mid).hex]
         assert types == [
             contracts.MatchProposed.event_type,
             contracts.MatchAccepted.event_type,
@@ -214,7 +217,7 @@ async def test_expiry_and_renewal(settings: Settings, topic_prefix: str, publish
         assert [i["counterpart_id"] for i in (await client.get(url)).json()["items"]][:1] == [offer["id"]]
 
         expired = await expire_due(app.state.ctx.context(), on=tomorrow + timedelta(days=1))
-        assert expired == [offer["id"]]
+        assert expired == [uuid.UUID(offer["id"]).hex]  # the stored (and event) form
         assert (await client.get(f"/opportunities/{offer['id']}")).json()["status"] == "expired"
         assert offer["id"] not in [i["counterpart_id"] for i in (await client.get(url)).json()["items"]]
         assert offer["id"] in [
@@ -234,7 +237,7 @@ async def test_expiry_and_renewal(settings: Settings, topic_prefix: str, publish
         records = await read_topic(
             settings.kafka_bootstrap_servers, topic_prefix + contracts.OPPORTUNITY_TOPIC.name, min_count=4
         )
-        mine = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == offer["id"]]
+        mine = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == uuid.UUID(offer["id"]).hex]
         assert mine == [
             contracts.OpportunityPublished.event_type,
             contracts.OpportunityExpired.event_type,
@@ -265,7 +268,7 @@ async def test_the_owner_withdraws_an_opportunity(
         records = await read_topic(
             settings.kafka_bootstrap_servers, topic_prefix + contracts.OPPORTUNITY_TOPIC.name, min_count=3
         )
-        mine = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == offer["id"]]
+        mine = [headers_of(r)["ce_type"] for r in records if headers_of(r)["ce_subject"] == uuid.UUID(offer["id"]).hex]
         assert mine == [contracts.OpportunityPublished.event_type, contracts.OpportunityWithdrawn.event_type]
 
 
@@ -397,3 +400,71 @@ async def test_a_change_to_null_of_a_field_every_opportunity_has_is_refused(sett
         assert changed.status_code == 200 and changed.json()["summary"] == offer["summary"]
         schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["OpportunityUpdate"]
         assert schema["properties"]["title"].get("type") == "string", schema["properties"]["title"]
+
+
+async def test_ids_are_answered_dashed_and_taken_in_either_form(
+    settings: Settings, kafka_bootstrap: str, publish: Any
+) -> None:
+    """docs/api-conventions.md, "Ids": every id answered as a dashed UUID; a path, query or body id
+    given dashed, 32-hex or upper-case finds the same record (ids stored or carried in events before stay valid)."""
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    async with service_client(create_app(settings)) as client:
+        offer = await publish(client, owner_organisation_id=owner.hex)
+        request = await publish(client, **{**REQUEST, "owner_organisation_id": str(other)})
+        assert offer["id"] == str(uuid.UUID(offer["id"])) and offer["owner_organisation_id"] == str(owner)
+        offer_hex = uuid.UUID(offer["id"]).hex
+        for form in (offer["id"], offer_hex, offer["id"].upper()):
+            r = await client.get(f"/opportunities/{form}")
+            assert r.status_code == 200 and r.json()["id"] == offer["id"], (form, r.text)
+        public = await client.get(f"/public/opportunities/{offer_hex}")
+        assert public.json()["id"] == offer["id"]
+        mine = await client.get("/opportunities", params={"owner_organisation_id": owner.hex})
+        assert [o["id"] for o in mine.json()["items"]] == [offer["id"]]
+        ranked = await client.get(f"/opportunities/{offer_hex}/counterparts", params={"target": "opportunities"})
+        assert [i["counterpart_id"] for i in ranked.json()["items"]] == [request["id"]]
+
+        made = await client.post(
+            "/matches",
+            json={"opportunity_id": offer_hex, "counterpart_type": "opportunity", "counterpart_id": request["id"]},
+        )
+        assert made.status_code == 201, made.text
+        match = made.json()
+        assert match["id"] == str(uuid.UUID(match["id"]))
+        assert (match["opportunity_id"], match["counterpart_id"]) == (offer["id"], request["id"])
+        assert (await client.get(f"/matches/{uuid.UUID(match['id']).hex}")).json()["id"] == match["id"]
+        for params in (
+            {"opportunity_id": offer_hex},
+            {"opportunity_id": offer["id"]},
+            {"counterpart_id": uuid.UUID(request["id"]).hex},
+            {"counterpart_id": request["id"]},
+        ):
+            listed = await client.get("/matches", params=params)
+            assert [m["id"] for m in listed.json()["items"]] == [match["id"]], params
+        again = await client.post(
+            "/matches",
+            json={
+                "opportunity_id": offer["id"],
+                "counterpart_type": "opportunity",
+                "counterpart_id": uuid.UUID(request["id"]).hex,
+            },
+        )
+        assert again.status_code == 409  # the same pair, whatever the form
+        assert (await client.get(f"/opportunities/{uuid.uuid4()}")).status_code == 404
+        assert (await client.get(f"/matches/{uuid.uuid4().hex}")).status_code == 404
+
+        # An organisation's profile (kept dashed, as membership's events carry it) by either form.
+        org = membership.OrganisationProfile(
+            organisation_id=owner.hex, name="Tuscan Cell Factory", kind="company", description="Cell therapy."
+        )
+        await publish_events(
+            kafka_bootstrap, [membership.OrganisationRegistered(organisation_id=owner.hex, profile=org)]
+        )
+
+        async def profile() -> Any:
+            r = await client.get(f"/organisations/{owner.hex}")
+            return r.json() if r.status_code == 200 else None
+
+        found = await wait_for(profile, what="organisation registered")
+        assert found["organisation_id"] == str(owner)
+        assert (await client.get(f"/organisations/{owner}")).json()["organisation_id"] == str(owner)

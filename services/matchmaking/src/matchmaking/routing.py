@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
+from pydantic import AfterValidator
 
 from distretto_shared.context import Context, public_request_context, request_context
+from distretto_shared.conventions import canonical_id, hex_id
 from distretto_shared.web import PageParams, page_params
 from matchmaking.config import Settings
 
-Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+_ID_PATH = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+Id = Annotated[str, _ID_PATH, AfterValidator(hex_id)]
+"""An id of this service's own (opportunity, match) in a path: either form (dashed or 32-hex) is
+taken and looked up in its 32-hex storage form (docs/api-conventions.md, "Ids")."""
+OrganisationId = Annotated[str, _ID_PATH, AfterValidator(canonical_id)]
+"""An organisation's id in a path: either form, looked up dashed (membership's form, as its events carry it)."""
 PageDep = Annotated[PageParams, Depends(page_params)]
 Sector = Annotated[str | None, Query(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9_\- ]*$")]
 Country = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from distretto_shared.conventions import hex_id
 from distretto_shared.web import Page
 from matchmaking.matches import service
 from matchmaking.matches.domain import Decision
@@ -47,7 +48,7 @@ async def list_matches(
     counterpart_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[MatchPublic]:
     return await service.list_matches(
-        ctx, page, state=state, opportunity_id=opportunity_id, counterpart_id=counterpart_id
+        ctx, page, state=state, opportunity_id=hex_id(opportunity_id), counterpart_id=counterpart_id
     )
 
 

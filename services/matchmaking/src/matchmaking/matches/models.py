@@ -6,10 +6,10 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlmodel import Field as SQLField
 
-from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
+from distretto_shared.conventions import Id, StrictFloat, StrictInt, UtcDateTime, canonical_id, hex_id
 from matchmaking.matches.domain import Decision, MatchState, Side
 from matchmaking.tables import Base, Strict, UtcDatetime, json_column, new_id, timestamp_column
 
@@ -58,6 +58,13 @@ class MatchCreate(Strict):
     counterpart_type: str = Field(pattern="^(opportunity|profile)$")
     counterpart_id: str = Field(min_length=1, max_length=64)
 
+    @model_validator(mode="after")
+    def _stored_ids(self) -> MatchCreate:
+        # Either id form is taken: opportunity ids are kept 32-hex, organisation ids dashed.
+        self.opportunity_id = hex_id(self.opportunity_id)
+        self.counterpart_id = (hex_id if self.counterpart_type == "opportunity" else canonical_id)(self.counterpart_id)
+        return self
+
 
 class ProposeRequest(Strict):
     """Ask the engine for the best counterparts of an opportunity and propose them as matches."""
@@ -98,10 +105,10 @@ class FeedbackRequest(Strict):
 class MatchPublic(BaseModel):
     """A match and where it stands."""
 
-    id: str
-    opportunity_id: str
+    id: Id
+    opportunity_id: Id
     counterpart_type: str
-    counterpart_id: str
+    counterpart_id: Id
     state: str
     opportunity_side: str
     counterpart_side: str

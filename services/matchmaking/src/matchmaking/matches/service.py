@@ -9,6 +9,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from distretto_shared.contracts import matchmaking as contracts
+from distretto_shared.conventions import canonical_id, hex_id
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, Page, PageParams, make_page
 from matchmaking.common import Ctx, after_commit, today
@@ -140,6 +141,11 @@ async def propose_for_opportunity(ctx: Ctx, opportunity_id: str, req: ProposeReq
     return out
 
 
+def _either_form(counterpart_id: str) -> set[str]:
+    """A counterpart id as stored: 32-hex for an opportunity, dashed for an organisation."""
+    return {hex_id(counterpart_id), canonical_id(counterpart_id)}
+
+
 async def list_matches(
     ctx: Ctx,
     page: PageParams,
@@ -157,7 +163,9 @@ async def list_matches(
     for cond in (
         Match.state == state if state else None,
         Match.opportunity_id == opportunity_id if opportunity_id else None,
-        Match.counterpart_id == counterpart_id if counterpart_id else None,
+        col(Match.counterpart_id).in_({hex_id(counterpart_id), canonical_id(counterpart_id)})
+        if counterpart_id
+        else None,
     ):
         if cond is not None:
             q = q.where(cond)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from distretto_shared.conventions import canonical_id
 from distretto_shared.web import Page
 from matchmaking.opportunities import service
 from matchmaking.opportunities.domain import OpportunityStatus, OpportunityType
@@ -41,7 +42,7 @@ async def list_opportunities(
         page,
         opportunity_type=opportunity_type.value if opportunity_type else None,
         status=status.value if status else None,
-        owner=owner_organisation_id,
+        owner=canonical_id(owner_organisation_id),
         sector=sector,
         reference=reference,
     )

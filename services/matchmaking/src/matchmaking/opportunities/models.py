@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import Field as SQLField
 
-from distretto_shared.conventions import StrictInt, UtcDateTime
+from distretto_shared.conventions import Id, StrictInt, UtcDateTime, canonical_id
 from matchmaking.opportunities.domain import DevelopmentStage, OpportunityStatus, OpportunityType, RoleSought
 from matchmaking.tables import SLUG, Base, Strict, UtcDatetime, clean_list, json_column, new_id, timestamp_column
 
@@ -84,7 +85,8 @@ class OpportunityCreate(OpportunityBase):
     """A new opportunity."""
 
     opportunity_type: OpportunityType
-    owner_organisation_id: str = Field(min_length=1, max_length=64)
+    owner_organisation_id: Annotated[str, AfterValidator(canonical_id)] = Field(min_length=1, max_length=64)
+    """Either id form; kept dashed, as membership gives it."""
     reference: str | None = Field(default=None, min_length=1, max_length=64)
     expires_on: date | None = None
     topic_code: str | None = Field(default=None, min_length=3, max_length=120)
@@ -143,7 +145,7 @@ class OpportunityUpdate(Strict):
 class OpportunityPublic(BaseModel):
     """An opportunity as its owner and the foundation's staff see it."""
 
-    id: str
+    id: Id
     reference: str | None
     opportunity_type: str
     title: str
@@ -154,7 +156,7 @@ class OpportunityPublic(BaseModel):
     sectors: list[str]
     development_stage: str | None
     country: str | None
-    owner_organisation_id: str
+    owner_organisation_id: Id
     topic_code: str | None
     role_sought: str | None
     deadline: date | None
@@ -168,7 +170,7 @@ class OpportunityPublic(BaseModel):
 class OpportunityAnonymous(BaseModel):
     """An opportunity as partners and the public see it: no owner, names, people or contact details."""
 
-    id: str
+    id: Id
     opportunity_type: str
     title: str
     summary: str

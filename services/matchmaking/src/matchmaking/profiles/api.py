@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from distretto_shared.web import Page
 from matchmaking.profiles import service
 from matchmaking.profiles.models import OrganisationPublic
-from matchmaking.routing import Ctx, Id, PageDep
+from matchmaking.routing import Ctx, OrganisationId, PageDep
 
 router = APIRouter()
 
@@ -24,5 +24,5 @@ async def list_organisations(
 
 
 @router.get("/organisations/{organisation_id}", tags=["organisations"], summary="One competence profile")
-async def get_organisation(ctx: Ctx, organisation_id: Id) -> OrganisationPublic:
+async def get_organisation(ctx: Ctx, organisation_id: OrganisationId) -> OrganisationPublic:
     return await service.get_organisation(ctx, organisation_id)

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.consumer import Consumers
 from distretto_shared.contracts import membership, projects
+from distretto_shared.conventions import canonical_id
 from distretto_shared.events import EventMeta
 from matchmaking.common import Ctx
 from matchmaking.profiles import service
@@ -30,7 +31,7 @@ async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.Organisat
 
 @consumers.handles(*membership.STATUS_EVENTS)
 async def on_status(ctx: Ctx, session: AsyncSession, event: membership.StatusEvent, meta: EventMeta) -> None:
-    await service.set_organisation_status(ctx, session, event.organisation_id, event.new_status)
+    await service.set_organisation_status(ctx, session, canonical_id(event.organisation_id), event.new_status)
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)
@@ -45,4 +46,4 @@ async def on_participant(
     ctx: Ctx, session: AsyncSession, event: projects.ParticipantAdded | projects.ParticipantLinked, meta: EventMeta
 ) -> None:
     if event.organisation_id:
-        await service.add_participation(ctx, session, event.project_id, event.organisation_id)
+        await service.add_participation(ctx, session, event.project_id, canonical_id(event.organisation_id))

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Field as SQLField
 
-from distretto_shared.conventions import UtcDateTime
+from distretto_shared.conventions import Id, UtcDateTime
 from matchmaking.tables import Base, json_column, timestamp_column
 
 
@@ -56,7 +56,7 @@ class Participation(Base, table=True):
 class OrganisationPublic(BaseModel):
     """A competence profile: the organisation's data and the EU projects it takes part in."""
 
-    organisation_id: str
+    organisation_id: Id
     name: str
     kind: str
     status: str

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 
 from distretto_shared.contracts.membership import OrganisationProfile
 from distretto_shared.contracts.projects import ProjectSummary
+from distretto_shared.conventions import canonical_id
 from distretto_shared.web import NotFound, Page, PageParams, make_page
 from matchmaking.common import Ctx
 from matchmaking.profiles.models import Organisation, OrganisationPublic, Participation, Project
@@ -49,9 +50,10 @@ async def apply_organisation(
     ctx: Ctx, session: AsyncSession, profile: OrganisationProfile, *, status: str | None = None
 ) -> None:
     """An organisation registered, changed or joined: keep its data, refresh its profile."""
-    org = await session.get(Organisation, profile.organisation_id)
+    org_id = canonical_id(profile.organisation_id)
+    org = await session.get(Organisation, org_id)
     if org is None:
-        org = Organisation(organisation_id=profile.organisation_id, name=profile.name, kind=profile.kind, status="")
+        org = Organisation(organisation_id=org_id, name=profile.name, kind=profile.kind, status="")
     org.name = profile.name
     org.kind = profile.kind
     org.status = status or profile.status
@@ -89,10 +91,11 @@ async def apply_project(ctx: Ctx, session: AsyncSession, summary: ProjectSummary
     project.objective = summary.objective
     project.topics = list(summary.topics)
     project.keywords = list(summary.keywords)
-    project.member_organisation_ids = list(summary.member_organisation_ids)
+    members = [canonical_id(org_id) for org_id in summary.member_organisation_ids]
+    project.member_organisation_ids = members
     project.updated_at = utcnow()
     session.add(project)
-    after = set(summary.member_organisation_ids)
+    after = set(members)
     gone = before - after
     if gone:
         await session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from distretto_shared.web import Page
-from matchmaking.routing import Country, Ctx, Id, Kind, PageDep, Sector, Target
+from matchmaking.routing import Country, Ctx, Id, Kind, OrganisationId, PageDep, Sector, Target
 from matchmaking.search import service
 from matchmaking.search.models import IndexStats, RankedCounterpart
 
@@ -45,7 +45,7 @@ async def counterparts(
 )
 async def opportunities_for_organisation(
     ctx: Ctx,
-    organisation_id: Id,
+    organisation_id: OrganisationId,
     page: PageDep,
     sector: Sector = None,
     country: Country = None,

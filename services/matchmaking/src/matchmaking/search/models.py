@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from distretto_shared.conventions import Id
+
 
 class ScoreParts(BaseModel):
     """How a score was made."""
@@ -22,7 +24,7 @@ class RankedCounterpart(BaseModel):
 
     counterpart_type: str
     """opportunity or profile"""
-    counterpart_id: str
+    counterpart_id: Id
     title: str
     score: float
     score_parts: ScoreParts
