@@ -219,3 +219,27 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(svc: P
         response = await svc.http.post(path, content=b"{oops", headers={"content-type": "application/json"})
         assert response.status_code == 422 and response.json()["message"]
     assert await svc.snapshot() == before
+
+
+async def test_ids_are_answered_dashed_and_taken_in_either_form(svc: ProjectsService) -> None:
+    project = await svc.project(acronym="IDS", start_date="2025-01-01", end_date="2027-12-31")
+    dashed = project["id"]
+    assert len(dashed) == 36 and dashed.count("-") == 4 and dashed == dashed.lower()
+    hex32 = dashed.replace("-", "")
+    # Both forms name the same project, for good (ids stored and carried in events stay valid).
+    assert (await svc.get(f"/projects/{hex32}"))["id"] == dashed
+    assert (await svc.get(f"/projects/{dashed.upper()}"))["id"] == dashed
+    lead = await svc.post(f"/projects/{hex32}/participants", {"name": "Lead lab", "country": "IT"})
+    assert lead["project_id"] == dashed and len(lead["id"]) == 36
+    wp = await svc.post(
+        f"/projects/{dashed}/work-packages",
+        {"number": 1, "title": "Management", "start_month": 1, "end_month": 36, "lead_participant_id": lead["id"]},
+    )
+    assert wp["lead_participant_id"] == lead["id"] and wp["project_id"] == dashed
+    hex_lead = lead["id"].replace("-", "")
+    moved = await svc.call("PATCH", f"/projects/{dashed}/work-packages/{wp['id']}", {"lead_participant_id": hex_lead})
+    assert moved["lead_participant_id"] == lead["id"]
+    assert (await svc.get(f"/projects/{hex32}/participants/{hex_lead}"))["name"] == "Lead lab"
+    # An id in neither form is simply unknown.
+    missing = await svc.call("GET", "/projects/not-an-id", expect=404)
+    assert missing["error"] == "not_found"

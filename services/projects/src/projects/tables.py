@@ -4,13 +4,19 @@ aggregate's models use. ``projects.models`` imports every aggregate's tables ont
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import uuid4
 
+from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, String
 from sqlmodel import Field, SQLModel
 
+from distretto_shared.conventions import hex_id
 from distretto_shared.tables import service_registry
+
+StoredId = Annotated[str, BeforeValidator(hex_id), WithJsonSchema({"type": "string", "format": "uuid"})]
+"""An id given to the service (a path or body field): either form accepted (the dashed canonical one
+or the 32-hex one), kept in the 32-hex form the tables store (docs/api-conventions.md, "Ids")."""
 
 
 def new_id() -> str:

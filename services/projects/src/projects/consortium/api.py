@@ -9,20 +9,20 @@ from fastapi import APIRouter, Query, Response
 from distretto_shared.web import Page
 from projects.consortium import service
 from projects.consortium.models import MemberOrganisationPublic, ParticipantCreate, ParticipantPublic, ParticipantUpdate
-from projects.routing import Ctx, Paging
+from projects.routing import Ctx, Paging, PathId
 from projects.vocabulary import ParticipantRole
 
 router = APIRouter()
 
 
 @router.post("/projects/{project_id}/participants", status_code=201, tags=["consortium"], summary="Add a participant")
-async def add_participant(project_id: str, body: ParticipantCreate, ctx: Ctx) -> ParticipantPublic:
+async def add_participant(project_id: PathId, body: ParticipantCreate, ctx: Ctx) -> ParticipantPublic:
     return await service.add_participant(ctx, project_id, body)
 
 
 @router.get("/projects/{project_id}/participants", tags=["consortium"], summary="A project's consortium")
 async def list_participants(
-    project_id: str,
+    project_id: PathId,
     ctx: Ctx,
     page: Paging,
     role: ParticipantRole | None = None,
@@ -35,13 +35,13 @@ async def list_participants(
 
 
 @router.get("/projects/{project_id}/participants/{participant_id}", tags=["consortium"], summary="One participant")
-async def get_participant(project_id: str, participant_id: str, ctx: Ctx) -> ParticipantPublic:
+async def get_participant(project_id: PathId, participant_id: PathId, ctx: Ctx) -> ParticipantPublic:
     return await service.get_participant(ctx, project_id, participant_id)
 
 
 @router.patch("/projects/{project_id}/participants/{participant_id}", tags=["consortium"], summary="Change one")
 async def update_participant(
-    project_id: str, participant_id: str, body: ParticipantUpdate, ctx: Ctx
+    project_id: PathId, participant_id: PathId, body: ParticipantUpdate, ctx: Ctx
 ) -> ParticipantPublic:
     return await service.update_participant(ctx, project_id, participant_id, body)
 
@@ -49,7 +49,7 @@ async def update_participant(
 @router.delete(
     "/projects/{project_id}/participants/{participant_id}", status_code=204, tags=["consortium"], summary="Remove one"
 )
-async def delete_participant(project_id: str, participant_id: str, ctx: Ctx) -> Response:
+async def delete_participant(project_id: PathId, participant_id: PathId, ctx: Ctx) -> Response:
     await service.delete_participant(ctx, project_id, participant_id)
     return Response(status_code=204)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator
 from sqlmodel import Field
 
-from distretto_shared.conventions import StrictFloat, UtcDateTime
+from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
 from projects.tables import Base, as_utc, new_id, project_fk, timestamp_field
 from projects.vocabulary import ParticipantRole
 
@@ -93,8 +93,8 @@ class ParticipantUpdate(_ParticipantChecks):
 class ParticipantPublic(ParticipantBase):
     """A participant as the API shows it."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
     organisation_id: str | None
     is_foundation: bool
     created_at: UtcDateTime

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlmodel import Field
 
+from distretto_shared.conventions import Id
 from projects.tables import Base
 
 
@@ -25,6 +26,6 @@ class CordisImportResult(Base):
     participants_created: int = 0
     participants_updated: int = 0
     participants_linked: int = 0
-    project_ids: list[str] = []
+    project_ids: list[Id] = []
     warnings: list[dict[str, Any]] = []
     """Cells a spreadsheet would run as formulas (file, line, column, warning): imported as text."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from distretto_shared.web import Page
 from projects.project import service
 from projects.project.models import ProjectCreate, ProjectPublic, ProjectUpdate
-from projects.routing import Ctx, Paging
+from projects.routing import Ctx, Paging, PathId
 from projects.vocabulary import FoundationRole, ProjectStatus
 
 router = APIRouter()
@@ -45,10 +45,10 @@ async def list_projects(
 
 
 @router.get("/projects/{project_id}", tags=["projects"], summary="One project")
-async def get_project(project_id: str, ctx: Ctx) -> ProjectPublic:
+async def get_project(project_id: PathId, ctx: Ctx) -> ProjectPublic:
     return await service.get_project(ctx, project_id)
 
 
 @router.patch("/projects/{project_id}", tags=["projects"], summary="Change a project")
-async def update_project(project_id: str, body: ProjectUpdate, ctx: Ctx) -> ProjectPublic:
+async def update_project(project_id: PathId, body: ProjectUpdate, ctx: Ctx) -> ProjectPublic:
     return await service.update_project(ctx, project_id, body)

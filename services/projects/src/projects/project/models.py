@@ -11,7 +11,7 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import Column, Text
 from sqlmodel import Field
 
-from distretto_shared.conventions import StrictFloat, UtcDateTime
+from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
 from projects.tables import Base, as_utc, clean_list, json_list_field, new_id, timestamp_field
 from projects.vocabulary import THEMATIC_AREAS, FoundationRole, ProjectStatus
 
@@ -124,7 +124,7 @@ class ProjectUpdate(_ProjectChecks):
 class ProjectPublic(ProjectBase):
     """A project as the API shows it."""
 
-    id: str
+    id: Id
     created_at: UtcDateTime
     updated_at: UtcDateTime
     member_organisation_ids: list[str] = []

@@ -10,8 +10,8 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import Column, ForeignKey, String, Text, UniqueConstraint
 from sqlmodel import Field
 
-from distretto_shared.conventions import StrictFloat, StrictInt, UtcDateTime
-from projects.tables import Base, new_id, project_fk, timestamp_field
+from distretto_shared.conventions import Id, StrictFloat, StrictInt, UtcDateTime
+from projects.tables import Base, StoredId, new_id, project_fk, timestamp_field
 from projects.vocabulary import DeliverableStatus, DeliverableType, Dissemination, MilestoneStatus
 
 
@@ -49,6 +49,8 @@ def months_ordered(obj: Any) -> Any:
 class WorkPackageCreate(WorkPackageBase):
     """Input to add a work package."""
 
+    lead_participant_id: StoredId | None = None
+
     _order = model_validator(mode="after")(months_ordered)
 
 
@@ -56,7 +58,7 @@ class WorkPackageUpdate(Base):
     """Input to change a work package."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    lead_participant_id: str | None = Field(default=None, max_length=32)
+    lead_participant_id: StoredId | None = None
     start_month: StrictInt | None = Field(default=None, ge=1, le=240)
     end_month: StrictInt | None = Field(default=None, ge=1, le=240)
     person_months: StrictFloat | None = Field(default=None, ge=0)
@@ -65,8 +67,9 @@ class WorkPackageUpdate(Base):
 class WorkPackagePublic(WorkPackageBase):
     """A work package as the API shows it."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
+    lead_participant_id: Id | None
 
 
 DELIVERABLE_NUMBER = r"^D\d{1,2}\.\d{1,3}$"
@@ -136,8 +139,8 @@ class DeliverableUpdate(Base):
 class DeliverablePublic(DeliverableBase):
     """A deliverable as the API shows it."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
     due_date: date | None
     status: str
     submitted_on: date | None
@@ -209,8 +212,8 @@ class MilestoneUpdate(Base):
 class MilestonePublic(MilestoneBase):
     """A milestone as the API shows it."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
     due_date: date | None
     status: str
     reached_on: date | None
@@ -259,8 +262,8 @@ class ReportingPeriodUpdate(Base):
 class ReportingPeriodPublic(ReportingPeriodBase):
     """A reporting period as the API shows it."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
     start_date: date | None
     end_date: date | None
     report_due_date: date | None
