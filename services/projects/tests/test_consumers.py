@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from distretto_dev.testing import headers_of, publish_events, read_topic, wait_for
 from distretto_shared.contracts import membership as m
 from distretto_shared.contracts import projects as contracts
+from distretto_shared.conventions import hex_id
 from distretto_shared.events import decode, encode
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
@@ -88,7 +89,7 @@ async def test_participant_first_then_organisation_event_links_it(
     events = await project_events(kafka_bootstrap, topic_prefix, min_count=7)
     linked_events = [e for e in events if isinstance(e, contracts.ParticipantLinked)]
     assert sorted((e.participant_id, e.organisation_id) for e in linked_events) == sorted(
-        [(unipi["id"], "org-unipi"), (biotech["id"], "org-bt")]
+        [(hex_id(unipi["id"]), "org-unipi"), (hex_id(biotech["id"]), "org-bt")]  # events carry the stored form
     )
     updates = [e for e in events if isinstance(e, contracts.ProjectUpdated)]
     assert updates and updates[-1].project.member_organisation_ids == ["org-bt", "org-unipi"]

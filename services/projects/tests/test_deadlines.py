@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client, wait_for
 from distretto_shared.contracts import projects as contracts
+from distretto_shared.conventions import hex_id
 from distretto_shared.events import decode
 from distretto_shared.outbox import OutboxMessage
 from projects.app import create_app
@@ -103,7 +104,8 @@ async def test_deadline_events_fire_once_across_restart_and_concurrent_instances
     )
     for event, headers in events:
         assert headers["ce_source"] == "/distretto/projects"
-        assert headers["ce_subject"] == project["id"] == event.project_id  # type: ignore[attr-defined]
+        # events carry the stored (32-hex) form of the id the API answers dashed
+        assert headers["ce_subject"] == hex_id(project["id"]) == event.project_id  # type: ignore[attr-defined]
         assert event.acronym == "DEADLINES"  # type: ignore[attr-defined]
     overdue_d21 = next(e for e, _ in events if e.number == "D2.1")  # type: ignore[attr-defined]
     assert overdue_d21.days_late == 66  # type: ignore[attr-defined]  # 31 March → 5 June
