@@ -176,3 +176,15 @@ def test_a_date_is_written_yyyy_mm_dd_only() -> None:
         with pytest.raises(ValidationError):
             adapter.validate_python(wrong)
     assert adapter.json_schema() == {"format": "date", "type": "string"}
+
+
+def test_snake_case_reads_the_former_vocabulary_spellings() -> None:
+    from distretto_shared.casing import snake_case
+
+    assert [snake_case(v) for v in ("SIGNED", "associatedPartner", "thirdParty", "third_party", " PU ")] == [
+        "signed",
+        "associated_partner",
+        "third_party",
+        "third_party",
+        "pu",
+    ]

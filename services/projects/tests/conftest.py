@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,12 @@ class ProjectsService:
                     await session.execute(select(func.count()).select_from(model))
                 ).scalar_one()
         return counts
+
+    async def outbox(self) -> list[dict[str, Any]]:
+        """The events written to the outbox, in order: their type and their data."""
+        async with self.ctx.db.read() as session:
+            query = select(OutboxMessage.event_type, OutboxMessage.payload).order_by(OutboxMessage.id)  # type: ignore[arg-type]
+            return [{"type": kind, "data": json.loads(payload)} for kind, payload in await session.execute(query)]
 
     async def outbox_types(self) -> list[str]:
         """Event types written to the outbox, in order."""

@@ -11,7 +11,7 @@ async def test_projects_crud_filters_and_pagination(svc: ProjectsService) -> Non
     a = await svc.project(acronym="ALPHA", thematic_areas=["oncology", "personalised_medicine"], total_cost=1000)
     await svc.project(acronym="BETA", funding_scheme="HORIZON-CSA", thematic_areas=["rare_diseases"])
     await svc.project(acronym="GAMMA", status="planned", foundation_role="coordinator", thematic_areas=[])
-    assert a["status"] == "SIGNED" and a["member_organisation_ids"] == []
+    assert a["status"] == "signed" and a["member_organisation_ids"] == []
 
     page = await svc.get("/projects", limit=2)
     assert (page["total"], [p["acronym"] for p in page["items"]]) == (3, ["ALPHA", "BETA"])
@@ -25,10 +25,10 @@ async def test_projects_crud_filters_and_pagination(svc: ProjectsService) -> Non
     changed = await svc.call("PATCH", f"/projects/{a['id']}", {"title": "Alpha renamed", "total_cost": None})
     assert (changed["title"], changed["total_cost"]) == ("Alpha renamed", None)
     closed = await svc.call("PATCH", f"/projects/{a['id']}", {"status": "CLOSED"})
-    assert closed["status"] == "CLOSED"
+    assert closed["status"] == "closed"
     refused = await svc.call("PATCH", f"/projects/{a['id']}", {"status": "SIGNED"}, expect=409)
-    assert "cannot go from CLOSED to SIGNED" in refused["message"]
-    assert (await svc.get(f"/projects/{a['id']}"))["status"] == "CLOSED"
+    assert "cannot go from closed to signed" in refused["message"]
+    assert (await svc.get(f"/projects/{a['id']}"))["status"] == "closed"
     types = await svc.outbox_types()
     assert types.count(contracts.ProjectRegistered.event_type) == 3
     assert types.count(contracts.ProjectUpdated.event_type) == 2
@@ -38,8 +38,8 @@ async def test_projects_crud_filters_and_pagination(svc: ProjectsService) -> Non
     assert portfolio["overall"]["projects"] == 3
     assert portfolio["by_thematic_area"]["personalised_medicine"]["projects"] == 1
     assert portfolio["by_status"] == {
-        "CLOSED": {"projects": 1, "total_cost": 0.0, "ec_max_contribution": 0.0},
-        "SIGNED": {"projects": 1, "total_cost": 0.0, "ec_max_contribution": 0.0},
+        "closed": {"projects": 1, "total_cost": 0.0, "ec_max_contribution": 0.0},
+        "signed": {"projects": 1, "total_cost": 0.0, "ec_max_contribution": 0.0},
         "planned": {"projects": 1, "total_cost": 0.0, "ec_max_contribution": 0.0},
     }
 
@@ -243,3 +243,27 @@ async def test_ids_are_answered_dashed_and_taken_in_either_form(svc: ProjectsSer
     # An id in neither form is simply unknown.
     missing = await svc.call("GET", "/projects/not-an-id", expect=404)
     assert missing["error"] == "not_found"
+
+
+async def test_vocabularies_answer_lower_case_and_take_cordis_spellings(svc: ProjectsService) -> None:
+    project = await svc.project(acronym="CASES", status="Signed", start_date="2025-01-01", end_date="2027-12-31")
+    assert project["status"] == "signed"
+    assert [p["acronym"] for p in (await svc.get("/projects", status="SIGNED"))["items"]] == ["CASES"]
+    assert [p["acronym"] for p in (await svc.get("/projects", status="signed"))["items"]] == ["CASES"]
+    base = f"/projects/{project['id']}"
+    partner = await svc.post(f"{base}/participants", {"name": "Partner lab", "role": "associatedPartner"})
+    third = await svc.post(f"{base}/participants", {"name": "Third lab", "role": "THIRD_PARTY"})
+    assert (partner["role"], third["role"]) == ("associated_partner", "third_party")
+    assert (await svc.get(f"{base}/participants", role="associatedPartner"))["total"] == 1
+    d = await svc.post(
+        f"{base}/deliverables",
+        {"number": "D1.1", "title": "Plan", "type": "DMP", "dissemination": "SEN", "due_month": 6},
+    )
+    assert (d["type"], d["dissemination"]) == ("dmp", "sen")
+    assert (await svc.post(f"{base}/deliverables", {"number": "D1.2", "title": "Site", "due_month": 7}))["type"] == "r"
+    bad = await svc.call("PATCH", base, {"status": "SIGNEDX"}, expect=422)
+    assert bad["error"] == "validation_error"
+    closed = await svc.call("PATCH", base, {"status": "CLOSED"})
+    assert closed["status"] == "closed"
+    events = [e for e in await svc.outbox() if e["type"] == contracts.ProjectStatusChanged.event_type]
+    assert [(e["data"]["old_status"], e["data"]["new_status"]) for e in events] == [("signed", "closed")]

@@ -26,7 +26,7 @@ def test_clean_export_is_read_with_every_gotcha_handled() -> None:
     assert syntcell.total_cost is None  # 0 = not declared (lump sum)
     assert syntcell.ec_max_contribution == 3499076.25
     assert syntcell.funding_scheme == "HORIZON-EIC"
-    assert by_id["101190003"].status == "CLOSED"
+    assert by_id["101190003"].status == "closed"
     # SYNTCELL has no coordinator row: accepted as it is.
     roles = {(p.cordis_project_id, p.participant.role) for p in export.participants}
     assert ("101190002", "coordinator") not in roles

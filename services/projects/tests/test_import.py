@@ -53,7 +53,7 @@ async def test_import_then_reimport_updates_without_duplicating(svc: ProjectsSer
     assert leuk["title"].startswith("Pragmatic clinical trials")
     assert leuk["ec_signature_date"] == "2023-11-20"  # column absent from release 2: kept
     syntcell = (await svc.get("/projects", q="syntcell"))["items"][0]
-    assert syntcell["status"] == "TERMINATED"
+    assert syntcell["status"] == "terminated"
     tls = (await svc.get(f"/projects/{leuk['id']}/participants", country="IT"))["items"]
     assert {p["name"]: p["ec_contribution"] for p in tls}["FONDAZIONE TOSCANA LIFE SCIENCES"] == 450000
     types = await svc.outbox_types()
@@ -119,7 +119,7 @@ async def test_import_adopts_a_project_entered_by_hand_and_takes_cordis_status_a
     assert (result["projects_created"], result["projects_updated"]) == (2, 1)
     adopted = await svc.get(f"/projects/{manual['id']}")
     assert adopted["cordis_id"] == "101190003"
-    assert adopted["status"] == "CLOSED"  # planned → CLOSED is not a hand transition, but CORDIS says so
+    assert adopted["status"] == "closed"  # planned → closed is not a hand transition, but CORDIS says so
     assert adopted["acronym"] == "RAREGUIDE" and adopted["thematic_areas"] == ["rare_diseases"]
     assert adopted["foundation_role"] == "supporter"  # the foundation's own field is left alone
     assert (await svc.get("/projects"))["total"] == 3

@@ -29,6 +29,7 @@ from sqlalchemy.sql import Select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from distretto_shared.casing import snake_case
 from distretto_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -312,11 +313,12 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def lower_enum(enum: type[E]) -> Callable[[Any], Any]:
-    """A before-validator: the enum's value from its lower snake case or its old upper case."""
+    """A before-validator: the enum's value from its lower snake case or an older spelling (upper
+    case, camel case), compared case-insensitively."""
 
     def convert(value: Any) -> Any:
         if isinstance(value, str) and not isinstance(value, Enum):
-            lowered = value.lower()
+            lowered = snake_case(value)
             if any(m.value == lowered for m in enum):
                 return lowered
         return value

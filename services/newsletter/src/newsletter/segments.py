@@ -24,12 +24,13 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, Discriminator, Tag, model_validator
+from pydantic import BaseModel, Discriminator, Tag, field_validator, model_validator
 from pydantic import Field as PField
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Column, Field, col, func, select
 
+from distretto_shared.casing import snake_case
 from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.conventions import UtcDateTime
@@ -69,7 +70,10 @@ from newsletter.models import (
 KINDS = ("company", "university", "research_institute", "hospital", "health_authority", "foundation", "other")
 STATUSES = ("applied", "active", "rejected", "suspended", "lapsed", "left")
 SIZE_CLASSES = ("micro", "small", "medium", "large")
-PROJECT_ROLES = ("coordinator", "participant", "associatedPartner", "thirdParty")
+PROJECT_ROLES = ("coordinator", "participant", "associated_partner", "third_party")
+FORMER_ROLE_SPELLINGS = {"associated_partner": "associatedPartner", "third_party": "thirdParty"}
+"""How the projects service's events spelled these roles before its vocabularies were made one case:
+rows kept from those events still carry them."""
 CLOSED_VALUES: dict[str, tuple[str, ...]] = {"kind": KINDS, "status": STATUSES, "size_class": SIZE_CLASSES}
 
 FieldName = Literal[
@@ -86,10 +90,16 @@ class Condition(Strict):
     any_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
     all_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
     none_of: list[str] | None = PField(default=None, min_length=1, max_length=100)
-    project_role: list[Literal["coordinator", "participant", "associatedPartner", "thirdParty"]] | None = PField(
+    project_role: list[Literal["coordinator", "participant", "associated_partner", "third_party"]] | None = PField(
         default=None, min_length=1, max_length=4
     )
-    """Only with ``field: project``: the organisation takes part in that role."""
+    """Only with ``field: project``: the organisation takes part in that role (the former spellings
+    ``associatedPartner``, ``thirdParty`` are taken too, in any case)."""
+
+    @field_validator("project_role", mode="before")
+    @classmethod
+    def _roles(cls, value: Any) -> Any:
+        return [snake_case(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _check(self) -> Condition:
@@ -258,7 +268,8 @@ def _has(scope: Scope, cond: Condition, values: list[str]) -> ColumnElement[bool
             sa.or_(p.c.project_id.in_(values), p.c.project_id.in_(by_acronym)),
         ]
         if cond.project_role:
-            where.append(p.c.role.in_(list(cond.project_role)))
+            roles = list(cond.project_role)
+            where.append(p.c.role.in_(roles + [FORMER_ROLE_SPELLINGS[r] for r in roles if r in FORMER_ROLE_SPELLINGS]))
         return sa.exists(sa.select(sa.literal(1)).select_from(p).where(*where))
     if field == "list":
         ss, ml = SS.alias(), ML.alias()

@@ -45,7 +45,7 @@ PROJECTS: list[dict[str, Any]] = [
         "project": {
             "acronym": "ArTCell",
             "title": "Bottom-up manufacturing of artificial anti-tumor T cells",
-            "status": "SIGNED",
+            "status": "signed",
             "start_date": "2023-09-01",
             "end_date": "2027-08-31",
             "total_cost": 3_050_000.0,
@@ -73,7 +73,7 @@ PROJECTS: list[dict[str, Any]] = [
         "project": {
             "acronym": "BORNTOGEtTHERe",
             "title": "Early detection and early intervention for infants at risk of cerebral palsy",
-            "status": "SIGNED",
+            "status": "signed",
             "start_date": "2023-01-01",
             "end_date": "2027-12-31",
             "total_cost": 5_980_000.0,
@@ -103,7 +103,7 @@ PROJECTS: list[dict[str, Any]] = [
         "project": {
             "acronym": "EP PerMed",
             "title": "European Partnership for Personalised Medicine",
-            "status": "SIGNED",
+            "status": "signed",
             "start_date": "2023-11-01",
             "end_date": "2033-10-31",
             "total_cost": 335_000_000.0,
@@ -135,7 +135,7 @@ PROJECTS: list[dict[str, Any]] = [
         "project": {
             "acronym": "Impact-AML",
             "title": "Pragmatic clinical trials to optimise treatments for patients with refractory cancers",
-            "status": "SIGNED",
+            "status": "signed",
             "start_date": "2024-01-01",
             "end_date": "2028-12-31",
             "total_cost": 7_490_000.0,
@@ -164,7 +164,7 @@ PROJECTS: list[dict[str, Any]] = [
             "acronym": "MammoScreen",
             "title": "Innovative and safe microwave-based imaging technology to make breast cancer screening more "
             "accurate, inclusive and female-friendly",
-            "status": "SIGNED",
+            "status": "signed",
             "start_date": "2023-10-01",
             "end_date": "2027-09-30",
             "total_cost": 7_000_000.0,
@@ -185,7 +185,7 @@ PROJECTS: list[dict[str, Any]] = [
             (TLS, "participant", "IT", "OTH", 300_000.0),
             ("Scuola Superiore Sant'Anna", "participant", "IT", "HES", 700_000.0),
             ("Università di Pisa", "participant", "IT", "HES", 650_000.0),
-            ("University of Bath", "associatedPartner", "UK", "HES", None),  # UK-funded, not EC
+            ("University of Bath", "associated_partner", "UK", "HES", None),  # UK-funded, not EC
         ],
     },
 ]

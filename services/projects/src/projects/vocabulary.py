@@ -1,12 +1,19 @@
 """The vocabularies of EU project tracking, shared by every aggregate of the service (no I/O).
 
 Vocabulary columns are plain strings in the database (no database enum types: adding a value must
-not need a migration); the API takes and answers these enums.
+not need a migration); the API takes and answers these enums, in lower snake case. CORDIS's own
+spellings (``SIGNED``, ``associatedPartner``, ``PU``) are taken on input, in any case (the ``…In``
+types), and stored rows were rewritten by revision 0002.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+from distretto_shared.conventions import lower_enum
 
 
 class DomainRuleError(ValueError):
@@ -21,9 +28,9 @@ class ProjectStatus(StrEnum):
 
     PLANNED = "planned"
     ONGOING = "ongoing"
-    SIGNED = "SIGNED"
-    CLOSED = "CLOSED"
-    TERMINATED = "TERMINATED"
+    SIGNED = "signed"
+    CLOSED = "closed"
+    TERMINATED = "terminated"
 
 
 class FoundationRole(StrEnum):
@@ -41,26 +48,26 @@ class ParticipantRole(StrEnum):
 
     COORDINATOR = "coordinator"
     PARTICIPANT = "participant"
-    ASSOCIATED_PARTNER = "associatedPartner"
-    THIRD_PARTY = "thirdParty"
+    ASSOCIATED_PARTNER = "associated_partner"
+    THIRD_PARTY = "third_party"
 
 
 class DeliverableType(StrEnum):
     """Horizon Europe deliverable types."""
 
-    R = "R"
-    DEM = "DEM"
-    DEC = "DEC"
-    DATA = "DATA"
-    DMP = "DMP"
-    ETHICS = "ETHICS"
+    R = "r"
+    DEM = "dem"
+    DEC = "dec"
+    DATA = "data"
+    DMP = "dmp"
+    ETHICS = "ethics"
 
 
 class Dissemination(StrEnum):
     """Dissemination levels: public or sensitive."""
 
-    PU = "PU"
-    SEN = "SEN"
+    PU = "pu"
+    SEN = "sen"
 
 
 class DeliverableStatus(StrEnum):
@@ -93,3 +100,10 @@ THEMATIC_AREAS = (
     "nutraceutics",
     "other",
 )
+
+
+ProjectStatusIn = Annotated[ProjectStatus, BeforeValidator(lower_enum(ProjectStatus))]
+ParticipantRoleIn = Annotated[ParticipantRole, BeforeValidator(lower_enum(ParticipantRole))]
+DeliverableTypeIn = Annotated[DeliverableType, BeforeValidator(lower_enum(DeliverableType))]
+DisseminationIn = Annotated[Dissemination, BeforeValidator(lower_enum(Dissemination))]
+"""Input of a vocabulary: the lower snake case value or CORDIS's spelling, in any case."""

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from distretto_shared.casing import snake_case
 from distretto_shared.events import Event
 from distretto_shared.topics import TopicSpec, register
 
 PROJECT_TOPIC = TopicSpec("projects.project.v1", partitions=3, retention_ms=-1)
 register(PROJECT_TOPIC)
+
+Vocabulary = Annotated[str, BeforeValidator(lambda v: snake_case(v) if isinstance(v, str) else v)]
+"""A value of the projects' vocabularies (status, participant role) in lower snake case. Events
+published before the vocabularies were made one case carry CORDIS's spellings (``SIGNED``,
+``associatedPartner``): every consumer reads them as the current ones (``signed``,
+``associated_partner``)."""
 
 
 class ProjectSummary(BaseModel):
@@ -21,8 +29,8 @@ class ProjectSummary(BaseModel):
     project_id: str
     acronym: str
     title: str
-    status: str
-    """SIGNED, CLOSED, TERMINATED (CORDIS) or planned/ongoing for projects not yet on CORDIS"""
+    status: Vocabulary
+    """signed, closed, terminated (CORDIS) or planned/ongoing for projects not yet on CORDIS"""
     framework_programme: str | None = None
     funding_scheme: str | None = None
     topics: list[str] = []
@@ -61,8 +69,8 @@ class ProjectStatusChanged(_ProjectEvent):
     """A project's status changed."""
 
     event_type = "distretto.projects.project.status_changed.v1"
-    old_status: str
-    new_status: str
+    old_status: Vocabulary
+    new_status: Vocabulary
 
 
 class ParticipantAdded(_ProjectEvent):
@@ -71,8 +79,8 @@ class ParticipantAdded(_ProjectEvent):
     event_type = "distretto.projects.participant.added.v1"
     participant_id: str
     name: str
-    role: str
-    """coordinator, participant, associatedPartner, thirdParty"""
+    role: Vocabulary
+    """coordinator, participant, associated_partner, third_party"""
     country: str | None = None
     organisation_id: str | None = None
     """The member organisation, when the participant is linked to one."""

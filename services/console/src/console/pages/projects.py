@@ -15,7 +15,7 @@ from console.pages._common import items, panel
 from console.web import StaffDep, User, UserDep, gateway_of, locale_of, page_router, redirect, render
 
 router = page_router()
-STATUSES = ["SIGNED", "CLOSED", "TERMINATED", "planned", "ongoing"]
+STATUSES = ["signed", "closed", "terminated", "planned", "ongoing"]
 FILTERS = ("q", "status", "framework_programme", "thematic_area")
 PAGE_SIZE = 25
 

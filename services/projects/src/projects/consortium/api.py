@@ -10,7 +10,7 @@ from distretto_shared.web import Page
 from projects.consortium import service
 from projects.consortium.models import MemberOrganisationPublic, ParticipantCreate, ParticipantPublic, ParticipantUpdate
 from projects.routing import Ctx, Paging, PathId
-from projects.vocabulary import ParticipantRole
+from projects.vocabulary import ParticipantRoleIn
 
 router = APIRouter()
 
@@ -25,7 +25,7 @@ async def list_participants(
     project_id: PathId,
     ctx: Ctx,
     page: Paging,
-    role: ParticipantRole | None = None,
+    role: ParticipantRoleIn | None = None,
     country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     linked: Annotated[bool | None, Query(description="only participants that are (not) member organisations")] = None,
 ) -> Page[ParticipantPublic]:

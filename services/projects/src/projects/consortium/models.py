@@ -7,7 +7,7 @@ from sqlmodel import Field
 
 from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
 from projects.tables import Base, as_utc, new_id, project_fk, timestamp_field
-from projects.vocabulary import ParticipantRole
+from projects.vocabulary import ParticipantRole, ParticipantRoleIn
 
 
 class ParticipantBase(Base):
@@ -70,7 +70,7 @@ class _ParticipantChecks(Base):
 class ParticipantCreate(_ParticipantChecks, ParticipantBase):
     """Input to add a participant."""
 
-    role: ParticipantRole = ParticipantRole.PARTICIPANT
+    role: ParticipantRoleIn = ParticipantRole.PARTICIPANT
 
 
 class ParticipantUpdate(_ParticipantChecks):
@@ -80,7 +80,7 @@ class ParticipantUpdate(_ParticipantChecks):
     short_name: str | None = Field(default=None, max_length=100)
     cordis_organisation_id: str | None = Field(default=None, max_length=20)
     vat_number: str | None = Field(default=None, max_length=40)
-    role: ParticipantRole | None = None
+    role: ParticipantRoleIn | None = None
     country: str | None = Field(default=None, max_length=2, schema_extra={"pattern": r"^[A-Za-z]{2}$"})
     organisation_type: str | None = Field(default=None, max_length=10)
     sme: bool | None = None

@@ -95,11 +95,13 @@ ORGANIZATION_REQUIRED = ("projectid", "name", "role")
 CORDIS_PROJECT_FIELDS = tuple(PROJECT_COLUMNS.values())
 """Project fields a CORDIS import sets (the foundation's own fields are left alone)."""
 
-_ROLE_ALIASES = {r.value.lower(): r for r in ParticipantRole} | {
+_ROLE_ALIASES = {r.value.replace("_", ""): r for r in ParticipantRole} | {
     "partner": ParticipantRole.ASSOCIATED_PARTNER,
     "internationalpartner": ParticipantRole.ASSOCIATED_PARTNER,
 }
-_STATUSES = {s.value.lower(): s for s in ProjectStatus}
+_STATUSES = {s.value: s for s in ProjectStatus}
+"""Looked up by the cell lower-cased (roles also without ``_``): CORDIS writes ``SIGNED`` and
+``associatedPartner``, the service's own spellings are ``signed`` and ``associated_partner``."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,7 @@ def parse_organizations(
             if not project_id:
                 raise ValueError("projectID is empty")
             role_text = row["role"].strip()
-            role = _ROLE_ALIASES.get(role_text.lower())
+            role = _ROLE_ALIASES.get(role_text.lower().replace("_", ""))
             if role is None:
                 raise ValueError(f"role {role_text!r} is not coordinator, participant, associatedPartner or thirdParty")
             sme_text = row.get("sme", "").strip().lower()

@@ -10,7 +10,7 @@ from distretto_shared.web import Page
 from projects.project import service
 from projects.project.models import ProjectCreate, ProjectPublic, ProjectUpdate
 from projects.routing import Ctx, Paging, PathId
-from projects.vocabulary import FoundationRole, ProjectStatus
+from projects.vocabulary import FoundationRole, ProjectStatusIn
 
 router = APIRouter()
 
@@ -24,7 +24,7 @@ async def create_project(body: ProjectCreate, ctx: Ctx) -> ProjectPublic:
 async def list_projects(
     ctx: Ctx,
     page: Paging,
-    status: ProjectStatus | None = None,
+    status: ProjectStatusIn | None = None,
     framework_programme: Annotated[str | None, Query(max_length=50)] = None,
     funding_scheme: Annotated[str | None, Query(max_length=100)] = None,
     foundation_role: FoundationRole | None = None,

@@ -13,7 +13,7 @@ from sqlmodel import Field
 
 from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
 from projects.tables import Base, as_utc, clean_list, json_list_field, new_id, timestamp_field
-from projects.vocabulary import THEMATIC_AREAS, FoundationRole, ProjectStatus
+from projects.vocabulary import THEMATIC_AREAS, FoundationRole, ProjectStatus, ProjectStatusIn
 
 
 class ProjectBase(Base):
@@ -87,7 +87,7 @@ class _ProjectChecks(Base):
 class ProjectCreate(_ProjectChecks, ProjectBase):
     """Input to register a project."""
 
-    status: ProjectStatus = ProjectStatus.PLANNED
+    status: ProjectStatusIn = ProjectStatus.PLANNED
     foundation_role: FoundationRole = FoundationRole.NONE
     topics: list[str] = []
     keywords: list[str] = []
@@ -102,7 +102,7 @@ class ProjectUpdate(_ProjectChecks):
     cordis_id: str | None = Field(default=None, max_length=20)
     acronym: str | None = Field(default=None, min_length=1, max_length=100)
     title: str | None = Field(default=None, min_length=1, max_length=1000)
-    status: ProjectStatus | None = None
+    status: ProjectStatusIn | None = None
     start_date: date | None = None
     end_date: date | None = None
     total_cost: StrictFloat | None = Field(default=None, ge=0)

@@ -12,7 +12,14 @@ from sqlmodel import Field
 
 from distretto_shared.conventions import Id, StrictFloat, StrictInt, UtcDateTime
 from projects.tables import Base, StoredId, new_id, project_fk, timestamp_field
-from projects.vocabulary import DeliverableStatus, DeliverableType, Dissemination, MilestoneStatus
+from projects.vocabulary import (
+    DeliverableStatus,
+    DeliverableType,
+    DeliverableTypeIn,
+    Dissemination,
+    DisseminationIn,
+    MilestoneStatus,
+)
 
 
 class WorkPackageBase(Base):
@@ -112,8 +119,8 @@ class DeliverableCreate(DeliverableBase):
     number: str = Field(
         max_length=10, schema_extra={"pattern": r"^\s*[Dd]\d{1,2}\.\d{1,3}\s*$"}, description="D<wp>.<n>, e.g. D1.1"
     )
-    type: DeliverableType = DeliverableType.R
-    dissemination: Dissemination = Dissemination.PU
+    type: DeliverableTypeIn = DeliverableType.R
+    dissemination: DisseminationIn = Dissemination.PU
     description: str = Field(default="", max_length=5000)
 
     @field_validator("number")
@@ -129,8 +136,8 @@ class DeliverableUpdate(Base):
     """Input to change a deliverable's plan (status changes have their own routes)."""
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    type: DeliverableType | None = None
-    dissemination: Dissemination | None = None
+    type: DeliverableTypeIn | None = None
+    dissemination: DisseminationIn | None = None
     work_package: StrictInt | None = Field(default=None, ge=1, le=99)
     due_month: StrictInt | None = Field(default=None, ge=1, le=240)
     description: str | None = Field(default=None, max_length=5000)
