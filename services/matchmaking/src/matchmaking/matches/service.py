@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from distretto_shared.contracts import matchmaking as contracts
-from distretto_shared.conventions import canonical_id, hex_id
+from distretto_shared.conventions import canonical_id, hex_id, paginate
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, Page, PageParams, make_page
 from matchmaking.common import Ctx, after_commit, today
@@ -156,27 +156,19 @@ async def list_matches(
 ) -> Page[MatchPublic]:
     """Matches, best score first; a member sees those where its organisation is a side."""
     q = select(Match)
-    count = select(func.count()).select_from(Match)
     if not ctx.sees_everything:
         ctx.require_member_or_staff("list matches")
-        q, count = q.where(matches_of(ctx.own_organisation())), count.where(matches_of(ctx.own_organisation()))
-    for cond in (
-        Match.state == state if state else None,
-        Match.opportunity_id == opportunity_id if opportunity_id else None,
-        col(Match.counterpart_id).in_({hex_id(counterpart_id), canonical_id(counterpart_id)})
-        if counterpart_id
-        else None,
-    ):
-        if cond is not None:
-            q = q.where(cond)
-            count = count.where(cond)
+        q = q.where(matches_of(ctx.own_organisation()))
+    if state:
+        q = q.where(Match.state == state)
+    if opportunity_id:
+        q = q.where(Match.opportunity_id == opportunity_id)
+    if counterpart_id:
+        q = q.where(col(Match.counterpart_id).in_(_either_form(counterpart_id)))
     async with ctx.db.read() as session:
-        total = (await session.execute(count)).scalar_one()
-        rows = (
-            await session.execute(q.order_by(col(Match.score).desc(), Match.id).offset(page.offset).limit(page.limit))
-        ).scalars()
-        items = [await match_public(session, m) for m in rows]
-    return make_page(items, total, page)
+        rows: Page[Match] = await paginate(session, q, page, order_by=[col(Match.score).desc(), Match.id])
+        items = [await match_public(session, m) for m in rows.items]
+    return make_page(items, rows.total, page)
 
 
 async def get_match(ctx: Ctx, match_id: str) -> MatchPublic:

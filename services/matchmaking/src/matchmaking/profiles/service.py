@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from distretto_shared.contracts.membership import OrganisationProfile
 from distretto_shared.contracts.projects import ProjectSummary
-from distretto_shared.conventions import canonical_id
+from distretto_shared.conventions import canonical_id, paginate
 from distretto_shared.web import NotFound, Page, PageParams, make_page
 from matchmaking.common import Ctx
 from matchmaking.profiles.models import Organisation, OrganisationPublic, Participation, Project
@@ -156,24 +156,18 @@ async def list_organisations(ctx: Ctx, page: PageParams, *, status: str | None =
     """Known organisations, by name (others' applications left out)."""
     ctx.require_member_or_staff("see competence profiles")
     q = select(Organisation)
-    count = select(func.count()).select_from(Organisation)
     if not ctx.sees_everything:
-        public = or_(
-            col(Organisation.status).in_(sorted(PUBLIC_STATUSES)),
-            col(Organisation.organisation_id) == ctx.own_organisation(),
+        q = q.where(
+            or_(
+                col(Organisation.status).in_(sorted(PUBLIC_STATUSES)),
+                col(Organisation.organisation_id) == ctx.own_organisation(),
+            )
         )
-        q, count = q.where(public), count.where(public)
     if status:
         q = q.where(Organisation.status == status)
-        count = count.where(Organisation.status == status)
     async with ctx.db.read() as session:
-        total = (await session.execute(count)).scalar_one()
-        rows = list(
-            (
-                await session.execute(
-                    q.order_by(Organisation.name, Organisation.organisation_id).offset(page.offset).limit(page.limit)
-                )
-            ).scalars()
+        rows: Page[Organisation] = await paginate(
+            session, q, page, order_by=[Organisation.name, Organisation.organisation_id]
         )
-        items = [_org_public(ctx, org, await projects_of(session, org.organisation_id)) for org in rows]
-    return make_page(items, total, page)
+        items = [_org_public(ctx, org, await projects_of(session, org.organisation_id)) for org in rows.items]
+    return make_page(items, rows.total, page)
