@@ -88,6 +88,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "GATEWAY_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(15),
     "NEWSLETTER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
     "NEWSLETTER_BOUNCE_WEBHOOK_SECRET": _webhook_secret,
+    "PARTNERS_SECRET_KEY": lambda: secrets.token_urlsafe(32),
     # docker-compose.yml only (`make secrets`): the PostgreSQL and Grafana passwords
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
     "GRAFANA_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(15),
@@ -181,7 +182,11 @@ def processes() -> list[Proc]:
             _py("-m", "partners", "serve", "--port", "8006"),
             8006,
             # Partners' notices go through the platform's SMTP relay (the newsletter's).
-            {**common, "PARTNERS_NOTICE_SMTP_SERVER": "127.0.0.1:1025"},
+            {
+                **common,
+                "PARTNERS_NOTICE_SMTP_SERVER": "127.0.0.1:1025",
+                "PARTNERS_SECRET_KEY": secret["PARTNERS_SECRET_KEY"],  # seals the webhook secrets at rest
+            },
         ),
         Proc(
             "gateway",

@@ -6,7 +6,13 @@ every service they name exists; every command parses with the service's own comm
 published ports, URLs in the environment, Prometheus targets) is one the named service listens
 on; every environment variable is a real setting of its service; every database of the
 PostgreSQL init script belongs to exactly one service; every metric and label that an alert
-or a dashboard panel uses is one the code exports.
+or a dashboard panel uses is one the code exports. Kafka: the broker's configuration
+(deploy/compose/kafka/server.properties) has only SASL/SCRAM-SHA-512 listeners, the
+StandardAuthorizer with no access for users without ACLs, and session re-authentication, like the
+embedded broker; its start script creates the super user at format; every service connects as its
+own user with its own required password; the one-shot kafka-access step provisions exactly the
+ACLs the code derives (deploy/kafka/service-acls.json). What only a running Docker engine can show
+(the image's tools accept these files, the broker starts) is not checked here.
 
 Each check returns a list of problems; the tests assert it is empty. The tests at the end feed
 deliberately broken copies (a wrong port, a misspelt variable …) to show the checks bite.
@@ -26,6 +32,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import textwrap
 import tomllib
 from collections.abc import Iterable
@@ -47,10 +54,17 @@ PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 POSTGRES_INIT = ROOT / "deploy" / "compose" / "postgres-init.sql"
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
+KAFKA_CONFIG_DIR = ROOT / "deploy" / "compose" / "kafka"
+KAFKA_ACCESS = ROOT / "deploy" / "kafka_access.py"
+KAFKA_ACLS = ROOT / "deploy" / "kafka" / "service-acls.json"
 
 # Unprefixed variables the backbone reads (the value: the setting it feeds, if any).
 SHARED_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers",
+    "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
+    "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "kafka_sasl_username",
+    "KAFKA_SASL_PASSWORD": "kafka_sasl_password",
     "DISTRETTO_DATA_DIR": None,
     "DISTRETTO_TOPIC_PREFIX": None,
 }
@@ -398,6 +412,9 @@ def check_commands(compose: Compose, parsed: dict[tuple[str, tuple[str, ...]], d
         name = built_from(svc)
         found = python_module(argv)
         if found is None:
+            script = python_script(argv)
+            if script is not None and (mounted_source(svc, script[0]) or Path("/nonexistent")).is_file():
+                continue  # a repository script mounted into the image (its arguments: check_kafka_security)
             if name is not None:
                 problems.append(f"{where}: runs {argv}, not a python -m command")
             continue
@@ -431,7 +448,7 @@ def listening_ports(compose: Compose, parsed: dict[tuple[str, tuple[str, ...]], 
             ns = (parsed.get((found[0], tuple(found[1]))) or {}).get("parsed", {})
             ports[key] = {int(v) for k, v in ns.items() if k.endswith("port") and v is not None}
         elif image_repo(svc) == "apache/kafka":
-            listeners = env_of(svc).get("KAFKA_LISTENERS", "")
+            listeners = kafka_properties(compose).get("listeners", "")
             ports[key] = {int(p) for p in re.findall(r":(\d+)(?:,|$)", listeners)}
         else:
             ports[key] = set(IMAGE_PORTS.get(image_repo(svc), set()))
@@ -470,46 +487,211 @@ def check_services(compose: Compose) -> Problems:
     return problems
 
 
-def check_kafka(compose: Compose) -> Problems:
+def parse_properties(text: str) -> dict[str, str]:
+    """A Java properties file's ``key=value`` lines (no continuation lines are used here)."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def kafka_properties(compose: Compose) -> dict[str, str]:
+    """The compose broker's configuration: the server.properties of the folder mounted into it."""
+    target = mount_target(compose, "kafka", KAFKA_CONFIG_DIR)
+    if target is None:
+        return {}
+    return parse_properties((KAFKA_CONFIG_DIR / "server.properties").read_text())
+
+
+def check_kafka(compose: Compose, props: dict[str, str]) -> Problems:
     """A single-node KRaft broker+controller, no auto-create, the broker version of deploy/kafka."""
     problems: Problems = []
     svc = compose["services"]["kafka"]
     env = env_of(svc)
+    if not props:
+        return [f"kafka: {KAFKA_CONFIG_DIR.relative_to(ROOT)} is not mounted into the broker"]
     version = re.search(r"<kafka.version>([^<]+)</kafka.version>", KAFKA_POM.read_text())
     if version and svc.get("image") != f"apache/kafka:{version.group(1)}":
         problems.append(f"kafka image {svc.get('image')}, deploy/kafka/pom.xml runs {version.group(1)}")
-    if set(env.get("KAFKA_PROCESS_ROLES", "").split(",")) != {"broker", "controller"}:
-        problems.append(f"KAFKA_PROCESS_ROLES={env.get('KAFKA_PROCESS_ROLES')}, expected broker,controller")
+    if set(props.get("process.roles", "").split(",")) != {"broker", "controller"}:
+        problems.append(f"process.roles={props.get('process.roles')}, expected broker,controller")
     listeners = dict(
-        (item.split("://")[0], item.split("://")[1]) for item in env.get("KAFKA_LISTENERS", "").split(",") if item
+        (item.split("://")[0], item.split("://")[1]) for item in props.get("listeners", "").split(",") if item
     )
-    protocols = dict(item.split(":") for item in env.get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "").split(",") if item)
-    controller = env.get("KAFKA_CONTROLLER_LISTENER_NAMES", "")
+    protocols = dict(item.split(":") for item in props.get("listener.security.protocol.map", "").split(",") if item)
+    controller = props.get("controller.listener.names", "")
     if controller not in listeners:
-        problems.append(f"controller listener {controller!r} is not in KAFKA_LISTENERS")
+        problems.append(f"controller listener {controller!r} is not in listeners")
     else:
-        voters = f"{env.get('KAFKA_NODE_ID')}@kafka:{listeners[controller].rsplit(':', 1)[1]}"
-        if env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") != voters:
-            problems.append(
-                f"KAFKA_CONTROLLER_QUORUM_VOTERS={env.get('KAFKA_CONTROLLER_QUORUM_VOTERS')}, expected {voters}"
-            )
-    for item in env.get("KAFKA_ADVERTISED_LISTENERS", "").split(","):
+        voters = f"{props.get('node.id')}@kafka:{listeners[controller].rsplit(':', 1)[1]}"
+        if props.get("controller.quorum.voters") != voters:
+            problems.append(f"controller.quorum.voters={props.get('controller.quorum.voters')}, expected {voters}")
+    for item in props.get("advertised.listeners", "").split(","):
         name, _, address = item.partition("://")
         if name not in listeners or listeners[name].rsplit(":", 1)[1] != address.rsplit(":", 1)[1]:
-            problems.append(f"advertised listener {item} does not match KAFKA_LISTENERS")
+            problems.append(f"advertised listener {item} does not match listeners")
     for name in listeners:
         if name not in protocols:
             problems.append(f"listener {name} has no security protocol")
-    if env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") != "false":
-        problems.append("topics must come from the catalogue: KAFKA_AUTO_CREATE_TOPICS_ENABLE must be false")
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
-        if env.get(key) != "1":
-            problems.append(f"{key}={env.get(key)}, a single node needs 1")
+    if props.get("auto.create.topics.enable") != "false":
+        problems.append("topics must come from the catalogue: auto.create.topics.enable must be false")
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
+        if props.get(key) != "1":
+            problems.append(f"{key}={props.get(key)}, a single node needs 1")
     try:
         if len(base64.urlsafe_b64decode(env.get("CLUSTER_ID", "") + "==")) != 16:
             problems.append("CLUSTER_ID is not a base64 UUID (16 bytes)")
     except (binascii.Error, ValueError):
         problems.append("CLUSTER_ID is not base64")
+    return problems
+
+
+# The broker settings that decide who may do what: the compose broker must have the embedded one's.
+KAFKA_SECURITY_KEYS = (
+    "sasl.enabled.mechanisms",
+    "sasl.mechanism.inter.broker.protocol",
+    "sasl.mechanism.controller.protocol",
+    "listener.name.controller.sasl.enabled.mechanisms",
+    "authorizer.class.name",
+    "allow.everyone.if.no.acl.found",
+    "super.users",
+    "connections.max.reauth.ms",
+    "auto.create.topics.enable",
+)
+
+
+def embedded_kafka_properties() -> dict[str, str]:
+    """What `make up`'s broker runs with (nothing is started)."""
+    from distretto_dev.kafka_runner import EmbeddedKafka
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = EmbeddedKafka(data_dir=Path(tmp), port=1, controller_port=2, admin_password="probe-" + "x1" * 16)
+        return broker.server_properties()
+
+
+def kafka_access_module() -> Any:
+    sys.path.insert(0, str(KAFKA_ACCESS.parent))
+    try:
+        return importlib.import_module("kafka_access")
+    finally:
+        sys.path.remove(str(KAFKA_ACCESS.parent))
+
+
+def python_script(argv: list[str]) -> tuple[str, list[str]] | None:
+    """``(script, args)`` of a ``python path/to/script.py args…`` command."""
+    for i, word in enumerate(argv[:-1]):
+        if "python" in Path(word).name and argv[i + 1].endswith(".py"):
+            return argv[i + 1], argv[i + 2 :]
+    return None
+
+
+def mounted_source(svc: dict[str, Any], target: str) -> Path | None:
+    """The repository file a bind mount puts at ``target`` in the container."""
+    for entry in svc.get("volumes") or []:
+        parts = str(entry).split(":")
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1] == target:
+            return (COMPOSE_FILE.parent / parts[0]).resolve()
+    return None
+
+
+def check_kafka_security(compose: Compose, props: dict[str, str]) -> Problems:
+    """SASL/SCRAM listeners only, ACLs enforced, sessions that end, the super user made at format;
+    every service its own user and password; the kafka-access step provisions the derived ACLs."""
+    from distretto_shared.kafka_security import service_user
+
+    problems: Problems = []
+    services = compose["services"]
+    protocols = dict(item.split(":") for item in props.get("listener.security.protocol.map", "").split(",") if item)
+    listeners = [item.split("://")[0] for item in props.get("listeners", "").split(",") if item]
+    for name in listeners:
+        if not protocols.get(name, "").startswith("SASL_"):
+            problems.append(
+                f"kafka: listener {name} is {protocols.get(name) or 'unmapped'}, not SASL (anyone could connect)"
+            )
+    embedded = embedded_kafka_properties()
+    for key in KAFKA_SECURITY_KEYS:
+        if props.get(key) != embedded.get(key):
+            problems.append(f"kafka: {key}={props.get(key)!r}, the embedded broker has {embedded.get(key)!r}")
+    if (
+        not props.get("connections.max.reauth.ms", "0").isdigit()
+        or int(props.get("connections.max.reauth.ms", "0")) <= 0
+    ):
+        problems.append("kafka: connections.max.reauth.ms is not set: a deleted user's connections never end")
+    kafka = services.get("kafka", {})
+    entry = [str(w) for w in kafka.get("entrypoint") or kafka.get("command") or []]
+    script = next((w for w in entry if w.endswith(".sh")), "")
+    source = mounted_source(kafka, str(PurePosixPath(script).parent)) if script else None
+    start = (source / PurePosixPath(script).name) if source else None
+    if start is None or not start.is_file():
+        problems.append(f"kafka: runs {entry}, not the start script of {KAFKA_CONFIG_DIR.relative_to(ROOT)}")
+    else:
+        text = start.read_text()
+        if "--add-scram" not in text or "SCRAM-SHA-512=[name=admin,password=$KAFKA_ADMIN_PASSWORD]" not in text:
+            problems.append("kafka: the start script does not create the super user's SCRAM credential at format")
+        if "KAFKA_ADMIN_PASSWORD:?" not in text:
+            problems.append("kafka: the start script does not refuse to start without KAFKA_ADMIN_PASSWORD")
+    access = services.get("kafka-access")
+    ka = kafka_access_module()
+    in_network = {a.split("://")[1] for a in props.get("advertised.listeners", "").split(",") if "://kafka:" in a}
+    if access is None:
+        problems.append("no kafka-access step provisions the services' users and ACLs")
+    else:
+        found = python_script(command_of(access))
+        if found is None or mounted_source(access, found[0]) != KAFKA_ACCESS.resolve():
+            problems.append(f"kafka-access: runs {command_of(access)}, not {KAFKA_ACCESS.relative_to(ROOT)}")
+        else:
+            try:
+                args = ka.parser().parse_args(found[1])
+            except SystemExit:
+                args = None
+                problems.append(f"kafka-access: {found[1]} refused by kafka_access's own parser")
+            if args is not None:
+                if args.bootstrap not in in_network:
+                    problems.append(
+                        f"kafka-access: --bootstrap {args.bootstrap}, the broker advertises {sorted(in_network)}"
+                    )
+                if not args.acls or mounted_source(access, args.acls) != KAFKA_ACLS.resolve():
+                    problems.append(f"kafka-access: --acls {args.acls} is not {KAFKA_ACLS.relative_to(ROOT)}")
+        raw = access.get("environment") or {}
+        if raw.get("KAFKA_SASL_USERNAME") != "admin" or not str(raw.get("KAFKA_SASL_PASSWORD", "")).startswith(
+            "${KAFKA_ADMIN_PASSWORD:?"
+        ):
+            problems.append("kafka-access: does not act as the super user admin with KAFKA_ADMIN_PASSWORD")
+        for service in ka.SERVICES:
+            var = ka.password_variable(service)
+            if not _REQUIRED_VALUE.match(str(raw.get(var, ""))):
+                problems.append(f"kafka-access: {var} is not passed as a required secret")
+        if ((access.get("depends_on") or {}).get("kafka") or {}).get("condition") != "service_healthy":
+            problems.append("kafka-access: does not wait for the broker to be healthy")
+    users: dict[str, str] = {}
+    for key, svc in services.items():
+        name = runs_service(svc)
+        if not name:
+            continue
+        raw = svc.get("environment") or {}
+        env = env_of(svc)
+        prefix = env_prefix(name)
+        username = env.get(f"{prefix}KAFKA_SASL_USERNAME") or env.get("KAFKA_SASL_USERNAME", "")
+        password = str(raw.get(f"{prefix}KAFKA_SASL_PASSWORD") or raw.get("KAFKA_SASL_PASSWORD") or "")
+        protocol = env.get(f"{prefix}KAFKA_SECURITY_PROTOCOL") or env.get("KAFKA_SECURITY_PROTOCOL", "")
+        if not username or not password:
+            problems.append(f"{key}: no Kafka credentials (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)")
+            continue
+        if username != service_user(name):
+            problems.append(f"{key}: Kafka user {username!r}, its ACLs are provisioned for {service_user(name)!r}")
+        wanted = ka.password_variable(name)
+        match = _REQUIRED_VALUE.match(password)
+        if not match or match.group("name") != wanted:
+            problems.append(f"{key}: its Kafka password is not ${{{wanted}:?…}} ({password[:40]!r})")
+        if not protocol.upper().startswith("SASL_"):
+            problems.append(f"{key}: KAFKA_SECURITY_PROTOCOL={protocol!r}, the broker takes SASL only")
+        if name not in ka.SERVICES:
+            problems.append(f"{key}: {name} has no provisioned Kafka user (kafka_access.SERVICES)")
+        if ((svc.get("depends_on") or {}).get("kafka-access") or {}).get("condition") != (
+            "service_completed_successfully"
+        ):
+            problems.append(f"{key}: does not wait for kafka-access to complete")
+        if username in users:
+            problems.append(f"{key}: shares the Kafka user {username!r} with {users[username]}")
+        users[username] = key
     return problems
 
 
@@ -563,10 +745,9 @@ def check_environment(compose: Compose) -> Problems:
     loopback default survives in a container, and Kafka is the compose broker."""
     problems: Problems = []
     services = compose["services"]
-    kafka_env = env_of(services.get("kafka", {}))
     in_network = {
         a.split("://")[1]
-        for a in kafka_env.get("KAFKA_ADVERTISED_LISTENERS", "").split(",")
+        for a in kafka_properties(compose).get("advertised.listeners", "").split(",")
         if a.split("://")[-1].startswith("kafka:")
     }
     for key, svc in services.items():
@@ -616,7 +797,12 @@ def init_databases(sql: str) -> list[str]:
 
 
 # Secrets compose passes to containers that are not settings of ours (the images' own).
-INFRASTRUCTURE_SECRETS = {"postgres": ("POSTGRES_PASSWORD",), "grafana": ("GF_SECURITY_ADMIN_PASSWORD",)}
+INFRASTRUCTURE_SECRETS = {
+    "postgres": ("POSTGRES_PASSWORD",),
+    "grafana": ("GF_SECURITY_ADMIN_PASSWORD",),
+    "kafka": ("KAFKA_ADMIN_PASSWORD",),
+    "kafka-access": ("KAFKA_SASL_PASSWORD",),
+}
 _REQUIRED_VALUE = re.compile(r"^\$\{(?P<name>[A-Za-z_]\w*):\?[^}]+\}$")
 
 
@@ -636,6 +822,7 @@ def check_secrets(compose: Compose) -> Problems:
             for spec in getattr(cls, "secret_settings", ()):
                 names[env_name(instance, spec.field)] = spec.required
             names[f"{env_prefix(name)}SIGNING_KEY"] = True
+            names["KAFKA_SASL_PASSWORD"] = True  # its own Kafka user's password
             names["DISTRETTO_TRUSTED_KEYS"] = True
             names[f"{env_prefix(name)}DATABASE_URL"] = False
         for var in INFRASTRUCTURE_SECRETS.get(key, ()):
@@ -1013,7 +1200,54 @@ def test_compose_names_every_service_and_the_infrastructure(compose: Compose) ->
 
 
 def test_kafka_is_a_single_kraft_node_without_auto_create(compose: Compose) -> None:
-    assert check_kafka(compose) == []
+    assert check_kafka(compose, kafka_properties(compose)) == []
+
+
+def test_kafka_takes_scram_users_only_and_every_service_has_its_own(compose: Compose) -> None:
+    props = kafka_properties(compose)
+    assert props["listener.security.protocol.map"].count("SASL_PLAINTEXT") == 3  # the check reads the file
+    assert check_kafka_security(compose, props) == []
+
+
+def test_the_provisioned_acls_are_the_ones_the_code_derives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTRETTO_TOPIC_PREFIX", "")  # the file is for an installation without a prefix
+    ka = kafka_access_module()
+    derived = ka.derived()
+    assert KAFKA_ACLS.read_text() == ka.dump_acls(derived), (
+        f"stale: python deploy/kafka_access.py --write-acls {KAFKA_ACLS.relative_to(ROOT)}"
+    )
+    assert set(ka.load_acls(KAFKA_ACLS.read_text())) == set(ka.SERVICES)
+    assert any(a.operation == "ALTER" for a in derived["partners"]) and derived["gateway"] == []
+
+
+def test_a_plaintext_broker_or_a_service_without_its_own_credentials_is_caught(compose: Compose) -> None:
+    props = dict(kafka_properties(compose))
+    props["listener.security.protocol.map"] = props["listener.security.protocol.map"].replace(
+        "HOST:SASL_PLAINTEXT", "HOST:PLAINTEXT"
+    )
+    props["allow.everyone.if.no.acl.found"] = "true"
+    del props["connections.max.reauth.ms"]
+    broken = copy.deepcopy(compose)
+    del broken["services"]["partners"]["environment"]["KAFKA_SASL_USERNAME"]
+    broken["services"]["projects"]["environment"]["KAFKA_SASL_USERNAME"] = "service.membership"
+    broken["services"]["newsletter"]["environment"]["KAFKA_SASL_PASSWORD"] = "${KAFKA_PASSWORD_NEWSLETTER:-letmein}"
+    broken["services"]["membership"]["environment"]["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
+    del broken["services"]["kafka-access"]["environment"]["KAFKA_PASSWORD_GATEWAY"]
+    broken["services"]["kafka"]["entrypoint"] = ["/etc/kafka/docker/run"]
+    problems = check_kafka_security(broken, props)
+    assert any("listener HOST is PLAINTEXT, not SASL" in p for p in problems)
+    assert any("allow.everyone.if.no.acl.found='true'" in p for p in problems)
+    assert any("connections.max.reauth.ms is not set" in p for p in problems)
+    assert any(p.startswith("partners: no Kafka credentials") for p in problems)
+    assert any("projects: Kafka user 'service.membership'" in p for p in problems)
+    assert any("newsletter: its Kafka password is not ${KAFKA_PASSWORD_NEWSLETTER:?…}" in p for p in problems)
+    assert any("membership: KAFKA_SECURITY_PROTOCOL='PLAINTEXT'" in p for p in problems)
+    assert any("kafka-access: KAFKA_PASSWORD_GATEWAY is not passed" in p for p in problems)
+    assert any("not the start script" in p for p in problems)
+    secrets = check_secrets(broken)
+    assert any("newsletter: the secret KAFKA_SASL_PASSWORD has a value or a default" in p for p in secrets)
+    broken["services"]["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"] = "admin"
+    assert any("kafka: the secret KAFKA_ADMIN_PASSWORD has a value" in p for p in check_secrets(broken))
 
 
 def test_one_dockerfile_builds_every_service_with_its_port(compose: Compose) -> None:

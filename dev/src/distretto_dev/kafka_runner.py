@@ -22,7 +22,10 @@ the storage is formatted (``kafka-storage format --add-scram``); its password is
 — never a default. The controller listener stays on loopback and authenticates the broker with
 SASL/PLAIN as the same super user (KRaft controllers cannot check SCRAM: the credentials live in the
 metadata they serve). Services, partners and tools get their own users and ACLs
-(:mod:`distretto_shared.kafka_security`).
+(:mod:`distretto_shared.kafka_security`). An authenticated session lasts at most
+``connections.max.reauth.ms`` (:data:`DEFAULT_REAUTH_MS`, one hour; ``$DISTRETTO_KAFKA_REAUTH_MS``):
+then the client must authenticate again on the same connection (KIP-368) or the broker closes it,
+so a deleted user's (a revoked partner's) open connections end within that time.
 
 Java 17+ and Maven are the only system prerequisites; :func:`ensure_java` installs them with apt-get
 when running as root, and otherwise says exactly what to install.
@@ -77,6 +80,11 @@ COMPLETE_MARKER = ".complete"
 PIDFILE_NAME = "kafka.pid"
 ADMIN_PASSWORD_FILE = "admin-password"
 ADMIN_PASSWORD_ENV = "DISTRETTO_KAFKA_ADMIN_PASSWORD"
+REAUTH_MS_ENV = "DISTRETTO_KAFKA_REAUTH_MS"
+DEFAULT_REAUTH_MS = 3_600_000
+"""``connections.max.reauth.ms``: the longest an authenticated session lives before the client must
+authenticate again (librdkafka ≥ 2.2 and the Java client do it in place; aiokafka does not, so its
+connections are closed and reopened: once an hour is harmless). A removed SCRAM user's sessions end then."""
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 MIN_JAVA = 17
@@ -438,6 +446,9 @@ class EmbeddedKafka:
     admin_password: str | None = None
     """The super user's password; None: ``$DISTRETTO_KAFKA_ADMIN_PASSWORD``, else the one kept in
     ``<data_dir>/admin-password``, else a new random one (kept there)."""
+    reauth_ms: int | None = None
+    """``connections.max.reauth.ms`` of the SASL listener; None: ``$DISTRETTO_KAFKA_REAUTH_MS``, else
+    :data:`DEFAULT_REAUTH_MS`."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _requested_ports: tuple[int | None, int | None] = field(default=(None, None), init=False, repr=False)
 
@@ -451,6 +462,10 @@ class EmbeddedKafka:
             self.admin_password = (
                 os.environ.get(ADMIN_PASSWORD_ENV) or read_admin_password(self.data_dir) or new_password()
             )
+        if self.reauth_ms is None:
+            self.reauth_ms = int(os.environ.get(REAUTH_MS_ENV) or DEFAULT_REAUTH_MS)
+        if self.reauth_ms <= 0:
+            raise KafkaRunnerError(f"{REAUTH_MS_ENV} must be a positive number of milliseconds")
 
     @property
     def credentials(self) -> KafkaCredentials:
@@ -522,6 +537,9 @@ class EmbeddedKafka:
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            # Sessions end: a client re-authenticates within this time or is disconnected (a deleted
+            # user's open connections do not outlive it).
+            "connections.max.reauth.ms": str(self.reauth_ms),
             "sasl.mechanism.controller.protocol": "PLAIN",
             "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.controller.plain.sasl.jaas.config": plain,

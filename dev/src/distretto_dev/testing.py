@@ -70,7 +70,7 @@ for _name in TEST_PROCESSES:
 os.environ.setdefault("DISTRETTO_TRUSTED_KEYS", KEYRING.env("gateway")["DISTRETTO_TRUSTED_KEYS"])
 # Secrets without defaults: random per test session, as `make up` makes them per installation
 # (development mode stays off: a test that needs it turns it on itself).
-for _secret in ("NEWSLETTER_SECRET_KEY",):
+for _secret in ("NEWSLETTER_SECRET_KEY", "PARTNERS_SECRET_KEY"):
     os.environ.setdefault(_secret, new_secret())
 GATEWAY_SIGNER = KEYRING.signer("gateway")
 

@@ -310,7 +310,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         tracing.configure(spec.name)  # OTLP export only when an endpoint is configured
         ctx = ServiceContext(spec, settings)
         app.state.ctx = ctx
-        await upgrade_async(spec.migrations, ctx.db.url, settings.database_schema)
+        await upgrade_async(spec.migrations, ctx.db.url, settings.database_schema, settings)
         await ctx.relay.start()
         ctx.tasks.append(asyncio.create_task(_connect_broker(ctx), name="broker-connect"))
         for hook in spec.on_startup:
@@ -481,7 +481,9 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
                 raise SystemExit(2) from None
         if args.command == "migrate":
             configure_logging(spec.name, settings.log_level, settings.log_json)
-            asyncio.run(upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema))
+            asyncio.run(
+                upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema, settings)
+            )
             return
         if args.command == "kafka-acls":
             from distretto_shared.kafka_security import service_acls

@@ -29,23 +29,28 @@ from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
-def alembic_config(script_location: Path, url: str, schema: str | None = None) -> Config:
-    """An Alembic config pointing at a service's migrations folder."""
+def alembic_config(script_location: Path, url: str, schema: str | None = None, settings: Any = None) -> Config:
+    """An Alembic config pointing at a service's migrations folder; a revision that needs the
+    service's settings (a data migration sealing values with its key) finds them in
+    ``context.config.attributes["settings"]`` (None when run without them)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["schema"] = schema
+    cfg.attributes["settings"] = settings
     return cfg
 
 
-def upgrade(script_location: Path, url: str, schema: str | None = None) -> None:
-    """Apply every migration up to head (blocking; call through ``asyncio.to_thread``)."""
-    command.upgrade(alembic_config(script_location, url, schema), "head")
+def upgrade(script_location: Path, url: str, schema: str | None = None, settings: Any = None, to: str = "head") -> None:
+    """Apply every migration up to ``to`` (blocking; call through ``asyncio.to_thread``)."""
+    command.upgrade(alembic_config(script_location, url, schema, settings), to)
 
 
-async def upgrade_async(script_location: Path, url: str, schema: str | None = None) -> None:
-    """Apply every migration up to head from async code."""
-    await asyncio.to_thread(upgrade, script_location, url, schema)
+async def upgrade_async(
+    script_location: Path, url: str, schema: str | None = None, settings: Any = None, to: str = "head"
+) -> None:
+    """Apply every migration up to ``to`` (head) from async code."""
+    await asyncio.to_thread(upgrade, script_location, url, schema, settings, to)
 
 
 def heads(script_location: Path) -> tuple[str, ...]:

@@ -242,8 +242,8 @@ async def update_partner(partner_id: str, data: PartnerUpdate, caller: Caller, d
 )
 async def create_endpoint(partner_id: str, data: EndpointCreate, caller: Caller, d: Deps) -> EndpointWithSecret:
     service.require_admin(caller)
-    endpoint = await service.create_endpoint(d, partner_id, data.url, data.event_types)
-    return EndpointWithSecret.model_validate(endpoint, from_attributes=True)
+    endpoint, secret = await service.create_endpoint(d, partner_id, data.url, data.event_types)
+    return EndpointWithSecret(**_endpoint(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/partners/{partner_id}/webhooks", tags=["webhooks"], summary="A partner's webhook endpoints")
@@ -266,8 +266,8 @@ async def get_endpoint(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPub
 )
 async def rotate_secret(endpoint_id: str, caller: Caller, d: Deps) -> EndpointWithSecret:
     service.require_admin(caller)
-    endpoint = await service.rotate_secret(d, endpoint_id)
-    return EndpointWithSecret.model_validate(endpoint, from_attributes=True)
+    endpoint, secret = await service.rotate_secret(d, endpoint_id)
+    return EndpointWithSecret(**_endpoint(endpoint).model_dump(), secret=secret)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["webhooks"], summary="Enable an endpoint again")

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from distretto_shared.sealing import Sealer
 from distretto_shared.secrets import Secret
 from distretto_shared.settings import ServiceSettings
+
+WEBHOOK_SECRET_PURPOSE = "partners.webhook-signing-secret"
+"""The label the webhook secrets' encryption key is derived under (changing it loses them)."""
 
 
 class Settings(ServiceSettings):
     """Partners service settings."""
 
     model_config = SettingsConfigDict(env_prefix="PARTNERS_", extra="ignore")
-    secret_settings = (Secret("notice_smtp_password", required=False, min_length=12, what="the SMTP relay's password"),)
+    secret_settings = (
+        Secret("secret_key", what="encrypts the webhook signing secrets in the database"),
+        Secret("notice_smtp_password", required=False, min_length=12, what="the SMTP relay's password"),
+    )
+
+    secret_key: str = ""
+    """This installation's key (``PARTNERS_SECRET_KEY``, 32+ random characters, no default): the
+    webhook signing secrets are stored encrypted under a key derived from it. Lose it and every
+    endpoint needs a new secret (rotate); change it only together with ``secret_key_previous``."""
+    secret_key_previous: str = ""
+    """While changing ``secret_key``: the old one, so secrets sealed under it still open (each is
+    sealed again under the new key at its next rotation)."""
 
     http_port: int = 8006
 
@@ -62,3 +77,7 @@ class Settings(ServiceSettings):
     notice_from: str = "partners@distretto.example"
     notice_retry_seconds: float = 300.0
     """A notice the relay did not take is tried again after this long."""
+
+    def webhook_sealer(self) -> Sealer:
+        """Seals and opens the webhook signing secrets kept in the database."""
+        return Sealer(WEBHOOK_SECRET_PURPOSE, self.secret_key, self.secret_key_previous)

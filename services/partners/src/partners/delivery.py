@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from distretto_shared.logging import get_logger
+from distretto_shared.sealing import SealError
 from partners import domain, notices
 from partners.models import PublicEventRow, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from partners.service import Deps, aware, now
@@ -166,13 +167,18 @@ class DeliveryWorker:
             time=event.time,
             payload=event.payload,
         )
-        secrets = [endpoint.secret]
-        if (
-            endpoint.previous_secret
-            and endpoint.previous_secret_until
-            and aware(endpoint.previous_secret_until) > stamp
-        ):
-            secrets.append(endpoint.previous_secret)
+        sealer = self.deps.settings.webhook_sealer()  # the secrets are stored sealed
+        try:
+            secrets = [sealer.open(endpoint.secret)]
+            if (
+                endpoint.previous_secret
+                and endpoint.previous_secret_until
+                and aware(endpoint.previous_secret_until) > stamp
+            ):
+                secrets.append(sealer.open(endpoint.previous_secret))
+        except SealError as exc:
+            # Nothing unsigned leaves: the attempt is logged and retried (the admin rotates the secret).
+            return None, 0.0, f"not sent: the endpoint's signing secret: {exc}"[:500]
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,

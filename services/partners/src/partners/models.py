@@ -100,8 +100,10 @@ class WebhookEndpoint(Base, table=True):
     url: str = Field(max_length=2000)
     event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
     """Subset of the partner's types (empty: all the partner may receive)."""
-    secret: str = Field(max_length=100)
-    previous_secret: str | None = Field(default=None, max_length=100)
+    secret: str = Field(max_length=300)
+    """The signing secret, sealed (encrypted with the installation's ``PARTNERS_SECRET_KEY``)."""
+    previous_secret: str | None = Field(default=None, max_length=300)
+    """The one before the last rotation, sealed too (signs beside the new one until ``previous_secret_until``)."""
     previous_secret_until: UtcDateTime | None = _ts(nullable=True)
     enabled: bool = True
     disabled_reason: str | None = Field(default=None, max_length=500)

@@ -416,8 +416,8 @@ async def check_url(settings: Settings, url: str) -> str:
     return url
 
 
-async def create_endpoint(deps: Deps, partner_id: str, url: str, types: list[str]) -> WebhookEndpoint:
-    """Add a webhook receiver to a partner; its signing secret is returned this once."""
+async def create_endpoint(deps: Deps, partner_id: str, url: str, types: list[str]) -> tuple[WebhookEndpoint, str]:
+    """Add a webhook receiver to a partner; its signing secret (stored sealed) is returned this once."""
     await check_url(deps.settings, url)
     async with deps.db.transaction() as session:
         partner = await session.get(Partner, partner_id)
@@ -426,11 +426,16 @@ async def create_endpoint(deps: Deps, partner_id: str, url: str, types: list[str
         outside = sorted(set(types) - set(partner.event_types))
         if outside:
             raise Invalid(f"The partner may not receive: {', '.join(outside)}")
+        secret = domain.new_secret()
         endpoint = WebhookEndpoint(
-            partner_id=partner_id, url=url, event_types=types, secret=domain.new_secret(), created_at=now()
+            partner_id=partner_id,
+            url=url,
+            event_types=types,
+            secret=deps.settings.webhook_sealer().seal(secret),
+            created_at=now(),
         )
         session.add(endpoint)
-    return endpoint
+    return endpoint, secret
 
 
 async def get_endpoint(deps: Deps, endpoint_id: str) -> WebhookEndpoint:
@@ -453,17 +458,20 @@ async def list_endpoints(deps: Deps, partner_id: str) -> list[WebhookEndpoint]:
         return list(rows.scalars())
 
 
-async def rotate_secret(deps: Deps, endpoint_id: str) -> WebhookEndpoint:
-    """A new signing secret (returned this once); the previous one keeps signing beside it for the overlap."""
+async def rotate_secret(deps: Deps, endpoint_id: str) -> tuple[WebhookEndpoint, str]:
+    """A new signing secret (returned this once); the previous one keeps signing beside it for the overlap.
+    Both are stored sealed (the previous one sealed again under the current key)."""
+    sealer = deps.settings.webhook_sealer()
+    secret = domain.new_secret()
     async with deps.db.transaction() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None:
             raise NotFound("No such webhook endpoint")
-        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret = sealer.seal(sealer.open(endpoint.secret))
         endpoint.previous_secret_until = now() + timedelta(seconds=deps.settings.webhook_secret_overlap_seconds)
-        endpoint.secret = domain.new_secret()
+        endpoint.secret = sealer.seal(secret)
         session.add(endpoint)
-    return endpoint
+    return endpoint, secret
 
 
 async def set_enabled(deps: Deps, endpoint_id: str, enabled: bool) -> WebhookEndpoint:
