@@ -1209,6 +1209,7 @@ def test_kafka_takes_scram_users_only_and_every_service_has_its_own(compose: Com
     assert check_kafka_security(compose, props) == []
 
 
+@pytest.mark.timeout(1800)  # one process per service imports its app: minutes on a loaded machine
 def test_the_provisioned_acls_are_the_ones_the_code_derives(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISTRETTO_TOPIC_PREFIX", "")  # the file is for an installation without a prefix
     ka = kafka_access_module()

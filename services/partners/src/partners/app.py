@@ -82,11 +82,12 @@ SPEC = ServiceSpec(
     settings_cls=Settings,
     routers=[api.router],
     migrations=MIGRATIONS,
-    consumers=[consumers.consumers],
+    consumers=[consumers.consumers, consumers.erasure],
     # The public topics, plus the consumed ones (harmless; lets the projector start first).
     topics=[
         *contracts.PUBLIC_TOPICS,
         membership.ORGANISATION_TOPIC,
+        membership.CONTACT_TOPIC,
         membership.FIGURES_TOPIC,
         projects.PROJECT_TOPIC,
         matchmaking.OPPORTUNITY_TOPIC,
@@ -98,6 +99,9 @@ SPEC = ServiceSpec(
     description="The public catalogue for partner systems: public Kafka topics, server-sent events, webhooks.",
     published_events=list(contracts.PUBLIC_TYPES),
     manages_kafka_access=True,
+    # A partner's contact address may be a person's: erased (ContactErased, or the admin clearing
+    # it) and then scrubbed on disk like the other services' personal data.
+    personal_tables=["partner"],
 )
 
 

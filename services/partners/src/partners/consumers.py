@@ -20,9 +20,12 @@ from distretto_shared.contracts import public as pub
 from distretto_shared.events import EventMeta
 from partners import domain
 from partners.models import OrganisationView, ProjectView
-from partners.service import publish_public
+from partners.service import erase_contact_address, publish_public
 
 consumers = Consumers("partners-projector")
+
+erasure = Consumers("partners-erasure")
+"""A person erased in membership (GDPR) loses what partners holds of them: a contact address."""
 
 
 def _view_fields(view: OrganisationView) -> dict[str, object]:
@@ -166,3 +169,8 @@ async def on_withdrawn(
 @consumers.handles(nl.CampaignPublished)
 async def on_campaign(_ctx: Context[Any], session: AsyncSession, event: nl.CampaignPublished, meta: EventMeta) -> None:
     await publish_public(session, domain.campaign_published(event), meta.id)
+
+
+@erasure.handles(ms.ContactErased)
+async def on_contact_erased(ctx: Context[Any], session: AsyncSession, event: ms.ContactErased, meta: EventMeta) -> None:
+    await erase_contact_address(session, ctx.db, event.email_sha256.lower())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import re
@@ -254,3 +255,8 @@ async def internal_address_problem(host: str, port: int) -> str | None:
     if internal:
         return f"{host} is an internal address ({', '.join(internal)})"
     return None
+
+
+def email_sha256(email: str) -> str:
+    """SHA-256 of the lower-cased, trimmed address: how an erased person is found (membership's ContactErased)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -364,12 +364,32 @@ async def update_partner(deps: Deps, partner_id: str, data: PartnerUpdate) -> Pa
         new_key = changes.get("api_key_id")
         if new_key and new_key != partner.api_key_id and await _by_key(session, new_key):
             raise Conflict("This API key already belongs to a partner")
+        if "contact_email" in changes and partner.contact_email and changes["contact_email"] != partner.contact_email:
+            deps.db.request_scrub(session)  # the old address (personal data, maybe) leaves the disk too
         for field, value in changes.items():
             if value is not None or field in ("api_key_id", "contact_email", "kafka_user"):
                 setattr(partner, field, value)
         partner.updated_at = now()
         session.add(partner)
     return partner
+
+
+async def erase_contact_address(session: AsyncSession, db: Database, email_hash: str) -> int:
+    """GDPR erasure of a person (membership's ContactErased, found by the SHA-256 of the lower-cased,
+    trimmed address): every partner whose contact address is theirs loses it — notices then wait with
+    "the partner has no contact address" — and the old bytes are scrubbed from disk after the commit.
+    The number of partners changed (0: nothing of theirs here; a repeat changes nothing)."""
+    rows = (await session.execute(select(Partner).where(col(Partner.contact_email).is_not(None)))).scalars().all()
+    changed = 0
+    for partner in rows:
+        if domain.email_sha256(partner.contact_email or "") == email_hash:
+            partner.contact_email = None
+            partner.updated_at = now()
+            session.add(partner)
+            changed += 1
+    if changed:
+        db.request_scrub(session)
+    return changed
 
 
 async def partner_of(deps: Deps, principal: Principal) -> Partner:
