@@ -26,7 +26,7 @@ from distretto_shared.identity import IDENTITY_HEADER
 from .targets import TARGETS
 
 MAX_EXAMPLES = int(os.environ.get("DISTRETTO_SCHEMATHESIS_EXAMPLES", "5"))
-MAX_SECONDS = int(os.environ.get("DISTRETTO_SCHEMATHESIS_SECONDS", "900"))
+MAX_SECONDS = int(os.environ.get("DISTRETTO_SCHEMATHESIS_SECONDS", "1800"))
 """A guard against a hang, not the bound on the work (that is the examples and the phases): a slow
 machine runs the same cases, only later."""
 PHASES = os.environ.get("DISTRETTO_SCHEMATHESIS_PHASES", "examples,fuzzing,stateful")
