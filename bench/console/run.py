@@ -52,10 +52,12 @@ def wait_ready(url: str, timeout: float = 180) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"bench: {url} not ready after {timeout:.0f}s")
+    raise SystemExit(f"bench: {url} not ready after {timeout:.0f}s (a loaded machine: try --ready-timeout)")
 
 
-def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
+def start(
+    root: Path, bootstrap: str, ready_timeout: float = 180
+) -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
     ports = {name: free_port() for name in SERVICES}
     smtp, catcher_http = free_port(), free_port()
     gateway = f"http://127.0.0.1:{ports['gateway']}"
@@ -104,9 +106,9 @@ def start(root: Path, bootstrap: str) -> tuple[dict[str, str], list[subprocess.P
                 )
             )
             if name == "membership":
-                wait_ready(f"http://127.0.0.1:{ports[name]}")
+                wait_ready(f"http://127.0.0.1:{ports[name]}", ready_timeout)
         for name in SERVICES:
-            wait_ready(f"http://127.0.0.1:{ports[name]}")
+            wait_ready(f"http://127.0.0.1:{ports[name]}", ready_timeout)
     except BaseException:
         stop(procs)  # nothing left running when the platform does not come up
         raise
@@ -236,12 +238,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=20, help="measured requests per page")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--ready-timeout", type=float, default=180, help="seconds a service may take to be ready")
     parser.add_argument("--screenshots", help="also save screenshots of the main pages (Debian's Chromium) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="distretto-bench-console-") as tmp:
         root = Path(tmp)
         with session_broker(root) as bootstrap:
-            urls, procs = start(root, bootstrap)
+            urls, procs = start(root, bootstrap, args.ready_timeout)
             try:
                 print("bench: platform up; loading the demo data through the gateway", flush=True)
                 load_demo(urls["gateway"])
