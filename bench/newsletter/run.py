@@ -90,7 +90,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
     from newsletter import service
     from newsletter.app import MIGRATIONS
     from newsletter.config import Settings
-    from newsletter.delivery import DeliveryEngine
+    from newsletter.delivery.engine import DeliveryEngine
     from newsletter.domain import CampaignAction
     from newsletter.models import CampaignCreate, Subscriber, Subscription, TemplateCreate, new_id
 
@@ -183,18 +183,18 @@ def _now() -> dict[str, Any]:
 
 
 def sample_messages(count: int) -> list[bytes]:
-    from newsletter import delivery
+    from newsletter.delivery import mime
 
     body = "Notizie del distretto. " * 60
     return [
-        delivery.build_message(
+        mime.build_message(
             from_header="Distretto <news@distretto.example>",
             to_name=f"Recipient {i}",
             to_addr=f"r{i}@example.org",
             subject=f"Notizie dal Distretto, Recipient {i}",
             text=f"Ciao Recipient {i}\n\n{body}",
             html=f"<h1>Ciao Recipient {i}</h1><p>{body}</p>",
-            message_id=delivery.message_id_for("bench", str(i), "distretto.example"),
+            message_id=mime.message_id_for("bench", str(i), "distretto.example"),
             extra_headers=[("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
         )
         for i in range(count)

@@ -12,7 +12,7 @@ from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, servic
 from distretto_shared.contracts import newsletter as contracts
 from newsletter import domain
 from newsletter.app import create_app
-from newsletter.service import links_for
+from newsletter.links import links_for
 
 from .conftest import (
     SmtpSink,

@@ -54,7 +54,7 @@ async def test_one_copy_each_exclusions_headers_and_one_click(
         assert (await post_bounce(client, {"email": "bounced@example.org", "kind": "hard"})).status_code == 202
 
         # left@ unsubscribes through its preferences before the campaign
-        from newsletter.service import links_for
+        from newsletter.links import links_for
 
         prefs = links_for(settings, unsub["id"])["preferences_url"].replace("http://service", "")
         r = await client.post(

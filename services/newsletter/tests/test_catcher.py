@@ -10,7 +10,7 @@ import aiosmtplib
 import httpx
 
 from distretto_dev.testing import free_port
-from newsletter import delivery
+from newsletter.delivery import mime
 
 from .conftest import wait_until
 
@@ -43,7 +43,7 @@ async def test_catcher_keeps_mails_and_shows_them(tmp_path: Path) -> None:
                 return False
 
         await wait_until(up, timeout=60, what="catcher up")
-        raw = delivery.build_message(
+        raw = mime.build_message(
             from_header="News <news@d.example>",
             to_name="Anna",
             to_addr="anna@example.org",

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from distretto_dev.testing import DatabaseTarget, ServiceProcess, service_client
 from distretto_shared.db import Database
 from newsletter.app import create_app
-from newsletter.delivery import DeliveryEngine
+from newsletter.delivery.engine import DeliveryEngine
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_until
 

@@ -21,7 +21,7 @@ from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.identity import Principal
 from distretto_shared.topics import ensure_topics
-from newsletter import service
+from newsletter import links, service
 from newsletter.app import SPEC, create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, wait_until
@@ -508,12 +508,12 @@ async def test_segment_counts_follow_consent(database: DatabaseTarget, kafka_boo
 
         assert await members() == {"a@example.org", "b@example.org"}
         # a unsubscribes with the one-click link: no recorded consent left, out of every segment
-        token = service.links_for(settings, a["id"])["unsubscribe_token"]
+        token = links.links_for(settings, a["id"])["unsubscribe_token"]
         r = await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
         assert r.status_code == 200, r.text
         assert await members() == {"b@example.org"}
         # b leaves one list but stays confirmed on the other: still in
-        prefs = service.links_for(settings, b["id"])["preferences_url"].split("/preferences", 1)[1]
+        prefs = links.links_for(settings, b["id"])["preferences_url"].split("/preferences", 1)[1]
         r = await client.post(f"/preferences{prefs}", json={"lists": ["events"], "interests": ["biotech"]})
         assert r.status_code == 200, r.text
         assert await members() == {"b@example.org"}

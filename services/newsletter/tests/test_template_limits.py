@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from distretto_dev.testing import DatabaseTarget, service_client
-from newsletter import delivery, rendering
 from newsletter.app import create_app
+from newsletter.delivery import rendering, sandbox
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_finished
 
@@ -29,12 +29,12 @@ BOMBS = [
 @pytest.mark.parametrize("source", BOMBS)
 def test_every_bomb_is_refused_with_a_reason(source: str) -> None:
     with pytest.raises(ValueError, match="rendering limits"):
-        delivery.check_template(source, html=False)
+        rendering.check_template(source, html=False)
 
 
 def test_ordinary_templates_still_render() -> None:
-    renderer = delivery.CampaignRenderer("Hi {{ subscriber.name }}", "<p>{{ 'ab' * 3 }}</p>", "{{ range(3)|list }}")
-    mail = renderer.render(dict(rendering.SAMPLE_CONTEXT))
+    renderer = rendering.CampaignRenderer("Hi {{ subscriber.name }}", "<p>{{ 'ab' * 3 }}</p>", "{{ range(3)|list }}")
+    mail = renderer.render(dict(sandbox.SAMPLE_CONTEXT))
     assert (mail.subject, mail.html, mail.text) == ("Hi Anna Rossi", "<p>ababab</p>", "[0, 1, 2]")
 
 

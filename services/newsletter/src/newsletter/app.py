@@ -14,7 +14,7 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
 from newsletter import api, audience, consumers, segments, service
 from newsletter.config import Settings
-from newsletter.delivery import DeliveryEngine
+from newsletter.delivery.engine import DeliveryEngine
 
 log = get_logger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html as html_lib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,8 +23,12 @@ from distretto_shared.db import contains_text
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, DomainError, Invalid, NotFound, PageParams
-from newsletter import delivery, domain, segments
+from newsletter import domain, metrics, segments
+from newsletter.bounces.service import record_bounce_in
 from newsletter.config import Settings
+from newsletter.delivery import compose, ledger, rendering
+from newsletter.delivery.engine import DeliveryEngine
+from newsletter.links import links_for
 from newsletter.models import (
     AudienceChoice,
     AudienceCount,
@@ -105,45 +108,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-# -- links and list headers --------------------------------------------------------
-
-
-def links_for(settings: Settings, subscriber_id: str, campaign_id: str | None = None) -> dict[str, str]:
-    """Signed unsubscribe and preference links of a subscriber (they do not expire)."""
-    base = settings.link_base_url.rstrip("/")
-    unsub = domain.sign_token(settings.secret_key, "unsubscribe", subscriber_id, extra=campaign_id or "")
-    prefs = domain.sign_token(settings.secret_key, "preferences", subscriber_id)
-    return {
-        "unsubscribe_token": unsub,
-        "unsubscribe_url": f"{base}/unsubscribe/{unsub}",
-        "preferences_url": f"{base}/preferences?token={prefs}",
-    }
-
-
 Ctx = Context[Settings]
 """What every use case receives: the caller, the database, the settings (docs/service-guide.md)."""
-
-_URL_SAFE = re.compile(r"[A-Za-z0-9_.\-]*")
-
-
-def list_unsubscribe(settings: Settings, links: dict[str, str]) -> str:
-    """The ``List-Unsubscribe`` value: the one-click https link and a mailto (RFC 2369)."""
-    token = links["unsubscribe_token"]
-    # signed tokens are URL-safe base64 and dots: nothing to quote (quote() is a tenth of a mail's cost)
-    subject = "unsubscribe%20" + token if _URL_SAFE.fullmatch(token) else quote("unsubscribe " + token)
-    mailto = f"mailto:{settings.unsubscribe_mailto}?subject={subject}"
-    return f"<{links['unsubscribe_url']}>, <{mailto}>"
-
-
-def list_headers(settings: Settings, links: dict[str, str], campaign: Campaign) -> list[tuple[str, str]]:
-    """RFC 2369 / RFC 8058 headers every campaign mail carries."""
-    return [
-        ("List-Unsubscribe", list_unsubscribe(settings, links)),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ("List-Id", f"<newsletter.{settings.mail_domain}>"),
-        ("Feedback-ID", f"{campaign.id}:newsletter:{settings.mail_domain}"),
-        ("Precedence", "bulk"),
-    ]
 
 
 # -- lists -----------------------------------------------------------------------
@@ -732,7 +698,7 @@ def _check_template_fields(subject: str | None, html: str | None, text: str | No
         if value is None:
             continue
         try:
-            delivery.check_template(value, html=is_html)
+            rendering.check_template(value, html=is_html)
         except ValueError as exc:
             problems[name] = str(exc)
     if problems:
@@ -890,8 +856,8 @@ def _apply(c: Campaign, action: domain.CampaignAction) -> None:
     c.updated_at = utcnow()
 
 
-def _engine(ctx: Ctx) -> delivery.DeliveryEngine | None:
-    return ctx.find(delivery.DeliveryEngine)
+def _engine(ctx: Ctx) -> DeliveryEngine | None:
+    return ctx.find(DeliveryEngine)
 
 
 def _wake(ctx: Ctx) -> None:
@@ -1004,13 +970,13 @@ async def _check_renders(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     engine = _engine(ctx)
     failures: list[tuple[str, str]] = []
     try:
-        mail = delivery.CampaignMail(
+        mail = compose.CampaignMail(
             ctx.settings, c, template, from_header=engine.from_header if engine else ctx.settings.from_address
         )
     except Exception as exc:
         raise Invalid(f"the campaign cannot start: its template does not compile ({exc})") from exc
     for sub_id, email, name, language, attributes in sample:
-        item = delivery.Claimed(
+        item = ledger.Claimed(
             id=0,
             token="render-check",
             kind="campaign",
@@ -1065,7 +1031,7 @@ def public_subject(c: Campaign) -> str:
     needs a subscriber's fields (``{{ subscriber.name }}``) is personal to each mail: the campaign's name stands in."""
     try:
         shared = {"campaign": {"id": c.id, "name": c.name, "data": c.data}}
-        return delivery.CampaignRenderer(c.subject, "", "", shared).render(shared).subject or c.name
+        return rendering.CampaignRenderer(c.subject, "", "", shared).render(shared).subject or c.name
     except Exception:
         return c.name
 
@@ -1194,9 +1160,9 @@ async def update_queue_metrics(ctx: Ctx) -> None:
     """Queue depth and delivery ratio gauges."""
     async with ctx.db.read() as session:
         counts = dict((await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))).all())
-    delivery.QUEUE_DEPTH.set(counts.get("pending", 0) + counts.get("sending", 0))
+    metrics.QUEUE_DEPTH.set(counts.get("pending", 0) + counts.get("sending", 0))
     done = counts.get("sent", 0) + counts.get("failed", 0)
-    delivery.DELIVERY_RATIO.set(counts.get("sent", 0) / done if done else 1.0)
+    metrics.DELIVERY_RATIO.set(counts.get("sent", 0) / done if done else 1.0)
 
 
 async def transactional_mails(ctx: Ctx) -> TransactionalMails:
@@ -1246,11 +1212,11 @@ async def send_test(ctx: Ctx, campaign_id: str, data: SendTest) -> list[SendTest
             s.email: s
             for s in (await session.execute(select(Subscriber).where(col(Subscriber.email).in_(data.emails)))).scalars()
         }
-    mail = delivery.CampaignMail(settings, c, template, from_header=engine.from_header, subject_prefix="[TEST] ")
+    mail = compose.CampaignMail(settings, c, template, from_header=engine.from_header, subject_prefix="[TEST] ")
     results = []
     for email in data.emails:
         sub = known.get(email)
-        item = delivery.Claimed(
+        item = ledger.Claimed(
             id=0,
             token="test",
             kind="campaign",
@@ -1274,46 +1240,6 @@ async def send_test(ctx: Ctx, campaign_id: str, data: SendTest) -> list[SendTest
 
 
 # -- bounces -------------------------------------------------------------------------
-
-
-async def record_bounce_in(
-    session: AsyncSession,
-    settings: Settings,
-    source: str,
-    *,
-    subscriber_id: str,
-    kind: domain.BounceKind,
-    reason: str,
-    campaign_id: str | None,
-    origin: str,
-) -> tuple[Bounce, bool]:
-    """Record a bounce in the caller's transaction; suppress when the rule says so."""
-    sub = await session.get(Subscriber, subscriber_id)
-    if sub is None:
-        raise NotFound("no such subscriber")
-    bounce = Bounce(subscriber_id=sub.id, campaign_id=campaign_id, kind=kind.value, source=origin, reason=reason[:1000])
-    if kind == domain.BounceKind.SOFT:
-        sub.soft_bounces += 1
-    newly = False
-    if not sub.suppressed and domain.suppresses(kind, sub.soft_bounces, settings.soft_bounce_limit):
-        sub.suppressed, sub.suppressed_reason, newly = (
-            True,
-            f"{kind.value}-bounce" if kind != "complaint" else "complaint",
-            True,
-        )
-        delivery.SUPPRESSED.labels(kind.value).inc()
-    bounce.suppressed = sub.suppressed  # the address is suppressed after this bounce (as BounceRecorded says)
-    session.add(bounce)
-    sub.updated_at = utcnow()
-    delivery.BOUNCED.labels(kind.value).inc()
-    add_event(
-        session,
-        contracts.BounceRecorded(subscriber_id=sub.id, kind=kind.value, suppressed=sub.suppressed),
-        source=source,
-    )
-    if newly and kind == domain.BounceKind.COMPLAINT:
-        add_event(session, contracts.SubscriberUnsubscribed(subscriber_id=sub.id, method="complaint"), source=source)
-    return bounce, sub.suppressed
 
 
 WEBHOOK_RECEIPT_KEEP = timedelta(minutes=15)

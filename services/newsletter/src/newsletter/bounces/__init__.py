@@ -1,0 +1,1 @@
+"""Bounces and complaints: recorded, counted, and suppressing an address when the rule says so."""

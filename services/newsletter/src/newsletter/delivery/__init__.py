@@ -1,0 +1,37 @@
+"""The delivery engine: renders campaign mails and sends each exactly once, over a pool of SMTP connections.
+
+Exactly once, also across a crash
+---------------------------------
+The audience of a campaign is frozen into ``delivery`` rows, one per (campaign, subscriber)
+(unique), when it starts. A worker *claims* a batch in one transaction (``pending → sending``
+with a random claim token and ``claimed_at``; PostgreSQL ``FOR UPDATE SKIP LOCKED``), then for
+each row: renders, and sends over its own SMTP connection. The outcome (``sent`` with the
+server's reply) goes to a group committer that writes the outcomes of all connections in one
+transaction. The worker does not wait for that commit before it starts the next message: it
+sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits for the previous outcome to be
+durable **before it sends ``DATA``**. Rows of a worker that died (SIGKILL) keep ``sending`` with
+an old ``claimed_at``; once the lease has run out they go back to ``pending`` and are sent by
+someone else. A live worker renews its lease (with its group commits and on every scheduler
+tick), and a process never takes back the claims of its own live workers, however late they are.
+
+The window, exactly: per connection, at most one message can have been accepted by the server
+(``250`` after the final ``.``) without its ``sent`` being durable — from that ``250`` until the
+group commit that carries it (the committer's linger, ``NEWSLETTER_COMMIT_LINGER_SECONDS``,
+4 ms by default, plus the transaction). The next message of the connection cannot reach
+``DATA`` inside that interval, so it cannot be accepted too. If the process dies then, that one
+message is sent again after the lease: at most one repeat per connection, as before the
+pipelining. SMTP has no two-phase commit, so no sender can close this alone (the deterministic
+``Message-ID`` per (campaign, recipient) lets a downstream MTA or the mail catcher drop that
+repeat). A crash at any other moment — before ``DATA`` ended, or after the commit — neither
+skips nor repeats anyone: a message whose envelope was sent but whose ``DATA`` was not is simply
+abandoned by the server when the connection drops. A progress pointer (listmonk) repeats or
+skips a whole batch instead.
+
+Outcomes of rows that were never sent (skipped, released on pause, failed to render) are handed
+to the committer without waiting: losing one in a crash only sends its row round again after
+the lease.
+
+The package: ``rendering`` (templates compiled once per campaign), ``mime`` (the message bytes),
+``compose`` (one recipient's message), ``smtp`` (connections and their rate), ``ledger`` (claimed
+rows, outcomes, the group commit's statements) and ``engine`` (the workers and the committer).
+"""

@@ -1,0 +1,141 @@
+"""The MIME writer: one RFC 5322 message, multipart/alternative, quoted-printable UTF-8, CRLF.
+
+Written by hand rather than through ``email.message.EmailMessage`` because it is the inner loop of
+a campaign. ``bench/newsletter/mime.py`` writes the same campaign mail both ways: on the 2-CPU
+development machine, under load, three runs of 3,000 messages took the standard library 29x, 93x
+and 102x (min/median/max) the hand-written writer's time (about 25 ms against 0.3 ms a message) —
+the standard library alone would cap a campaign near 40 mails a second per CPU. ``tests/test_mime.py``
+parses this writer's output with ``email.message_from_bytes(..., policy=email.policy.default)``
+and checks it reads back exactly as the same message written by the standard library.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.utils
+import functools
+import hashlib
+import time
+from collections.abc import Sequence
+from email.header import Header
+
+from newsletter import domain
+
+
+def _encode_header_text(value: str, name: str) -> str:
+    value = domain.clean_header_text(value, limit=500)
+    if value.isascii() and len(value) < 900:
+        return value
+    return _rfc2047(value, name)
+
+
+@functools.lru_cache(maxsize=10_000)
+def _rfc2047(value: str, name: str) -> str:
+    """RFC 2047 encoded words (a campaign's subjects repeat: each is encoded once)."""
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def format_address(name: str, addr: str) -> str:
+    """``Name <addr>`` with the name quoted or RFC 2047-encoded as needed, never spanning lines."""
+    return email.utils.formataddr((domain.clean_header_text(name, limit=200), addr), charset="utf-8")
+
+
+def _qp(text: str, cache: dict[str, bytes] | None = None) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (always ending in one).
+
+    Quoted-printable encodes every line on its own, so with a ``cache`` the lines every mail of a
+    campaign shares are encoded once; only the lines holding a recipient's fields are encoded per mail.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if cache is None:
+        data = text.encode("utf-8")
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    lines = text.split("\n")
+    if lines[-1] == "" and len(lines) > 1:
+        lines.pop()
+    out = []
+    for line in lines:
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", b"\r\n")
+            if len(cache) < 512:
+                cache[line] = encoded
+        out.append(encoded)
+    return b"".join(out)
+
+
+def message_id_for(campaign_id: str | None, key: str, domain_name: str) -> str:
+    """A deterministic Message-ID: the same (campaign, recipient) always gets the same one."""
+    digest = hashlib.sha256(f"{campaign_id}:{key}".encode()).hexdigest()[:32]
+    return f"<{digest}@{domain_name}>"
+
+
+def _date_now() -> str:
+    """The Date header value (formatted once a second)."""
+    return _date_of(int(time.time()))
+
+
+@functools.lru_cache(maxsize=1)
+def _date_of(second: int) -> str:
+    return email.utils.formatdate(second, usegmt=True)
+
+
+def header_block(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Header lines, each value cleaned of CR/LF and control characters (for headers every mail shares)."""
+    return "".join(f"{name}: {domain.clean_header_text(value, limit=1900)}\r\n" for name, value in headers).encode()
+
+
+_PART_HEAD = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+_PLAIN_HEAD = _PART_HEAD % b"plain"
+_HTML_HEAD = _PART_HEAD % b"html"
+
+
+def build_message(
+    *,
+    from_header: str,
+    to_name: str,
+    to_addr: str,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    extra_headers: Sequence[tuple[str, str]] = (),
+    date: str | None = None,
+    shared_headers: bytes = b"",
+    qp_cache: dict[str, bytes] | None = None,
+) -> bytes:
+    """An RFC 5322 message, multipart/alternative (text then HTML), quoted-printable UTF-8, CRLF.
+
+    Written directly rather than through ``email.message.EmailMessage`` (which costs ~2 ms a
+    message); the tests parse every message back with the standard library and check it has no
+    defects. Every dynamic header value is stripped of CR/LF and control characters first;
+    ``shared_headers`` are lines built once by :func:`header_block`.
+    """
+    # "=_" never occurs in quoted-printable output ("=" is always encoded), so it cannot clash.
+    boundary = "=_d" + message_id[1:25]
+    headers = [
+        f"From: {from_header}",
+        f"To: {format_address(to_name, to_addr)}",
+        f"Subject: {_encode_header_text(subject, 'Subject')}",
+        f"Date: {date or _date_now()}",
+        f"Message-ID: {message_id}",
+        "MIME-Version: 1.0",
+    ]
+    headers += [f"{name}: {domain.clean_header_text(value, limit=1900)}" for name, value in extra_headers]
+    b = boundary.encode()
+    return b"".join(
+        [
+            "\r\n".join(headers).encode("utf-8"),
+            b"\r\n",
+            shared_headers,
+            b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n--' + b + b"\r\n",
+            _PLAIN_HEAD,
+            _qp(text, qp_cache),
+            b"\r\n--" + b + b"\r\n",
+            _HTML_HEAD,
+            _qp(html, qp_cache),
+            b"\r\n--" + b + b"--\r\n",
+        ]
+    )

@@ -1,0 +1,129 @@
+"""SMTP: the configured servers with their rate limit, and one persistent connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosmtplib
+
+from newsletter import domain
+from newsletter.config import Settings
+
+
+@dataclass
+class SmtpServer:
+    """One SMTP server: its address, its rate limit."""
+
+    host: str
+    port: int
+    bucket: domain.TokenBucket
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def acquire(self) -> None:
+        """Wait for a token of this server's bucket."""
+        wait = self.bucket.take(time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def parse_servers(settings: Settings) -> list[SmtpServer]:
+    """The configured SMTP servers (``host:port,host:port``)."""
+    servers = []
+    for item in settings.smtp_servers.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        servers.append(
+            SmtpServer(
+                host=host or "127.0.0.1",
+                port=int(port or 25),
+                bucket=domain.TokenBucket(settings.smtp_rate_per_second, settings.smtp_burst, time.monotonic()),
+            )
+        )
+    if not servers:
+        raise ValueError("NEWSLETTER_SMTP_SERVERS names no server")
+    return servers
+
+
+@dataclass
+class SendResult:
+    """What the server said about one message."""
+
+    ok: bool
+    code: int | None
+    reply: str
+    kind: str = "ok"
+    """ok, permanent (5xx), transient (4xx or no answer)"""
+
+
+class SmtpConnection:
+    """One persistent SMTP connection (reconnects when it has dropped)."""
+
+    def __init__(self, server: SmtpServer, settings: Settings) -> None:
+        self.server = server
+        self.settings = settings
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def _ensure(self) -> aiosmtplib.SMTP:
+        if self.client is None or not self.client.is_connected:
+            client = aiosmtplib.SMTP(
+                hostname=self.server.host,
+                port=self.server.port,
+                timeout=self.settings.smtp_timeout,
+                start_tls=self.settings.smtp_starttls,
+                use_tls=False,
+            )
+            await client.connect()
+            if self.settings.smtp_username:
+                await client.login(self.settings.smtp_username, self.settings.smtp_password)
+            self.client = client
+        return self.client
+
+    async def send(
+        self, sender: str, recipient: str, message: bytes, *, before_data: Awaitable[Any] | None = None
+    ) -> SendResult:
+        """MAIL, RCPT, DATA; the reply of the last step that ran.
+
+        ``before_data`` is awaited between RCPT and DATA: the engine passes the durability of the
+        previous message's outcome, so the envelope of this message travels while that commit runs,
+        yet this message cannot be accepted before the previous one is recorded.
+        """
+        try:
+            client = await self._ensure()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self.close()
+            return SendResult(False, None, f"connect failed: {exc}", "transient")
+        try:
+            await client.mail(sender)
+            await client.rcpt(recipient)
+            if before_data is not None:
+                await before_data
+            response = await client.data(message)
+            return SendResult(True, response.code, f"{response.code} {response.message}"[:500])
+        except aiosmtplib.SMTPResponseException as exc:
+            with contextlib.suppress(Exception):
+                await client.rset()
+            kind = domain.smtp_failure_kind(exc.code)
+            return SendResult(False, exc.code, f"{exc.code} {exc.message}"[:500], kind)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self.close()
+            return SendResult(False, None, f"connection lost: {exc!r}"[:500], "transient")
+
+    async def close(self) -> None:
+        """Quit politely if possible."""
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                if client.is_connected:
+                    await asyncio.wait_for(client.quit(), timeout=2)
+            with contextlib.suppress(Exception):
+                client.close()
