@@ -87,12 +87,15 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
 
     from distretto_shared.db import Database
     from distretto_shared.migrations import upgrade_async
-    from newsletter import service
+    from newsletter import models
     from newsletter.app import MIGRATIONS
+    from newsletter.campaigns import service as campaigns
     from newsletter.config import Settings
     from newsletter.delivery.engine import DeliveryEngine
     from newsletter.domain import CampaignAction
+    from newsletter.lists import service as lists
     from newsletter.models import CampaignCreate, Subscriber, Subscription, TemplateCreate, new_id
+    from newsletter.templates import service as templates
 
     url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     schema = f"bench_{os.getpid()}" if not url.startswith("sqlite") else None
@@ -109,7 +112,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
         secret_key=secrets.token_urlsafe(32),
     )
     ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=lambda _cls: None)
-    lst = await service.create_list(ctx, service.MailingListCreate(slug="all", name="All"))
+    lst = await lists.create_list(ctx, models.MailingListCreate(slug="all", name="All"))
     t = time.perf_counter()
     S, SS = Subscriber.__table__, Subscription.__table__  # type: ignore[attr-defined]
     chunk = 5000
@@ -137,7 +140,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
             await session.execute(S.insert(), [{**s, "created_at": None, "updated_at": None} | _now() for s in subs])
             await session.execute(SS.insert(), [link | _now() for link in links])
     setup_s = time.perf_counter() - t
-    tpl = await service.create_template(
+    tpl = await templates.create_template(
         ctx,
         TemplateCreate(
             name="bench",
@@ -146,11 +149,11 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
             body_text="Ciao {{ subscriber.name }}\n\n" + "Notizie del distretto. " * 60,
         ),
     )
-    campaign = await service.create_campaign(
+    campaign = await campaigns.create_campaign(
         ctx, CampaignCreate(name="bench", subject=tpl.subject, template_id=tpl.id, lists=["all"])
     )
     t = time.perf_counter()
-    started = await service.campaign_action(ctx, campaign.id, CampaignAction.START)
+    started = await campaigns.campaign_action(ctx, campaign.id, CampaignAction.START)
     freeze_s = time.perf_counter() - t
     assert started.recipients == args.recipients, started.recipients
 

@@ -14,8 +14,9 @@ from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.identity import Verifier, parse_trusted_keys
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.topics import ensure_topics
-from newsletter import domain, service
+from newsletter import domain
 from newsletter.app import SPEC, create_app
+from newsletter.members import service as members_service
 
 from .conftest import SmtpSink, make_settings, wait_until
 
@@ -53,7 +54,7 @@ def membership_api(asked: list[tuple[str, str]]) -> httpx.AsyncClient:
 
 async def fetch_until(client: httpx.AsyncClient, app: Any, predicate: Any, what: str) -> None:
     async def step() -> bool:
-        await service.fetch_contact_details(app.state.ctx.context(), client=client)
+        await members_service.fetch_contact_details(app.state.ctx.context(), client=client)
         return bool(predicate())
 
     await wait_until(step, what=what)
@@ -222,7 +223,7 @@ async def test_welcome_digest_and_erasure_from_events(
         async def c9_dropped() -> bool:
             async with app.state.ctx.db.read() as session:
                 rows = (await session.execute(sa.text("SELECT contact_id, details_due FROM member_contact"))).all()
-            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
+            await members_service.fetch_contact_details(app.state.ctx.context(), client=members_api)
             return "c10" in {r[0] for r in rows} and "c9" not in {r[0] for r in rows}
 
         await wait_until(c9_dropped, what="the erased-meanwhile contact dropped")

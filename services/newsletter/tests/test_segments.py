@@ -21,8 +21,10 @@ from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.identity import Principal
 from distretto_shared.topics import ensure_topics
-from newsletter import links, service
+from newsletter import links
 from newsletter.app import SPEC, create_app
+from newsletter.digest import service as digest_service
+from newsletter.members import service as members_service
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, wait_until
 from .test_consumers import PEOPLE, contact, membership_api
@@ -129,7 +131,7 @@ async def test_segments_follow_the_register(
         await add_subscriber(client, "reader@example.org", ["news"], interests=["biotech"])
 
         async def register_known() -> bool:
-            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
+            await members_service.fetch_contact_details(app.state.ctx.context(), client=members_api)
             r = await client.post("/segments/preview", json={"rule": SOUTH_OR_CART})
             emails = {m["email"] for m in r.json()["items"]}
             return (
@@ -372,7 +374,7 @@ async def test_welcome_and_digest_lines_by_segment(
         await publish_events(kafka_bootstrap, events)
 
         async def contacts_known() -> bool:
-            await service.fetch_contact_details(app.state.ctx.context(), client=members_api)
+            await members_service.fetch_contact_details(app.state.ctx.context(), client=members_api)
             r = await client.get("/subscribers", params={"list": "members", "status": "confirmed"})
             return r.status_code == 200 and len(r.json()["items"]) == 3
 
@@ -467,7 +469,7 @@ async def test_welcome_and_digest_lines_by_segment(
             return [m for m in sink.to(address) if m.message["Subject"].startswith("Cluster digest")]
 
         await wait_until(lambda: all(digest_mails(a) for a in expected), timeout=60, what="the three digests")
-        headings = {title for _, title in service.SECTIONS}
+        headings = {title for _, title in digest_service.SECTIONS}
         for address, (segment, want) in expected.items():
             mails = digest_mails(address)
             assert len(mails) == 1, address

@@ -14,9 +14,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.context import Context, public_request_context, staff_request_context
 from distretto_shared.web import DomainError, Invalid, Page, PageParams, make_page, page_params
-from newsletter import service
+from newsletter import context
+from newsletter.bounces import service as bounces
+from newsletter.campaigns import service as campaigns
 from newsletter.config import Settings
+from newsletter.consent import service as consent
+from newsletter.digest import service as digest
 from newsletter.domain import CampaignAction
+from newsletter.lists import service as lists
 from newsletter.models import (
     AudienceChoice,
     AudienceCount,
@@ -43,6 +48,8 @@ from newsletter.models import (
     TemplateUpdate,
     TransactionalMails,
 )
+from newsletter.subscribers import service as subscribers
+from newsletter.templates import service as templates
 
 router = APIRouter()
 PageDep = Annotated[PageParams, Depends(page_params)]
@@ -59,20 +66,20 @@ PublicCtx = Annotated[Context[Settings], Depends(public_request_context)]
 bounce webhook, which anonymous callers reach too."""
 
 
-def client_of(request: Request) -> service.Client:
+def client_of(request: Request) -> context.Client:
     """The caller's address (X-Forwarded-For only when configured to trust the gateway)."""
     settings: Settings = request.app.state.ctx.settings
     address = request.client.host if request.client else None
     forwarded = request.headers.get("x-forwarded-for")
     if settings.trust_forwarded_for and forwarded:
         address = forwarded.split(",")[0].strip()[:100]
-    return service.Client(address=address, user_agent=request.headers.get("user-agent"))
+    return context.Client(address=address, user_agent=request.headers.get("user-agent"))
 
 
-ClientDep = Annotated[service.Client, Depends(client_of)]
+ClientDep = Annotated[context.Client, Depends(client_of)]
 
 
-def _rate_limited(exc: service.RateLimited) -> JSONResponse:
+def _rate_limited(exc: context.RateLimited) -> JSONResponse:
     return JSONResponse(
         status_code=429,
         content={"error": exc.code, "message": exc.message, "details": exc.details},
@@ -106,18 +113,18 @@ async def _form_or_json(request: Request) -> dict[str, Any]:
 
 @router.post("/lists", status_code=201, response_model=MailingListPublic, tags=["lists"])
 async def create_list(data: MailingListCreate, ctx: Ctx) -> MailingListPublic:
-    return await service.create_list(ctx, data)
+    return await lists.create_list(ctx, data)
 
 
 @router.get("/lists", response_model=Page[MailingListPublic], tags=["lists"])
 async def list_lists(ctx: Ctx, page: PageDep) -> Page[MailingListPublic]:
-    items, total = await service.list_lists(ctx, page)
+    items, total = await lists.list_lists(ctx, page)
     return make_page(items, total, page)
 
 
 @router.get("/lists/{list_id}", response_model=MailingListPublic, tags=["lists"])
 async def get_list(list_id: Id, ctx: Ctx) -> MailingListPublic:
-    return await service.get_list(ctx, list_id)
+    return await lists.get_list(ctx, list_id)
 
 
 # -- subscribers (administration) ------------------------------------------------------
@@ -125,7 +132,7 @@ async def get_list(list_id: Id, ctx: Ctx) -> MailingListPublic:
 
 @router.post("/subscribers", status_code=201, response_model=SubscriberPublic, tags=["subscribers"])
 async def create_subscriber(data: SubscriberCreate, ctx: Ctx) -> SubscriberPublic:
-    return await service.create_subscriber(ctx, data)
+    return await subscribers.create_subscriber(ctx, data)
 
 
 @router.get("/subscribers", response_model=Page[SubscriberPublic], tags=["subscribers"])
@@ -136,28 +143,28 @@ async def list_subscribers(
     status: Annotated[str | None, Query(pattern=r"^(unconfirmed|confirmed|unsubscribed|suppressed)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the address or the name")] = None,
 ) -> Page[SubscriberPublic]:
-    items, total = await service.list_subscribers(ctx, page, list_ref=list_ref, status=status, text=q)
+    items, total = await subscribers.list_subscribers(ctx, page, list_ref=list_ref, status=status, text=q)
     return make_page(items, total, page)
 
 
 @router.get("/subscribers/{subscriber_id}", response_model=SubscriberPublic, tags=["subscribers"])
 async def get_subscriber(subscriber_id: Id, ctx: Ctx) -> SubscriberPublic:
-    return await service.get_subscriber(ctx, subscriber_id)
+    return await subscribers.get_subscriber(ctx, subscriber_id)
 
 
 @router.patch("/subscribers/{subscriber_id}", response_model=SubscriberPublic, tags=["subscribers"])
 async def update_subscriber(subscriber_id: Id, data: SubscriberUpdate, ctx: Ctx) -> SubscriberPublic:
-    return await service.update_subscriber(ctx, subscriber_id, data)
+    return await subscribers.update_subscriber(ctx, subscriber_id, data)
 
 
 @router.get("/subscribers/{subscriber_id}/export", tags=["gdpr"], summary="Everything held about a subscriber")
 async def export_subscriber(subscriber_id: Id, ctx: Ctx) -> dict[str, Any]:
-    return await service.export_subscriber(ctx, subscriber_id)
+    return await subscribers.export_subscriber(ctx, subscriber_id)
 
 
 @router.delete("/subscribers/{subscriber_id}", status_code=204, tags=["gdpr"], summary="Erase a subscriber")
 async def erase_subscriber(subscriber_id: Id, ctx: Ctx) -> Response:
-    await service.erase_subscriber(ctx, subscriber_id)
+    await subscribers.erase_subscriber(ctx, subscriber_id)
     return Response(status_code=204)
 
 
@@ -167,8 +174,8 @@ async def erase_subscriber(subscriber_id: Id, ctx: Ctx) -> Response:
 @router.post("/signup", status_code=202, tags=["public"], summary="Subscribe (double opt-in)")
 async def sign_up(data: SignUp, ctx: PublicCtx, client: ClientDep) -> Any:
     try:
-        await service.sign_up(ctx, data, client)
-    except service.RateLimited as exc:
+        await consent.sign_up(ctx, data, client)
+    except context.RateLimited as exc:
         return _rate_limited(exc)
     return {"status": "pending", "message": "Check your inbox: we sent a link to confirm the subscription."}
 
@@ -185,7 +192,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 @router.get("/confirm", response_class=HTMLResponse, tags=["public"], summary="The confirmation page (a button)")
 async def confirm_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
     # A GET only shows the button: link scanners that open every URL in a mail must not confirm.
-    service._verify(ctx.settings, token, "confirm")  # type: ignore[arg-type]
+    consent.verify_token(ctx.settings, token, "confirm")  # type: ignore[arg-type]
     return _page(
         "Confirm your subscription",
         f"<form method=post action='confirm?token={html.escape(token)}'><button>Confirm</button></form>",
@@ -194,20 +201,20 @@ async def confirm_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
 
 @router.post("/confirm", tags=["public"], summary="Confirm the double opt-in")
 async def confirm(token: QToken, ctx: PublicCtx, client: ClientDep, request: Request) -> Any:
-    lists = await service.confirm(ctx, token, client)
+    confirmed = await consent.confirm(ctx, token, client)
     if "json" in request.headers.get("accept", ""):
-        return {"status": "confirmed", "lists": lists}
+        return {"status": "confirmed", "lists": confirmed}
     return _page("Subscription confirmed", "<p>Thank you: your subscription is confirmed.</p>")
 
 
 @router.get("/preferences", response_class=HTMLResponse, tags=["public"], summary="The preferences page")
 async def preferences_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
-    sub, lists = await service.preferences(ctx, token)
+    sub, offered = await consent.preferences(ctx, token)
     mine = {s.list_id for s in sub.subscriptions if s.status == "confirmed"}
     boxes = "".join(
         f"<label><input type=checkbox name=lists value='{html.escape(lst.slug)}'"
         f"{' checked' if lst.id in mine else ''}> {html.escape(lst.name)}</label><br>"
-        for lst in lists
+        for lst in offered
     )
     body = (
         f"<p>{html.escape(sub.email)}</p><form method=post action='preferences?token={html.escape(token)}'>"
@@ -234,7 +241,7 @@ async def save_preferences(token: QToken, ctx: PublicCtx, client: ClientDep, req
         prefs = Preferences.model_validate(data)
     except ValidationError as exc:
         raise Invalid("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
-    sub = await service.update_preferences(ctx, token, prefs, client)
+    sub = await consent.update_preferences(ctx, token, prefs, client)
     if "json" in request.headers.get("accept", ""):
         return sub
     return _page("Preferences saved", "<p>Your preferences are saved.</p>")
@@ -243,7 +250,7 @@ async def save_preferences(token: QToken, ctx: PublicCtx, client: ClientDep, req
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["public"], summary="Unsubscribe page")
 async def unsubscribe_page(token: Token, ctx: PublicCtx) -> HTMLResponse:
     # GET never unsubscribes (RFC 8058: mail scanners open links); the page's one button does.
-    service.check_unsubscribe_token(ctx.settings, token)  # type: ignore[arg-type]
+    consent.check_unsubscribe_token(ctx.settings, token)  # type: ignore[arg-type]
     return _page(
         "Unsubscribe",
         f"<form method=post action='{html.escape(token)}'>"
@@ -255,9 +262,9 @@ async def unsubscribe_page(token: Token, ctx: PublicCtx) -> HTMLResponse:
 async def unsubscribe(token: Token, ctx: PublicCtx, client: ClientDep, request: Request) -> Any:
     data = await _form_or_json(request)
     one_click = data.get("List-Unsubscribe") in (["One-Click"], "One-Click")
-    lists = await service.unsubscribe(ctx, token, method="one-click" if one_click else "link", client=client)
+    left = await consent.unsubscribe(ctx, token, method="one-click" if one_click else "link", client=client)
     if "json" in request.headers.get("accept", "") or (one_click and "html" not in request.headers.get("accept", "")):
-        return {"status": "unsubscribed", "lists": lists}
+        return {"status": "unsubscribed", "lists": left}
     return _page("Unsubscribed", "<p>You will not receive these mails any more.</p>")
 
 
@@ -266,23 +273,23 @@ async def unsubscribe(token: Token, ctx: PublicCtx, client: ClientDep, request: 
 
 @router.post("/templates", status_code=201, response_model=TemplatePublic, tags=["templates"])
 async def create_template(data: TemplateCreate, ctx: Ctx) -> TemplatePublic:
-    return await service.create_template(ctx, data)
+    return await templates.create_template(ctx, data)
 
 
 @router.get("/templates", response_model=Page[TemplatePublic], tags=["templates"])
 async def list_templates(ctx: Ctx, page: PageDep) -> Page[TemplatePublic]:
-    items, total = await service.list_templates(ctx, page)
+    items, total = await templates.list_templates(ctx, page)
     return make_page(items, total, page)
 
 
 @router.get("/templates/{template_id}", response_model=TemplatePublic, tags=["templates"])
 async def get_template(template_id: Id, ctx: Ctx) -> TemplatePublic:
-    return await service.get_template(ctx, template_id)
+    return await templates.get_template(ctx, template_id)
 
 
 @router.patch("/templates/{template_id}", response_model=TemplatePublic, tags=["templates"])
 async def update_template(template_id: Id, data: TemplateUpdate, ctx: Ctx) -> TemplatePublic:
-    return await service.update_template(ctx, template_id, data)
+    return await templates.update_template(ctx, template_id, data)
 
 
 # -- campaigns -------------------------------------------------------------------------
@@ -290,7 +297,7 @@ async def update_template(template_id: Id, data: TemplateUpdate, ctx: Ctx) -> Te
 
 @router.post("/campaigns", status_code=201, response_model=CampaignPublic, tags=["campaigns"])
 async def create_campaign(data: CampaignCreate, ctx: Ctx) -> CampaignPublic:
-    return await service.create_campaign(ctx, data)
+    return await campaigns.create_campaign(ctx, data)
 
 
 @router.get("/campaigns", response_model=Page[CampaignPublic], tags=["campaigns"])
@@ -299,13 +306,13 @@ async def list_campaigns(
     page: PageDep,
     status: Annotated[str | None, Query(pattern=r"^(draft|scheduled|running|paused|finished|cancelled)$")] = None,
 ) -> Page[CampaignPublic]:
-    items, total = await service.list_campaigns(ctx, page, status=status)
+    items, total = await campaigns.list_campaigns(ctx, page, status=status)
     return make_page(items, total, page)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
 async def get_campaign(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
-    return await service.get_campaign(ctx, campaign_id)
+    return await campaigns.get_campaign(ctx, campaign_id)
 
 
 @router.post(
@@ -315,7 +322,7 @@ async def get_campaign(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
     summary="How many people a campaign with these lists, interests and segments would go to if started now",
 )
 async def count_audience(data: AudienceChoice, ctx: Ctx) -> AudienceCount:
-    return await service.count_audience(ctx, data)
+    return await campaigns.count_audience(ctx, data)
 
 
 @router.get(
@@ -325,22 +332,22 @@ async def count_audience(data: AudienceChoice, ctx: Ctx) -> AudienceCount:
     summary="How many people the campaign goes to (counted as its start would freeze them)",
 )
 async def count_recipients(campaign_id: Id, ctx: Ctx) -> CampaignRecipients:
-    return await service.count_recipients(ctx, campaign_id)
+    return await campaigns.count_recipients(ctx, campaign_id)
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=["campaigns"])
 async def update_campaign(campaign_id: Id, data: CampaignUpdate, ctx: Ctx) -> CampaignPublic:
-    return await service.update_campaign(ctx, campaign_id, data)
+    return await campaigns.update_campaign(ctx, campaign_id, data)
 
 
 @router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignPublic, tags=["campaigns"])
 async def schedule_campaign(campaign_id: Id, data: Schedule, ctx: Ctx) -> CampaignPublic:
-    return await service.schedule_campaign(ctx, campaign_id, data.send_at)
+    return await campaigns.schedule_campaign(ctx, campaign_id, data.send_at)
 
 
 def _action_route(action: CampaignAction) -> None:
     async def act(campaign_id: Id, ctx: Ctx) -> CampaignPublic:
-        return await service.campaign_action(ctx, campaign_id, action)
+        return await campaigns.campaign_action(ctx, campaign_id, action)
 
     act.__name__ = f"{action.value}_campaign"
     router.post(
@@ -363,7 +370,7 @@ for _action in (
 
 @router.post("/campaigns/{campaign_id}/test", response_model=list[SendTestResult], tags=["campaigns"])
 async def send_test(campaign_id: Id, data: SendTest, ctx: Ctx) -> list[SendTestResult]:
-    return await service.send_test(ctx, campaign_id, data)
+    return await campaigns.send_test(ctx, campaign_id, data)
 
 
 @router.get("/campaigns/{campaign_id}/deliveries", response_model=Page[DeliveryPublic], tags=["campaigns"])
@@ -373,7 +380,7 @@ async def list_deliveries(
     page: PageDep,
     status: Annotated[str | None, Query(pattern=r"^(pending|sending|sent|failed|skipped|cancelled)$")] = None,
 ) -> Page[DeliveryPublic]:
-    items, total = await service.list_deliveries(ctx, campaign_id, page, status=status)
+    items, total = await campaigns.list_deliveries(ctx, campaign_id, page, status=status)
     return make_page(items, total, page)
 
 
@@ -384,12 +391,12 @@ async def list_deliveries(
     summary="Confirmation and welcome mails, counted by delivery status",
 )
 async def transactional_mails(ctx: Ctx) -> TransactionalMails:
-    return await service.transactional_mails(ctx)
+    return await campaigns.transactional_mails(ctx)
 
 
 @router.post("/digest", tags=["campaigns"], summary="Build the digest now (draft or started, per configuration)")
 async def build_digest(ctx: Ctx) -> Any:
-    campaign = await service.build_digest(ctx)
+    campaign = await digest.build_digest(ctx)
     if campaign is None:
         return JSONResponse(status_code=200, content={"status": "nothing-new", "message": "no new items for a digest"})
     return campaign
@@ -437,11 +444,11 @@ async def report_bounce(request: Request, ctx: PublicCtx) -> BounceAccepted:
         report = BounceReport.model_validate_json(body)
     except ValidationError as exc:
         raise Invalid("the report is not valid", details=json.loads(exc.json(include_url=False))) from exc
-    await service.report_bounce(ctx, report, message_id=request.headers["webhook-id"])
+    await bounces.report_bounce(ctx, report, message_id=request.headers["webhook-id"])
     return BounceAccepted()
 
 
 @router.get("/bounces", response_model=Page[BouncePublic], tags=["bounces"])
 async def list_bounces(ctx: Ctx, page: PageDep) -> Page[BouncePublic]:
-    items, total = await service.list_bounces(ctx, page)
+    items, total = await bounces.list_bounces(ctx, page)
     return make_page(items, total, page)

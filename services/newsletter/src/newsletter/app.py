@@ -12,9 +12,12 @@ from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
-from newsletter import api, audience, consumers, segments, service
+from newsletter import api, audience, consumers, segments
+from newsletter.campaigns import service as campaigns
 from newsletter.config import Settings
 from newsletter.delivery.engine import DeliveryEngine
+from newsletter.digest.service import build_digest
+from newsletter.members import service as members
 
 log = get_logger(__name__)
 
@@ -22,8 +25,8 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 async def start_engine(ctx: ServiceContext) -> None:
-    ctx.provide(service.ContactFetch())
-    ctx.tasks.append(asyncio.create_task(service.contact_fetcher(ctx.context()), name="contact-fetch"))
+    ctx.provide(members.ContactFetch())
+    ctx.tasks.append(asyncio.create_task(members.contact_fetcher(ctx.context()), name="contact-fetch"))
     settings: Settings = ctx.settings  # type: ignore[assignment]
     if settings.delivery_enabled:
         engine = DeliveryEngine(ctx.db, settings, source=ctx.source)
@@ -41,17 +44,17 @@ async def stop_engine(ctx: ServiceContext) -> None:
 
 async def scheduler(ctx: Context[Settings]) -> None:
     """Start due campaigns, finish done ones, take back dead workers' rows, refresh the gauges."""
-    await service.start_due_campaigns(ctx)
+    await campaigns.start_due_campaigns(ctx)
     engine = ctx.find(DeliveryEngine)
     if engine is not None:
         await engine.release_stale()
-    await service.finish_done_campaigns(ctx)
-    await service.update_queue_metrics(ctx)
+    await campaigns.finish_done_campaigns(ctx)
+    await campaigns.update_queue_metrics(ctx)
 
 
 async def digest(ctx: Context[Settings]) -> None:
     if ctx.settings.digest_enabled:
-        campaign = await service.build_digest(ctx)
+        campaign = await build_digest(ctx)
         if campaign is not None:
             log.info("digest built", campaign_id=campaign.id, status=campaign.status)
 

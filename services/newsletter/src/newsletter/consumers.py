@@ -10,8 +10,10 @@ from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.events import EventMeta
-from newsletter import audience, service
+from newsletter import audience
 from newsletter.config import Settings
+from newsletter.digest import service as digest
+from newsletter.members import service as members
 
 Ctx = Context[Settings]
 
@@ -20,12 +22,12 @@ consumers = Consumers("newsletter-automation")
 
 @consumers.handles(membership.ContactAdded, membership.ContactUpdated)
 async def on_contact(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await service.contact_changed(session, ctx, event.contact)  # a ContactReference: no personal data
+    await members.contact_changed(session, ctx, event.contact)  # a ContactReference: no personal data
 
 
 @consumers.handles(membership.ContactErased)
 async def on_contact_erased(ctx: Ctx, session: AsyncSession, event: membership.ContactErased, meta: EventMeta) -> None:
-    await service.contact_erased(session, ctx, event.contact_id, event.email_sha256.lower())
+    await members.contact_erased(session, ctx, event.contact_id, event.email_sha256.lower())
 
 
 @audience.consumers.handles(membership.OrganisationJoined)
@@ -33,13 +35,13 @@ async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.Organisat
     """In the audience's group, after the joined profile is in the audience read model: the welcome mail
     chooses its recipients by segment, which must see the organisation as it is at this event."""
     await audience.profile_seen(session, event.profile, status="active")
-    await service.organisation_joined(session, ctx, event)
+    await members.organisation_joined(session, ctx, event)
 
 
 @consumers.handles(projects.ProjectRegistered)
 async def on_project(ctx: Ctx, session: AsyncSession, event: projects.ProjectRegistered, meta: EventMeta) -> None:
     p = event.project
-    await service.add_digest_item(
+    await digest.add_digest_item(
         session,
         kind="project",
         ref=f"project:{event.project_id}",
@@ -51,7 +53,7 @@ async def on_project(ctx: Ctx, session: AsyncSession, event: projects.ProjectReg
 
 @consumers.handles(projects.MilestoneReached)
 async def on_milestone(ctx: Ctx, session: AsyncSession, event: projects.MilestoneReached, meta: EventMeta) -> None:
-    await service.add_digest_item(
+    await digest.add_digest_item(
         session,
         kind="milestone",
         ref=f"milestone:{event.milestone_id}",
@@ -64,7 +66,7 @@ async def on_milestone(ctx: Ctx, session: AsyncSession, event: projects.Mileston
 @consumers.handles(projects.DeliverableDueSoon, projects.DeliverableOverdue)
 async def on_deadline(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
     overdue = isinstance(event, projects.DeliverableOverdue)
-    await service.add_digest_item(
+    await digest.add_digest_item(
         session,
         kind="deadline",
         ref=f"deliverable:{event.deliverable_id}:{'overdue' if overdue else event.horizon_days}",
@@ -78,7 +80,7 @@ async def on_deadline(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMe
 async def on_opportunity(
     ctx: Ctx, session: AsyncSession, event: matchmaking.OpportunityPublished, meta: EventMeta
 ) -> None:
-    await service.add_digest_item(
+    await digest.add_digest_item(
         session,
         kind="opportunity",
         ref=f"opportunity:{event.opportunity_id}",

@@ -2,51 +2,69 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from datetime import timedelta
 
-from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.outbox import add_event
-from distretto_shared.web import NotFound
-from newsletter import domain, metrics
-from newsletter.config import Settings
-from newsletter.models import Bounce, Subscriber, utcnow
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+
+from distretto_shared.web import PageParams
+from newsletter.bounces.repository import record_bounce_in
+from newsletter.context import Ctx
+from newsletter.models import (
+    Bounce,
+    BouncePublic,
+    BounceReport,
+    Campaign,
+    WebhookReceipt,
+    utcnow,
+)
+from newsletter.subscribers.service import by_email
+
+# -- bounces -------------------------------------------------------------------------
 
 
-async def record_bounce_in(
-    session: AsyncSession,
-    settings: Settings,
-    source: str,
-    *,
-    subscriber_id: str,
-    kind: domain.BounceKind,
-    reason: str,
-    campaign_id: str | None,
-    origin: str,
-) -> tuple[Bounce, bool]:
-    """Record a bounce in the caller's transaction; suppress when the rule says so."""
-    sub = await session.get(Subscriber, subscriber_id)
-    if sub is None:
-        raise NotFound("no such subscriber")
-    bounce = Bounce(subscriber_id=sub.id, campaign_id=campaign_id, kind=kind.value, source=origin, reason=reason[:1000])
-    if kind == domain.BounceKind.SOFT:
-        sub.soft_bounces += 1
-    newly = False
-    if not sub.suppressed and domain.suppresses(kind, sub.soft_bounces, settings.soft_bounce_limit):
-        sub.suppressed, sub.suppressed_reason, newly = (
-            True,
-            f"{kind.value}-bounce" if kind != "complaint" else "complaint",
-            True,
+WEBHOOK_RECEIPT_KEEP = timedelta(minutes=15)
+"""Longer than the five minutes a signed message stays acceptable: an older id cannot come back."""
+
+
+async def report_bounce(ctx: Ctx, report: BounceReport, *, message_id: str) -> None:
+    """The provider's (verified) bounce report; an unknown address, or a replayed message, changes nothing."""
+    settings = ctx.settings
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            sa.delete(WebhookReceipt).where(col(WebhookReceipt.received_at) < utcnow() - WEBHOOK_RECEIPT_KEEP)
         )
-        metrics.SUPPRESSED.labels(kind.value).inc()
-    bounce.suppressed = sub.suppressed  # the address is suppressed after this bounce (as BounceRecorded says)
-    session.add(bounce)
-    sub.updated_at = utcnow()
-    metrics.BOUNCED.labels(kind.value).inc()
-    add_event(
-        session,
-        contracts.BounceRecorded(subscriber_id=sub.id, kind=kind.value, suppressed=sub.suppressed),
-        source=source,
-    )
-    if newly and kind == domain.BounceKind.COMPLAINT:
-        add_event(session, contracts.SubscriberUnsubscribed(subscriber_id=sub.id, method="complaint"), source=source)
-    return bounce, sub.suppressed
+        if await session.get(WebhookReceipt, message_id[:200]) is not None:
+            return
+        session.add(WebhookReceipt(id=message_id[:200]))
+        sub = await by_email(session, report.email)
+        if sub is None:
+            return
+        campaign_id = report.campaign_id
+        if campaign_id and await session.get(Campaign, campaign_id) is None:
+            campaign_id = None
+        await record_bounce_in(
+            session,
+            settings,
+            ctx.source,
+            subscriber_id=sub.id,
+            kind=report.kind,
+            reason=report.reason,
+            campaign_id=campaign_id,
+            origin=f"webhook:{settings.bounce_webhook_provider}"[:20],
+        )
+
+
+async def list_bounces(ctx: Ctx, page: PageParams) -> tuple[list[BouncePublic], int]:
+    async with ctx.db.read() as session:
+        total = (await session.execute(select(func.count()).select_from(Bounce))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(Bounce).order_by(col(Bounce.at).desc()).offset(page.offset).limit(page.limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return [BouncePublic(**r.model_dump()) for r in rows], total

@@ -17,7 +17,7 @@ from distretto_shared.db import Database
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from newsletter import domain
-from newsletter.bounces.service import record_bounce_in
+from newsletter.bounces.repository import record_bounce_in
 from newsletter.config import Settings
 from newsletter.delivery.compose import CampaignMail
 from newsletter.delivery.ledger import (

@@ -10,8 +10,8 @@ import markupsafe
 from jinja2 import TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+import newsletter.delivery.sandbox as sandbox
 from newsletter import domain
-from newsletter.delivery import sandbox
 
 # -- checks -----------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Automation from membership's events."""
