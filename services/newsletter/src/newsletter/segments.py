@@ -1,3 +1,5 @@
+# Over 500 lines: the segment aggregate in one module (rules, their compiled SQL, counting, routes);
+# its move into a segments/ package (models, domain, repository, api) is open work of the service-shape issue.
 """Segments: saved, named rules over the audience attributes, lists and interests.
 
 A rule is a tree of groups (``all`` / ``any`` / ``none`` of the rules below) and conditions

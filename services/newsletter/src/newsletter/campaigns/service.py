@@ -1,3 +1,5 @@
+# Over 500 lines: the campaign aggregate's use cases (edit, audience, start with its render check,
+# schedule, finish, test sends, the ledger's views); each is short, and they share the campaign's loaders.
 """Use cases of campaigns: edit, audience, lifecycle (start, schedule, finish), test sends, the delivery ledger."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Over 500 lines: one class, the engine — its workers, claims, leases and group committer share
+# state (queue, tokens, lease clock) and their ordering is the exactly-once guarantee (see delivery/__init__.py).
 """The delivery engine: workers claiming, rendering, sending and recording ledger rows (see the package's text)."""
 
 from __future__ import annotations
