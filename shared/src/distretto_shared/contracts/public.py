@@ -123,7 +123,7 @@ class ProjectRegistered(_Project):
 
 
 class ProjectStatusChanged(_Project):
-    """A project's status changed (signed, closed, terminated or planned/ongoing)."""
+    """A project's status changed (SIGNED, CLOSED, TERMINATED or planned/ongoing)."""
 
     event_type = "distretto.public.project.status_changed.v1"
     old_status: str
