@@ -26,7 +26,7 @@ _ROUTE_PARAM = re.compile(r"\{[^}]*\}")
 
 
 def service_routes() -> dict[str, list[tuple[str, str]]]:
-    """``(METHOD, /api/<service>/path)`` of every route each service's router declares (decorated or generated).
+    """``(METHOD, /api/<service>/path)`` of every route each service's routers declare (decorated or generated).
 
     Imported here, beside the gateway: each service's tables are on its own metadata.
     """
@@ -34,9 +34,12 @@ def service_routes() -> dict[str, list[tuple[str, str]]]:
     for service in SERVICES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            router = importlib.import_module(service + ".api").router
+            spec = importlib.import_module(service + ".app").SPEC
         found[service] = [
-            (m, f"/api/{service}{r.path}") for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())
+            (m, f"/api/{service}{r.path}")
+            for router in spec.routers
+            for r in router.routes
+            for m in sorted(getattr(r, "methods", ()) or ())
         ]
     return found
 
