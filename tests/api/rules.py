@@ -53,6 +53,40 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
                 yield path, method, item[method]
 
 
+def _is_id(name: str) -> bool:
+    return name == "id" or name.endswith("_id")
+
+
+def _id_problem(doc: dict[str, Any], where: str, node: Any) -> str | None:
+    """A sentence when an id given as text is not documented as a dashed UUID (integer ids, such as a
+    log's positions, are numbers and not concerned)."""
+    node = _resolve(doc, node)
+    variants = [_resolve(doc, v) for v in node.get("anyOf", [node])]
+    texts = [v for v in variants if v.get("type") == "string"]
+    if texts and not all(v.get("format") == "uuid" for v in texts):
+        return f"{where}: an id without format uuid"
+    return None
+
+
+def id_problems(doc: dict[str, Any]) -> list[str]:
+    """Ids in one form (docs/api-conventions.md, "Ids"): every ``id``/``*_id`` property of every schema
+    and every ``*_id`` path parameter that is text is ``format: uuid``."""
+    found: list[str] = []
+    for path, method, op in _operations(doc):
+        for param in (_resolve(doc, p) for p in op.get("parameters", [])):
+            if param.get("in") == "path" and _is_id(param.get("name", "")):
+                problem = _id_problem(doc, f"{method.upper()} {path}: path {param['name']}", param.get("schema", {}))
+                if problem:
+                    found.append(problem)
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        for prop, node in (schema.get("properties") or {}).items():
+            if _is_id(prop):
+                problem = _id_problem(doc, f"{name}.{prop}", node)
+                if problem:
+                    found.append(problem)
+    return found
+
+
 def problems(doc: dict[str, Any], *, authenticated: bool = True) -> list[str]:
     """Every convention ``doc`` breaks, one sentence each."""
     found: list[str] = []

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from .rules import problems
+from .rules import id_problems, problems
 from .targets import TARGETS, openapi_document
 
 NOT_YET: dict[str, list[str]] = {}
 """Broken conventions still to fix, named one by one (docs/api-conventions.md, "Not yet"); empty since
 the projects service's vocabularies (and newsletter's segment roles that repeat them) went lower snake
 case. The test fails when a listed one is fixed (take it off the list) as when a new one appears."""
+
+
+IDS_IN_ONE_FORM = (
+    "gateway",
+    "partners",
+)
+"""The services whose ids are in one form (docs/api-conventions.md, "Ids"): every text id of their
+documents is a dashed UUID. A service that moves joins with one line here."""
+
+
+@pytest.mark.parametrize("name", IDS_IN_ONE_FORM)
+def test_ids_are_documented_as_dashed_uuids(name: str) -> None:
+    found = id_problems(openapi_document(name))
+    assert not found, f"{len(found)} ids of {name} not in the one form:\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -59,6 +73,30 @@ def test_the_rules_see_each_convention_broken() -> None:
         },
     }
     found = "\n".join(problems(broken))
+    ids = id_problems(
+        {
+            "paths": {
+                "/things/{thing_id}": {
+                    "get": {"parameters": [{"in": "path", "name": "thing_id", "schema": {"type": "string"}}]}
+                }
+            },
+            "components": {
+                "schemas": {
+                    "Thing": {
+                        "properties": {
+                            "id": {"type": "string", "format": "uuid"},
+                            "owner_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                            "message_id": {"type": "integer"},
+                        }
+                    }
+                }
+            },
+        }
+    )
+    assert ids == [
+        "GET /things/{thing_id}: path thing_id: an id without format uuid",
+        "Thing.owner_id: an id without format uuid",
+    ]
     assert "HTTPValidationError" in found
     assert "GET /things: query offset has no minimum and maximum" in found
     assert "GET /things: response 422 is not the shared error shape" in found

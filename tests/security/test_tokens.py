@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,7 +197,9 @@ async def _set_key_expiry(database: DatabaseTarget, key_id_: str, when: datetime
     )
     try:
         async with engine.begin() as conn:
-            done = await conn.execute(table.update().where(table.c.id == key_id_).values(expires_at=when))
+            # the API answers the key's id dashed; the gateway stores its 32-hex form
+            stored = uuid.UUID(key_id_).hex
+            done = await conn.execute(table.update().where(table.c.id == stored).values(expires_at=when))
             assert done.rowcount == 1
     finally:
         await engine.dispose()

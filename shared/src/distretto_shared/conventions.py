@@ -279,6 +279,15 @@ Id = Annotated[
 ]
 """An id in a response (answered dashed) or a request (either form accepted, made dashed)."""
 
+HexId = Annotated[
+    str,
+    BeforeValidator(hex_id),
+    WithJsonSchema({"type": "string", "format": "uuid"}),
+]
+"""An id in a path or body of a service that stores the 32-hex form: either form accepted, given to
+the use case as 32 hex digits (documented as ``format: uuid``, the form the answers carry). Anything
+else is passed on unchanged, for the lookup to refuse (404)."""
+
 
 FROM_TEXT = {"from_text": True}
 """Validation context for values read from text (a CSV cell): numbers may come as strings there."""

@@ -17,6 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from distretto_shared.context import Context
+from distretto_shared.conventions import HexId
 from distretto_shared.identity import ANONYMOUS
 from distretto_shared.web import NotFound, Page, PageParams, page_params
 from gateway import openapi, service
@@ -118,12 +119,12 @@ async def list_users(
 
 
 @router.get("/auth/users/{user_id}", tags=["auth"], summary="One user account")
-async def get_user(user_id: str, gw: GatewayDep) -> UserPublic:
+async def get_user(user_id: HexId, gw: GatewayDep) -> UserPublic:
     return await service.get_user(_db(gw), user_id)
 
 
 @router.patch("/auth/users/{user_id}", tags=["auth"], summary="Change a user's role, password or status")
-async def update_user(user_id: str, body: UserUpdate, gw: GatewayDep) -> UserPublic:
+async def update_user(user_id: HexId, body: UserUpdate, gw: GatewayDep) -> UserPublic:
     return await service.update_user(_db(gw), gw.passwords, user_id, body, gw.auth.sessions)
 
 
@@ -144,7 +145,7 @@ async def list_api_keys(
 
 
 @router.delete("/auth/api-keys/{key_id}", tags=["auth"], summary="Revoke an API key")
-async def revoke_api_key(key_id: str, gw: GatewayDep) -> ApiKeyPublic:
+async def revoke_api_key(key_id: HexId, gw: GatewayDep) -> ApiKeyPublic:
     key = await service.revoke_api_key(_db(gw), key_id)
     gw.auth.forget_api_key(key_id)
     return key

@@ -14,7 +14,7 @@ from pydantic import Field as Attr
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
-from distretto_shared.conventions import StrictInt, UtcDateTime, format_utc
+from distretto_shared.conventions import Id, StrictInt, UtcDateTime, format_utc
 from distretto_shared.identity import Principal
 from distretto_shared.tables import service_registry
 from gateway.domain import Role
@@ -73,7 +73,7 @@ class UserCreate(BaseModel):
     email: str = Attr(max_length=254)
     password: str = Attr(min_length=12, max_length=256, description="At least 12 characters")
     role: Role
-    organisation_id: str | None = Attr(default=None, max_length=64)
+    organisation_id: Id | None = Attr(default=None, max_length=64)
 
     @field_validator("email")
     @classmethod
@@ -87,16 +87,16 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     active: bool | None = None
     password: str | None = Attr(default=None, min_length=12, max_length=256)
-    organisation_id: str | None = Attr(default=None, max_length=64)
+    organisation_id: Id | None = Attr(default=None, max_length=64)
 
 
 class UserPublic(BaseModel):
     """A user account as the API shows it (never the password hash)."""
 
-    id: str
+    id: Id
     email: str
     role: Role
-    organisation_id: str | None
+    organisation_id: Id | None
     active: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -146,7 +146,7 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Attr(min_length=1, max_length=200, description="Who the key is for")
     role: Role = Role.PARTNER
-    organisation_id: str | None = Attr(default=None, max_length=64)
+    organisation_id: Id | None = Attr(default=None, max_length=64)
     scopes: list[str] = Attr(
         min_length=1,
         max_length=50,
@@ -190,11 +190,11 @@ class ApiKeyCreate(BaseModel):
 class ApiKeyPublic(BaseModel):
     """An API key as lists show it (never the key)."""
 
-    id: str
+    id: Id
     name: str
     prefix: str
     role: Role
-    organisation_id: str | None
+    organisation_id: Id | None
     created_by: str | None
     created_at: UtcDateTime
     revoked_at: UtcDateTime | None
@@ -249,7 +249,7 @@ class Identity(BaseModel):
     """``user:<id>`` or ``apikey:<id>``."""
     role: Role
     email: str | None = None
-    organisation_id: str | None = None
+    organisation_id: Id | None = None
     via: str
     """``token`` or ``api_key``."""
     scopes: tuple[str, ...] = ()

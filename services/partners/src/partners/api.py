@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from distretto_shared.contracts import public as pub
+from distretto_shared.conventions import HexId
 from distretto_shared.identity import Principal
 from distretto_shared.web import Invalid, Page, PageParams, current_principal, make_page, page_params
 from partners import domain, metrics, service
@@ -199,7 +200,7 @@ async def create_partner(data: PartnerCreate, caller: Caller, d: Deps) -> Partne
     tags=["partners"],
     summary="Direct Kafka access: a SCRAM user reading the granted public topics (password shown this once)",
 )
-async def grant_kafka(partner_id: str, caller: Caller, d: Deps) -> KafkaAccessOut:
+async def grant_kafka(partner_id: HexId, caller: Caller, d: Deps) -> KafkaAccessOut:
     """Called again, gives a new password (the previous one stops working)."""
     service.require_admin(caller)
     return await service.grant_kafka(d, partner_id)
@@ -208,7 +209,7 @@ async def grant_kafka(partner_id: str, caller: Caller, d: Deps) -> KafkaAccessOu
 @router.delete(
     "/partners/{partner_id}/kafka", tags=["partners"], summary="Remove the partner's Kafka user and its ACLs"
 )
-async def revoke_kafka(partner_id: str, caller: Caller, d: Deps) -> PartnerPublic:
+async def revoke_kafka(partner_id: HexId, caller: Caller, d: Deps) -> PartnerPublic:
     service.require_admin(caller)
     return _partner(await service.revoke_kafka(d, partner_id))
 
@@ -223,13 +224,13 @@ async def list_partners(
 
 
 @router.get("/partners/{partner_id}", tags=["partners"], summary="One partner")
-async def get_partner(partner_id: str, caller: Caller, d: Deps) -> PartnerPublic:
+async def get_partner(partner_id: HexId, caller: Caller, d: Deps) -> PartnerPublic:
     service.require_admin(caller)
     return _partner(await service.get_partner(d, partner_id))
 
 
 @router.patch("/partners/{partner_id}", tags=["partners"], summary="Change a partner (grant, key, active)")
-async def update_partner(partner_id: str, data: PartnerUpdate, caller: Caller, d: Deps) -> PartnerPublic:
+async def update_partner(partner_id: HexId, data: PartnerUpdate, caller: Caller, d: Deps) -> PartnerPublic:
     service.require_admin(caller)
     return _partner(await service.update_partner(d, partner_id, data))
 
@@ -240,21 +241,21 @@ async def update_partner(partner_id: str, data: PartnerUpdate, caller: Caller, d
     tags=["webhooks"],
     summary="Add a webhook endpoint (its signing secret is shown this once)",
 )
-async def create_endpoint(partner_id: str, data: EndpointCreate, caller: Caller, d: Deps) -> EndpointWithSecret:
+async def create_endpoint(partner_id: HexId, data: EndpointCreate, caller: Caller, d: Deps) -> EndpointWithSecret:
     service.require_admin(caller)
     endpoint, secret = await service.create_endpoint(d, partner_id, data.url, data.event_types)
     return EndpointWithSecret(**_endpoint(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/partners/{partner_id}/webhooks", tags=["webhooks"], summary="A partner's webhook endpoints")
-async def list_endpoints(partner_id: str, caller: Caller, d: Deps) -> list[EndpointPublic]:
+async def list_endpoints(partner_id: HexId, caller: Caller, d: Deps) -> list[EndpointPublic]:
     service.require_admin(caller)
     await service.get_partner(d, partner_id)
     return [_endpoint(e) for e in await service.list_endpoints(d, partner_id)]
 
 
 @router.get("/webhooks/{endpoint_id}", tags=["webhooks"], summary="One webhook endpoint")
-async def get_endpoint(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+async def get_endpoint(endpoint_id: HexId, caller: Caller, d: Deps) -> EndpointPublic:
     service.require_admin(caller)
     return _endpoint(await service.get_endpoint(d, endpoint_id))
 
@@ -264,33 +265,33 @@ async def get_endpoint(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPub
     tags=["webhooks"],
     summary="New signing secret (shown once); the old one also signs for a day",
 )
-async def rotate_secret(endpoint_id: str, caller: Caller, d: Deps) -> EndpointWithSecret:
+async def rotate_secret(endpoint_id: HexId, caller: Caller, d: Deps) -> EndpointWithSecret:
     service.require_admin(caller)
     endpoint, secret = await service.rotate_secret(d, endpoint_id)
     return EndpointWithSecret(**_endpoint(endpoint).model_dump(), secret=secret)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["webhooks"], summary="Enable an endpoint again")
-async def enable(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+async def enable(endpoint_id: HexId, caller: Caller, d: Deps) -> EndpointPublic:
     service.require_admin(caller)
     return _endpoint(await service.set_enabled(d, endpoint_id, True))
 
 
 @router.post("/webhooks/{endpoint_id}/disable", tags=["webhooks"], summary="Disable an endpoint")
-async def disable(endpoint_id: str, caller: Caller, d: Deps) -> EndpointPublic:
+async def disable(endpoint_id: HexId, caller: Caller, d: Deps) -> EndpointPublic:
     service.require_admin(caller)
     return _endpoint(await service.set_enabled(d, endpoint_id, False))
 
 
 @router.post("/webhooks/{endpoint_id}/replay", tags=["webhooks"], summary="Send one event again, or all since a time")
-async def replay(endpoint_id: str, data: ReplayRequest, caller: Caller, d: Deps) -> ReplayResult:
+async def replay(endpoint_id: HexId, data: ReplayRequest, caller: Caller, d: Deps) -> ReplayResult:
     service.require_admin(caller)
     return ReplayResult(queued=await service.replay(d, endpoint_id, data.event_id, data.since))
 
 
 @router.get("/webhooks/{endpoint_id}/messages", tags=["webhooks"], summary="Messages of an endpoint (newest first)")
 async def messages(
-    endpoint_id: str, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
+    endpoint_id: HexId, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
 ) -> Page[MessagePublic]:
     service.require_admin(caller)
     await service.get_endpoint(d, endpoint_id)
@@ -300,7 +301,7 @@ async def messages(
 
 @router.get("/webhooks/{endpoint_id}/attempts", tags=["webhooks"], summary="Delivery log: every attempt")
 async def attempts(
-    endpoint_id: str, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
+    endpoint_id: HexId, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
 ) -> Page[AttemptPublic]:
     service.require_admin(caller)
     await service.get_endpoint(d, endpoint_id)

@@ -12,7 +12,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from distretto_shared.contracts.public import PUBLIC_TYPE_NAMES
-from distretto_shared.conventions import UtcDateTime
+from distretto_shared.conventions import HexId, Id, UtcDateTime
 from distretto_shared.tables import service_registry
 
 
@@ -187,7 +187,7 @@ class PartnerCreate(BaseModel):
 
     name: str = PField(min_length=1, max_length=200)
     event_types: list[str] = PField(min_length=1, max_length=50)
-    api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+    api_key_id: HexId | None = PField(default=None, min_length=1, max_length=64)
     contact_email: str | None = PField(default=None, max_length=320)
     """Where the partner is told that an endpoint was disabled."""
     kafka: bool = False
@@ -202,7 +202,7 @@ class PartnerUpdate(BaseModel):
 
     name: str | None = PField(default=None, min_length=1, max_length=200)
     event_types: list[str] | None = PField(default=None, min_length=1, max_length=50)
-    api_key_id: str | None = PField(default=None, min_length=1, max_length=64)
+    api_key_id: HexId | None = PField(default=None, min_length=1, max_length=64)
     contact_email: str | None = PField(default=None, max_length=320)
     active: bool | None = None
 
@@ -215,10 +215,10 @@ class PartnerUpdate(BaseModel):
 
 
 class PartnerPublic(BaseModel):
-    id: str
+    id: Id
     name: str
     event_types: list[str]
-    api_key_id: str | None
+    api_key_id: Id | None
     contact_email: str | None = None
     active: bool
     kafka_user: str | None = None
@@ -257,8 +257,8 @@ class EndpointCreate(BaseModel):
 
 
 class EndpointPublic(BaseModel):
-    id: str
-    partner_id: str
+    id: Id
+    partner_id: Id
     url: str
     event_types: list[str]
     enabled: bool
@@ -279,7 +279,7 @@ class EndpointWithSecret(EndpointPublic):
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str | None = PField(default=None, min_length=1, max_length=64)
+    event_id: Id | None = PField(default=None, min_length=1, max_length=64)
     since: UtcDateTime | None = None
 
 
@@ -289,9 +289,9 @@ class ReplayResult(BaseModel):
 
 class MessagePublic(BaseModel):
     id: int
-    endpoint_id: str
+    endpoint_id: Id
     seq: int
-    event_id: str
+    event_id: Id
     event_type: str
     status: str
     attempts: int
@@ -304,7 +304,7 @@ class MessagePublic(BaseModel):
 class AttemptPublic(BaseModel):
     id: int
     message_id: int
-    event_id: str
+    event_id: Id
     attempt: int
     at: UtcDateTime
     status_code: int | None
