@@ -14,7 +14,7 @@ import pytest
 
 from distretto_dev.testing import KEYRING, DatabaseTarget, ServiceProcess, free_port
 from gateway.domain import ANY_METHOD, POLICY, Policy, Role
-from gateway.service import Unauthorized
+from gateway.identify import Unauthorized
 
 from .conftest import (
     ADMIN_EMAIL,
@@ -337,7 +337,7 @@ async def test_a_remembered_token_still_expires(sqlite_database: DatabaseTarget,
 
 def test_token_cache_is_bounded_least_recently_used_first(sqlite_database: DatabaseTarget) -> None:
     from gateway.config import Settings
-    from gateway.service import Authenticator
+    from gateway.identify import Authenticator
 
     settings = Settings(database_url=sqlite_database.url, token_cache_size=2)
     auth = Authenticator(settings, db=None, signer=KEYRING.signer("gateway"))  # type: ignore[arg-type]

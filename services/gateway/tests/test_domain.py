@@ -208,8 +208,8 @@ def test_a_token_newer_than_this_workers_view_of_its_user_is_asked_of_the_databa
     """Another worker changed the user (session version 3 → 4) and minted a token since this one last
     read it: that token is not refused as ended — only the database can say (``None``) — while a token
     older than what this worker knows is ended at once."""
+    from gateway.identify import Authenticator, Sessions
     from gateway.models import Identity
-    from gateway.service import Authenticator, Sessions
 
     auth = Authenticator.__new__(Authenticator)
     auth.sessions = Sessions.__new__(Sessions)

@@ -23,6 +23,7 @@ from distretto_shared.web import NotFound, Page, PageParams, page_params
 from gateway import openapi, service
 from gateway.config import Settings
 from gateway.domain import Role
+from gateway.identify import Unauthorized
 from gateway.models import (
     ApiKeyCreate,
     ApiKeyIssued,
@@ -35,7 +36,7 @@ from gateway.models import (
     UserPublic,
     UserUpdate,
 )
-from gateway.proxy import Gateway
+from gateway.runtime import Gateway
 
 router = APIRouter()
 
@@ -61,7 +62,7 @@ def identity_of(request: Request) -> Identity:
     """Dependency: the caller, as verified by the middleware (these routes are never public)."""
     identity = request.scope.get("state", {}).get("identity")
     if identity is None:
-        raise service.Unauthorized("Authentication required")
+        raise Unauthorized("Authentication required")
     assert isinstance(identity, Identity)
     return identity
 
@@ -93,7 +94,7 @@ async def me(identity: IdentityDep) -> Identity:
 @router.post("/auth/password", tags=["auth"], summary="Change my own password", status_code=204)
 async def change_password(body: PasswordChange, identity: IdentityDep, gw: GatewayDep) -> None:
     if not identity.principal.startswith("user:"):
-        raise service.Unauthorized("Only a user logged in with a token has a password")
+        raise Unauthorized("Only a user logged in with a token has a password")
     await service.change_password(
         _db(gw),
         gw.passwords,

@@ -29,7 +29,8 @@ from distretto_shared.migrations import upgrade_async
 from distretto_shared.web import BodyLimitMiddleware
 from gateway import api, service
 from gateway.config import Settings
-from gateway.proxy import Gateway, GatewayMiddleware
+from gateway.proxy import GatewayMiddleware
+from gateway.runtime import Gateway
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 

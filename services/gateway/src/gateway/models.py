@@ -62,7 +62,7 @@ class User(UserBase, table=True):
     active: bool = True
     session_version: int = 1
     """Carried in every token issued to the user; raised when the role, organisation, active flag
-    or password changes, which ends every token issued before (see ``service.Sessions``)."""
+    or password changes, which ends every token issued before (see ``identify.Sessions``)."""
     created_at: UtcDateTime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: UtcDateTime = Field(default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -7,7 +7,6 @@ pools (httpx serves only the cold paths: OpenAPI aggregation and health checks).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -15,39 +14,33 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distretto_shared import metrics, tracing
 from distretto_shared.conventions import error_content
-from distretto_shared.db import Database
-from distretto_shared.identity import ANONYMOUS, TokenSigner
+from distretto_shared.identity import ANONYMOUS
 from distretto_shared.logging import get_logger
 from distretto_shared.web import address_allowed, log_access
-from gateway.config import Settings
 from gateway.domain import (
     ALLOWED,
     CONSOLE,
     GATEWAY,
-    PROBES,
     Decision,
-    Policy,
-    RateLimiter,
     decide,
     is_console_path,
     retry_after_header,
     split_upstream,
 )
+from gateway.identify import Unauthorized
 from gateway.models import Identity
-from gateway.service import Authenticator, Passwords, Unauthorized
+from gateway.runtime import UPSTREAM_ERRORS, Gateway
 from gateway.upstream import (
     ClientGone,
     ConnectRefused,
     ConnectTimeout,
     PoolTimeout,
     ReadTimeout,
-    Upstream,
     UpstreamClosed,
     UpstreamError,
     WriteTimeout,
@@ -65,11 +58,6 @@ LATENCY = Histogram(
     "Time from request to the end of the response, by policy route and upstream",
     ["route", "upstream"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-UPSTREAM_ERRORS = Counter(
-    "distretto_gateway_upstream_errors_total",
-    "Upstream failures: refused (502), timeout (504), broken (502, or cut mid-response)",
-    ["upstream", "kind"],
 )
 RATE_LIMITED = Counter("distretto_gateway_rate_limited_total", "Requests refused with 429", ["bucket"])
 DENIED = Counter("distretto_gateway_denied_total", "Requests refused by authentication or policy", ["status"])
@@ -155,90 +143,6 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: list
         }
     )
     await send({"type": "http.response.body", "body": data})
-
-
-class Gateway:
-    """The gateway's running parts: HTTP client pool, authenticator, limiters, policy."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.policy = Policy()
-        self.upstreams = settings.upstreams()
-        metrics.zero(UPSTREAM_ERRORS, self.upstreams, ("refused", "timeout", "broken", "cut"))
-        self.started = False
-        self.db: Database | None = None
-        self.passwords: Passwords
-        self.auth: Authenticator
-        self.client: httpx.AsyncClient
-        """For the cold paths (OpenAPI documents, health checks); proxied requests use ``targets``."""
-        self.targets: dict[str, Upstream] = {}
-        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-        self.anonymous_limiter = RateLimiter(
-            settings.anonymous_rate_limit_per_minute, settings.anonymous_rate_limit_burst
-        )
-        self.login_limiter = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
-        self.openapi_cache: tuple[float, dict[str, Any]] | None = None
-        self.metrics_addresses = settings.metrics_allowed_addresses
-        self.probe_cache: dict[str, tuple[float, asyncio.Future[dict[str, dict[str, Any]]]]] = {}
-        """/healthz and /readyz upstream checks in flight or recent: probe path → (fresh until, result)."""
-        self.signer: TokenSigner
-        """Mints the credential each proxied request carries to its service."""
-
-    def own_headers(self, service: str) -> dict[str, str]:
-        """Headers for the gateway's own calls to ``service`` (OpenAPI documents)."""
-        return self.signer.service_headers(service)
-
-    async def start(self, db: Database, signer: TokenSigner) -> None:
-        """Open the connection pools; build the authenticator on the service's database."""
-        s = self.settings
-        self.db = db
-        self.signer = signer
-        self.passwords = Passwords(s)
-        self.auth = Authenticator(s, db, signer)
-        await self.auth.sessions.start()
-        pool_options = {
-            "max_connections": s.max_connections,
-            "max_idle": s.max_keepalive_connections,
-            "connect_timeout": s.connect_timeout,
-            "pool_timeout": s.pool_timeout,
-            # below uvicorn's 5 s keep-alive, so we never reuse a socket the service is closing
-            "keepalive_expiry": 4.0,
-        }
-        self.targets = {name: Upstream(name, url, pool_options) for name, url in self.upstreams.items()}
-        # --- the console: paths go on unchanged (no /api/<name> prefix to strip)
-        self.targets[CONSOLE] = Upstream(CONSOLE, s.console_url, pool_options, api_prefix=b"")
-        # ---
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
-            ),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=8, keepalive_expiry=4.0),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        self.started = True
-
-    async def stop(self) -> None:
-        """Close the connection pools."""
-        if self.started:
-            await self.auth.sessions.stop()
-            for target in self.targets.values():
-                target.close()
-            await self.client.aclose()
-            self.started = False
-
-    def rate_limit(self, identity: Identity | None, client: str, method: str, path: str) -> tuple[float, str]:
-        """Seconds to wait (0: go ahead) and the bucket that said so."""
-        if path in PROBES and method in ("GET", "HEAD"):
-            return 0.0, "probe"  # probes and scrapes are never starved by anonymous traffic
-        now = time.monotonic()
-        if method == "POST" and path == "/auth/token":
-            wait = self.login_limiter.take(client, now)
-            if wait:
-                return wait, "login"
-        if identity is not None:
-            return self.limiter.take(identity.principal, now), "principal"
-        return self.anonymous_limiter.take(client, now), "anonymous"
 
 
 class GatewayMiddleware:

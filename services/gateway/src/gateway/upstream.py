@@ -18,6 +18,11 @@ What it does, and no more:
   connection; the reading side is paused when the caller does not keep up;
 * time-outs: connect, pool wait, write (the service not taking the body) and read (no
   byte of the answer for that long), each raising its own :class:`UpstreamError`.
+
+Why one file over 500 lines: :class:`Connection` (the protocol and the parser's callbacks, two
+thirds of it), :class:`Pool` and :class:`Upstream` are one small client whose parts share each
+connection's private state (reusable or not, idle since, paused reading) on the hot path; split, that
+state would become an interface between modules for no reader's gain. The errors are its vocabulary.
 """
 
 from __future__ import annotations

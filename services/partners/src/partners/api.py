@@ -14,6 +14,7 @@ from distretto_shared.conventions import HexId
 from distretto_shared.identity import Principal
 from distretto_shared.web import Invalid, Page, PageParams, current_principal, make_page, page_params
 from partners import domain, metrics, service
+from partners.log import LogTail, Notifier, read_log
 from partners.models import (
     AttemptPublic,
     EndpointCreate,
@@ -37,7 +38,7 @@ Caller = Annotated[Principal, Depends(current_principal)]
 def deps(request: Request) -> service.Deps:
     """The use cases' dependencies."""
     ctx = request.app.state.ctx
-    return service.Deps(db=ctx.db, settings=ctx.settings, notifier=ctx.singletons[service.Notifier])
+    return service.Deps(db=ctx.db, settings=ctx.settings, notifier=ctx.singletons[Notifier])
 
 
 Deps = Annotated[service.Deps, Depends(deps)]
@@ -119,7 +120,7 @@ async def _events(
     again before each batch: a partner deactivated (or a type withdrawn) stops receiving at once,
     not at its next reconnection."""
     settings = d.settings
-    tail: service.LogTail = request.app.state.ctx.singletons[service.LogTail]
+    tail: LogTail = request.app.state.ctx.singletons[LogTail]
     metrics.STREAMS_OPEN.inc()
     held = 0
     try:
@@ -136,7 +137,7 @@ async def _events(
                 regrant = False
             if tail.last_seq > checked:
                 newest = tail.last_seq
-                rows = await service.read_log(d, position, types, settings.stream_batch_size)
+                rows = await read_log(d.db, position, types, settings.stream_batch_size)
                 held = len(rows)
                 metrics.STREAM_BUFFERED.inc(held)
                 for row in rows:

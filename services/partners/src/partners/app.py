@@ -20,7 +20,8 @@ from distretto_shared.logging import get_logger
 from partners import api, consumers
 from partners.config import Settings
 from partners.delivery import DeliveryWorker
-from partners.service import Deps, LogTail, Notifier
+from partners.log import LogTail, Notifier
+from partners.service import Deps
 
 log = get_logger(__name__)
 

@@ -19,8 +19,9 @@ from distretto_shared.contracts import projects as pj
 from distretto_shared.contracts import public as pub
 from distretto_shared.events import EventMeta
 from partners import domain
+from partners.log import publish_public
 from partners.models import OrganisationView, ProjectView
-from partners.service import erase_contact_address, publish_public
+from partners.service import erase_contact_address
 
 consumers = Consumers("partners-projector")
 

@@ -24,8 +24,9 @@ from sqlmodel import col, select
 from distretto_shared.logging import get_logger
 from distretto_shared.sealing import SealError
 from partners import domain, notices
+from partners.log import aware, now
 from partners.models import PublicEventRow, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from partners.service import Deps, aware, now
+from partners.service import Deps
 
 log = get_logger(__name__)
 

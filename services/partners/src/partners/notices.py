@@ -17,11 +17,13 @@ import aiosmtplib
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from distretto_shared.conventions import canonical_id
 from distretto_shared.logging import get_logger
 from partners import metrics
 from partners.config import Settings
+from partners.log import now
 from partners.models import Partner, WebhookAttempt, WebhookEndpoint
-from partners.service import Deps, now
+from partners.service import Deps
 
 log = get_logger(__name__)
 
@@ -40,7 +42,7 @@ def compose(settings: Settings, partner: Partner, endpoint: WebhookEndpoint, las
     msg.set_content(
         f"""Gentile {partner.name},
 
-l'endpoint webhook {endpoint.url} (id {endpoint.id}) non ha accettato consegne dal {since}
+l'endpoint webhook {endpoint.url} (id {canonical_id(endpoint.id)}) non ha accettato consegne dal {since}
 ed è stato disattivato. Ultimo errore: {error}
 Gli eventi restano in coda: quando il ricevitore funziona di nuovo, chiedete all'amministratore
 della piattaforma di riattivarlo e la coda riparte dal primo evento non consegnato, in ordine.
@@ -49,7 +51,7 @@ della piattaforma di riattivarlo e la coda riparte dal primo evento non consegna
 
 Dear {partner.name},
 
-the webhook endpoint {endpoint.url} (id {endpoint.id}) has not accepted a delivery since {since}
+the webhook endpoint {endpoint.url} (id {canonical_id(endpoint.id)}) has not accepted a delivery since {since}
 and was disabled. Last error: {error}
 Events keep queuing: once your receiver works again, ask the platform's admin to enable it and
 the queue resumes from the first undelivered event, in order.

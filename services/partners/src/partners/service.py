@@ -1,4 +1,5 @@
-"""Use cases of the partners service: projection, partners, webhook endpoints, replay, the log."""
+"""Use cases of the partners service: partners, webhook endpoints, replay, the delivery log (the
+public-event log is :mod:`partners.log`, direct Kafka access :mod:`partners.kafka_grants`)."""
 
 from __future__ import annotations
 
@@ -6,29 +7,19 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from distretto_shared.contracts import public as pub
 from distretto_shared.db import Database
 from distretto_shared.identity import Principal, Role
-from distretto_shared.kafka_security import (
-    KafkaAccess,
-    KafkaAccessError,
-    new_password,
-    partner_acls,
-    partner_user,
-    principal_of,
-)
-from distretto_shared.outbox import add_event
-from distretto_shared.topics import topic_name
-from distretto_shared.web import Conflict, DomainError, Forbidden, Invalid, NotFound
-from partners import domain
+from distretto_shared.web import Conflict, Forbidden, Invalid, NotFound
+from partners import domain, kafka_grants
 from partners.config import Settings
+from partners.log import Notifier, endpoint_types, now
 from partners.models import (
     KafkaAccessOut,
     Partner,
@@ -38,80 +29,6 @@ from partners.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
-
-SOURCE = "/distretto/partners"
-LOG_LOCK_KEY = 0x5041_5254  # "PART": serialises appends to the public-event log on PostgreSQL
-
-
-def now() -> datetime:
-    """The current UTC time."""
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class Notifier:
-    """Wakes every waiter (streams, delivery workers) after a commit that appended to the log."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        """Wake all current waiters."""
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait for the next notification (True) or the timeout (False)."""
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-
-class LogTail:
-    """The newest position of the public-event log, watched by one task per process for all its
-    streams: a stream that has read everything waits here instead of querying the database, so
-    a thousand idle streams cost one small query per poll, not a thousand."""
-
-    def __init__(self, db: Database, notifier: Notifier, poll_seconds: float) -> None:
-        self.db = db
-        self.notifier = notifier
-        self.poll_seconds = poll_seconds
-        self.last_seq = 0
-        self._moved = Notifier()
-
-    async def refresh(self) -> int:
-        """Read the newest position; wake the waiting streams when it moved."""
-        async with self.db.read() as session:
-            newest = (await session.execute(sa.select(sa.func.max(PublicEventRow.seq)))).scalar()
-        if newest is not None and int(newest) > self.last_seq:
-            self.last_seq = int(newest)
-            self._moved.notify()
-        return self.last_seq
-
-    async def run(self) -> None:
-        """Follow the log until cancelled (woken by this process's commits, polling for the others')."""
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database away for a moment: the streams wait, then go on
-                pass
-            await self.notifier.wait(self.poll_seconds)
-
-    async def wait_beyond(self, position: int, timeout: float) -> bool:
-        """Wait until the log has a position after ``position`` (True) or the timeout (False)."""
-        if self.last_seq > position:
-            return True
-        await self._moved.wait(timeout)
-        return self.last_seq > position
 
 
 @dataclass
@@ -123,139 +40,10 @@ class Deps:
     notifier: Notifier
 
 
-# --- projection (called from the consumers, inside their transaction)
-
-
-async def publish_public(session: AsyncSession, event: pub.PublicEvent, internal_id: str) -> PublicEventRow:
-    """Append a public event: the outbox (→ ``public.*`` topic), the log (→ SSE) and one webhook
-    message per endpoint that may receive it — all in the caller's transaction, with one id."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        # Positions must become visible in order: a stream that saw seq 11 must never later find a 10.
-        await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_KEY})
-    event_id = domain.public_event_id(internal_id, event.event_type)
-    existing = (
-        (await session.execute(select(PublicEventRow).where(PublicEventRow.event_id == event_id))).scalars().first()
-    )
-    if existing is not None:
-        return existing
-    row = add_event(session, event, source=SOURCE, event_id=event_id)
-    log_row = PublicEventRow(
-        event_id=event_id,
-        event_type=event.event_type,
-        subject=event.subject(),
-        source=SOURCE,
-        time=row.headers["ce_time"],
-        payload=row.payload,
-        created_at=now(),
-    )
-    session.add(log_row)
-    await session.flush()
-    assert log_row.seq is not None
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint, Partner)
-            .join(Partner, col(Partner.id) == col(WebhookEndpoint.partner_id))
-            .where(col(WebhookEndpoint.enabled).is_(True), col(Partner.active).is_(True))
-        )
-    ).all()
-    stamp = now()
-    for endpoint, partner in endpoints:
-        if event.event_type in endpoint_types(endpoint, partner):
-            session.add(
-                WebhookMessage(
-                    endpoint_id=endpoint.id,
-                    seq=log_row.seq,
-                    event_id=event_id,
-                    event_type=event.event_type,
-                    next_attempt_at=stamp,
-                    created_at=stamp,
-                )
-            )
-    return log_row
-
-
-def endpoint_types(endpoint: WebhookEndpoint, partner: Partner) -> set[str]:
-    """The types an endpoint receives: its own filter within the partner's grant."""
-    granted = set(partner.event_types)
-    return granted & set(endpoint.event_types) if endpoint.event_types else granted
-
-
-# --- partners
-
-
 def require_admin(principal: Principal) -> None:
     """Partner administration is the platform admin's."""
     if principal.role != Role.ADMIN:
         raise Forbidden("Only an admin manages partners")
-
-
-class KafkaUnavailable(DomainError):
-    """The broker refused or did not answer a change of a partner's Kafka user or ACLs."""
-
-    status = 503
-    code = "kafka_unavailable"
-
-
-# --- Kafka, direct: a SCRAM user per partner, READ on its granted public topics only
-
-
-def public_topics(event_types: Sequence[str]) -> list[str]:
-    """The physical public topics carrying ``event_types``."""
-    by_type = {cls.event_type: cls.topic for cls in pub.PUBLIC_TYPES}
-    return sorted({topic_name(by_type[t]) for t in event_types if t in by_type})
-
-
-def _access(deps: Deps) -> KafkaAccess:
-    s = deps.settings
-    return KafkaAccess(s.kafka_bootstrap_servers, s.kafka_credentials(), timeout=s.kafka_admin_timeout_seconds)
-
-
-def _grant_kafka_sync(deps: Deps, partner_id: str, event_types: Sequence[str], fresh: bool) -> KafkaAccessOut:
-    user = partner_user(partner_id)
-    topics = public_topics(event_types)
-    password = new_password()
-    access = _access(deps)
-    try:
-        access.set_user(user, password)
-        access.converge(principal_of(user), partner_acls(partner_id, topics))
-    except KafkaAccessError as exc:
-        if fresh:  # nothing half-created: a new user without its ACLs (or the reverse) is taken back
-            with contextlib.suppress(Exception):
-                access.revoke_all(principal_of(user))
-            with contextlib.suppress(Exception):
-                access.delete_user(user)
-        raise KafkaUnavailable(
-            f"Kafka did not take the partner's access ({exc}); nothing was changed, try again when the broker is back"
-        ) from None
-    return KafkaAccessOut(
-        username=user,
-        password=password,
-        bootstrap_servers=deps.settings.kafka_partner_bootstrap or deps.settings.kafka_bootstrap_servers,
-        topics=topics,
-        group_prefix=f"{user}.",
-    )
-
-
-def _converge_kafka_sync(deps: Deps, partner_id: str, event_types: Sequence[str]) -> None:
-    try:
-        _access(deps).converge(
-            principal_of(partner_user(partner_id)), partner_acls(partner_id, public_topics(event_types))
-        )
-    except KafkaAccessError as exc:
-        raise KafkaUnavailable(f"Kafka did not take the partner's new grant ({exc}); nothing was changed") from None
-
-
-def _revoke_kafka_sync(deps: Deps, partner_id: str) -> None:
-    user = partner_user(partner_id)
-    access = _access(deps)
-    try:
-        access.revoke_all(principal_of(user))
-        access.delete_user(user)
-    except KafkaAccessError as exc:
-        raise KafkaUnavailable(
-            f"Kafka did not remove the partner's access ({exc}); it is unchanged, try again when the broker is back"
-        ) from None
 
 
 async def create_partner(deps: Deps, data: PartnerCreate) -> tuple[Partner, KafkaAccessOut | None]:
@@ -275,7 +63,7 @@ async def create_partner(deps: Deps, data: PartnerCreate) -> tuple[Partner, Kafk
     )
     kafka = None
     if data.kafka:
-        kafka = await asyncio.to_thread(_grant_kafka_sync, deps, partner.id, data.event_types, True)
+        kafka = await asyncio.to_thread(kafka_grants.grant_sync, deps.settings, partner.id, data.event_types, True)
         partner.kafka_user = kafka.username
     try:
         async with deps.db.transaction() as session:
@@ -285,7 +73,7 @@ async def create_partner(deps: Deps, data: PartnerCreate) -> tuple[Partner, Kafk
     except BaseException:
         if kafka is not None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(_revoke_kafka_sync, deps, partner.id)
+                await asyncio.to_thread(kafka_grants.revoke_sync, deps.settings, partner.id)
         raise
     return partner, kafka
 
@@ -296,12 +84,12 @@ async def grant_kafka(deps: Deps, partner_id: str) -> KafkaAccessOut:
     if not partner.active:
         raise Conflict("The partner is inactive: activate it first")
     kafka = await asyncio.to_thread(
-        _grant_kafka_sync, deps, partner.id, partner.event_types, partner.kafka_user is None
+        kafka_grants.grant_sync, deps.settings, partner.id, partner.event_types, partner.kafka_user is None
     )
     async with deps.db.transaction() as session:
         row = await session.get(Partner, partner_id)
         if row is None:  # deleted meanwhile: take the access back
-            await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+            await asyncio.to_thread(kafka_grants.revoke_sync, deps.settings, partner_id)
             raise NotFound("No such partner")
         row.kafka_user = kafka.username
         row.updated_at = now()
@@ -312,7 +100,7 @@ async def grant_kafka(deps: Deps, partner_id: str) -> KafkaAccessOut:
 async def revoke_kafka(deps: Deps, partner_id: str) -> Partner:
     """Remove the partner's Kafka user and every ACL of it (idempotent)."""
     await get_partner(deps, partner_id)
-    await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+    await asyncio.to_thread(kafka_grants.revoke_sync, deps.settings, partner_id)
     async with deps.db.transaction() as session:
         row = await session.get(Partner, partner_id)
         if row is None:
@@ -353,10 +141,10 @@ async def update_partner(deps: Deps, partner_id: str, data: PartnerUpdate) -> Pa
     if current.kafka_user:
         # Kafka first: a broker that refuses leaves the partner as it was (grant and access agree).
         if changes.get("active") is False:
-            await asyncio.to_thread(_revoke_kafka_sync, deps, partner_id)
+            await asyncio.to_thread(kafka_grants.revoke_sync, deps.settings, partner_id)
             changes["kafka_user"] = None
         elif changes.get("event_types") and set(changes["event_types"]) != set(current.event_types):
-            await asyncio.to_thread(_converge_kafka_sync, deps, partner_id, changes["event_types"])
+            await asyncio.to_thread(kafka_grants.converge_sync, deps.settings, partner_id, changes["event_types"])
     async with deps.db.transaction() as session:
         partner = await session.get(Partner, partner_id)
         if partner is None:
@@ -580,18 +368,3 @@ async def attempts(deps: Deps, endpoint_id: str, limit: int, offset: int) -> tup
             select(A).where(A.endpoint_id == endpoint_id).order_by(col(A.id).desc()).limit(limit).offset(offset)
         )
         return list(rows.scalars()), int(total)
-
-
-# --- the log, for streams
-
-
-async def read_log(deps: Deps, after: int, types: Sequence[str], limit: int) -> list[PublicEventRow]:
-    """Up to ``limit`` public events after position ``after`` of the given types, in order."""
-    async with deps.db.read() as session:
-        rows = await session.execute(
-            select(PublicEventRow)
-            .where(col(PublicEventRow.seq) > after, col(PublicEventRow.event_type).in_(list(types)))
-            .order_by(col(PublicEventRow.seq))
-            .limit(limit)
-        )
-        return list(rows.scalars())
