@@ -15,6 +15,7 @@ from distretto_dev.testing import DatabaseTarget, service_client
 from distretto_shared.app import ServiceSpec, create_app
 from distretto_shared.conventions import (
     MAX_OFFSET,
+    HexId,
     Id,
     IsoDate,
     StrictFloat,
@@ -188,3 +189,16 @@ def test_snake_case_reads_the_former_vocabulary_spellings() -> None:
         "third_party",
         "pu",
     ]
+
+
+def test_a_stored_hex_id_is_found_by_either_form_and_documented_as_uuid() -> None:
+    adapter = TypeAdapter(HexId)
+    dashed = "6f0c2a8e-4b5d-4c0e-9a1b-2c3d4e5f6a7b"
+    for given in (dashed, dashed.upper(), "6f0c2a8e4b5d4c0e9a1b2c3d4e5f6a7b", "6F0C2A8E4B5D4C0E9A1B2C3D4E5F6A7B"):
+        assert adapter.validate_python(given) == "6f0c2a8e4b5d4c0e9a1b2c3d4e5f6a7b", given
+    # anything else goes on unchanged: the lookup finds nothing and answers 404
+    for other in ("k1", "not-an-id", "6f0c2a8e4b5d4c0e9a1b2c3d4e5f6a7", "g" * 32):
+        assert adapter.validate_python(other) == other
+    with pytest.raises(ValidationError):
+        adapter.validate_python(7)
+    assert adapter.json_schema() == {"type": "string", "format": "uuid"}
