@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import Field as SQLField
 
@@ -142,6 +142,11 @@ class OpportunityUpdate(Strict):
         return OpportunityBase._country(v)
 
 
+OrganisationRef = Annotated[str, PlainSerializer(canonical_id, return_type=str, when_used="json")]
+"""The owner as the request named it: membership's id (answered dashed when it is one), else the text
+given — so its schema is a string, not ``format: uuid``."""
+
+
 class OpportunityPublic(BaseModel):
     """An opportunity as its owner and the foundation's staff see it."""
 
@@ -156,7 +161,7 @@ class OpportunityPublic(BaseModel):
     sectors: list[str]
     development_stage: str | None
     country: str | None
-    owner_organisation_id: Id
+    owner_organisation_id: OrganisationRef
     topic_code: str | None
     role_sought: str | None
     deadline: date | None
