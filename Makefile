@@ -51,7 +51,7 @@ test: bootstrap bootstrap-browser
 
 # schemathesis (every check) against each service and the gateway as real processes (part of `make test`; alone here).
 schemathesis: bootstrap
-	@$(UV) run --no-sync pytest tests/api/test_schemathesis.py -q $(PYTEST_ARGS)
+	@DISTRETTO_SCHEMATHESIS_PHASES=$${DISTRETTO_SCHEMATHESIS_PHASES:-examples,coverage,fuzzing,stateful} $(UV) run --no-sync pytest tests/api/test_schemathesis.py -q $(PYTEST_ARGS)
 
 lint:
 	@$(UV) run --no-sync ruff check .
