@@ -1,9 +1,13 @@
-"""`make test`: every test suite in one pytest process, against one real Kafka.
+"""`make test`: every test suite in one pytest run, against one real Kafka.
 
 Each service keeps its tables on its own SQLModel metadata (``distretto_shared.tables``), so
 the services' models load side by side and one process runs the backbone's tests, every
 service's and the platform's cross-service tests (which start the services as real
 processes). One throwaway broker serves them all (or KAFKA_BOOTSTRAP_SERVERS, when given).
+pytest-xdist spreads the modules over ``DISTRETTO_TEST_WORKERS`` processes (2 by default; 1 runs
+everything in one process): most of a test's time is spent waiting on real processes, the broker
+and the database, so two workers share two cores well. A module stays on one worker (its stack
+of processes starts once) and the security suite is one group (the root conftest.py).
 The last lines give the time and the counts.
 """
 
@@ -42,8 +46,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="distretto-test-") as tmp, session_broker(Path(tmp)) as bootstrap:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         print(f"run_tests: Kafka at {bootstrap}; suites: {', '.join(suites)}", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "pytest", *suites, "-q", *extra], cwd=ROOT, env=env)
-    print(f"\n===== all suites, one process, {time.monotonic() - started:.0f}s =====")
+        workers = os.environ.get("DISTRETTO_TEST_WORKERS", "2")
+        parallel = ["-n", workers, "--dist", "loadgroup"] if workers not in ("0", "1") else []
+        proc = subprocess.run([sys.executable, "-m", "pytest", *suites, "-q", *parallel, *extra], cwd=ROOT, env=env)
+    print(f"\n===== all suites, {workers} worker(s), {time.monotonic() - started:.0f}s =====")
     return proc.returncode
 
 
