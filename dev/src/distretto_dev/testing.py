@@ -38,7 +38,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from distretto_shared.events import Event, encode
-from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role
+from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role, generate_keypair
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.secrets import new_secret
 
@@ -64,10 +64,14 @@ TEST_PROCESSES = (
     "example",
     "tests",
 )
-KEYRING = Keyring.generate(TEST_PROCESSES)
+# Keys already in the environment are kept: pytest-xdist's workers inherit the controller's, and the
+# ring the tests sign with must be the one the processes they start trust.
+KEYRING = Keyring(
+    {name: os.environ.get(f"{name.upper()}_SIGNING_KEY") or generate_keypair()[0] for name in TEST_PROCESSES}
+)
 for _name in TEST_PROCESSES:
-    os.environ.setdefault(f"{_name.upper()}_SIGNING_KEY", KEYRING.private_keys[_name])
-os.environ.setdefault("DISTRETTO_TRUSTED_KEYS", KEYRING.env("gateway")["DISTRETTO_TRUSTED_KEYS"])
+    os.environ[f"{_name.upper()}_SIGNING_KEY"] = KEYRING.private_keys[_name]
+os.environ["DISTRETTO_TRUSTED_KEYS"] = KEYRING.env("gateway")["DISTRETTO_TRUSTED_KEYS"]
 # Secrets without defaults: random per test session, as `make up` makes them per installation
 # (development mode stays off: a test that needs it turns it on itself).
 for _secret in ("NEWSLETTER_SECRET_KEY", "PARTNERS_SECRET_KEY"):
