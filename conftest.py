@@ -5,6 +5,7 @@ import pytest
 pytest_plugins = ["distretto_dev.testing"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``) a worker takes a
     whole module, so a module's stack of real processes starts once, and the security suite as one
