@@ -6,8 +6,9 @@ service's and the platform's cross-service tests (which start the services as re
 processes). One throwaway broker serves them all (or KAFKA_BOOTSTRAP_SERVERS, when given).
 pytest-xdist spreads the modules over ``DISTRETTO_TEST_WORKERS`` processes (2 by default; 1 runs
 everything in one process): most of a test's time is spent waiting on real processes, the broker
-and the database, so two workers share two cores well. A module stays on one worker (its stack
-of processes starts once) and the security suite is one group (the root conftest.py).
+and the database, so two workers share two cores well. A module stays on one worker (``--dist
+loadfile``: its stack of processes starts once; a session-wide stack, such as the security
+suite's platform, starts once per worker that runs one of its modules).
 The last lines give the time and the counts.
 """
 
@@ -47,7 +48,7 @@ def main() -> int:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         print(f"run_tests: Kafka at {bootstrap}; suites: {', '.join(suites)}", flush=True)
         workers = os.environ.get("DISTRETTO_TEST_WORKERS", "2")
-        parallel = ["-n", workers, "--dist", "loadgroup"] if workers not in ("0", "1") else []
+        parallel = ["-n", workers, "--dist", "loadfile"] if workers not in ("0", "1") else []
         proc = subprocess.run([sys.executable, "-m", "pytest", *suites, "-q", *parallel, *extra], cwd=ROOT, env=env)
     print(f"\n===== all suites, {workers} worker(s), {time.monotonic() - started:.0f}s =====")
     return proc.returncode
