@@ -3,7 +3,8 @@
 Bounded by the work, not the clock: a fixed number of examples per operation, a fixed seed (the
 same cases every run) and the examples, fuzzing and stateful phases; a generous time limit only
 guards against a hang (a run it cuts short fails). Zero failures allowed: the test shows
-schemathesis's report when any, and a run that tested nothing fails. Part of `make test`.
+schemathesis's report when any, and a run that tested nothing fails. `make schemathesis`; not part
+of `make test` (docs/api-conventions.md says why).
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ MAX_EXAMPLES = int(os.environ.get("DISTRETTO_SCHEMATHESIS_EXAMPLES", "5"))
 MAX_SECONDS = int(os.environ.get("DISTRETTO_SCHEMATHESIS_SECONDS", "1800"))
 """A guard against a hang, not the bound on the work (that is the examples and the phases): a slow
 machine runs the same cases, only later."""
-PHASES = os.environ.get("DISTRETTO_SCHEMATHESIS_PHASES", "examples,fuzzing")
-"""`make test` runs the examples and fuzzing phases. The stateful phase (sequences of calls linked
-by their ids: most of the cases, over 17,000 for matchmaking, minutes of CPU per target) and the
-coverage phase (every boundary of every schema, about 2,000 cases a service) run in `make
-schemathesis` (DISTRETTO_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful)."""
+PHASES = os.environ.get("DISTRETTO_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing,stateful")
+"""Every phase by default; a shorter run names fewer (the stateful phase, sequences of calls linked
+by their ids, is most of the cases: over 17,000 for matchmaking)."""
 SEED = 20261204
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 """The one relaxation (positive data may get a 422 where a rule is beyond JSON Schema), operation by operation."""
