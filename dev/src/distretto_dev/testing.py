@@ -377,7 +377,7 @@ def _kcat_env(tmp: Path) -> dict[str, str]:
     candidates = sorted(libs.glob("librdkafka*.so*"))
     if not candidates:
         pytest.fail(f"kcat links librdkafka {version} (< 2.6.1) and confluent-kafka ships no librdkafka in {libs}")
-    # One folder per venv, and the link checked every time: a link left in /tmp by an earlier clone
+    # One folder per venv, and the link checked every time: a link left in the temporary folder by an earlier clone
     # (its venv since deleted) would otherwise dangle, and kcat would silently fall back to the
     # system's librdkafka — whose SCRAM proof the broker refuses as "invalid credentials".
     import hashlib
