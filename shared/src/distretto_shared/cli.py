@@ -1,3 +1,6 @@
+# Over 600 lines: one Typer app holding every operator command (status, dlq, kafka, logs, imports); each
+# command is short and they share the console output, the stack file and the credential loading. A
+# package per command group is the planned split.
 """``distretto``: the operator's command line (Typer + Rich).
 
     distretto status                         every process, readiness, lag, backlog, firing alerts
