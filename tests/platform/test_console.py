@@ -390,6 +390,111 @@ async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, plat
     assert arrived == {f"reader{n}.{slug}@example.org" for n in range(3)}
 
 
+async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browser, platform: Platform) -> None:
+    """Staff choose a segment on the new-campaign form: its live count and first members are the
+    register's biotech organisations with the keyword outside Lucca, contacts who consented only;
+    the campaign goes to exactly those people, though the members list holds more."""
+    tag = uuid.uuid4().hex[:6]
+    keyword = f"organoids-{tag}"
+    register = [  # name, kind, sector, province, contacts (first name, consents to the newsletter)
+        ("Alfa Bio", "company", "biotech", "PI", [("anna", True), ("bruno", False)]),
+        ("Beta Pharma", "company", "pharma", "PI", [("carla", True)]),
+        ("Gamma Bio", "university", "biotech", "SI", [("dario", True)]),
+        ("Delta Bio", "company", "biotech", "LU", [("elena", True)]),
+    ]
+    for name, kind, sector, province, people in register:
+        org = await api(
+            platform,
+            "POST",
+            "/api/membership/organisations",
+            json={
+                "name": f"{name} {tag}",
+                "kind": kind,
+                "sectors": [sector],
+                "province": province,
+                "keywords": [keyword],
+            },
+        )
+        for first, consents in people:
+            await api(
+                platform,
+                "POST",
+                f"/api/membership/organisations/{org['id']}/contacts",
+                json={
+                    "first_name": first.title(),
+                    "last_name": "Test",
+                    "email": f"{first}.{tag}@segmenti.example",
+                    "consent_newsletter": consents,
+                    "consent_data_processing": True,
+                },
+            )
+    expected = [f"anna.{tag}@segmenti.example", f"dario.{tag}@segmenti.example"]
+    segment = await api(
+        platform,
+        "POST",
+        "/api/newsletter/segments",
+        json={
+            "name": f"Biotech {tag}",
+            "rule": {
+                "all": [
+                    {"field": "keyword", "any_of": [keyword]},
+                    {"field": "sector", "any_of": ["biotech"]},
+                    {"none": [{"field": "province", "any_of": ["LU"]}]},
+                ]
+            },
+        },
+    )
+    template = await api(
+        platform,
+        "POST",
+        "/api/newsletter/templates",
+        json={
+            "name": f"Bandi {tag}",
+            "subject": "Bandi",
+            "body_html": "<p>Gentile {{ subscriber.name }}, un nuovo bando.</p>",
+            "body_text": "Gentile {{ subscriber.name }}, un nuovo bando.",
+        },
+    )
+
+    # the register reaches the newsletter by events: the four who consented are on the members list
+    async def on_the_members_list() -> bool:
+        found = await api(platform, "GET", "/api/newsletter/subscribers", params={"q": tag, "list": "members"})
+        return bool(found["total"] == 4)
+
+    await wait_for(on_the_members_list, timeout=90, what="the consenting contacts on the members list")
+
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/newsletter/campaigns/new")
+    await page.get_by_label("Name").fill(f"Bandi biotech {tag}")
+    await page.get_by_label("Subject").fill(f"Bandi biotech {tag}")
+    await page.get_by_label("Template").select_option(template["id"])
+    await page.get_by_label(re.compile(r"Member organisations \(\d+\)")).check()
+    recipients = page.locator("#recipients")
+    await page.get_by_label(f"Biotech {tag}", exact=True).check()
+    # the segment now: its count and its members by address, exactly the register's biotech contacts outside Lucca
+    await expect(recipients).to_contain_text(
+        f"Segment “Biotech {tag}”: 2 people now. For example: {expected[0]}, {expected[1]}"
+    )
+    await expect(page.get_by_test_id("audience-count")).to_have_text("Recipients if started now: 2")
+    await check(page, platform, "newsletter: new campaign with a segment", "campaign-segment")
+    await page.get_by_role("button", name="Create the campaign (draft)").click()
+    await expect(page.get_by_test_id("recipients")).to_contain_text("Recipients if started now: 2")
+    await expect(page.get_by_test_id("campaign-segments")).to_have_text(f"Biotech {tag}")
+    await page.get_by_role("button", name="Start now").click()
+    await expect(page.get_by_test_id("campaign-status")).to_have_text("Finished", timeout=LONG)
+    await expect(page.get_by_test_id("sent")).to_have_text("2")
+    await check(page, platform, "newsletter: campaign to a segment")
+
+    # exactly the segment's members received it; carla (pharma), elena (Lucca) and bruno (no consent) did not
+    async with httpx.AsyncClient(base_url=platform.catcher) as c:
+        caught = (await c.get("/api/messages", params={"limit": 500})).json()["items"]
+    arrived = sorted((m["to"][0], m["subject"]) for m in caught if tag in m["to"][0])
+    assert arrived == [(to, f"Bandi biotech {tag}") for to in expected], arrived
+    campaign = await api(platform, "GET", "/api/newsletter/campaigns/" + page.url.split("?")[0].rsplit("/", 1)[1])
+    assert campaign["segments"] == [segment["id"]] and campaign["stats"]["sent"] == 2, campaign
+
+
 async def test_subscriber_search_over_everyone(browser: Browser, platform: Platform) -> None:
     """The search box finds a person however many subscribers came before (the service searches)."""
     tag = uuid.uuid4().hex[:6]

@@ -257,10 +257,25 @@ async def _campaign_context(request: Request, campaign_id: str, user: User, *, c
     stats = campaign.get("stats") or {}
     done = sum(int(stats.get(k, 0)) for k in ("sent", "failed", "skipped", "cancelled"))
     context = {"c": campaign, "stats": stats, "done": done, "live": campaign["status"] in ("running", "scheduled")}
+    if count:
+        context["segment_names"] = await _segment_names(request, user, campaign.get("segments") or [])
     if count and campaign["status"] in ("draft", "scheduled"):
         # the service counts the audience its start would freeze (lists, interests, segments, consent)
         context["audience"] = await gateway.get(f"{API}/campaigns/{quote(campaign_id, safe='')}/recipients", user.token)
     return context
+
+
+async def _segment_names(request: Request, user: User, segment_ids: list[str]) -> list[str]:
+    """The names of the segments a campaign targets (the id of one deleted since its start)."""
+    gateway = gateway_of(request)
+
+    async def name(segment_id: str) -> str:
+        try:
+            return str((await gateway.get(f"{API}/segments/{quote(segment_id, safe='')}", user.token))["name"])
+        except client.NotFound:
+            return segment_id
+
+    return list(await asyncio.gather(*(name(sid) for sid in segment_ids)))
 
 
 @router.get("/newsletter/campaigns/{campaign_id}")
