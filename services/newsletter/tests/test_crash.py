@@ -73,9 +73,11 @@ async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_
             sink.hold_after = 15
             assert (await client.post(f"/campaigns/{cid}/start")).json()["recipients"] == RECIPIENTS
 
+            # The waits' bounds only catch a hung process (a loaded machine once took over 60 s here);
+            # nothing is asserted about how long anything takes.
             # Once 15 mails are in, the sink parks every connection at its next RCPT (it decides
             # itself, so no race with this test); then kill: every connection is mid-transaction.
-            await wait_until(lambda: sink.parked >= 3, timeout=60, what="all three connections mid-transaction")
+            await wait_until(lambda: sink.parked >= 3, timeout=300, what="all three connections mid-transaction")
     finally:
         first.kill()
     sink.release()
@@ -96,7 +98,7 @@ async def test_sigkill_mid_campaign_then_restart_misses_nobody_and_repeats_only_
                 r = await client.get(f"/campaigns/{cid}")
                 return bool(r.json()["status"] == "finished")
 
-            await wait_until(finished, timeout=90, what="campaign finished after the restart")
+            await wait_until(finished, timeout=300, what="campaign finished after the restart")
             stats = (await client.get(f"/campaigns/{cid}")).json()["stats"]
     finally:
         second.stop()
