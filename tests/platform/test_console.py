@@ -2,7 +2,7 @@
 
 Staff register a company with a contact, approve it and watch the home page's figures change
 without reloading; import a CORDIS file and see the timeline; write a template, preview it and
-send a campaign to the end; a member edits its own figures, is refused another member's page
+send a campaign to the end; define a segment and send a campaign to exactly its members; a member edits its own figures, is refused another member's page
 and accepts a match; the public signs up and confirms from the caught mail; both languages
 render. axe-core runs on every page and fails the test on a serious or critical violation.
 
@@ -390,10 +390,11 @@ async def test_template_preview_and_a_campaign_to_the_end(browser: Browser, plat
     assert arrived == {f"reader{n}.{slug}@example.org" for n in range(3)}
 
 
-async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browser, platform: Platform) -> None:
-    """Staff choose a segment on the new-campaign form: its live count and first members are the
-    register's biotech organisations with the keyword outside Lucca, contacts who consented only;
-    the campaign goes to exactly those people, though the members list holds more."""
+async def segment_register(platform: Platform) -> tuple[str, str]:
+    """Four organisations sharing a keyword of their own, five contacts (bruno without consent):
+    Alfa Bio (biotech, PI: anna, bruno), Beta Pharma (pharma, PI: carla), Gamma Bio (biotech, SI:
+    dario), Delta Bio (biotech, LU: elena). Returns ``(tag, keyword)`` once the newsletter's
+    audience has all four consenting contacts under that keyword (the register reaches it by events)."""
     tag = uuid.uuid4().hex[:6]
     keyword = f"organoids-{tag}"
     register = [  # name, kind, sector, province, contacts (first name, consents to the newsletter)
@@ -428,6 +429,21 @@ async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browse
                     "consent_data_processing": True,
                 },
             )
+
+    async def in_the_audience() -> bool:
+        rule = {"field": "keyword", "any_of": [keyword]}
+        found = await api(platform, "POST", "/api/newsletter/segments/preview", json={"rule": rule})
+        return bool(found["total"] == 4)
+
+    await wait_for(in_the_audience, timeout=90, what="the register's contacts in the newsletter's audience")
+    return tag, keyword
+
+
+async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browser, platform: Platform) -> None:
+    """Staff choose a segment on the new-campaign form: its live count and first members are the
+    register's biotech organisations with the keyword outside Lucca, contacts who consented only;
+    the campaign goes to exactly those people, though the members list holds more."""
+    tag, keyword = await segment_register(platform)
     expected = [f"anna.{tag}@segmenti.example", f"dario.{tag}@segmenti.example"]
     segment = await api(
         platform,
@@ -455,13 +471,6 @@ async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browse
             "body_text": "Gentile {{ subscriber.name }}, un nuovo bando.",
         },
     )
-
-    # the register reaches the newsletter by events: the four who consented are on the members list
-    async def on_the_members_list() -> bool:
-        found = await api(platform, "GET", "/api/newsletter/subscribers", params={"q": tag, "list": "members"})
-        return bool(found["total"] == 4)
-
-    await wait_for(on_the_members_list, timeout=90, what="the consenting contacts on the members list")
 
     page = await new_page(browser, platform)
     await login(page, **ADMIN)
@@ -493,6 +502,69 @@ async def test_campaign_to_a_segment_reaches_exactly_its_members(browser: Browse
     assert arrived == [(to, f"Bandi biotech {tag}") for to in expected], arrived
     campaign = await api(platform, "GET", "/api/newsletter/campaigns/" + page.url.split("?")[0].rsplit("/", 1)[1])
     assert campaign["segments"] == [segment["id"]] and campaign["stats"]["sent"] == 2, campaign
+
+
+async def test_staff_define_and_edit_a_segment_on_its_page(browser: Browser, platform: Platform) -> None:
+    """The segment page: conditions chosen on the form, the service's refusal next to them with
+    nothing typed lost, the members as the rule is written, the count in the list, an edit."""
+    tag, keyword = await segment_register(platform)
+    address = "{}." + tag + "@segmenti.example"
+    page = await new_page(browser, platform)
+    await login(page, **ADMIN)
+    await page.goto("/newsletter")
+    await page.get_by_role("link", name="Segments", exact=True).click()
+    await page.get_by_role("link", name="New segment").click()
+    await page.get_by_label("Name").fill(f"Organoidi {tag}")
+    await page.get_by_label("Attribute of condition 1").select_option("keyword")
+    await page.get_by_label("Values of condition 1").fill(keyword)
+    await page.get_by_label("Attribute of condition 2").select_option("sector")
+    await page.get_by_label("Values of condition 2").fill("biotech")
+    await page.get_by_label("Attribute of condition 3").select_option("kind")
+    await page.get_by_label("Values of condition 3").fill("spaceship")
+    await page.get_by_label("Values of condition 3").press("Tab")
+    preview = page.get_by_test_id("segment-preview")
+    await expect(preview).to_contain_text("unknown kind")  # the service's reason, while writing
+    await page.get_by_role("button", name="Save the segment").click()
+    await expect(page.locator(".field-error, [role=alert]").first).to_contain_text("unknown kind")
+    await expect(page.get_by_label("Name")).to_have_value(f"Organoidi {tag}")  # nothing typed is lost
+    await expect(page.get_by_label("Values of condition 1")).to_have_value(keyword)
+    await expect(page.get_by_label("Values of condition 3")).to_have_value("spaceship")
+
+    # biotech with the keyword, outside Lucca: anna and dario (bruno gave no consent, carla is pharma)
+    await page.get_by_label("Attribute of condition 3").select_option("province")
+    await page.get_by_label("Operator of condition 3").select_option("none_of")
+    await page.get_by_label("Values of condition 3").fill("LU")
+    await page.get_by_label("Values of condition 3").press("Tab")
+    await expect(preview).to_have_text(
+        f"2 people now. For example: {address.format('anna')}, {address.format('dario')}"
+    )
+    await check(page, platform, "newsletter: segment form", "segment")
+    await page.get_by_role("button", name="Save the segment").click()
+    await expect(page.get_by_role("status")).to_contain_text("The segment was saved.")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Organoidi {tag}", exact=True))
+    await expect(row.get_by_test_id("segment-count")).to_have_text("2")
+    await check(page, platform, "newsletter: segments", "segments")
+    stored = await api(platform, "GET", f"/api/newsletter/segments/Organoidi {tag}")
+    assert stored["rule"] == {
+        "all": [
+            {"field": "keyword", "any_of": [keyword]},
+            {"field": "sector", "any_of": ["biotech"]},
+            {"field": "province", "none_of": ["LU"]},
+        ]
+    }, stored
+
+    # edited: any biotech with the keyword, Lucca too — elena joins; the list counts three
+    await row.get_by_role("link", name=f"Organoidi {tag}").click()
+    await expect(page.get_by_label("Values of condition 3")).to_have_value("LU")
+    await expect(preview).to_contain_text("2 people now.")  # the stored rule's members, on opening
+    await page.get_by_label("Values of condition 3").fill("")
+    await page.get_by_role("button", name="Save the segment").click()
+    await expect(row.get_by_test_id("segment-count")).to_have_text("3")
+
+    # in Italian
+    await page.get_by_role("link", name="IT", exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Segmenti")
+    await expect(page.get_by_role("columnheader", name="Persone ora")).to_be_visible()
 
 
 async def test_subscriber_search_over_everyone(browser: Browser, platform: Platform) -> None:

@@ -78,3 +78,40 @@ def test_sorting_paging_and_lists() -> None:
     assert domain.project_month_bar(1, 48) == 1.04 and domain.project_month_bar(60, 48) == 100.0
     assert domain.label("research_institute", "it") == "Istituto di ricerca"
     assert domain.label("research_institute", "en") == "Research institute" and domain.label("x", "en") == "x"
+
+
+def test_a_segment_rule_from_the_form_and_back() -> None:
+    rows = [
+        domain.RuleRow("sector", "any_of", "pharma, biotech; devices"),
+        domain.RuleRow("province", "none_of", "LU"),
+        domain.RuleRow("", "any_of", "ignored: no attribute"),
+        domain.RuleRow("keyword", "all_of", "  "),  # no value: left out
+    ]
+    rule = domain.rule_from_rows("any", rows)
+    assert rule == {
+        "any": [
+            {"field": "sector", "any_of": ["pharma", "biotech", "devices"]},
+            {"field": "province", "none_of": ["LU"]},
+        ]
+    }
+    assert domain.rule_from_rows("all", [domain.RuleRow("kind", "any_of", "")]) is None
+    assert domain.rule_from_rows("sometimes", rows[:1]) == {
+        "all": [{"field": "sector", "any_of": ["pharma", "biotech", "devices"]}]
+    }
+    # back on the form: one group of conditions; a single condition as a group of one
+    assert domain.rows_from_rule(rule) == (
+        "any",
+        [domain.RuleRow("sector", "any_of", "pharma, biotech, devices"), domain.RuleRow("province", "none_of", "LU")],
+    )
+    assert domain.rows_from_rule({"field": "status", "any_of": ["active"]}) == (
+        "all",
+        [domain.RuleRow("status", "any_of", "active")],
+    )
+    # what one group of conditions cannot show: the form shows the JSON instead
+    nested = {"all": [{"field": "sector", "any_of": ["pharma"]}, {"none": [{"field": "province", "any_of": ["LU"]}]}]}
+    assert domain.rows_from_rule(nested) is None
+    assert (
+        domain.rows_from_rule({"all": [{"field": "project", "any_of": ["X"], "project_role": ["coordinator"]}]}) is None
+    )
+    assert domain.rows_from_rule({"all": [], "any": []}) is None
+    assert domain.rows_from_rule("not a rule") is None

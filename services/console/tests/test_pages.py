@@ -84,6 +84,9 @@ async def test_secure_cookie_over_https_and_csrf_refusals(settings: Settings) ->
             other_token = await _csrf(other)
         refused = await client.post("/logout", data={"csrf_token": other_token})
         assert refused.status_code == 400 and "expired" in refused.text.lower()
+        # a segment form without its token: the "form expired" page, nothing sent to the newsletter
+        unsigned = await client.post("/newsletter/segments", data={"name": "Biotech", "field": "sector", "values": "x"})
+        assert unsigned.status_code == 400 and "expired" in unsigned.text.lower()
         assert (await client.get("/admin")).status_code == 200  # still logged in
         # htmx requests send the token in a header
         assert (
@@ -119,9 +122,16 @@ async def test_member_cannot_open_the_staff_sections(settings: Settings) -> None
             "/login", data={"email": member_email, "password": "member-password-1", "csrf_token": token}
         )
         assert login.status_code == 303
-        for path in ("/admin", "/newsletter"):
+        for path in ("/admin", "/newsletter", "/newsletter/segments", "/newsletter/segments/new"):
             refused = await client.get(path, headers={"Accept-Language": "en"})
             assert refused.status_code == 403 and "Not yours to see" in refused.text, path
+        # a segment posted by a member, with a valid form token: refused before any call to the newsletter
+        member_token = CSRF.search((await client.get("/")).text)
+        assert member_token
+        rule = {"group": "all", "field": "sector", "operator": "any_of", "values": "biotech"}
+        for path in ("/newsletter/segments", "/newsletter/segments/preview"):
+            posted = await client.post(path, data={"name": "x", **rule, "csrf_token": member_token.group(1)})
+            assert posted.status_code == 403 and "Not yours to see" in posted.text, path
         home = await client.get("/", headers={"Accept-Language": "en"})
         assert 'href="/newsletter"' not in home.text and 'href="/admin"' not in home.text
         assert 'href="/matchmaking"' in home.text

@@ -252,3 +252,74 @@ def label(code: Any, language: str) -> str:
     if pair is None:
         return str(code)
     return pair[1] if language == "it" else pair[0]
+
+
+# -- segment rules on a form ---------------------------------------------------------------------
+
+SEGMENT_FIELDS = (
+    "sector",
+    "kind",
+    "size_class",
+    "province",
+    "status",
+    "keyword",
+    "project",
+    "role",
+    "list",
+    "interest",
+)
+"""The attributes the newsletter's segments select on, in the form's order."""
+SEGMENT_GROUPS = ("all", "any", "none")
+SEGMENT_OPERATORS = ("any_of", "all_of", "none_of")
+SEGMENT_ROWS = 6
+"""Condition rows an empty form offers (two more than the conditions of a rule being edited)."""
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One condition as the form shows it: an attribute, an operator, the values separated by commas."""
+
+    field: str = ""
+    operator: str = "any_of"
+    values: str = ""
+
+
+def rule_from_rows(group: str, rows: Iterable[RuleRow]) -> dict[str, Any] | None:
+    """The rule a flat form describes: one group of its filled rows (``None`` when no row is filled).
+
+    Unknown attributes and operators are sent as they are: the newsletter answers why it refuses them.
+    """
+    conditions = [
+        {"field": row.field, row.operator: split_list(row.values)}
+        for row in rows
+        if row.field and split_list(row.values)
+    ]
+    if not conditions:
+        return None
+    return {group if group in SEGMENT_GROUPS else "all": conditions}
+
+
+def rows_from_rule(rule: Any) -> tuple[str, list[RuleRow]] | None:
+    """A rule as the flat form shows it: ``(group, rows)``; ``None`` when it does not fit one group of
+    conditions (nested groups, a condition with ``project_role``): the form then shows its JSON."""
+
+    def row(node: Any) -> RuleRow | None:
+        if not isinstance(node, dict) or set(node) - {"field", *SEGMENT_OPERATORS}:
+            return None
+        ops = [op for op in SEGMENT_OPERATORS if op in node]
+        if len(ops) != 1 or not isinstance(node[ops[0]], list):
+            return None
+        return RuleRow(str(node.get("field", "")), ops[0], ", ".join(str(v) for v in node[ops[0]]))
+
+    if isinstance(rule, dict) and "field" in rule:
+        single = row(rule)
+        return ("all", [single]) if single else None
+    if not isinstance(rule, dict) or len(rule) != 1:
+        return None
+    group, children = next(iter(rule.items()))
+    if group not in SEGMENT_GROUPS or not isinstance(children, list):
+        return None
+    rows = [row(child) for child in children]
+    if any(r is None for r in rows):
+        return None
+    return group, [r for r in rows if r is not None]

@@ -11,6 +11,7 @@ from console.pages import (
     partners,
     projects,
     public,
+    segments,
 )
 
 ROUTERS = [
@@ -19,6 +20,7 @@ ROUTERS = [
     members.router,
     projects.router,
     newsletter.router,
+    segments.router,
     matchmaking.router,
     admin.router,
     partners.router,
