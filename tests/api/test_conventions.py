@@ -17,6 +17,7 @@ IDS_IN_ONE_FORM = (
     "membership",
     "gateway",
     "partners",
+    "matchmaking",
 )
 """The services whose ids are in one form (docs/api-conventions.md, "Ids"): every text id of their
 documents is a dashed UUID. A service that moves joins with one line here."""

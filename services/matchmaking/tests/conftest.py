@@ -10,6 +10,9 @@ import pytest
 from distretto_dev.testing import DatabaseTarget
 from matchmaking.config import Settings
 
+OWNER = "0f1e2d3c-4b5a-4697-8877-665544332211"
+"""The organisation (membership's id) that owns the opportunities the tests publish unless told otherwise."""
+
 
 @pytest.fixture
 def settings(database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str) -> Settings:
@@ -36,7 +39,7 @@ def opportunity(**overrides: Any) -> dict[str, Any]:
         "sectors": ["biotech"],
         "development_stage": "prototype",
         "country": "IT",
-        "owner_organisation_id": "org-owner",
+        "owner_organisation_id": OWNER,
     }
     body.update(overrides)
     return body

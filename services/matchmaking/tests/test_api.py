@@ -24,7 +24,7 @@ REQUEST = {
     "technology_fields": ["cell therapy"],
     "market_fields": ["oncology"],
     "sectors": ["biotech"],
-    "owner_organisation_id": "org-hospital",
+    "owner_organisation_id": "5a1e0c3d-2f4b-4e6a-9c8d-7b6a5f4e3d2c",  # a hospital
 }
 
 
@@ -42,13 +42,15 @@ async def test_ranking_filters_and_the_match_lifecycle(
                 "keywords": ["olive"],
                 "summary": "A nutraceutical firm looks for polyphenol extracts.",
                 "sectors": ["nutraceutics"],
-                "owner_organisation_id": "org-olive",
+                "owner_organisation_id": str(uuid.uuid4()),
             },
         )
         # Same text as the request but the wrong type (business request): never paired with a technology offer.
-        await publish(client, **{**REQUEST, "opportunity_type": "business_request", "owner_organisation_id": "org-b"})
+        await publish(
+            client, **{**REQUEST, "opportunity_type": "business_request", "owner_organisation_id": str(uuid.uuid4())}
+        )
         # The offer's owner's own request is never its counterpart.
-        await publish(client, **{**REQUEST, "owner_organisation_id": "org-owner"})
+        await publish(client, **{**REQUEST, "owner_organisation_id": offer["owner_organisation_id"]})
 
         page = (
             await client.get(f"/opportunities/{offer['id']}/counterparts", params={"target": "opportunities"})
@@ -139,7 +141,7 @@ async def test_feedback_changes_a_later_ranking(settings: Settings, publish: Any
             client,
             **{
                 **REQUEST,
-                "owner_organisation_id": "org-b",
+                "owner_organisation_id": str(uuid.uuid4()),
                 "title": "Wanted: GMP manufacturing process for T cell therapy",
                 "summary": "A cell factory looks for a closed process to manufacture engineered T cells.",
             },
@@ -198,7 +200,7 @@ async def test_public_view_is_anonymised(settings: Settings, publish: Any, paylo
             "alphabio",
             "055",
             "3 456 789",
-            "org-owner",
+            o["owner_organisation_id"],
             "TOIT",
         ):
             assert secret not in text, secret
@@ -305,6 +307,11 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(settings: Settings,
             r = await client.post("/opportunities", json=body)
             assert r.status_code in (409, 422), (body, r.status_code)
             assert r.json()["message"], body
+        # An owner is membership's organisation id (a UUID, answered as format uuid), nothing else.
+        for owner in ("org-owner", good["owner_organisation_id"] + "0", ""):
+            r = await client.post("/opportunities", json=payload(owner_organisation_id=owner))
+            assert r.status_code == 422, (owner, r.text)
+            assert [d["loc"] for d in r.json()["details"]] == [["body", "owner_organisation_id"]], r.text
         r = await client.post("/opportunities", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 422 and r.json()["message"]
 

@@ -25,7 +25,12 @@ from matchmaking.app import create_app
 from matchmaking.config import Settings
 from matchmaking.profiles import service
 
-ORG_A, ORG_B, ORG_C = "org-matrix-a", "org-matrix-b", "org-matrix-c"
+# membership's ids of organisations A, B and C
+ORG_A, ORG_B, ORG_C = (
+    "0a0a0a0a-0000-4000-8000-00000000000a",
+    "0b0b0b0b-0000-4000-8000-00000000000b",
+    "0c0c0c0c-0000-4000-8000-00000000000c",
+)
 OFFER = {
     "opportunity_type": "technology_offer",
     "title": "Automated closed-system manufacturing of CAR-T cells",

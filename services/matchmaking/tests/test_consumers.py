@@ -51,7 +51,7 @@ RD_REQUEST = {
     "summary": "A medical device SME looks for a research group to validate a microwave mammography prototype.",
     "keywords": ["breast cancer", "screening", "microwave imaging"],
     "sectors": ["medical_devices"],
-    "owner_organisation_id": "org-sme",
+    "owner_organisation_id": "3c9d1e2f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",  # a medical device SME
 }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -264,7 +265,8 @@ def _owner(orgs: list[dict[str, Any]], kind: str, sector: str, index: int) -> st
         candidates = sorted((o for o in orgs if wanted(o)), key=lambda o: o["organisation_id"])
         if candidates:
             return str(candidates[index % len(candidates)]["organisation_id"])
-    return f"demo-organisation-{index + 1}"
+    # No member organisation known yet: a made-up owner, still an id in membership's form (a UUID).
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"distretto:demo-organisation-{index + 1}"))
 
 
 def load(

@@ -5,19 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
-from pydantic import AfterValidator
 
+from distretto_shared import conventions
 from distretto_shared.context import Context, public_request_context, request_context
-from distretto_shared.conventions import canonical_id, hex_id
 from distretto_shared.web import PageParams, page_params
 from matchmaking.config import Settings
 
 _ID_PATH = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-Id = Annotated[str, _ID_PATH, AfterValidator(hex_id)]
+Id = Annotated[conventions.HexId, _ID_PATH]
 """An id of this service's own (opportunity, match) in a path: either form (dashed or 32-hex) is
-taken and looked up in its 32-hex storage form (docs/api-conventions.md, "Ids")."""
-OrganisationId = Annotated[str, _ID_PATH, AfterValidator(canonical_id)]
-"""An organisation's id in a path: either form, looked up dashed (membership's form, as its events carry it)."""
+taken and looked up in its 32-hex storage form; documented as ``format: uuid`` (docs/api-conventions.md,
+"Ids"). Any other text is an unknown id: 404."""
+OrganisationId = Annotated[conventions.Id, _ID_PATH]
+"""An organisation's id in a path: either form, looked up dashed (membership's form, as its events
+carry it); documented as ``format: uuid``."""
 PageDep = Annotated[PageParams, Depends(page_params)]
 Sector = Annotated[str | None, Query(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9_\- ]*$")]
 Country = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")]

@@ -54,9 +54,9 @@ class MatchFeedback(Base, table=True):
 class MatchCreate(Strict):
     """Propose a match between an opportunity and a counterpart."""
 
-    opportunity_id: str = Field(min_length=1, max_length=64)
+    opportunity_id: Id = Field(min_length=1, max_length=64)
     counterpart_type: str = Field(pattern="^(opportunity|profile)$")
-    counterpart_id: str = Field(min_length=1, max_length=64)
+    counterpart_id: Id = Field(min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _stored_ids(self) -> MatchCreate:

@@ -7,11 +7,11 @@ from datetime import date
 from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import Field as SQLField
 
-from distretto_shared.conventions import Id, StrictInt, UtcDateTime, canonical_id
+from distretto_shared.conventions import Id, StrictInt, UtcDateTime
 from matchmaking.opportunities.domain import DevelopmentStage, OpportunityStatus, OpportunityType, RoleSought
 from matchmaking.tables import SLUG, Base, Strict, UtcDatetime, clean_list, json_column, new_id, timestamp_column
 
@@ -81,12 +81,26 @@ class OpportunityBase(Strict):
         return v.upper()
 
 
+_DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _an_organisation_id(value: str) -> str:
+    if not _DASHED.match(value):
+        raise ValueError("an organisation's id is a UUID (membership's id), dashed or 32 hex digits")
+    return value
+
+
+OrganisationId = Annotated[Id, AfterValidator(_an_organisation_id)]
+"""An organisation's id in a body: membership's UUID in either form, made dashed; any other text is a
+422 (an owner is answered as ``format: uuid``, so it must be one)."""
+
+
 class OpportunityCreate(OpportunityBase):
     """A new opportunity."""
 
     opportunity_type: OpportunityType
-    owner_organisation_id: Annotated[str, AfterValidator(canonical_id)] = Field(min_length=1, max_length=64)
-    """Either id form; kept dashed, as membership gives it."""
+    owner_organisation_id: OrganisationId
+    """Membership's id of the owner, in either form; kept dashed, as membership gives it."""
     reference: str | None = Field(default=None, min_length=1, max_length=64)
     expires_on: date | None = None
     topic_code: str | None = Field(default=None, min_length=3, max_length=120)
@@ -142,11 +156,6 @@ class OpportunityUpdate(Strict):
         return OpportunityBase._country(v)
 
 
-OrganisationRef = Annotated[str, PlainSerializer(canonical_id, return_type=str, when_used="json")]
-"""The owner as the request named it: membership's id (answered dashed when it is one), else the text
-given — so its schema is a string, not ``format: uuid``."""
-
-
 class OpportunityPublic(BaseModel):
     """An opportunity as its owner and the foundation's staff see it."""
 
@@ -161,7 +170,7 @@ class OpportunityPublic(BaseModel):
     sectors: list[str]
     development_stage: str | None
     country: str | None
-    owner_organisation_id: OrganisationRef
+    owner_organisation_id: Id
     topic_code: str | None
     role_sought: str | None
     deadline: date | None

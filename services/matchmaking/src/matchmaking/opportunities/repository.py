@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import String, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -56,4 +57,8 @@ def opportunity_query(
         q = q.where(Opportunity.owner_organisation_id == owner)
     if reference:
         q = q.where(Opportunity.reference == reference)
+    if sector:
+        # sectors is a JSON list of lower-case codes: its text holds "<code>" with the quotes
+        # (LIKE's wildcards in the code escaped), the same on SQLite and PostgreSQL.
+        q = q.where(cast(Opportunity.sectors, String).contains(f'"{sector}"', autoescape=True))
     return q

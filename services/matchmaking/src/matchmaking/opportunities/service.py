@@ -9,8 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from distretto_shared.contracts import matchmaking as contracts
+from distretto_shared.conventions import paginate
 from distretto_shared.outbox import add_event
-from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
+from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
 from matchmaking.anonymise import anonymise_list, anonymise_text
 from matchmaking.common import Ctx, after_commit, today
 from matchmaking.opportunities.domain import OpportunityStatus, OpportunityType, add_months
@@ -34,6 +35,9 @@ from matchmaking.search.indexing import (
     opportunity_text,
 )
 from matchmaking.tables import utcnow
+
+NEWEST_FIRST = (col(Opportunity.created_at).desc(), Opportunity.id)
+"""The order of the opportunity lists (the id breaks ties, so pages never overlap)."""
 
 
 def to_public(o: Opportunity) -> OpportunityPublic:
@@ -217,10 +221,8 @@ async def list_opportunities(
     )
     q = _own_filter(ctx, q, Opportunity.owner_organisation_id)
     async with ctx.db.read() as session:
-        rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
-    if sector:
-        rows = [o for o in rows if sector in o.sectors]
-    return make_page([to_public(o) for o in rows[page.offset : page.offset + page.limit]], len(rows), page)
+        listed: Page[OpportunityPublic] = await paginate(session, q, page, order_by=NEWEST_FIRST, map=to_public)
+    return listed
 
 
 def anonymous_view(o: Opportunity, names: list[str]) -> OpportunityAnonymous:
@@ -251,16 +253,15 @@ async def list_public(
         opportunity_type=opportunity_type,
         status=OpportunityStatus.ACTIVE.value,
         owner=None,
-        sector=None,
+        sector=sector,
         reference=None,
     ).where(Opportunity.expires_on >= today())
     async with ctx.db.read() as session:
-        rows = list((await session.execute(q.order_by(col(Opportunity.created_at).desc(), Opportunity.id))).scalars())
         names = await org_names(session)
-    if sector:
-        rows = [o for o in rows if sector in o.sectors]
-    items = [anonymous_view(o, names) for o in rows[page.offset : page.offset + page.limit]]
-    return make_page(items, len(rows), page)
+        listed: Page[OpportunityAnonymous] = await paginate(
+            session, q, page, order_by=NEWEST_FIRST, map=lambda o: anonymous_view(o, names)
+        )
+    return listed
 
 
 async def get_public(ctx: Ctx, opportunity_id: str) -> OpportunityAnonymous:
