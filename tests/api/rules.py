@@ -53,8 +53,13 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
                 yield path, method, item[method]
 
 
+EXTERNAL_PREFIXES = ("cordis_",)
+"""Identifiers another system gives (CORDIS's project and organisation numbers): not our ids, kept as
+that system writes them."""
+
+
 def _is_id(name: str) -> bool:
-    return name == "id" or name.endswith("_id")
+    return (name == "id" or name.endswith("_id")) and not name.startswith(EXTERNAL_PREFIXES)
 
 
 def _id_problem(doc: dict[str, Any], where: str, node: Any) -> str | None:

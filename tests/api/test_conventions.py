@@ -18,6 +18,7 @@ IDS_IN_ONE_FORM = (
     "gateway",
     "partners",
     "matchmaking",
+    "projects",
 )
 """The services whose ids are in one form (docs/api-conventions.md, "Ids"): every text id of their
 documents is a dashed UUID. A service that moves joins with one line here."""
@@ -89,6 +90,9 @@ def test_the_rules_see_each_convention_broken() -> None:
                             "id": {"type": "string", "format": "uuid"},
                             "owner_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
                             "message_id": {"type": "integer"},
+                            "cordis_organisation_id": {"type": "string"},
+                            "cordis_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                            "partner_cordis_id": {"type": "string"},
                         }
                     }
                 }
@@ -98,6 +102,7 @@ def test_the_rules_see_each_convention_broken() -> None:
     assert ids == [
         "GET /things/{thing_id}: path thing_id: an id without format uuid",
         "Thing.owner_id: an id without format uuid",
+        "Thing.partner_cordis_id: an id without format uuid",  # only a cordis_ prefix names CORDIS's own
     ]
     assert "HTTPValidationError" in found
     assert "GET /things: query offset has no minimum and maximum" in found

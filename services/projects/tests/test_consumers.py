@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -16,6 +17,7 @@ from distretto_shared.events import decode, encode
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.topics import dlq_topic, ensure_topics, topic_name
 from projects.consortium import service
+from projects.consortium.domain import normalise_name
 from projects.models import MemberOrganisation
 
 from .conftest import ProjectsService
@@ -182,3 +184,17 @@ async def test_reconciliation_links_a_pair_that_committed_at_the_same_moment(svc
     assert (await participant(svc, project["id"], added["id"]))["organisation_id"] == "org-sns"
     assert await service.reconcile_links(svc.ctx.context()) == 0
     assert (await svc.outbox_types()).count(contracts.ParticipantLinked.event_type) == 1
+
+
+async def test_membership_organisation_ids_are_answered_dashed(svc: ProjectsService) -> None:
+    """docs/api-conventions.md, "Ids": an organisation id is answered as a dashed UUID, in the read
+    model and on the participant linked to it (a row that kept the 32-hex form included)."""
+    org = uuid.uuid4()
+    name = "Scuola Superiore Sant'Anna"
+    async with svc.ctx.db.transaction() as session:
+        session.add(MemberOrganisation(organisation_id=org.hex, name=name.upper(), name_key=normalise_name(name)))
+    assert [o["organisation_id"] for o in (await svc.get("/organisations"))["items"]] == [str(org)]
+    project = await svc.project(acronym="DASHED")
+    added = await svc.post(f"/projects/{project['id']}/participants", {"name": name, "country": "IT"})
+    assert added["organisation_id"] == str(org)
+    assert (await participant(svc, project["id"], added["id"]))["organisation_id"] == str(org)

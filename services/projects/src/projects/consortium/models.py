@@ -95,7 +95,8 @@ class ParticipantPublic(ParticipantBase):
 
     id: Id
     project_id: Id
-    organisation_id: str | None
+    organisation_id: Id | None
+    """The member organisation this participant is: membership's id, dashed as membership gives it."""
     is_foundation: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -122,7 +123,7 @@ class MemberOrganisation(Base, table=True):
 class MemberOrganisationPublic(Base):
     """A member organisation as this service knows it."""
 
-    organisation_id: str
+    organisation_id: Id
     name: str
     vat_number: str | None
     kind: str
