@@ -3,7 +3,8 @@
 Staff register a company with a contact, approve it and watch the home page's figures change
 without reloading; import a CORDIS file and see the timeline; write a template, preview it and
 send a campaign to the end; define a segment and send a campaign to exactly its members; a
-member edits its own figures, is refused another member's page and accepts a match; the public signs up and confirms from the caught mail; both languages
+member edits its own figures, is refused another member's page and accepts a match; the public
+signs up and confirms from the caught mail; both languages
 render. axe-core runs on every page and fails the test on a serious or critical violation.
 
 ``DISTRETTO_CONSOLE_SCREENSHOTS=docs/console`` also saves screenshots of the main pages.
