@@ -238,3 +238,34 @@ def summary(report: Report) -> str:
     """One line, and the findings below it."""
     head = f"{report.calls} calls: {report.allowed} allowed, {report.refused} refused, {len(report.findings)} findings"
     return "\n".join([head, *map(str, report.findings)])
+
+
+def assert_covered(app: Any, cases: list[Case]) -> None:
+    """Fail unless ``cases`` hold exactly one rule per route of ``app`` (:func:`missing_cases`)."""
+    missing = missing_cases(app, cases)
+    assert not missing, "\n".join(missing)
+
+
+async def check(
+    client: Any,
+    audience: str,
+    cases: list[Case],
+    targets: Params,
+    markers: dict[str, list[str]],
+    *,
+    org_a: str,
+    org_b: str,
+) -> Report:
+    """:func:`walk`, then fail on any finding, or unless every case was called by every caller and
+    every allowed call counted (a case with ``same_for_all`` has no allowed callers)."""
+    report = await walk(client, audience, cases, targets, markers, org_a=org_a, org_b=org_b)
+    assert not report.findings, summary(report)
+    assert report.calls == len(CALLERS) * len(cases), summary(report)
+    assert report.allowed == sum(len(c.access.allowed) for c in cases if c.same_for_all is None), summary(report)
+    return report
+
+
+async def ok(response: Any, status: int = 200) -> Any:
+    """The JSON body of a response that must have ``status`` (setting up a matrix's records)."""
+    assert response.status_code == status, response.text
+    return response.json()

@@ -11,6 +11,13 @@ Fixtures:
   database named by ``DISTRETTO_TEST_POSTGRES_URL``. When that variable is not
   set the PostgreSQL variant is skipped with the reason, unless
   ``DISTRETTO_REQUIRE_POSTGRES=1`` (CI), where it fails instead.
+- ``smtp_sink``: a real SMTP server on a free port (:class:`distretto_dev.smtp_sink.SmtpSink`).
+- ``data_dir``: ``DISTRETTO_DATA_DIR`` in the test's temporary folder (a suite that starts apps
+  in-process requests it from an autouse fixture of its ``conftest.py``, so relay lock files stay
+  out of the work tree).
+
+Settings: ``settings_for(Settings, database, kafka_bootstrap, **overrides)`` is a service's
+settings on the test's database and broker, with short polls and quiet logs.
 
 Waiting: every wait here (``wait_for``, ``read_topic``, a service's start) is a guard against a
 hang, never a claim about speed. Its timeout is multiplied by ``patience()`` —
@@ -32,7 +39,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,6 +48,7 @@ from distretto_shared.events import Event, encode
 from distretto_shared.identity import IDENTITY_HEADER, Keyring, Principal, Role, generate_keypair
 from distretto_shared.kafka_security import default_credentials
 from distretto_shared.secrets import new_secret
+from distretto_shared.settings import ServiceSettings
 
 POSTGRES_ENV = "DISTRETTO_TEST_POSTGRES_URL"
 
@@ -102,6 +110,48 @@ class DatabaseTarget:
         if self.schema:
             env[f"{prefix}_DATABASE_SCHEMA"] = self.schema
         return env
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+TEST_SETTINGS: dict[str, Any] = {
+    "relay_poll_interval": 0.2,
+    "consumer_backoff_initial": 0.05,
+    "log_json": False,
+    "log_level": "WARNING",
+}
+"""What every service under test gets unless it says otherwise: the relay and the consumers' first
+retry quick (a test waits for them), logs quiet."""
+
+
+def settings_for(settings_cls: type[S], database: DatabaseTarget, kafka_bootstrap: str, **overrides: Any) -> S:
+    """``settings_cls`` on the test's database and broker, with :data:`TEST_SETTINGS`; ``overrides`` win."""
+    values: dict[str, Any] = {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        **TEST_SETTINGS,
+        **overrides,
+    }
+    return settings_cls(**values)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``DISTRETTO_DATA_DIR`` in the test's temporary folder: local state (relay lock files, default
+    SQLite files) of the apps a test starts stays out of the work tree."""
+    monkeypatch.setenv("DISTRETTO_DATA_DIR", str(tmp_path / "var"))
+    return tmp_path / "var"
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[Any]:
+    """A real SMTP server (:class:`distretto_dev.smtp_sink.SmtpSink`) for this test, stopped after it."""
+    from distretto_dev.smtp_sink import SmtpSink
+
+    sink = await SmtpSink().start()
+    yield sink
+    await sink.stop()
 
 
 @pytest.fixture(scope="session")

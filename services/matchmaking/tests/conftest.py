@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import DatabaseTarget
+from distretto_dev.testing import DatabaseTarget, settings_for
 from matchmaking.config import Settings
 
 OWNER = "0f1e2d3c-4b5a-4697-8877-665544332211"
@@ -17,13 +17,7 @@ OWNER = "0f1e2d3c-4b5a-4697-8877-665544332211"
 @pytest.fixture
 def settings(database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str) -> Settings:
     """Settings of a matchmaking service on this test's database, broker and topics."""
-    return Settings(
-        database_url=database.url,
-        database_schema=database.schema,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        relay_poll_interval=0.2,
-        consumer_backoff_initial=0.05,
-    )
+    return settings_for(Settings, database, kafka_bootstrap)
 
 
 def opportunity(**overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from distretto_dev.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client, settings_for
 from distretto_shared.context import Context
 from distretto_shared.outbox import OutboxMessage
 from membership.app import create_app
@@ -108,16 +108,7 @@ def org_payload(**fields: Any) -> dict[str, Any]:
 @pytest.fixture
 def settings(database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str) -> Settings:
     """Settings pointing at the test database and broker; periodic jobs slow so tests drive them."""
-    return Settings(
-        database_url=database.url,
-        database_schema=database.schema,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        relay_poll_interval=0.2,
-        figures_interval=3600,
-        lapse_check_interval=3600,
-        log_json=False,
-        log_level="WARNING",
-    )
+    return settings_for(Settings, database, kafka_bootstrap, figures_interval=3600, lapse_check_interval=3600)
 
 
 @pytest.fixture

@@ -1,138 +1,39 @@
-"""Helpers for the newsletter tests: a real SMTP server (aiosmtpd) that records what it receives."""
+"""Helpers for the newsletter tests: settings, signed bounce reports, lists, subscribers, templates, campaigns."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import email
-import email.policy
 import json
 import secrets
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import DatabaseTarget, free_port, wait_for
+from distretto_dev.smtp_sink import SmtpSink
+from distretto_dev.testing import DatabaseTarget, settings_for, wait_for
 from newsletter.config import Settings
 
 
-@dataclass
-class Received:
-    rcpt: str
-    raw: bytes
-
-    @property
-    def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[return-value]
-
-
-@dataclass
-class SmtpSink:
-    """An aiosmtpd server on a free port that keeps every accepted message.
-
-    ``delay`` slows each transaction down (at RCPT, before anything is accepted); ``hold()``
-    parks every new transaction at RCPT until ``release()``; ``refuse`` maps an address to a reply.
-    """
-
-    port: int = 0
-    delay: float = 0.0
-    received: list[Received] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)
-    parked: int = 0
-    hold_after: int | None = None
-    """Start holding by itself once this many messages were accepted (no race with the test)."""
-    _gate: asyncio.Event | None = None
-    _server: Any = None
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self._gate is None and self.hold_after is not None and len(self.received) >= self.hold_after:
-            self.hold()
-        if self._gate is not None:
-            self.parked += 1
-            try:
-                await self._gate.wait()
-            finally:
-                self.parked -= 1
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        for rcpt in envelope.rcpt_tos:
-            self.received.append(Received(rcpt=rcpt, raw=raw))
-        return "250 2.0.0 Ok: queued"
-
-    def hold(self) -> None:
-        self._gate = asyncio.Event()
-
-    def release(self) -> None:
-        self.hold_after = None
-        if self._gate is not None:
-            self._gate.set()
-        self._gate = None
-
-    def count_by_rcpt(self) -> Counter[str]:
-        return Counter(r.rcpt for r in self.received)
-
-    def to(self, address: str) -> list[Received]:
-        return [r for r in self.received if r.rcpt == address]
-
-    async def start(self) -> SmtpSink:
-        self.port = self.port or free_port()
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="sink.test", decode_data=False), "127.0.0.1", self.port
-        )
-        return self
-
-    async def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
-
 @pytest.fixture
-async def sink() -> AsyncIterator[SmtpSink]:
-    s = await SmtpSink().start()
-    yield s
-    await s.stop()
+def sink(smtp_sink: SmtpSink) -> SmtpSink:
+    """The suite's SMTP server (the plugin's ``smtp_sink``)."""
+    return smtp_sink
 
 
 def make_settings(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink, **kw: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=database.url,
-        database_schema=database.schema,
-        kafka_bootstrap_servers=kafka_bootstrap,
         smtp_servers=f"127.0.0.1:{sink.port}",
         smtp_connections_per_server=2,
         link_base_url="http://service",
         delivery_poll_interval=0.05,
         scheduler_interval=0.2,
-        relay_poll_interval=0.2,
         secret_key=LINK_SECRET,
         bounce_webhook_secret=WEBHOOK_SECRET,
-        log_json=False,
-        log_level="WARNING",
     )
-    values.update(kw)
-    return Settings(**values)
+    return settings_for(Settings, database, kafka_bootstrap, **{**values, **kw})
 
 
 LINK_SECRET = secrets.token_urlsafe(32)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from distretto_dev.testing import DatabaseTarget, free_port
+from distretto_dev.testing import DatabaseTarget, free_port, settings_for
 from distretto_shared.contracts import membership as ms
 from distretto_shared.identity import Principal, Role
 from partners.config import Settings
@@ -30,31 +26,22 @@ ORG_TYPES = ["distretto.public.organisation.joined.v1", "distretto.public.organi
 
 
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep relay lock files of the test apps out of the work tree."""
-    monkeypatch.setenv("DISTRETTO_DATA_DIR", str(tmp_path / "var"))
-    return tmp_path / "var"
+def _local_state(data_dir: Path) -> Path:
+    """Relay lock files of the test apps go to the test's folder."""
+    return data_dir
 
 
 def make_settings(database: DatabaseTarget, kafka_bootstrap: str, **overrides: Any) -> Settings:
     """Settings for a test service: local receivers allowed, short retries and heartbeats."""
     values: dict[str, Any] = {
-        "database_url": database.url,
-        "database_schema": database.schema,
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "relay_poll_interval": 0.2,
-        "consumer_backoff_initial": 0.05,
         "webhook_require_https": False,
         "webhook_allow_private_addresses": True,  # the receivers run on loopback
         "webhook_retry_schedule": [0.2, 0.4],
         "webhook_poll_seconds": 0.1,
         "stream_heartbeat_seconds": 1.0,
         "stream_poll_seconds": 0.2,
-        "log_json": False,
-        "log_level": "WARNING",
     }
-    values.update(overrides)
-    return Settings(**values)
+    return settings_for(Settings, database, kafka_bootstrap, **{**values, **overrides})
 
 
 def env_of(database: DatabaseTarget, kafka_bootstrap: str, **extra: str) -> dict[str, str]:
@@ -185,49 +172,3 @@ async def running_receiver() -> AsyncIterator[Receiver]:
     finally:
         server.should_exit = True
         await task
-
-
-@dataclass
-class MailSink:
-    """A real SMTP server (aiosmtpd) on a free port that keeps every accepted message; while
-    ``refusing`` it answers 451 at RCPT (a relay that is temporarily not taking mail)."""
-
-    port: int = 0
-    messages: list[tuple[str, EmailMessage]] = field(default_factory=list)
-    refusing: bool = False
-    _server: Any = None
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
-    ) -> str:
-        if self.refusing:
-            return "451 4.3.0 try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        for rcpt in envelope.rcpt_tos:
-            self.messages.append((rcpt, message))  # type: ignore[arg-type]
-        return "250 2.0.0 Ok: queued"
-
-    async def start(self) -> MailSink:
-        self.port = self.port or free_port()
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: SMTP(self, hostname="sink.test", decode_data=False), "127.0.0.1", self.port
-        )
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
-
-@pytest.fixture
-async def mail_sink() -> AsyncIterator[MailSink]:
-    sink = await MailSink().start()
-    yield sink
-    await sink.stop()

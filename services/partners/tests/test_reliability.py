@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from distretto_dev.kafka_runner import EmbeddedKafka
+from distretto_dev.smtp_sink import SmtpSink
 from distretto_dev.testing import (
     DatabaseTarget,
     ServiceProcess,
@@ -33,7 +34,7 @@ from partners.app import create_app
 from partners.config import Settings
 from partners.models import PublicEventRow
 
-from .conftest import ORG_TYPES, PARTNER, PARTNER_KEY, MailSink, Receiver, env_of, joined, make_settings
+from .conftest import ORG_TYPES, PARTNER, PARTNER_KEY, Receiver, env_of, joined, make_settings
 
 DEFAULT_SCHEDULE = Settings.model_fields["webhook_retry_schedule"].default
 HOUR = 3600.0
@@ -106,14 +107,14 @@ async def test_a_receiver_down_for_an_hour_then_back_gets_every_event_in_order(
 
 
 async def test_an_endpoint_disabled_after_a_day_of_failures_tells_the_partner_by_mail(
-    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, mail_sink: MailSink
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, smtp_sink: SmtpSink
 ) -> None:
     settings = make_settings(
         database,
         kafka_bootstrap,
         webhook_retry_schedule=[0.05] * 50,
         webhook_disable_after_seconds=0.5,  # "a day"
-        notice_smtp_server=f"127.0.0.1:{mail_sink.port}",
+        notice_smtp_server=f"127.0.0.1:{smtp_sink.port}",
         notice_from="partners@distretto.example",
         notice_retry_seconds=0.2,
     )
@@ -123,7 +124,7 @@ async def test_an_endpoint_disabled_after_a_day_of_failures_tells_the_partner_by
         ep = await _endpoint(client, receiver, "/broken", contact_email="integrazioni@agenzia.example")
         mute = await _endpoint(client, receiver, "/mute")  # a partner without a contact address
         receiver.refuse_all.update({"/broken", "/mute"})
-        mail_sink.refusing = True  # the relay is not taking mail at first: the notice waits
+        smtp_sink.refuse_all = "451 4.3.0 try again later"  # the relay is not taking mail at first: the notice waits
         await publish_events(kafka_bootstrap, [joined(1)])
 
         async def shown(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -134,15 +135,16 @@ async def test_an_endpoint_disabled_after_a_day_of_failures_tells_the_partner_by
             return not e["enabled"] and "451" in (e["notice_error"] or "")
 
         await wait_for(notice_refused, what="the endpoint disabled, the relay refusing the notice")
-        assert mail_sink.messages == []
-        mail_sink.refusing = False
+        assert smtp_sink.received == []
+        smtp_sink.refuse_all = None
 
         async def notified() -> bool:
             return (await shown(ep))["notified_at"] is not None
 
         await wait_for(notified, what="the partner told")
-        (rcpt, message), *more = mail_sink.messages
-        assert more == [] and rcpt == "integrazioni@agenzia.example"  # once, to the partner's address
+        first, *more = smtp_sink.received
+        message = first.message
+        assert more == [] and first.rcpt == "integrazioni@agenzia.example"  # once, to the partner's address
         assert message["From"] == "partners@distretto.example"
         body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert receiver.url("/broken") in body and ep["id"] in body
@@ -155,12 +157,12 @@ async def test_an_endpoint_disabled_after_a_day_of_failures_tells_the_partner_by
             return not e["enabled"] and e["notice_error"] == "the partner has no contact address"
 
         await wait_for(mute_disabled, what="the partner without an address: disabled, no notice")
-        assert len(mail_sink.messages) == 1
+        assert len(smtp_sink.received) == 1
         # Enabled by hand and disabled by hand: nobody is mailed about an admin's own action.
         assert (await client.post(f"/webhooks/{ep['id']}/enable")).status_code == 200
         receiver.refuse_all.clear()
         assert (await client.post(f"/webhooks/{ep['id']}/disable")).status_code == 200
-        assert (await shown(ep))["enabled"] is False and len(mail_sink.messages) == 1
+        assert (await shown(ep))["enabled"] is False and len(smtp_sink.received) == 1
 
 
 async def test_webhook_urls_inside_the_platform_are_refused_unless_the_admin_allows_them(

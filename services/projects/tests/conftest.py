@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from distretto_dev.testing import DatabaseTarget, service_client
+from distretto_dev.testing import DatabaseTarget, service_client, settings_for
 from distretto_shared.app import ServiceContext
 from distretto_shared.outbox import OutboxMessage
 from projects.app import create_app
@@ -39,26 +39,14 @@ def fixture_text(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep relay lock files of the test apps out of the work tree."""
-    monkeypatch.setenv("DISTRETTO_DATA_DIR", str(tmp_path / "var"))
-    return tmp_path / "var"
+def _local_state(data_dir: Path) -> Path:
+    """Relay lock files of the test apps go to the test's folder."""
+    return data_dir
 
 
 def make_settings(database: DatabaseTarget, kafka_bootstrap: str, **overrides: Any) -> Settings:
     """Settings pointing the service at the test database and broker (scheduled scan off: tests drive it)."""
-    values: dict[str, Any] = {
-        "database_url": database.url,
-        "database_schema": database.schema,
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "deadline_scan_enabled": False,
-        "relay_poll_interval": 0.2,
-        "consumer_backoff_initial": 0.05,
-        "log_json": False,
-        "log_level": "WARNING",
-    }
-    values.update(overrides)
-    return Settings(**values)
+    return settings_for(Settings, database, kafka_bootstrap, **{"deadline_scan_enabled": False, **overrides})
 
 
 @dataclass
