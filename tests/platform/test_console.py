@@ -562,6 +562,33 @@ async def test_staff_define_and_edit_a_segment_on_its_page(browser: Browser, pla
     await page.get_by_role("button", name="Save the segment").click()
     await expect(row.get_by_test_id("segment-count")).to_have_text("3")
 
+    # a draft campaign targets it: deleting is refused, said on the page; once the draft is gone, deleted
+    template = await api(
+        platform,
+        "POST",
+        "/api/newsletter/templates",
+        json={"name": f"Organoidi {tag}", "subject": "Organoidi", "body_html": "<p>Ciao</p>", "body_text": "Ciao"},
+    )
+    draft = await api(
+        platform,
+        "POST",
+        "/api/newsletter/campaigns",
+        json={
+            "name": f"Organoidi {tag}",
+            "subject": "Organoidi",
+            "template_id": template["id"],
+            "lists": ["members"],
+            "segments": [stored["id"]],
+        },
+    )
+    await row.get_by_role("link", name=f"Organoidi {tag}").click()
+    await page.get_by_role("button", name="Delete the segment").click()  # the confirmation is accepted
+    await expect(page.get_by_role("alert")).to_contain_text("campaigns not yet started target this segment")
+    await api(platform, "POST", f"/api/newsletter/campaigns/{draft['id']}/cancel")
+    await page.get_by_role("button", name="Delete the segment").click()
+    await expect(page.get_by_role("status")).to_contain_text("The segment was deleted.")
+    await expect(page.get_by_role("link", name=f"Organoidi {tag}", exact=True)).to_have_count(0)
+
     # in Italian
     await page.get_by_role("link", name="IT", exact=True).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Segmenti")
