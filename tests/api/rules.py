@@ -58,6 +58,12 @@ EXTERNAL_PREFIXES = ("cordis_",)
 that system writes them."""
 
 
+NOT_OUR_IDS = {
+    "DeliveryPublic.message_id": "a mail's Message-ID header (RFC 5322, <…@domain>), as the mail carried it",
+}
+"""Properties named like ids that name something of another standard, not a row of ours (with why)."""
+
+
 def _is_id(name: str) -> bool:
     return (name == "id" or name.endswith("_id")) and not name.startswith(EXTERNAL_PREFIXES)
 
@@ -85,7 +91,7 @@ def id_problems(doc: dict[str, Any]) -> list[str]:
                     found.append(problem)
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
         for prop, node in (schema.get("properties") or {}).items():
-            if _is_id(prop):
+            if _is_id(prop) and f"{name}.{prop}" not in NOT_OUR_IDS:
                 problem = _id_problem(doc, f"{name}.{prop}", node)
                 if problem:
                     found.append(problem)

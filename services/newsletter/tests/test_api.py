@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import hex_id
 from newsletter import domain
 from newsletter.app import create_app
 from newsletter.links import links_for
@@ -227,7 +228,7 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         assert (await client.get(f"/subscribers/{soft['id']}/export")).status_code == 404
         records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SUBSCRIBER_TOPIC.name, min_count=4)
         erased = [r for r in records if headers_of(r)["ce_type"] == contracts.SubscriberErased.event_type]
-        assert erased and headers_of(erased[0])["ce_subject"] == soft["id"]
+        assert erased and headers_of(erased[0])["ce_subject"] == hex_id(soft["id"])  # events: the stored form
         campaigns = await read_topic(kafka_bootstrap, topic_prefix + contracts.CAMPAIGN_TOPIC.name, min_count=2)
         assert {headers_of(r)["ce_type"] for r in campaigns} >= {
             contracts.CampaignStarted.event_type,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import hex_id
 from newsletter.app import create_app
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_finished
@@ -59,11 +60,11 @@ async def test_a_campaign_with_a_web_version_is_announced_without_anything_about
             for r in records
             if headers_of(r)["ce_type"] == contracts.CampaignPublished.event_type
         }
-        assert set(announced) == {public["id"], personal["id"]}  # no web version: not announced
-        assert announced[public["id"]].subject_line == "Bandi di dicembre — INTERNAL NAME: DECEMBER"
-        assert announced[public["id"]].web_url == "https://www.distretto.example/news/2026-12"
-        assert announced[public["id"]].published_at is not None
+        assert set(announced) == {hex_id(public["id"]), hex_id(personal["id"])}  # no web version: not announced
+        assert announced[hex_id(public["id"])].subject_line == "Bandi di dicembre — INTERNAL NAME: DECEMBER"
+        assert announced[hex_id(public["id"])].web_url == "https://www.distretto.example/news/2026-12"
+        assert announced[hex_id(public["id"])].published_at is not None
         # A subject made for each reader is not shown: the campaign's name stands in.
-        assert announced[personal["id"]].subject_line == "Auguri"
+        assert announced[hex_id(personal["id"])].subject_line == "Auguri"
         for record in records:
             assert b"reader.one" not in record.value and b"Reader One" not in record.value

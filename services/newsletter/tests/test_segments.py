@@ -19,6 +19,7 @@ from distretto_dev.testing import (
 )
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import hex_id
 from distretto_shared.identity import Principal
 from distretto_shared.topics import ensure_topics
 from newsletter import links
@@ -530,4 +531,4 @@ async def test_segment_counts_follow_consent(database: DatabaseTarget, kafka_boo
             rows = (
                 await session.execute(sa.text("SELECT subscriber_id, consenting FROM audience_member ORDER BY 1"))
             ).all()
-        assert sorted((r[0], bool(r[1])) for r in rows) == sorted([(a["id"], False), (c["id"], True)])
+        assert sorted((r[0], bool(r[1])) for r in rows) == sorted([(hex_id(a["id"]), False), (hex_id(c["id"]), True)])

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.context import Context, public_request_context, staff_request_context
+from distretto_shared.conventions import HexId, hex_id
 from distretto_shared.web import DomainError, Invalid, Page, PageParams, make_page, page_params
 from newsletter import context
 from newsletter.bounces import service as bounces
@@ -53,7 +54,10 @@ from newsletter.templates import service as templates
 
 router = APIRouter()
 PageDep = Annotated[PageParams, Depends(page_params)]
-Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Id = Annotated[HexId, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+"""A path id: the dashed or the 32-hex form (given to the use case as the 32-hex form the tables
+store, docs/api-conventions.md "Ids"); other text is an unknown id (404) or, outside these
+characters, a 422."""
 Token = Annotated[str, Path(min_length=10, max_length=600)]
 QToken = Annotated[str, Query(min_length=10, max_length=600, description="The signed token from the mail")]
 
@@ -122,7 +126,9 @@ async def list_lists(ctx: Ctx, page: PageDep) -> Page[MailingListPublic]:
     return make_page(items, total, page)
 
 
-@router.get("/lists/{list_id}", response_model=MailingListPublic, tags=["lists"])
+@router.get(
+    "/lists/{list_id}", response_model=MailingListPublic, tags=["lists"], summary="A list, by its id or its slug"
+)
 async def get_list(list_id: Id, ctx: Ctx) -> MailingListPublic:
     return await lists.get_list(ctx, list_id)
 
@@ -139,7 +145,12 @@ async def create_subscriber(data: SubscriberCreate, ctx: Ctx) -> SubscriberPubli
 async def list_subscribers(
     ctx: Ctx,
     page: PageDep,
-    list_ref: Annotated[str | None, Query(alias="list", max_length=80)] = None,
+    list_ref: Annotated[
+        str | None,
+        Query(
+            alias="list", max_length=80, pattern=r"^[A-Za-z0-9_-]*$", description="A list's id (either form) or slug"
+        ),
+    ] = None,
     status: Annotated[str | None, Query(pattern=r"^(unconfirmed|confirmed|unsubscribed|suppressed)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the address or the name")] = None,
 ) -> Page[SubscriberPublic]:
@@ -210,7 +221,7 @@ async def confirm(token: QToken, ctx: PublicCtx, client: ClientDep, request: Req
 @router.get("/preferences", response_class=HTMLResponse, tags=["public"], summary="The preferences page")
 async def preferences_page(token: QToken, ctx: PublicCtx) -> HTMLResponse:
     sub, offered = await consent.preferences(ctx, token)
-    mine = {s.list_id for s in sub.subscriptions if s.status == "confirmed"}
+    mine = {hex_id(s.list_id) for s in sub.subscriptions if s.status == "confirmed"}  # answered dashed
     boxes = "".join(
         f"<label><input type=checkbox name=lists value='{html.escape(lst.slug)}'"
         f"{' checked' if lst.id in mine else ''}> {html.escape(lst.name)}</label><br>"

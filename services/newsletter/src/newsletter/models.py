@@ -5,16 +5,16 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
 from sqlmodel import Column, Field, SQLModel
 
-from distretto_shared.conventions import UtcDateTime
+from distretto_shared.conventions import HexId, Id, UtcDateTime
 from distretto_shared.tables import service_registry
 from newsletter import domain
 
@@ -41,6 +41,13 @@ class Strict(BaseModel):
     """Request bodies refuse unknown fields, so a typo is a 422, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+ID_CHARACTERS = r"^[A-Za-z0-9_-]+$"
+"""What an id given in either form is made of (anything else is refused before a lookup: PostgreSQL
+refuses a NUL in text, which would otherwise be a 500)."""
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A list or a segment named by its id (either form), its slug or its name: no control characters."""
 
 
 def _email(value: str) -> str:
@@ -76,7 +83,7 @@ class MailingListCreate(Strict):
 
 
 class MailingListPublic(MailingListBase):
-    id: str
+    id: Id
     created_at: UtcDateTime
     subscribers: int = 0
 
@@ -170,7 +177,7 @@ class SignUp(Strict):
 
     email: str
     name: str = PField(default="", max_length=200)
-    lists: list[str] = PField(min_length=1, max_length=20)
+    lists: list[Ref] = PField(min_length=1, max_length=20)
     """Slugs of public lists."""
     interests: list[str] = PField(default_factory=list, max_length=30)
     language: str = PField(default="it", max_length=10)
@@ -195,7 +202,7 @@ class SubscriberCreate(Strict):
 
     email: str
     name: str = PField(default="", max_length=200)
-    lists: list[str] = PField(default_factory=list, max_length=50)
+    lists: list[Ref] = PField(default_factory=list, max_length=50)
     interests: list[str] = PField(default_factory=list, max_length=30)
     language: str = PField(default="it", max_length=10)
     attributes: dict[str, Any] = PField(default_factory=dict)
@@ -221,13 +228,13 @@ class SubscriberUpdate(Strict):
 
 
 class SubscriptionPublic(BaseModel):
-    list_id: str
+    list_id: Id
     list_slug: str
     status: str
 
 
 class SubscriberPublic(BaseModel):
-    id: str
+    id: Id
     email: str
     name: str
     language: str
@@ -277,7 +284,7 @@ class TemplateUpdate(Strict):
 
 
 class TemplatePublic(TemplateBase):
-    id: str
+    id: Id
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -326,13 +333,13 @@ class CampaignCreate(Strict):
     name: str = PField(min_length=1, max_length=200)
     subject: str = PField(min_length=1, max_length=300)
     """Jinja2 (subscriber fields available); CR/LF never reach the header."""
-    template_id: str = PField(min_length=1, max_length=32)
-    lists: list[str] = PField(min_length=1, max_length=50)
-    """List ids or slugs."""
+    template_id: HexId = PField(min_length=1, max_length=32, pattern=ID_CHARACTERS)
+    lists: list[Ref] = PField(min_length=1, max_length=50)
+    """List ids (either form) or slugs."""
     interests: list[str] = PField(default_factory=list, max_length=30)
     """When given, only subscribers sharing at least one of these interests."""
-    segments: list[str] = PField(default_factory=list, max_length=20)
-    """Segment ids or names: when given, only subscribers of the lists who are in at least one of them."""
+    segments: list[Ref] = PField(default_factory=list, max_length=20)
+    """Segment ids (either form) or names: when given, only subscribers of the lists who are in at least one of them."""
     data: dict[str, Any] = PField(default_factory=dict)
     web_url: str | None = PField(default=None, max_length=500)
     """The issue's public web version; when set, partners are told when the campaign starts."""
@@ -344,10 +351,10 @@ class CampaignCreate(Strict):
 class CampaignUpdate(Strict):
     name: str | None = PField(default=None, min_length=1, max_length=200)
     subject: str | None = PField(default=None, min_length=1, max_length=300)
-    template_id: str | None = PField(default=None, min_length=1, max_length=32)
-    lists: list[str] | None = PField(default=None, min_length=1, max_length=50)
+    template_id: HexId | None = PField(default=None, min_length=1, max_length=32, pattern=ID_CHARACTERS)
+    lists: list[Ref] | None = PField(default=None, min_length=1, max_length=50)
     interests: list[str] | None = PField(default=None, max_length=30)
-    segments: list[str] | None = PField(default=None, max_length=20)
+    segments: list[Ref] | None = PField(default=None, max_length=20)
     data: dict[str, Any] | None = None
     web_url: str | None = PField(default=None, max_length=500)
 
@@ -394,13 +401,15 @@ class TransactionalMails(BaseModel):
 
 
 class CampaignPublic(BaseModel):
-    id: str
+    id: Id
     name: str
     subject: str
-    template_id: str
-    lists: list[str]
+    template_id: Id
+    lists: list[Id]
+    """The lists' ids."""
     interests: list[str]
-    segments: list[str] = []
+    segments: list[Id] = []
+    """The segments' ids."""
     data: dict[str, Any]
     kind: str
     status: str
@@ -416,9 +425,9 @@ class CampaignPublic(BaseModel):
 class AudienceChoice(Strict):
     """Lists, interests and segments being chosen for a campaign not saved yet."""
 
-    lists: list[str] = PField(min_length=1, max_length=50)
+    lists: list[Ref] = PField(min_length=1, max_length=50)
     interests: list[str] = PField(default_factory=list, max_length=30)
-    segments: list[str] = PField(default_factory=list, max_length=20)
+    segments: list[Ref] = PField(default_factory=list, max_length=20)
 
     _interests = field_validator("interests")(_interests)
 
@@ -432,7 +441,7 @@ class AudienceCount(BaseModel):
 class CampaignRecipients(BaseModel):
     """How many people a campaign goes to."""
 
-    campaign_id: str
+    campaign_id: Id
     status: str
     recipients: int
     frozen: bool
@@ -479,8 +488,8 @@ class Delivery(Base, table=True):
 
 class DeliveryPublic(BaseModel):
     id: int
-    campaign_id: str | None
-    subscriber_id: str | None
+    campaign_id: Id | None
+    subscriber_id: Id | None
     kind: str
     status: str
     attempts: int
@@ -520,7 +529,8 @@ class BounceReport(Strict):
     email: str
     kind: domain.BounceKind
     reason: str = PField(default="", max_length=1000)
-    campaign_id: str | None = PField(default=None, max_length=32)
+    campaign_id: HexId | None = PField(default=None, max_length=32, pattern=ID_CHARACTERS)
+    """The campaign's id, either form (the ``Feedback-ID`` header of its mails carries the 32-hex one)."""
 
     _email = field_validator("email")(_email)
 
@@ -552,9 +562,9 @@ class Suppression(Base, table=True):
 
 
 class BouncePublic(BaseModel):
-    id: str
-    subscriber_id: str
-    campaign_id: str | None
+    id: Id
+    subscriber_id: Id
+    campaign_id: Id | None
     kind: str
     source: str
     reason: str
@@ -618,7 +628,7 @@ class DigestItem(Base, table=True):
 
 
 class Preferences(BaseModel):
-    lists: list[str] = []
+    lists: list[Ref] = []
     interests: list[str] = []
     name: str | None = None
     unsubscribe_all: bool = False

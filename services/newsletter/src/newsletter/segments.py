@@ -35,7 +35,7 @@ from sqlmodel import Column, Field, col, func, select
 from distretto_shared.casing import snake_case
 from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.conventions import UtcDateTime
+from distretto_shared.conventions import Id, UtcDateTime, canonical_id, hex_id
 from distretto_shared.outbox import add_event
 from distretto_shared.web import (
     Conflict,
@@ -216,7 +216,7 @@ def _norm(field: str, value: str) -> str:
     if field == "province":
         return value.upper()
     if field == "project":
-        return value
+        return hex_id(value)  # a project's id in either form names the 32-hex one projects' events carry
     return value.lower()
 
 
@@ -396,7 +396,7 @@ class SegmentPreview(Strict):
 
 
 class SegmentPublic(BaseModel):
-    id: str
+    id: Id
     name: str
     description: str
     rule: dict[str, Any]
@@ -412,10 +412,10 @@ class SegmentCount(BaseModel):
 
 
 class SegmentMember(BaseModel):
-    subscriber_id: str
+    subscriber_id: Id
     email: str
     name: str
-    organisation_id: str | None = None
+    organisation_id: Id | None = None
 
 
 def _dump(rule: Rule) -> dict[str, Any]:
@@ -459,7 +459,7 @@ def _public(s: Segment) -> SegmentPublic:
 
 
 async def _load(session: AsyncSession, ref: str) -> Segment:
-    seg = await session.get(Segment, ref)
+    seg = await session.get(Segment, hex_id(ref))  # an id in either form (docs/api-conventions.md, "Ids")
     if seg is None:
         seg = (await session.execute(select(Segment).where(Segment.name == ref))).scalar_one_or_none()
     if seg is None:
@@ -470,7 +470,7 @@ async def _load(session: AsyncSession, ref: str) -> Segment:
 async def _name_free(session: AsyncSession, name: str, own_id: str | None = None) -> None:
     other = (await session.execute(select(Segment.id).where(Segment.name == name))).scalar_one_or_none()
     if other is not None and other != own_id:
-        raise Conflict(f"a segment named {name!r} exists", details={"segment_id": other})
+        raise Conflict(f"a segment named {name!r} exists", details={"segment_id": canonical_id(other)})
 
 
 def _automation(seg: Segment) -> dict[str, Any]:
@@ -540,7 +540,7 @@ async def delete_segment(ctx: Ctx, ref: str) -> None:
                 select(Campaign.id, Campaign.segments).where(col(Campaign.status).in_(["draft", "scheduled"]))
             )
         ).all()
-        using = sorted(cid for cid, segs in campaigns if seg.id in (segs or []))
+        using = sorted(canonical_id(cid) for cid, segs in campaigns if seg.id in (segs or []))
         if using:
             raise Conflict("campaigns not yet started target this segment", details={"campaigns": using})
         add_event(session, _changed_event(seg, deleted=True), source=ctx.source)
@@ -627,7 +627,7 @@ async def resolve(session: AsyncSession, refs: list[str]) -> list[str]:
 async def audience_filter(session: AsyncSession, segment_ids: list[str]) -> ColumnElement[bool]:
     """In at least one of these segments (their rules as they are now: called when a campaign starts)."""
     rows = (await session.execute(select(Segment).where(col(Segment.id).in_(segment_ids)))).scalars().all()
-    missing = sorted(set(segment_ids) - {s.id for s in rows})
+    missing = sorted(canonical_id(i) for i in set(segment_ids) - {s.id for s in rows})
     if missing:
         raise Conflict(f"the campaign targets segments that no longer exist: {missing}", details={"segments": missing})
     return sa.or_(*(S.c.id.in_(members_query(parse_rule(s.rule))) for s in rows))
@@ -697,7 +697,15 @@ Ctx = Annotated[Context[Settings], Depends(staff_request_context)]
 """Segments read the whole audience: staff and admin only (401 anonymous, 403 everyone else)."""
 router = APIRouter(tags=["segments"])
 PageDep = Annotated[PageParams, Depends(page_params)]
-Ref = Annotated[str, Path(min_length=1, max_length=200, description="The segment's id or name")]
+Ref = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The segment's id (either form) or name",
+    ),
+]
 
 
 @router.post("/segments", status_code=201, response_model=SegmentPublic)

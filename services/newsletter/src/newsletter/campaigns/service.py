@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import canonical_id
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
@@ -77,7 +78,7 @@ async def campaign_public(session: AsyncSession, c: Campaign, *, stats: bool = T
 async def _load_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
     c = await session.get(Campaign, campaign_id)
     if c is None:
-        raise NotFound(f"no campaign {campaign_id!r}")
+        raise NotFound(f"no campaign {canonical_id(campaign_id)!r}")
     return c
 
 
@@ -85,7 +86,8 @@ async def create_campaign(ctx: Ctx, data: CampaignCreate, *, kind: str = "regula
     check_template_fields(data.subject, None, None)
     async with ctx.db.transaction() as session:
         if await session.get(Template, data.template_id) is None:
-            raise Invalid(f"no template {data.template_id!r}", details={"template_id": data.template_id})
+            shown = canonical_id(data.template_id)
+            raise Invalid(f"no template {shown!r}", details={"template_id": shown})
         lists = await resolve_lists(session, data.lists)
         c = Campaign(
             name=data.name,
@@ -111,7 +113,7 @@ async def update_campaign(ctx: Ctx, campaign_id: str, data: CampaignUpdate) -> C
             raise Conflict(f"a campaign that is {c.status} cannot be edited")
         changes = data.model_dump(exclude_unset=True, exclude_none=True)
         if "template_id" in changes and await session.get(Template, changes["template_id"]) is None:
-            raise Invalid(f"no template {changes['template_id']!r}")
+            raise Invalid(f"no template {canonical_id(changes['template_id'])!r}")
         if "lists" in changes:
             changes["lists"] = [lst.id for lst in await resolve_lists(session, changes["lists"])]
         if "segments" in changes:
@@ -284,8 +286,14 @@ async def _check_renders(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
         first_id, first_error = failures[0]
         raise Invalid(
             f"the campaign cannot start: it renders for none of the {len(sample)} recipients tried "
-            f"(subscriber {first_id}: {first_error}); correct the template or the subject and start it again",
-            details={"failed": len(failures), "tried": len(sample), "subscriber_id": first_id, "error": first_error},
+            f"(subscriber {canonical_id(first_id)}: {first_error}); correct the template or the subject and start it "
+            "again",
+            details={
+                "failed": len(failures),
+                "tried": len(sample),
+                "subscriber_id": canonical_id(first_id),
+                "error": first_error,
+            },
         )
     if failures:
         # Some recipients' own fields do not render (one subscriber's oversized attribute): those

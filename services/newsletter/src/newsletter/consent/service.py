@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import hex_id
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Invalid, NotFound
 from newsletter import domain
@@ -95,12 +96,16 @@ async def sign_up(ctx: Ctx, data: SignUp, client: Client) -> None:
 
 
 def verify_token(settings: Settings, token: str, purpose: str) -> domain.TokenClaims:
+    """The claims of a valid link. The ids it names (the subscriber, the campaign) are read in either
+    form and given as the 32-hex form the tables store: links already sent carry that form, and they
+    keep working whichever form a link signed later carries (docs/api-conventions.md, "Ids")."""
     try:
-        return domain.verify_token(settings.secret_key, token, purpose, now=utcnow())
+        claims = domain.verify_token(settings.secret_key, token, purpose, now=utcnow())
     except domain.BadToken as exc:
         if "expired" in str(exc):
             raise Gone(str(exc)) from exc
         raise Invalid(str(exc)) from exc
+    return domain.TokenClaims(purpose=claims.purpose, subject=hex_id(claims.subject), extra=hex_id(claims.extra))
 
 
 async def confirm(ctx: Ctx, token: str, client: Client) -> list[str]:
@@ -165,7 +170,7 @@ async def preferences(ctx: Ctx, token: str) -> tuple[SubscriberPublic, list[Mail
         if sub is None:
             raise NotFound("this subscription no longer exists")
         public = await subscriber_public(session, sub)
-        mine = {s.list_id for s in public.subscriptions}
+        mine = {hex_id(s.list_id) for s in public.subscriptions}  # answered dashed, stored 32-hex
         lists = (
             (
                 await session.execute(

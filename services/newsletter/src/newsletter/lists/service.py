@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
+from distretto_shared.conventions import hex_id
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter.config import Settings
 from newsletter.context import Ctx
@@ -66,9 +67,13 @@ async def get_list(ctx: Ctx, list_id: str) -> MailingListPublic:
 
 
 async def find_list(session: AsyncSession, ref: str) -> MailingList:
+    """A list by its id (either form, docs/api-conventions.md "Ids") or its slug."""
     row = (
         await session.execute(
-            select(MailingList).where(sa.or_(col(MailingList.id) == ref, col(MailingList.slug) == ref))
+            select(MailingList)
+            .where(sa.or_(col(MailingList.id) == hex_id(ref), col(MailingList.slug) == ref))
+            .order_by((col(MailingList.id) == hex_id(ref)).desc())  # an id before a slug spelt like one
+            .limit(1)
         )
     ).scalar_one_or_none()
     if row is None:
@@ -77,17 +82,19 @@ async def find_list(session: AsyncSession, ref: str) -> MailingList:
 
 
 async def resolve_lists(session: AsyncSession, refs: Sequence[str], *, public_only: bool = False) -> list[MailingList]:
+    """The lists named by ids (either form) or slugs (422 for an unknown one)."""
+    ids = [hex_id(r) for r in refs]
     rows = (
         (
             await session.execute(
-                select(MailingList).where(sa.or_(col(MailingList.id).in_(refs), col(MailingList.slug).in_(refs)))
+                select(MailingList).where(sa.or_(col(MailingList.id).in_(ids), col(MailingList.slug).in_(refs)))
             )
         )
         .scalars()
         .all()
     )
     known = {r.id for r in rows} | {r.slug for r in rows}
-    missing = [r for r in refs if r not in known]
+    missing = [r for r in refs if r not in known and hex_id(r) not in known]
     if missing:
         raise Invalid(f"unknown list(s): {', '.join(missing)}", details={"lists": missing})
     if public_only:

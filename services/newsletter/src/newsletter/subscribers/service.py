@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, or_, select
 
 from distretto_shared.contracts import newsletter as contracts
+from distretto_shared.conventions import canonical_id
 from distretto_shared.db import contains_text
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, NotFound, PageParams
@@ -197,7 +198,7 @@ async def get_subscriber(ctx: Ctx, subscriber_id: str) -> SubscriberPublic:
     async with ctx.db.read() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
-            raise NotFound(f"no subscriber {subscriber_id!r}")
+            raise NotFound(f"no subscriber {canonical_id(subscriber_id)!r}")
         return await subscriber_public(session, sub)
 
 
@@ -205,7 +206,7 @@ async def update_subscriber(ctx: Ctx, subscriber_id: str, data: SubscriberUpdate
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
-            raise NotFound(f"no subscriber {subscriber_id!r}")
+            raise NotFound(f"no subscriber {canonical_id(subscriber_id)!r}")
         if data.name is not None:
             sub.name = domain.clean_header_text(data.name, limit=200)
         if data.language is not None:
@@ -260,12 +261,17 @@ def queue_confirmation(session: AsyncSession, settings: Settings, sub: Subscribe
 # -- GDPR ------------------------------------------------------------------------------
 
 
+def _dashed(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as answered: its own and its campaign's ids dashed (docs/api-conventions.md, "Ids")."""
+    return {k: canonical_id(v) if k in ("id", "campaign_id") else v for k, v in row.items()}
+
+
 async def export_subscriber(ctx: Ctx, subscriber_id: str) -> dict[str, Any]:
     """Everything held about a subscriber."""
     async with ctx.db.read() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
-            raise NotFound(f"no subscriber {subscriber_id!r}")
+            raise NotFound(f"no subscriber {canonical_id(subscriber_id)!r}")
         public = await subscriber_public(session, sub)
         consents = (
             (
@@ -287,10 +293,14 @@ async def export_subscriber(ctx: Ctx, subscriber_id: str) -> dict[str, Any]:
             contact = await session.get(MemberContact, sub.contact_id)
     return {
         "subscriber": public.model_dump(mode="json"),
-        "consent": [c.model_dump(mode="json", exclude={"subscriber_id"}) for c in consents],
-        "bounces": [b.model_dump(mode="json", exclude={"subscriber_id"}) for b in bounces],
+        "consent": [_dashed(c.model_dump(mode="json", exclude={"subscriber_id"})) for c in consents],
+        "bounces": [_dashed(b.model_dump(mode="json", exclude={"subscriber_id"})) for b in bounces],
         "deliveries": [
-            {"campaign_id": d.campaign_id, "status": d.status, "sent_at": d.sent_at and d.sent_at.isoformat()}
+            {
+                "campaign_id": canonical_id(d.campaign_id),
+                "status": d.status,
+                "sent_at": d.sent_at and d.sent_at.isoformat(),
+            }
             for d in deliveries
         ],
         "member_contact": contact.model_dump(mode="json") if contact else None,
@@ -332,7 +342,7 @@ async def erase_subscriber(ctx: Ctx, subscriber_id: str) -> None:
     async with ctx.db.transaction() as session:
         sub = await session.get(Subscriber, subscriber_id)
         if sub is None:
-            raise NotFound(f"no subscriber {subscriber_id!r}")
+            raise NotFound(f"no subscriber {canonical_id(subscriber_id)!r}")
         await erase_in(session, ctx, sub)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, func, select
 
+from distretto_shared.conventions import canonical_id
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter.context import Ctx
 from newsletter.delivery import rendering
@@ -46,7 +47,7 @@ async def update_template(ctx: Ctx, template_id: str, data: TemplateUpdate) -> T
     async with ctx.db.transaction() as session:
         row = await session.get(Template, template_id)
         if row is None:
-            raise NotFound(f"no template {template_id!r}")
+            raise NotFound(f"no template {canonical_id(template_id)!r}")
         changes = data.model_dump(exclude_unset=True, exclude_none=True)
         renamed = "name" in changes and changes["name"] != row.name
         if renamed and (await session.execute(select(Template).where(Template.name == changes["name"]))).first():
@@ -61,7 +62,7 @@ async def get_template(ctx: Ctx, template_id: str) -> TemplatePublic:
     async with ctx.db.read() as session:
         row = await session.get(Template, template_id)
         if row is None:
-            raise NotFound(f"no template {template_id!r}")
+            raise NotFound(f"no template {canonical_id(template_id)!r}")
         return TemplatePublic(**row.model_dump())
 
 
