@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, event, func, text
+from sqlalchemy import ColumnElement, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -124,6 +124,14 @@ class Database:
         """A session for reads only (nothing is committed)."""
         async with self.sessionmaker() as session:
             yield session
+
+    async def read_after(self, position: Any, after: int, limit: int, *where: ColumnElement[bool]) -> list[Any]:
+        """Up to ``limit`` rows of ``position``'s table whose ``position`` (an increasing integer
+        column: an id, a sequence number) is past ``after``, in that order, matching ``where`` —
+        a log read from a reader's last position (a live stream's next batch)."""
+        async with self.read() as session:
+            query = select(position.class_).where(position > after, *where).order_by(position).limit(limit)
+            return list((await session.execute(query)).scalars())
 
     async def ping(self) -> None:
         """Raise if the database cannot answer ``SELECT 1``."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 import structlog
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,6 +82,10 @@ def page_params(
 ) -> PageParams:
     """Dependency for ``?limit=&offset=``."""
     return PageParams(limit=limit, offset=offset)
+
+
+Paging = Annotated[PageParams, Depends(page_params)]
+"""A list route's ``?limit=&offset=`` parameter: ``async def list_x(ctx: Ctx, page: Paging)``."""
 
 
 def make_page(items: Sequence[T], total: int, params: PageParams) -> Page[T]:

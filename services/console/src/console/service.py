@@ -27,14 +27,7 @@ async def latest_activity(db: Any, staff: bool, limit: int = 15) -> list[Activit
 
 async def activity_after(db: Any, after: int, staff: bool, limit: int = 50) -> list[Activity]:
     """Events newer than ``after`` (oldest first), for the live stream."""
-    async with db.read() as session:
-        rows = await session.execute(
-            select(Activity)
-            .where(col(Activity.id) > after, col(Activity.audience).in_(_audiences(staff)))
-            .order_by(col(Activity.id))
-            .limit(limit)
-        )
-        return list(rows.scalars().all())
+    return await db.read_after(Activity.id, after, limit, col(Activity.audience).in_(_audiences(staff)))
 
 
 async def last_activity_id(db: Any) -> int:

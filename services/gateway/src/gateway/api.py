@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from distretto_shared.context import Context
 from distretto_shared.conventions import HexId
 from distretto_shared.identity import ANONYMOUS
-from distretto_shared.web import NotFound, Page, PageParams, page_params
+from distretto_shared.web import NotFound, Page, Paging
 from gateway import openapi, service
 from gateway.config import Settings
 from gateway.domain import Role
@@ -113,7 +113,7 @@ async def create_user(body: UserCreate, gw: GatewayDep) -> UserPublic:
 @router.get("/auth/users", tags=["auth"], summary="List user accounts")
 async def list_users(
     gw: GatewayDep,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: Paging,
     role: Annotated[Role | None, Query(description="Only users with this role")] = None,
 ) -> Page[UserPublic]:
     return await service.list_users(_db(gw), params, role)
@@ -139,7 +139,7 @@ async def create_api_key(body: ApiKeyCreate, identity: IdentityDep, gw: GatewayD
 @router.get("/auth/api-keys", tags=["auth"], summary="List API keys")
 async def list_api_keys(
     gw: GatewayDep,
-    params: Annotated[PageParams, Depends(page_params)],
+    params: Paging,
     include_revoked: Annotated[bool, Query(description="Also list revoked keys")] = False,
 ) -> Page[ApiKeyPublic]:
     return await service.list_api_keys(_db(gw), params, include_revoked)

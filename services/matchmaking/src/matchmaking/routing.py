@@ -8,7 +8,7 @@ from fastapi import Depends, Path, Query
 
 from distretto_shared import conventions
 from distretto_shared.context import Context, public_request_context, request_context
-from distretto_shared.web import PageParams, page_params
+from distretto_shared.web import Paging
 from matchmaking.config import Settings
 
 _ID_PATH = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -19,7 +19,8 @@ taken and looked up in its 32-hex storage form; documented as ``format: uuid`` (
 OrganisationId = Annotated[conventions.Id, _ID_PATH]
 """An organisation's id in a path: either form, looked up dashed (membership's form, as its events
 carry it); documented as ``format: uuid``."""
-PageDep = Annotated[PageParams, Depends(page_params)]
+PageDep = Paging
+"""The backbone's ``?limit=&offset=`` dependency (``distretto_shared.web.Paging``)."""
 Sector = Annotated[str | None, Query(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9_\- ]*$")]
 Country = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")]
 Kind = Annotated[

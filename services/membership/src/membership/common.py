@@ -9,7 +9,7 @@ from fastapi import Depends
 from pydantic import ValidationError
 
 from distretto_shared.context import Context, public_request_context, request_context
-from distretto_shared.web import PageParams, page_params
+from distretto_shared.web import Paging as Paging  # re-exported for the aggregates' list routes
 from membership.config import Settings
 
 Ctx = Context[Settings]
@@ -19,7 +19,6 @@ CallerCtx = Annotated[Context[Settings], Depends(request_context)]
 """A route's context (see docs/service-guide.md); anonymous callers get 401."""
 PublicCtx = Annotated[Context[Settings], Depends(public_request_context)]
 """The same for the public routes, which anonymous callers reach too."""
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 def today() -> date:

@@ -14,7 +14,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.context import Context, public_request_context, staff_request_context
 from distretto_shared.conventions import HexId, hex_id
-from distretto_shared.web import DomainError, Invalid, Page, PageParams, make_page, page_params
+from distretto_shared.web import DomainError, Invalid, Page, make_page
+from distretto_shared.web import Paging as PageDep
 from newsletter import context
 from newsletter.bounces import service as bounces
 from newsletter.campaigns import service as campaigns
@@ -53,7 +54,6 @@ from newsletter.subscribers import service as subscribers
 from newsletter.templates import service as templates
 
 router = APIRouter()
-PageDep = Annotated[PageParams, Depends(page_params)]
 Id = Annotated[HexId, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 """A path id: the dashed or the 32-hex form (given to the use case as the 32-hex form the tables
 store, docs/api-conventions.md "Ids"); other text is an unknown id (404) or, outside these

@@ -44,8 +44,8 @@ from distretto_shared.web import (
     Page,
     PageParams,
     make_page,
-    page_params,
 )
+from distretto_shared.web import Paging as PageDep
 from newsletter.audience import (
     AudienceMember,
     AudienceOrganisation,
@@ -696,7 +696,6 @@ async def in_welcome_segment(session: AsyncSession, subscriber_id: str) -> bool:
 Ctx = Annotated[Context[Settings], Depends(staff_request_context)]
 """Segments read the whole audience: staff and admin only (401 anonymous, 403 everyone else)."""
 router = APIRouter(tags=["segments"])
-PageDep = Annotated[PageParams, Depends(page_params)]
 Ref = Annotated[
     str,
     Path(

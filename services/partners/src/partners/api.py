@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from distretto_shared.contracts import public as pub
 from distretto_shared.conventions import HexId
 from distretto_shared.identity import Principal
-from distretto_shared.web import Invalid, Page, PageParams, current_principal, make_page, page_params
+from distretto_shared.web import Invalid, Page, Paging, current_principal, make_page
 from partners import domain, metrics, service
 from partners.log import LogTail, Notifier, read_log
 from partners.models import (
@@ -216,9 +216,7 @@ async def revoke_kafka(partner_id: HexId, caller: Caller, d: Deps) -> PartnerPub
 
 
 @router.get("/partners", tags=["partners"], summary="Partners")
-async def list_partners(
-    caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
-) -> Page[PartnerPublic]:
+async def list_partners(caller: Caller, d: Deps, params: Paging) -> Page[PartnerPublic]:
     service.require_admin(caller)
     rows, total = await service.list_partners(d, params.limit, params.offset)
     return make_page([_partner(p) for p in rows], total, params)
@@ -291,9 +289,7 @@ async def replay(endpoint_id: HexId, data: ReplayRequest, caller: Caller, d: Dep
 
 
 @router.get("/webhooks/{endpoint_id}/messages", tags=["webhooks"], summary="Messages of an endpoint (newest first)")
-async def messages(
-    endpoint_id: HexId, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
-) -> Page[MessagePublic]:
+async def messages(endpoint_id: HexId, caller: Caller, d: Deps, params: Paging) -> Page[MessagePublic]:
     service.require_admin(caller)
     await service.get_endpoint(d, endpoint_id)
     rows, total = await service.messages(d, endpoint_id, params.limit, params.offset)
@@ -301,9 +297,7 @@ async def messages(
 
 
 @router.get("/webhooks/{endpoint_id}/attempts", tags=["webhooks"], summary="Delivery log: every attempt")
-async def attempts(
-    endpoint_id: HexId, caller: Caller, d: Deps, params: Annotated[PageParams, Depends(page_params)]
-) -> Page[AttemptPublic]:
+async def attempts(endpoint_id: HexId, caller: Caller, d: Deps, params: Paging) -> Page[AttemptPublic]:
     service.require_admin(caller)
     await service.get_endpoint(d, endpoint_id)
     rows, total = await service.attempts(d, endpoint_id, params.limit, params.offset)

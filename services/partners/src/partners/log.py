@@ -159,11 +159,4 @@ def endpoint_types(endpoint: WebhookEndpoint, partner: Partner) -> set[str]:
 
 async def read_log(db: Database, after: int, types: Sequence[str], limit: int) -> list[PublicEventRow]:
     """Up to ``limit`` public events after position ``after`` of the given types, in order."""
-    async with db.read() as session:
-        rows = await session.execute(
-            select(PublicEventRow)
-            .where(col(PublicEventRow.seq) > after, col(PublicEventRow.event_type).in_(list(types)))
-            .order_by(col(PublicEventRow.seq))
-            .limit(limit)
-        )
-        return list(rows.scalars())
+    return await db.read_after(PublicEventRow.seq, after, limit, col(PublicEventRow.event_type).in_(list(types)))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from distretto_shared.context import Context, request_context
-from distretto_shared.web import PageParams, page_params
+from distretto_shared.web import Paging as Paging  # re-exported for the aggregates' list routes
 from projects.config import Settings
 from projects.tables import StoredId
 
@@ -15,4 +15,3 @@ Ctx = Annotated[Context[Settings], Depends(request_context)]
 """The caller, the database and the settings (see docs/service-guide.md)."""
 PathId = StoredId
 """A path parameter naming a row: either id form (docs/api-conventions.md, "Ids")."""
-Paging = Annotated[PageParams, Depends(page_params)]
