@@ -87,15 +87,18 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
 
     from distretto_shared.db import Database
     from distretto_shared.migrations import upgrade_async
-    from newsletter import models
     from newsletter.app import MIGRATIONS
     from newsletter.campaigns import service as campaigns
+    from newsletter.campaigns.models import CampaignCreate
     from newsletter.config import Settings
     from newsletter.delivery.engine import DeliveryEngine
     from newsletter.domain import CampaignAction
     from newsletter.lists import service as lists
-    from newsletter.models import CampaignCreate, Subscriber, Subscription, TemplateCreate, new_id
+    from newsletter.lists.models import MailingListCreate
+    from newsletter.subscribers.models import Subscriber, Subscription
+    from newsletter.tables import new_id
     from newsletter.templates import service as templates
+    from newsletter.templates.models import TemplateCreate
 
     url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     schema = f"bench_{os.getpid()}" if not url.startswith("sqlite") else None
@@ -112,7 +115,7 @@ async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict
         secret_key=secrets.token_urlsafe(32),
     )
     ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=lambda _cls: None)
-    lst = await lists.create_list(ctx, models.MailingListCreate(slug="all", name="All"))
+    lst = await lists.create_list(ctx, MailingListCreate(slug="all", name="All"))
     t = time.perf_counter()
     S, SS = Subscriber.__table__, Subscription.__table__  # type: ignore[attr-defined]
     chunk = 5000

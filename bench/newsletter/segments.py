@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 import newsletter.audience
 import newsletter.models
 import newsletter.segments as segments
+import newsletter.tables
 
 SCHEMA = "bench_segments"
 
@@ -99,7 +100,7 @@ async def insert(conn: Any, table: sa.Table, rows: list[dict[str, Any]], batch: 
 async def load(engine: Any, n: int, seed: int) -> int:
     rng = random.Random(seed)
     T = newsletter.models.Base.metadata.tables
-    now = newsletter.models.utcnow()
+    now = newsletter.tables.utcnow()
     n_orgs = max(1, n // 20)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))

@@ -18,40 +18,32 @@ from distretto_shared.web import DomainError, Invalid, Page, make_page
 from distretto_shared.web import Paging as PageDep
 from newsletter import context
 from newsletter.bounces import service as bounces
+from newsletter.bounces.models import BounceAccepted, BouncePublic, BounceReport
 from newsletter.campaigns import service as campaigns
-from newsletter.config import Settings
-from newsletter.consent import service as consent
-from newsletter.digest import service as digest
-from newsletter.domain import CampaignAction
-from newsletter.lists import service as lists
-from newsletter.models import (
+from newsletter.campaigns.models import (
     AudienceChoice,
     AudienceCount,
-    BounceAccepted,
-    BouncePublic,
-    BounceReport,
     CampaignCreate,
     CampaignPublic,
     CampaignRecipients,
     CampaignUpdate,
     DeliveryPublic,
-    MailingListCreate,
-    MailingListPublic,
-    Preferences,
     Schedule,
     SendTest,
     SendTestResult,
-    SignUp,
-    SubscriberCreate,
-    SubscriberPublic,
-    SubscriberUpdate,
-    TemplateCreate,
-    TemplatePublic,
-    TemplateUpdate,
     TransactionalMails,
 )
+from newsletter.config import Settings
+from newsletter.consent import service as consent
+from newsletter.consent.models import Preferences, SignUp
+from newsletter.digest import service as digest
+from newsletter.domain import CampaignAction
+from newsletter.lists import service as lists
+from newsletter.lists.models import MailingListCreate, MailingListPublic
 from newsletter.subscribers import service as subscribers
+from newsletter.subscribers.models import SubscriberCreate, SubscriberPublic, SubscriberUpdate
 from newsletter.templates import service as templates
+from newsletter.templates.models import TemplateCreate, TemplatePublic, TemplateUpdate
 
 router = APIRouter()
 Id = Annotated[HexId, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

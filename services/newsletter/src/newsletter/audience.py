@@ -25,7 +25,7 @@ from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.conventions import UtcDateTime
 from distretto_shared.events import EventMeta
 from newsletter.config import Settings
-from newsletter.models import Base, utcnow
+from newsletter.tables import Base, utcnow
 
 Ctx = Context[Settings]
 

@@ -6,8 +6,8 @@ import re
 from urllib.parse import quote
 
 from newsletter import domain
+from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
-from newsletter.models import Campaign
 
 
 def links_for(settings: Settings, subscriber_id: str, campaign_id: str | None = None) -> dict[str, str]:

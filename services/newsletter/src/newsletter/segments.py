@@ -53,19 +53,12 @@ from newsletter.audience import (
     AudienceProject,
     AudienceTag,
 )
+from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
-from newsletter.models import (
-    Base,
-    Campaign,
-    MailingList,
-    MemberContact,
-    Strict,
-    Subscriber,
-    SubscriberInterest,
-    Subscription,
-    new_id,
-    utcnow,
-)
+from newsletter.lists.models import MailingList
+from newsletter.members.models import MemberContact
+from newsletter.subscribers.models import Subscriber, SubscriberInterest, Subscription
+from newsletter.tables import Base, Strict, new_id, utcnow
 
 # -- rules -------------------------------------------------------------------------------
 

@@ -8,12 +8,10 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.outbox import add_event
 from distretto_shared.web import NotFound
 from newsletter import domain, metrics
+from newsletter.bounces.models import Bounce
 from newsletter.config import Settings
-from newsletter.models import (
-    Bounce,
-    Subscriber,
-    utcnow,
-)
+from newsletter.subscribers.models import Subscriber
+from newsletter.tables import utcnow
 
 # -- bounces -------------------------------------------------------------------------
 

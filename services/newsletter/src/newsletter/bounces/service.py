@@ -8,17 +8,12 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 
 from distretto_shared.web import PageParams
+from newsletter.bounces.models import Bounce, BouncePublic, BounceReport, WebhookReceipt
 from newsletter.bounces.repository import record_bounce_in
+from newsletter.campaigns.models import Campaign
 from newsletter.context import Ctx
-from newsletter.models import (
-    Bounce,
-    BouncePublic,
-    BounceReport,
-    Campaign,
-    WebhookReceipt,
-    utcnow,
-)
 from newsletter.subscribers.service import by_email
+from newsletter.tables import utcnow
 
 # -- bounces -------------------------------------------------------------------------
 

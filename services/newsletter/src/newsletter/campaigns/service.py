@@ -18,31 +18,29 @@ from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter import domain, metrics, segments
-from newsletter.context import Ctx, engine_of
-from newsletter.delivery import compose, ledger, rendering
-from newsletter.lists.service import resolve_lists
-from newsletter.models import (
+from newsletter.bounces.models import Bounce
+from newsletter.campaigns.models import (
     AudienceChoice,
     AudienceCount,
-    Bounce,
     Campaign,
     CampaignCreate,
     CampaignPublic,
     CampaignRecipients,
     CampaignStats,
     CampaignUpdate,
-    ConsentRecord,
-    Delivery,
     DeliveryPublic,
     SendTest,
     SendTestResult,
-    Subscriber,
-    SubscriberInterest,
-    Subscription,
-    Template,
     TransactionalMails,
-    utcnow,
 )
+from newsletter.consent.models import ConsentRecord
+from newsletter.context import Ctx, engine_of
+from newsletter.delivery import compose, ledger, rendering
+from newsletter.delivery.models import Delivery
+from newsletter.lists.service import resolve_lists
+from newsletter.subscribers.models import Subscriber, SubscriberInterest, Subscription
+from newsletter.tables import utcnow
+from newsletter.templates.models import Template
 from newsletter.templates.service import check_template_fields
 
 log = get_logger(__name__)

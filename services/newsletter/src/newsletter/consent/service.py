@@ -13,23 +13,15 @@ from distretto_shared.conventions import hex_id
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Invalid, NotFound
 from newsletter import domain
+from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
+from newsletter.consent.models import ConsentRecord, Preferences, RateHit, SignUp
 from newsletter.context import Client, Ctx, Gone, RateLimited, aware, wake
+from newsletter.lists.models import MailingList
 from newsletter.lists.service import resolve_lists
-from newsletter.models import (
-    Campaign,
-    ConsentRecord,
-    MailingList,
-    Preferences,
-    RateHit,
-    SignUp,
-    Subscriber,
-    SubscriberInterest,
-    SubscriberPublic,
-    Subscription,
-    utcnow,
-)
+from newsletter.subscribers.models import Subscriber, SubscriberInterest, SubscriberPublic, Subscription
 from newsletter.subscribers.service import by_email, queue_confirmation, set_interests, subscribe, subscriber_public
+from newsletter.tables import utcnow
 
 
 async def _rate_check(session: AsyncSession, settings: Settings, scope: str, key: str, limit: int) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
 from newsletter.delivery.ledger import Claimed
 from newsletter.delivery.mime import build_message, header_block, message_id_for
 from newsletter.delivery.rendering import CampaignRenderer, Slot, footer
 from newsletter.links import links_for, list_headers, list_unsubscribe
-from newsletter.models import Campaign, Template
+from newsletter.templates.models import Template
 
 
 class CampaignMail:

@@ -20,6 +20,7 @@ from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from newsletter import domain
 from newsletter.bounces.repository import record_bounce_in
+from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
 from newsletter.delivery.compose import CampaignMail
 from newsletter.delivery.ledger import (
@@ -37,7 +38,7 @@ from newsletter.delivery.ledger import (
 from newsletter.delivery.mime import build_message, format_address, message_id_for
 from newsletter.delivery.smtp import SendResult, SmtpConnection, SmtpServer, parse_servers
 from newsletter.metrics import FAILED, RETRIED, SENT
-from newsletter.models import Campaign, Template
+from newsletter.templates.models import Template
 
 log = get_logger(__name__)
 

@@ -13,7 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from distretto_shared.db import Database
-from newsletter.models import Campaign, Delivery, Subscriber, Subscription
+from newsletter.campaigns.models import Campaign
+from newsletter.delivery.models import Delivery
+from newsletter.subscribers.models import Subscriber, Subscription
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 SUB = Subscriber.__table__  # type: ignore[attr-defined]

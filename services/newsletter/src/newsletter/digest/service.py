@@ -9,15 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from newsletter import segments
+from newsletter.campaigns.models import Campaign, CampaignPublic
 from newsletter.campaigns.service import campaign_public, start_in
 from newsletter.context import Ctx, wake
+from newsletter.digest.models import DigestItem
 from newsletter.lists.service import ensure_members_list
-from newsletter.models import (
-    Campaign,
-    CampaignPublic,
-    DigestItem,
-    Template,
-)
+from newsletter.templates.models import Template
 
 
 async def add_digest_item(

@@ -12,12 +12,8 @@ from distretto_shared.conventions import hex_id
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter.config import Settings
 from newsletter.context import Ctx
-from newsletter.models import (
-    MailingList,
-    MailingListCreate,
-    MailingListPublic,
-    Subscription,
-)
+from newsletter.lists.models import MailingList, MailingListCreate, MailingListPublic
+from newsletter.subscribers.models import Subscription
 
 # -- lists -----------------------------------------------------------------------
 

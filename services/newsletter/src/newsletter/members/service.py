@@ -19,22 +19,18 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from newsletter import domain, segments
+from newsletter.bounces.models import Suppression
 from newsletter.config import Settings
+from newsletter.consent.models import ConsentRecord
 from newsletter.context import Ctx
+from newsletter.delivery.models import Delivery
 from newsletter.digest.service import add_digest_item
 from newsletter.links import links_for
 from newsletter.lists.service import ensure_members_list
-from newsletter.models import (
-    ConsentRecord,
-    Delivery,
-    MemberContact,
-    MemberOrganisation,
-    Subscriber,
-    Subscription,
-    Suppression,
-    utcnow,
-)
+from newsletter.members.models import MemberContact, MemberOrganisation
+from newsletter.subscribers.models import Subscriber, Subscription
 from newsletter.subscribers.service import by_email, erase_in, subscribe
+from newsletter.tables import utcnow
 
 log = get_logger(__name__)
 

@@ -17,15 +17,15 @@ from distretto_shared.db import contains_text
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, NotFound, PageParams
 from newsletter import domain
+from newsletter.bounces.models import Bounce, Suppression
 from newsletter.config import Settings
+from newsletter.consent.models import ConsentRecord
 from newsletter.context import Ctx, wake
+from newsletter.delivery.models import Delivery
+from newsletter.lists.models import MailingList
 from newsletter.lists.service import find_list, resolve_lists
-from newsletter.models import (
-    Bounce,
-    ConsentRecord,
-    Delivery,
-    MailingList,
-    MemberContact,
+from newsletter.members.models import MemberContact
+from newsletter.subscribers.models import (
     Subscriber,
     SubscriberCreate,
     SubscriberInterest,
@@ -33,10 +33,8 @@ from newsletter.models import (
     SubscriberUpdate,
     Subscription,
     SubscriptionPublic,
-    Suppression,
-    new_id,
-    utcnow,
 )
+from newsletter.tables import new_id, utcnow
 
 # -- subscribers -------------------------------------------------------------------
 

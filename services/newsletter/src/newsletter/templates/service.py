@@ -8,13 +8,8 @@ from distretto_shared.conventions import canonical_id
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter.context import Ctx
 from newsletter.delivery import rendering
-from newsletter.models import (
-    Template,
-    TemplateCreate,
-    TemplatePublic,
-    TemplateUpdate,
-    utcnow,
-)
+from newsletter.tables import utcnow
+from newsletter.templates.models import Template, TemplateCreate, TemplatePublic, TemplateUpdate
 
 # -- templates -----------------------------------------------------------------------
 
