@@ -140,3 +140,30 @@ def problems(doc: dict[str, Any], *, authenticated: bool = True) -> list[str]:
             if prop.endswith("_at") and not any(v.get("format") == "date-time" for v in variants):
                 found.append(f"{name}.{prop}: a timestamp without format date-time")
     return found
+
+
+def _shadows(earlier: str, later: str) -> bool:
+    """Whether every URL of ``later`` also matches ``earlier``, a parameter of ``earlier`` standing
+    where ``later`` has a literal segment (``later`` is the more literal path)."""
+    first, second = earlier.strip("/").split("/"), later.strip("/").split("/")
+    if len(first) != len(second):
+        return False
+    pairs = list(zip(first, second, strict=True))
+    covers = all(a.startswith("{") or a == b for a, b in pairs)
+    return covers and any(a.startswith("{") and not b.startswith("{") for a, b in pairs)
+
+
+def shadowed_paths(doc: dict[str, Any]) -> list[str]:
+    """Literal paths a parameterised path listed before them takes the same method of (the framework
+    routes by order: `GET /things/export` after `GET /things/{id}` would read a thing called
+    "export"). The document lists the paths in the order of the routes."""
+    paths: dict[str, Any] = doc.get("paths") or {}
+    order = list(paths)
+    methods = {"get", "put", "post", "patch", "delete"}
+    found = []
+    for i, earlier in enumerate(order):
+        for later in order[i + 1 :]:
+            if _shadows(earlier, later):
+                both = sorted(set(paths[earlier]) & set(paths[later]) & methods)
+                found += [f"{m.upper()} {later}: routed to {earlier}, included before it" for m in both]
+    return found

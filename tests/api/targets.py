@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -22,9 +23,14 @@ json.dump(app.openapi(), sys.stdout)
 
 def openapi_document(name: str) -> dict[str, Any]:
     """The document ``name`` serves at /openapi.json (built in a process of its own: each service has
-    its own tables, which one process cannot import side by side)."""
+    its own tables, which one process cannot import side by side; once per test session)."""
+    return dict(json.loads(_document_text(name)))
+
+
+@functools.cache
+def _document_text(name: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-c", _DUMP.format(name=name)], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(json.loads(proc.stdout))
+    return proc.stdout

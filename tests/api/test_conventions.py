@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .rules import id_problems, problems
+from .rules import id_problems, problems, shadowed_paths
 from .targets import TARGETS, openapi_document
 
 NOT_YET: dict[str, list[str]] = {}
@@ -116,3 +116,23 @@ def test_the_rules_see_each_convention_broken() -> None:
     assert "Thing.status: enum value 'SIGNED' is not lower snake case" in found
     assert "'planned'" not in found
     assert "Thing.created_at: a timestamp without format date-time" in found
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_no_literal_path_is_shadowed_by_one_included_before_it(name: str) -> None:
+    found = shadowed_paths(openapi_document(name))
+    assert not found, f"{name}: include these literal paths before the parameterised ones:\n" + "\n".join(found)
+
+
+def test_the_shadow_rule_sees_a_literal_path_after_a_parameter() -> None:
+    doc = {
+        "paths": {
+            "/things/{thing_id}": {"get": {}, "patch": {}},
+            "/things/export": {"get": {}},
+            "/things/{thing_id}/parts": {"get": {}},
+            "/things/import": {"post": {}},
+        }
+    }
+    assert shadowed_paths(doc) == ["GET /things/export: routed to /things/{thing_id}, included before it"]
+    ordered = {"paths": {"/things/export": {"get": {}}, "/things/{thing_id}": {"get": {}}}}
+    assert shadowed_paths(ordered) == []

@@ -61,6 +61,21 @@ async def naive_time() -> Thing:
     return Thing(id="6f0c2a8e4b5d4c0e9a1b2c3d4e5f6a7b", count=1, weight=1, colour=Colour.BLUE, at=datetime(2026, 1, 2))
 
 
+@router.get("/things/export")
+async def export_things() -> dict[str, str]:
+    return {"export": "all"}
+
+
+@router.get("/things/{thing_id}")
+async def get_thing(thing_id: str) -> dict[str, str]:
+    return {"thing": thing_id}
+
+
+@router.patch("/things/{thing_id}")
+async def patch_thing(thing_id: str) -> dict[str, str]:
+    return {"patched": thing_id}
+
+
 @router.get("/entries")
 async def list_entries(request: Request, params: Annotated[PageParams, Depends(page_params)]) -> Page[Entry]:
     async with request.app.state.ctx.db.read() as session:
@@ -108,6 +123,23 @@ async def test_every_error_has_one_shape_and_unknown_routes_and_methods_are_told
         assert crashed.status_code == 500 and _is_error(crashed.json()) and "a bug" not in crashed.text
         bad_length = await client.post("/things", content=b"{}", headers={"content-length": "x"})
         assert bad_length.status_code == 400 and _is_error(bad_length.json())
+
+
+async def test_a_url_belongs_to_its_most_literal_path(database: DatabaseTarget) -> None:
+    """`/things/export` and `/things/naive` are paths of their own (GET only), not things called
+    "export" or "naive": a PATCH there is a 405 telling their methods, not a PATCH of a thing."""
+    async with service_client(create_app(SPEC, settings_for(database))) as client:
+        assert (await client.get("/things/export")).json() == {"export": "all"}
+        assert (await client.get("/things/naive")).json()["count"] == 1
+        assert (await client.get("/things/t1")).json() == {"thing": "t1"}
+        assert (await client.patch("/things/t1")).json() == {"patched": "t1"}
+        for path in ("/things/export", "/things/naive"):
+            wrong = await client.patch(path)
+            assert wrong.status_code == 405 and _is_error(wrong.json()), path
+            assert wrong.headers["allow"] == "GET, OPTIONS", path
+            assert (await client.options(path)).headers["allow"] == "GET, OPTIONS", path
+        assert (await client.options("/things/t1")).headers["allow"] == "GET, OPTIONS, PATCH"
+        assert (await client.delete("/things/t1")).headers["allow"] == "GET, OPTIONS, PATCH"
 
 
 async def test_paging_is_bounded_and_counts(database: DatabaseTarget) -> None:

@@ -207,6 +207,14 @@ async def test_bad_input_on_every_route_is_a_clear_4xx_and_writes_nothing(svc: P
         ("POST", "/deadlines/scan?today=tomorrow", None, 422),
         ("POST", "/deadlines/scan?today=0", None, 422),  # not read as 1970-01-01
         ("GET", f"{base}/deliverables?due_before=1700000000", None, 422),
+        # a date in a body is YYYY-MM-DD and a flag is true/false: 0 is neither 1970-01-01 nor false
+        ("POST", "/projects", {"acronym": "A", "title": "t", "ec_signature_date": 0}, 422),
+        ("PATCH", base, {"start_date": 1700000000}, 422),
+        ("POST", f"{base}/deliverables/{d['id']}/submit", {"submitted_on": 0}, 422),
+        ("POST", f"{base}/deliverables/{d['id']}/accept", {"accepted_on": 0}, 422),
+        ("POST", f"{base}/milestones/{ms['id']}/reach", {"reached_on": 0}, 422),
+        ("POST", f"{base}/participants", {"name": "x", "sme": 0}, 422),
+        ("PATCH", f"{base}/participants/{part['id']}", {"sme": "yes"}, 422),
         ("GET", "/portfolio?foundation_role=boss", None, 422),
         ("GET", "/organisations?offset=-1", None, 422),
     ]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Callable, MutableMapping, Sequence
@@ -23,11 +22,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo, WithJsonSchema
 from sqlalchemy import func, select
 from sqlalchemy.sql import Select
+from starlette.convertors import PathConvertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import get_route_path
 
 from distretto_shared.casing import snake_case
 from distretto_shared.logging import get_logger
@@ -102,18 +103,48 @@ def error_response(
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+def _owning_path(routes: Sequence[Any], scope: MutableMapping[str, Any]) -> tuple[str | None, set[str]]:
+    """The path that owns the request's URL, and the methods it takes. Of the paths matching the URL,
+    the most literal owns it — the fewest parameters, a catch-all ``:path`` last, the first included
+    among equals — so ``/organisations/export`` is never an organisation called "export". No path
+    when no route, or a mount, matches (the framework's routing decides)."""
+    url = get_route_path(scope)
+    matching: list[tuple[tuple[bool, int, int], str, set[str]]] = []
+    for index, route in enumerate(iter_route_contexts(routes)):
+        regex, convertors = getattr(route, "path_regex", None), getattr(route, "param_convertors", None) or {}
+        if regex is None or not regex.match(url):
+            continue
+        if route.methods is None:  # a mount (or a websocket): not ours to decide
+            return None, set()
+        catch_all = any(isinstance(c, PathConvertor) for c in convertors.values())
+        matching.append(((catch_all, len(convertors), index), str(route.path_format), set(route.methods)))
+    if not matching:
+        return None, set()
+    owner = min(matching, key=lambda m: m[0])[1]
+    return owner, {method for _, path, methods in matching if path == owner for method in methods}
+
+
 def allowed_methods(router: Any, scope: MutableMapping[str, Any]) -> list[str]:
-    """Every method some route of ``router`` answers at this path, and OPTIONS."""
-    methods: set[str] = set()
-    for method in METHODS:
-        probe = {**scope, "method": method}
-        for route in getattr(router, "routes", []):
-            with contextlib.suppress(Exception):
-                if route.matches(probe)[0] == Match.FULL:
-                    methods.add(method)
-                    break
-    methods.add("OPTIONS")
-    return sorted(methods)
+    """Every method the path that owns this URL takes (:func:`_owning_path`), and OPTIONS."""
+    methods = _owning_path(getattr(router, "routes", []), scope)[1]
+    return sorted((methods & set(METHODS)) | {"OPTIONS"})
+
+
+def _most_literal_path_answers(router: Any) -> None:
+    """A method the path owning the URL (:func:`_owning_path`) does not take is a 405, even where a
+    later, parameterised path takes it: FastAPI would hand ``PATCH /organisations/export`` (GET only)
+    to ``PATCH /organisations/{organisation_id}``. A method it takes is routed as before (first route
+    that matches: a service includes its literal paths first, tests/api/test_conventions.py checks)."""
+    stack = router.middleware_stack
+
+    async def route_request(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            owner, methods = _owning_path(router.routes, scope)
+            if owner is not None and scope["method"] not in methods:
+                raise StarletteHTTPException(405)
+        await stack(scope, receive, send)
+
+    router.middleware_stack = route_request
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -122,9 +153,12 @@ def _loc(loc: Sequence[Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every error in :class:`ErrorBody`'s shape: the use cases' refusals, validation, unknown routes
-    and methods (405 with the full ``Allow``; ``OPTIONS`` answered 204 with it). A crash is answered
-    by :class:`~distretto_shared.web.RequestContextMiddleware` (500, same shape)."""
+    and methods (405 with the full ``Allow``; ``OPTIONS`` answered 204 with it; a URL belongs to its most
+    literal path: :func:`_most_literal_path_answers`). A crash is answered by
+    :class:`~distretto_shared.web.RequestContextMiddleware` (500, same shape)."""
     from distretto_shared.web import DomainError  # web imports this module
+
+    _most_literal_path_answers(app.router)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:

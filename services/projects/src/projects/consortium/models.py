@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import StrictBool, field_validator
 from sqlmodel import Field
 
 from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
@@ -25,7 +25,7 @@ class ParticipantBase(Base):
         description="ISO 3166 alpha-2 (EL for Greece, UK)",
     )
     organisation_type: str | None = Field(default=None, max_length=10, description="HES, REC, PRC, PUB, OTH")
-    sme: bool | None = None
+    sme: StrictBool | None = None
     city: str | None = Field(default=None, max_length=200)
     ec_contribution: StrictFloat | None = Field(default=None, ge=0)
     net_ec_contribution: StrictFloat | None = Field(default=None, ge=0)
@@ -83,7 +83,7 @@ class ParticipantUpdate(_ParticipantChecks):
     role: ParticipantRoleIn | None = None
     country: str | None = Field(default=None, max_length=2, schema_extra={"pattern": r"^[A-Za-z]{2}$"})
     organisation_type: str | None = Field(default=None, max_length=10)
-    sme: bool | None = None
+    sme: StrictBool | None = None
     city: str | None = Field(default=None, max_length=200)
     ec_contribution: StrictFloat | None = Field(default=None, ge=0)
     net_ec_contribution: StrictFloat | None = Field(default=None, ge=0)

@@ -4,14 +4,13 @@ so bad values get a clear 422) and ``ProjectPublic`` (output)."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from pydantic import field_validator, model_validator
 from sqlalchemy import Column, Text
 from sqlmodel import Field
 
-from distretto_shared.conventions import Id, StrictFloat, UtcDateTime
+from distretto_shared.conventions import Id, IsoDate, StrictFloat, UtcDateTime
 from projects.tables import Base, as_utc, clean_list, json_list_field, new_id, timestamp_field
 from projects.vocabulary import THEMATIC_AREAS, FoundationRole, ProjectStatus, ProjectStatusIn
 
@@ -23,8 +22,8 @@ class ProjectBase(Base):
     acronym: str = Field(min_length=1, max_length=100)
     title: str = Field(min_length=1, max_length=1000)
     status: str = Field(default=ProjectStatus.PLANNED.value, max_length=20)
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: IsoDate | None = None
+    end_date: IsoDate | None = None
     total_cost: StrictFloat | None = Field(default=None, ge=0, description="null = not declared (lump-sum grants)")
     ec_max_contribution: StrictFloat | None = Field(default=None, ge=0)
     framework_programme: str | None = Field(default=None, max_length=50, description="e.g. HORIZON, H2020")
@@ -32,7 +31,7 @@ class ProjectBase(Base):
     legal_basis: str | None = Field(default=None, max_length=100)
     master_call: str | None = Field(default=None, max_length=200)
     sub_call: str | None = Field(default=None, max_length=200)
-    ec_signature_date: date | None = None
+    ec_signature_date: IsoDate | None = None
     topics: list[str] = json_list_field()
     objective: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     keywords: list[str] = json_list_field()
@@ -103,8 +102,8 @@ class ProjectUpdate(_ProjectChecks):
     acronym: str | None = Field(default=None, min_length=1, max_length=100)
     title: str | None = Field(default=None, min_length=1, max_length=1000)
     status: ProjectStatusIn | None = None
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: IsoDate | None = None
+    end_date: IsoDate | None = None
     total_cost: StrictFloat | None = Field(default=None, ge=0)
     ec_max_contribution: StrictFloat | None = Field(default=None, ge=0)
     framework_programme: str | None = Field(default=None, max_length=50)
@@ -112,7 +111,7 @@ class ProjectUpdate(_ProjectChecks):
     legal_basis: str | None = Field(default=None, max_length=100)
     master_call: str | None = Field(default=None, max_length=200)
     sub_call: str | None = Field(default=None, max_length=200)
-    ec_signature_date: date | None = None
+    ec_signature_date: IsoDate | None = None
     topics: list[str] | None = None
     objective: str | None = Field(default=None, max_length=20000)
     keywords: list[str] | None = None

@@ -10,7 +10,7 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import Column, ForeignKey, String, Text, UniqueConstraint
 from sqlmodel import Field
 
-from distretto_shared.conventions import Id, StrictFloat, StrictInt, UtcDateTime
+from distretto_shared.conventions import Id, IsoDate, StrictFloat, StrictInt, UtcDateTime
 from projects.tables import Base, StoredId, new_id, project_fk, timestamp_field
 from projects.vocabulary import (
     DeliverableStatus,
@@ -157,13 +157,13 @@ class DeliverablePublic(DeliverableBase):
 class DeliverableSubmit(Base):
     """Input to submit a deliverable."""
 
-    submitted_on: date | None = None
+    submitted_on: IsoDate | None = None
 
 
 class DeliverableAccept(Base):
     """Input to record the Commission's acceptance of a deliverable."""
 
-    accepted_on: date | None = None
+    accepted_on: IsoDate | None = None
 
 
 class MilestoneBase(Base):
@@ -229,7 +229,7 @@ class MilestonePublic(MilestoneBase):
 class MilestoneReach(Base):
     """Input to record a milestone as reached."""
 
-    reached_on: date | None = None
+    reached_on: IsoDate | None = None
 
 
 class ReportingPeriodBase(Base):
