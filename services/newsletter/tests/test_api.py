@@ -246,6 +246,7 @@ BAD: list[tuple[str, str, Any]] = [
     ("post", "/lists", {"slug": "news", "name": "duplicate"}),
     ("post", "/lists", "not json"),
     ("get", "/lists/nope", None),
+    ("get", "/lists/news", None),  # a slug is not an id (the path is documented format uuid)
     ("get", "/lists?limit=0", None),
     ("post", "/subscribers", {"email": "not-an-address", "lists": ["news"]}),
     ("post", "/subscribers", {"email": "x@example.org", "lists": ["unknown"]}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -14,7 +15,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from distretto_shared.context import Context, public_request_context, staff_request_context
 from distretto_shared.conventions import HexId, hex_id
-from distretto_shared.web import DomainError, Invalid, Page, make_page
+from distretto_shared.web import DomainError, Invalid, NotFound, Page, make_page
 from distretto_shared.web import Paging as PageDep
 from newsletter import context
 from newsletter.bounces import service as bounces
@@ -50,6 +51,7 @@ Id = Annotated[HexId, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]
 """A path id: the dashed or the 32-hex form (given to the use case as the 32-hex form the tables
 store, docs/api-conventions.md "Ids"); other text is an unknown id (404) or, outside these
 characters, a 422."""
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 Token = Annotated[str, Path(min_length=10, max_length=600)]
 QToken = Annotated[str, Query(min_length=10, max_length=600, description="The signed token from the mail")]
 
@@ -118,10 +120,11 @@ async def list_lists(ctx: Ctx, page: PageDep) -> Page[MailingListPublic]:
     return make_page(items, total, page)
 
 
-@router.get(
-    "/lists/{list_id}", response_model=MailingListPublic, tags=["lists"], summary="A list, by its id or its slug"
-)
+@router.get("/lists/{list_id}", response_model=MailingListPublic, tags=["lists"], summary="A list, by its id")
 async def get_list(list_id: Id, ctx: Ctx) -> MailingListPublic:
+    # its id only, as documented (format uuid): a slug here was answered as if it were an id
+    if not _HEX32.fullmatch(list_id):
+        raise NotFound(f"No list {list_id}")
     return await lists.get_list(ctx, list_id)
 
 
