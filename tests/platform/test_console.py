@@ -121,7 +121,8 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=root / f"{name}.log")
             procs.append(proc)
             await proc.start(timeout=120)
-        async with httpx.AsyncClient() as client:
+        # Logging in hashes a password: on a loaded machine that can take longer than httpx's 5 s.
+        async with httpx.AsyncClient(timeout=60) as client:
             for proc in procs:
                 await wait_for(lambda p=proc: _ready(client, p.url), timeout=120, what=f"{proc.module} ready")
             token = (await client.post(gateway + "/auth/token", json=ADMIN)).json()["access_token"]

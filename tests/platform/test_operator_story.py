@@ -140,7 +140,8 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=logs / f"{name}.log")
             procs.append(proc)
             await proc.start(timeout=120)
-        async with httpx.AsyncClient() as client:
+        # Logging in hashes a password: on a loaded machine that can take longer than httpx's 5 s.
+        async with httpx.AsyncClient(timeout=60) as client:
             for proc in procs:
                 await wait_for(lambda p=proc: _ready(client, p.url), timeout=120, what=f"{proc.module} ready")
             token = (await client.post(gateway + "/auth/token", json=ADMIN)).json()["access_token"]
@@ -427,7 +428,7 @@ async def test_the_command_line_in_a_fresh_shell(platform: Platform, tmp_path: P
     assert wrong.returncode == 2 and "login refused (401)" in wrong.stderr
     missing = shell(platform, login + f"distretto import members {tmp_path / 'nope.csv'} --email x@y", check=False)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
-    async with httpx.AsyncClient(base_url=platform.gateway) as client:
+    async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
         token = (await client.post("/auth/token", json=ADMIN)).json()["access_token"]
     cordis = shell(  # with a token instead of a login
         platform,
@@ -436,7 +437,7 @@ async def test_the_command_line_in_a_fresh_shell(platform: Platform, tmp_path: P
     assert re.search(r"projects: [1-9]\d* created", cordis.stdout), cordis.stdout
     nobody = shell(platform, f"distretto import cordis {CORDIS / 'project.csv'}", check=False)
     assert nobody.returncode == 2 and "say who imports" in nobody.stderr
-    async with httpx.AsyncClient(base_url=platform.gateway) as client:
+    async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
         listed = await client.get(
             "/api/membership/organisations", params={"q": "Alfa Cell"}, headers={"Authorization": f"Bearer {token}"}
         )
