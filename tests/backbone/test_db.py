@@ -1,9 +1,17 @@
-"""The database helpers every service reads through, on SQLite and PostgreSQL."""
+"""The database helpers every service reads through, on SQLite and PostgreSQL; and a unit of work on
+SQLite holding the write lock from its start, so a read-then-write transaction never fails with
+"database is locked" because another writer committed in between (units of work are not nested:
+that would wait on itself)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+from pathlib import Path
 
+import pytest
+from sqlalchemy import text
 from sqlmodel import col
 
 from distretto_shared.db import Database
@@ -26,3 +34,57 @@ async def test_read_after_gives_the_next_batch_past_a_position_in_order_and_filt
     everything = await db.read_after(OutboxMessage.id, 0, 100)
     ids = [r.id for r in everything]
     assert len(ids) == 8 and ids == sorted(ids)
+
+
+def _try_to_write(path: Path) -> str:
+    """What a second writer sees, without waiting: 'written' or SQLite's error."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (v) VALUES ('other')")
+        conn.execute("COMMIT")
+        return "written"
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+
+
+async def test_a_unit_of_work_holds_the_write_lock_from_its_first_read(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE t (v TEXT)"))
+        async with db.transaction() as session:
+            before = (await session.execute(text("SELECT count(*) FROM t"))).scalar_one()
+            # Another writer cannot slip in between this read and the write below.
+            assert await asyncio.to_thread(_try_to_write, path) == "database is locked"
+            await session.execute(text("INSERT INTO t (v) VALUES ('mine')"))
+        assert before == 0
+        async with db.read() as session:
+            # A read session takes no lock: the other writer gets in beside it.
+            assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+            assert await asyncio.to_thread(_try_to_write, path) == "written"
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT v FROM t ORDER BY rowid"))).scalars().all()
+        assert rows == ["mine", "other"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_unit_of_work_inside_another_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    other = Database(f"sqlite+aiosqlite:///{tmp_path / 'other.sqlite'}")
+    try:
+        async with db.transaction():
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with db.transaction():
+                    pass
+            async with other.transaction() as session:  # another database is fine
+                await session.execute(text("SELECT 1"))
+        async with db.transaction() as session:  # and after the first ended, a new one is fine
+            await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+        await other.dispose()

@@ -8,6 +8,7 @@ the end and, when the unit of work added outbox rows, wakes the outbox relay.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
 SCRUB_DUE = "distretto_scrub_due"
+_WRITE = "distretto_write"
+"""Execution option of a unit of work's connection: on SQLite it begins with ``BEGIN IMMEDIATE``."""
+
+_open_write: contextvars.ContextVar[dict[int, bool] | None] = contextvars.ContextVar(
+    "distretto_open_write", default=None
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -59,6 +66,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
         self.scrub_due = asyncio.Event()
@@ -70,19 +78,38 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: yields a session, commits at the end, rolls back on error."""
-        async with self.sessionmaker() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            if session.info.pop(OUTBOX_DIRTY, False):
-                for callback in self._after_outbox_commit:
-                    callback()
-            if session.info.pop(SCRUB_DUE, False):
-                self.scrub_due.set()
+        """One unit of work: yields a session, commits at the end, rolls back on error.
+
+        On SQLite the unit of work takes the database's write lock when it begins (``BEGIN
+        IMMEDIATE``), waiting for it up to the busy timeout. A deferred transaction that read first
+        and writes later fails at once ("database is locked") when another writer committed in
+        between — the lock cannot be upgraded from an old snapshot, and no timeout waits for that.
+        A unit of work must therefore not open another one on the same database and wait for it.
+        """
+        open_now = _open_write.get()
+        if open_now is not None and open_now.get(id(self)):
+            raise RuntimeError("a unit of work opened inside another on the same database")
+        marks = dict(open_now or {})
+        marks[id(self)] = True
+        token = _open_write.set(marks)
+        try:
+            async with self.sessionmaker() as session:
+                try:
+                    if self.sqlite:
+                        await session.connection(execution_options={_WRITE: True})
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                if session.info.pop(OUTBOX_DIRTY, False):
+                    for callback in self._after_outbox_commit:
+                        callback()
+                if session.info.pop(SCRUB_DUE, False):
+                    self.scrub_due.set()
+        finally:
+            marks[id(self)] = False
+            _open_write.reset(token)
 
     def request_scrub(self, session: AsyncSession) -> None:
         """Mark ``session``'s unit of work as an erasure: once it commits, the scrub job runs."""
@@ -141,6 +168,11 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
