@@ -506,3 +506,20 @@ async def test_gdpr_export_of_a_contact_is_everything_held_for_staff_and_its_own
     after = (await membership.http.get(url)).json()
     assert "lia" not in str(after).lower() and "7654321" not in str(after)
     assert after["contact"]["erased_at"] is not None and after["shared_with_other_services"] == {}
+
+
+async def test_a_nul_character_in_text_is_the_callers_error_never_a_crash(membership: Any) -> None:
+    """PostgreSQL cannot store a NUL in text: the caller gets a 422 in the one error shape (SQLite
+    stores it as given); the record is left as it was."""
+    created = await membership.create(province="si")
+    for response in (
+        await membership.http.patch(f"/organisations/{created['id']}", json={"description": "a\u0000b"}),
+        await membership.http.get("/organisations", params={"q": "a\u0000b"}),
+    ):
+        if not membership.ctx.db.sqlite:
+            assert response.status_code == 422, response.text
+            assert response.json()["error"] == "validation_error" and "NUL" in response.json()["message"]
+        else:
+            assert response.status_code == 200, response.text
+    if not membership.ctx.db.sqlite:
+        assert (await membership.get(f"/organisations/{created['id']}"))["description"] == created["description"]

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo, WithJsonSchema
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 from starlette.convertors import PathConvertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -151,6 +152,11 @@ def _loc(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+"""PostgreSQL's SQLSTATEs for text it cannot store: character_not_in_repertoire (a NUL in ``text``)
+and untranslatable_character (``\\u0000`` in ``jsonb``)."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error in :class:`ErrorBody`'s shape: the use cases' refusals, validation, unknown routes
     and methods (405 with the full ``Allow``; ``OPTIONS`` answered 204 with it; a URL belongs to its most
@@ -171,6 +177,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{_loc(e.get('loc', ()))}: {e.get('msg')}" for e in errors) or "invalid request"
         details = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")} for e in errors]
         return error_response(422, message, details)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> Response:
+        # PostgreSQL refuses a NUL character in text (SQLite stores it): the caller's input, not a crash.
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+            return error_response(422, "Text must not contain a NUL character (\\u0000)")
+        raise exc
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
