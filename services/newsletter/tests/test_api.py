@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client
+from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, service_client, wait_for
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.conventions import hex_id
 from newsletter import domain
@@ -226,14 +226,23 @@ async def test_bounces_gdpr_test_sends_scheduling_and_header_injection(
         assert r.status_code == 204
         assert (await client.get(f"/subscribers/{soft['id']}")).status_code == 404
         assert (await client.get(f"/subscribers/{soft['id']}/export")).status_code == 404
-        records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SUBSCRIBER_TOPIC.name, min_count=4)
-        erased = [r for r in records if headers_of(r)["ce_type"] == contracts.SubscriberErased.event_type]
-        assert erased and headers_of(erased[0])["ce_subject"] == hex_id(soft["id"])  # events: the stored form
-        campaigns = await read_topic(kafka_bootstrap, topic_prefix + contracts.CAMPAIGN_TOPIC.name, min_count=2)
-        assert {headers_of(r)["ce_type"] for r in campaigns} >= {
-            contracts.CampaignStarted.event_type,
-            contracts.CampaignFinished.event_type,
-        }
+
+        async def erased_on_the_topic() -> list[Any]:
+            # The relay publishes after the commit: wait for the event, not for a number of records.
+            records = await read_topic(kafka_bootstrap, topic_prefix + contracts.SUBSCRIBER_TOPIC.name, min_count=1)
+            return [r for r in records if headers_of(r)["ce_type"] == contracts.SubscriberErased.event_type]
+
+        erased = await wait_for(erased_on_the_topic, timeout=60, what="SubscriberErased on the subscriber topic")
+        assert headers_of(erased[0])["ce_subject"] == hex_id(soft["id"])  # events: the stored form
+
+        async def campaign_events() -> bool:
+            records = await read_topic(kafka_bootstrap, topic_prefix + contracts.CAMPAIGN_TOPIC.name, min_count=1)
+            return {headers_of(r)["ce_type"] for r in records} >= {
+                contracts.CampaignStarted.event_type,
+                contracts.CampaignFinished.event_type,
+            }
+
+        await wait_for(campaign_events, timeout=60, what="CampaignStarted and CampaignFinished on the campaign topic")
 
         text = (await client.get("/metrics")).text
         assert "distretto_newsletter_emails_sent_total" in text and "distretto_newsletter_queue_depth" in text
