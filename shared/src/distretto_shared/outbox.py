@@ -303,7 +303,9 @@ class OutboxRelay:
             async with self._file_lock():
                 yield
             return
-        key = zlib.crc32(f"distretto-outbox-{self.service}".encode()) & 0x7FFFFFFF
+        # Advisory locks are database-wide: the schema is part of the key, or two deployments of a
+        # service in two schemas of one database (two test workers) would hold each other's relay.
+        key = zlib.crc32(f"distretto-outbox-{self.service}-{self.db.schema or ''}".encode()) & 0x7FFFFFFF
         while not self._stopping:
             try:
                 conn: AsyncConnection = await self.db.engine.connect()
