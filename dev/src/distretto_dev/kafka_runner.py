@@ -59,9 +59,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from distretto_shared.kafka_security import ADMIN_USER, KafkaCredentials, new_password
+from distretto_shared.topics import min_insync_replicas
 
 __all__ = [
     "EmbeddedKafka",
+    "EmbeddedKafkaCluster",
     "KafkaRunnerError",
     "cache_dir",
     "default_data_dir",
@@ -449,6 +451,14 @@ class EmbeddedKafka:
     reauth_ms: int | None = None
     """``connections.max.reauth.ms`` of the SASL listener; None: ``$DISTRETTO_KAFKA_REAUTH_MS``, else
     :data:`DEFAULT_REAUTH_MS`."""
+    node_id: int = 1
+    """This node's id in the KRaft quorum (1 for a single broker)."""
+    quorum_voters: str | None = None
+    """``controller.quorum.voters`` (``1@host:port,2@…``); None: this node alone."""
+    cluster_id: str | None = None
+    """The id the storage is formatted with; every node of a cluster shares one. None: a new one."""
+    replication: int = 1
+    """Replication factor of the internal topics (consumer offsets, transactions): the cluster's size."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _requested_ports: tuple[int | None, int | None] = field(default=(None, None), init=False, repr=False)
 
@@ -552,20 +562,20 @@ class EmbeddedKafka:
         """The broker configuration written to ``server.properties``."""
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum_voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             **self._listener_properties(),
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "3",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": str(self.replication),
+            "min.insync.replicas": str(min_insync_replicas(self.replication)),
+            "offsets.topic.replication.factor": str(self.replication),
             "offsets.topic.num.partitions": "3",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replication),
+            "transaction.state.log.min.isr": str(min_insync_replicas(self.replication)),
             "transaction.state.log.num.partitions": "3",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replication),
+            "share.coordinator.state.topic.min.isr": str(min_insync_replicas(self.replication)),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
@@ -618,7 +628,7 @@ class EmbeddedKafka:
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            _new_cluster_id(),
+            self.cluster_id or _new_cluster_id(),
             "--config",
             str(self.properties_file),
             "--ignore-formatted",
@@ -670,8 +680,13 @@ class EmbeddedKafka:
         raise KafkaRunnerError("could not find free ports")  # pragma: no cover
 
     def _start_once(self, libs: Path, timeout: float) -> None:
-        assert self.log_file is not None
         deadline = time.monotonic() + timeout
+        self._launch(libs)
+        self._await_ready(deadline)
+
+    def _launch(self, libs: Path) -> None:
+        """Write the configuration, format the storage if new, and start the JVM (without waiting)."""
+        assert self.log_file is not None
         formatted = (self.data_dir / "logs" / "meta.properties").is_file()
         if self.sasl and formatted and read_admin_password(self.data_dir) is None:
             raise KafkaRunnerError(
@@ -690,6 +705,7 @@ class EmbeddedKafka:
                 "service": "kafka",
                 "logger": "distretto_dev.kafka_runner",
                 "event": "starting broker",
+                "node_id": self.node_id,
                 "command": cmd,
             }
             log.write((json.dumps(started) + "\n").encode())
@@ -703,6 +719,10 @@ class EmbeddedKafka:
                 start_new_session=True,
             )
         _LIVE.add(self)
+
+    def _await_ready(self, deadline: float) -> None:
+        """Wait until this node answers a metadata request; stop it and raise past ``deadline``."""
+        assert self._proc is not None
         while True:
             code = self._proc.poll()
             if code is not None:
@@ -716,12 +736,22 @@ class EmbeddedKafka:
             if remaining <= 0:
                 self.stop()
                 raise KafkaRunnerError(
-                    f"Kafka did not answer on {self.bootstrap_servers} within {timeout:.0f}s; "
+                    f"Kafka did not answer on {self.bootstrap_servers} within the start timeout; "
                     f"last lines of {self.log_file}:\n" + _tail(self.log_file)
                 )
             if _broker_answers(self.bootstrap_servers, min(5.0, max(1.0, remaining)), self.credentials):
                 return
             time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL the JVM (a crash, for the tests that must survive one); no-op if stopped."""
+        proc = self._proc
+        self._proc = None
+        _LIVE.discard(self)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM the broker's process group, wait up to ``timeout`` s, then SIGKILL; no-op if stopped."""
@@ -756,6 +786,143 @@ class EmbeddedKafka:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(eq=False)
+class EmbeddedKafkaCluster:
+    """Several KRaft nodes on this machine, each a combined broker+controller: one cluster id, one quorum.
+
+    Node ``i`` (1-based) keeps its data in ``<data_dir>/node-<i>``, listens for clients on
+    ``ports[i-1]`` and for the quorum on ``controller_ports[i-1]`` (free ports by default). The nodes
+    share the super user's password, the SASL/SCRAM listener and the ACL authoriser of a single
+    broker; the internal topics are replicated on every node (at most three) and
+    ``min.insync.replicas`` is one less (two of three). The catalogue's topics get the same
+    (:func:`distretto_shared.topics.ensure_topics` counts the brokers). The JVMs start together —
+    a node answers only once the quorum has a leader — and each is small (``heap``).
+    """
+
+    data_dir: Path
+    nodes: int = 3
+    ports: Sequence[int] | None = None
+    controller_ports: Sequence[int] | None = None
+    heap: str = "256m"
+    jvm_args: Sequence[str] = ()
+    admin_password: str | None = None
+    members: list[EmbeddedKafka] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise KafkaRunnerError("a cluster needs at least one node")
+        self.data_dir = Path(self.data_dir).resolve()
+        free = _free_ports(2 * self.nodes)
+        ports = list(self.ports or free[: self.nodes])
+        controllers = list(self.controller_ports or free[self.nodes :])
+        if len(ports) != self.nodes or len(controllers) != self.nodes:
+            raise KafkaRunnerError(f"give {self.nodes} client ports and {self.nodes} controller ports")
+        first = self.data_dir / "node-1"
+        password = (
+            self.admin_password or os.environ.get(ADMIN_PASSWORD_ENV) or read_admin_password(first) or new_password()
+        )
+        cluster_id = _read_cluster_id(first) or _new_cluster_id()
+        voters = ",".join(f"{i + 1}@127.0.0.1:{controllers[i]}" for i in range(self.nodes))
+        self.members = [
+            EmbeddedKafka(
+                data_dir=self.data_dir / f"node-{i + 1}",
+                port=ports[i],
+                controller_port=controllers[i],
+                heap=self.heap,
+                jvm_args=tuple(self.jvm_args),
+                admin_password=password,
+                node_id=i + 1,
+                quorum_voters=voters,
+                cluster_id=cluster_id,
+                replication=min(3, self.nodes),
+            )
+            for i in range(self.nodes)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's client address, comma-separated."""
+        return ",".join(m.bootstrap_servers for m in self.members)
+
+    @property
+    def credentials(self) -> KafkaCredentials:
+        """The super user's client credentials."""
+        return self.members[0].credentials
+
+    def node(self, node_id: int) -> EmbeddedKafka:
+        """The member with KRaft id ``node_id`` (1-based)."""
+        return self.members[node_id - 1]
+
+    def start(self, timeout: float = 120) -> EmbeddedKafkaCluster:
+        """Start every node that is not running and wait until all of them are in the cluster."""
+        libs = fetch_jars()
+        ensure_java(need_maven=False)
+        deadline = time.monotonic() + timeout
+        waiting = [m for m in self.members if not m.is_running()]
+        busy = [p for m in waiting for p in (m.port, m.controller_port) if p is not None and _port_open(p)]
+        if busy:
+            raise KafkaRunnerError(f"port {busy[0]} on 127.0.0.1 is already in use")
+        try:
+            for member in waiting:
+                member.data_dir.mkdir(parents=True, exist_ok=True)
+                member._launch(libs)
+            for member in waiting:
+                member._await_ready(deadline)
+            self.wait_brokers(len(self.members), max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_node(self, node_id: int, timeout: float = 90) -> float:
+        """(Re)start one node of a running cluster; return the seconds until it answered."""
+        t0 = time.monotonic()
+        member = self.node(node_id)
+        member._launch(fetch_jars())
+        member._await_ready(t0 + timeout)
+        return time.monotonic() - t0
+
+    def wait_brokers(self, count: int, timeout: float = 60) -> None:
+        """Wait until the cluster's metadata lists ``count`` brokers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = _run_coro(lambda: probe_broker(self.bootstrap_servers, 5.0, self.credentials))
+            if info is not None and len(info.get("brokers", ())) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaRunnerError(f"the cluster did not list {count} brokers within {timeout:.0f}s")
+            time.sleep(0.3)
+
+    def pids(self) -> dict[int, int]:
+        """Node id → pid of every running node."""
+        return {m.node_id: m.pid for m in self.members if m.pid is not None}
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop every node together (SIGTERM, then SIGKILL): one by one, the last would wait for a quorum."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.members)) as pool:
+            for future in [pool.submit(m.stop, timeout) for m in self.members]:
+                future.result()
+
+    def detach(self) -> dict[int, int]:
+        """Leave every node running past this process; return node id → pid."""
+        return {m.node_id: m.detach() for m in self.members}
+
+    def __enter__(self) -> EmbeddedKafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _read_cluster_id(data_dir: Path) -> str | None:
+    try:
+        text = (data_dir / "logs" / "meta.properties").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^cluster\.id=(\S+)", text, re.M)
+    return match.group(1) if match else None
 
 
 @contextlib.contextmanager
@@ -857,8 +1024,29 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_dirs(data_dir: Path) -> list[Path]:
+    """The folders of a cluster's nodes under ``data_dir`` (``node-1`` …), or ``[data_dir]`` for one broker."""
+    nodes = sorted(
+        (p for p in data_dir.glob("node-*") if p.is_dir() and p.name[5:].isdigit()), key=lambda p: int(p.name[5:])
+    )
+    return nodes or [data_dir]
+
+
+def _cluster_for(args: argparse.Namespace, data_dir: Path) -> EmbeddedKafkaCluster:
+    # Node i (0-based) listens on port + 2i for clients and port + 2i + 1 for the quorum.
+    return EmbeddedKafkaCluster(
+        data_dir=data_dir,
+        nodes=args.nodes,
+        ports=[args.port + 2 * i for i in range(args.nodes)],
+        controller_ports=[args.port + 2 * i + 1 for i in range(args.nodes)],
+        heap=args.heap or "256m",
+    )
+
+
 def _cmd_start(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
+    if args.nodes > 1:
+        return _cmd_start_cluster(args, data_dir)
     pid = _read_pid(data_dir)
     if pid is not None and _is_kafka_pid(pid):
         bootstrap = _configured_bootstrap(data_dir, args.port)
@@ -875,7 +1063,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         data_dir=data_dir,
         port=args.port,
         controller_port=args.controller_port,
-        heap=args.heap,
+        heap=args.heap or "512m",
         log_file=args.log_file,
     )
     t0 = time.monotonic()
@@ -891,7 +1079,39 @@ def _cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_start_cluster(args: argparse.Namespace, data_dir: Path) -> int:
+    running = [d for d in _node_dirs(data_dir) if (pid := _read_pid(d)) is not None and _is_kafka_pid(pid)]
+    if running:
+        _say(f"already running ({len(running)} nodes) in {data_dir}; 'distretto-kafka status' tells more")
+        return 0
+    cluster = _cluster_for(args, data_dir)
+    t0 = time.monotonic()
+    try:
+        cluster.start(timeout=args.timeout)
+    except KafkaRunnerError as exc:
+        _say(f"start failed: {exc}")
+        return 1
+    for node_id, pid in cluster.detach().items():
+        (cluster.node(node_id).data_dir / PIDFILE_NAME).write_text(f"{pid}\n")
+    _say(
+        f"started {args.nodes} nodes at {cluster.bootstrap_servers} in {time.monotonic() - t0:.1f}s "
+        f"(KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}); logs {data_dir}/node-*/server.log"
+    )
+    _say(
+        f"SASL/SCRAM-SHA-512 super user '{ADMIN_USER}'; its password is in {data_dir / 'node-1' / ADMIN_PASSWORD_FILE}"
+    )
+    return 0
+
+
 def _cmd_stop(args: argparse.Namespace) -> int:
+    nodes = _node_dirs(args.data_dir.resolve())
+    # Together: stopped one by one, the last node of a cluster would wait for a quorum that is gone.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        codes = pool.map(lambda d: _cmd_stop_one(argparse.Namespace(**{**vars(args), "data_dir": d})), nodes)
+        return max(codes)
+
+
+def _cmd_stop_one(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     pidfile = data_dir / PIDFILE_NAME
     pid = _read_pid(data_dir)
@@ -908,6 +1128,13 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    code = 0
+    for node_dir in _node_dirs(args.data_dir.resolve()):
+        code = max(code, _cmd_status_one(argparse.Namespace(**{**vars(args), "data_dir": node_dir})))
+    return code
+
+
+def _cmd_status_one(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     pid = _read_pid(data_dir)
     bootstrap = _configured_bootstrap(data_dir, args.port)
@@ -923,17 +1150,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
-    pid = _read_pid(data_dir)
-    if pid is not None and _is_kafka_pid(pid):
-        _say(f"already running (pid {pid}) for {data_dir}; use 'distretto-kafka stop' first")
-        return 1
-    broker = EmbeddedKafka(
-        data_dir=data_dir,
-        port=args.port,
-        controller_port=args.controller_port,
-        heap=args.heap,
-        log_file=args.log_file,
-    )
+    for node_dir in _node_dirs(data_dir):
+        pid = _read_pid(node_dir)
+        if pid is not None and _is_kafka_pid(pid):
+            _say(f"already running (pid {pid}) for {node_dir}; use 'distretto-kafka stop' first")
+            return 1
+    broker: EmbeddedKafka | EmbeddedKafkaCluster
+    if args.nodes > 1:
+        broker = _cluster_for(args, data_dir)
+    else:
+        broker = EmbeddedKafka(
+            data_dir=data_dir,
+            port=args.port,
+            controller_port=args.controller_port,
+            heap=args.heap or "512m",
+            log_file=args.log_file,
+        )
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -942,24 +1174,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
+    members = broker.members if isinstance(broker, EmbeddedKafkaCluster) else [broker]
     try:
         broker.start(timeout=args.timeout)
-        (data_dir / PIDFILE_NAME).write_text(f"{broker.pid}\n")  # so 'status' and 'stop' see it
+        for member in members:  # so 'status' and 'stop' see them
+            (member.data_dir / PIDFILE_NAME).write_text(f"{member.pid}\n")
         _say(
-            f"running (pid {broker.pid}) at {broker.bootstrap_servers} "
-            f"(started in {time.monotonic() - t0:.1f}s); Ctrl-C to stop; log {broker.log_file}"
+            f"running (pids {', '.join(str(m.pid) for m in members)}) at {broker.bootstrap_servers} "
+            f"(started in {time.monotonic() - t0:.1f}s); Ctrl-C to stop; "
+            f"logs {', '.join(str(m.log_file) for m in members)}"
         )
-        while not stop_requested and broker.is_running():
+        while not stop_requested and all(m.is_running() for m in members):
             time.sleep(0.5)
-        if not broker.is_running() and not stop_requested:
-            _say(f"broker exited unexpectedly; last lines of {broker.log_file}:\n{_tail(broker.log_file)}")
+        if not stop_requested:
+            dead = next(m for m in members if not m.is_running())
+            _say(f"broker exited unexpectedly; last lines of {dead.log_file}:\n{_tail(dead.log_file)}")
             return 1
     except KafkaRunnerError as exc:
         _say(f"start failed: {exc}")
         return 1
     finally:
         broker.stop()
-        (data_dir / PIDFILE_NAME).unlink(missing_ok=True)
+        for member in members:
+            (member.data_dir / PIDFILE_NAME).unlink(missing_ok=True)
         for s, h in old.items():
             signal.signal(s, h)
     _say("stopped")
@@ -968,7 +1205,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="distretto-kafka", description="Embedded single-node Kafka (KRaft) for Distretto."
+        prog="distretto-kafka",
+        description="Embedded Kafka (KRaft) for Distretto: one broker, or a cluster (--nodes 3).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="resolve the Kafka jars into the cache (needs Maven)").set_defaults(func=_cmd_fetch)
@@ -984,7 +1222,18 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
         if name in ("start", "run"):
             p.add_argument("--controller-port", type=int, default=DEFAULT_CONTROLLER_PORT)
-            p.add_argument("--heap", default="512m", help="JVM -Xmx/-Xms (default 512m)")
+            p.add_argument(
+                "--nodes",
+                type=int,
+                default=1,
+                choices=range(1, 10),
+                metavar="N",
+                help="a cluster of N combined broker+controller nodes in <data-dir>/node-<i>, node i on ports "
+                "--port+2(i-1) (clients) and --port+2(i-1)+1 (quorum); topics replicated on min(N, 3) brokers",
+            )
+            p.add_argument(
+                "--heap", default=None, help="JVM -Xmx/-Xms (default 512m for one broker, 256m a node of a cluster)"
+            )
             p.add_argument("--log-file", type=Path, default=None, help="default: <data-dir>/server.log")
             p.add_argument("--timeout", type=float, default=90.0, help="readiness timeout, seconds")
         if name == "stop":

@@ -16,6 +16,7 @@ meaning when the models do). The first revision of every service calls
 from __future__ import annotations
 
 import asyncio
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +108,15 @@ def _describe(diff: Any) -> str:
     return repr(diff)
 
 
+def migration_lock_key(script_location: str, schema: str | None) -> int:
+    """The PostgreSQL advisory-lock key that serialises one service's migrations in one schema.
+
+    Advisory locks are database-wide: the service's migration folder and the schema are in the key.
+    """
+    name = Path(script_location).resolve().parent.name
+    return zlib.crc32(f"distretto-migrations-{name}-{schema or ''}".encode()) & 0x7FFFFFFF
+
+
 def run_env(target_metadata: Any) -> None:
     """Body of a service's ``migrations/env.py`` (online mode, async engine)."""
     cfg = context.config
@@ -131,10 +141,20 @@ def run_env(target_metadata: Any) -> None:
     async def run_async() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
         async with engine.connect() as connection:
-            if schema and connection.dialect.name == "postgresql":
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                # Several instances of a service start together: one migrates, the others wait for
+                # it and then find nothing to do (a session lock, released when the connection ends).
+                key = migration_lock_key(str(cfg.get_main_option("script_location")), schema)
+                await connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                await connection.commit()
+            if schema and postgres:
                 await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
                 await connection.commit()
             await connection.run_sync(do_run)
+            if postgres:
+                await connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                await connection.commit()
         await engine.dispose()
 
     asyncio.run(run_async())

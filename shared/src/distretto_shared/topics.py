@@ -42,6 +42,21 @@ class TopicSpec:
         return TopicSpec(name=dlq_topic(self.name), partitions=1, retention_ms=52 * WEEK_MS)
 
 
+def replication_factor(brokers: int) -> int:
+    """Replicas of every topic on a cluster of ``brokers`` brokers: all of them, at most three."""
+    return max(1, min(3, brokers))
+
+
+def min_insync_replicas(replication: int) -> int:
+    """``min.insync.replicas`` for a replication factor: one less (two of three), at least one.
+
+    With ``acks=all`` (the relay's and the dead-letter producers') a record is acknowledged once
+    that many replicas hold it: a cluster of three loses no acknowledged record when one broker
+    dies, and keeps accepting writes while one is down.
+    """
+    return max(1, replication - 1)
+
+
 def topic_name(name: str) -> str:
     """The physical topic of a catalogue name: ``DISTRETTO_TOPIC_PREFIX`` + name.
 
@@ -79,7 +94,10 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the given topics (default: the whole catalogue) and their dead-letter topics.
 
-    Existing topics are left as they are. Returns the names created.
+    The catalogue decides partitions and retention; the cluster decides replication: every topic is
+    replicated on every broker, at most three (:func:`replication_factor`), with
+    ``min.insync.replicas`` one less (:func:`min_insync_replicas`). Existing topics are left as
+    they are. Returns the names created.
     """
     wanted: list[TopicSpec] = []
     for spec in specs if specs is not None else list(CATALOGUE.values()):
@@ -90,8 +108,15 @@ async def ensure_topics(
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
+        replicas = replication_factor(len((await admin.describe_cluster()).get("brokers", ())))
+        durability = {"min.insync.replicas": str(min_insync_replicas(replicas))}
         new = [
-            NewTopic(name=s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config())
+            NewTopic(
+                name=s.name,
+                num_partitions=s.partitions,
+                replication_factor=replicas,
+                topic_configs={**durability, **s.config()},
+            )
             for s in wanted
             if s.name not in existing
         ]
