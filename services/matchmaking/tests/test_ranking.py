@@ -93,7 +93,10 @@ def test_relevant_profiles_rank_first_with_score_parts(engine: Engine, encoder: 
     assert top.index("olive") > 2
     first = ranking.hits[0]
     assert first.bm25 > 0 and first.dense > 0.3
-    assert first.fused == pytest.approx(0.45 * first.bm25_normalised + 0.55 * first.dense, abs=1e-5)
+    floor = engine.dense_floor
+    assert first.fused == pytest.approx(
+        0.45 * first.bm25_normalised + 0.55 * max(0.0, (first.dense - floor) / (1 - floor)), abs=1e-5
+    )
     assert first.score == pytest.approx(first.fused)
     assert ranking.total == len(PROFILES)
 
@@ -108,8 +111,11 @@ def test_fusion_combines_both_signals(engine: Engine, encoder: Encoder) -> None:
     assert [h.dense for h in dense_only.hits] == sorted((h.dense for h in dense_only.hits), reverse=True)
     assert dense_only.hits[0].entity_id == "unifi-immuno"
     assert all(h.bm25 == 0 for h in dense_only.hits)
+    floor = engine.dense_floor
     for h in hybrid.hits:
-        assert h.score == pytest.approx(0.45 * h.bm25_normalised + 0.55 * max(0.0, h.dense), abs=1e-5)
+        assert h.score == pytest.approx(
+            0.45 * h.bm25_normalised + 0.55 * max(0.0, (h.dense - floor) / (1 - floor)), abs=1e-5
+        )
 
 
 def test_filters_by_kind_sector_country_owner_and_expiry(engine: Engine, encoder: Encoder) -> None:

