@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col
 
+from distretto_dev.testing import DatabaseTarget
 from distretto_shared.db import Database
 from distretto_shared.outbox import OutboxMessage
 
@@ -88,3 +89,28 @@ async def test_a_unit_of_work_inside_another_on_the_same_database_is_refused(tmp
     finally:
         await db.dispose()
         await other.dispose()
+
+
+async def test_a_unit_of_work_after_the_server_dropped_its_pooled_connection_succeeds(
+    database: DatabaseTarget,
+) -> None:
+    """No pre-ping on checkout: a connection the server closed while it sat in the pool is replaced
+    when the next unit of work begins, and that unit of work runs as if nothing happened."""
+    if database.url.startswith("sqlite"):
+        pytest.skip("a server dropping a connection is a PostgreSQL matter")
+    db = Database(database.url, schema=database.schema)
+    admin = Database(database.url, schema=database.schema)
+    try:
+        for round_ in range(3):
+            async with db.transaction() as session:
+                pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with admin.transaction() as session:  # the pooled connection is killed, as a restart would
+                killed = (await session.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})).scalar_one()
+            assert killed is True
+            async with db.transaction() as session:
+                now_pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                value = (await session.execute(text("SELECT CAST(:v AS integer)"), {"v": round_})).scalar_one()
+            assert now_pid != pid and value == round_
+    finally:
+        await db.dispose()
+        await admin.dispose()

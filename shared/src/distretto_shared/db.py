@@ -8,6 +8,7 @@ the end and, when the unit of work added outbox rows, wakes the outbox relay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -15,8 +16,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_
+
+from distretto_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
 SCRUB_DUE = "distretto_scrub_due"
@@ -60,13 +66,19 @@ class Database:
         if self.sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # No pre-ping: it costs BEGIN, a statement and ROLLBACK on every checkout. Connections
+            # are recycled instead, a connection the driver already knows closed is discarded at
+            # checkout (no round trip), and a unit of work whose BEGIN meets a dropped connection
+            # starts again once on a fresh one (see ``transaction``).
+            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
             if schema:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        else:
+            event.listen(self.engine.sync_engine.pool, "checkout", _discard_closed)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
         self.scrub_due = asyncio.Event()
@@ -97,6 +109,8 @@ class Database:
                 try:
                     if self.sqlite:
                         await session.connection(execution_options={_WRITE: True})
+                    else:
+                        await self._begin(session)
                     yield session
                     await session.commit()
                 except BaseException:
@@ -110,6 +124,26 @@ class Database:
         finally:
             marks[id(self)] = False
             _open_write.reset(token)
+
+    async def _begin(self, session: AsyncSession) -> None:
+        """Begin the unit of work's transaction now (the BEGIN it would send with its first statement).
+
+        A connection the server dropped while it sat in the pool (restart, ``pg_terminate_backend``,
+        idle timeout) fails here, before any of the caller's work: it is discarded and the unit of
+        work begins once more on a fresh connection. Later failures are the caller's to retry.
+        """
+        for attempt in (1, 2):
+            conn = await session.connection()
+            try:
+                await conn.run_sync(_start_transaction)
+                return
+            except Exception as exc:
+                if attempt == 2 or not _is_disconnect(exc):
+                    raise
+                log.info("database connection was closed; beginning again on a new one", error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                await session.rollback()
 
     def request_scrub(self, session: AsyncSession) -> None:
         """Mark ``session``'s unit of work as an erasure: once it commits, the scrub job runs."""
@@ -168,6 +202,39 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def _start_transaction(conn: Any) -> None:
+    """Send the asyncpg connection's BEGIN now rather than with the first statement."""
+    dbapi = conn.connection.dbapi_connection
+    start = getattr(dbapi, "_start_transaction", None)
+    if start is not None and getattr(dbapi, "_transaction", True) is None:
+        await_(start())
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """The connection is gone (closed by the server or the network), not a statement's error."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    if isinstance(exc, ConnectionError | OSError):
+        return True
+    for err in (exc, exc.__cause__, exc.__context__):
+        if err is None:
+            continue
+        name = type(err).__name__
+        if name in {"ConnectionDoesNotExistError", "InterfaceError", "AdminShutdownError", "ConnectionFailureError"}:
+            return True
+        if "connection is closed" in str(err) or "connection was closed" in str(err):
+            return True
+    return False
+
+
+def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: a connection the driver saw closed is replaced, without a round trip."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise DisconnectionError("connection closed by the server")
 
 
 def _sqlite_begin(conn: Any) -> None:
