@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -31,7 +33,7 @@ async def unpublished(db: Database) -> int:
 async def test_committed_change_publishes_exactly_its_events_rolled_back_publishes_nothing(
     db: Database, kafka_bootstrap: str, topics: str
 ) -> None:
-    relay = relay_for(db, kafka_bootstrap)
+    relay = relay_for(db, kafka_bootstrap, retention=3600)  # published rows kept: counted below
     await relay.start()
     try:
         await credit(db, "acc-1", 10, 1)
@@ -133,3 +135,53 @@ async def _active(relay: OutboxRelay) -> bool:
 
 def test_event_contract_is_registered() -> None:
     assert EVENT_TYPES[AccountCredited.event_type] is AccountCredited
+
+
+async def _rows(db: Database) -> int:
+    async with db.read() as s:
+        return (await s.execute(select(func.count()).select_from(OutboxMessage))).scalar_one()
+
+
+async def test_published_rows_are_deleted_once_the_broker_acknowledged_them(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    relay = relay_for(db, kafka_bootstrap)
+    await relay.start()
+    try:
+        for seq in range(5):
+            await credit(db, "acc-d", 1, seq)
+        await wait_for(lambda: _zero(_rows(db)), what="published rows deleted")
+    finally:
+        await relay.stop()
+    records = await read_topic(kafka_bootstrap, topics, min_count=5)
+    assert sorted(decode(headers_of(r), r.value)[1].seq for r in records) == list(range(5))  # type: ignore[attr-defined]
+
+
+async def test_with_a_retention_published_rows_are_kept_then_pruned(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    relay = relay_for(db, kafka_bootstrap, retention=3600, prune_interval=0, prune_batch=2)
+    await relay.start()
+    try:
+        for seq in range(5):
+            await credit(db, "acc-r", 1, seq)
+        await wait_for(lambda: _zero(unpublished(db)), what="outbox published")
+        assert await _rows(db) == 5  # kept for the retention
+        # Three of them were published two hours ago: past the retention.
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        async with db.transaction() as s:
+            old = (await s.execute(select(table.c.id).order_by(table.c.id).limit(3))).scalars().all()
+            await s.execute(
+                table.update().where(table.c.id.in_(old)).values(published_at=datetime.now(UTC) - timedelta(hours=2))
+            )
+        await credit(db, "acc-r", 1, 5)  # a commit wakes the relay, which prunes (two batches of 2)
+        await wait_for(lambda: _count_is(_rows(db), 3), what="rows past the retention pruned")
+    finally:
+        await relay.stop()
+    async with db.read() as s:
+        kept = [json.loads(p)["seq"] for p in (await s.execute(select(OutboxMessage.payload))).scalars()]  # type: ignore[call-overload]
+    assert sorted(kept) == [3, 4, 5]
+
+
+async def _count_is(coro: object, n: int) -> bool:
+    return (await coro) == n  # type: ignore[misc]

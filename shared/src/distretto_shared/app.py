@@ -147,6 +147,7 @@ class ServiceContext:
             credentials=settings.kafka_credentials(),
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
+            retention=settings.relay_retention_seconds,
             lock_dir=default_data_dir() / "locks",
         )
         self.broker_connected = False

@@ -15,9 +15,9 @@ import contextlib
 import fcntl
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ from sqlalchemy import (
     Index,
     Integer,
     Text,
+    any_,
+    bindparam,
+    delete,
     func,
     insert,
     select,
@@ -37,12 +40,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import Field
 
 from distretto_shared import metrics, tracing
-from distretto_shared.db import OUTBOX_DIRTY, Database
+from distretto_shared.db import _WRITE, OUTBOX_DIRTY, Database
 from distretto_shared.events import Event, encode
 from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
@@ -50,6 +54,17 @@ from distretto_shared.tables import BackboneTable
 from distretto_shared.topics import topic_name
 
 log = get_logger(__name__)
+
+
+async def _is_broken(conn: AsyncConnection) -> bool:
+    """True when ``conn`` can no longer answer (its session, and any lock it held, is gone)."""
+    try:
+        await conn.rollback()
+        await conn.execute(text("SELECT 1"))
+        await conn.rollback()
+        return False
+    except Exception:
+        return True
 
 
 class OutboxMessage(BackboneTable, table=True):
@@ -172,7 +187,17 @@ def _drop_pending(session: Session) -> None:
 
 
 class OutboxRelay:
-    """Publishes outbox rows to Kafka; one active instance per database."""
+    """Publishes outbox rows to Kafka; one active instance per database.
+
+    One cycle claims up to ``batch_size`` unpublished rows in id order, sends them all, waits for
+    the broker's acknowledgements (``acks=all``, idempotent producer) and then deletes them — or,
+    with a ``retention``, marks them published and prunes rows published longer ago than that, in
+    batches, at most every ``prune_interval`` seconds. On PostgreSQL the cycle is one transaction
+    on the connection that holds the relay's advisory lock (``SELECT … FOR UPDATE SKIP LOCKED``);
+    on SQLite the rows are read, sent, then deleted by a short write transaction on one
+    connection, so the database's write lock is never held while waiting for the broker.
+    Commits wake the relay; wake-ups arriving while a cycle runs make one more cycle, not one each.
+    """
 
     def __init__(
         self,
@@ -184,7 +209,10 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         lock_dir: Path | None = None,
-        linger: float = 0.005,
+        linger: float = 0.002,
+        retention: float = 0.0,
+        prune_interval: float = 30.0,
+        prune_batch: int = 1000,
     ) -> None:
         self.db = db
         self.service = service
@@ -194,6 +222,12 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.lock_dir = lock_dir
         self.linger = linger
+        self.retention = retention
+        """Seconds a published row is kept (for audit); 0 deletes it once the broker acknowledged it."""
+        self.prune_interval = prune_interval
+        self.prune_batch = prune_batch
+        self._next_prune = 0.0
+        self._sent_ns = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -221,6 +255,7 @@ class OutboxRelay:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
         if self._unhook is None:
+            # The backlog is counted when /metrics is read (an index range), never per batch.
             self._unhook = metrics.on_scrape(self.refresh_backlog)
 
     async def refresh_backlog(self) -> None:
@@ -278,38 +313,58 @@ class OutboxRelay:
             self._producer = None
 
     async def _run(self) -> None:
-        backoff = 0.2
         try:
-            async with self._leadership():
-                self.active = True
-                log.info("outbox relay active", service=self.service)
-                while not self._stopping:
-                    self.last_loop = time.monotonic()
+            while not self._stopping:
+                lost = False
+                async with self._leadership() as conn:
+                    if self._stopping:
+                        break
+                    self.active = True
+                    log.info("outbox relay active", service=self.service)
                     try:
-                        published = await self.publish_pending()
-                        self.last_error = None
-                        backoff = 0.2
-                    except Exception as exc:  # broker or database away: retry with backoff
-                        self.last_error = repr(exc)
-                        metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
-                        log.warning("outbox publish failed; retrying", error=repr(exc), backoff=backoff)
-                        await self._close_producer()
-                        await self._sleep(backoff)
-                        backoff = min(backoff * 2, 10.0)
-                        continue
-                    if published >= self.batch_size:
-                        continue  # more may be waiting
-                    await self._sleep(self.poll_interval)
-                await self._drain()
+                        lost = await self._lead(conn)
+                        if not lost:
+                            await self._drain(conn)
+                    finally:
+                        self.active = False
+                if not lost:
+                    break
+                # The lock's connection failed: the lock is gone with it. Take it again (another
+                # instance may have it now) after a pause.
+                await self._sleep(1.0)
         finally:
             self.active = False
             await self._close_producer()
 
-    async def _drain(self, timeout: float = 5.0) -> None:
+    async def _lead(self, conn: AsyncConnection | None) -> bool:
+        """Relay while holding the lock; True if the lock's connection was lost."""
+        backoff = 0.2
+        while not self._stopping:
+            self.last_loop = time.monotonic()
+            try:
+                published = await self._cycle(conn)
+                self.last_error = None
+                backoff = 0.2
+            except Exception as exc:  # broker or database away: retry with backoff
+                self.last_error = repr(exc)
+                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
+                log.warning("outbox publish failed; retrying", error=repr(exc), backoff=backoff)
+                await self._close_producer()
+                if conn is not None and (conn.closed or conn.invalidated or await _is_broken(conn)):
+                    return True
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if published >= self.batch_size:
+                continue  # more may be waiting
+            await self._sleep(self.poll_interval)
+        return False
+
+    async def _drain(self, conn: AsyncConnection | None, timeout: float = 5.0) -> None:
         """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
         try:
             async with asyncio.timeout(timeout):
-                while await self.publish_pending():
+                while await self._cycle(conn):
                     pass
         except Exception as exc:
             log.info("outbox not drained at stop; the next start publishes it", error=repr(exc))
@@ -322,35 +377,95 @@ class OutboxRelay:
         self._wake.clear()
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unpublished rows in id order; returns how many were published."""
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]  # Core, not ORM: a hot path
-        c = table.c
-        async with self.db.read() as session:
-            rows = (
-                await session.execute(
-                    select(c.id, c.topic, c.key, c.headers, c.payload, c.created_at)
-                    .where(c.published_at.is_(None))
-                    .order_by(c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
-        if not rows:
-            return 0
+        """Publish one batch of unpublished rows in id order; returns how many were published.
+
+        For a caller that does not hold the relay lock (a one-off drain): takes its own connection.
+        """
+        if self.db.sqlite:
+            return await self._cycle(None)
+        async with self.db.engine.connect() as conn:
+            return await self._cycle(conn)
+
+    def _claim(self) -> Any:
+        c = OutboxMessage.__table__.c  # type: ignore[attr-defined]  # Core, not ORM: a hot path
+        return (
+            select(c.id, c.topic, c.key, c.headers, c.payload, c.created_at)
+            .where(c.published_at.is_(None))
+            .order_by(c.id)
+            .limit(self.batch_size)
+        )
+
+    def _done(self, ids: list[int], now: datetime) -> Any:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        # PostgreSQL: one array parameter, so the statement text (and its prepared plan) is the
+        # same whatever the batch's size.
+        these = (
+            table.c.id.in_(ids)
+            if self.db.sqlite
+            else table.c.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger())))
+        )
+        if self.retention > 0:
+            return update(table).where(these).values(published_at=now)
+        return delete(table).where(these)
+
+    async def _cycle(self, conn: AsyncConnection | None) -> int:
+        """Claim → send all → acknowledged → delete (or mark); returns how many were published."""
+        now = datetime.now(UTC)
+        if conn is None:  # SQLite: never hold the write lock while waiting for the broker
+            async with self.db.engine.connect() as sconn:
+                rows = (await sconn.execute(self._claim())).all()
+                await sconn.rollback()
+                if rows:
+                    await self._send(rows)
+                    now = datetime.now(UTC)
+                    sconn = await sconn.execution_options(**{_WRITE: True})
+                    await sconn.execute(self._done([row.id for row in rows], now))
+                    await sconn.commit()
+                await self._maybe_prune(sconn)
+        else:
+            async with conn.begin():
+                rows = (await conn.execute(self._claim().with_for_update(skip_locked=True))).all()
+                if rows:
+                    # The idempotent producer keeps per-partition order across its own retries; if
+                    # any send fails, the transaction rolls back, nothing of this batch is removed and
+                    # the batch is sent again (consumers' inboxes absorb the repeats).
+                    await self._send(rows)
+                    now = datetime.now(UTC)
+                    await conn.execute(self._done([row.id for row in rows], now))
+            await self._maybe_prune(conn)
+        if rows:
+            self._observe(rows, now)
+        return len(rows)
+
+    async def _send(self, rows: Sequence[Any]) -> None:
         producer = await self._ensure_producer()
-        sent_ns = time.time_ns()
+        self._sent_ns = time.time_ns()
         futures = []
         for row in rows:
             headers = [(k, v.encode()) for k, v in row.headers.items()]
             futures.append(
                 await producer.send(row.topic, value=row.payload.encode(), key=row.key.encode(), headers=headers)
             )
-        # The idempotent producer keeps per-partition order across its own retries;
-        # if any send fails, nothing of this batch is marked and the batch is sent again
-        # (consumers' inboxes absorb the repeats).
         await asyncio.gather(*futures)
-        now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            await session.execute(update(table).where(c.id.in_([row.id for row in rows])).values(published_at=now))
+
+    async def _maybe_prune(self, conn: AsyncConnection) -> None:
+        """With a retention: delete rows published before it, a batch at a time, now and then."""
+        if self.retention <= 0 or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self.prune_interval
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        c = table.c
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.retention)
+        for _ in range(10):  # bounded: the next prune goes on
+            old = select(c.id).where(c.published_at < cutoff).order_by(c.published_at, c.id).limit(self.prune_batch)
+            if self.db.sqlite:
+                conn = await conn.execution_options(**{_WRITE: True})
+            result = await conn.execute(delete(table).where(c.id.in_(old.scalar_subquery())))
+            await conn.commit()
+            if (result.rowcount or 0) < self.prune_batch:
+                return
+
+    def _observe(self, rows: Sequence[Any], now: datetime) -> None:
         latency = metrics.OUTBOX_PUBLISH_LATENCY.labels(self.service)
         for row in rows:
             created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
@@ -362,25 +477,25 @@ class OutboxRelay:
                     f"publish {row.topic}",
                     tracing.PRODUCER,
                     row.headers.get("traceparent"),
-                    sent_ns,
+                    self._sent_ns,
                     **{
                         "messaging.system": "kafka",
                         "messaging.destination.name": row.topic,
                         "distretto.service": self.service,
                     },
                 )
-        return len(rows)
 
     @contextlib.asynccontextmanager
-    async def _leadership(self) -> Any:
-        """Hold the relay lock for as long as the relay runs.
+    async def _leadership(self) -> AsyncIterator[AsyncConnection | None]:
+        """Hold the relay lock; yields the connection the relay works on (``None`` on SQLite).
 
-        PostgreSQL: a session-level advisory lock on a dedicated connection.
+        PostgreSQL: a session-level advisory lock on a dedicated connection — the same one every
+        cycle runs on, so losing the connection (and with it the lock) stops this relay's cycles.
         SQLite: an exclusive file lock beside the database file.
         """
         if self.db.sqlite:
             async with self._file_lock():
-                yield
+                yield None
             return
         # Advisory locks are database-wide: the schema is part of the key, or two deployments of a
         # service in two schemas of one database (two test workers) would hold each other's relay.
@@ -397,18 +512,22 @@ class OutboxRelay:
                 await conn.commit()
                 if got:
                     try:
-                        yield
+                        yield conn
                     finally:
                         with contextlib.suppress(Exception):
+                            await conn.rollback()
                             await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                             await conn.commit()
                     return
+            except Exception as exc:
+                self.last_error = repr(exc)
             finally:
-                await conn.close()
+                with contextlib.suppress(Exception):
+                    await conn.close()
             log.info("another relay holds the outbox lock; standing by", service=self.service)
             self.last_loop = time.monotonic()
             await self._sleep(5.0)
-        yield
+        yield None
 
     @contextlib.asynccontextmanager
     async def _file_lock(self) -> Any:

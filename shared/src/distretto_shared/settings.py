@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     relay_poll_interval: float = 1.0
     relay_batch_size: int = 500
+    relay_retention_seconds: float = 3600.0
+    """How long published outbox rows are kept (for audit), pruned in batches; 0 deletes each row once
+    the broker acknowledged it."""
     consumer_max_attempts: int = 5
     consumer_backoff_initial: float = 0.2
     consumer_backoff_max: float = 5.0
