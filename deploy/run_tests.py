@@ -34,6 +34,7 @@ SUITES = [
     "tests/api",
     "tests/platform",
     "tests/security",
+    "tests/bench",
 ]
 
 

@@ -1,26 +1,36 @@
-"""Backbone benchmark: outbox → Kafka → consumer → inbox, beside raw aiokafka on the same broker.
+"""Backbone benchmark: the Distretto pipeline, the lean same-architecture baseline and raw aiokafka.
 
-The Distretto pipeline runs as in production, in two processes that share only Kafka:
+All three move the same events through the same throwaway broker (SASL/SCRAM + ACLs) in one
+invocation, each run with its own topic and consumer group, producer and consumer in two
+processes that share only Kafka:
 
-- the *producer* process runs the use case (one row in ``ledger_entry`` plus ``add_event`` in one
-  ``Database.transaction()``) and the :class:`OutboxRelay`, on its own database;
-- the *consumer* process runs a :class:`ConsumerRunner` (FastStream batch subscriber, inbox, one
-  effect row inserted per event by the handler) on another database (its own service's).
+- **Distretto**: the producing process runs the use case (state rows + ``add_event`` in one
+  ``Database.transaction()``) and the :class:`OutboxRelay`; the consuming process runs a
+  :class:`ConsumerRunner` (FastStream batch subscriber, inbox, one effect row per event);
+- **lean**: the same architecture written by hand on the same migrated tables (``lean.py``, the
+  yardstick: executemany use case, a relay that claims 500 rows, sends, deletes on one connection,
+  a consumer that claims its batch in the inbox with one statement);
+- **raw aiokafka**: an idempotent ``acks=all`` producer and a consumer committing its offsets,
+  no database.
 
-Raw aiokafka produce→consume is measured on the same broker, in one process and in two (producer
-and consumer in separate processes, like the pipeline). Printed for each:
+Measured, on each database (PostgreSQL and SQLite):
 
-- throughput: N events produced (written) until the consumer has received (handled and committed)
-  the last one, in events/s, and the ratio to raw two-process;
-- latency at a fixed rate (default 500 events/s): p50 / p99 from the use case (the event carries
-  ``time.time()`` taken just before its transaction) to the commit of the handler's transaction
-  (raw: from ``send`` to receipt).
+- throughput at 1 and 100 events per transaction (raw: per ``send`` … wait-for-acks round):
+  N events from the first write until the consumer committed the last one, events/s;
+- latency at a fixed rate (500 events/s, one event per transaction): p50 / p99 from the commit of
+  the use case's transaction to the commit of the handler's (raw: from ``send`` to receipt).
 
-Usage: uv run python bench/backbone/run.py [--events 20000] [--rate 500] [--seconds 10]
-       [--per-tx 1 100] [--backends sqlite postgresql] [--profile DIR]
-Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a throwaway broker. PostgreSQL:
-DISTRETTO_TEST_POSTGRES_URL if set, else deploy/postgres/ensure-postgres.sh.
-``--profile DIR`` writes one cProfile file per process and run (read with ``python -m pstats``).
+The ratios Distretto / lean are printed beside them. ``--json`` prints the figures as JSON on
+stdout (the table then goes to stderr).
+
+Usage: uv run python bench/backbone/run.py [--events 4000] [--rate 500] [--seconds 8]
+       [--per-tx 1 100] [--backends postgresql sqlite] [--pipelines distretto lean raw]
+       [--modes throughput latency] [--postgres-url URL] [--json] [--profile DIR]
+Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a throwaway broker. PostgreSQL: --postgres-url, else
+DISTRETTO_BENCH_POSTGRES_URL, else DISTRETTO_TEST_POSTGRES_URL, else deploy/postgres/ensure-postgres.sh;
+each run migrates and then drops its own schemas. ``--profile DIR`` writes one cProfile file per
+process and run (read with ``python -m pstats``).
+Every child process dies with the benchmark (also on Ctrl-C, SIGTERM or a kill of the parent).
 """
 
 from __future__ import annotations
@@ -28,35 +38,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import queue
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from distretto_shared.consumer import ConsumerRunner, Consumers, Outcome, Record
-from distretto_shared.db import Database
-from distretto_shared.events import Event, EventMeta
+from distretto_shared.events import Event
 from distretto_shared.kafka_security import default_credentials
-from distretto_shared.topics import TopicSpec, ensure_topics
+from distretto_shared.topics import TopicSpec, ensure_topics, topic_name
 
 TOPIC = TopicSpec("bench.events.v1", partitions=3)
 KEYS = 16
+SOURCE = "/distretto/bench"
 WARMUP = 50
 """Events sent before the measurement (connections, consumer group, caches); not counted."""
+PIPELINES = ("distretto", "lean", "raw")
+LABELS = {"distretto": "Distretto", "lean": "lean same-architecture", "raw": "raw aiokafka"}
 
 
 class BenchEvent(Event):
@@ -73,12 +87,14 @@ class BenchEvent(Event):
 class Spec:
     """One measured run, as sent to both child processes."""
 
-    kind: str  # "raw" or "distretto"
-    mode: str  # "throughput" or "rate"
+    pipeline: str  # "distretto", "lean" or "raw"
+    mode: str  # "throughput" or "latency"
     bootstrap: str
-    topic: str  # raw: the physical topic; distretto: the topic prefix
-    n: int
+    prefix: str  # topic prefix of this run (its topic: prefix + TOPIC.name)
+    run_id: str  # unique per run: consumer groups and service names
+    n: int  # events to write; 0: write for ``duration`` seconds
     per_tx: int = 1
+    duration: float = 5.0
     rate: int = 500
     producer_url: str = ""
     producer_schema: str | None = None
@@ -87,11 +103,37 @@ class Spec:
     profile: str | None = None
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+@dataclass
+class Result:
+    """What one run measured."""
+
+    pipeline: str
+    backend: str  # "postgresql", "sqlite" or "-" (raw)
+    mode: str
+    per_tx: int
+    events: int
+    events_per_s: float | None = None
+    latencies: list[float] = field(default_factory=list)
+    """Seconds, one per measured event (latency runs)."""
+
+    def pct(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        values = sorted(self.latencies)
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+# -- child processes ----------------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the benchmark dies, however it dies."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def quiet() -> None:
@@ -105,9 +147,10 @@ def quiet() -> None:
 
 def run_child(fn: Any, spec: Spec, *args: Any) -> None:
     """Entry point of a child process: an asyncio run, optionally under cProfile."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
     quiet()
-    if spec.kind == "distretto":
-        os.environ["DISTRETTO_TOPIC_PREFIX"] = spec.topic
+    os.environ["DISTRETTO_TOPIC_PREFIX"] = spec.prefix
     if not spec.profile:
         asyncio.run(fn(spec, *args))
         return
@@ -122,7 +165,7 @@ def run_child(fn: Any, spec: Spec, *args: Any) -> None:
         prof.dump_stats(spec.profile)
 
 
-async def paced(n: int, rate: int, step: Any) -> None:
+async def paced(n: int, rate: int, step: Callable[[int], Awaitable[None]]) -> None:
     """Call ``step(i)`` for i in range(n) at ``rate`` per second (catching up without sleeping if late)."""
     start = time.perf_counter()
     for i in range(n):
@@ -137,130 +180,160 @@ async def wait_for(flag: Any, stop: Any) -> None:
         await asyncio.sleep(0.01)
 
 
+def new_events(first: int, count: int) -> list[BenchEvent]:
+    sent_at = time.time()
+    return [BenchEvent(key=f"k{s % KEYS}", seq=s, sent_at=sent_at) for s in range(first, first + count)]
+
+
+async def write_all(spec: Spec, write: Callable[[int, int], Awaitable[None]], total: Any) -> None:
+    """The measured throughput writes: ``write(first_seq, count)`` per transaction; sets ``total`` at the end."""
+    written = 0
+    deadline = time.monotonic() + spec.duration
+    while (written < spec.n) if spec.n else (time.monotonic() < deadline):
+        count = min(spec.per_tx, spec.n - written) if spec.n else spec.per_tx
+        await write(written, count)
+        written += count
+    total.value = written
+
+
+async def drive(
+    spec: Spec, use_case: Callable[[list[BenchEvent]], Awaitable[None]], go: Any, stop: Any, results: Any, total: Any
+) -> None:
+    """The producing side's script: warm-up, then the measured writes; reports each commit's time."""
+    for i in range(WARMUP):
+        await use_case(new_events(-WARMUP + i, 1))
+    await wait_for(go, stop)
+    commits: list[tuple[int, float]] = []
+    results.put(("t0", time.time()))
+    if spec.mode == "throughput":
+
+        async def write(first: int, count: int) -> None:
+            await use_case(new_events(first, count))
+
+        await write_all(spec, write, total)
+    else:
+        total.value = spec.n
+
+        async def step(i: int) -> None:
+            await use_case(new_events(i, 1))
+            commits.append((i, time.time()))
+
+        await paced(spec.n, spec.rate, step)
+    results.put(("commits", commits))
+    await wait_for(stop, stop)
+
+
+class Tally:
+    """The consuming side's count: warm-up events, measured events and their commit times."""
+
+    def __init__(self, spec: Spec, warm: Any, total: Any) -> None:
+        self.spec = spec
+        self.total = total
+        self.warm = warm
+        self.warmed = 0
+        self.handled: list[tuple[int, float]] = []
+        self.raw_latencies: list[float] = []
+        """Raw aiokafka only: send → receipt, seconds (its records carry their send time)."""
+        self.done = asyncio.Event()
+
+    def add(self, seq: int, committed: float) -> None:
+        if seq < 0:
+            self.warmed += 1
+            if self.warmed >= WARMUP:
+                self.warm.set()
+            return
+        self.handled.append((seq, committed))
+        self.check()
+
+    def check(self) -> None:
+        """Done once the producer has said how many it wrote and all of them were handled."""
+        if 0 <= self.total.value <= len(self.handled):
+            self.done.set()
+
+    def report(self, results: Any) -> None:
+        end = max((t for _, t in self.handled), default=0.0)
+        results.put(("done", end, len(self.handled), self.handled, self.raw_latencies))
+
+    async def wait(self, stop: Any) -> None:
+        while not self.done.is_set() and not stop.is_set():
+            self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), 0.1)
+
+
 # -- raw aiokafka -------------------------------------------------------------------------
 
 
-def raw_payload(seq: int) -> bytes:
-    return f"{seq} {time.time()!r}".encode()
-
-
-async def raw_producer(spec: Spec, go: Any, stop: Any, results: Any) -> None:
+async def raw_producer(spec: Spec, go: Any, stop: Any, results: Any, total: Any) -> None:
+    topic = topic_name(TOPIC.name)
     producer = AIOKafkaProducer(
         bootstrap_servers=spec.bootstrap,
         **default_credentials().aiokafka(),
         acks="all",
         enable_idempotence=True,
-        linger_ms=2 if spec.mode == "throughput" else 0,
+        max_batch_size=256 * 1024,
     )
     await producer.start()
+
+    def payload(seq: int) -> bytes:
+        return f"{seq} {time.time()!r}".encode()
+
     try:
         for i in range(WARMUP):
-            await producer.send(spec.topic, raw_payload(-1 - i), key=f"k{i % KEYS}".encode())
+            await producer.send(topic, payload(-1 - i), key=f"k{i % KEYS}".encode())
         await producer.flush()
         await wait_for(go, stop)
-        t0 = time.time()
-        results.put(("t0", t0))
+        results.put(("t0", time.time()))
         if spec.mode == "throughput":
-            futs = [await producer.send(spec.topic, raw_payload(i), key=f"k{i % KEYS}".encode()) for i in range(spec.n)]
-            await asyncio.gather(*futs)
+
+            async def write(first: int, count: int) -> None:
+                sends = range(first, first + count)
+                futs = [await producer.send(topic, payload(i), key=f"k{i % KEYS}".encode()) for i in sends]
+                await asyncio.gather(*futs)
+
+            await write_all(spec, write, total)
         else:
+            total.value = spec.n
 
             async def step(i: int) -> None:
-                await producer.send(spec.topic, raw_payload(i), key=f"k{i % KEYS}".encode())
+                await producer.send(topic, payload(i), key=f"k{i % KEYS}".encode())
 
             await paced(spec.n, spec.rate, step)
             await producer.flush()
+        results.put(("commits", []))
         await wait_for(stop, stop)
     finally:
         await producer.stop()
 
 
-async def raw_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> None:
+async def raw_consumer(spec: Spec, warm: Any, stop: Any, results: Any, total: Any) -> None:
     consumer = AIOKafkaConsumer(
-        spec.topic,
+        topic_name(TOPIC.name),
         bootstrap_servers=spec.bootstrap,
         **default_credentials().aiokafka(),
-        group_id=f"raw-{spec.topic}",
+        group_id=f"bench-raw.{spec.run_id}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        fetch_max_wait_ms=5 if spec.mode == "rate" else 500,
     )
     await consumer.start()
+    tally = Tally(spec, warm, total)
     try:
-        await raw_consume(consumer, spec, warm, stop, results)
+        while not tally.done.is_set() and not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for recs in batch.values():
+                for r in recs:
+                    seq, sent = r.value.split()
+                    if int(seq) >= 0:
+                        tally.raw_latencies.append(now - float(sent))
+                    tally.add(int(seq), now)
+            if batch:
+                await consumer.commit()
+            tally.check()
+        tally.report(results)
+        await wait_for(stop, stop)
     finally:
         await consumer.stop()
-
-
-async def raw_consume(consumer: AIOKafkaConsumer, spec: Spec, warm: Any, stop: Any, results: Any) -> None:
-    warmed = got = 0
-    lat: list[float] = []
-    while got < spec.n and not stop.is_set():
-        batch = await consumer.getmany(timeout_ms=200)
-        now = time.time()
-        for recs in batch.values():
-            for r in recs:
-                seq, sent = r.value.split()
-                if int(seq) < 0:
-                    warmed += 1
-                    continue
-                got += 1
-                lat.append(now - float(sent))
-        if batch:
-            await consumer.commit()
-        if warmed >= WARMUP and not warm.is_set():
-            warm.set()
-    results.put(("done", time.time(), got, lat))
-
-
-async def raw_single_process(spec: Spec) -> tuple[float, list[float]]:
-    """Raw produce→consume with producer and consumer in this process (one core)."""
-
-    class Flag:
-        def __init__(self) -> None:
-            self.v = False
-
-        def is_set(self) -> bool:
-            return self.v
-
-        def set(self) -> None:
-            self.v = True
-
-    results: queue.Queue[Any] = queue.Queue()
-    go, warm, stop = Flag(), Flag(), Flag()
-    consumer = AIOKafkaConsumer(
-        spec.topic,
-        bootstrap_servers=spec.bootstrap,
-        **default_credentials().aiokafka(),
-        group_id=f"raw-{spec.topic}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=5 if spec.mode == "rate" else 500,
-    )
-    await consumer.start()
-
-    async def release() -> None:
-        while not warm.is_set():
-            await asyncio.sleep(0.01)
-        go.set()
-
-    async def consume() -> None:
-        await raw_consume(consumer, spec, warm, Flag(), results)
-        stop.set()
-
-    try:
-        await asyncio.gather(raw_producer(spec, go, stop, results), consume(), release())
-    finally:
-        await consumer.stop()
-    t0 = end = 0.0
-    lat: list[float] = []
-    while not results.empty():
-        item = results.get()
-        if item[0] == "t0":
-            t0 = item[1]
-        else:
-            end, lat = item[1], item[3]
-    return spec.n / (end - t0), lat
 
 
 # -- the Distretto pipeline ---------------------------------------------------------------
@@ -273,96 +346,74 @@ async def migrate(url: str, schema: str | None) -> None:
     await upgrade_async(MIGRATIONS, url, schema)
 
 
-async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any) -> None:
-    """The producing service: use case (state row + outbox event per transaction) and relay."""
-    from distretto_shared.outbox import OutboxRelay, add_event
+async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total: Any) -> None:
+    """The producing service: use case (state rows + outbox events per transaction) and relay."""
+    from distretto_shared import outbox
+    from distretto_shared.db import Database
     from tests.backbone.example import entries
 
     db = Database(spec.producer_url, schema=spec.producer_schema)
-    relay = OutboxRelay(db, service="bench", bootstrap_servers=spec.bootstrap, poll_interval=0.5)
+    relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, poll_interval=0.5)
+    add_events = getattr(outbox, "add_events", None)  # the batch form, where the backbone has it
     await relay.start()
-    seq = 0
 
-    async def use_case(count: int) -> None:
-        nonlocal seq
-        sent_at = time.time()
+    async def use_case(events: list[BenchEvent]) -> None:
         async with db.transaction() as session:
-            for _ in range(count):
-                key = f"k{seq % KEYS}"
-                await session.execute(entries.insert().values(account_id=key, amount=1, seq=seq))
-                add_event(session, BenchEvent(key=key, seq=seq, sent_at=sent_at), source="/distretto/bench")
-                seq += 1
+            rows = [{"account_id": e.key, "amount": 1, "seq": e.seq} for e in events]
+            await session.execute(entries.insert(), rows)
+            if add_events is not None and len(events) > 1:
+                add_events(session, events, source=SOURCE)
+            else:
+                for e in events:
+                    outbox.add_event(session, e, source=SOURCE)
 
     try:
-        seq = -WARMUP
-        for _ in range(WARMUP):
-            await use_case(1)
-        await wait_for(go, stop)
-        seq = 0
-        t0 = time.time()
-        results.put(("t0", t0))
-        if spec.mode == "throughput":
-            for start in range(0, spec.n, spec.per_tx):
-                await use_case(min(spec.per_tx, spec.n - start))
-        else:
-
-            async def step(_i: int) -> None:
-                await use_case(1)
-
-            await paced(spec.n, spec.rate, step)
-        await wait_for(stop, stop)
+        await drive(spec, use_case, go, stop, results, total)
     finally:
         await relay.stop()
         await db.dispose()
 
 
-async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> None:
+async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any, total: Any) -> None:
     """The consuming service: ConsumerRunner with inbox and one effect row per event."""
     from faststream.kafka import KafkaBroker
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.orm import Session
 
+    from distretto_shared.consumer import ConsumerRunner, Consumers
+    from distretto_shared.db import Database
     from tests.backbone.example import effects
 
     consumers = Consumers("bench-projection")
-    pending: dict[str, float] = {}  # event id → sent_at, handled in the open transaction
-    lat: list[float] = []
-    state = {"warmed": 0, "got": 0}
+    tally = Tally(spec, warm, total)
+    pending: dict[int, list[int]] = {}  # id(session) → seqs handled in its open transaction
+
+    # The handler's commit time, taken when its session has committed (whatever the runner's internals).
+    @sa_event.listens_for(Session, "after_commit")
+    def committed(session: Session) -> None:
+        seqs = pending.pop(id(session), None)
+        if seqs:
+            now = time.time()
+            for seq in seqs:
+                tally.add(seq, now)
+
+    @sa_event.listens_for(Session, "after_rollback")
+    def rolled_back(session: Session) -> None:
+        pending.pop(id(session), None)
 
     @consumers.handles(BenchEvent)
-    async def on_event(ctx: object, session: sa.ext.asyncio.AsyncSession, event: BenchEvent, meta: EventMeta) -> None:
+    async def on_event(ctx: object, session: Any, event: BenchEvent, meta: Any) -> None:
         await session.execute(effects.insert().values(event_id=meta.id, account_id=event.key, seq=event.seq))
-        pending[meta.id] = event.sent_at if event.seq >= 0 else -1.0
+        pending.setdefault(id(session.sync_session), []).append(event.seq)
 
-    class TimedRunner(ConsumerRunner):
-        """Stamps each event when the transaction that handled it has committed."""
-
-        async def handle_batch(self, records: list[Record]) -> list[Outcome]:
-            pending.clear()
-            outcomes = await super().handle_batch(records)
-            now = time.time()
-            for sent_at in pending.values():
-                if sent_at < 0:
-                    state["warmed"] += 1
-                else:
-                    state["got"] += 1
-                    lat.append(now - sent_at)
-            pending.clear()
-            if state["warmed"] >= WARMUP:
-                warm.set()
-            if state["got"] >= spec.n and not done.is_set():
-                done.set()
-            return outcomes
-
-    done = asyncio.Event()
     db = Database(spec.consumer_url, schema=spec.consumer_schema)
-    runner = TimedRunner(consumers, db=db, service="bench", bootstrap_servers=spec.bootstrap)
+    runner = ConsumerRunner(consumers, db=db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap)
     broker = KafkaBroker(spec.bootstrap, logger=None, security=default_credentials().faststream())
     runner.attach(broker)
     await broker.start()
     try:
-        while not done.is_set() and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.1)
-        results.put(("done", time.time(), state["got"], lat))
+        await tally.wait(stop)
+        tally.report(results)
         await wait_for(stop, stop)
     finally:
         await broker.stop()
@@ -370,54 +421,123 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any) -> 
         await db.dispose()
 
 
+# -- the lean baseline --------------------------------------------------------------------
+
+
+async def lean_producer(spec: Spec, go: Any, stop: Any, results: Any, total: Any) -> None:
+    from bench.backbone.lean import Producer
+
+    producer = Producer(spec.producer_url, spec.producer_schema, bootstrap=spec.bootstrap, source=SOURCE)
+    await producer.start()
+
+    async def use_case(events: list[BenchEvent]) -> None:
+        await producer.use_case([(e.key, 1, e.seq) for e in events], events)
+
+    try:
+        await drive(spec, use_case, go, stop, results, total)
+    finally:
+        await producer.stop()
+
+
+async def lean_consumer(spec: Spec, warm: Any, stop: Any, results: Any, total: Any) -> None:
+    from bench.backbone.lean import Consumer
+
+    consumer = Consumer(
+        spec.consumer_url,
+        spec.consumer_schema,
+        bootstrap=spec.bootstrap,
+        topics=[topic_name(TOPIC.name)],
+        group=f"bench-lean.{spec.run_id}",
+        name="bench-projection",
+    )
+    await consumer.start()
+    tally = Tally(spec, warm, total)
+    try:
+        while not tally.done.is_set() and not stop.is_set():
+            for event, committed in await consumer.poll():
+                tally.add(event.seq, committed)
+            tally.check()
+        tally.report(results)
+        await wait_for(stop, stop)
+    finally:
+        await consumer.stop()
+
+
+SIDES = {
+    "distretto": (distretto_producer, distretto_consumer),
+    "lean": (lean_producer, lean_consumer),
+    "raw": (raw_producer, raw_consumer),
+}
+
+
 # -- orchestration ------------------------------------------------------------------------
 
 
-def two_processes(spec: Spec, producer: Any, consumer: Any, timeout: float) -> tuple[float, list[float]]:
-    """Run ``consumer`` and ``producer`` in two spawned processes; (events/s, latencies)."""
+def two_processes(spec: Spec, timeout: float) -> tuple[float | None, list[float], int]:
+    """Run the consumer and the producer of ``spec.pipeline`` in two spawned processes.
+
+    Returns (events/s or None when the run did not finish, latencies in seconds, events written).
+    """
+    producer, consumer = SIDES[spec.pipeline]
     ctx = mp.get_context("spawn")
     go, warm, stop = ctx.Event(), ctx.Event(), ctx.Event()
     results = ctx.Queue()
+    total = ctx.Value("q", -1)  # events written, set by the producer when it is done writing
     prof = spec.profile
-    cons_spec = Spec(**{**spec.__dict__, "profile": f"{prof}.consumer.prof" if prof else None})
-    prod_spec = Spec(**{**spec.__dict__, "profile": f"{prof}.producer.prof" if prof else None})
-    cproc = ctx.Process(target=run_child, args=(consumer, cons_spec, warm, stop, results))
-    pproc = ctx.Process(target=run_child, args=(producer, prod_spec, go, stop, results))
-    cproc.start()
-    pproc.start()
+    cons_spec = replace(spec, profile=f"{prof}.consumer.prof" if prof else None)
+    prod_spec = replace(spec, profile=f"{prof}.producer.prof" if prof else None)
+    procs = [
+        ctx.Process(target=run_child, args=(consumer, cons_spec, warm, stop, results, total), daemon=True),
+        ctx.Process(target=run_child, args=(producer, prod_spec, go, stop, results, total), daemon=True),
+    ]
+    for p in procs:
+        p.start()
     t0 = end = 0.0
-    lat: list[float] = []
     got = 0
+    handled: list[tuple[int, float]] = []
+    raw_latencies: list[float] = []
+    commits: list[tuple[int, float]] | None = None
     try:
-        if not warm.wait(60):
-            raise RuntimeError("warm-up events never arrived")
+        deadline = time.monotonic() + 120
+        while not warm.wait(0.5):
+            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+                raise RuntimeError(f"{spec.pipeline}: the warm-up events never arrived")
         go.set()
         deadline = time.monotonic() + timeout
-        while not end and time.monotonic() < deadline:
+        while (not end or commits is None) and time.monotonic() < deadline:
             try:
-                item = results.get(timeout=1)
+                item = results.get(timeout=0.5)
             except queue.Empty:
+                if not all(p.is_alive() for p in procs):
+                    break
                 continue
             if item[0] == "t0":
                 t0 = item[1]
+            elif item[0] == "commits":
+                commits = item[1]
             else:
-                end, got, lat = item[1], item[2], item[3]
-        if not t0:
-            t0 = results.get(timeout=5)[1]
+                end, got, handled, raw_latencies = item[1], item[2], item[3], item[4]
     finally:
         stop.set()
-        for p in (pproc, cproc):
-            p.join(30)
+        for p in procs:
+            p.join(10)
+        for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.kill()
                 p.join()
-    if not end or got < spec.n:
-        return float("nan"), lat
-    return spec.n / (end - t0), lat
+        results.close()
+        results.cancel_join_thread()
+    written = max(0, total.value)
+    if spec.mode == "throughput":
+        return (written / (end - t0) if end and t0 and 0 < written <= got else None), [], written
+    if spec.pipeline == "raw":
+        return None, raw_latencies, written
+    sent = dict(commits or [])
+    return None, [t - sent[seq] for seq, t in handled if seq in sent], written
 
 
-def postgres_url() -> str | None:
-    url = os.environ.get("DISTRETTO_TEST_POSTGRES_URL")
+def postgres_url(given: str | None) -> str | None:
+    url = given or os.environ.get("DISTRETTO_BENCH_POSTGRES_URL") or os.environ.get("DISTRETTO_TEST_POSTGRES_URL")
     if url:
         return url
     try:
@@ -429,114 +549,268 @@ def postgres_url() -> str | None:
         return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--rate", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--per-tx", type=int, nargs="+", default=[1, 100], help="events written per transaction (one row each)"
+async def drop_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **default_credentials().aiokafka())
+    await admin.start()
+    try:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def one_run(
+    args: argparse.Namespace,
+    bootstrap: str,
+    tmp: str,
+    pg: str | None,
+    backend: str,
+    pipeline: str,
+    mode: str,
+    per_tx: int,
+) -> Result:
+    """Fresh databases (migrated), a fresh topic and fresh consumer groups; one measurement."""
+    run_id = uuid.uuid4().hex[:10]
+    prefix = f"b{run_id}."
+    n = (args.events or 0) if mode == "throughput" else int(args.rate * args.seconds)
+    urls: list[str] = ["", ""]
+    schemas: list[str | None] = [None, None]
+    if backend == "sqlite":
+        urls = [f"sqlite+aiosqlite:///{tmp}/{run_id}.{side}.db" for side in ("producer", "consumer")]
+    elif backend == "postgresql":
+        assert pg is not None
+        urls = [pg, pg]
+        schemas = [f"bench_{run_id}_{side}" for side in ("producer", "consumer")]
+    if backend != "-":
+        for url, schema in zip(urls, schemas, strict=True):
+            asyncio.run(migrate(url, schema))
+    os.environ["DISTRETTO_TOPIC_PREFIX"] = prefix
+    asyncio.run(ensure_topics(bootstrap, [TOPIC]))
+    profile = str(args.profile / f"{pipeline}-{backend}-{mode}-{per_tx}") if args.profile else None
+    spec = Spec(
+        pipeline=pipeline,
+        mode=mode,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        run_id=run_id,
+        n=n,
+        per_tx=per_tx,
+        duration=args.tput_seconds,
+        rate=args.rate,
+        producer_url=urls[0],
+        producer_schema=schemas[0],
+        consumer_url=urls[1],
+        consumer_schema=schemas[1],
+        profile=profile,
     )
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
-    parser.add_argument("--no-raw", action="store_true", help="skip the raw aiokafka rows")
+    try:
+        tput, lat, n = two_processes(spec, timeout=(args.seconds + 120) if mode == "latency" else args.timeout)
+    finally:
+        from distretto_dev.testing import drop_schema
+
+        for url, schema in zip(urls, schemas, strict=True):
+            if schema:
+                asyncio.run(drop_schema(url, schema))
+        topic = topic_name(TOPIC.name)
+        asyncio.run(drop_topics(bootstrap, [topic, f"{topic}.dlq"]))
+        os.environ.pop("DISTRETTO_TOPIC_PREFIX", None)
+    return Result(pipeline, backend, mode, per_tx, n, tput, lat)
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table(results: list[Result], args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
+    """Print one table per database; return the figures (and ratios) for ``--json``."""
+    figures: dict[str, Any] = {}
+    raw = [r for r in results if r.pipeline == "raw"]
+    backends = [b for b in args.backends if any(r.backend == b for r in results)] or (["-"] if raw else [])
+    cols = [f"{k} ev/tx" for k in args.per_tx] + [f"p50 @{args.rate}/s", f"p99 @{args.rate}/s"]
+    for backend in backends:
+        rows: dict[str, list[float | None]] = {}
+        for pipeline in args.pipelines:
+            mine = [
+                r
+                for r in (raw if pipeline == "raw" else results)
+                if r.pipeline == pipeline and (pipeline == "raw" or r.backend == backend)
+            ]
+            tputs = [
+                next((r.events_per_s for r in mine if r.mode == "throughput" and r.per_tx == k), None)
+                for k in args.per_tx
+            ]
+            lat = next((r for r in mine if r.mode == "latency"), None)
+            rows[pipeline] = [*tputs, lat.pct(0.5) if lat else None, lat.pct(0.99) if lat else None]
+        name = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "-": "no database"}[backend]
+        print(
+            f"\n{name}: events/s at k events per transaction; latency use-case commit → handler commit (raw: send → receipt)",
+            file=out,
+        )
+        print(f"{'':26s}" + "".join(f"{c:>16s}" for c in cols), file=out)
+        for pipeline, vals in rows.items():
+            cells = [fmt(v) for v in vals[: len(args.per_tx)]] + [fmt(v, " ms", 1) for v in vals[len(args.per_tx) :]]
+            print(f"{LABELS[pipeline]:26s}" + "".join(f"{c:>16s}" for c in cells), file=out)
+        ratios: list[float | None] = []
+        if "distretto" in rows and "lean" in rows:
+            ratios = [ratio(d, lean) for d, lean in zip(rows["distretto"], rows["lean"], strict=True)]
+            print(f"{'Distretto / lean':26s}" + "".join(f"{fmt(v, '', 2):>16s}" for v in ratios), file=out)
+        keys = [f"tput_{k}" for k in args.per_tx] + ["p50_ms", "p99_ms"]
+        figures[backend] = {p: dict(zip(keys, vals, strict=True)) for p, vals in rows.items()}
+        if ratios:
+            figures[backend]["distretto_over_lean"] = dict(zip(keys, ratios, strict=True))
+    print("(throughput ratio: higher is better for Distretto; latency ratio: lower is better)", file=out)
+    return figures
+
+
+WATCHDOG = """
+import os, signal, sys, time
+parent, marker, pids = int(sys.argv[1]), sys.argv[2], [int(p) for p in sys.argv[3:]]
+while os.getppid() == parent:
+    time.sleep(1)
+for pid in pids:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if marker.encode() in fh.read():
+                os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+time.sleep(1)
+import shutil
+shutil.rmtree(marker, ignore_errors=True)
+"""
+
+
+def guard_broker(tmp: str) -> None:
+    """Should this process be killed outright (SIGKILL), a watchdog ends the throwaway broker it started
+    and removes its folder.
+
+    (Any other way out — Ctrl-C, SIGTERM, an error — stops the broker in ``session_broker``; the
+    child processes die with this one by ``PR_SET_PDEATHSIG``.)
+    """
+    mine = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            child = proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+            if child and tmp.encode() in (proc / "cmdline").read_bytes():
+                mine.append(proc.name)
+    if mine:
+        subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), tmp, *mine], start_new_session=True)
+
+
+def loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tput-seconds", type=float, default=5.0, help="seconds each throughput run writes")
+    parser.add_argument("--events", type=int, help="events per throughput run (instead of --tput-seconds)")
+    parser.add_argument("--rate", type=int, default=500, help="events/s of the latency runs")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each latency run")
+    parser.add_argument("--per-tx", type=int, nargs="+", default=[1, 100], help="events per transaction")
+    parser.add_argument("--backends", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"])
+    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
+    parser.add_argument("--modes", nargs="+", choices=["throughput", "latency"], default=["throughput", "latency"])
+    parser.add_argument("--postgres-url", help="SQLAlchemy URL (postgresql+asyncpg://…); schemas are made and dropped")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a throughput run may take")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the table on stderr)")
     parser.add_argument("--profile", type=Path, help="directory for cProfile output, one file per process")
     args = parser.parse_args()
+    out = sys.stderr if args.json else sys.stdout
+    # SIGTERM/SIGHUP unwind like Ctrl-C: children stopped, schemas and topics dropped, broker stopped.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     quiet()
     from distretto_dev.kafka_runner import session_broker
-    from distretto_dev.testing import drop_schema
 
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-
-    def prof(name: str) -> str | None:
-        return str(args.profile / name) if args.profile else None
-
-    n_rate = int(args.rate * args.seconds)
-    rows: list[tuple[str, float, float, list[float]]] = []
-    with tempfile.TemporaryDirectory() as tmp, session_broker(Path(tmp)) as bootstrap:
+    pg = postgres_url(args.postgres_url) if "postgresql" in args.backends else None
+    if "postgresql" in args.backends and not pg:
+        print("PostgreSQL not available: its rows are missing", file=out, flush=True)
+        args.backends = [b for b in args.backends if b != "postgresql"]
+    load_before = loadavg()
+    started = time.monotonic()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="distretto-bench-") as tmp, session_broker(Path(tmp)) as bootstrap:
+        guard_broker(tmp)
         print(
-            f"broker {bootstrap}; {args.events} events, {KEYS} keys, {TOPIC.partitions} partitions; "
-            f"latency at {args.rate} events/s for {args.seconds:.0f}s; {os.cpu_count()} cores",
+            f"broker {bootstrap}; throughput runs write {f'{args.events} events' if args.events else f'for {args.tput_seconds:g} s'}, {KEYS} keys, {TOPIC.partitions} partitions; "
+            f"latency at {args.rate} events/s for {args.seconds:g} s; {os.cpu_count()} cores; load {load_before}",
+            file=out,
             flush=True,
         )
-
-        def raw_topic() -> str:
-            topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
-            asyncio.run(ensure_topics(bootstrap, [TopicSpec(topic, partitions=TOPIC.partitions)]))
-            return topic
-
-        raw2 = float("nan")
-        if not args.no_raw:
-            tput, _ = asyncio.run(raw_single_process(Spec("raw", "throughput", bootstrap, raw_topic(), args.events)))
-            _, lat = asyncio.run(
-                raw_single_process(Spec("raw", "rate", bootstrap, raw_topic(), n_rate, rate=args.rate))
+        plan: list[tuple[str, str, str, int]] = []
+        for backend in [*args.backends, "-"]:
+            for pipeline in args.pipelines:
+                if (pipeline == "raw") != (backend == "-"):
+                    continue
+                for mode in args.modes:
+                    for per_tx in args.per_tx if mode == "throughput" else [1]:
+                        plan.append((backend, pipeline, mode, per_tx))
+        for backend, pipeline, mode, per_tx in plan:
+            result = one_run(args, bootstrap, tmp, pg, backend, pipeline, mode, per_tx)
+            results.append(result)
+            what = (
+                f"{fmt(result.events_per_s)} ev/s"
+                if mode == "throughput"
+                else f"p50 {fmt(result.pct(0.5), ' ms', 1)}, p99 {fmt(result.pct(0.99), ' ms', 1)} ({len(result.latencies)} of {result.events})"
             )
-            rows.append(("raw aiokafka, 1 process", tput, float("nan"), lat))
-            spec = Spec("raw", "throughput", bootstrap, raw_topic(), args.events, profile=prof("raw-tput"))
-            raw2, _ = two_processes(spec, raw_producer, raw_consumer, timeout=300)
-            spec = Spec("raw", "rate", bootstrap, raw_topic(), n_rate, rate=args.rate, profile=prof("raw-rate"))
-            _, lat = two_processes(spec, raw_producer, raw_consumer, timeout=args.seconds + 60)
-            rows.append(("raw aiokafka, 2 processes", raw2, 1.0, lat))
-            print(f"raw done: {rows[0][1]:.0f} ev/s in one process, {raw2:.0f} in two", flush=True)
-
-        pg = postgres_url() if "postgresql" in args.backends else None
-        if "postgresql" in args.backends and not pg:
-            print("PostgreSQL not available: its rows are missing", flush=True)
-        for backend in args.backends:
-            if backend == "postgresql" and not pg:
-                continue
-            for per_tx in args.per_tx:
-                for mode in ("throughput", "rate"):
-                    if mode == "rate" and per_tx != args.per_tx[0]:
-                        continue  # the fixed-rate run writes one event per use case
-                    prefix = f"b{uuid.uuid4().hex[:8]}."
-                    if backend == "sqlite":
-                        urls = [f"sqlite+aiosqlite:///{tmp}/{prefix}{side}.db" for side in ("producer", "consumer")]
-                        schemas: list[str | None] = [None, None]
-                    else:
-                        assert pg is not None
-                        urls = [pg, pg]
-                        schemas = [f"bench_{prefix[1:-1]}_{side}" for side in ("producer", "consumer")]
-                    for url, schema in zip(urls, schemas, strict=True):
-                        asyncio.run(migrate(url, schema))
-                    os.environ["DISTRETTO_TOPIC_PREFIX"] = prefix
-                    asyncio.run(ensure_topics(bootstrap, [TOPIC]))
-                    spec = Spec(
-                        "distretto",
-                        mode,
-                        bootstrap,
-                        prefix,
-                        args.events if mode == "throughput" else n_rate,
-                        per_tx=per_tx if mode == "throughput" else 1,
-                        rate=args.rate,
-                        producer_url=urls[0],
-                        producer_schema=schemas[0],
-                        consumer_url=urls[1],
-                        consumer_schema=schemas[1],
-                        profile=prof(f"{backend}-{mode}-{per_tx}"),
-                    )
-                    tput, lat = two_processes(spec, distretto_producer, distretto_consumer, timeout=600)
-                    if mode == "throughput":
-                        rows.append((f"distretto {backend}, {per_tx} ev/tx", tput, tput / raw2, []))
-                        print(f"{backend} {per_tx} ev/tx: {tput:.0f} ev/s", flush=True)
-                    else:
-                        label, t, r, _ = rows[-1]
-                        rows[-1] = (label, t, r, lat)
-                    for schema in schemas:
-                        if schema:
-                            asyncio.run(drop_schema(urls[0], schema))
-
-        print()
-        print("throughput: producer + consumer in separate processes unless said; ratio = to raw, 2 processes")
-        print(f"latency at {args.rate} ev/s: use case → handler's commit (raw: send → receipt)")
-        print(f"{'pipeline':34s} {'events/s':>10s} {'ratio':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'lat n':>7s}")
-        for label, tput, ratio, lat in rows:
-            r = f"{ratio:.2f}" if ratio == ratio else "-"
-            p = f"{pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f} {len(lat):7d}" if lat else f"{'':8s} {'':8s} {'':7s}"
-            print(f"{label:34s} {tput:10.0f} {r:>7s} {p}")
-        if any(lat and len(lat) < n_rate for *_, lat in rows):
-            print(f"(a row with lat n < {n_rate} did not finish within the wait)")
+            print(f"  {backend:10s} {pipeline:9s} {mode:10s} {per_tx:3d}/tx: {what}", file=out, flush=True)
+    load_after = loadavg()
+    figures = table(results, args, out)
+    elapsed = time.monotonic() - started
+    print(f"load average before {load_before}, after {load_after}; {elapsed:.0f} s", file=out, flush=True)
+    incomplete = [r for r in results if r.mode == "latency" and len(r.latencies) < r.events]
+    if incomplete:
+        print("(a latency row is missing events: the run did not finish within its wait)", file=out)
+    if args.json:
+        doc = {
+            "settings": {
+                "events": args.events,
+                "tput_seconds": args.tput_seconds,
+                "rate": args.rate,
+                "seconds": args.seconds,
+                "per_tx": args.per_tx,
+                "cores": os.cpu_count(),
+                "load_before": load_before,
+                "load_after": load_after,
+                "elapsed_s": round(elapsed, 1),
+            },
+            "figures": figures,
+            "runs": [
+                {
+                    "pipeline": r.pipeline,
+                    "backend": r.backend,
+                    "mode": r.mode,
+                    "per_tx": r.per_tx,
+                    "events": r.events,
+                    "events_per_s": r.events_per_s,
+                    "measured": len(r.latencies) if r.mode == "latency" else None,
+                    "p50_ms": r.pct(0.5),
+                    "p99_ms": r.pct(0.99),
+                    "mean_ms": statistics.fmean(r.latencies) * 1000 if r.latencies else None,
+                }
+                for r in results
+            ],
+        }
+        print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: every child process stopped, the run's schemas and topics dropped", file=sys.stderr)
+        raise SystemExit(130) from None
