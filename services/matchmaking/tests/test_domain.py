@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from matchmaking.anonymise import anonymise_list, anonymise_text
+from matchmaking.anonymise import anonymise_list, anonymise_text, brand_forms
 from matchmaking.matches import domain
 from matchmaking.matches.domain import Decision, MatchState, MatchStatus, Side
 from matchmaking.opportunities import domain as opportunity_rules
@@ -107,3 +107,46 @@ def test_anonymisation_removes_every_planted_identifier() -> None:
 
 def test_anonymised_lists_drop_values_that_were_only_a_name() -> None:
     assert anonymise_list(["Nerviano Genomics", "CAR-T", "info@x.eu"], names=["Nerviano Genomics"]) == ["CAR-T"]
+
+
+def test_no_brand_left_behind_in_any_form() -> None:
+    forms = brand_forms("CellForge Biotech S.r.l.", "https://www.cellforge.it/en")
+    forms |= brand_forms("Istituto Toscano Tumori")
+    forms |= brand_forms("Nerviano Genomics SpA")
+    forms |= brand_forms("Alpha Biotech S.r.l.")
+    planted = (
+        "CellForge S.r.l. scales CAR-T; CELLFORGE's GMP suite and Cell Forge staff; see cellforge.it or "
+        "CellForge-Biotech, srl. Cellforge Biotech SRL partners with the ITT (Istituto Toscano Tumori) and "
+        "Nerviano. Alpha, spa, brings alpha-synuclein assays; ALPHA; cell-forge; CellForge Biotech Ltd."
+    )
+    clean = anonymise_text(planted, forms)
+    for secret in (
+        "CellForge",
+        "cellforge",
+        "CELLFORGE",
+        "Cell Forge",
+        "cell-forge",
+        "S.r.l",
+        "srl",
+        "SRL",
+        "spa",
+        "Ltd",
+        "ITT",
+        "Istituto Toscano",
+        "Nerviano",
+        "Alpha,",
+        "ALPHA",
+    ):
+        assert secret not in clean, (secret, clean)
+    # What is not a name stays: the subject and an ordinary word that only looks like the brand.
+    assert "scales CAR-T" in clean and "GMP suite" in clean and "alpha-synuclein assays" in clean
+    # Generic words of a name are not taken for a brand on their own.
+    assert brand_forms("Rare Tumours Foundation") == {
+        "Rare Tumours Foundation",
+        "RareTumoursFoundation",
+        "Rare-Tumours-Foundation",
+        "RTF",
+    }
+    assert anonymise_text("rare tumours of the eye", brand_forms("Rare Tumours Foundation")) == (
+        "rare tumours of the eye"
+    )

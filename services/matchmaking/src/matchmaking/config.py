@@ -13,8 +13,9 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MATCHMAKING_", extra="ignore")
 
     http_port: int = 8004
-    bm25_weight: float = 0.45
-    """Weight of the normalised BM25 score in the fused score (the dense cosine gets the rest)."""
+    bm25_weight: float = 0.5
+    """Starting weight of the normalised BM25 score in the fused score (the calibrated cosine gets the rest);
+    chosen on the labelled set (bench/matchmaking/quality.py), then nudged by this installation's feedback."""
     feedback_pair_weight: float = 0.25
     """Score added (or removed) for a counterpart marked useful (not useful) for the same pair."""
     feedback_counterpart_weight: float = 0.05

@@ -256,7 +256,8 @@ async def give_feedback(ctx: Ctx, match_id: str, req: FeedbackRequest) -> MatchP
             old.useful, old.comment, old.created_at = req.useful, req.comment, utcnow()
             session.add(old)
         pair_key, cand_key = query_key(m), counterpart_key(m)
-        after_commit(session, lambda: ctx.get(Engine).feedback.add(pair_key, cand_key, vote - before))
+        lean = ctx.get(Engine).lean_of(m.score_parts or {})
+        after_commit(session, lambda: ctx.get(Engine).feedback.add(pair_key, cand_key, vote - before, lean))
         await session.flush()
         result = await match_public(session, m)
     return result

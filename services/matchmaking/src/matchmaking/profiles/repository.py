@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from matchmaking.anonymise import brand_forms
 from matchmaking.profiles.models import Organisation, Participation, Project
 
 PUBLIC_STATUSES = ("active", "suspended", "lapsed", "left")
@@ -12,7 +13,11 @@ PUBLIC_STATUSES = ("active", "suspended", "lapsed", "left")
 
 
 async def org_names(session: AsyncSession) -> list[str]:
-    return list((await session.execute(select(Organisation.name))).scalars())
+    """Every form of every known organisation's name (``anonymise.brand_forms``): what anonymisation removes."""
+    forms: set[str] = set()
+    for name in (await session.execute(select(Organisation.name))).scalars():
+        forms |= brand_forms(name)
+    return sorted(forms)
 
 
 async def projects_of(session: AsyncSession, organisation_id: str) -> list[Project]:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from matchmaking.search.document import Document, Filter
-from matchmaking.search.domain import FeedbackWeights, feedback_score, fuse
+from matchmaking.search.domain import FeedbackWeights, calibrate, feedback_score, fuse
 from matchmaking.search.index import Index
 
 FIELD_LABELS = {
@@ -57,7 +57,7 @@ FIELD_LABELS = {
 }
 
 
-DEFAULT_BM25_WEIGHT = 0.45
+DEFAULT_BM25_WEIGHT = 0.5
 DEFAULT_DENSE_FLOOR = 0.7
 DEFAULT_AGGREGATION = "max"
 
@@ -126,21 +126,32 @@ class Ranking:
 
 
 class Feedback:
-    """Feedback counts by pair and by counterpart (rebuilt from the database at start-up)."""
+    """Feedback counts by pair and by counterpart, and which signal the votes favour (rebuilt from the
+    database at start-up)."""
 
     def __init__(self) -> None:
         self.pairs: Counter[frozenset[str]] = Counter()
         self.counterparts: Counter[str] = Counter()
+        self.lean = 0.0
+        """Σ vote × (BM25 − calibrated cosine) of the voted matches: > 0 when BM25 was the better judge."""
 
-    def add(self, query_key: str, candidate_key: str, delta: int) -> None:
-        """Record (or, with a negative delta, undo) a useful (+1) / not useful (−1) vote."""
+    def add(self, query_key: str, candidate_key: str, delta: int, lean: float = 0.0) -> None:
+        """Record (or, with a negative delta, undo) a useful (+1) / not useful (−1) vote.
+
+        ``lean`` is the voted match's normalised BM25 minus its calibrated cosine
+        (:meth:`Engine.lean_of`): a useful match that BM25 liked more than the
+        embeddings moves the installation's fusion weight towards BM25, a match
+        found not useful moves it away from the signal that proposed it.
+        """
         self.pairs[frozenset((query_key, candidate_key))] += delta
         self.counterparts[candidate_key] += delta
+        self.lean += delta * lean
 
     def clear(self) -> None:
         """Forget every vote."""
         self.pairs.clear()
         self.counterparts.clear()
+        self.lean = 0.0
 
 
 class Engine:
@@ -161,6 +172,10 @@ class Engine:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}")
         self.aggregation = aggregation
+        self.feedback_rate = 0.02
+        """How far one vote's lean moves the fusion weight."""
+        self.weight_span = 0.2
+        """Feedback moves the fusion weight at most this far from ``bm25_weight`` (and within [0, 1])."""
         self.feedback_weights = feedback or FeedbackWeights()
         self.feedback = Feedback()
         self.merge_threshold = 500
@@ -170,6 +185,25 @@ class Engine:
         """Up to this many eligible rows, their exact cosines are computed directly (a selective filter)."""
         self.shortlist = 1000
         """Rows rescored exactly after the first stage (at least four times the requested depth)."""
+
+    def lean_of(self, score_parts: dict[str, Any]) -> float:
+        """Normalised BM25 minus calibrated cosine of a match's stored score parts (see ``Feedback.add``)."""
+        try:
+            bm25 = float(score_parts.get("bm25_normalised", 0.0))
+            dense = float(score_parts.get("dense", 0.0))
+        except (TypeError, ValueError):
+            return 0.0
+        return bm25 - calibrate(dense, self.dense_floor)
+
+    def effective_weight(self) -> float:
+        """The fusion weight of this installation: ``bm25_weight`` nudged by the feedback, bounded.
+
+        A weight of exactly 0 or 1 (one signal only) is a deliberate choice and is not nudged."""
+        if self.bm25_weight in (0.0, 1.0):
+            return self.bm25_weight
+        low = max(0.0, self.bm25_weight - self.weight_span)
+        high = min(1.0, self.bm25_weight + self.weight_span)
+        return min(high, max(low, self.bm25_weight + self.feedback_rate * self.feedback.lean))
 
     def upsert(self, doc: Document) -> None:
         """Index (or re-index) a document; merges the BM25 delta when it grew too large."""
@@ -205,7 +239,7 @@ class Engine:
         only they are ranked. Explanations are built for the returned page only.
         """
         started = time.perf_counter()
-        weight = self.bm25_weight if bm25_weight is None else bm25_weight
+        weight = self.effective_weight() if bm25_weight is None else bm25_weight
         floor = self.dense_floor if dense_floor is None else dense_floor
         method = self.aggregation if aggregation is None else aggregation
         index = self.index

@@ -101,7 +101,8 @@ async def rebuild_index(ctx: Ctx) -> int:
             ).all()
         )
         for fb, match in feedback:
-            engine.feedback.add(query_key(match), counterpart_key(match), 1 if fb.useful else -1)
+            vote = 1 if fb.useful else -1
+            engine.feedback.add(query_key(match), counterpart_key(match), vote, engine.lean_of(match.score_parts or {}))
     engine.index.merge()
     update_gauges(ctx)
     log.info("index rebuilt", opportunities=len(opportunities), profiles=len(orgs), embedded=len(stale))

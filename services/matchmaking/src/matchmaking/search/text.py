@@ -188,7 +188,7 @@ def _stemmer(lang: str) -> Stemmer.Stemmer:
 
 def detect_language(text: str, fallback: str = DEFAULT_LANGUAGE) -> str:
     """``"it"`` or ``"en"``: the language ``text`` is written in (``fallback`` when unsure)."""
-    if len(_TOKEN.findall(text)) < 2:
+    if sum(1 for w in _TOKEN.findall(text) if len(w) >= 3) < 2:
         return fallback
     lang, confidence = _identifier().classify(text)
     return str(lang) if confidence >= MIN_CONFIDENCE else fallback
