@@ -137,3 +137,22 @@ def test_district_figures_count_active_members_with_their_latest_figures() -> No
     assert figures.companies == 2
     assert (figures.year, figures.staff, figures.rd_staff, figures.turnover_eur) == (2024, 25, 6, 4e6)
     assert (figures.lab_m2, figures.patents) == (150, 3)
+
+
+ANNOUNCED = {S.active: "joined", S.rejected: "rejected", S.suspended: "suspended", S.lapsed: "lapsed", S.left: "left"}
+"""The event each new status publishes, written out by hand."""
+
+
+@pytest.mark.parametrize(("status", "action"), sorted(LEGAL), ids=[f"{s}-{a}" for s, a in sorted(LEGAL)])
+def test_a_transition_decides_its_one_event(status: MembershipStatus, action: LifecycleAction) -> None:
+    step = lifecycle.transition(status, action)
+    after = LEGAL[(status, action)]
+    assert (step.before, step.after) == (status, after)
+    # A renewal of an active member changes no status and announces nothing; every other step one event.
+    assert step.announce == (None if after == status else ANNOUNCED[after])
+    assert step.first_join == (status is S.applied and after is S.active)
+
+
+def test_an_illegal_transition_decides_nothing() -> None:
+    with pytest.raises(IllegalTransition):
+        lifecycle.transition(S.rejected, A.approve)

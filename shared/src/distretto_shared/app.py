@@ -40,6 +40,7 @@ from distretto_shared.context import Context
 from distretto_shared.conventions import document_errors, error_response, install_error_handlers
 from distretto_shared.db import Database
 from distretto_shared.identity import TokenSigner, Verifier, issuer_of, key_id, parse_trusted_keys, public_pem
+from distretto_shared.leader import JobLeader
 from distretto_shared.logging import configure_logging, get_logger
 from distretto_shared.migrations import upgrade_async
 from distretto_shared.outbox import OutboxRelay
@@ -153,6 +154,8 @@ class ServiceContext:
         self.broker_connected = False
         self.broker_error: str | None = None
         self.tasks: list[asyncio.Task[Any]] = []
+        self.leaders: dict[str, JobLeader] = {}
+        """Leadership of each periodic job (``distretto_shared.leader``), by job name."""
         self.identity: TokenSigner | None = signer_for(spec.name, settings)
         """Mints this service's credentials for calls to other services (``None`` without a signing key)."""
 
@@ -287,14 +290,20 @@ async def _scrubber(ctx: ServiceContext) -> None:
 
 
 async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
-    while True:
-        await asyncio.sleep(job.seconds(ctx.settings))
-        try:
-            await job.run(ctx.context())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("periodic job failed", job=job.name, error=repr(exc))
+    """Every interval, run ``job`` if this instance leads it (one instance among those sharing the database)."""
+    leader = ctx.leaders[job.name] = JobLeader(ctx.db, ctx.spec.name, job.name)
+    try:
+        while True:
+            await asyncio.sleep(job.seconds(ctx.settings))
+            try:
+                if await leader.lead():
+                    await job.run(ctx.context())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("periodic job failed", job=job.name, error=repr(exc))
+    finally:
+        await asyncio.shield(leader.release())
 
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:

@@ -153,6 +153,9 @@ def _loc(loc: Sequence[Any]) -> str:
 
 
 UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+CONCURRENT_CHANGE = frozenset({"40001", "40P01", "55P03"})
+"""PostgreSQL's serialization failure, deadlock and lock-not-available: two requests changed the same
+records at once and the database stopped one — a 409 the caller retries, never a 500."""
 """PostgreSQL's SQLSTATEs for text it cannot store: character_not_in_repertoire (a NUL in ``text``)
 and untranslatable_character (``\\u0000`` in ``jsonb``)."""
 
@@ -183,6 +186,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # PostgreSQL refuses a NUL character in text (SQLite stores it): the caller's input, not a crash.
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
             return error_response(422, "Text must not contain a NUL character (\\u0000)")
+        if getattr(exc.orig, "sqlstate", None) in CONCURRENT_CHANGE:
+            return error_response(
+                409,
+                "Another request changed the same records at the same time and this one was stopped; "
+                "nothing was saved: read the current state and try again",
+                [{"reason": "concurrent_change"}],
+            )
         raise exc
 
     @app.exception_handler(StarletteHTTPException)

@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, event, func, select, text
 from sqlalchemy.engine import make_url
@@ -26,6 +26,8 @@ log = get_logger(__name__)
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
 SCRUB_DUE = "distretto_scrub_due"
+UNIT_OF_WORK = "distretto_unit_of_work"
+"""``session.info`` key set in a unit of work (:meth:`Database.transaction`): :func:`load` locks there."""
 _WRITE = "distretto_write"
 """Execution option of a unit of work's connection: on SQLite it begins with ``BEGIN IMMEDIATE``."""
 
@@ -46,6 +48,24 @@ def contains_text(column: Any, needle: str) -> ColumnElement[bool]:
     """
     escaped = needle.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return func.lower(column).like(f"%{escaped}%", escape="\\")
+
+
+M = TypeVar("M")
+
+
+async def load(session: AsyncSession, model: type[M], key: Any) -> M | None:
+    """The aggregate ``model`` with primary key ``key`` (``None`` when missing).
+
+    Inside a unit of work (:meth:`Database.transaction`) its row is locked until the commit
+    (``SELECT … FOR UPDATE``) and read afresh: a concurrent unit of work loading the same
+    aggregate waits, then sees the committed result and decides on it — two conflicting
+    transitions never both pass the state machine (docs/architecture.md, "Concurrent writes").
+    SQLite needs no row lock: its units of work run one at a time (``BEGIN IMMEDIATE``).
+    In a read session it is a plain ``session.get``.
+    """
+    if session.info.get(UNIT_OF_WORK):
+        return await session.get(model, key, with_for_update=True, populate_existing=True)
+    return await session.get(model, key)
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -106,6 +126,7 @@ class Database:
         token = _open_write.set(marks)
         try:
             async with self.sessionmaker() as session:
+                session.info[UNIT_OF_WORK] = True
                 try:
                     if self.sqlite:
                         await session.connection(execution_options={_WRITE: True})

@@ -33,6 +33,11 @@ HTTP_LATENCY = Histogram(
 SERVICE_READY = Gauge(
     "distretto_service_ready", "1 when the service's database, broker and relay are ready (as /readyz)", ["service"]
 )
+PERIODIC_LEADER = Gauge(
+    "distretto_periodic_job_leader",
+    "1 in the one instance of a service that runs a periodic job (distretto_shared.leader), 0 in the others",
+    ["service", "job"],
+)
 OUTBOX_BACKLOG = Gauge("distretto_outbox_backlog", "Outbox rows not yet published (read at scrape)", ["service"])
 OUTBOX_OLDEST_AGE = Gauge(
     "distretto_outbox_oldest_age_seconds",

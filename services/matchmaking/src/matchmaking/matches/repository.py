@@ -8,6 +8,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from distretto_shared.db import load
 from distretto_shared.web import NotFound
 from matchmaking.common import Ctx
 from matchmaking.matches.domain import Side
@@ -46,7 +47,7 @@ async def sides_of(session: AsyncSession, m: Match) -> dict[Side, str | None]:
 async def match_for(ctx: Ctx, session: AsyncSession, match_id: str, side: Side | None = None) -> Match:
     """The match, for its two sides and staff (404 for everyone else); with ``side``, the caller
     must also act for that side (403: a side answers only for itself)."""
-    m = await session.get(Match, match_id)
+    m = await load(session, Match, match_id)
     if m is None:
         raise NotFound(f"match {match_id} not found")
     if ctx.sees_everything:

@@ -8,6 +8,7 @@ from sqlalchemy import String, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
+from distretto_shared.db import load
 from distretto_shared.web import NotFound
 from matchmaking.common import Ctx, today
 from matchmaking.opportunities.domain import OpportunityStatus
@@ -17,7 +18,7 @@ from matchmaking.opportunities.models import (
 
 
 async def get_opportunity_row(session: AsyncSession, opportunity_id: str) -> Opportunity:
-    o = await session.get(Opportunity, opportunity_id)
+    o = await load(session, Opportunity, opportunity_id)
     if o is None:
         raise NotFound(f"opportunity {opportunity_id} not found")
     return o
@@ -37,7 +38,7 @@ def is_published(o: Opportunity) -> bool:
 
 async def opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, what: str) -> Opportunity:
     """The opportunity, for its owner and staff (403 when published, 404 otherwise)."""
-    o = await session.get(Opportunity, opportunity_id)
+    o = await load(session, Opportunity, opportunity_id)
     if o is not None and ctx.acts_for(o.owner_organisation_id):
         return o
     if o is not None and is_published(o) and not ctx.principal.is_anonymous:

@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from distretto_shared.db import load
 from distretto_shared.web import NotFound
 from membership.common import Ctx
 from membership.contacts.models import Contact
@@ -15,7 +16,7 @@ from membership.contacts.models import Contact
 
 async def contact_of(ctx: Ctx, session: AsyncSession, contact_id: str) -> Contact:
     """A person, for the people of their own organisation and staff (404 for everyone else)."""
-    contact = await session.get(Contact, contact_id)
+    contact = await load(session, Contact, contact_id)
     if contact is None or not ctx.acts_for(contact.organisation_id):
         raise NotFound(f"contact {contact_id} does not exist")
     return contact

@@ -8,6 +8,7 @@ from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from distretto_shared.contracts import membership as contracts
+from distretto_shared.db import load
 from distretto_shared.outbox import add_event
 from membership.common import Ctx
 from membership.figures import repository
@@ -123,7 +124,7 @@ async def publish_figures_if_changed(ctx: Ctx) -> bool:
     figures = await compute_figures(ctx)
     payload = asdict(figures)
     async with ctx.db.transaction() as session:
-        last = await session.get(PublishedFigures, "district")
+        last = await load(session, PublishedFigures, "district")
         if last is not None and last.payload == payload:
             return False
         now = utcnow()

@@ -7,6 +7,7 @@ without a database.
 from __future__ import annotations
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -72,6 +73,50 @@ def next_status(status: MembershipStatus, action: LifecycleAction) -> Membership
         return TRANSITIONS[(status, action)]
     except KeyError:
         raise IllegalTransition(status, action) from None
+
+
+class Announcement(StrEnum):
+    """The event a transition publishes (the contract classes of ``membership.organisations``)."""
+
+    joined = "joined"
+    rejected = "rejected"
+    suspended = "suspended"
+    lapsed = "lapsed"
+    left = "left"
+
+
+ANNOUNCED_BY: dict[MembershipStatus, Announcement] = {
+    S.active: Announcement.joined,
+    S.rejected: Announcement.rejected,
+    S.suspended: Announcement.suspended,
+    S.lapsed: Announcement.lapsed,
+    S.left: Announcement.left,
+}
+"""The event of a change of status, by the new status (a renewal of an active member changes none)."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What an action does to a membership: the new status and the one event it publishes (if any)."""
+
+    before: MembershipStatus
+    after: MembershipStatus
+    announce: Announcement | None
+
+    @property
+    def first_join(self) -> bool:
+        """An application approved (not a suspended or lapsed member coming back)."""
+        return self.before is MembershipStatus.applied and self.after is MembershipStatus.active
+
+
+def transition(status: MembershipStatus, action: LifecycleAction) -> Transition:
+    """The whole decision of ``action`` on a membership that is ``status``: new status and event.
+
+    Raises :class:`IllegalTransition` when the lifecycle forbids it. The caller applies it to the
+    organisation it loaded with its row locked, so two conflicting actions decide one after the other.
+    """
+    after = next_status(status, action)
+    return Transition(status, after, None if after == status else ANNOUNCED_BY[after])
 
 
 def allowed_actions(status: MembershipStatus) -> list[LifecycleAction]:

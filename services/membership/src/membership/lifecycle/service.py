@@ -18,7 +18,7 @@ from membership import common
 from membership.common import Ctx
 from membership.figures import repository as figures
 from membership.lifecycle import domain, repository
-from membership.lifecycle.domain import IllegalTransition, LifecycleAction, MembershipStatus
+from membership.lifecycle.domain import Announcement, IllegalTransition, LifecycleAction, MembershipStatus
 from membership.lifecycle.models import (
     ApproveRequest,
     FeePlan,
@@ -58,32 +58,33 @@ def _apply(
     reason: str = "",
 ) -> tuple[MembershipStatus, MembershipStatus]:
     """Move ``org`` along the lifecycle, record the step and its event. Raises Conflict when illegal."""
-    before = MembershipStatus(org.status)
     try:
-        after = domain.next_status(before, action)
+        step = domain.transition(MembershipStatus(org.status), action)
     except IllegalTransition as exc:
-        raise Conflict(str(exc), details={"status": before.value, "action": action.value}) from exc
+        raise Conflict(str(exc), details={"status": exc.status.value, "action": action.value}) from exc
+    before, after = step.before, step.after
     session.add(StatusChange(organisation_id=org.id, action=action, from_status=before, to_status=after, reason=reason))
-    if after == before:
+    if step.announce is None:
         return before, after
     org.status = after
     org.status_changed_at = org.updated_at = utcnow()
     event: Event
-    if after is MembershipStatus.active:
-        event = contracts.OrganisationJoined(
-            organisation_id=org.id,
-            profile=profile(org),
-            first_join=before is MembershipStatus.applied,
-            joined_on=org.joined_on or common.today(),
-        )
-    elif after is MembershipStatus.rejected:
-        event = contracts.OrganisationRejected(organisation_id=org.id, reason=reason)
-    elif after is MembershipStatus.suspended:
-        event = contracts.OrganisationSuspended(organisation_id=org.id, reason=reason)
-    elif after is MembershipStatus.lapsed:
-        event = contracts.OrganisationLapsed(organisation_id=org.id, renewal_due=org.renewal_due)
-    else:
-        event = contracts.OrganisationLeft(organisation_id=org.id, reason=reason)
+    match step.announce:
+        case Announcement.joined:
+            event = contracts.OrganisationJoined(
+                organisation_id=org.id,
+                profile=profile(org),
+                first_join=step.first_join,
+                joined_on=org.joined_on or common.today(),
+            )
+        case Announcement.rejected:
+            event = contracts.OrganisationRejected(organisation_id=org.id, reason=reason)
+        case Announcement.suspended:
+            event = contracts.OrganisationSuspended(organisation_id=org.id, reason=reason)
+        case Announcement.lapsed:
+            event = contracts.OrganisationLapsed(organisation_id=org.id, renewal_due=org.renewal_due)
+        case Announcement.left:
+            event = contracts.OrganisationLeft(organisation_id=org.id, reason=reason)
     add_event(session, event, source=ctx.source)
     return before, after
 

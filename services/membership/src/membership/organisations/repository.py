@@ -18,7 +18,7 @@ from sqlalchemy import Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from distretto_shared.db import contains_text
+from distretto_shared.db import contains_text, load
 from distretto_shared.web import NotFound
 from membership.common import Ctx
 from membership.figures.domain import SizeClass
@@ -29,7 +29,7 @@ from membership.organisations.models import Organisation
 
 async def get(session: AsyncSession, organisation_id: str) -> Organisation:
     """Load without a caller (the service's own scans); 404 when missing."""
-    org = await session.get(Organisation, organisation_id)
+    org = await load(session, Organisation, organisation_id)
     if org is None:
         raise NotFound(f"organisation {organisation_id} does not exist")
     return org
@@ -37,7 +37,7 @@ async def get(session: AsyncSession, organisation_id: str) -> Organisation:
 
 async def visible(ctx: Ctx, session: AsyncSession, organisation_id: str) -> Organisation:
     """The organisation, when the caller may know it exists (404 otherwise)."""
-    org = await session.get(Organisation, organisation_id)
+    org = await load(session, Organisation, organisation_id)
     if org is None or not (ctx.acts_for(org.id) or org.status in PUBLIC_STATUSES):
         raise NotFound(f"organisation {organisation_id} does not exist")
     return org

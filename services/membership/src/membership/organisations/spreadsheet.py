@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from distretto_shared import csvsafe, metrics
 from distretto_shared.contracts import membership as contracts
 from distretto_shared.conventions import FROM_TEXT, canonical_id
+from distretto_shared.db import load
 from distretto_shared.outbox import add_event
 from distretto_shared.web import DomainError, Invalid
 from membership.common import Ctx, validation_message
@@ -188,7 +189,7 @@ async def import_csv(ctx: Ctx, raw: bytes) -> ImportResult:
                     errors.append({"line": row.line, "errors": [f"id: {row.id} repeats line {seen_id[row.id]}"]})
                     continue
                 seen_id[row.id] = row.line
-                org = await session.get(Organisation, row.id)
+                org = await load(session, Organisation, row.id)
                 if org is None:
                     # Another installation's export: the organisation is created with its id.
                     if not _is_uuid(row.id):

@@ -14,6 +14,7 @@ from sqlmodel import col, func, select
 
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.conventions import canonical_id
+from distretto_shared.db import load
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
@@ -74,7 +75,7 @@ async def campaign_public(session: AsyncSession, c: Campaign, *, stats: bool = T
 
 
 async def _load_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
-    c = await session.get(Campaign, campaign_id)
+    c = await load(session, Campaign, campaign_id)
     if c is None:
         raise NotFound(f"no campaign {canonical_id(campaign_id)!r}")
     return c

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from distretto_shared.contracts import projects as contracts
+from distretto_shared.db import load
 from distretto_shared.web import NotFound
 from projects import metrics
 from projects.config import Settings
@@ -108,7 +109,7 @@ async def insert_participant(
 
 
 async def load_participant(session: AsyncSession, project_id: str, participant_id: str) -> Participant:
-    p = await session.get(Participant, participant_id)
+    p = await load(session, Participant, participant_id)
     if p is None or p.project_id != project_id:
         raise NotFound(f"participant {participant_id} not found in project {project_id}")
     return p

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from distretto_shared.contracts import projects as contracts
+from distretto_shared.db import load
 from distretto_shared.web import NotFound
 from projects.consortium.models import Participant
 from projects.project.models import Project, ProjectPublic
@@ -15,7 +16,7 @@ from projects.unit import emit
 
 async def load_project(session: AsyncSession, project_id: str) -> Project:
     """The project, or a 404."""
-    project = await session.get(Project, project_id)
+    project = await load(session, Project, project_id)
     if project is None:
         raise NotFound(f"project {project_id} not found")
     return project

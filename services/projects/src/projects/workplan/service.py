@@ -13,6 +13,7 @@ from sqlmodel import SQLModel, col, select
 from distretto_shared.context import NotAllowed
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.conventions import paginate
+from distretto_shared.db import load
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
 from projects.consortium.models import Participant
 from projects.deadlines.models import DeliverableNotice
@@ -78,7 +79,9 @@ async def readable_work_plan(ctx: Ctx, session: AsyncSession, project_id: str) -
 
 
 async def load_part(session: AsyncSession, model: type[T], project_id: str, part_id: str, what: str) -> T:
-    row = await session.get(model, part_id)
+    # The project first, then the part: every unit of work takes the row locks in that order.
+    await load_project(session, project_id)
+    row = await load(session, model, part_id)
     if row is None or row.project_id != project_id:  # type: ignore[attr-defined]
         raise NotFound(f"{what} {part_id} not found in project {project_id}")
     return row
