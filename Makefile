@@ -45,6 +45,7 @@ bootstrap-browser:
 
 test: bootstrap bootstrap-browser
 	@bash deploy/bootstrap-kcat.sh
+	@$(UV) run --no-sync python deploy/k8s/strimzi_crds.py  # Strimzi's CRD schemas for tests/platform/test_k8s.py
 	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \
