@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import DatabaseTarget, settings_for
+from distretto_dev.testing import DatabaseTarget, settings_for, wait_for
 from matchmaking.config import Settings
 
 OWNER = "0f1e2d3c-4b5a-4697-8877-665544332211"
@@ -39,10 +39,22 @@ def opportunity(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+async def encoded(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Wait until every indexed document's items are encoded (the worker runs in the background;
+    until then a new text is found by BM25 alone); returns the index statistics."""
+
+    async def done() -> dict[str, Any] | None:
+        stats = (await client.get("/index")).json()
+        return stats if stats["items_pending"] == 0 and stats["changes_behind"] == 0 else None
+
+    return await wait_for(done, what="the index's items encoded")  # type: ignore[no-any-return]
+
+
 async def create(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    """Publish an opportunity through the API and return it."""
+    """Publish an opportunity through the API, wait until it is fully searchable, and return it."""
     response = await client.post("/opportunities", json=opportunity(**overrides))
     assert response.status_code == 201, response.text
+    await encoded(client)
     return response.json()  # type: ignore[no-any-return]
 
 

@@ -55,7 +55,18 @@ RD_REQUEST = {
 }
 
 
+async def encoded(client: httpx.AsyncClient) -> None:
+    """Wait until the background worker has encoded every indexed item (BM25 finds them before)."""
+
+    async def done() -> bool:
+        stats = (await client.get("/index")).json()
+        return stats["items_pending"] == 0 and stats["changes_behind"] == 0
+
+    await wait_for(done, what="the index's items encoded")
+
+
 async def ranked(client: httpx.AsyncClient, oid: str) -> list[tuple[str, float]]:
+    await encoded(client)
     page = (await client.get(f"/opportunities/{oid}/counterparts", params={"target": "profiles"})).json()
     return [(i["counterpart_id"], i["score"]) for i in page["items"]]
 
@@ -137,6 +148,7 @@ async def test_profiles_follow_events_and_a_restart_rebuilds_the_same_index(
         await wait_for(lambda: known("org-ortho", status="left", indexed=False), what="member left")
         before_restart = await ranked(client, rd["id"])
         assert [org for org, _ in before_restart] == ["org-imaging"]
+        await encoded(client)
         fits = (await client.get("/organisations/org-imaging/opportunities")).json()
         assert [i["counterpart_id"] for i in fits["items"]][:2] and fits["items"][0]["score_parts"]["dense"] != 0
         left = await client.get("/organisations/org-ortho/opportunities")

@@ -269,8 +269,8 @@ def test_the_projection_is_refitted_and_rows_written_meanwhile_are_projected() -
     e.index.install(Index.build(snapshot))
     fitted = e.index.projection
     assert fitted is not None and fitted.fitted_rows == 3000 and not np.array_equal(fitted.basis, first.basis)
-    n = e.index.size
-    assert np.allclose(e.index.reduced[:n], e.index.vectors[:n] @ fitted.basis, atol=1e-5)
+    n = e.index.items
+    assert np.allclose(e.index.item_reduced[:n], e.index.item_vectors[:n] @ fitted.basis, atol=1e-5)
     # A new document identical to the query: dense-only, it can only be found through its reduced row.
     target = clustered_document(rng, subspace, centres, 9999)
     e.upsert(target)

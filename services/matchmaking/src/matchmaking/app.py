@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from distretto_shared import metrics
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.context import Context
@@ -18,6 +20,7 @@ from matchmaking.opportunities import service as opportunities
 from matchmaking.profiles import api as profiles_api
 from matchmaking.profiles import consumers
 from matchmaking.search import api as search_api
+from matchmaking.search import indexing
 from matchmaking.search import service as search
 from matchmaking.search.domain import FeedbackWeights
 from matchmaking.search.embeddings import Encoder, shared_encoder
@@ -27,7 +30,8 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 async def start_engine(ctx: ServiceContext) -> None:
-    """Load the embedding model and rebuild the ranking index from the database."""
+    """Load the embedding model, rebuild the ranking index from the database, start the index's
+    follower (the change log) and encoder worker (the queue of texts without a vector)."""
     settings: Settings = ctx.settings  # type: ignore[assignment]
     engine = Engine(
         bm25_weight=settings.bm25_weight,
@@ -36,8 +40,25 @@ async def start_engine(ctx: ServiceContext) -> None:
     engine.merge_threshold = settings.delta_merge_threshold
     ctx.provide(engine)
     ctx.provide(shared_encoder(settings.embedding_threads), Encoder)
+    state = indexing.IndexState()
+    ctx.provide(state)
     await search.rebuild_index(ctx.context())
     await matches.refresh_match_gauge(ctx.context())
+    ctx.tasks.append(asyncio.create_task(indexing.follow(ctx.context()), name="index-follower"))
+    ctx.tasks.append(asyncio.create_task(search.merge_forever(ctx.context()), name="merge-bm25-delta"))
+    if settings.index_encoder:
+        ctx.tasks.append(asyncio.create_task(indexing.encode_forever(ctx.context()), name="index-encoder"))
+
+    async def refresh_backlog() -> None:
+        indexing.ENCODE_BACKLOG.set(await indexing.backlog(ctx.context()))
+
+    state.on_stop.append(metrics.on_scrape(refresh_backlog, min_interval=1.0))
+
+
+async def stop_engine(ctx: ServiceContext) -> None:
+    """Remove the index's scrape hook."""
+    for stop in ctx.singletons[indexing.IndexState].on_stop:
+        stop()
 
 
 async def expire(ctx: Context[Settings]) -> None:
@@ -45,9 +66,9 @@ async def expire(ctx: Context[Settings]) -> None:
     await opportunities.expire_due(ctx)
 
 
-async def merge(ctx: Context[Settings]) -> None:
-    """Periodic: fold the BM25 delta into the main index."""
-    await search.merge_delta(ctx)
+async def prune(ctx: Context[Settings]) -> None:
+    """Periodic (one leading instance): prune the index change log and the queue of unused texts."""
+    await indexing.prune(ctx)
 
 
 SPEC = ServiceSpec(
@@ -59,9 +80,10 @@ SPEC = ServiceSpec(
     topics=[contracts.OPPORTUNITY_TOPIC, contracts.MATCH_TOPIC],
     periodic=[
         PeriodicJob("expire-opportunities", "expiry_check_interval", expire),
-        PeriodicJob("merge-bm25-delta", "merge_interval", merge),
+        PeriodicJob("prune-index-log", "merge_interval", prune),
     ],
     on_startup=[start_engine],
+    on_shutdown=[stop_engine],
     title="Distretto matchmaking",
     description="Opportunities, competence profiles, hybrid ranked matches with explanations, partner search.",
     published_events=[

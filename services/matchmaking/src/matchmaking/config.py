@@ -30,3 +30,16 @@ class Settings(ServiceSettings):
     """How long an opportunity stays published when no expiry is given (EEN: 12 months)."""
     embedding_threads: int = 2
     """Intra-op threads of the ONNX embedding model."""
+    index_encoder: bool = True
+    """Run the encoder worker in this instance (off: the instance only serves and follows the index;
+    another instance encodes the queued texts)."""
+    index_poll_interval: float = 0.5
+    """Seconds between two reads of the index change log (writes of this instance wake it at once)."""
+    index_encode_poll: float = 2.0
+    """Seconds between two looks at the encoder queue when it was empty (local writes wake it at once)."""
+    index_encode_batch: int = 32
+    """Texts the encoder worker claims and encodes at a time (the shortest queued first)."""
+    index_encode_lease: float = 120.0
+    """Seconds a claim on queued texts lasts: a dead worker's texts are encoded by another after it."""
+    index_change_retention: float = 86400.0
+    """Seconds change-log entries are kept (a starting instance rebuilds from the tables, not the log)."""

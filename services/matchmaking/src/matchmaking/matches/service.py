@@ -35,6 +35,7 @@ from matchmaking.search.engine import Engine, Hit
 from matchmaking.search.indexing import (
     OPPORTUNITY,
     counterpart_key,
+    feedback_changed,
     query_key,
 )
 from matchmaking.search.service import RankFilters, filters_for_opportunity, merge_rankings, score_pair
@@ -258,6 +259,7 @@ async def give_feedback(ctx: Ctx, match_id: str, req: FeedbackRequest) -> MatchP
         pair_key, cand_key = query_key(m), counterpart_key(m)
         lean = ctx.get(Engine).lean_of(m.score_parts or {})
         after_commit(session, lambda: ctx.get(Engine).feedback.add(pair_key, cand_key, vote - before, lean))
+        await feedback_changed(ctx, session)
         await session.flush()
         result = await match_public(session, m)
     return result

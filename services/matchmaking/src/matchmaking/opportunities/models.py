@@ -39,8 +39,6 @@ class Opportunity(Base, table=True):
     expires_on: date
     status: str = SQLField(default=OpportunityStatus.ACTIVE.value, max_length=16, index=True)
     renewals: int = 0
-    embedding: bytes | None = SQLField(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
-    embedded_hash: str | None = SQLField(default=None, max_length=64)
     created_at: UtcDateTime = timestamp_column()
     updated_at: UtcDateTime = timestamp_column()
 

@@ -25,15 +25,8 @@ from matchmaking.opportunities.models import (
 )
 from matchmaking.opportunities.repository import get_opportunity_row, opportunity_for, opportunity_query
 from matchmaking.profiles.repository import org_names
-from matchmaking.search.embeddings import from_bytes, text_hash, to_bytes
 from matchmaking.search.engine import Engine
-from matchmaking.search.indexing import (
-    OPPORTUNITY,
-    embed,
-    index_later,
-    opportunity_document,
-    opportunity_text,
-)
+from matchmaking.search.indexing import OPPORTUNITY, log_changes, refresh_documents
 from matchmaking.tables import utcnow
 
 NEWEST_FIRST = (col(Opportunity.created_at).desc(), Opportunity.id)
@@ -78,9 +71,6 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
         raise Invalid("the call deadline has already passed", details={"deadline": data.deadline.isoformat()})
     o = Opportunity(**data.model_dump(exclude={"expires_on"}), expires_on=expires_on)
     o.opportunity_type = OpportunityType(data.opportunity_type).value
-    text = opportunity_text(o)
-    vector = await embed(ctx, text)
-    o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
     try:
         async with ctx.db.transaction() as session:
             if data.reference:
@@ -89,14 +79,14 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             session.add(o)
             add_event(session, _published_event(o, await org_names(session)), source=ctx.source)
-            index_later(session, ctx, opportunity_document(o, vector))
+            await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return to_public(o)
 
 
 async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpdate) -> OpportunityPublic:
-    """Change an opportunity; it is re-embedded and re-indexed when its text changed."""
+    """Change an opportunity; it is re-indexed (its text queued for encoding when it changed)."""
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         raise Invalid("nothing to change")
@@ -110,18 +100,13 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
             raise Invalid(f"a partner search needs its {name}")
     for name, value in changes.items():
         setattr(current, name, value.value if hasattr(value, "value") else value)
-    text = opportunity_text(current)
-    vector = from_bytes(current.embedding)
-    if current.embedded_hash != text_hash(text) or vector is None:
-        vector = await embed(ctx, text)
     async with ctx.db.transaction() as session:
         o = await get_opportunity_row(session, opportunity_id)
         for name in changes:
             setattr(o, name, getattr(current, name))
-        o.embedding, o.embedded_hash = to_bytes(vector), text_hash(text)
         o.updated_at = utcnow()
         session.add(o)
-        index_later(session, ctx, opportunity_document(o, vector))
+        await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
     return to_public(o)
 
 
@@ -144,6 +129,7 @@ async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) ->
         session.add(o)
         add_event(session, contracts.OpportunityRenewed(opportunity_id=o.id, expires_on=new_expiry), source=ctx.source)
         key = f"{OPPORTUNITY}:{o.id}"
+        await log_changes(ctx, session, [key])
 
         def reactivate() -> None:
             ctx.get(Engine).index.set_active(key, True, new_expiry)
@@ -163,6 +149,7 @@ async def withdraw_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPubl
         session.add(o)
         add_event(session, contracts.OpportunityWithdrawn(opportunity_id=o.id), source=ctx.source)
         key = f"{OPPORTUNITY}:{o.id}"
+        await log_changes(ctx, session, [key])
 
         def deactivate() -> None:
             ctx.get(Engine).index.set_active(key, False)
@@ -190,6 +177,7 @@ async def expire_due(ctx: Ctx, on: date | None = None) -> list[str]:
             session.add(o)
             add_event(session, contracts.OpportunityExpired(opportunity_id=o.id), source=ctx.source)
         keys = [f"{OPPORTUNITY}:{o.id}" for o in due]
+        await log_changes(ctx, session, keys)
 
         def deactivate() -> None:
             for key in keys:

@@ -24,8 +24,6 @@ class Organisation(Base, table=True):
     description: str = SQLField(default="", sa_type=sa.Text)
     competences: list[str] = json_column()
     keywords: list[str] = json_column()
-    embedding: bytes | None = SQLField(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
-    embedded_hash: str | None = SQLField(default=None, max_length=64)
     updated_at: UtcDateTime = timestamp_column()
 
 

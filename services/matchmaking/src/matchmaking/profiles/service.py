@@ -13,37 +13,17 @@ from distretto_shared.web import NotFound, Page, PageParams, make_page
 from matchmaking.common import Ctx
 from matchmaking.profiles.models import Organisation, OrganisationPublic, Participation, Project
 from matchmaking.profiles.repository import PUBLIC_STATUSES, projects_of
-from matchmaking.search.embeddings import from_bytes, text_hash, to_bytes
 from matchmaking.search.engine import Engine
-from matchmaking.search.indexing import (
-    PROFILE,
-    embed,
-    index_later,
-    profile_document,
-    profile_text,
-)
+from matchmaking.search.indexing import PROFILE, refresh_documents
 from matchmaking.tables import utcnow
 
 # -- organisations and projects (from events) ------------------------------------------------------
 
 
-async def reindex_profile(session: AsyncSession, ctx: Ctx, organisation_id: str) -> None:
-    """Recompute an organisation's profile text and vector; index it (or drop it when not active)."""
-    org = await session.get(Organisation, organisation_id)
-    key = f"{PROFILE}:{organisation_id}"
-    if org is None:
-        return
-    if org.status != "active":
-        index_later(session, ctx, None, remove_key=key)
-        return
-    projects = await projects_of(session, organisation_id)
-    text = profile_text(org, projects)
-    vector = from_bytes(org.embedding)
-    if org.embedded_hash != text_hash(text) or vector is None:
-        vector = await embed(ctx, text)
-        org.embedding, org.embedded_hash = to_bytes(vector), text_hash(text)
-        session.add(org)
-    index_later(session, ctx, profile_document(org, projects, vector))
+async def reindex_profiles(session: AsyncSession, ctx: Ctx, organisation_ids: list[str]) -> None:
+    """Record the organisations' profile items (queued for encoding when their texts changed) and
+    index them after the commit (or drop them when not active)."""
+    await refresh_documents(ctx, session, [f"{PROFILE}:{org_id}" for org_id in organisation_ids])
 
 
 async def apply_organisation(
@@ -65,7 +45,7 @@ async def apply_organisation(
     org.updated_at = utcnow()
     session.add(org)
     await session.flush()
-    await reindex_profile(session, ctx, org.organisation_id)
+    await reindex_profiles(session, ctx, [org.organisation_id])
 
 
 async def set_organisation_status(ctx: Ctx, session: AsyncSession, organisation_id: str, status: str) -> None:
@@ -77,7 +57,7 @@ async def set_organisation_status(ctx: Ctx, session: AsyncSession, organisation_
     org.updated_at = utcnow()
     session.add(org)
     await session.flush()
-    await reindex_profile(session, ctx, organisation_id)
+    await reindex_profiles(session, ctx, [organisation_id])
 
 
 async def apply_project(ctx: Ctx, session: AsyncSession, summary: ProjectSummary) -> None:
@@ -113,8 +93,7 @@ async def apply_project(ctx: Ctx, session: AsyncSession, summary: ProjectSummary
             select(Participation.organisation_id).where(Participation.project_id == summary.project_id)
         )
     ).scalars()
-    for org_id in sorted(set(linked) | gone):
-        await reindex_profile(session, ctx, org_id)
+    await reindex_profiles(session, ctx, sorted(set(linked) | gone))
 
 
 async def add_participation(ctx: Ctx, session: AsyncSession, project_id: str, organisation_id: str) -> None:
@@ -122,7 +101,7 @@ async def add_participation(ctx: Ctx, session: AsyncSession, project_id: str, or
     if await session.get(Participation, (project_id, organisation_id)) is None:
         session.add(Participation(project_id=project_id, organisation_id=organisation_id))
         await session.flush()
-    await reindex_profile(session, ctx, organisation_id)
+    await reindex_profiles(session, ctx, [organisation_id])
 
 
 async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic:

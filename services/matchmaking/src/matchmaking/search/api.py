@@ -58,4 +58,4 @@ async def opportunities_for_organisation(
 
 @router.get("/index", tags=["operations"], summary="What the ranking index holds")
 async def index_stats(ctx: Ctx) -> IndexStats:
-    return service.index_stats(ctx)
+    return await service.index_stats(ctx)

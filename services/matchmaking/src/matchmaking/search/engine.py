@@ -42,7 +42,7 @@ import numpy as np
 
 from matchmaking.search.document import Document, Filter
 from matchmaking.search.domain import FeedbackWeights, calibrate, feedback_score, fuse
-from matchmaking.search.index import Index
+from matchmaking.search.index import Index, Item
 
 FIELD_LABELS = {
     "title": "title",
@@ -205,9 +205,10 @@ class Engine:
         high = min(1.0, self.bm25_weight + self.weight_span)
         return min(high, max(low, self.bm25_weight + self.feedback_rate * self.feedback.lean))
 
-    def upsert(self, doc: Document) -> None:
-        """Index (or re-index) a document; merges the BM25 delta when it grew too large."""
-        self.index.upsert(doc)
+    def upsert(self, doc: Document, items: list[Item] | None = None) -> None:
+        """Index (or re-index) a document with its encoded items (None: its own vector as its one item);
+        merges the BM25 delta when it grew too large."""
+        self.index.upsert(doc, items)
         if len(self.index.delta) >= self.merge_threshold:
             self.index.merge()
 

@@ -20,6 +20,14 @@ build). Once the delta passes a threshold (or on the periodic merge job) the
 main index is rebuilt from every row's tokens and the delta is emptied. Removed
 rows are tombstoned (``alive`` = False) and dropped at the next build's
 compaction-free rebuild (they score zero and never pass the filter).
+
+Items: a document's dense side is a set of *items* (an opportunity, a profile's
+description or one of its projects), each with its own vector in one item
+matrix; a document's dense score is the best of its items' cosines (its row of
+``slots`` names its item rows, -1 where unused). A document whose items are not
+encoded yet has no item rows: its dense score is 0 and BM25 alone finds it.
+Past ``COMPACT_ROWS`` documents the item matrix is held in float16 (half the
+memory; the exact rescoring converts the few rows it reads).
 """
 
 from __future__ import annotations
@@ -104,7 +112,9 @@ class Snapshot:
     tokens: list[list[str]]
     marks: dict[int, int]
     vectors: np.ndarray | None = None
-    """The vector matrix when the dense projection is to be (re)fitted, else None."""
+    """The item vector matrix when the dense projection is to be (re)fitted, else None."""
+    items: int = 0
+    """Item rows in use when the snapshot was taken."""
 
 
 @dataclass
@@ -116,7 +126,8 @@ class Built:
     rows: int
     projection: Projection | None = None
     reduced: np.ndarray | None = None
-    """``vectors[:rows] @ projection.basis`` when the projection was refitted."""
+    """``item_vectors[:items] @ projection.basis`` when the projection was refitted."""
+    items: int = 0
 
 
 REDUCED_DIM = 96
@@ -125,6 +136,10 @@ TWO_STAGE_ROWS = 20_000
 """From this many rows on, the dense search runs in two stages (reduced matrix, then exact rescoring)."""
 PROJECTION_SAMPLE = 16_384
 """Rows sampled to fit the projection."""
+COMPACT_ROWS = 50_000
+"""From this many documents on, item vectors are stored in float16 (once the projection exists)."""
+Item = tuple[str, np.ndarray]
+"""An item of a document as the index keeps it: its key and its unit vector."""
 
 
 def fit_projection(vectors: np.ndarray, dims: int = REDUCED_DIM) -> np.ndarray:
@@ -140,7 +155,7 @@ def project(vectors: np.ndarray, basis: np.ndarray, chunk: int = 16_384) -> np.n
     """``vectors @ basis`` in chunks (no large float temporaries)."""
     out = np.empty((vectors.shape[0], basis.shape[1]), dtype=np.float32)
     for start in range(0, vectors.shape[0], chunk):
-        np.dot(vectors[start : start + chunk], basis, out=out[start : start + chunk])
+        np.dot(vectors[start : start + chunk].astype(np.float32, copy=False), basis, out=out[start : start + chunk])
     return out
 
 
@@ -150,10 +165,20 @@ class Index:
     def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
         self.size = 0
-        self.vectors = np.zeros((capacity, DIM), dtype=np.float32)
-        """Row vectors, float32, C-contiguous: ``vectors[:size]`` is a view, never copied by a query."""
-        self.reduced = np.zeros((capacity, REDUCED_DIM), dtype=np.float32)
-        """``vectors @ projection.basis`` (kept up to date by every write once a projection exists)."""
+        self.item_capacity = capacity
+        self.items = 0
+        """Item rows in use (a high-water mark: freed rows are reused)."""
+        self.item_vectors = np.zeros((capacity, DIM), dtype=np.float32)
+        """Item vectors, C-contiguous: ``item_vectors[:items]`` is a view, never copied by a query."""
+        self.item_reduced = np.zeros((capacity, REDUCED_DIM), dtype=np.float32)
+        """``item_vectors @ projection.basis`` (kept up to date by every write once a projection exists)."""
+        self.item_keys: list[str | None] = []
+        self.free_items: list[int] = []
+        self.slots = np.full((capacity, 1), -1, dtype=np.int32)
+        """Item rows of each document row (-1: unused slot)."""
+        self._written_items: set[int] = set()
+        """Item rows written since the last snapshot (projected again when a refitted basis is installed)."""
+        self.compact_rows = COMPACT_ROWS
         self.projection: Projection | None = None
         self.alive = np.zeros(capacity, dtype=bool)
         self.active = np.zeros(capacity, dtype=bool)
@@ -186,8 +211,7 @@ class Index:
             return
         new = max(needed, self.capacity * 2)
         for name in (
-            "vectors",
-            "reduced",
+            "slots",
             "alive",
             "active",
             "kind",
@@ -198,15 +222,57 @@ class Index:
             "sectors",
         ):
             old = getattr(self, name)
-            fill = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1}.get(name, 0)
+            fill = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1, "slots": -1}.get(name, 0)
             # np.zeros leaves the pages beyond the rows in use untouched (not resident) until written.
-            arr = np.zeros((new, *old.shape[1:]), dtype=old.dtype) if fill == 0 else np.full(new, fill, old.dtype)
+            shape = (new, *old.shape[1:])
+            arr = np.zeros(shape, dtype=old.dtype) if fill == 0 else np.full(shape, fill, old.dtype)
             arr[: self.size] = old[: self.size]
             setattr(self, name, arr)
         expires = np.full(new, NO_EXPIRY, dtype=np.int32)
         expires[: self.size] = self.expires[: self.size]
         self.expires = expires
         self.capacity = new
+
+    def _grow_items(self, needed: int) -> None:
+        if needed <= self.item_capacity:
+            return
+        new = max(needed, self.item_capacity * 2)
+        for name in ("item_vectors", "item_reduced"):
+            old = getattr(self, name)
+            arr = np.zeros((new, old.shape[1]), dtype=old.dtype)
+            arr[: self.items] = old[: self.items]
+            setattr(self, name, arr)
+        self.item_capacity = new
+
+    def _set_items(self, row: int, items: list[Item]) -> None:
+        """Replace the item rows of document ``row`` (freed rows are reused by later writes)."""
+        old = self.slots[row]
+        for item_row in old[old >= 0].tolist():
+            self.item_keys[item_row] = None
+            self.free_items.append(item_row)
+        old[:] = -1
+        if len(items) > self.slots.shape[1]:
+            wider = np.full((self.capacity, len(items)), -1, dtype=np.int32)
+            wider[:, : self.slots.shape[1]] = self.slots
+            self.slots = wider
+        for slot, (key, vector) in enumerate(items):
+            if self.free_items:
+                item_row = self.free_items.pop()
+            else:
+                item_row = self.items
+                self._grow_items(item_row + 1)
+                self.items += 1
+                self.item_keys.append(None)
+            self.item_keys[item_row] = key
+            self.item_vectors[item_row] = vector
+            if self.projection is not None:
+                np.dot(
+                    self.item_vectors[item_row].astype(np.float32),
+                    self.projection.basis,
+                    out=self.item_reduced[item_row],
+                )
+            self._written_items.add(item_row)
+            self.slots[row, slot] = item_row
 
     def _sector_bits(self, sectors: Iterable[str]) -> int:
         bits = 0
@@ -215,8 +281,11 @@ class Index:
             bits |= 1 << (self._codes["sector"].code(s) % 64)
         return bits
 
-    def upsert(self, doc: Document) -> None:
-        """Add or replace a document (it joins the BM25 delta until the next build)."""
+    def upsert(self, doc: Document, items: list[Item] | None = None) -> None:
+        """Add or replace a document (it joins the BM25 delta until the next build).
+
+        ``items`` are its encoded items (key, unit vector); None: one item, the document's own
+        vector (when it has one)."""
         row = self.row_of.get(doc.key)
         if row is None:
             row = self.size
@@ -226,9 +295,10 @@ class Index:
             self.tokens.append([])
             self.row_of[doc.key] = row
         self.docs[row] = doc
-        self.vectors[row] = doc.vector
-        if self.projection is not None:
-            np.dot(self.vectors[row], self.projection.basis, out=self.reduced[row])
+        if items is None:
+            vector = np.asarray(doc.vector, dtype=np.float32) if doc.vector is not None else None
+            items = [(doc.key, vector)] if vector is not None and vector.any() else []
+        self._set_items(row, items)
         self.alive[row] = True
         self.active[row] = doc.active
         self.kind[row] = KINDS[doc.kind]
@@ -265,6 +335,7 @@ class Index:
             return False
         self.alive[row] = False
         self.stale = True
+        self._set_items(row, [])
         self.docs[row] = None
         self.tokens[row] = []
         self.delta.pop(row, None)
@@ -291,9 +362,10 @@ class Index:
     def snapshot(self) -> Snapshot:
         """What a build needs, taken on the caller's thread (the build may run in another)."""
         marks = {row: entry[2] for row, entry in self.delta.items()}
-        # The matrix itself, not a copy: rows written during the build are re-projected at install.
-        vectors = self.vectors[: self.size] if self._projection_due() else None
-        return Snapshot(self.size, list(self.tokens[: self.size]), marks, vectors)
+        # The matrix itself, not a copy: item rows written during the build are re-projected at install.
+        vectors = self.item_vectors[: self.items] if self._projection_due() else None
+        self._written_items.clear()
+        return Snapshot(self.size, list(self.tokens[: self.size]), marks, vectors, self.items)
 
     @staticmethod
     def build(snapshot: Snapshot) -> Built:
@@ -306,7 +378,8 @@ class Index:
             basis = fit_projection(snapshot.vectors)
             projection = Projection(basis, snapshot.rows)
             reduced = project(snapshot.vectors, basis)
-        return Built(build_main(snapshot.rows, snapshot.tokens), snapshot.marks, snapshot.rows, projection, reduced)
+        main = build_main(snapshot.rows, snapshot.tokens)
+        return Built(main, snapshot.marks, snapshot.rows, projection, reduced, snapshot.items)
 
     def install(self, built: Built) -> None:
         """Swap in a build; rows changed again since the snapshot stay in the delta."""
@@ -318,12 +391,15 @@ class Index:
                 del self.delta[row]
         if built.projection is not None and built.reduced is not None:
             self.projection = built.projection
-            self.reduced[: built.rows] = built.reduced
-            # Rows written while the build ran: project them with the new basis.
-            changed = [row for row in self.delta if row < built.rows] + list(range(built.rows, self.size))
+            self.item_reduced[: built.items] = built.reduced
+            # Item rows written while the build ran: project them with the new basis.
+            changed = sorted(self._written_items | set(range(built.items, self.items)))
             if changed:
                 rows = np.asarray(changed, dtype=np.int64)
-                self.reduced[rows] = self.vectors[rows] @ built.projection.basis
+                self.item_reduced[rows] = self.item_vectors[rows].astype(np.float32) @ built.projection.basis
+        if self.projection is not None and self.size >= self.compact_rows and self.item_vectors.dtype != np.float16:
+            # A large index: the exact vectors are read only for a shortlist, half their memory suffices.
+            self.item_vectors = self.item_vectors.astype(np.float16)
 
     def merge(self) -> None:
         """Rebuild the BM25 index (and the dense projection when due) now, synchronously."""
@@ -402,12 +478,49 @@ class Index:
                 scores[row] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in terms if t in tf)
         return scores
 
+    def _aggregate(self, item_scores: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Each document's best item score (0 for a document with no encoded item).
+
+        ``item_scores`` has one score per item row plus a last entry, -inf, that the
+        unused slots (-1) pick up."""
+        slots = self.slots[: self.size] if rows is None else self.slots[rows]
+        best = item_scores[slots].max(axis=1)
+        best[np.isneginf(best)] = 0.0
+        return best
+
     def dense(self, vector: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Cosine similarity with ``vector`` of every row, or of ``rows`` only (unit vectors)."""
+        """Best item cosine with ``vector`` of every document row, or of ``rows`` only (unit vectors)."""
         q = np.asarray(vector, dtype=np.float32)
+        scores = np.full(self.items + 1, -np.inf, dtype=np.float32)
         if rows is None:
-            return self.vectors[: self.size] @ q
-        return self.vectors[rows] @ q
+            if self.item_vectors.dtype == np.float32:
+                scores[: self.items] = self.item_vectors[: self.items] @ q
+            else:
+                for start in range(0, self.items, 65_536):
+                    end = min(self.items, start + 65_536)
+                    scores[start:end] = self.item_vectors[start:end].astype(np.float32) @ q
+            return self._aggregate(scores, None)
+        slots = self.slots[rows]
+        used = slots[slots >= 0]
+        scores[used] = self.item_vectors[used].astype(np.float32, copy=False) @ q
+        return self._aggregate(scores, rows)
+
+    def best_item(self, vector: np.ndarray, key: str) -> tuple[str, float] | None:
+        """The item of document ``key`` closest to ``vector``, and its cosine (None: no encoded item)."""
+        row = self.row_of.get(key)
+        if row is None:
+            return None
+        used = self.slots[row][self.slots[row] >= 0]
+        if used.size == 0:
+            return None
+        scores = self.item_vectors[used].astype(np.float32, copy=False) @ np.asarray(vector, dtype=np.float32)
+        best = int(np.argmax(scores))
+        return self.item_keys[int(used[best])] or "", float(scores[best])
+
+    def item_count(self, key: str) -> int:
+        """Encoded items of document ``key`` in the index."""
+        row = self.row_of.get(key)
+        return 0 if row is None else int(np.count_nonzero(self.slots[row] >= 0))
 
     def dense_approx(self, vector: np.ndarray) -> np.ndarray | None:
         """First-stage cosine estimate of every row from the reduced matrix.
@@ -418,7 +531,9 @@ class Index:
         if self.projection is None or self.size < self.two_stage_rows:
             return None
         q = np.asarray(vector, dtype=np.float32) @ self.projection.basis
-        return self.reduced[: self.size] @ q
+        scores = np.full(self.items + 1, -np.inf, dtype=np.float32)
+        scores[: self.items] = self.item_reduced[: self.items] @ q
+        return self._aggregate(scores, None)
 
 
 def build_main(rows: int, tokens: list[list[str]]) -> _Main:

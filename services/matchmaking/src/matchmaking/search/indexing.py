@@ -1,28 +1,63 @@
-"""The search index follows the database: opportunities and competence profiles as index documents,
-embedded and upserted once their transaction committed."""
+"""The search index follows the database, in every instance, without ever waiting for the encoder.
+
+A write (an opportunity published or changed, a competence profile changed) records, in its own
+transaction, the document's *items* (``index_item``: key, kind, language, fingerprint of the text),
+queues the texts that have no vector yet (``encode_queue``) and appends the document's key to the
+change log (``index_change``). After the commit the writing instance indexes the document at once:
+BM25 finds it immediately, its dense side holds the items already encoded (none for a new text).
+
+The *encoder worker* (one task per instance) claims the shortest queued texts for a lease (several
+instances never encode the same text: a claimed row is skipped until its lease ends), encodes them
+off the event loop, stores each vector under the hash of the model id and the text
+(``text_vector``: the same text is never encoded twice, for any document, instance or restart),
+and logs the documents that use them. The *follower* (one task per instance) reads the change log
+from where it stopped and reloads those documents from the database, so every instance's index
+holds what the database holds, whichever instance wrote it. A start-up reconciles the items of
+every document with its current texts — a backfill of a whole register is the same queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from prometheus_client import Gauge
+import numpy as np
+from prometheus_client import Counter, Gauge
+from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
+from distretto_shared.logging import get_logger
 from matchmaking.common import Ctx, after_commit
-from matchmaking.matches.models import (
-    Match,
-)
+from matchmaking.matches.models import Match, MatchFeedback
 from matchmaking.opportunities.domain import OpportunityStatus
-from matchmaking.opportunities.models import (
-    Opportunity,
-)
-from matchmaking.profiles.models import Organisation, Project
+from matchmaking.opportunities.models import Opportunity
+from matchmaking.profiles.models import Organisation, Participation, Project
 from matchmaking.search.document import Document
-from matchmaking.search.embeddings import Encoder
+from matchmaking.search.embeddings import DIM, MODEL_ID, Encoder
 from matchmaking.search.engine import Engine
+from matchmaking.search.store import EncodeQueue, IndexChange, IndexItem, TextVector
+from matchmaking.tables import utcnow
+
+log = get_logger(__name__)
 
 INDEX_DOCUMENTS = Gauge("distretto_matchmaking_index_documents", "Documents in the ranking index", ["kind"])
+ENCODE_BACKLOG = Gauge(
+    "distretto_matchmaking_encode_backlog", "Texts waiting for their vector (the encoder queue, all instances)"
+)
+ITEMS_PENDING = Gauge(
+    "distretto_matchmaking_index_items_pending",
+    "Items of this instance's indexed documents not yet searchable by the dense side",
+)
+TEXTS_ENCODED = Counter("distretto_matchmaking_texts_encoded_total", "Texts encoded by this instance's worker")
+INDEX_CHANGES = Counter("distretto_matchmaking_index_changes_total", "Change-log entries applied by this instance")
 
 PROFILE = "profile"
 OPPORTUNITY = "opportunity"
@@ -44,7 +79,7 @@ def opportunity_fields(o: Opportunity) -> dict[str, str]:
 
 
 def opportunity_text(o: Opportunity) -> str:
-    """The text embedded for an opportunity (most telling parts first: the model reads 256 tokens)."""
+    """The text encoded for an opportunity (most telling parts first: the model reads 256 tokens)."""
     parts = [o.title + ".", "Keywords: " + ", ".join(o.keywords) + "." if o.keywords else "", o.summary]
     if o.technology_fields:
         parts.append("Technology: " + ", ".join(o.technology_fields) + ".")
@@ -53,7 +88,7 @@ def opportunity_text(o: Opportunity) -> str:
     return " ".join(p for p in parts if p)
 
 
-def opportunity_document(o: Opportunity, vector: Any) -> Document:
+def opportunity_document(o: Opportunity, vector: Any = None) -> Document:
     """An opportunity as an index document."""
     return Document(
         key=f"{OPPORTUNITY}:{o.id}",
@@ -94,7 +129,7 @@ def profile_fields(org: Organisation, projects: list[Project]) -> dict[str, str]
 
 
 def profile_text(org: Organisation, projects: list[Project]) -> str:
-    """The text embedded for a competence profile."""
+    """The text encoded for a competence profile."""
     parts = []
     if org.competences:
         parts.append("Competences: " + ", ".join(org.competences) + ".")
@@ -106,7 +141,7 @@ def profile_text(org: Organisation, projects: list[Project]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def profile_document(org: Organisation, projects: list[Project], vector: Any) -> Document:
+def profile_document(org: Organisation, projects: list[Project], vector: Any = None) -> Document:
     """A competence profile as an index document."""
     return Document(
         key=f"{PROFILE}:{org.organisation_id}",
@@ -122,24 +157,529 @@ def profile_document(org: Organisation, projects: list[Project], vector: Any) ->
     )
 
 
-async def embed(ctx: Ctx, text: str) -> Any:
-    return await asyncio.to_thread(ctx.get(Encoder).encode_one, text)
+# -- items -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One text of a document that gets its own vector."""
+
+    key: str
+    kind: str
+    text: str
+    lang: str | None = None
+
+
+def opportunity_items(o: Opportunity) -> list[Item]:
+    """The items of an opportunity."""
+    return [Item("opportunity", OPPORTUNITY, opportunity_text(o))]
+
+
+def profile_items(org: Organisation, projects: list[Project]) -> list[Item]:
+    """The items of a competence profile."""
+    return [Item("profile", PROFILE, profile_text(org, projects))]
+
+
+def text_key(text_: str) -> str:
+    """The fingerprint a vector is stored under: the model and the text."""
+    return hashlib.sha256(f"{MODEL_ID}\n{text_}".encode()).hexdigest()
+
+
+def from_blob(blob: bytes | None) -> np.ndarray | None:
+    """A stored vector, or None when absent or of the wrong size."""
+    if not blob or len(blob) != DIM * 4:
+        return None
+    return np.frombuffer(blob, dtype=np.float32).copy()
+
+
+def document_vector(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """What a document searches with as a query: the normalised mean of its encoded items (zeros: none yet)."""
+    if not vectors:
+        return np.zeros(DIM, dtype=np.float32)
+    mean = np.mean(np.stack(vectors), axis=0).astype(np.float32)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
+# -- writes: items, queue, change log ----------------------------------------------------------------
+
+CHUNK = 500
+"""Rows per statement in bulk writes and IN lists."""
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _insert(ctx: Ctx, model: Any) -> Any:
+    return (sqlite.insert if ctx.db.sqlite else postgresql.insert)(model)
+
+
+def change_lock_key(ctx: Ctx) -> int:
+    """The transaction lock that orders the change log (advisory locks are database-wide: the schema counts)."""
+    return zlib.crc32(f"distretto-matchmaking-index-{ctx.db.schema or ''}".encode()) & 0x7FFFFFFF
+
+
+async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> None:
+    """Append ``keys`` to the change log.
+
+    On PostgreSQL the writer first takes a transaction-level advisory lock, held until its commit:
+    change ids are then handed out in commit order, so a follower that has read id ``n`` has seen
+    every committed id below it. SQLite has one writer at a time anyway.
+    """
+    keys = sorted(set(keys))
+    if not keys:
+        return
+    if not ctx.db.sqlite:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": change_lock_key(ctx)})
+    now = utcnow()
+    for chunk in _chunks(keys):
+        await session.execute(_insert(ctx, IndexChange).values([{"doc_key": k, "created_at": now} for k in chunk]))
+
+
+async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> int:
+    """Queue the texts (by fingerprint) that have no vector yet; returns how many were new to the queue."""
+    hashes = sorted(texts)
+    known: set[str] = set()
+    for chunk in _chunks(hashes):
+        known |= set(
+            (await session.execute(select(TextVector.text_hash).where(col(TextVector.text_hash).in_(chunk)))).scalars()
+        )
+    missing = [h for h in hashes if h not in known]
+    now = utcnow()
+    for chunk in _chunks(missing):
+        rows = [{"text_hash": h, "text": texts[h], "length": len(texts[h]), "created_at": now} for h in chunk]
+        await session.execute(_insert(ctx, EncodeQueue).values(rows).on_conflict_do_nothing())
+    return len(missing)
+
+
+async def record_items(ctx: Ctx, session: AsyncSession, items: dict[str, list[Item]]) -> None:
+    """Make ``index_item`` hold exactly ``items`` for each of these documents (an empty list: none),
+    queue the texts without a vector and log the documents as changed."""
+    keys = sorted(items)
+    for chunk in _chunks(keys):
+        current = {
+            (row.doc_key, row.item_key): row.text_hash
+            for row in (await session.execute(select(IndexItem).where(col(IndexItem.doc_key).in_(chunk)))).scalars()
+        }
+        wanted = {(k, i.key): i for k in chunk for i in items[k]}
+        gone = [pair for pair in current if pair not in wanted]
+        for doc_key in {d for d, _ in gone}:
+            stale = [item for d, item in gone if d == doc_key]
+            await session.execute(
+                delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
+            )
+        rows = [
+            {"doc_key": d, "item_key": i.key, "kind": i.kind, "lang": i.lang, "text_hash": text_key(i.text)}
+            for (d, _), i in wanted.items()
+        ]
+        for part in _chunks(rows):
+            stmt = _insert(ctx, IndexItem).values(list(part))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["doc_key", "item_key"],
+                set_={"kind": stmt.excluded.kind, "lang": stmt.excluded.lang, "text_hash": stmt.excluded.text_hash},
+            )
+            await session.execute(stmt)
+    await enqueue_texts(ctx, session, {text_key(i.text): i.text for docs in items.values() for i in docs})
+    await log_changes(ctx, session, keys)
+
+
+# -- reads: documents with their encoded items --------------------------------------------------------
+
+Loaded = tuple[Document, list[tuple[str, np.ndarray]], int]
+"""A document, its encoded items (key, vector), and how many of its items are still waiting."""
+
+
+@dataclass
+class Sources:
+    """The rows documents are made of (for some documents, or all)."""
+
+    opportunities: dict[str, Opportunity]
+    organisations: dict[str, Organisation]
+    projects: dict[str, list[Project]]
+
+    def items(self) -> dict[str, list[Item]]:
+        """The items of every document these rows make (an organisation that is not active: none)."""
+        out: dict[str, list[Item]] = {}
+        for oid, o in self.opportunities.items():
+            out[f"{OPPORTUNITY}:{oid}"] = opportunity_items(o)
+        for oid, org in self.organisations.items():
+            active = org.status == "active"
+            out[f"{PROFILE}:{oid}"] = profile_items(org, self.projects.get(oid, [])) if active else []
+        return out
+
+
+async def load_sources(session: AsyncSession, keys: Sequence[str] | None) -> Sources:
+    """The source rows of the documents ``keys`` (None: of every document)."""
+    opp_ids = org_ids = None
+    if keys is not None:
+        opp_ids = sorted({k.split(":", 1)[1] for k in keys if k.startswith(f"{OPPORTUNITY}:")})
+        org_ids = sorted({k.split(":", 1)[1] for k in keys if k.startswith(f"{PROFILE}:")})
+    opportunities: dict[str, Opportunity] = {}
+    organisations: dict[str, Organisation] = {}
+    if opp_ids is None:
+        q = select(Opportunity).order_by(Opportunity.id)
+        opportunities = {o.id: o for o in (await session.execute(q)).scalars()}
+    else:
+        for chunk in _chunks(opp_ids):
+            q = select(Opportunity).where(col(Opportunity.id).in_(chunk))
+            opportunities |= {o.id: o for o in (await session.execute(q)).scalars()}
+    if org_ids is None:
+        q2 = select(Organisation).order_by(Organisation.organisation_id)
+        organisations = {o.organisation_id: o for o in (await session.execute(q2)).scalars()}
+    else:
+        for chunk in _chunks(org_ids):
+            q2 = select(Organisation).where(col(Organisation.organisation_id).in_(chunk))
+            organisations |= {o.organisation_id: o for o in (await session.execute(q2)).scalars()}
+    projects: dict[str, list[Project]] = {}
+    pairs = select(Participation.organisation_id, Project).join(
+        Project, col(Project.project_id) == col(Participation.project_id)
+    )
+    wanted = sorted(organisations)
+    if org_ids is None:
+        rows = list((await session.execute(pairs)).all())
+    else:
+        rows = []
+        for chunk in _chunks(wanted):
+            rows += (await session.execute(pairs.where(col(Participation.organisation_id).in_(chunk)))).all()
+    for org_id, project in rows:
+        projects.setdefault(org_id, []).append(project)
+    for listed in projects.values():
+        listed.sort(key=lambda p: p.project_id)
+    return Sources(opportunities, organisations, projects)
+
+
+Recorded = dict[str, list[tuple[str, np.ndarray | None]]]
+"""doc key → its recorded items in key order, each with its vector (None: not encoded yet)."""
+
+
+async def load_vectors(session: AsyncSession, keys: Sequence[str] | None) -> Recorded:
+    """The recorded items of the documents ``keys`` (None: of every document) with their vectors."""
+    q = (
+        select(IndexItem.doc_key, IndexItem.item_key, TextVector.vector)
+        .outerjoin(TextVector, col(TextVector.text_hash) == col(IndexItem.text_hash))
+        .order_by(IndexItem.doc_key, IndexItem.item_key)
+    )
+    rows: list[Any] = []
+    if keys is None:
+        rows = list((await session.execute(q)).all())
+    else:
+        for chunk in _chunks(sorted(set(keys))):
+            rows += (await session.execute(q.where(col(IndexItem.doc_key).in_(chunk)))).all()
+    out: Recorded = {}
+    for doc_key, item_key, blob in rows:
+        out.setdefault(doc_key, []).append((item_key, from_blob(blob)))
+    return out
+
+
+def make_documents(sources: Sources, vectors: Recorded) -> dict[str, Loaded | None]:
+    """The index documents of ``sources`` (None for a profile that must leave the index)."""
+    out: dict[str, Loaded | None] = {}
+
+    def loaded(doc: Document) -> Loaded:
+        recorded = vectors.get(doc.key, [])
+        encoded = [(k, v) for k, v in recorded if v is not None]
+        doc.vector = document_vector([v for _, v in encoded])
+        return doc, encoded, len(recorded) - len(encoded)
+
+    for o in sources.opportunities.values():
+        out[f"{OPPORTUNITY}:{o.id}"] = loaded(opportunity_document(o))
+    for org in sources.organisations.values():
+        key = f"{PROFILE}:{org.organisation_id}"
+        if org.status != "active":
+            out[key] = None
+        else:
+            out[key] = loaded(profile_document(org, sources.projects.get(org.organisation_id, [])))
+    return out
+
+
+async def load_documents(session: AsyncSession, keys: Sequence[str]) -> dict[str, Loaded | None]:
+    """The index documents ``keys`` as the database holds them now (None: not in the index)."""
+    found = make_documents(await load_sources(session, keys), await load_vectors(session, keys))
+    return {k: found.get(k) for k in keys}
+
+
+Vote = tuple[str, str, int, dict[str, Any]]
+"""A feedback vote: query key, counterpart key, ±1, the voted match's score parts."""
+
+
+async def load_feedback(session: AsyncSession) -> list[Vote]:
+    """Every feedback vote."""
+    q = select(MatchFeedback, Match).join(Match, col(Match.id) == col(MatchFeedback.match_id))
+    rows = (await session.execute(q)).all()
+    return [(query_key(m), counterpart_key(m), 1 if fb.useful else -1, m.score_parts or {}) for fb, m in rows]
+
+
+def replace_feedback(engine: Engine, votes: list[Vote]) -> None:
+    """Make the engine's feedback exactly ``votes`` (the database's)."""
+    engine.feedback.clear()
+    for query, counterpart, vote, parts in votes:
+        engine.feedback.add(query, counterpart, vote, engine.lean_of(parts))
+
+
+# -- this instance's index -------------------------------------------------------------------------
+
+FEEDBACK_KEY = "feedback"
+"""The change-log key that tells every instance to reload the feedback votes."""
+
+
+class IndexState:
+    """This instance's position in the change log, what its index still waits for, and the wake-ups."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.pending: dict[str, int] = {}
+        """doc key → items recorded but not yet encoded (as indexed here)."""
+        self.changed = asyncio.Event()
+        """Set after a local commit logged changes, and after the worker stored vectors."""
+        self.queued = asyncio.Event()
+        """Set after a local commit queued texts."""
+        self.worker_id = uuid.uuid4().hex[:16]
+        self.on_stop: list[Callable[[], None]] = []
+        """What to undo when the service stops (its scrape hook)."""
+
+    @property
+    def items_pending(self) -> int:
+        """Items of indexed documents not yet searchable by the dense side."""
+        return sum(self.pending.values())
+
+
+def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
+    """Put loaded documents into this instance's index (None: remove)."""
+    engine, state = ctx.get(Engine), ctx.get(IndexState)
+    for key, entry in found.items():
+        if entry is None:
+            engine.remove(key)
+            state.pending.pop(key, None)
+        else:
+            doc, items, waiting = entry
+            engine.upsert(doc, items)
+            if waiting:
+                state.pending[key] = waiting
+            else:
+                state.pending.pop(key, None)
+    update_gauges(ctx)
+
+
+async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]) -> None:
+    """In a writer's unit of work: record the items of ``keys`` as the session sees them now, and
+    index them in this instance as soon as the transaction committed (BM25 at once; the dense side
+    with whatever items are already encoded, the rest when the worker has encoded them)."""
+    await session.flush()
+    sources = await load_sources(session, keys)
+    await record_items(ctx, session, sources.items())
+    found = make_documents(sources, await load_vectors(session, keys))
+    state = ctx.get(IndexState)
+
+    def done() -> None:
+        apply(ctx, {k: found.get(k) for k in keys})
+        state.queued.set()
+
+    after_commit(session, done)
+
+
+async def feedback_changed(ctx: Ctx, session: AsyncSession) -> None:
+    """Tell every instance to reload the feedback votes (after this transaction commits)."""
+    await log_changes(ctx, session, [FEEDBACK_KEY])
 
 
 def update_gauges(ctx: Ctx) -> None:
-    INDEX_DOCUMENTS.labels(OPPORTUNITY).set(ctx.get(Engine).index.count(OPPORTUNITY))
-    INDEX_DOCUMENTS.labels(PROFILE).set(ctx.get(Engine).index.count(PROFILE))
+    index = ctx.get(Engine).index
+    INDEX_DOCUMENTS.labels(OPPORTUNITY).set(index.count(OPPORTUNITY))
+    INDEX_DOCUMENTS.labels(PROFILE).set(index.count(PROFILE))
+    ITEMS_PENDING.set(ctx.get(IndexState).items_pending)
 
 
-def index_later(session: AsyncSession, ctx: Ctx, doc: Document | None, remove_key: str | None = None) -> None:
-    def apply() -> None:
-        if doc is not None:
-            ctx.get(Engine).upsert(doc)
-        elif remove_key is not None:
-            ctx.get(Engine).remove(remove_key)
-        update_gauges(ctx)
+async def change_position(ctx: Ctx) -> int:
+    """The last id of the change log."""
+    async with ctx.db.read() as session:
+        return int((await session.execute(select(func.max(IndexChange.id)))).scalar() or 0)
 
-    after_commit(session, apply)
+
+async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
+    """Apply the change log past this instance's position; returns how many entries were read."""
+    state = ctx.get(IndexState)
+    seen = 0
+    while True:
+        rows = await ctx.db.read_after(IndexChange.id, state.cursor, batch)
+        if not rows:
+            return seen
+        keys = list(dict.fromkeys(r.doc_key for r in rows))
+        docs = [k for k in keys if k != FEEDBACK_KEY]
+        async with ctx.db.read() as session:
+            found = await load_documents(session, docs) if docs else {}
+            votes = await load_feedback(session) if FEEDBACK_KEY in keys else None
+        apply(ctx, found)
+        if votes is not None:
+            replace_feedback(ctx.get(Engine), votes)
+        state.cursor = max(r.id for r in rows)
+        seen += len(rows)
+        INDEX_CHANGES.inc(len(rows))
+
+
+async def follow(ctx: Ctx) -> None:
+    """Task: keep this instance's index in step with the change log (woken by local commits, else polling)."""
+    state = ctx.get(IndexState)
+    interval = ctx.settings.index_poll_interval
+    while True:
+        try:
+            await catch_up(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("index change log unreadable; retrying", error=repr(exc))
+        state.changed.clear()
+        try:
+            await asyncio.wait_for(state.changed.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+
+
+# -- the encoder worker ------------------------------------------------------------------------------
+
+
+async def claim(ctx: Ctx, limit: int) -> list[tuple[str, str]]:
+    """Claim up to ``limit`` queued texts, shortest first (one batch has texts of similar length),
+    for a lease: another worker skips them until it ends (a dead worker's claim runs out)."""
+    state = ctx.get(IndexState)
+    now = utcnow()
+    async with ctx.db.transaction() as session:
+        q = (
+            select(EncodeQueue.text_hash, EncodeQueue.text)
+            .where(or_(col(EncodeQueue.claimed_until).is_(None), col(EncodeQueue.claimed_until) < now))
+            .order_by(col(EncodeQueue.length), col(EncodeQueue.text_hash))
+            .limit(limit)
+        )
+        if not ctx.db.sqlite:
+            q = q.with_for_update(skip_locked=True)
+        rows = [(h, t) for h, t in (await session.execute(q)).all()]
+        if rows:
+            until = now + timedelta(seconds=ctx.settings.index_encode_lease)
+            await session.execute(
+                update(EncodeQueue)
+                .where(col(EncodeQueue.text_hash).in_([h for h, _ in rows]))
+                .values(claimed_by=state.worker_id, claimed_until=until)
+            )
+    return rows
+
+
+async def store_vectors(ctx: Ctx, rows: list[tuple[str, str]], vectors: np.ndarray) -> None:
+    """Store encoded vectors, empty their queue rows, log the documents that use them."""
+    hashes = [h for h, _ in rows]
+    now = utcnow()
+    async with ctx.db.transaction() as session:
+        values = [
+            {"text_hash": h, "model": MODEL_ID, "vector": np.asarray(v, dtype=np.float32).tobytes(), "created_at": now}
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        await session.execute(_insert(ctx, TextVector).values(values).on_conflict_do_nothing())
+        await session.execute(delete(EncodeQueue).where(col(EncodeQueue.text_hash).in_(hashes)))
+        users = select(IndexItem.doc_key).where(col(IndexItem.text_hash).in_(hashes)).distinct()
+        await log_changes(ctx, session, list((await session.execute(users)).scalars()))
+
+
+async def backlog(ctx: Ctx) -> int:
+    """Texts waiting in the queue."""
+    async with ctx.db.read() as session:
+        return int((await session.execute(select(func.count()).select_from(EncodeQueue))).scalar() or 0)
+
+
+async def encode_batch(ctx: Ctx) -> int:
+    """Claim, encode (off the event loop) and store one batch; returns how many texts."""
+    rows = await claim(ctx, ctx.settings.index_encode_batch)
+    if not rows:
+        return 0
+    encoder = ctx.get(Encoder)
+    vectors = await asyncio.to_thread(encoder.encode, [t for _, t in rows])
+    await store_vectors(ctx, rows, vectors)
+    TEXTS_ENCODED.inc(len(rows))
+    ctx.get(IndexState).changed.set()
+    return len(rows)
+
+
+async def encode_forever(ctx: Ctx) -> None:
+    """Task: encode queued texts while there are any; otherwise wait for a local write or poll."""
+    state = ctx.get(IndexState)
+    while True:
+        try:
+            done = await encode_batch(ctx)
+            ENCODE_BACKLOG.set(await backlog(ctx))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("encoding a batch failed; retrying", error=repr(exc))
+            done = 0
+            await asyncio.sleep(ctx.settings.index_poll_interval * 4)
+        if done:
+            continue
+        state.queued.clear()
+        try:
+            await asyncio.wait_for(state.queued.wait(), timeout=ctx.settings.index_encode_poll)
+        except TimeoutError:
+            pass
+
+
+# -- start-up and housekeeping ---------------------------------------------------------------------
+
+
+async def reconcile(ctx: Ctx) -> int:
+    """Record the items of every document as its texts are now (a new item definition, a backfill,
+    rows written before the vector store): changed documents are queued and logged. Returns how many."""
+    async with ctx.db.transaction() as session:
+        sources = await load_sources(session, None)
+        wanted = sources.items()
+        stored: dict[str, set[tuple[str, str, str | None, str]]] = {}
+        for row in (await session.execute(select(IndexItem))).scalars():
+            stored.setdefault(row.doc_key, set()).add((row.item_key, row.kind, row.lang, row.text_hash))
+        changed = {
+            key: items
+            for key, items in wanted.items()
+            if {(i.key, i.kind, i.lang, text_key(i.text)) for i in items} != stored.get(key, set())
+        }
+        for key in stored.keys() - wanted.keys():
+            changed[key] = []
+        if changed:
+            await record_items(ctx, session, changed)
+    return len(changed)
+
+
+async def rebuild(ctx: Ctx) -> int:
+    """Fill this instance's index from the database; the follower goes on from the log's position
+    taken first (changes committed during the load are applied again, harmlessly)."""
+    state = ctx.get(IndexState)
+    state.cursor = await change_position(ctx)
+    queued = await reconcile(ctx)
+    async with ctx.db.read() as session:
+        found = make_documents(await load_sources(session, None), await load_vectors(session, None))
+        votes = await load_feedback(session)
+    engine = ctx.get(Engine)
+    threshold, engine.merge_threshold = engine.merge_threshold, len(found) + 1
+    try:
+        apply(ctx, found)
+    finally:
+        engine.merge_threshold = threshold
+    replace_feedback(engine, votes)
+    built = await asyncio.to_thread(engine.index.build, engine.index.snapshot())
+    engine.index.install(built)
+    ENCODE_BACKLOG.set(await backlog(ctx))
+    log.info(
+        "index rebuilt",
+        documents=sum(1 for v in found.values() if v is not None),
+        documents_changed=queued,
+        items_pending=state.items_pending,
+    )
+    return sum(1 for v in found.values() if v is not None)
+
+
+async def prune(ctx: Ctx) -> None:
+    """Drop change-log entries every running instance has long applied (a starting instance rebuilds
+    from the tables) and queued texts no document uses any more."""
+    horizon = utcnow() - timedelta(seconds=ctx.settings.index_change_retention)
+    async with ctx.db.transaction() as session:
+        await session.execute(delete(IndexChange).where(col(IndexChange.created_at) < horizon))
+        used = select(IndexItem.text_hash).where(col(IndexItem.text_hash) == col(EncodeQueue.text_hash))
+        await session.execute(delete(EncodeQueue).where(~used.exists()))
 
 
 def query_key(match: Match) -> str:

@@ -38,3 +38,11 @@ class IndexStats(BaseModel):
     profiles: int
     bm25_main_rows: int
     bm25_delta_rows: int
+    items: int
+    """Encoded items in this instance's index (each a vector)."""
+    items_pending: int
+    """Items of indexed documents still waiting for their vector (searchable by BM25 only until then)."""
+    change_position: int
+    """The last change-log entry this instance has applied."""
+    changes_behind: int
+    """Change-log entries written (by any instance) that this instance has not applied yet."""

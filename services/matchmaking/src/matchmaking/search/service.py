@@ -1,8 +1,9 @@
 """Use cases of the ranking: rebuild and merge the index, rank counterparts, propose-time scoring.
 
-The ranking engine (an in-memory index) follows the database: every use case
-updates it only after its transaction committed, and start-up rebuilds it from
-the tables (stored embeddings are reused when the text did not change).
+The ranking engine (an in-memory index per instance) follows the database (see
+:mod:`matchmaking.search.indexing`): a writer indexes its own change after the
+commit, every instance follows the change log, start-up rebuilds from the tables.
+No request waits for the encoder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,32 +20,18 @@ from distretto_shared.logging import get_logger
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
 from matchmaking.anonymise import anonymise_text
 from matchmaking.common import Ctx, today
-from matchmaking.matches.models import (
-    Match,
-    MatchFeedback,
-)
 from matchmaking.opportunities.domain import OpportunityType
 from matchmaking.opportunities.models import (
     Opportunity,
 )
 from matchmaking.opportunities.repository import opportunity_for
-from matchmaking.profiles.models import Organisation, Participation, Project
+from matchmaking.profiles.models import Organisation
 from matchmaking.profiles.repository import org_names
+from matchmaking.search import indexing
 from matchmaking.search.document import Document, Filter
 from matchmaking.search.domain import counterpart_types, opportunity_types_for_organisation, profile_kinds
-from matchmaking.search.embeddings import Encoder, from_bytes, text_hash, to_bytes
 from matchmaking.search.engine import Engine, Hit
-from matchmaking.search.indexing import (
-    OPPORTUNITY,
-    PROFILE,
-    counterpart_key,
-    opportunity_document,
-    opportunity_text,
-    profile_document,
-    profile_text,
-    query_key,
-    update_gauges,
-)
+from matchmaking.search.indexing import OPPORTUNITY, PROFILE, IndexState
 from matchmaking.search.models import IndexStats, RankedCounterpart, ScoreParts
 
 log = get_logger(__name__)
@@ -59,54 +45,8 @@ QUERY_SECONDS = Histogram(
 
 
 async def rebuild_index(ctx: Ctx) -> int:
-    """Fill the engine from the database (missing or stale embeddings are computed and stored)."""
-    engine = ctx.get(Engine)
-    async with ctx.db.transaction() as session:
-        opportunities = list((await session.execute(select(Opportunity).order_by(Opportunity.id))).scalars())
-        orgs = list(
-            (
-                await session.execute(
-                    select(Organisation).where(Organisation.status == "active").order_by(Organisation.organisation_id)
-                )
-            ).scalars()
-        )
-        projects = {p.project_id: p for p in (await session.execute(select(Project))).scalars()}
-        by_org: dict[str, list[Project]] = {}
-        for part in (await session.execute(select(Participation))).scalars():
-            if part.project_id in projects:
-                by_org.setdefault(part.organisation_id, []).append(projects[part.project_id])
-        texts: list[tuple[Any, str]] = []
-        for o in opportunities:
-            texts.append((o, opportunity_text(o)))
-        for org in orgs:
-            org_projects = sorted(by_org.get(org.organisation_id, []), key=lambda p: p.project_id)
-            texts.append((org, profile_text(org, org_projects)))
-        stale = [(row, text) for row, text in texts if row.embedded_hash != text_hash(text) or not row.embedding]
-        if stale:
-            vectors = await asyncio.to_thread(ctx.get(Encoder).encode, [t for _, t in stale])
-            for (row, text), vector in zip(stale, vectors, strict=True):
-                row.embedding = to_bytes(vector)
-                row.embedded_hash = text_hash(text)
-                session.add(row)
-        for o in opportunities:
-            engine.index.upsert(opportunity_document(o, from_bytes(o.embedding)))
-        for org in orgs:
-            org_projects = sorted(by_org.get(org.organisation_id, []), key=lambda p: p.project_id)
-            engine.index.upsert(profile_document(org, org_projects, from_bytes(org.embedding)))
-        feedback = list(
-            (
-                await session.execute(
-                    select(MatchFeedback, Match).join(Match, col(Match.id) == col(MatchFeedback.match_id))
-                )
-            ).all()
-        )
-        for fb, match in feedback:
-            vote = 1 if fb.useful else -1
-            engine.feedback.add(query_key(match), counterpart_key(match), vote, engine.lean_of(match.score_parts or {}))
-    engine.index.merge()
-    update_gauges(ctx)
-    log.info("index rebuilt", opportunities=len(opportunities), profiles=len(orgs), embedded=len(stale))
-    return len(opportunities) + len(orgs)
+    """Fill this instance's index from the database (texts without a vector are queued, not encoded here)."""
+    return await indexing.rebuild(ctx)
 
 
 async def merge_delta(ctx: Ctx) -> None:
@@ -116,6 +56,19 @@ async def merge_delta(ctx: Ctx) -> None:
         return
     built = await asyncio.to_thread(index.build, index.snapshot())
     index.install(built)
+
+
+async def merge_forever(ctx: Ctx) -> None:
+    """Task of every instance (each has its own index, so this is no leader's job): merge the BM25
+    delta every ``merge_interval`` seconds."""
+    while True:
+        await asyncio.sleep(ctx.settings.merge_interval)
+        try:
+            await merge_delta(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("merging the BM25 delta failed", error=repr(exc))
 
 
 # -- ranking -------------------------------------------------------------------------------------
@@ -271,15 +224,20 @@ async def rank_for_organisation(
     return make_page([_ranked(h, titles.get(h.key, "")) for h in ranking.hits], ranking.total, page)
 
 
-def index_stats(ctx: Ctx) -> IndexStats:
+async def index_stats(ctx: Ctx) -> IndexStats:
     """What the engine holds."""
     ctx.require_staff("inspect the ranking index")
     index = ctx.get(Engine).index
+    state = ctx.get(IndexState)
     return IndexStats(
         opportunities=index.count(OPPORTUNITY),
         profiles=index.count(PROFILE),
         bm25_main_rows=index.main.docs,
         bm25_delta_rows=len(index.delta),
+        items=index.items - len(index.free_items),
+        items_pending=state.items_pending,
+        change_position=state.cursor,
+        changes_behind=max(0, await indexing.change_position(ctx) - state.cursor),
     )
 
 
