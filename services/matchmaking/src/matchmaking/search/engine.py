@@ -333,38 +333,15 @@ class Engine:
         return Ranking(hits, total, time.perf_counter() - started)
 
     def _item_dense(self, vector: np.ndarray, rows: np.ndarray, dense: np.ndarray, method: str) -> np.ndarray:
-        """``dense`` with each row that has encoded items scored by the aggregate of its items' cosines."""
-        docs = self.index.docs
-        matrices = []
-        positions = []
-        counts = []
-        for pos, row in enumerate(rows.tolist()):
-            doc = docs[row]
-            if doc is None or not doc.items:
-                continue
-            items, matrix = doc.encoded_items()
-            if items:
-                matrices.append(matrix)
-                positions.append(pos)
-                counts.append(len(items))
-        if not matrices:
+        """``dense`` (the best item's cosine per row, from the index) under another aggregation."""
+        weights = AGGREGATIONS[method]
+        if len(weights) == 1 or rows.size == 0:
             return dense
-        sims = np.concatenate(matrices) @ np.asarray(vector, dtype=np.float32)
-        out = np.array(dense, dtype=np.float32, copy=True)
-        out[np.asarray(positions, dtype=np.int64)] = aggregate(sims, np.asarray(counts), method)
-        return out
+        return self.index.dense(vector, rows, weights)
 
-    @staticmethod
-    def _best_item(vector: np.ndarray, doc: Document) -> tuple[str, str, str, float] | None:
+    def _best_item(self, vector: np.ndarray, doc: Document) -> tuple[str, str, str, float] | None:
         """The document's item closest to ``vector`` (None without encoded items)."""
-        if not doc.items:
-            return None
-        items, matrix = doc.encoded_items()
-        if not items:
-            return None
-        sims = matrix @ np.asarray(vector, dtype=np.float32)
-        i = int(np.argmax(sims))
-        return items[i].key, items[i].kind, items[i].label, round(float(sims[i]), 6)
+        return self.index.best_item(vector, doc.key)
 
     @staticmethod
     def _shortlist(

@@ -138,8 +138,10 @@ PROJECTION_SAMPLE = 16_384
 """Rows sampled to fit the projection."""
 COMPACT_ROWS = 50_000
 """From this many documents on, item vectors are stored in float16 (once the projection exists)."""
-Item = tuple[str, np.ndarray]
-"""An item of a document as the index keeps it: its key and its unit vector."""
+ItemMeta = tuple[str, str, str]
+"""What the index keeps of an item besides its vector: key, kind, label (for explanations)."""
+Item = tuple[ItemMeta, np.ndarray]
+"""An encoded item of a document: its key, kind and label, and its unit vector."""
 
 
 def fit_projection(vectors: np.ndarray, dims: int = REDUCED_DIM) -> np.ndarray:
@@ -172,7 +174,7 @@ class Index:
         """Item vectors, C-contiguous: ``item_vectors[:items]`` is a view, never copied by a query."""
         self.item_reduced = np.zeros((capacity, REDUCED_DIM), dtype=np.float32)
         """``item_vectors @ projection.basis`` (kept up to date by every write once a projection exists)."""
-        self.item_keys: list[str | None] = []
+        self.item_meta: list[ItemMeta | None] = []
         self.free_items: list[int] = []
         self.slots = np.full((capacity, 1), -1, dtype=np.int32)
         """Item rows of each document row (-1: unused slot)."""
@@ -248,22 +250,22 @@ class Index:
         """Replace the item rows of document ``row`` (freed rows are reused by later writes)."""
         old = self.slots[row]
         for item_row in old[old >= 0].tolist():
-            self.item_keys[item_row] = None
+            self.item_meta[item_row] = None
             self.free_items.append(item_row)
         old[:] = -1
         if len(items) > self.slots.shape[1]:
             wider = np.full((self.capacity, len(items)), -1, dtype=np.int32)
             wider[:, : self.slots.shape[1]] = self.slots
             self.slots = wider
-        for slot, (key, vector) in enumerate(items):
+        for slot, (meta, vector) in enumerate(items):
             if self.free_items:
                 item_row = self.free_items.pop()
             else:
                 item_row = self.items
                 self._grow_items(item_row + 1)
                 self.items += 1
-                self.item_keys.append(None)
-            self.item_keys[item_row] = key
+                self.item_meta.append(None)
+            self.item_meta[item_row] = meta
             self.item_vectors[item_row] = vector
             if self.projection is not None:
                 np.dot(
@@ -284,8 +286,8 @@ class Index:
     def upsert(self, doc: Document, items: list[Item] | None = None) -> None:
         """Add or replace a document (it joins the BM25 delta until the next build).
 
-        ``items`` are its encoded items (key, unit vector); None: one item, the document's own
-        vector (when it has one)."""
+        ``items`` are its encoded items; None: the document's own encoded items when it carries
+        them (``doc.items`` / ``doc.item_vectors``), else its own vector as its one item."""
         row = self.row_of.get(doc.key)
         if row is None:
             row = self.size
@@ -295,9 +297,12 @@ class Index:
             self.tokens.append([])
             self.row_of[doc.key] = row
         self.docs[row] = doc
-        if items is None:
+        if items is None and doc.items and doc.item_vectors is not None:
+            encoded, matrix = doc.encoded_items()
+            items = [((i.key, i.kind, i.label), matrix[n]) for n, i in enumerate(encoded)]
+        elif items is None:
             vector = np.asarray(doc.vector, dtype=np.float32) if doc.vector is not None else None
-            items = [(doc.key, vector)] if vector is not None and vector.any() else []
+            items = [((doc.key, doc.kind, ""), vector)] if vector is not None and vector.any() else []
         self._set_items(row, items)
         self.alive[row] = True
         self.active[row] = doc.active
@@ -478,18 +483,34 @@ class Index:
                 scores[row] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in terms if t in tf)
         return scores
 
-    def _aggregate(self, item_scores: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        """Each document's best item score (0 for a document with no encoded item).
+    def _aggregate(
+        self, item_scores: np.ndarray, rows: np.ndarray | None, weights: tuple[float, ...] = (1.0,)
+    ) -> np.ndarray:
+        """Each document's aggregate of its items' scores (0 for a document with no encoded item).
 
-        ``item_scores`` has one score per item row plus a last entry, -inf, that the
-        unused slots (-1) pick up."""
+        ``item_scores`` has one score per item row plus a last entry, -inf, that the unused
+        slots (-1) pick up. ``weights``: of the best, second, third … item (one weight: the max;
+        more: a weighted mean over the items a document has, normalised by the weights used)."""
         slots = self.slots[: self.size] if rows is None else self.slots[rows]
-        best = item_scores[slots].max(axis=1)
-        best[np.isneginf(best)] = 0.0
-        return best
+        scores = item_scores[slots]
+        if len(weights) == 1:
+            best = scores.max(axis=1)
+            best[np.isneginf(best)] = 0.0
+            return best
+        ranked = -np.sort(-scores, axis=1)[:, : len(weights)]
+        present = np.isfinite(ranked)
+        w = np.zeros(ranked.shape[1], dtype=np.float32)
+        w[: min(len(weights), ranked.shape[1])] = weights[: ranked.shape[1]]
+        used = present * w
+        total = used.sum(axis=1)
+        sums = np.where(present, ranked, 0.0) @ w if ranked.size else np.zeros(ranked.shape[0], np.float32)
+        return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
 
-    def dense(self, vector: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Best item cosine with ``vector`` of every document row, or of ``rows`` only (unit vectors)."""
+    def dense(
+        self, vector: np.ndarray, rows: np.ndarray | None = None, weights: tuple[float, ...] = (1.0,)
+    ) -> np.ndarray:
+        """Aggregated item cosine with ``vector`` of every document row, or of ``rows`` only (unit vectors):
+        the best item's by default (see :meth:`_aggregate` for ``weights``)."""
         q = np.asarray(vector, dtype=np.float32)
         scores = np.full(self.items + 1, -np.inf, dtype=np.float32)
         if rows is None:
@@ -499,14 +520,14 @@ class Index:
                 for start in range(0, self.items, 65_536):
                     end = min(self.items, start + 65_536)
                     scores[start:end] = self.item_vectors[start:end].astype(np.float32) @ q
-            return self._aggregate(scores, None)
+            return self._aggregate(scores, None, weights)
         slots = self.slots[rows]
         used = slots[slots >= 0]
         scores[used] = self.item_vectors[used].astype(np.float32, copy=False) @ q
-        return self._aggregate(scores, rows)
+        return self._aggregate(scores, rows, weights)
 
-    def best_item(self, vector: np.ndarray, key: str) -> tuple[str, float] | None:
-        """The item of document ``key`` closest to ``vector``, and its cosine (None: no encoded item)."""
+    def best_item(self, vector: np.ndarray, key: str) -> tuple[str, str, str, float] | None:
+        """The item of document ``key`` closest to ``vector``: key, kind, label, cosine (None: none encoded)."""
         row = self.row_of.get(key)
         if row is None:
             return None
@@ -515,7 +536,8 @@ class Index:
             return None
         scores = self.item_vectors[used].astype(np.float32, copy=False) @ np.asarray(vector, dtype=np.float32)
         best = int(np.argmax(scores))
-        return self.item_keys[int(used[best])] or "", float(scores[best])
+        meta = self.item_meta[int(used[best])] or ("", "", "")
+        return meta[0], meta[1], meta[2], round(float(scores[best]), 6)
 
     def item_count(self, key: str) -> int:
         """Encoded items of document ``key`` in the index."""

@@ -19,7 +19,6 @@ every document with its current texts — a backfill of a whole register is the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -40,9 +40,11 @@ from matchmaking.matches.models import Match, MatchFeedback
 from matchmaking.opportunities.domain import OpportunityStatus
 from matchmaking.opportunities.models import Opportunity
 from matchmaking.profiles.models import Organisation, Participation, Project
-from matchmaking.search.document import Document
-from matchmaking.search.embeddings import DIM, MODEL_ID, Encoder
+from matchmaking.search.document import Document, Item, centroid, opportunity_items, profile_items
+from matchmaking.search.embeddings import DIM, MODEL_ID, Encoder, text_hash
 from matchmaking.search.engine import Engine
+from matchmaking.search.index import Item as IndexItemVector
+from matchmaking.search.index import ItemMeta
 from matchmaking.search.store import EncodeQueue, IndexChange, IndexItem, TextVector
 from matchmaking.tables import utcnow
 
@@ -76,16 +78,6 @@ def opportunity_fields(o: Opportunity) -> dict[str, str]:
         "market": "; ".join(o.market_fields),
         "topic": o.topic_code or "",
     }
-
-
-def opportunity_text(o: Opportunity) -> str:
-    """The text encoded for an opportunity (most telling parts first: the model reads 256 tokens)."""
-    parts = [o.title + ".", "Keywords: " + ", ".join(o.keywords) + "." if o.keywords else "", o.summary]
-    if o.technology_fields:
-        parts.append("Technology: " + ", ".join(o.technology_fields) + ".")
-    if o.market_fields:
-        parts.append("Market: " + ", ".join(o.market_fields) + ".")
-    return " ".join(p for p in parts if p)
 
 
 def opportunity_document(o: Opportunity, vector: Any = None) -> Document:
@@ -128,19 +120,6 @@ def profile_fields(org: Organisation, projects: list[Project]) -> dict[str, str]
     }
 
 
-def profile_text(org: Organisation, projects: list[Project]) -> str:
-    """The text encoded for a competence profile."""
-    parts = []
-    if org.competences:
-        parts.append("Competences: " + ", ".join(org.competences) + ".")
-    if org.keywords:
-        parts.append("Keywords: " + ", ".join(org.keywords) + ".")
-    parts.append(org.description)
-    parts += [f"{p.title}." for p in projects]
-    parts += [", ".join(p.keywords) for p in projects if p.keywords]
-    return " ".join(p for p in parts if p)
-
-
 def profile_document(org: Organisation, projects: list[Project], vector: Any = None) -> Document:
     """A competence profile as an index document."""
     return Document(
@@ -160,29 +139,9 @@ def profile_document(org: Organisation, projects: list[Project], vector: Any = N
 # -- items -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Item:
-    """One text of a document that gets its own vector."""
-
-    key: str
-    kind: str
-    text: str
-    lang: str | None = None
-
-
-def opportunity_items(o: Opportunity) -> list[Item]:
-    """The items of an opportunity."""
-    return [Item("opportunity", OPPORTUNITY, opportunity_text(o))]
-
-
-def profile_items(org: Organisation, projects: list[Project]) -> list[Item]:
-    """The items of a competence profile."""
-    return [Item("profile", PROFILE, profile_text(org, projects))]
-
-
 def text_key(text_: str) -> str:
     """The fingerprint a vector is stored under: the model and the text."""
-    return hashlib.sha256(f"{MODEL_ID}\n{text_}".encode()).hexdigest()
+    return text_hash(text_, MODEL_ID)
 
 
 def from_blob(blob: bytes | None) -> np.ndarray | None:
@@ -193,12 +152,10 @@ def from_blob(blob: bytes | None) -> np.ndarray | None:
 
 
 def document_vector(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """What a document searches with as a query: the normalised mean of its encoded items (zeros: none yet)."""
+    """What a document searches with as a query: the unit mean of its encoded items (zeros: none yet)."""
     if not vectors:
         return np.zeros(DIM, dtype=np.float32)
-    mean = np.mean(np.stack(vectors), axis=0).astype(np.float32)
-    norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else mean
+    return centroid(np.stack(vectors))
 
 
 # -- writes: items, queue, change log ----------------------------------------------------------------
@@ -271,14 +228,27 @@ async def record_items(ctx: Ctx, session: AsyncSession, items: dict[str, list[It
                 delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
             )
         rows = [
-            {"doc_key": d, "item_key": i.key, "kind": i.kind, "lang": i.lang, "text_hash": text_key(i.text)}
+            {
+                "doc_key": d,
+                "item_key": i.key,
+                "kind": i.kind,
+                "lang": i.lang,
+                "label": i.label[:300],
+                "text_hash": text_key(i.text),
+            }
             for (d, _), i in wanted.items()
         ]
         for part in _chunks(rows):
             stmt = _insert(ctx, IndexItem).values(list(part))
+            excluded = stmt.excluded
             stmt = stmt.on_conflict_do_update(
                 index_elements=["doc_key", "item_key"],
-                set_={"kind": stmt.excluded.kind, "lang": stmt.excluded.lang, "text_hash": stmt.excluded.text_hash},
+                set_={
+                    "kind": excluded.kind,
+                    "lang": excluded.lang,
+                    "label": excluded.label,
+                    "text_hash": excluded.text_hash,
+                },
             )
             await session.execute(stmt)
     await enqueue_texts(ctx, session, {text_key(i.text): i.text for docs in items.values() for i in docs})
@@ -287,8 +257,8 @@ async def record_items(ctx: Ctx, session: AsyncSession, items: dict[str, list[It
 
 # -- reads: documents with their encoded items --------------------------------------------------------
 
-Loaded = tuple[Document, list[tuple[str, np.ndarray]], int]
-"""A document, its encoded items (key, vector), and how many of its items are still waiting."""
+Loaded = tuple[Document, list[IndexItemVector], int]
+"""A document, its encoded items, and how many of its items are still waiting for their vector."""
 
 
 @dataclass
@@ -298,6 +268,8 @@ class Sources:
     opportunities: dict[str, Opportunity]
     organisations: dict[str, Organisation]
     projects: dict[str, list[Project]]
+    published: dict[str, list[Opportunity]]
+    """organisation id → the active opportunities it published (items of its profile)."""
 
     def items(self) -> dict[str, list[Item]]:
         """The items of every document these rows make (an organisation that is not active: none)."""
@@ -305,9 +277,22 @@ class Sources:
         for oid, o in self.opportunities.items():
             out[f"{OPPORTUNITY}:{oid}"] = opportunity_items(o)
         for oid, org in self.organisations.items():
-            active = org.status == "active"
-            out[f"{PROFILE}:{oid}"] = profile_items(org, self.projects.get(oid, [])) if active else []
+            if org.status == "active":
+                out[f"{PROFILE}:{oid}"] = profile_items(org, self.projects.get(oid, []), self.published.get(oid, []))
+            else:
+                out[f"{PROFILE}:{oid}"] = []
         return out
+
+
+def with_owners(keys: Sequence[str], owners: dict[str, str]) -> list[str]:
+    """``keys`` plus the profiles of the owners of the opportunities among them (an opportunity is an
+    item of its owner's profile)."""
+    out = list(dict.fromkeys(keys))
+    for key in keys:
+        owner = owners.get(key)
+        if owner is not None:
+            out.append(f"{PROFILE}:{owner}")
+    return list(dict.fromkeys(out))
 
 
 async def load_sources(session: AsyncSession, keys: Sequence[str] | None) -> Sources:
@@ -347,17 +332,34 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None) -> Sou
         projects.setdefault(org_id, []).append(project)
     for listed in projects.values():
         listed.sort(key=lambda p: p.project_id)
-    return Sources(opportunities, organisations, projects)
+    published: dict[str, list[Opportunity]] = {}
+    active = select(Opportunity).where(Opportunity.status == OpportunityStatus.ACTIVE.value)
+    if org_ids is None:
+        owned = [o for o in opportunities.values() if o.status == OpportunityStatus.ACTIVE.value]
+    else:
+        owned = []
+        for chunk in _chunks(wanted):
+            q3 = active.where(col(Opportunity.owner_organisation_id).in_(chunk))
+            owned += (await session.execute(q3)).scalars()
+    for o in owned:
+        published.setdefault(o.owner_organisation_id, []).append(o)
+    return Sources(opportunities, organisations, projects, published)
 
 
-Recorded = dict[str, list[tuple[str, np.ndarray | None]]]
-"""doc key → its recorded items in key order, each with its vector (None: not encoded yet)."""
+Recorded = dict[str, list[tuple[ItemMeta, np.ndarray | None]]]
+"""doc key → its recorded items in key order (key, kind, label), each with its vector (None: not encoded yet)."""
 
 
 async def load_vectors(session: AsyncSession, keys: Sequence[str] | None) -> Recorded:
     """The recorded items of the documents ``keys`` (None: of every document) with their vectors."""
     q = (
-        select(IndexItem.doc_key, IndexItem.item_key, TextVector.vector)
+        sa_select(
+            col(IndexItem.doc_key),
+            col(IndexItem.item_key),
+            col(IndexItem.kind),
+            col(IndexItem.label),
+            col(TextVector.vector),
+        )
         .outerjoin(TextVector, col(TextVector.text_hash) == col(IndexItem.text_hash))
         .order_by(IndexItem.doc_key, IndexItem.item_key)
     )
@@ -368,8 +370,8 @@ async def load_vectors(session: AsyncSession, keys: Sequence[str] | None) -> Rec
         for chunk in _chunks(sorted(set(keys))):
             rows += (await session.execute(q.where(col(IndexItem.doc_key).in_(chunk)))).all()
     out: Recorded = {}
-    for doc_key, item_key, blob in rows:
-        out.setdefault(doc_key, []).append((item_key, from_blob(blob)))
+    for doc_key, item_key, kind, label, blob in rows:
+        out.setdefault(doc_key, []).append(((item_key, kind, label), from_blob(blob)))
     return out
 
 
@@ -467,6 +469,19 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
     index them in this instance as soon as the transaction committed (BM25 at once; the dense side
     with whatever items are already encoded, the rest when the worker has encoded them)."""
     await session.flush()
+    opp_ids = [k.split(":", 1)[1] for k in keys if k.startswith(f"{OPPORTUNITY}:")]
+    owners: dict[str, str] = {}
+    for chunk in _chunks(opp_ids):
+        q = select(Opportunity.id, Opportunity.owner_organisation_id).where(col(Opportunity.id).in_(chunk))
+        owners |= {f"{OPPORTUNITY}:{oid}": owner for oid, owner in (await session.execute(q)).all()}
+    known = set(
+        (
+            await session.execute(
+                select(Organisation.organisation_id).where(col(Organisation.organisation_id).in_(set(owners.values())))
+            )
+        ).scalars()
+    )
+    keys = with_owners(keys, {k: v for k, v in owners.items() if v in known})
     sources = await load_sources(session, keys)
     await record_items(ctx, session, sources.items())
     found = make_documents(sources, await load_vectors(session, keys))

@@ -29,6 +29,7 @@ class IndexItem(Base, table=True):
     item_key: str = SQLField(primary_key=True, max_length=120)
     kind: str = SQLField(max_length=32)
     lang: str | None = SQLField(default=None, max_length=8)
+    label: str = SQLField(default="", max_length=300)
     text_hash: str = SQLField(max_length=64, index=True)
 
 
