@@ -4,13 +4,14 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap bootstrap-browser up down status secrets test test-fast schemathesis lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
+.PHONY: help bootstrap bootstrap-browser up down status secrets test test-cluster test-fast schemathesis lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
 	@echo "make down    stop all of it"
 	@echo "make secrets write .env with this installation's secrets for docker compose"
 	@echo "make test    run every test (real Kafka; SQLite and PostgreSQL; schemathesis, 5 examples an operation)"
+	@echo "make test-cluster  two instances of every service on PostgreSQL, a three-broker Kafka, kill -9 in mid-stream"
 	@echo "make schemathesis  schemathesis alone, thoroughly (50 examples an operation from a seed)"
 	@echo "make lint    ruff + mypy + deptry (every import declared, no dependency unused)"
 	@echo "make bench   run the benchmarks (figures printed side by side with their baselines)"
@@ -50,6 +51,14 @@ test: bootstrap bootstrap-browser
 	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its variants will be reported as skipped"; fi; \
 	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync python deploy/run_tests.py $(PYTEST_ARGS)
+
+# tests/cluster: a three-node KRaft cluster, two instances of every service on PostgreSQL, a broker and
+# instances killed in the middle of a stream of work; every effect checked exactly once (README, Running at scale).
+test-cluster: bootstrap
+	@url="$${DISTRETTO_TEST_POSTGRES_URL:-}"; \
+	if [ -z "$$url" ]; then url=$$(bash deploy/postgres/ensure-postgres.sh | tail -n1) || url=""; fi; \
+	if [ -z "$$url" ]; then echo "make test-cluster: needs PostgreSQL (DISTRETTO_TEST_POSTGRES_URL)"; exit 1; fi; \
+	DISTRETTO_TEST_POSTGRES_URL="$$url" $(UV) run --no-sync pytest tests/cluster -q $(PYTEST_ARGS)
 
 # schemathesis (every check) against each service and the gateway as real processes, thoroughly:
 # 50 examples per operation from a seed (`make test` runs 5, derandomised). docs/api-conventions.md.

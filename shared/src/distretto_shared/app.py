@@ -220,7 +220,8 @@ def refuse_unsafe_secrets(name: str, settings: ServiceSettings) -> None:
 def build_broker(spec: ServiceSpec, settings: ServiceSettings) -> KafkaBroker:
     """A FastStream Kafka broker with the Prometheus middleware and AsyncAPI publishers."""
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        # A list: FastStream takes one string for one address, and a cluster has several.
+        [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()],
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=spec.name)],
         client_id=f"distretto-{spec.name}",
         security=settings.kafka_credentials().faststream(),
