@@ -245,13 +245,13 @@ async def test_every_effect_once_after_a_broker_and_instances_die(platform: Plat
         found = {r[0] for r in await rows(platform, "matchmaking", "SELECT organisation_id FROM organisation")}
         return found if org_ids <= found else None
 
-    await wait_for(tolerant(profiles), timeout=240, interval=1.0, what="a profile per organisation in matchmaking")
+    await wait_for(tolerant(profiles), timeout=60, interval=1.0, what="a profile per organisation in matchmaking")
 
     async def welcomed() -> Counter[str] | None:
         counts = await mails_by_recipient(platform)
         return counts if all(counts[e] for e in emails) else None
 
-    await wait_for(tolerant(welcomed), timeout=240, interval=1.0, what="a welcome mail per contact")
+    await wait_for(tolerant(welcomed), timeout=60, interval=1.0, what="a welcome mail per contact")
 
     async def figures() -> dict | None:
         records = await read_topic(
@@ -261,10 +261,10 @@ async def test_every_effect_once_after_a_broker_and_instances_die(platform: Plat
         data = (latest or {}).get("data", latest or {})
         return data if data.get("members_total") == ORGANISATIONS else None
 
-    await wait_for(tolerant(figures), timeout=240, interval=1.0, what=f"district figures with {ORGANISATIONS} members")
+    await wait_for(tolerant(figures), timeout=60, interval=1.0, what=f"district figures with {ORGANISATIONS} members")
 
     # ... and once everything is read (no group behind), it is there exactly once.
-    await wait_for(lambda: _nothing_lagging(platform), timeout=240, interval=1.0, what="every consumer group caught up")
+    await wait_for(lambda: _nothing_lagging(platform), timeout=60, interval=1.0, what="every consumer group caught up")
     profile_rows = await rows(platform, "matchmaking", "SELECT organisation_id FROM organisation")
     assert sorted(r[0] for r in profile_rows) == sorted(org_ids)
     project_rows = await rows(platform, "projects", "SELECT organisation_id FROM member_organisation")

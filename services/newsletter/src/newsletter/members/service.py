@@ -325,19 +325,26 @@ async def organisation_joined(session: AsyncSession, ctx: Ctx, event: membership
     if not event.first_join:
         return
     await session.flush()
-    contacts = (
+    # Every contact row of the organisation, locked: the contact fetcher (another task, or another
+    # instance) completing one of them at this moment either committed first — then this reads its
+    # details and queues the mail — or waits for this commit and then finds the organisation joined
+    # and queues it itself. Filtering on `details_due` in SQL would skip the row it is completing
+    # (PostgreSQL re-checks a locked row only if it matched before) and both would leave the mail
+    # to the other: no welcome at all.
+    rows = (
         (
             await session.execute(
-                select(MemberContact).where(
-                    MemberContact.organisation_id == event.organisation_id,
-                    col(MemberContact.consent_newsletter).is_(True),
-                    col(MemberContact.details_due).is_(False),  # the rest get theirs when fetched
-                )
+                select(MemberContact)
+                .where(MemberContact.organisation_id == event.organisation_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
         )
         .scalars()
         .all()
     )
+    # The rest get theirs when their details are fetched.
+    contacts = [c for c in rows if c.consent_newsletter and not c.details_due]
     for contact in contacts:
         sub = await _member_subscriber(session, settings, ctx.source, contact)
         if sub is not None:
