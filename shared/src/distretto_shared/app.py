@@ -150,6 +150,8 @@ class ServiceContext:
             poll_interval=settings.relay_poll_interval,
             retention=settings.relay_retention_seconds,
             lock_dir=default_data_dir() / "locks",
+            backoff_max=settings.kafka_retry_backoff_max,
+            standby_interval=settings.relay_standby_interval,
         )
         self.broker_connected = False
         self.broker_error: str | None = None
@@ -264,7 +266,7 @@ async def _connect_broker(ctx: ServiceContext) -> None:
             with contextlib.suppress(Exception):
                 await ctx.broker.stop()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            delay = min(delay * 2, ctx.settings.kafka_retry_backoff_max)
 
 
 async def _scrubber(ctx: ServiceContext) -> None:

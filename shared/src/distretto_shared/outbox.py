@@ -213,8 +213,14 @@ class OutboxRelay:
         retention: float = 0.0,
         prune_interval: float = 30.0,
         prune_batch: int = 1000,
+        backoff_max: float = 2.0,
+        standby_interval: float = 1.0,
     ) -> None:
         self.db = db
+        self.backoff_max = backoff_max
+        """Longest pause between two failed publishes: a broker back from a restart is used within it."""
+        self.standby_interval = standby_interval
+        """How often a relay standing by tries the lock again (the active one's instance may be gone)."""
         self.service = service
         self.bootstrap_servers = bootstrap_servers
         self.credentials = credentials or default_credentials()
@@ -232,6 +238,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = False
+        self._standing_by = False
         self.active = False
         """True while this instance holds the relay lock."""
         self.last_loop = 0.0
@@ -320,6 +327,7 @@ class OutboxRelay:
                     if self._stopping:
                         break
                     self.active = True
+                    self._standing_by = False
                     log.info("outbox relay active", service=self.service)
                     try:
                         lost = await self._lead(conn)
@@ -353,7 +361,7 @@ class OutboxRelay:
                 if conn is not None and (conn.closed or conn.invalidated or await _is_broken(conn)):
                     return True
                 await self._sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, self.backoff_max)
                 continue
             if published >= self.batch_size:
                 continue  # more may be waiting
@@ -524,9 +532,11 @@ class OutboxRelay:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close()
-            log.info("another relay holds the outbox lock; standing by", service=self.service)
+            if not self._standing_by:
+                log.info("another relay holds the outbox lock; standing by", service=self.service)
+            self._standing_by = True
             self.last_loop = time.monotonic()
-            await self._sleep(5.0)
+            await self._sleep(self.standby_interval)
         yield None
 
     @contextlib.asynccontextmanager

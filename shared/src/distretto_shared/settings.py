@@ -50,6 +50,12 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     relay_poll_interval: float = 1.0
+    relay_standby_interval: float = 1.0
+    """Seconds between two tries of the outbox lock by an instance whose relay stands by: when the
+    active instance dies (its database session ends), another relays within about this long."""
+    kafka_retry_backoff_max: float = 2.0
+    """Longest pause, in seconds, between two attempts to reach the broker (the first connection, the
+    relay's publishing): a broker back from a restart is used within this long of being ready."""
     relay_batch_size: int = 500
     relay_retention_seconds: float = 3600.0
     """How long published outbox rows are kept (for audit), pruned in batches; 0 deletes each row once
