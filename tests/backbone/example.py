@@ -104,3 +104,30 @@ async def effect_rows(db: Database) -> list[tuple[str, str, int]]:
             sa.select(effects.c.event_id, effects.c.account_id, effects.c.seq).order_by(effects.c.id)
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+
+class BatchCalls:
+    """Sizes of the batches the batch handler was called with (failed calls included)."""
+
+    sizes: list[int] = []
+    flaky_seq: int | None = None
+    """A seq whose batch fails while ``flaky_left`` > 0 (a transient fault that passes)."""
+    flaky_left = 0
+
+
+batch_projection = Consumers("example-batch-projection")
+
+
+@batch_projection.handles_batch(AccountCredited)
+async def on_credited_batch(ctx: object, session: AsyncSession, batch: list[tuple[AccountCredited, EventMeta]]) -> None:
+    BatchCalls.sizes.append(len(batch))
+    for event, _meta in batch:
+        if Faults.reject_seq is not None and event.seq == Faults.reject_seq:
+            raise PermanentEventError(f"seq {event.seq} refused")
+        if BatchCalls.flaky_seq == event.seq and BatchCalls.flaky_left > 0:
+            BatchCalls.flaky_left -= 1
+            raise ConnectionError("simulated database outage")
+    # One statement for the whole batch's effects.
+    await session.execute(
+        effects.insert(), [{"event_id": meta.id, "account_id": e.account_id, "seq": e.seq} for e, meta in batch]
+    )

@@ -62,6 +62,9 @@ log = get_logger(__name__)
 Handler = Callable[[Any, AsyncSession, Any, EventMeta], Awaitable[None]]
 """``async def h(ctx, session, event, meta)``: ``ctx`` is the service's :class:`~distretto_shared.context.Context`
 (principal ``service:<name>``)."""
+BatchHandler = Callable[[Any, AsyncSession, list[tuple[Any, EventMeta]]], Awaitable[None]]
+"""``async def h(ctx, session, batch)``: ``batch`` is ``[(event, meta), …]`` in delivery order, each
+event new to this consumer; its effects are written for all of them, ideally with one statement."""
 
 DLQ_ERROR = "dlq_error"
 DLQ_ERROR_KIND = "dlq_error_kind"
@@ -94,15 +97,36 @@ class Consumers:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.handlers: dict[str, Handler] = {}
+        self.handlers: dict[str, Any] = {}
+        """Event type → its handler (a :data:`Handler`, or a :data:`BatchHandler` for the types in ``batched``)."""
+        self.batched: set[str] = set()
         self.topics: set[str] = set()
 
     def handles(self, *event_classes: type[Event]) -> Callable[[Handler], Handler]:
-        """Register the decorated coroutine as the handler of these event types."""
+        """Register the decorated coroutine as the handler of these event types, one event per call."""
 
         def register(fn: Handler) -> Handler:
             for cls in event_classes:
                 self.handlers[cls.event_type] = fn
+                self.batched.discard(cls.event_type)
+                self.topics.add(cls.topic)
+            return fn
+
+        return register
+
+    def handles_batch(self, *event_classes: type[Event]) -> Callable[[BatchHandler], BatchHandler]:
+        """Register the decorated coroutine as the batch handler of these event types.
+
+        It is called as ``h(ctx, session, [(event, meta), …])`` with consecutive new events of these
+        types from one fetched batch, in delivery order, inside the batch's transaction. If it fails,
+        the batch is split and retried; an event that fails alone is retried, then dead-lettered,
+        like any other (it is then called with a batch of one).
+        """
+
+        def register(fn: BatchHandler) -> BatchHandler:
+            for cls in event_classes:
+                self.handlers[cls.event_type] = fn
+                self.batched.add(cls.event_type)
                 self.topics.add(cls.topic)
             return fn
 
@@ -310,15 +334,16 @@ class ConsumerRunner:
         return False
 
     async def handle_batch(self, records: list[Record]) -> list[Outcome]:
-        """Process a fetched batch: one transaction for all of it, per-record on any failure.
+        """Process a fetched batch: one transaction for all of it, split on failure.
 
-        The fast path claims every event in the inbox and runs every handler in a
-        single transaction (one commit per batch instead of one per event). If
-        anything in it fails, it is rolled back whole and the batch is processed
-        record by record (retries, dead letters), so a bad record costs only
+        The inbox claims every event with one statement, and the handlers run in the same single
+        transaction (one commit per batch instead of one per event; a batch handler writes its
+        effects for many events at once). If anything in it fails, it is rolled back whole and
+        processed again as two halves, and so on: the records that succeed are committed once,
+        and a record failing alone is retried with backoff, then dead-lettered, costing only
         itself. Handlers must therefore have database effects only.
         """
-        decoded: list[tuple[Record, EventMeta, Event, Handler] | None] = []
+        decoded: list[tuple[Record, EventMeta, Event, Any] | None] = []
         outcomes: list[Outcome | None] = []
         for record in records:
             if self._addressed_elsewhere(record):
@@ -341,44 +366,69 @@ class ConsumerRunner:
             outcomes.append(None)
 
         work = [d for d in decoded if d is not None]
-        if len(work) > 1:
-            try:
-                fast = await self._fast_path(work)
-            except Exception as exc:
-                log.info("batch failed; handling its records one by one", size=len(work), error=repr(exc))
-            else:
-                it = iter(fast)
-                outcomes = [next(it) if d is not None else o for d, o in zip(decoded, outcomes, strict=True)]
+        if work:
+            it = iter(await self._split(work))
+            outcomes = [next(it) if d is not None else o for d, o in zip(decoded, outcomes, strict=True)]
         result: list[Outcome] = []
         for record, outcome in zip(records, outcomes, strict=True):
             result.append(outcome if outcome is not None else await self.handle(record))
         return result
 
-    async def _fast_path(self, work: list[tuple[Record, EventMeta, Event, Handler]]) -> list[Outcome]:
+    async def _split(self, work: list[tuple[Record, EventMeta, Event, Any]]) -> list[Outcome]:
+        """Handle ``work`` in one transaction; if that fails, each half the same way, down to one record."""
+        if len(work) == 1:
+            record, meta, event, handler = work[0]
+            with self._event_context(meta):
+                return [await self._attempts(record, handler, meta, event)]
+        try:
+            return await self._fast_path(work)
+        except Exception as exc:
+            log.info("batch failed; handling it in halves", size=len(work), error=repr(exc))
+        mid = len(work) // 2
+        return await self._split(work[:mid]) + await self._split(work[mid:])
+
+    async def _fast_path(self, work: list[tuple[Record, EventMeta, Event, Any]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         async with self.db.transaction() as session:
-            seen = await inbox.processed_among(
-                session, consumer=self.consumers.name, event_ids=[meta.id for _, meta, _, _ in work]
-            )
-            fresh: list[EventMeta] = []
+            # One statement claims the batch in the inbox; a clash with a racing consumer waits
+            # for it, and what it committed is not claimed again.
+            fresh = await inbox.claim_many(session, consumer=self.consumers.name, metas=[m for _, m, _, _ in work])
+            run: list[tuple[Event, EventMeta]] = []
+            run_handler: Any = None
             for _record, meta, event, handler in work:
-                if (meta.source, meta.id) in seen:
+                if (meta.source, meta.id) not in fresh:
                     outcomes.append(Outcome.DUPLICATE)
                     continue
-                seen.add((meta.source, meta.id))
-                fresh.append(meta)
+                fresh.discard((meta.source, meta.id))  # the same event twice in one batch: once
+                outcomes.append(Outcome.HANDLED)
+                if meta.type in self.consumers.batched:
+                    if run and handler is not run_handler:
+                        await self._call_batch(run_handler, session, run)
+                        run = []
+                    run_handler = handler
+                    run.append((event, meta))
+                    continue
+                if run:
+                    await self._call_batch(run_handler, session, run)
+                    run = []
                 with self._event_context(meta):
                     await handler(self.context, session, event, meta)
-                outcomes.append(Outcome.HANDLED)
-            # One statement for the batch's inbox rows; a clash with a racing consumer
-            # fails the commit, and the per-record path sorts it out.
-            await inbox.record_many(session, consumer=self.consumers.name, metas=fresh)
+            if run:
+                await self._call_batch(run_handler, session, run)
         for (_, meta, _, _), outcome in zip(work, outcomes, strict=True):
             if outcome is Outcome.DUPLICATE:
                 metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()
             else:
                 metrics.EVENTS_HANDLED.labels(self.service, self.consumers.name, meta.type).inc()
         return outcomes
+
+    async def _call_batch(self, handler: Any, session: AsyncSession, batch: list[tuple[Event, EventMeta]]) -> None:
+        if len(batch) == 1:
+            with self._event_context(batch[0][1]):
+                await handler(self.context, session, batch)
+            return
+        with structlog.contextvars.bound_contextvars(event_type=batch[0][1].type, batch_size=len(batch)):
+            await handler(self.context, session, batch)
 
     @contextlib.contextmanager
     def _event_context(self, meta: EventMeta) -> Any:
@@ -441,14 +491,16 @@ class ConsumerRunner:
         with self._event_context(meta):
             return await self._attempts(record, handler, meta, event)
 
-    async def _attempts(self, record: Record, handler: Handler, meta: EventMeta, event: Event) -> Outcome:
+    async def _attempts(self, record: Record, handler: Any, meta: EventMeta, event: Event) -> Outcome:
         delay = self.backoff_initial
         for attempt in range(1, self.max_attempts + 1):
             try:
                 duplicate = False
                 async with self.db.transaction() as session:
                     fresh = await inbox.claim(session, consumer=self.consumers.name, meta=meta)
-                    if fresh:
+                    if fresh and meta.type in self.consumers.batched:
+                        await handler(self.context, session, [(event, meta)])
+                    elif fresh:
                         await handler(self.context, session, event, meta)
                     else:
                         duplicate = True

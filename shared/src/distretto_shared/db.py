@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, event, func, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -223,6 +224,18 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+async def preload(session: AsyncSession, model: type[Any], keys: Iterable[Any], *, chunk: int = 500) -> None:
+    """Load the rows of ``model`` with these primary keys into ``session`` with one ``SELECT`` (per
+    ``chunk`` keys), so that ``session.get(model, key)`` then finds each without a query of its own —
+    what a batch handler does before applying its events one by one. Keys not found stay unloaded."""
+    wanted = list(dict.fromkeys(keys))
+    columns = sa_inspect(model).primary_key
+    if len(columns) != 1:
+        raise ValueError(f"{model.__name__} has a composite primary key")
+    for start in range(0, len(wanted), chunk):
+        await session.execute(select(model).where(columns[0].in_(wanted[start : start + chunk])))
 
 
 def _start_transaction(conn: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, col
 
@@ -39,15 +40,34 @@ async def is_processed(session: AsyncSession, *, consumer: str, source: str, eve
 
 
 async def claim(session: AsyncSession, *, consumer: str, meta: EventMeta) -> bool:
-    """Record the event as processed in this transaction; False if it already was.
+    """Record the event as processed in this transaction; False if it already was."""
+    return bool(await claim_many(session, consumer=consumer, metas=[meta]))
 
-    Two racing deliveries cannot both win: the primary key makes the second
-    insert fail, and its transaction (with its effects) is rolled back.
+
+async def claim_many(session: AsyncSession, *, consumer: str, metas: list[EventMeta]) -> set[tuple[str, str]]:
+    """Record these events as processed in this transaction; returns the ``(source, id)`` pairs that
+    were not yet — the ones to handle now.
+
+    One statement, ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL and SQLite alike). Two
+    racing deliveries cannot both win: the second insert waits for the first transaction and, once
+    it committed, claims nothing; if it rolled back, the second claims the event.
     """
-    if await is_processed(session, consumer=consumer, source=meta.source, event_id=meta.id):
-        return False
-    await record_many(session, consumer=consumer, metas=[meta])
-    return True
+    if not metas:
+        return set()
+    now = datetime.now(UTC)
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for m in metas:
+        rows.setdefault(
+            (m.source, m.id),
+            {"consumer": consumer, "source": m.source, "event_id": m.id, "event_type": m.type, "processed_at": now},
+        )
+    table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    claimed = await session.execute(
+        stmt.on_conflict_do_nothing().returning(table.c.source, table.c.event_id), list(rows.values())
+    )
+    return {(r[0], r[1]) for r in claimed}
 
 
 async def processed_among(session: AsyncSession, *, consumer: str, event_ids: list[str]) -> set[tuple[str, str]]:

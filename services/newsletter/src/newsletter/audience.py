@@ -23,6 +23,7 @@ from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
 from distretto_shared.conventions import UtcDateTime
+from distretto_shared.db import preload
 from distretto_shared.events import EventMeta
 from newsletter.config import Settings
 from newsletter.tables import Base, utcnow
@@ -329,18 +330,28 @@ async def opportunity_expired(session: AsyncSession, opportunity_id: str) -> Non
 consumers = Consumers("newsletter-audience")
 
 
-@consumers.handles(membership.OrganisationRegistered, membership.OrganisationUpdated)
-async def on_profile(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await profile_seen(session, event.profile)
+@consumers.handles_batch(membership.OrganisationRegistered, membership.OrganisationUpdated)
+async def on_profiles(ctx: Ctx, session: AsyncSession, batch: list[tuple[Any, EventMeta]]) -> None:
+    """Each event carries the whole profile and ``profile_seen`` overwrites what was kept: of several
+    events for one organisation in a batch only the last is applied (the same end state)."""
+    latest: dict[str, membership.OrganisationProfile] = {}
+    for event, _meta in batch:
+        latest.pop(event.profile.organisation_id, None)  # keep the order of the last events
+        latest[event.profile.organisation_id] = event.profile
+    await preload(session, AudienceOrganisation, latest)
+    for profile in latest.values():
+        await profile_seen(session, profile)
 
 
 # OrganisationJoined is handled in this group by newsletter.consumers.on_joined: the profile here,
 # then the welcome mail and the digest line (the welcome's segments must see the joined profile).
 
 
-@consumers.handles(*membership.STATUS_EVENTS)
-async def on_status(ctx: Ctx, session: AsyncSession, event: membership.StatusEvent, meta: EventMeta) -> None:
-    await status_changed(session, event.organisation_id, event.new_status)
+@consumers.handles_batch(*membership.STATUS_EVENTS)
+async def on_status(ctx: Ctx, session: AsyncSession, batch: list[tuple[membership.StatusEvent, EventMeta]]) -> None:
+    await preload(session, AudienceOrganisation, [event.organisation_id for event, _ in batch])
+    for event, _meta in batch:
+        await status_changed(session, event.organisation_id, event.new_status)
 
 
 @consumers.handles(projects.ProjectRegistered, projects.ProjectUpdated)

@@ -9,20 +9,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from distretto_shared.consumer import Consumers
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking, membership, projects
+from distretto_shared.db import preload
 from distretto_shared.events import EventMeta
 from newsletter import audience
+from newsletter.bounces.models import Suppression
 from newsletter.config import Settings
 from newsletter.digest import service as digest
 from newsletter.members import service as members
+from newsletter.members.models import MemberContact
 
 Ctx = Context[Settings]
 
 consumers = Consumers("newsletter-automation")
 
 
-@consumers.handles(membership.ContactAdded, membership.ContactUpdated)
-async def on_contact(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    await members.contact_changed(session, ctx, event.contact)  # a ContactReference: no personal data
+@consumers.handles_batch(membership.ContactAdded, membership.ContactUpdated)
+async def on_contacts(ctx: Ctx, session: AsyncSession, batch: list[tuple[Any, EventMeta]]) -> None:
+    """Contacts added or changed (``ContactReference``: no personal data), in order; the contacts and
+    suppressions already kept are loaded with one query each first."""
+    refs = [event.contact for event, _meta in batch]
+    await preload(session, MemberContact, [ref.contact_id for ref in refs])
+    await preload(session, Suppression, [ref.email_sha256 for ref in refs])
+    for ref in refs:
+        await members.contact_changed(session, ctx, ref)
 
 
 @consumers.handles(membership.ContactErased)

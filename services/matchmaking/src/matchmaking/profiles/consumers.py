@@ -7,26 +7,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from distretto_shared.consumer import Consumers
 from distretto_shared.contracts import membership, projects
 from distretto_shared.conventions import canonical_id
+from distretto_shared.db import preload
 from distretto_shared.events import EventMeta
 from matchmaking.common import Ctx
 from matchmaking.profiles import service
+from matchmaking.profiles.models import Organisation
 
 consumers = Consumers("matchmaking-profiles")
 
 
-@consumers.handles(membership.OrganisationRegistered, membership.OrganisationUpdated)
-async def on_organisation(
-    ctx: Ctx,
-    session: AsyncSession,
-    event: membership.OrganisationRegistered | membership.OrganisationUpdated,
-    meta: EventMeta,
-) -> None:
-    await service.apply_organisation(ctx, session, event.profile)
+ProfileEvent = membership.OrganisationRegistered | membership.OrganisationUpdated | membership.OrganisationJoined
 
 
-@consumers.handles(membership.OrganisationJoined)
-async def on_joined(ctx: Ctx, session: AsyncSession, event: membership.OrganisationJoined, meta: EventMeta) -> None:
-    await service.apply_organisation(ctx, session, event.profile, status="active")
+@consumers.handles_batch(
+    membership.OrganisationRegistered, membership.OrganisationUpdated, membership.OrganisationJoined
+)
+async def on_organisations(ctx: Ctx, session: AsyncSession, batch: list[tuple[ProfileEvent, EventMeta]]) -> None:
+    """Organisations registered, changed or joined. Each event carries the whole profile and
+    ``apply_organisation`` overwrites what was kept, so of several events for one organisation
+    in a batch only the last is applied (one reindexing, not one per event): the same end state."""
+    latest: dict[str, ProfileEvent] = {}
+    for event, _meta in batch:
+        org_id = canonical_id(event.profile.organisation_id)
+        latest.pop(org_id, None)  # keep the order of the last events
+        latest[org_id] = event
+    await preload(session, Organisation, latest)
+    for event in latest.values():
+        status = "active" if isinstance(event, membership.OrganisationJoined) else None
+        await service.apply_organisation(ctx, session, event.profile, status=status)
 
 
 @consumers.handles(*membership.STATUS_EVENTS)
