@@ -365,14 +365,29 @@ class ConsumerRunner:
             decoded.append((record, meta, event, handler))
             outcomes.append(None)
 
-        work = [d for d in decoded if d is not None]
-        if work:
-            it = iter(await self._split(work))
-            outcomes = [next(it) if d is not None else o for d, o in zip(decoded, outcomes, strict=True)]
-        result: list[Outcome] = []
-        for record, outcome in zip(records, outcomes, strict=True):
-            result.append(outcome if outcome is not None else await self.handle(record))
-        return result
+        # In partition order: runs of decoded records as batches, and each undecodable record
+        # (dead-lettered by ``handle``) after the run before it, so dead letters keep the order.
+        result = list(outcomes)
+        run: list[int] = []
+        for i, (record, item, outcome) in enumerate(zip(records, decoded, outcomes, strict=True)):
+            if item is not None:
+                run.append(i)
+            elif outcome is None:
+                await self._run_batch(run, decoded, result)
+                result[i] = await self.handle(record)
+        await self._run_batch(run, decoded, result)
+        return [o if o is not None else Outcome.IGNORED for o in result]
+
+    async def _run_batch(
+        self, run: list[int], decoded: list[tuple[Record, EventMeta, Event, Any] | None], result: list[Outcome | None]
+    ) -> None:
+        """Handle the decoded records at positions ``run`` as one batch; set their outcomes; empty ``run``."""
+        if not run:
+            return
+        work = [d for d in (decoded[i] for i in run) if d is not None]
+        for i, outcome in zip(run, await self._split(work), strict=True):
+            result[i] = outcome
+        run.clear()
 
     async def _split(self, work: list[tuple[Record, EventMeta, Event, Any]]) -> list[Outcome]:
         """Handle ``work`` in one transaction; if that fails, each half the same way, down to one record."""
