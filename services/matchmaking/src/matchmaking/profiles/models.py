@@ -21,6 +21,8 @@ class Organisation(Base, table=True):
     status: str = SQLField(max_length=16)
     sectors: list[str] = json_column()
     country: str = SQLField(default="IT", max_length=2)
+    website: str | None = SQLField(default=None, max_length=300)
+    """Its web address (from membership): the website's name is one of the forms anonymisation removes."""
     description: str = SQLField(default="", sa_type=sa.Text)
     competences: list[str] = json_column()
     keywords: list[str] = json_column()

@@ -15,8 +15,8 @@ PUBLIC_STATUSES = ("active", "suspended", "lapsed", "left")
 async def org_names(session: AsyncSession) -> list[str]:
     """Every form of every known organisation's name (``anonymise.brand_forms``): what anonymisation removes."""
     forms: set[str] = set()
-    for name in (await session.execute(select(Organisation.name))).scalars():
-        forms |= brand_forms(name)
+    for name, website in (await session.execute(select(Organisation.name, Organisation.website))).all():
+        forms |= brand_forms(name, website)
     return sorted(forms)
 
 

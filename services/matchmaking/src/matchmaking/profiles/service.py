@@ -39,6 +39,7 @@ async def apply_organisation(
     org.status = status or profile.status
     org.sectors = list(profile.sectors)
     org.country = (profile.country or "IT").upper()[:2]
+    org.website = profile.website
     org.description = profile.description
     org.competences = list(profile.competences)
     org.keywords = list(profile.keywords)

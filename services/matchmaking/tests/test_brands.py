@@ -1,0 +1,71 @@
+"""No brand left behind: the public view removes an organisation's name in every form it takes in free text,
+its website's name included (the organisation as membership's events describe it; a real broker and database)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from distretto_dev.testing import publish_events, service_client, wait_for
+from distretto_shared.contracts import membership
+from distretto_shared.topics import ensure_topics
+from matchmaking.app import create_app
+from matchmaking.config import Settings
+
+PLANTED = (
+    "CellForge S.r.l. offers its closed CAR-T bioreactor. CELLFORGE's GMP suite, run by the Cell Forge team "
+    "(see forgecells.eu or just ForgeCells), was spun out of cellforge biotech srl; Cellforge-Biotech, S.p.A. "
+    "licenses it. CellForge Biotech Ltd holds the process."
+)
+
+
+async def test_the_public_view_removes_every_form_of_the_owners_name(
+    settings: Settings, kafka_bootstrap: str, publish: Any
+) -> None:
+    owner = uuid.uuid4()
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    async with service_client(create_app(settings)) as client:
+        org = membership.OrganisationProfile(
+            organisation_id=str(owner),
+            name="CellForge Biotech S.r.l.",
+            kind="company",
+            website="https://www.forgecells.eu/en",
+            description="Cell therapy manufacturing.",
+        )
+        await publish_events(
+            kafka_bootstrap, [membership.OrganisationRegistered(organisation_id=str(owner), profile=org)]
+        )
+
+        async def known() -> Any:
+            r = await client.get(f"/organisations/{owner}")
+            return r.json() if r.status_code == 200 else None
+
+        await wait_for(known, what="organisation registered")
+        o = await publish(
+            client,
+            owner_organisation_id=str(owner),
+            title="Closed CAR-T bioreactor by CellForge",
+            summary=PLANTED,
+            keywords=["CAR-T", "ForgeCells", "cell therapy"],
+        )
+        own = (await client.get(f"/opportunities/{o['id']}")).json()
+        assert "CellForge S.r.l." in own["summary"]  # the owner sees the original
+        public = (await client.get(f"/public/opportunities/{o['id']}")).json()
+        text = f"{public['title']} {public['summary']} {public['keywords']}"
+        for secret in (
+            "CellForge",
+            "CELLFORGE",
+            "Cell Forge",
+            "cellforge",
+            "Cellforge",
+            "ForgeCells",
+            "forgecells",
+            "S.r.l",
+            "srl",
+            "S.p.A",
+            "Ltd",
+        ):
+            assert secret not in text, (secret, text)
+        # The subject is still there to read.
+        assert "closed CAR-T bioreactor" in public["summary"] and "GMP suite" in public["summary"]
+        assert public["keywords"] == ["CAR-T", "cell therapy"]
