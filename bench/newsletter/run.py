@@ -1,21 +1,30 @@
-"""Benchmark: a campaign to N recipients through the delivery engine into a local SMTP sink.
+"""Benchmark: a campaign through the delivery engine on SQLite and on PostgreSQL, beside raw aiosmtplib.
 
-    uv run python bench/newsletter/run.py --recipients 100000 --connections 8
+    uv run python bench/newsletter/run.py                     # 10,000 recipients, 32 connections, 3 runs
+    uv run python bench/newsletter/run.py --sizes 10000,100000
+    uv run python bench/newsletter/run.py --postgres-url postgresql+asyncpg://user:pw@host/db
 
-Side by side, in the same run and against the same sink: a baseline that sends the same kind of
-prerendered messages with raw aiosmtplib over the same number of connections (no database, no
-rendering, no ledger). Prints emails/s, CPU seconds (this process; the sink's separately) and
-peak RSS. The sink is an aiosmtpd server in its own process that counts messages.
+In each round, taking turns against a fresh counting SMTP sink (aiosmtpd, its own process): the
+raw baseline (prerendered messages sent with aiosmtplib over the same number of connections: no
+database, no rendering, no ledger), then the engine on a SQLite file, then on PostgreSQL (a schema
+of its own, dropped afterwards; skipped without a URL). Printed per engine, as min/median/max over
+the rounds: emails/s from the start command to the last mail, and once flowing (from the 10th to
+the 90th percentile of the mails, as the sink saw them); CPU per mail of this process (the sender;
+SQLite runs inside it) and of the PostgreSQL server processes serving the engine's connections
+(read from /proc); the sink's CPU per mail; start command to first mail; duplicates and misses.
+The sink is timed with the system-wide monotonic clock, so its timestamps compare with ours.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import resource
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -23,23 +32,32 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-
-def run_loop(main: Any, loop: str) -> Any:
-    """``asyncio.run`` on the chosen event loop (``serve`` runs on uvloop through uvicorn's ``auto``)."""
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(main)
-    return asyncio.run(main)
+DEFAULT_POSTGRES = os.environ.get(
+    "DISTRETTO_TEST_POSTGRES_URL",
+    "postgresql+asyncpg://distretto:distretto@127.0.0.1:5432/distretto_test?ssl=disable",
+)
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def sink_process(port: int, count: Any, cpu: Any, ready: Any, stop: Any, loop: str) -> None:
-    """An aiosmtpd server that accepts and counts every message."""
+def sink_process(port: int, marks: Any, cpu: Any, target: int, ready: Any, stop: Any) -> None:
+    """An aiosmtpd server that counts messages; ``marks``: count, first, 10 %, 90 %, last (monotonic)."""
+    import uvloop
     from aiosmtpd.smtp import SMTP
+
+    low, high = max(1, target // 10), max(1, target * 9 // 10)
 
     class Counting:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            count.value += len(envelope.rcpt_tos)
+            now = time.monotonic()
+            marks[0] += len(envelope.rcpt_tos)
+            n = marks[0]
+            if marks[1] == 0:
+                marks[1] = now
+            if n >= low and marks[2] == 0:
+                marks[2] = now
+            if n >= high and marks[3] == 0:
+                marks[3] = now
+            marks[4] = now
             return "250 2.0.0 Ok"
 
     async def main() -> None:
@@ -47,145 +65,68 @@ def sink_process(port: int, count: Any, cpu: Any, ready: Any, stop: Any, loop: s
         server = await loop.create_server(lambda: SMTP(Counting(), hostname="sink"), "127.0.0.1", port)
         ready.set()
         while not stop.is_set():
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
         server.close()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu.value = usage.ru_utime + usage.ru_stime
 
-    run_loop(main(), loop)
+    uvloop.run(main())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu.value = usage.ru_utime + usage.ru_stime
 
 
-def cpu_now() -> float:
+class Sink:
+    """The sink's process for one run (always stopped, also on Ctrl-C)."""
+
+    def __init__(self, target: int) -> None:
+        from distretto_dev.testing import free_port
+
+        self.port = free_port()
+        self.target = target
+        self.marks = mp.Array("d", 5, lock=False)
+        self.cpu = mp.Value("d", 0.0, lock=False)
+        self._ready, self._stop = mp.Event(), mp.Event()
+        self.proc = mp.Process(
+            target=sink_process,
+            args=(self.port, self.marks, self.cpu, target, self._ready, self._stop),
+            daemon=True,
+        )
+
+    def __enter__(self) -> Sink:
+        self.proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the SMTP sink did not start")
+        return self
+
+    def cpu_now(self) -> float:
+        return proc_cpu(self.proc.pid) if self.proc.pid else 0.0
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+    @property
+    def count(self) -> int:
+        return int(self.marks[0])
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def baseline(port: int, n: int, connections: int, messages: list[bytes]) -> None:
-    """Raw aiosmtplib: MAIL/RCPT/DATA of prerendered messages over ``connections`` connections."""
-    import aiosmtplib
-
-    queue = iter(range(n))
-
-    async def worker() -> None:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
-        await client.connect()
-        for i in queue:
-            await client.mail("news@distretto.example")
-            await client.rcpt(f"r{i}@example.org")
-            await client.data(messages[i % len(messages)])
-        await client.quit()
-
-    await asyncio.gather(*(worker() for _ in range(connections)))
-
-
-async def engine_run(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, Any]:
-    import sqlalchemy as sa
-
-    from distretto_shared.db import Database
-    from distretto_shared.migrations import upgrade_async
-    from newsletter.app import MIGRATIONS
-    from newsletter.campaigns import service as campaigns
-    from newsletter.campaigns.models import CampaignCreate
-    from newsletter.config import Settings
-    from newsletter.delivery.engine import DeliveryEngine
-    from newsletter.domain import CampaignAction
-    from newsletter.lists import service as lists
-    from newsletter.lists.models import MailingListCreate
-    from newsletter.subscribers.models import Subscriber, Subscription
-    from newsletter.tables import new_id
-    from newsletter.templates import service as templates
-    from newsletter.templates.models import TemplateCreate
-
-    url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    schema = f"bench_{os.getpid()}" if not url.startswith("sqlite") else None
-    await upgrade_async(MIGRATIONS, url, schema)
-    db = Database(url, schema=schema)
-    settings = Settings(
-        database_url=url,
-        database_schema=schema,
-        smtp_servers=f"127.0.0.1:{port}",
-        smtp_connections_per_server=args.connections,
-        claim_batch=args.claim_batch,
-        delivery_poll_interval=0.05,
-        link_base_url="https://distretto.example/newsletter",
-        secret_key=secrets.token_urlsafe(32),
-    )
-    ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=lambda _cls: None)
-    lst = await lists.create_list(ctx, MailingListCreate(slug="all", name="All"))
-    t = time.perf_counter()
-    S, SS = Subscriber.__table__, Subscription.__table__  # type: ignore[attr-defined]
-    chunk = 5000
-    for start in range(0, args.recipients, chunk):
-        subs = []
-        links = []
-        for i in range(start, min(args.recipients, start + chunk)):
-            sid = new_id()
-            subs.append(
-                {
-                    "id": sid,
-                    "email": f"r{i}@example.org",
-                    "email_sha256": f"{i:064d}",
-                    "name": f"Recipient {i}",
-                    "language": "it",
-                    "attributes": {"city": "Siena"},
-                    "suppressed": False,
-                    "soft_bounces": 0,
-                    "created_at": sa.func.now(),
-                    "updated_at": sa.func.now(),
-                }
-            )
-            links.append({"subscriber_id": sid, "list_id": lst.id, "status": "confirmed"})
-        async with db.transaction() as session:
-            await session.execute(S.insert(), [{**s, "created_at": None, "updated_at": None} | _now() for s in subs])
-            await session.execute(SS.insert(), [link | _now() for link in links])
-    setup_s = time.perf_counter() - t
-    tpl = await templates.create_template(
-        ctx,
-        TemplateCreate(
-            name="bench",
-            subject="Notizie dal Distretto, {{ subscriber.name }}",
-            body_html="<h1>Ciao {{ subscriber.name }}</h1><p>" + "Notizie del distretto. " * 60 + "</p>",
-            body_text="Ciao {{ subscriber.name }}\n\n" + "Notizie del distretto. " * 60,
-        ),
-    )
-    campaign = await campaigns.create_campaign(
-        ctx, CampaignCreate(name="bench", subject=tpl.subject, template_id=tpl.id, lists=["all"])
-    )
-    t = time.perf_counter()
-    started = await campaigns.campaign_action(ctx, campaign.id, CampaignAction.START)
-    freeze_s = time.perf_counter() - t
-    assert started.recipients == args.recipients, started.recipients
-
-    engine = DeliveryEngine(db, settings, source="/bench")
-    cpu0, t0 = cpu_now(), time.perf_counter()
-    await engine.start()
-    while engine.sent_total < args.recipients:
-        await asyncio.sleep(0.1)
-    elapsed = time.perf_counter() - t0
-    cpu = cpu_now() - cpu0
-    await engine.stop()
-    async with db.read() as session:
-        sent = (
-            await session.execute(
-                sa.text("SELECT count(*) FROM delivery WHERE status = 'sent' AND campaign_id = :c"), {"c": campaign.id}
-            )
-        ).scalar_one()
-    if schema:
-        async with db.transaction() as session:
-            await session.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await db.dispose()
-    return {"elapsed": elapsed, "cpu": cpu, "sent": sent, "setup_s": setup_s, "freeze_s": freeze_s}
-
-
-def _now() -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    return {"created_at": now, "updated_at": now}
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 1)[0]
 
 
 def sample_messages(count: int) -> list[bytes]:
@@ -207,67 +148,247 @@ def sample_messages(count: int) -> list[bytes]:
     ]
 
 
+async def wait_count(sink: Sink, n: int, hang: float) -> None:
+    """Wait for the sink to have ``n`` mails (``hang``: seconds without progress that mean a hang)."""
+    last, since = -1, time.monotonic()
+    while sink.count < n:
+        if sink.count != last:
+            last, since = sink.count, time.monotonic()
+        elif time.monotonic() - since > hang:
+            raise RuntimeError(f"no progress for {hang:.0f}s at {sink.count}/{n} mails")
+        await asyncio.sleep(0.05)
+
+
+def figures(sink: Sink, n: int, t0: float, cpu: float, db_cpu: float | None, sink_cpu: float) -> dict[str, Any]:
+    m = sink.marks
+    low, high = max(1, n // 10), max(1, n * 9 // 10)
+    return {
+        "from_start": n / (m[4] - t0),
+        "flowing": (high - low) / (m[3] - m[2]) if m[3] > m[2] else float("nan"),
+        "cpu_ms": cpu / n * 1000,
+        "db_ms": None if db_cpu is None else db_cpu / n * 1000,
+        "sink_ms": sink_cpu / n * 1000,
+        "first_s": m[1] - t0,
+        "received": sink.count,
+        "load": loadavg(),
+    }
+
+
+async def baseline(n: int, connections: int, messages: list[bytes]) -> dict[str, Any]:
+    """Raw aiosmtplib: MAIL/RCPT/DATA of prerendered messages over ``connections`` connections."""
+    import aiosmtplib
+
+    with Sink(n) as sink:
+        queue = iter(range(n))
+        clients = []
+        for _ in range(connections):
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port)
+            await client.connect()
+            clients.append(client)
+
+        async def worker(client: aiosmtplib.SMTP) -> None:
+            for i in queue:
+                await client.mail("news@distretto.example")
+                await client.rcpt(f"r{i}@example.org")
+                await client.data(messages[i % len(messages)])
+
+        sink0, cpu0, t0 = sink.cpu_now(), cpu_self(), time.monotonic()
+        await asyncio.gather(*(worker(c) for c in clients))
+        await wait_count(sink, n, 60)
+        res = figures(sink, n, t0, cpu_self() - cpu0, None, sink.cpu_now() - sink0)
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.quit()
+    res["duplicates"], res["misses"] = max(0, res["received"] - n), max(0, n - res["received"])
+    return res
+
+
+async def engine_run(n: int, args: argparse.Namespace, url: str, workdir: Path, run: int) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from distretto_shared.db import Database
+    from distretto_shared.migrations import upgrade_async
+    from newsletter.app import MIGRATIONS
+    from newsletter.campaigns import service as campaigns
+    from newsletter.campaigns.models import CampaignCreate
+    from newsletter.config import Settings
+    from newsletter.delivery.engine import DeliveryEngine
+    from newsletter.domain import CampaignAction
+    from newsletter.lists import service as lists
+    from newsletter.lists.models import MailingList, MailingListCreate
+    from newsletter.subscribers.models import Subscriber, Subscription
+    from newsletter.tables import new_id
+    from newsletter.templates import service as templates
+    from newsletter.templates.models import TemplateCreate
+
+    sqlite = url.startswith("sqlite")
+    schema = None if sqlite else f"nlbench_{os.getpid()}_{run}_{secrets.token_hex(3)}"
+    await upgrade_async(MIGRATIONS, url, schema)
+    db = Database(url, schema=schema)
+    backends: set[int] = set()
+    if not sqlite:
+        # every connection of the engine's pool names its server process, whose CPU /proc gives
+        @sa.event.listens_for(db.engine.sync_engine, "connect")
+        def _backend(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            backends.add(int(cursor.fetchone()[0]))
+            cursor.close()
+
+    settings = Settings(
+        database_url=url,
+        database_schema=schema,
+        smtp_servers="127.0.0.1:1",
+        smtp_connections_per_server=args.connections,
+        claim_batch=args.claim_batch,
+        link_base_url="https://distretto.example/newsletter",
+        secret_key=secrets.token_urlsafe(32),
+    )
+    holder: dict[type, Any] = {}
+    ctx: Any = SimpleNamespace(db=db, settings=settings, source="/bench", find=holder.get)
+    try:
+        await lists.create_list(ctx, MailingListCreate(slug="all", name="All"))
+        async with db.read() as session:
+            list_id = (await session.execute(sa.select(MailingList.id).where(MailingList.slug == "all"))).scalar_one()
+        S, SS = Subscriber.__table__, Subscription.__table__  # type: ignore[attr-defined]
+        now = sa.func.now()
+        for start in range(0, n, 5000):
+            ids = [new_id() for _ in range(start, min(n, start + 5000))]
+            async with db.transaction() as session:
+                await session.execute(
+                    S.insert().values(created_at=now, updated_at=now),
+                    [
+                        {
+                            "id": sid,
+                            "email": f"r{start + k}@example.org",
+                            "email_sha256": f"{start + k:064d}",
+                            "name": f"Recipient {start + k}",
+                            "language": "it",
+                            "attributes": {"city": "Siena"},
+                            "suppressed": False,
+                            "soft_bounces": 0,
+                        }
+                        for k, sid in enumerate(ids)
+                    ],
+                )
+                await session.execute(
+                    SS.insert().values(created_at=now, updated_at=now),
+                    [{"subscriber_id": sid, "list_id": list_id, "status": "confirmed"} for sid in ids],
+                )
+        tpl = await templates.create_template(
+            ctx,
+            TemplateCreate(
+                name="bench",
+                subject="Notizie dal Distretto, {{ subscriber.name }}",
+                body_html="<h1>Ciao {{ subscriber.name }}</h1><p>" + "Notizie del distretto. " * 60 + "</p>",
+                body_text="Ciao {{ subscriber.name }}\n\n" + "Notizie del distretto. " * 60,
+            ),
+        )
+        campaign = await campaigns.create_campaign(
+            ctx, CampaignCreate(name="bench", subject=tpl.subject, template_id=tpl.id, lists=["all"])
+        )
+        campaign_id = campaign.id.replace("-", "")  # the stored form of the public id
+        with Sink(n) as sink:
+            settings.smtp_servers = f"127.0.0.1:{sink.port}"
+            engine = DeliveryEngine(db, settings, source="/bench")
+            holder[DeliveryEngine] = engine
+            await engine.start()  # idle, as in a running service
+            await asyncio.sleep(0.3)  # its connections' pool is open before the clock starts
+            db0 = {pid: proc_cpu(pid) for pid in backends}
+            sink0, cpu0, t0 = sink.cpu_now(), cpu_self(), time.monotonic()
+            started = await campaigns.campaign_action(ctx, campaign_id, CampaignAction.START)
+            assert started.recipients == n, started.recipients
+            command_s = time.monotonic() - t0
+            await wait_count(sink, n, 120)
+            while engine.sent_total < n:  # the last outcomes' commit
+                await asyncio.sleep(0.01)
+            cpu = cpu_self() - cpu0
+            db_cpu = None if sqlite else sum(proc_cpu(pid) - db0.get(pid, 0.0) for pid in backends)
+            res = figures(sink, n, t0, cpu, db_cpu, sink.cpu_now() - sink0)
+            res["command_s"] = command_s
+            await engine.stop()
+        async with db.read() as session:
+            sent = (
+                await session.execute(
+                    sa.text("SELECT count(*) FROM delivery WHERE status = 'sent' AND campaign_id = :c"),
+                    {"c": campaign_id},
+                )
+            ).scalar_one()
+        res["duplicates"] = max(0, res["received"] - sent)
+        res["misses"] = n - sent
+    finally:
+        if schema:
+            async with db.transaction() as session:
+                await session.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await db.dispose()
+    return res
+
+
+def spread(values: list[float], fmt: str) -> str:
+    if not values or any(v is None for v in values):
+        return "—"
+    return "/".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
+
+
+def report(n: int, args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -> None:
+    raw = results["raw aiosmtplib"]
+    print(
+        f"\n{n:,} recipients, {args.connections} SMTP connections, {args.runs} rounds, {os.cpu_count()} CPUs "
+        f"(min/median/max; ratios per round against that round's raw run); load average 1 min per run: "
+        + ", ".join(f"{name} {' '.join(r['load'] for r in rs)}" for name, rs in results.items())
+    )
+    head = (
+        f"{'':16} {'emails/s from start':>21} {'emails/s flowing':>20} {'× raw flowing':>15} {'CPU ms/mail':>16}"
+        f" {'DB CPU ms/mail':>16} {'(eng+DB)/raw CPU':>17} {'start→1st mail s':>19} {'sink CPU ms/mail':>17}"
+        f" {'dup/miss':>9}"
+    )
+    print(head)
+    for name, rs in results.items():
+        ratio = [r["flowing"] / b["flowing"] for r, b in zip(rs, raw, strict=True)]
+        cpu_ratio = [(r["cpu_ms"] + (r["db_ms"] or 0.0)) / b["cpu_ms"] for r, b in zip(rs, raw, strict=True)]
+        print(
+            f"{name:16} {spread([r['from_start'] for r in rs], '.0f'):>21} {spread([r['flowing'] for r in rs], '.0f'):>20}"
+            f" {spread(ratio, '.2f'):>15} {spread([r['cpu_ms'] for r in rs], '.2f'):>16}"
+            f" {spread([r['db_ms'] for r in rs], '.2f'):>16} {spread(cpu_ratio, '.2f'):>17}"
+            f" {spread([r['first_s'] for r in rs], '.3f'):>19} {spread([r['sink_ms'] for r in rs], '.2f'):>17}"
+            f" {sum(r['duplicates'] for r in rs):>4}/{sum(r['misses'] for r in rs):<4}"
+        )
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--claim-batch", type=int, default=100)
-    parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary folder")
-    parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument(
-        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop of sender and sink (default uvloop)"
-    )
+    parser.add_argument("--sizes", default="10000", help="recipients, comma-separated (e.g. 10000,100000)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--claim-batch", type=int, default=200)
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="'' to leave PostgreSQL out")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "newsletter" / "src"))
-    from distretto_dev.testing import free_port
+    import uvloop
+
     from distretto_shared.logging import configure_logging
 
     configure_logging("bench", "WARNING", False)
-    results: dict[str, dict[str, Any]] = {}
-    for name in (["baseline"] if not args.skip_baseline else []) + ["engine"]:
-        port = free_port()
-        count, cpu, ready, stop = mp.Value("l", 0), mp.Value("d", 0.0), mp.Event(), mp.Event()
-        proc = mp.Process(target=sink_process, args=(port, count, cpu, ready, stop, args.loop), daemon=True)
-        proc.start()
-        ready.wait(30)
-        with tempfile.TemporaryDirectory() as tmp:
-            if name == "baseline":
-                messages = sample_messages(1000)
-                cpu0, t0 = cpu_now(), time.perf_counter()
-                run_loop(baseline(port, args.recipients, args.connections, messages), args.loop)
-                res: dict[str, Any] = {
-                    "elapsed": time.perf_counter() - t0,
-                    "cpu": cpu_now() - cpu0,
-                    "sent": args.recipients,
-                }
-            else:
-                res = run_loop(engine_run(args, port, Path(tmp)), args.loop)
-        stop.set()
-        proc.join(10)
-        res["sink_received"] = count.value
-        res["sink_cpu"] = cpu.value
-        res["peak_rss_mb"] = peak_rss_mb()
-        results[name] = res
-
-    db = "sqlite" if not args.database_url else args.database_url.split("+")[0].split(":")[0]
-    print(
-        f"newsletter delivery benchmark: {args.recipients} recipients, {args.connections} SMTP connections, "
-        f"database {db}, {args.loop} event loop, {os.cpu_count()} CPUs"
-    )
-    print(
-        f"{'':10} {'emails/s':>10} {'seconds':>9} {'CPU s':>8} {'sink CPU s':>11} {'received':>9} {'peak RSS MB':>12}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:10} {r['sent'] / r['elapsed']:10.0f} {r['elapsed']:9.1f} {r['cpu']:8.1f} "
-            f"{r['sink_cpu']:11.1f} {r['sink_received']:9d} {r['peak_rss_mb']:12.0f}"
-        )
-    if "engine" in results:
-        e = results["engine"]
-        print(
-            f"engine setup: {e['setup_s']:.1f}s to insert subscribers, {e['freeze_s']:.1f}s to freeze the audience "
-            f"into the ledger; ledger rows sent: {e['sent']}"
-        )
+    messages = sample_messages(1000)
+    for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        results: dict[str, list[dict[str, Any]]] = {"raw aiosmtplib": [], "engine SQLite": []}
+        if args.postgres_url:
+            results["engine PostgreSQL"] = []
+        for run in range(args.runs):
+            results["raw aiosmtplib"].append(uvloop.run(baseline(n, args.connections, messages)))
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+                results["engine SQLite"].append(uvloop.run(engine_run(n, args, url, Path(tmp), run)))
+                if args.postgres_url:
+                    results["engine PostgreSQL"].append(
+                        uvloop.run(engine_run(n, args, args.postgres_url, Path(tmp), run))
+                    )
+            print(f"round {run + 1}/{args.runs} at {n:,} done", file=sys.stderr, flush=True)
+        report(n, args, results)
+        for name, rs in results.items():
+            if name != "raw aiosmtplib":
+                print(f"{name}: the start command itself took {spread([r['command_s'] for r in rs], '.3f')} s")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from distretto_dev.testing import DatabaseTarget, ServiceProcess, service_client
 from distretto_shared.db import Database
 from newsletter.app import create_app
 from newsletter.delivery.engine import DeliveryEngine
+from newsletter.delivery.ledger import Outcome
+from newsletter.delivery.smtp import SmtpConnection
 
 from .conftest import SmtpSink, add_subscriber, make_settings, setup_list, setup_template, wait_until
 
@@ -145,3 +147,78 @@ async def test_a_live_process_never_takes_back_its_own_claims(
         assert (await ledger(database))["pending"] == 3
     finally:
         await db.dispose()
+
+
+async def test_a_paused_worker_whose_claim_was_taken_back_sends_nothing(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """Fencing: a worker paused past its lease (a stopped VM, a process frozen for seconds) finds on
+    resuming that another instance took its rows back and sent them. It must not send them again,
+    and its late outcomes must not overwrite the other instance's."""
+    # A lease of zero: every lease is past at once, as after a long pause; each DATA must first
+    # prove the lease still held.
+    settings = make_settings(database, kafka_bootstrap, sink, delivery_enabled=False, lease_seconds=0)
+    async with service_client(create_app(settings)) as client:
+        await setup_list(client, "all")
+        tpl = await setup_template(client)
+        emails = [f"p{i}@example.org" for i in range(3)]
+        for e in emails:
+            await add_subscriber(client, e, ["all"])
+        r = await client.post(
+            "/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl["id"], "lists": ["all"]}
+        )
+        r = await client.post(f"/campaigns/{r.json()['id']}/start")
+        assert r.status_code == 200 and r.json()["recipients"] == 3, r.text
+
+    db = Database(database.url, schema=database.schema)
+    paused = DeliveryEngine(db, settings, source="/paused")
+    other = DeliveryEngine(db, settings, source="/other")
+    conn = SmtpConnection(paused.servers[0], settings)
+    try:
+        stale = await paused.claim(None, 10)
+        assert len(stale) == 3
+        # While ``paused`` sleeps, the other instance takes the rows back and claims them itself.
+        assert await other.release_stale() == 3
+        fresh = await other.claim(None, 10)
+        assert sorted(i.id for i in fresh) == sorted(i.id for i in stale)
+
+        # ``paused`` resumes: every send stops before DATA, nothing reaches the server.
+        for item in stale:
+            assert await paused._send_one(conn, paused.servers[0], item, None) is None
+        assert sink.received == []
+        assert paused._leases == {}  # nothing left to renew: the rows are the other's
+
+        # The other instance's claim is held: it sends each row once.
+        other_conn = SmtpConnection(other.servers[0], settings)
+        try:
+            for item in fresh:  # (no committer runs here: each send is recorded below)
+                assert await other._send_one(other_conn, other.servers[0], item, None) is not None
+            await other._commit(_drain(other))
+        finally:
+            await other_conn.close()
+        assert sink.count_by_rcpt() == Counter(dict.fromkeys(emails, 1))
+
+        # A late outcome of the paused worker (its token) changes nothing: the fence is the token.
+        late = [
+            Outcome(
+                delivery_id=i.id,
+                token=i.token,
+                kind="campaign",
+                campaign_id=i.campaign_id,
+                subscriber_id=i.subscriber_id,
+                status="released",
+            )
+            for i in stale
+        ]
+        await paused._commit(late)
+        assert (await ledger(database)) == Counter({"sent": 3})
+    finally:
+        await conn.close()
+        await db.dispose()
+
+
+def _drain(engine: DeliveryEngine) -> list[Outcome]:
+    out = []
+    while not engine._queue.empty():
+        out.append(engine._queue.get_nowait())
+    return out

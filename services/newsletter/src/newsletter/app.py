@@ -31,7 +31,8 @@ async def start_engine(ctx: ServiceContext) -> None:
     if settings.delivery_enabled:
         engine = DeliveryEngine(ctx.db, settings, source=ctx.source)
         ctx.provide(engine)
-        # A restart after a crash: rows a dead worker held come back once their lease ran out.
+        # A restart after a crash: rows a dead worker held come back once their lease ran out (the
+        # engine's lease keeper goes on doing so, in every instance, four times per lease).
         await engine.release_stale()
         await engine.start()
 
@@ -43,11 +44,8 @@ async def stop_engine(ctx: ServiceContext) -> None:
 
 
 async def scheduler(ctx: Context[Settings]) -> None:
-    """Start due campaigns, finish done ones, take back dead workers' rows, refresh the gauges."""
+    """Start due campaigns, finish done ones, refresh the gauges."""
     await campaigns.start_due_campaigns(ctx)
-    engine = ctx.find(DeliveryEngine)
-    if engine is not None:
-        await engine.release_stale()
     await campaigns.finish_done_campaigns(ctx)
     await campaigns.update_queue_metrics(ctx)
 

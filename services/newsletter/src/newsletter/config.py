@@ -56,8 +56,9 @@ class Settings(ServiceSettings):
 
     delivery_enabled: bool = True
     claim_batch: int = 200
-    lease_seconds: float = 300.0
-    """A claimed row whose worker has not reported for this long is taken back (its process died)."""
+    lease_seconds: float = 10.0
+    """A claim not renewed for this long is taken back (its process died). Live workers renew theirs
+    four times per lease, and send a message only while their lease is known held."""
     commit_linger_seconds: float = 0.004
     """The group committer waits this long after the first outcome (or until every connection has
     reported) so that one transaction records many sends."""

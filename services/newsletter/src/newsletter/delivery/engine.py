@@ -1,5 +1,5 @@
-# Over 500 lines: one class, the engine — its workers, claims, leases and group committer share
-# state (queue, tokens, lease clock) and their ordering is the exactly-once guarantee (see delivery/__init__.py).
+# Over 500 lines: one class, the engine — its workers, claimer, lease keeper and group committer share
+# state (queues, leases) and their ordering is the exactly-once guarantee (see delivery/__init__.py).
 """The delivery engine: workers claiming, rendering, sending and recording ledger rows (see the package's text)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,9 @@ from newsletter.delivery.ledger import (
     _MARK_SENT,
     _SET_STATUS,
     _SIMPLE_STATUS,
+    DC,
+    PG_MARK_SENT,
+    PG_SET_STATUS,
     SS,
     SUB,
     C,
@@ -43,68 +47,128 @@ from newsletter.templates.models import Template
 log = get_logger(__name__)
 
 
+@dataclass
+class Lease:
+    """This process's claim on a batch of ledger rows (one claim token).
+
+    ``valid_until`` (monotonic) is when the lease may no longer be counted on: the last renewal's
+    start plus most of ``lease_seconds``, so a message's DATA is sent only while no other
+    instance can have taken its row back. ``open`` counts the rows whose outcome is not durable
+    yet; the lease is renewed until it reaches zero.
+    """
+
+    token: str
+    valid_until: float
+    open: int
+
+
+class LeaseLost(Exception):
+    """The rows of a claim were taken back by another instance: this worker must not send them."""
+
+
 class DeliveryEngine:
-    """Workers (one per SMTP connection) claiming, rendering, sending and recording ledger rows."""
+    """Workers (one per SMTP connection) fed by one claimer through a bounded queue; one group committer.
+
+    The database never sits on the SMTP path except where the guarantee needs it (a message's DATA
+    waits for the previous message of its connection to be durable): the claimer fills the queue
+    ahead of the workers, the committer records the outcomes of every connection in one statement
+    per kind, and a lease keeper renews this process's claims and takes back a dead one's.
+    """
 
     def __init__(self, db: Database, settings: Settings, *, source: str) -> None:
         self.db = db
         self.settings = settings
         self.source = source
         self.servers = parse_servers(settings)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._connections = max(1, settings.smtp_connections_per_server) * len(self.servers)
+        self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
+        """Claimed rows waiting for a connection; the claimer keeps it above ``_low_water``."""
+        self._low_water = max(self._connections * 2, settings.claim_batch // 2)
+        self._hungry = asyncio.Event()
         self._stopping = False
         self._wake = asyncio.Event()
         self._mails: dict[str, CampaignMail] = {}
         self._campaign_status: dict[str, tuple[str, float]] = {}
-        self._active_tokens: set[str] = set()
-        self._last_renew = time.monotonic()
+        self._leases: dict[str, Lease] = {}
+        self._finished: set[str] = set()
+        self._loading: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        """Tokens whose rows are all settled: their lease rows are deleted by the next renewal."""
         # Fewer database sessions at once than the pool holds: overflow connections are opened and
         # closed again for every use (a thread and the PRAGMAs each time on SQLite).
         self._db_slots = asyncio.Semaphore(3)
-        self._connections = max(1, settings.smtp_connections_per_server) * len(self.servers)
         self._queue_full = asyncio.Event()
-        self._nothing_until = 0.0
-        self._claim_lock = asyncio.Lock()
         self._sqlite = SqliteRecorder.for_database(db)
+        self._unnest = not db.sqlite
         self.sent_total = 0
+        self.first_sent_at: float | None = None
+        """When the first mail of this engine was accepted (monotonic; the benchmark's start-to-first-mail)."""
         self.from_header = format_address(settings.from_name, settings.from_address)
+
+    @property
+    def lease_valid_for(self) -> float:
+        """How long after a renewal's start this process still counts on its lease (a fifth kept back
+        for clock steps and the renewal's own transaction)."""
+        return self.settings.lease_seconds * 0.8
 
     # lifecycle
 
     async def start(self) -> None:
-        """Start one worker per SMTP connection and the committer."""
+        """Start the committer, the claimer, the lease keeper and one worker per SMTP connection."""
         self._stopping = False
-        self._tasks.append(asyncio.create_task(self._committer(), name="newsletter-committer"))
+        self._helpers.append(asyncio.create_task(self._committer(), name="newsletter-committer"))
+        self._helpers.append(asyncio.create_task(self._claimer(), name="newsletter-claimer"))
+        self._helpers.append(asyncio.create_task(self._lease_keeper(), name="newsletter-leases"))
         for server in self.servers:
             for i in range(max(1, self.settings.smtp_connections_per_server)):
-                self._tasks.append(asyncio.create_task(self._worker(server), name=f"newsletter-smtp-{server.name}-{i}"))
+                self._workers.append(
+                    asyncio.create_task(self._worker(server), name=f"newsletter-smtp-{server.name}-{i}")
+                )
 
     async def stop(self) -> None:
         """Let every worker finish its current message, give back unsent claims, then stop."""
         self._stopping = True
         self._wake.set()
-        workers = self._tasks[1:]
-        if workers:
-            _done, pending = await asyncio.wait(workers, timeout=self.settings.smtp_timeout + 5)
+        self._hungry.set()
+        claimer = self._helpers[1] if len(self._helpers) > 1 else None
+        if claimer is not None:
+            claimer.cancel()
+            with contextlib.suppress(BaseException):
+                await claimer
+        # rows still waiting for a connection go back to pending at once
+        waiting = []
+        while not self._ready.empty():
+            item = self._ready.get_nowait()
+            if item is not None:
+                waiting.append(self._outcome(item, "released"))
+        if waiting:
+            self._record(waiting)
+        for _ in self._workers:
+            self._ready.put_nowait(None)
+        if self._workers:
+            _done, pending = await asyncio.wait(self._workers, timeout=self.settings.smtp_timeout + 5)
             for task in pending:
                 task.cancel()
         # the committer drains what the workers reported
         deadline = time.monotonic() + 10
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while (not self._queue.empty() or self._committing) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for task in self._tasks:
+        for task in [*self._workers, *self._helpers]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._workers, *self._helpers]:
             with contextlib.suppress(BaseException):
                 await task
-        self._tasks.clear()
+        self._workers.clear()
+        self._helpers.clear()
         if self._sqlite is not None:
             self._sqlite.close()
 
+    _committing = False
+
     def wake(self) -> None:
         """New work may be waiting (a campaign started or resumed)."""
-        self._nothing_until = 0.0
         self._wake.set()
 
     def campaign_changed(self, campaign_id: str, status: str) -> None:
@@ -116,7 +180,7 @@ class DeliveryEngine:
 
     # claiming
 
-    async def claim(self, server: SmtpServer, limit: int) -> list[Claimed]:
+    async def claim(self, server: SmtpServer | None, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` pending rows of running campaigns (and transactional mails)."""
         token = uuid.uuid4().hex
         now = datetime.now(UTC)
@@ -139,20 +203,29 @@ class DeliveryEngine:
         async with self._db_slots:
             return await self._claim(pick, token, now, server, limit)
 
-    async def _claim(self, pick: Any, token: str, now: datetime, server: SmtpServer, limit: int) -> list[Claimed]:
+    async def _claim(
+        self, pick: Any, token: str, now: datetime, server: SmtpServer | None, limit: int
+    ) -> list[Claimed]:
         # One transaction, one connection: flip the batch to ``sending`` and read what rendering needs.
+        began = time.monotonic()
         async with self.db.transaction() as session:
+            values: dict[str, Any] = {"status": "sending", "claim_token": token, "claimed_at": now}
+            if server is not None:
+                values["smtp_server"] = server.name
             ids = (
                 await session.execute(
                     D.update()
                     .where(D.c.id.in_(pick.scalar_subquery()), D.c.status == "pending")
-                    .values(status="sending", claim_token=token, claimed_at=now, smtp_server=server.name)
+                    .values(**values)
                     .returning(D.c.id)
                 )
             ).all()
             if not ids:
                 return []
-            self._active_tokens.add(token)
+            await session.execute(
+                DC.insert().values(token=token, expires_at=now + timedelta(seconds=self.settings.lease_seconds))
+            )
+            self._leases[token] = Lease(token, began + self.lease_valid_for, len(ids))
             rows = (
                 await session.execute(
                     sa.select(
@@ -218,35 +291,131 @@ class DeliveryEngine:
                     item.eligible = item.subscriber_id in still
         return claimed
 
-    async def release_stale(self) -> int:
-        """Give back rows whose claim's lease ran out (their worker's process died).
+    async def _claimer(self) -> None:
+        """Keep the ready queue above its low-water mark, so that no connection waits for a claim."""
+        while not self._stopping:
+            if self._ready.qsize() >= self._low_water:
+                self._hungry.clear()
+                await self._idle(self._hungry, self.settings.delivery_poll_interval)
+                continue
+            try:
+                batch = await self.claim(None, self.settings.claim_batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("claim failed; retrying", error=repr(exc))
+                await self._idle(self._wake, 1.0)
+                continue
+            if not batch:
+                await self._idle(self._wake, self.settings.delivery_poll_interval)
+                continue
+            for item in batch:
+                self._ready.put_nowait(item)
 
-        Never this process's own claims: their workers are alive (a claim leaves the set only
-        when its batch is done), however long a slow machine kept them from committing. Those
-        leases are renewed here too, so they stay fresh for other instances even when no
-        outcome has been committed for a while (all connections waiting on a slow server).
+    async def release_stale(self) -> int:
+        """Renew this process's leases, and give back rows whose lease ran out (their worker's process died).
+
+        Never this process's own claims: their workers are alive (a claim's lease is kept until its
+        last outcome is durable), however long a slow machine kept them from committing. A lease
+        this renewal finds taken back (the process was paused past it) is marked lost: its workers
+        send none of its remaining rows. Only the lease rows are written, never the ledger's, except
+        for the rows of a dead claim, which go back to ``pending`` in the transaction that deletes it.
         """
+        began = time.monotonic()
         now = datetime.now(UTC)
         cutoff = now - timedelta(seconds=self.settings.lease_seconds)
-        own = list(self._active_tokens)
-        stale = sa.and_(D.c.status == "sending", D.c.claimed_at < cutoff)
-        if own:
-            stale = sa.and_(stale, D.c.claim_token.not_in(own))
-        async with self.db.transaction() as session:
+        own = [t for t, lease in self._leases.items() if lease.open > 0]
+        finished, self._finished = list(self._finished), set()
+        async with self._db_slots, self.db.transaction() as session:
+            held: set[str] = set()
             if own:
-                await session.execute(
-                    D.update().where(D.c.status == "sending", D.c.claim_token.in_(own)).values(claimed_at=now)
-                )
+                held = {
+                    r[0]
+                    for r in await session.execute(
+                        DC.update()
+                        .where(DC.c.token.in_(own))
+                        .values(expires_at=now + timedelta(seconds=self.settings.lease_seconds))
+                        .returning(DC.c.token)
+                    )
+                }
+            if finished:
+                await session.execute(DC.delete().where(DC.c.token.in_(finished)))
+            expired = DC.delete().where(DC.c.expires_at < now)
+            if own:
+                expired = expired.where(DC.c.token.not_in(own))
+            dead = [r[0] for r in await session.execute(expired.returning(DC.c.token))]
+            # rows of a dead claim; and rows claimed before leases had rows of their own (by age)
+            orphan = sa.and_(D.c.claimed_at < cutoff, ~sa.exists().where(DC.c.token == D.c.claim_token))
+            stale = sa.and_(D.c.status == "sending", sa.or_(D.c.claim_token.in_(dead), orphan) if dead else orphan)
+            if own:
+                stale = sa.and_(stale, D.c.claim_token.not_in(own))
             result = await session.execute(
                 D.update().where(stale).values(status="pending", claim_token=None, claimed_at=None)
             )
+        for token in own:
+            lease = self._leases.get(token)
+            if lease is None:
+                continue
+            if token in held:
+                lease.valid_until = max(lease.valid_until, began + self.lease_valid_for)
+            else:
+                lease.valid_until = float("-inf")  # taken back while this process was paused: lost
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if count:
             log.warning("took back deliveries of a dead worker", count=count)
             self.wake()
         return count
 
+    async def _lease_keeper(self) -> None:
+        """Renew this process's leases and take back dead ones, four times per lease."""
+        interval = max(0.05, self.settings.lease_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.release_stale()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease renewal failed; retrying", error=repr(exc))
+
+    async def _lease_held(self, token: str) -> bool:
+        """Whether this process still holds the claim ``token`` (renewing it if so): the fence before DATA."""
+        lease = self._leases.get(token)
+        if lease is None or lease.valid_until == float("-inf"):
+            return False
+        if time.monotonic() < lease.valid_until:
+            return True
+        began = time.monotonic()
+        async with self._db_slots, self.db.transaction() as session:
+            result = await session.execute(
+                D.update().where(D.c.status == "sending", D.c.claim_token == token).values(claimed_at=datetime.now(UTC))
+            )
+        if result.rowcount:  # type: ignore[attr-defined]
+            lease.valid_until = max(lease.valid_until, began + self.lease_valid_for)
+            return True
+        lease.valid_until = float("-inf")
+        log.warning("a claim was taken back while this process was paused; its rows are left to the other")
+        return False
+
+    def _settle(self, token: str, count: int = 1) -> None:
+        lease = self._leases.get(token)
+        if lease is not None:
+            lease.open -= count
+            if lease.open <= 0:
+                del self._leases[token]
+                self._finished.add(token)
+
     # the worker
+
+    async def _once(self, key: tuple[str, str], load: Any) -> Any:
+        """One database read for every worker wanting the same thing at once (32 connections starting a
+        campaign together would otherwise each open a session and drain the pool)."""
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(load())
+            self._loading[key] = pending
+            pending.add_done_callback(lambda _f: self._loading.pop(key, None))
+        return await asyncio.shield(pending)
 
     async def _campaign_running(self, campaign_id: str) -> bool:
         cached = self._campaign_status.get(campaign_id)
@@ -254,10 +423,14 @@ class DeliveryEngine:
         if cached is None or now - cached[1] > 0.5:
             if cached is not None:  # the other workers go on with the known status meanwhile
                 self._campaign_status[campaign_id] = (cached[0], now)
-            async with self._db_slots, self.db.read() as session:
-                status = (
-                    await session.execute(sa.select(C.c.status).where(C.c.id == campaign_id))
-                ).scalar_one_or_none()
+
+            async def load() -> str | None:
+                async with self._db_slots, self.db.read() as session:
+                    return (
+                        await session.execute(sa.select(C.c.status).where(C.c.id == campaign_id))
+                    ).scalar_one_or_none()
+
+            status = await self._once(("status", campaign_id), load)
             cached = (status or "missing", time.monotonic())
             self._campaign_status[campaign_id] = cached
         return cached[0] == "running"
@@ -265,14 +438,18 @@ class DeliveryEngine:
     async def _campaign_mail(self, campaign_id: str) -> CampaignMail:
         found = self._mails.get(campaign_id)
         if found is None:
-            async with self.db.read() as session:
-                campaign = await session.get(Campaign, campaign_id)
-                if campaign is None:
-                    raise LookupError(f"campaign {campaign_id} is gone")
-                template = await session.get(Template, campaign.template_id)
-                if template is None:
-                    raise LookupError(f"template {campaign.template_id} is gone")
-            found = CampaignMail(self.settings, campaign, template, from_header=self.from_header)
+
+            async def load() -> CampaignMail:
+                async with self._db_slots, self.db.read() as session:
+                    campaign = await session.get(Campaign, campaign_id)
+                    if campaign is None:
+                        raise LookupError(f"campaign {campaign_id} is gone")
+                    template = await session.get(Template, campaign.template_id)
+                    if template is None:
+                        raise LookupError(f"template {campaign.template_id} is gone")
+                return CampaignMail(self.settings, campaign, template, from_header=self.from_header)
+
+            found = await self._once(("mail", campaign_id), load)
             self._mails[campaign_id] = found
         return found
 
@@ -297,81 +474,74 @@ class DeliveryEngine:
 
     async def _worker(self, server: SmtpServer) -> None:
         conn = SmtpConnection(server, self.settings)
-        last: list[asyncio.Future[None] | None] = [None]
+        last: asyncio.Future[None] | None = None
         try:
-            while not self._stopping:
-                # One empty claim answers for every connection of this process until the next poll.
-                quiet = self._nothing_until - time.monotonic()
-                if quiet > 0:
-                    await self._idle(quiet)
-                    continue
-                try:
-                    async with self._claim_lock:
-                        if self._nothing_until > time.monotonic():
-                            continue
-                        batch = await self.claim(server, self.settings.claim_batch)
-                        if not batch:
-                            self._nothing_until = time.monotonic() + self.settings.delivery_poll_interval
-                except Exception as exc:
-                    log.warning("claim failed; retrying", error=repr(exc))
-                    await self._idle(1.0)
-                    continue
-                if not batch:
-                    await self._idle(self.settings.delivery_poll_interval)
-                    continue
-                try:
-                    await self._send_batch(conn, server, batch, last)
-                finally:
-                    self._active_tokens.discard(batch[0].token)
-            if last[0] is not None:
-                await last[0]
+            while True:
+                if self._ready.qsize() < self._low_water:
+                    self._hungry.set()
+                item = await self._ready.get()
+                if item is None:
+                    break
+                last = await self._send_one(conn, server, item, last)
         finally:
             await conn.close()
 
-    async def _idle(self, seconds: float) -> None:
+    async def _idle(self, event: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        self._wake.clear()
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        event.clear()
 
-    async def _send_batch(
-        self, conn: SmtpConnection, server: SmtpServer, batch: list[Claimed], last: list[asyncio.Future[None] | None]
-    ) -> None:
-        """Send a claimed batch over one connection.
+    async def _send_one(
+        self, conn: SmtpConnection, server: SmtpServer, item: Claimed, last: asyncio.Future[None] | None
+    ) -> asyncio.Future[None] | None:
+        """Send one claimed row over one connection; the future of its outcome's commit (or ``last``).
 
-        ``last[0]`` is the commit of the previous outcome of this connection. A message's DATA
-        waits for it (its MAIL and RCPT do not), so at any moment at most one message per
-        connection has been accepted by the server without its ``sent`` being durable.
+        ``last`` is the commit of the previous outcome of this connection. A message's DATA waits
+        for it (its MAIL and RCPT do not), and for the claim's lease to be known held, so at any
+        moment at most one message per connection has been accepted by the server without its
+        ``sent`` being durable, and none is sent from a claim another instance took back.
         Outcomes of messages that were not accepted (skipped, released, refused, failed to render)
         are handed over without waiting: losing them in a crash only sends the row round again.
         """
-        sender = self.settings.from_address
-        for index, item in enumerate(batch):
-            if self._stopping or (item.campaign_id and not await self._campaign_running(item.campaign_id)):
-                self._record([self._outcome(i, "released") for i in batch[index:]])
-                return
-            if not item.eligible or item.email is None:
-                self._record([self._outcome(item, "skipped")])
-                continue
-            try:
-                mail = None
-                if item.kind == "campaign" and item.campaign_id:
-                    mail = await self._campaign_mail(item.campaign_id)
-                message_id, message = self.compose(item, mail)
-            except (TemplateError, LookupError, ValueError) as exc:
-                out = self._outcome(item, "failed")
-                out.reply = f"render failed: {exc}"[:500]
-                self._record([out])
-                continue
-            await server.acquire()
-            result = await conn.send(sender, item.email, message, before_data=last[0])
-            out = self._outcome(item, "sent" if result.ok else "failed")
-            out.code, out.reply, out.message_id, out.server = result.code, result.reply, message_id, server.name
-            if not result.ok:
-                if result.kind == "permanent":
-                    out.permanent = True
-                elif item.attempts + 1 < self.settings.max_attempts:
-                    out.status = "retry"
-            last[0] = self._record([out])
+        if self._stopping or (item.campaign_id and not await self._campaign_running(item.campaign_id)):
+            self._record([self._outcome(item, "released")])
+            return last
+        if not item.eligible or item.email is None:
+            self._record([self._outcome(item, "skipped")])
+            return last
+        try:
+            mail = None
+            if item.kind == "campaign" and item.campaign_id:
+                mail = await self._campaign_mail(item.campaign_id)
+            message_id, message = self.compose(item, mail)
+        except (TemplateError, LookupError, ValueError) as exc:
+            out = self._outcome(item, "failed")
+            out.reply = f"render failed: {exc}"[:500]
+            self._record([out])
+            return last
+        await server.acquire()
+
+        async def fence() -> None:
+            if last is not None:
+                await last
+            if not await self._lease_held(item.token):
+                raise LeaseLost(item.token)
+
+        try:
+            result = await conn.send(self.settings.from_address, item.email, message, before_data=fence)
+        except LeaseLost:
+            self._settle(item.token)  # the row is another instance's now: no outcome of ours
+            return last
+        out = self._outcome(item, "sent" if result.ok else "failed")
+        out.code, out.reply, out.message_id, out.server = result.code, result.reply, message_id, server.name
+        if not result.ok:
+            if result.kind == "permanent":
+                out.permanent = True
+            elif item.attempts + 1 < self.settings.max_attempts:
+                out.status = "retry"
+        elif self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
+        return self._record([out])
 
     def _outcome(self, item: Claimed, status: str) -> Outcome:
         return Outcome(
@@ -399,6 +569,7 @@ class DeliveryEngine:
     async def _committer(self) -> None:
         while True:
             batch = [await self._queue_ready()]
+            self._committing = True
             while not self._queue.empty() and len(batch) < 2000:
                 batch.append(self._queue.get_nowait())
             delay = 0.1
@@ -414,7 +585,9 @@ class DeliveryEngine:
                     log.warning("recording outcomes failed; retrying", error=repr(exc), count=len(batch))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            self._committing = False
             for out in batch:
+                self._settle(out.token)
                 if out.done is not None and not out.done.done():
                     out.done.set_result(None)
 
@@ -442,8 +615,7 @@ class DeliveryEngine:
                 await self._write(session, sent, simple, now)
                 await self._write_failures(session, rest, now)
         elif self._sqlite is not None:  # the common case on SQLite: one thread hand-off per commit
-            renew = self._renew_due()
-            await self._sqlite.write(sent, simple, renew, now)
+            await self._sqlite.write(sent, simple, [], now)
         else:  # the common case: plain Core statements on one connection, no ORM session
             async with self.db.engine.begin() as conn:
                 await self._write(conn, sent, simple, now)
@@ -452,7 +624,24 @@ class DeliveryEngine:
         self.sent_total += len(sent)
 
     async def _write(self, conn: Any, sent: list[Outcome], simple: list[Outcome], now: datetime) -> None:
-        if sent:
+        """One statement per kind of outcome: ``unnest`` of arrays on PostgreSQL, ``executemany`` on SQLite.
+
+        Every write names the claim token (the fence): a row another instance took back and claimed
+        again is not touched by this process's late outcome."""
+        if sent and self._unnest:
+            await conn.execute(
+                PG_MARK_SENT,
+                {
+                    "ids": [o.delivery_id for o in sent],
+                    "tokens": [o.token for o in sent],
+                    "codes": [o.code for o in sent],
+                    "replies": [o.reply for o in sent],
+                    "servers": [o.server for o in sent],
+                    "mids": [o.message_id for o in sent],
+                    "now": now,
+                },
+            )
+        elif sent:
             await conn.execute(
                 _MARK_SENT,
                 [
@@ -468,7 +657,16 @@ class DeliveryEngine:
                     for o in sent
                 ],
             )
-        if simple:
+        if simple and self._unnest:
+            await conn.execute(
+                PG_SET_STATUS,
+                {
+                    "ids": [o.delivery_id for o in simple],
+                    "tokens": [o.token for o in simple],
+                    "statuses": [_SIMPLE_STATUS[o.status] for o in simple],
+                },
+            )
+        elif simple:
             await conn.execute(
                 _SET_STATUS,
                 [
@@ -480,18 +678,6 @@ class DeliveryEngine:
                     for o in simple
                 ],
             )
-        renew = self._renew_due()
-        if renew:
-            await conn.execute(
-                D.update().where(D.c.status == "sending", D.c.claim_token.in_(renew)).values(claimed_at=now)
-            )
-
-    def _renew_due(self) -> list[str]:
-        """The claim tokens whose lease this commit renews (every quarter of the lease)."""
-        if not self._active_tokens or time.monotonic() - self._last_renew <= self.settings.lease_seconds / 4:
-            return []
-        self._last_renew = time.monotonic()
-        return list(self._active_tokens)
 
     async def _write_failures(self, session: Any, outcomes: list[Outcome], now: datetime) -> None:
         for o in outcomes:

@@ -14,13 +14,14 @@ import sqlalchemy as sa
 
 from distretto_shared.db import Database
 from newsletter.campaigns.models import Campaign
-from newsletter.delivery.models import Delivery
+from newsletter.delivery.models import Delivery, DeliveryClaim
 from newsletter.subscribers.models import Subscriber, Subscription
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 SUB = Subscriber.__table__  # type: ignore[attr-defined]
 SS = Subscription.__table__  # type: ignore[attr-defined]
 C = Campaign.__table__  # type: ignore[attr-defined]
+DC = DeliveryClaim.__table__  # type: ignore[attr-defined]
 
 _MARK_SENT = (
     D.update()
@@ -39,6 +40,23 @@ _SET_STATUS = (
     D.update()
     .where(D.c.id == sa.bindparam("_id"), D.c.claim_token == sa.bindparam("_token"))
     .values(status=sa.bindparam("_status"), claim_token=None)
+)
+
+PG_MARK_SENT = sa.text(
+    "UPDATE delivery SET status = 'sent', smtp_code = v.code, smtp_reply = v.reply, smtp_server = v.server,"
+    " message_id = v.mid, sent_at = :now, attempts = delivery.attempts + 1"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS varchar[]), CAST(:codes AS integer[]),"
+    " CAST(:replies AS varchar[]), CAST(:servers AS varchar[]), CAST(:mids AS varchar[]))"
+    " AS v(id, token, code, reply, server, mid)"
+    " WHERE delivery.id = v.id AND delivery.claim_token = v.token"
+).bindparams(sa.bindparam("now", type_=D.c.sent_at.type))
+"""The sent outcomes of one group commit in one statement on PostgreSQL: one array per column, one
+plan, one round trip (an ``executemany`` is one statement execution per row)."""
+PG_SET_STATUS = sa.text(
+    "UPDATE delivery SET status = v.status, claim_token = NULL"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS varchar[]), CAST(:statuses AS varchar[]))"
+    " AS v(id, token, status)"
+    " WHERE delivery.id = v.id AND delivery.claim_token = v.token"
 )
 
 _SIMPLE_STATUS = {"released": "pending", "skipped": "skipped"}

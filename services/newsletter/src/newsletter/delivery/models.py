@@ -44,3 +44,16 @@ class Delivery(Base, table=True):
         sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
         sa.Index("ix_delivery_status_campaign", "status", "campaign_id", "id"),
     )
+
+
+class DeliveryClaim(Base, table=True):
+    """The lease of one claim (a batch of ledger rows in ``sending`` under one claim token).
+
+    Renewing a lease writes this one row, not the batch's rows (so renewals never contend with the
+    outcome writes on the ledger). Taking a dead claim back deletes its row and returns its rows to
+    ``pending`` in one transaction: while this row exists, no other instance has taken them.
+    """
+
+    __tablename__ = "delivery_claim"
+    token: str = Field(primary_key=True, max_length=32)
+    expires_at: UtcDateTime = Field(sa_column=Column(sa.DateTime(timezone=True), nullable=False, index=True))

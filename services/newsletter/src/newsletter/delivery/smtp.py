@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,13 +89,20 @@ class SmtpConnection:
         return self.client
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, *, before_data: Awaitable[Any] | None = None
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        *,
+        before_data: Callable[[], Awaitable[Any]] | None = None,
     ) -> SendResult:
         """MAIL, RCPT, DATA; the reply of the last step that ran.
 
-        ``before_data`` is awaited between RCPT and DATA: the engine passes the durability of the
-        previous message's outcome, so the envelope of this message travels while that commit runs,
-        yet this message cannot be accepted before the previous one is recorded.
+        ``before_data`` is called and awaited between RCPT and DATA: the engine passes the durability
+        of the previous message's outcome and the check of its claim's lease, so the envelope of this
+        message travels while that commit runs, yet this message cannot be accepted before the
+        previous one is recorded. If it raises, the transaction is reset (nothing is sent) and the
+        exception goes to the caller.
         """
         try:
             client = await self._ensure()
@@ -106,7 +113,12 @@ class SmtpConnection:
             await client.mail(sender)
             await client.rcpt(recipient)
             if before_data is not None:
-                await before_data
+                try:
+                    await before_data()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await client.rset()
+                    raise
             response = await client.data(message)
             return SendResult(True, response.code, f"{response.code} {response.message}"[:500])
         except aiosmtplib.SMTPResponseException as exc:
