@@ -9,10 +9,16 @@ each row: renders, and sends over its own SMTP connection. The outcome (``sent``
 server's reply) goes to a group committer that writes the outcomes of all connections in one
 transaction. The worker does not wait for that commit before it starts the next message: it
 sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits for the previous outcome to be
-durable **before it sends ``DATA``**. Rows of a worker that died (SIGKILL) keep ``sending`` with
-an old ``claimed_at``; once the lease has run out they go back to ``pending`` and are sent by
-someone else. A live worker renews its lease (with its group commits and on every scheduler
-tick), and a process never takes back the claims of its own live workers, however late they are.
+durable **before it sends ``DATA``**.
+
+Each claim has a lease row (``delivery_claim``, expiring ``lease_seconds`` after its last
+renewal). Every instance's lease keeper renews its own claims four times per lease and takes back
+the dead: it deletes an expired lease row and returns that claim's rows to ``pending`` in one
+transaction. A process never takes back the claims of its own live workers, however late they
+are. The fence: a worker sends ``DATA`` only while its lease is known held (renewed less than 0.8
+of a lease ago, else renewed first); if the lease row is gone, another instance has the rows, and
+the worker resets the SMTP transaction and sends nothing of that claim. Every outcome write names
+the claim token as well, so a late outcome never overwrites the new owner's.
 
 The window, exactly: per connection, at most one message can have been accepted by the server
 (``250`` after the final ``.``) without its ``sent`` being durable — from that ``250`` until the
