@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from distretto_dev.testing import service_client
+from matchmaking.app import create_app
+from matchmaking.config import Settings
 from matchmaking.search.document import CHUNK_WORDS, Document, Filter, centroid, chunk_text, profile_items
 from matchmaking.search.embeddings import Encoder, shared_encoder
 from matchmaking.search.engine import Engine, aggregate
@@ -164,3 +169,63 @@ def test_aggregation_of_item_scores() -> None:
     assert aggregate(sims, counts, "soft3").tolist() == pytest.approx(
         [(0.9 + 0.5 * 0.5 + 0.25 * 0.2) / 1.75, 0.7, (0.7 + 0.5 * 0.1) / 1.5]
     )
+
+
+async def test_through_the_service_an_italian_offer_finds_the_english_request_and_the_reverse(
+    settings: Settings, publish: Any
+) -> None:
+    def body(otype: str, title: str, summary: str) -> dict[str, Any]:
+        return {
+            "opportunity_type": otype,
+            "title": title,
+            "summary": summary,
+            "keywords": [],
+            "technology_fields": [],
+            "market_fields": [],
+            "sectors": ["biotech"],
+            "owner_organisation_id": str(uuid.uuid4()),
+        }
+
+    async with service_client(create_app(settings)) as client:
+        it_offer = await publish(client, **body("technology_offer", *ITALIAN_OFFER))
+        en_offer = await publish(client, **body("technology_offer", *ENGLISH_OFFER))
+        en_request = await publish(client, **body("technology_request", *ENGLISH_REQUEST))
+        it_request = await publish(client, **body("technology_request", *ITALIAN_REQUEST))
+        for other in OTHER_REQUESTS:
+            await publish(client, **body("technology_request", *other))
+
+        async def counterparts(opportunity_id: str) -> list[dict[str, Any]]:
+            page = await client.get(f"/opportunities/{opportunity_id}/counterparts", params={"target": "opportunities"})
+            assert page.status_code == 200, page.text
+            return page.json()["items"]  # type: ignore[no-any-return]
+
+        from_italian = await counterparts(it_offer["id"])
+        assert from_italian[0]["counterpart_id"] == en_request["id"], [i["title"] for i in from_italian]
+        assert from_italian[0]["explanation"]["matched_item"]["kind"] == "opportunity"
+        from_english = await counterparts(en_offer["id"])
+        assert from_english[0]["counterpart_id"] == it_request["id"], [i["title"] for i in from_english]
+
+
+ITALIAN_OFFER = (
+    "Esoscheletro indossabile per la riabilitazione del cammino",
+    "Offriamo un esoscheletro robotico per gli arti inferiori che aiuta i pazienti colpiti da ictus a camminare.",
+)
+ENGLISH_REQUEST = (
+    "Robotic device wanted for gait rehabilitation after stroke",
+    "A rehabilitation hospital looks for a wearable robot that helps stroke survivors walk again.",
+)
+ENGLISH_OFFER = (
+    "Olive leaf extracts standardised in hydroxytyrosol",
+    "We offer polyphenol-rich olive leaf extracts for food supplements, with stability data.",
+)
+ITALIAN_REQUEST = (
+    "Cerchiamo estratti di foglie di olivo ricchi di polifenoli",
+    "Un'azienda di integratori alimentari cerca un fornitore di estratti standardizzati di foglie di olivo.",
+)
+OTHER_REQUESTS = [
+    ("Real-time PCR kits for respiratory viruses wanted", "A hospital laboratory needs CE-IVD multiplex PCR kits."),
+    (
+        "Cerchiamo un partner per una terapia genica della retina",
+        "Una fondazione di pazienti finanzia lo sviluppo di vettori virali per una distrofia retinica ereditaria.",
+    ),
+]
