@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -366,10 +365,13 @@ def today_rates(args: argparse.Namespace) -> dict[str, Any]:
 
 def query_part(variant: str, profiles: int, real: int, queries: int) -> dict[str, Any]:
     """Build an index of ``profiles`` with synthetic vectors; rank ``queries`` real query texts."""
+    from threadpoolctl import threadpool_limits
+
     from matchmaking.search.document import Document, Filter, profile_items
     from matchmaking.search.embeddings import DIM, shared_encoder
     from matchmaking.search.engine import Engine
 
+    threadpool_limits(limits=1, user_api="blas")  # as the service sets it (MATCHMAKING_BLAS_THREADS)
     rng = random.Random(7)
     np_rng = np.random.default_rng(7)
     rss_start = rss_mb()
@@ -525,7 +527,6 @@ def main() -> None:
     parser.add_argument("--skip", choices=["backfill", "queries"], action="append", default=[])
     parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
     if args.part == "backfill":
         print(json.dumps({"new": asyncio.run(backfill_part(args)), "today": today_rates(args)}))

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from distretto_shared import metrics
 from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
@@ -33,6 +34,7 @@ async def start_engine(ctx: ServiceContext) -> None:
     """Load the embedding model, rebuild the ranking index from the database, start the index's
     follower (the change log) and encoder worker (the queue of texts without a vector)."""
     settings: Settings = ctx.settings  # type: ignore[assignment]
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")
     engine = Engine(
         bm25_weight=settings.bm25_weight,
         feedback=FeedbackWeights(settings.feedback_pair_weight, settings.feedback_counterpart_weight),

@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     """How long an opportunity stays published when no expiry is given (EEN: 12 months)."""
     embedding_threads: int = 2
     """Intra-op threads of the ONNX embedding model."""
+    blas_threads: int = 1
+    """BLAS threads for the index's matrix products: a query is a matrix-vector product, fastest on one
+    thread (several threads on a busy machine made it ten times slower), and the other core stays free."""
     index_encoder: bool = True
     """Run the encoder worker in this instance (off: the instance only serves and follows the index;
     another instance encodes the queued texts)."""
