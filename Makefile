@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: help bootstrap bootstrap-browser up down status secrets test test-cluster test-fast schemathesis lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners clean
+.PHONY: help bootstrap bootstrap-browser up down status secrets test test-cluster test-fast schemathesis lint bench bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners bench-recovery clean
 
 help:
 	@echo "make up      start Kafka, every service, the gateway, the mail catcher, Prometheus and Alertmanager; load the demo data"
@@ -75,7 +75,7 @@ lint:
 	@$(UV) run --no-sync mypy shared/src dev/src services/*/src
 	@for p in shared dev services/*; do printf "deptry %s: " $$p; (cd $$p && $(UV) run --no-sync deptry src --no-ansi 2>&1 | grep -v "^Scanning\|^Assuming\|^$$" ; exit $${PIPESTATUS[0]}) || exit 1; done
 
-bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners
+bench: bench-backbone bench-newsletter bench-matchmaking bench-gateway bench-console bench-partners bench-recovery
 
 bench-backbone: bootstrap
 	@$(UV) run --no-sync python bench/backbone/run.py
@@ -95,6 +95,9 @@ bench-console: bootstrap
 
 bench-partners: bootstrap
 	@$(UV) run --no-sync python bench/partners/run.py
+
+bench-recovery: bootstrap
+	@$(UV) run --no-sync python bench/recovery/run.py
 
 clean: down
 	rm -rf var
