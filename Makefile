@@ -16,10 +16,12 @@ help:
 	@echo "make lint    ruff + mypy + deptry (every import declared, no dependency unused)"
 	@echo "make bench   run the benchmarks (figures printed side by side with their baselines)"
 
-# uv, the virtual environment, Java 17 + Maven and the Kafka jars.
+# uv, the virtual environment, Java 17 + Maven and the Kafka jars. The bytecode is compiled at install:
+# where none is ever written (PYTHONDONTWRITEBYTECODE, read-only trees) every start would compile every
+# library from source again (bench/recovery: several seconds of each service's start).
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || { echo "installing uv with pip"; python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages uv; }
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 	@bash deploy/bootstrap-java.sh
 	@bash deploy/bootstrap-monitoring.sh
 	@$(UV) run --no-sync distretto-kafka fetch

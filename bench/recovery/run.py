@@ -7,7 +7,9 @@ fresh SQLite file of its own:
    serve`` to ``/healthz`` answering (the process is up: imports, app built, migrations applied) and
    to ``/readyz`` answering 200 (database, broker, relay; not for the gateway, whose readiness is
    its upstreams'); beside it, the time ``python -c "import
-   <service>.app"`` takes alone (the imports' share).
+   <service>.app"`` takes alone (the imports' share), with the installed bytecode and compiled
+   from source (no ``.pyc``: what every start costs where bytecode is never written, e.g. with
+   ``PYTHONDONTWRITEBYTECODE`` set and a ``uv sync`` without ``--compile-bytecode``).
 2. **Broker restart** (``--runs`` outages per variant): membership and matchmaking run; the broker
    is killed (SIGKILL); during ``--outage`` seconds ``--orgs`` organisations apply and are approved
    (their events wait in membership's outbox); the broker is started again on its data. Measured:
@@ -154,16 +156,22 @@ def summary(values: list[float]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-async def import_time(service: str) -> float:
+async def import_time(service: str, bytecode: bool = True) -> float:
+    """Seconds ``import <service>.app`` takes in a new interpreter; ``bytecode=False``: compiled from
+    source, as when no ``.pyc`` was ever written (an empty ``PYTHONPYCACHEPREFIX``, nothing written)."""
     code = f"import time; t = time.perf_counter(); import {service}.app; print(time.perf_counter() - t)"
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
+    env = os.environ.copy()
+    if not bytecode:
+        env |= {"PYTHONPYCACHEPREFIX": str(Path(tempfile.mkdtemp(prefix="no-pyc-"))), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, env=env)
     out, _ = await proc.communicate()
     return float(out.decode().strip().splitlines()[-1])
 
 
 async def start_times(service: str, workdir: Path, bootstrap: str, runs: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {"import": [], "healthz": [], "readyz": []}
+    figures: dict[str, list[float]] = {"import from source": [], "import": [], "healthz": [], "readyz": []}
     for n in range(runs):
+        figures["import from source"].append(await import_time(service, bytecode=False))
         figures["import"].append(await import_time(service))
         run_dir = workdir / f"{service}-{n}"
         run_dir.mkdir(parents=True)
@@ -276,8 +284,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     figures = await start_times(service, workdir / "start", broker.bootstrap_servers, args.runs)
                     out["start"][service] = figures
                     say(
-                        f"{service:12} import {summary(figures['import'])}   /healthz {summary(figures['healthz'])}"
-                        f"   /readyz {summary(figures['readyz'])}   (s, min / median / max)"
+                        f"{service:12} import from source {summary(figures['import from source'])}   "
+                        f"import {summary(figures['import'])}   /healthz {summary(figures['healthz'])}   "
+                        f"/readyz {summary(figures['readyz'])}   (s, min / median / max)"
                     )
                 out["load"]["start-end"] = load()
             out["restart"] = {}
@@ -303,9 +312,12 @@ ARGS_JSON = False
 def report(out: dict[str, Any]) -> Iterator[str]:
     if "start" in out:
         yield "\nTime to ready after start (s: min / median / max), load " + out["load"]["start"]
-        yield "| service | import | /healthz | /readyz |\n|---|---|---|---|"
+        yield "| service | import from source | import | /healthz | /readyz |\n|---|---|---|---|---|"
         for service, f in out["start"].items():
-            yield f"| {service} | {summary(f['import'])} | {summary(f['healthz'])} | {summary(f['readyz'])} |"
+            yield (
+                f"| {service} | {summary(f['import from source'])} | {summary(f['import'])} "
+                f"| {summary(f['healthz'])} | {summary(f['readyz'])} |"
+            )
     yield "\nBroker killed, restarted after the outage (s from the broker ready, min / median / max)"
     names = list(next(iter(out["restart"].values())))
     yield "| variant | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|"

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -63,6 +64,17 @@ async def topic_partitions(platform: Platform, topic: str) -> list[dict[str, Any
     finally:
         await admin.close()
     return sorted(described[0]["partitions"], key=lambda p: p["partition"])
+
+
+async def topic_config(platform: Platform, topic: str) -> dict[str, str]:
+    """The topic's configuration as the brokers report it."""
+    admin = _admin(platform)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    return {entry[0]: entry[1] for entry in described[0].resources[0][4]}
 
 
 async def end_offsets(platform: Platform, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -196,6 +208,7 @@ async def test_every_effect_once_after_a_broker_and_instances_die(platform: Plat
     partitions = await topic_partitions(platform, org_topic)
     assert len(partitions) == membership_contracts.ORGANISATION_TOPIC.partitions
     assert all(len(p["replicas"]) == 3 for p in partitions), partitions
+    assert (await topic_config(platform, org_topic))["min.insync.replicas"] == "2"
     # membership-1 started first: its relay publishes the outbox, membership-2's stands by.
     assert (await ready(membership_1.url) or {}).get("checks", {}).get("relay", {}).get("active") is True
     assert (await ready(membership_2.url) or {}).get("checks", {}).get("relay", {}).get("active") is False
