@@ -69,3 +69,26 @@ async def test_the_public_view_removes_every_form_of_the_owners_name(
         # The subject is still there to read.
         assert "closed CAR-T bioreactor" in public["summary"] and "GMP suite" in public["summary"]
         assert public["keywords"] == ["CAR-T", "cell therapy"]
+
+
+async def test_a_website_too_long_for_the_column_does_not_lose_the_organisation(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    org_id = str(uuid.uuid4())
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    async with service_client(create_app(settings)) as client:
+        org = membership.OrganisationProfile(
+            organisation_id=org_id,
+            name="Longsite Diagnostics S.p.A.",
+            kind="company",
+            website="https://www." + "a" * 400 + ".it",
+            description="Rapid tests.",
+        )
+        await publish_events(kafka_bootstrap, [membership.OrganisationRegistered(organisation_id=org_id, profile=org)])
+
+        async def known() -> Any:
+            r = await client.get(f"/organisations/{org_id}")
+            return r.json() if r.status_code == 200 else None
+
+        found = await wait_for(known, what="organisation registered despite its website")
+        assert found["name"] == "Longsite Diagnostics S.p.A."

@@ -39,7 +39,8 @@ async def apply_organisation(
     org.status = status or profile.status
     org.sectors = list(profile.sectors)
     org.country = (profile.country or "IT").upper()[:2]
-    org.website = profile.website
+    # Kept only for anonymisation: one too long for the column is left out rather than failing the event.
+    org.website = profile.website if profile.website and len(profile.website) <= 300 else None
     org.description = profile.description
     org.competences = list(profile.competences)
     org.keywords = list(profile.keywords)
