@@ -346,6 +346,23 @@ async def migrate(url: str, schema: str | None) -> None:
     await upgrade_async(MIGRATIONS, url, schema)
 
 
+def relay_settings() -> dict[str, Any]:
+    """The relay as the services run it: their default settings, for what this relay takes."""
+    import inspect
+
+    from distretto_shared.outbox import OutboxRelay
+    from distretto_shared.settings import ServiceSettings
+
+    fields = ServiceSettings.model_fields
+    wanted = {
+        "batch_size": "relay_batch_size",
+        "poll_interval": "relay_poll_interval",
+        "retention": "relay_retention_seconds",
+    }
+    accepted = inspect.signature(OutboxRelay).parameters
+    return {arg: fields[name].default for arg, name in wanted.items() if arg in accepted and name in fields}
+
+
 async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total: Any) -> None:
     """The producing service: use case (state rows + outbox events per transaction) and relay."""
     from distretto_shared import outbox
@@ -353,7 +370,7 @@ async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total
     from tests.backbone.example import entries
 
     db = Database(spec.producer_url, schema=spec.producer_schema)
-    relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, poll_interval=0.5)
+    relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, **relay_settings())
     add_events = getattr(outbox, "add_events", None)  # the batch form, where the backbone has it
     await relay.start()
 
@@ -747,7 +764,8 @@ def main() -> None:
         guard_broker(tmp)
         print(
             f"broker {bootstrap}; throughput runs write {f'{args.events} events' if args.events else f'for {args.tput_seconds:g} s'}, {KEYS} keys, {TOPIC.partitions} partitions; "
-            f"latency at {args.rate} events/s for {args.seconds:g} s; {os.cpu_count()} cores; load {load_before}",
+            f"latency at {args.rate} events/s for {args.seconds:g} s; {os.cpu_count()} cores; load {load_before}; "
+            f"Distretto relay {relay_settings()}",
             file=out,
             flush=True,
         )
