@@ -115,6 +115,8 @@ class Result:
     events_per_s: float | None = None
     latencies: list[float] = field(default_factory=list)
     """Seconds, one per measured event (latency runs)."""
+    effects: tuple[int, int] | None = None
+    """After the run, the consumer's effect rows: (all, distinct events) — warm-up included."""
 
     def pct(self, q: float) -> float | None:
         if not self.latencies:
@@ -578,6 +580,22 @@ async def drop_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
+async def count_effects(url: str, schema: str | None) -> tuple[int, int]:
+    """The consumer's effect rows after a run: (rows, distinct events) — each event once, none lost."""
+    import sqlalchemy as sa
+
+    from distretto_shared.db import Database
+    from tests.backbone.example import effects
+
+    db = Database(url, schema=schema)
+    try:
+        async with db.read() as session:
+            row = (await session.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(effects.c.seq))))).one()
+            return int(row[0]), int(row[1])
+    finally:
+        await db.dispose()
+
+
 def one_run(
     args: argparse.Namespace,
     bootstrap: str,
@@ -622,8 +640,11 @@ def one_run(
         consumer_schema=schemas[1],
         profile=profile,
     )
+    effects = None
     try:
         tput, lat, n = two_processes(spec, timeout=(args.seconds + 120) if mode == "latency" else args.timeout)
+        if backend != "-":
+            effects = asyncio.run(count_effects(urls[1], schemas[1]))
     finally:
         from distretto_dev.testing import drop_schema
 
@@ -633,7 +654,7 @@ def one_run(
         topic = topic_name(TOPIC.name)
         asyncio.run(drop_topics(bootstrap, [topic, f"{topic}.dlq"]))
         os.environ.pop("DISTRETTO_TOPIC_PREFIX", None)
-    return Result(pipeline, backend, mode, per_tx, n, tput, lat)
+    return Result(pipeline, backend, mode, per_tx, n, tput, lat, effects)
 
 
 def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
@@ -786,6 +807,9 @@ def main() -> None:
                 else f"p50 {fmt(result.pct(0.5), ' ms', 1)}, p99 {fmt(result.pct(0.99), ' ms', 1)} ({len(result.latencies)} of {result.events})"
             )
             print(f"  {backend:10s} {pipeline:9s} {mode:10s} {per_tx:3d}/tx: {what}", file=out, flush=True)
+            expected = result.events + WARMUP
+            if result.effects is not None and result.effects != (expected, expected):
+                print(f"  !! effect rows (all, distinct) {result.effects}, expected {expected} each", file=out)
     load_after = loadavg()
     figures = table(results, args, out)
     elapsed = time.monotonic() - started
@@ -819,6 +843,8 @@ def main() -> None:
                     "p50_ms": r.pct(0.5),
                     "p99_ms": r.pct(0.99),
                     "mean_ms": statistics.fmean(r.latencies) * 1000 if r.latencies else None,
+                    "effect_rows": r.effects[0] if r.effects else None,
+                    "distinct_effects": r.effects[1] if r.effects else None,
                 }
                 for r in results
             ],

@@ -85,12 +85,15 @@ def test_backbone_bench_prints_the_three_way_table(database: DatabaseTarget, kaf
         assert figures[pipeline]["p50_ms"] <= figures[pipeline]["p99_ms"]
     for measure, value in figures["distretto_over_lean"].items():
         assert value is not None and value > 0, measure
-    # Every latency run measured every event it wrote (none lost, none counted twice).
+    # Every latency run measured every event it wrote, and each database pipeline's consumer wrote
+    # exactly one effect per event (the 50 warm-up events included): none lost, none twice.
     for run in doc["runs"]:
         if run["mode"] == "latency":
             assert run["measured"] == run["events"] == 100, run
         else:
             assert run["events"] > 0 and run["events_per_s"] > 0, run
+        if run["pipeline"] != "raw":
+            assert run["effect_rows"] == run["distinct_effects"] == run["events"] + 50, run
 
     # The printed table: one section for the database, a row per pipeline, and the ratios.
     title = {"sqlite": "SQLite:", "postgresql": "PostgreSQL:"}[database.backend]
