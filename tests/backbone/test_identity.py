@@ -189,6 +189,42 @@ def test_rotation_the_old_key_is_trusted_until_its_date_then_refused() -> None:
         after.verify(old_token)
 
 
+def test_a_remembered_credential_is_refused_as_soon_as_a_fresh_check_would_refuse_it() -> None:
+    """Verified credentials are remembered (the gateway reuses each for half its life), never beyond
+    their expiry, their key's retirement, or their exact text."""
+    ring = Keyring.generate(["gateway"])
+    pub = public_pem(ring.private_keys["gateway"])
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    verifier = Verifier("example", parse_trusted_keys([trusted_key_entry(key_id(pub), "gateway", pub, tomorrow)]))
+    signer = ring.signer("gateway")
+    # expired 2 s ago: accepted within the 5 s of tolerated clock skew, and remembered
+    late = signer.mint(ADMIN, "example", ttl=-2)
+    assert verifier.verify(late).id == ADMIN.id
+    assert verifier.verify(late).id == ADMIN.id
+    verifier.leeway = 0  # a fresh check refuses it now: so does the remembered one
+    with pytest.raises(InvalidCredential, match="expired"):
+        verifier.verify(late)
+    verifier.leeway = 5
+
+    token = signer.mint(ADMIN, "example")
+    assert verifier.verify(token).id == ADMIN.id
+    head, payload, signature = token.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged["role"] = "admin"
+    forged["sub"] = "user:someone-else"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidCredential):
+        verifier.verify(f"{head}.{forged_payload}.{signature}")  # the remembered signature proves nothing
+    with pytest.raises(InvalidCredential):
+        verifier.verify(token + "x")
+
+    # the key is retired (its not_after passed): the remembered credential goes with it
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    verifier.keys = parse_trusted_keys([trusted_key_entry(key_id(pub), "gateway", pub, yesterday)])
+    with pytest.raises(InvalidCredential, match="no longer trusted"):
+        verifier.verify(token)
+
+
 def test_principal_rules() -> None:
     member = Principal("user:1", Role.MEMBER, "org-a")
     assert member.acts_for("org-a") and not member.acts_for("org-b") and not member.acts_for(None)

@@ -127,25 +127,33 @@ class Context(Generic[SettingsT]):
             raise NotFound(f"No {what} with that id")
 
 
-def public_request_context(request: Request) -> Context[Any]:
-    """FastAPI dependency of a public route: the context of this request, anonymous callers included
-    (the credential itself is still required: the gateway mints one for anonymous callers)."""
+def _context_of(request: Request) -> Context[Any]:
     principal = current_principal(request)
     service: ServiceContext = request.app.state.ctx
     return Context(principal=principal, db=service.db, settings=service.settings, service=service)
 
 
-def request_context(request: Request) -> Context[Any]:
+# The dependencies are ``async def`` although they never wait: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hand-off on every request for a few attribute reads.
+
+
+async def public_request_context(request: Request) -> Context[Any]:
+    """FastAPI dependency of a public route: the context of this request, anonymous callers included
+    (the credential itself is still required: the gateway mints one for anonymous callers)."""
+    return _context_of(request)
+
+
+async def request_context(request: Request) -> Context[Any]:
     """FastAPI dependency of every other route: the context of this request; 401 for anonymous callers."""
-    ctx = public_request_context(request)
+    ctx = _context_of(request)
     if ctx.principal.is_anonymous:
         raise Unauthorized("Authentication required: this route is not public")
     return ctx
 
 
-def staff_request_context(request: Request) -> Context[Any]:
+async def staff_request_context(request: Request) -> Context[Any]:
     """FastAPI dependency of a service whose routes are the foundation's work (the newsletter):
     401 for anonymous callers, 403 for everyone but staff."""
-    ctx = request_context(request)
+    ctx = await request_context(request)
     ctx.require_staff("use this service")
     return ctx

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -104,30 +106,78 @@ def error_response(
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _owning_path(routes: Sequence[Any], scope: MutableMapping[str, Any]) -> tuple[str | None, set[str]]:
+@dataclass(frozen=True)
+class _RouteTable:
+    """A router's paths, flattened and ranked once for :func:`_owning_path` (rebuilt when routes change)."""
+
+    version: tuple[int, int]
+    mounts: tuple[re.Pattern[str], ...]
+    """Paths of mounts and websockets: a URL one of them matches is the framework's to route."""
+    paths: tuple[tuple[re.Pattern[str], str, frozenset[str]], ...]
+    """(regex, path, every method of that path), most literal first: the fewest parameters, a
+    catch-all ``:path`` last, the first included among equals."""
+
+
+_TABLE_ATTRIBUTE = "_distretto_route_table"
+
+
+def _routes_version(router: Any) -> tuple[int, int]:
+    routes = getattr(router, "routes", ())
+    versioned = getattr(router, "_get_routes_version", None)  # counts routes added to included routers
+    return len(routes), versioned() if callable(versioned) else 0
+
+
+def _route_table(router: Any) -> _RouteTable:
+    version = _routes_version(router)
+    table = getattr(router, _TABLE_ATTRIBUTE, None)
+    if table is not None and table.version == version:
+        return table
+    mounts: list[re.Pattern[str]] = []
+    ranked: list[tuple[tuple[bool, int, int], re.Pattern[str], str]] = []
+    methods: dict[str, set[str]] = {}
+    for index, route in enumerate(iter_route_contexts(getattr(router, "routes", ()))):
+        regex, convertors = getattr(route, "path_regex", None), getattr(route, "param_convertors", None) or {}
+        if regex is None:
+            continue
+        if route.methods is None:  # a mount (or a websocket): not ours to decide
+            mounts.append(regex)
+            continue
+        catch_all = any(isinstance(c, PathConvertor) for c in convertors.values())
+        path = str(route.path_format)
+        ranked.append(((catch_all, len(convertors), index), regex, path))
+        methods.setdefault(path, set()).update(route.methods)
+    ranked.sort(key=lambda r: r[0])
+    table = _RouteTable(
+        version,
+        tuple(mounts),
+        tuple((regex, path, frozenset(methods[path])) for _, regex, path in ranked),
+    )
+    with contextlib.suppress(AttributeError):  # a router that takes no attribute is ranked per request
+        setattr(router, _TABLE_ATTRIBUTE, table)
+    return table
+
+
+def _owning_path(router: Any, scope: MutableMapping[str, Any]) -> tuple[str | None, frozenset[str]]:
     """The path that owns the request's URL, and the methods it takes. Of the paths matching the URL,
     the most literal owns it — the fewest parameters, a catch-all ``:path`` last, the first included
     among equals — so ``/organisations/export`` is never an organisation called "export". No path
-    when no route, or a mount, matches (the framework's routing decides)."""
+    when no route, or a mount, matches (the framework's routing decides).
+
+    On every request: the paths are ranked once per router (:class:`_RouteTable`), so this is one
+    regular-expression match per path until the first that matches."""
     url = get_route_path(scope)
-    matching: list[tuple[tuple[bool, int, int], str, set[str]]] = []
-    for index, route in enumerate(iter_route_contexts(routes)):
-        regex, convertors = getattr(route, "path_regex", None), getattr(route, "param_convertors", None) or {}
-        if regex is None or not regex.match(url):
-            continue
-        if route.methods is None:  # a mount (or a websocket): not ours to decide
-            return None, set()
-        catch_all = any(isinstance(c, PathConvertor) for c in convertors.values())
-        matching.append(((catch_all, len(convertors), index), str(route.path_format), set(route.methods)))
-    if not matching:
-        return None, set()
-    owner = min(matching, key=lambda m: m[0])[1]
-    return owner, {method for _, path, methods in matching if path == owner for method in methods}
+    table = _route_table(router)
+    if any(regex.match(url) for regex in table.mounts):
+        return None, frozenset()
+    for regex, path, methods in table.paths:
+        if regex.match(url):
+            return path, methods
+    return None, frozenset()
 
 
 def allowed_methods(router: Any, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method the path that owns this URL takes (:func:`_owning_path`), and OPTIONS."""
-    methods = _owning_path(getattr(router, "routes", []), scope)[1]
+    methods = _owning_path(router, scope)[1]
     return sorted((methods & set(METHODS)) | {"OPTIONS"})
 
 
@@ -140,7 +190,7 @@ def _most_literal_path_answers(router: Any) -> None:
 
     async def route_request(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            owner, methods = _owning_path(router.routes, scope)
+            owner, methods = _owning_path(router, scope)
             if owner is not None and scope["method"] not in methods:
                 raise StarletteHTTPException(405)
         await stack(scope, receive, send)

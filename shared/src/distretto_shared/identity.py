@@ -193,16 +193,46 @@ def trusted_key_entry(kid: str, issuer: str, public_key_pem: str, not_after: str
     return entry
 
 
+VERIFIED_CACHE_SIZE = 20_000
+"""Credentials a :class:`Verifier` remembers as verified (the gateway reuses each for half its life)."""
+
+
 @dataclass
 class Verifier:
-    """Checks ``X-Distretto-Identity`` credentials for one audience (this service)."""
+    """Checks ``X-Distretto-Identity`` credentials for one audience (this service).
+
+    A credential verified once is remembered until it expires: the gateway reuses the credential it
+    mints for a caller for half its life (:meth:`TokenSigner.mint_cached`), so a busy service sees the
+    same credential many times, and the signature check (an Ed25519 verification plus the JWT
+    parsing, the largest part of a small request's cost) is done once per credential. Only the exact
+    text of a verified credential hits the cache; its expiry and its key's ``not_after`` are checked
+    on every use, so a remembered credential is refused at the moment a fresh verification would
+    refuse it.
+    """
 
     audience: str
     keys: dict[str, TrustedKey]
     leeway: int = LEEWAY
+    cache_size: int = VERIFIED_CACHE_SIZE
+    _verified: dict[str, tuple[Principal, float, str]] = field(default_factory=dict, repr=False)
 
     def verify(self, token: str) -> Principal:
         """The principal a credential carries; :class:`InvalidCredential` otherwise."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, expires, kid = hit
+            now = time.time()
+            trusted = self.keys.get(kid)
+            if now <= expires + self.leeway and trusted is not None and trusted.usable(now):
+                return principal
+            self._verified.pop(token, None)
+        principal, expires, kid = self._verify(token)
+        if len(self._verified) >= self.cache_size:
+            self._verified.clear()
+        self._verified[token] = (principal, expires, kid)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -239,12 +269,13 @@ class Verifier:
             raise InvalidCredential("only a service's own key may assert a service principal")
         org = claims.get("org")
         scopes = claims.get("scopes") or ()
-        return Principal(
+        principal = Principal(
             id=sub,
             role=role,
             organisation_id=str(org) if org else None,
             scopes=tuple(str(s) for s in scopes),
         )
+        return principal, float(claims["exp"]), trusted.kid
 
 
 @dataclass

@@ -76,7 +76,7 @@ class PageParams(BaseModel):
     offset: int = 0
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1–{MAX_LIMIT})")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Items to skip (0–{MAX_OFFSET})")] = 0,
 ) -> PageParams:

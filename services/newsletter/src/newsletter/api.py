@@ -64,7 +64,7 @@ PublicCtx = Annotated[Context[Settings], Depends(public_request_context)]
 bounce webhook, which anonymous callers reach too."""
 
 
-def client_of(request: Request) -> context.Client:
+async def client_of(request: Request) -> context.Client:
     """The caller's address (X-Forwarded-For only when configured to trust the gateway)."""
     settings: Settings = request.app.state.ctx.settings
     address = request.client.host if request.client else None

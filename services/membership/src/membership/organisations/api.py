@@ -22,7 +22,7 @@ from membership.organisations.repository import OrganisationFilter
 router = APIRouter()
 
 
-def organisation_filter(
+async def organisation_filter(
     kind: OrganisationKind | None = None,
     sector: Sector | None = None,
     status: MembershipStatus | None = None,
