@@ -107,7 +107,7 @@ class Bare:
         self.t: dict[str, Table] = {}
 
     async def reflect(self, names: tuple[str, ...], timeout: float = 300.0) -> None:
-        """The service's tables, once its migrations have made them (it may start beside this app)."""
+        """The service's tables (its migrations have run: the benchmark starts this app after the service)."""
         deadline = time.monotonic() + timeout
         while True:
             metadata = MetaData()
