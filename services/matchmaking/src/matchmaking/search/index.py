@@ -319,6 +319,14 @@ class Index:
         self.delta[row] = (Counter(tokens), len(tokens), self._version)
         self._masks.clear()
 
+    def set_items(self, key: str, items: list[Item]) -> bool:
+        """Replace a document's encoded items without touching its text (no BM25 change)."""
+        row = self.row_of.get(key)
+        if row is None:
+            return False
+        self._set_items(row, items)
+        return True
+
     def set_active(self, key: str, active: bool, expires_on: date | None = None) -> bool:
         """Change a document's status/expiry without touching its text (no BM25 change)."""
         row = self.row_of.get(key)

@@ -447,6 +447,16 @@ class IndexState:
         return sum(self.pending.values())
 
 
+def same_text_and_filters(a: Document, b: Document) -> bool:
+    """Whether two versions of a document differ in nothing but their vectors."""
+    return (
+        a.fields == b.fields
+        and a.lang == b.lang
+        and (a.kind, a.opportunity_type, a.org_kind, a.sectors, a.country, a.owner_id, a.expires_on, a.active)
+        == (b.kind, b.opportunity_type, b.org_kind, b.sectors, b.country, b.owner_id, b.expires_on, b.active)
+    )
+
+
 def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
     """Put loaded documents into this instance's index (None: remove)."""
     engine, state = ctx.get(Engine), ctx.get(IndexState)
@@ -456,7 +466,13 @@ def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
             state.pending.pop(key, None)
         else:
             doc, items, waiting = entry
-            engine.upsert(doc, items)
+            held = engine.index.get(key)
+            if held is not None and same_text_and_filters(held, doc):
+                # Only vectors arrived (the worker encoded items): no new BM25 terms to work out.
+                held.vector = doc.vector
+                engine.index.set_items(key, items)
+            else:
+                engine.upsert(doc, items)
             if waiting:
                 state.pending[key] = waiting
             else:
