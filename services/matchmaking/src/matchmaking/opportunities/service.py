@@ -165,9 +165,11 @@ async def expire_due(ctx: Ctx, on: date | None = None) -> list[str]:
         due = list(
             (
                 await session.execute(
-                    select(Opportunity).where(
-                        Opportunity.status == OpportunityStatus.ACTIVE.value, Opportunity.expires_on < on
-                    )
+                    select(Opportunity)
+                    .where(Opportunity.status == OpportunityStatus.ACTIVE.value, Opportunity.expires_on < on)
+                    .order_by(Opportunity.id)
+                    # Locked: a withdrawal or renewal at this moment is decided before or after, not both.
+                    .with_for_update()
                 )
             ).scalars()
         )

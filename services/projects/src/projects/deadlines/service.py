@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from distretto_shared.contracts import projects as contracts
 from distretto_shared.events import Event
 from distretto_shared.outbox import add_event
+from distretto_shared.web import NotFound
 from projects import metrics
 from projects.deadlines import domain
 from projects.deadlines.models import DeadlineScanResult, DeliverableNotice
@@ -20,6 +21,7 @@ from projects.tables import utcnow
 from projects.unit import Ctx
 from projects.vocabulary import DeliverableStatus
 from projects.workplan.models import Deliverable
+from projects.workplan.service import load_part
 
 
 async def scan_deadlines(ctx: Ctx, today: date | None = None) -> DeadlineScanResult:
@@ -75,8 +77,16 @@ async def _emit_notice(ctx: Ctx, deliverable_id: str, notice: domain.DeadlineNot
     """One notice in its own transaction; False when another scanner (or a change) got there first."""
     try:
         async with ctx.db.transaction() as session:
-            d = await session.get(Deliverable, deliverable_id)
-            if d is None or d.due_date is None:
+            found = await session.get(Deliverable, deliverable_id)
+            if found is None:
+                return False
+            # Locked, project first (the order of every unit of work): a submission at this moment
+            # either commits before (and is seen here) or waits for this notice.
+            try:
+                d = await load_part(session, Deliverable, found.project_id, deliverable_id, "deliverable")
+            except NotFound:
+                return False  # deleted meanwhile
+            if d.due_date is None:
                 return False
             current = domain.deadline_notice(
                 d.due_date, DeliverableStatus(d.status), today, ctx.settings.due_soon_horizons
