@@ -1,7 +1,8 @@
 """The yardstick of the request-path benchmark: a bare FastAPI + SQLAlchemy Core app.
 
 It answers the benchmark's routes of each service with the same SQL statements the service issues
-(the same tables, on the same database, migrated by the service itself), and nothing else: no
+(the same tables, on the same database, migrated by the service itself; the aggregate a write
+changes loaded ``FOR UPDATE`` as the service's units of work do), and nothing else: no
 credential, no middleware, no request metrics, no logging, no pydantic models, no ORM. Writes take
 the same locks (SQLite: ``BEGIN IMMEDIATE``) and commit as the service does, outbox row included.
 What the service costs beyond this is what its plumbing costs.
@@ -214,7 +215,11 @@ def _membership(app: FastAPI, db: Bare) -> None:
         org = db.t["organisation"]
         at = now()
         async with db.write() as conn:
-            row = (await conn.execute(select(org).where(org.c.id == organisation_id))).mappings().first()
+            row = (
+                (await conn.execute(select(org).where(org.c.id == organisation_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if row is None:
                 return not_found()
             if row["status"] != "applied":
@@ -300,7 +305,11 @@ def _projects(app: FastAPI, db: Bare) -> None:
         project = db.t["project"]
         at = now()
         async with db.write() as conn:
-            row = (await conn.execute(select(project).where(project.c.id == project_id))).mappings().first()
+            row = (
+                (await conn.execute(select(project).where(project.c.id == project_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if row is None:
                 return not_found()
             changes = {**body, "updated_at": at}
@@ -381,7 +390,7 @@ def _newsletter(app: FastAPI, db: Bare) -> None:
         body = await request.json()
         c = db.t["campaign"]
         async with db.write() as conn:
-            row = (await conn.execute(select(c).where(c.c.id == campaign_id))).mappings().first()
+            row = (await conn.execute(select(c).where(c.c.id == campaign_id).with_for_update())).mappings().first()
             if row is None:
                 return not_found()
             changes = {**body, "updated_at": now()}
@@ -435,7 +444,7 @@ def _matchmaking(app: FastAPI, db: Bare) -> None:
         body = await request.json()
         o = db.t["opportunity"]
         async with db.write() as conn:
-            row = (await conn.execute(select(o).where(o.c.id == opportunity_id))).mappings().first()
+            row = (await conn.execute(select(o).where(o.c.id == opportunity_id).with_for_update())).mappings().first()
             if row is None:
                 return not_found()
             changes = {**body, "updated_at": now()}

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import sys
 import time
@@ -338,6 +339,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
             await readiness(ctx)
 
         unhook = metrics.on_scrape(ready_gauge, min_interval=1.0)
+        if getattr(app.state, "freeze_after_start", False):
+            freeze_long_lived_objects()
         log.info("service started", database=_redact(ctx.db.url))
         try:
             yield
@@ -402,6 +405,19 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
 
     document_errors(app, authenticated=spec.authenticate, exempt=IdentityMiddleware.EXEMPT)
     return app
+
+
+def freeze_long_lived_objects() -> None:
+    """Keep what start-up built (modules, models, metadata, the app, a ranking model) out of the
+    garbage collector's scans: ``gc.freeze`` after a collection.
+
+    The collector's scans of the older generations visit every object the process holds; a
+    service's start-up leaves a few hundred thousand of them, alive for as long as the process, and
+    the scans they cost were a fifth of a small request's CPU (bench/services). Frozen objects are
+    still freed when nothing refers to them; only a cycle among them is never collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def readiness(ctx: ServiceContext) -> tuple[bool, dict[str, Any]]:
@@ -520,6 +536,8 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
         configure_logging(spec.name, settings.log_level, settings.log_json)
         if serve is not None and serve.run is not None and serve.run(app, settings, args, options):
             return
+        with contextlib.suppress(AttributeError):  # a process of its own (tests run many apps in one: not there)
+            app.state.freeze_after_start = True
         uvicorn.run(app, **options)
 
     return main
