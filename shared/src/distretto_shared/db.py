@@ -19,7 +19,6 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_
 
 from distretto_shared.logging import get_logger
 
@@ -157,7 +156,7 @@ class Database:
         for attempt in (1, 2):
             conn = await session.connection()
             try:
-                await conn.run_sync(_start_transaction)
+                await _start_transaction(conn)
                 return
             except Exception as exc:
                 if attempt == 2 or not _is_disconnect(exc):
@@ -238,12 +237,14 @@ async def preload(session: AsyncSession, model: type[Any], keys: Iterable[Any], 
         await session.execute(select(model).where(columns[0].in_(wanted[start : start + chunk])))
 
 
-def _start_transaction(conn: Any) -> None:
-    """Send the asyncpg connection's BEGIN now rather than with the first statement."""
-    dbapi = conn.connection.dbapi_connection
+async def _start_transaction(conn: Any) -> None:
+    """Send the asyncpg connection's BEGIN now rather than with the first statement (awaited
+    directly: no greenlet hop)."""
+    sync = conn.sync_connection
+    dbapi = sync.connection.dbapi_connection if sync is not None else None
     start = getattr(dbapi, "_start_transaction", None)
     if start is not None and getattr(dbapi, "_transaction", True) is None:
-        await_(start())
+        await start()
 
 
 def _is_disconnect(exc: BaseException) -> bool:
