@@ -78,14 +78,15 @@ async def test_two_instances_run_a_periodic_job_in_one_and_the_other_takes_over(
 
 INSTANCE = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, os, sys
     from distretto_shared.db import Database
     from distretto_shared.leader import JobLeader
 
     async def main(url, schema, name, out):
         db = Database(url, schema=schema or None)
         leader = JobLeader(db, "example", "tick")
-        while True:
+        parent = os.getppid()
+        while os.getppid() == parent:  # the test's process gone (killed itself): stop too
             led = await leader.lead()
             with open(out, "a") as f:
                 f.write(f"{name} {'lead' if led else 'follow'}\\n")
