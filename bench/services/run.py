@@ -21,6 +21,9 @@ Processes (all on this machine):
            connections, one request in flight per connection, latency per request
   hog      with ``--hog N``: N busy-loop processes, the "busy machine" of the comparison
 
+Matchmaking computes the vectors of what was written in the background: each of its measurements
+starts once its index has caught up (``GET /index``), the vectors of the last one's writes done.
+
 Both apps are measured in the same run, one after the other on the same database, and the ratio
 service / bare is printed beside the figures. ``server CPU`` is the CPU time the measured process
 spent per request (from /proc): steadier than requests/s on a shared machine.
@@ -476,6 +479,37 @@ def profile_summary(path: Path) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------------
 
 
+def warm_up(url: str, headers: dict[str, str], scenario: Scenario) -> None:
+    """One write through the API before any measurement: what a service loads on its first use
+    (matchmaking's language model) is loaded before the clock runs, as in a service up for a while."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        body = json.loads(json.dumps(scenario.create["body"]).replace("{n}", "0"))
+        created = client.request(scenario.create["method"], scenario.create["path"], json=body)
+        created.raise_for_status()
+        then = scenario.then
+        then_body = json.loads(json.dumps(then["body"]).replace("{n}", "0")) if then.get("body") else None
+        path = then["path"].replace("{id}", str(created.json()["id"]))
+        client.request(then["method"], path, json=then_body).raise_for_status()
+
+
+def settle(service: str, url: str, headers: dict[str, str], timeout: float = 180.0) -> None:
+    """Matchmaking embeds what was written in the background: wait until its index has caught up,
+    so that one measurement does not pay for the vectors of the writes of the one before."""
+    if service != "matchmaking":
+        return
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(httpx.HTTPError, KeyError, ValueError):
+            stats = httpx.get(url + "/index", headers=headers, timeout=30).json()
+            if stats["items_pending"] == 0 and stats["changes_behind"] == 0:
+                return
+        time.sleep(0.5)
+
+
 def measure(
     port: int,
     pid: int,
@@ -571,6 +605,7 @@ def bench_service(service: str, backend: str, args: Any, tmp: Path, broker_env: 
             # the service's migrations are done: the yardstick reads their tables (and starts while we seed)
             bare = start(bare_cmd, log=data / "bare.log")
             scenario = seed(service, f"http://127.0.0.1:{port}", headers[0], target, args.seed)
+            warm_up(f"http://127.0.0.1:{port}", headers[0], scenario)
             wait_http(f"http://127.0.0.1:{bare_port}/healthz", bare, data / "bare.log")
             print(
                 f"  {service} on {backend}: started in {up:.1f} s, seeded and yardstick up in {time.monotonic() - began - up:.1f} s"
@@ -581,6 +616,7 @@ def bench_service(service: str, backend: str, args: Any, tmp: Path, broker_env: 
                     spy = None
                     if args.profile and clients == max(args.clients):
                         spy = Path(args.profile) / f"{service}-{backend}-{kind}-c{clients}.txt"
+                    settle(service, f"http://127.0.0.1:{port}", headers[0])
                     s = measure(port, proc.pid, kind, clients, scenario, headers, args, tmp, spy)
                     if spy is not None and spy.exists():
                         s["profile"] = profile_summary(spy)
