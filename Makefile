@@ -98,6 +98,9 @@ bench-console: bootstrap
 bench-partners: bootstrap
 	@$(UV) run --no-sync python bench/partners/run.py
 
+bench-services: bootstrap
+	@$(UV) run --no-sync python bench/services/run.py
+
 bench-recovery: bootstrap
 	@$(UV) run --no-sync python bench/recovery/run.py
 

@@ -657,7 +657,11 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("hog")
     parser.add_argument("--services", default=",".join(SERVICES))
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgres" if os.environ.get(POSTGRES_ENV) else "sqlite",
+        help=f"default: sqlite, and postgres when {POSTGRES_ENV} is set",
+    )
     parser.add_argument("--clients", default="1,32", help="concurrent clients, comma-separated")
     parser.add_argument("--scenarios", default="read,write", help="read, write, mixed (4 reads : 1 create+change)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per run")
