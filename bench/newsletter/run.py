@@ -299,6 +299,11 @@ async def engine_run(n: int, args: argparse.Namespace, url: str, workdir: Path, 
             started = await campaigns.campaign_action(ctx, campaign_id, CampaignAction.START)
             assert started.recipients == n, started.recipients
             command_s = time.monotonic() - t0
+            if args.first_mail_only:
+                await wait_count(sink, 1, 120)
+                first_s = sink.marks[1] - t0
+                await engine.stop()
+                return {"first_s": first_s, "command_s": command_s, "load": loadavg()}
             await wait_count(sink, n, 120)
             while engine.sent_total < n:  # the last outcomes' commit
                 await asyncio.sleep(0.01)
@@ -363,6 +368,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--claim-batch", type=int, default=200)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="'' to leave PostgreSQL out")
+    parser.add_argument(
+        "--first-mail-only",
+        action="store_true",
+        help="only the start command and the time to the first mail (no baseline, the campaign not sent out)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "newsletter" / "src"))
     import uvloop
@@ -375,8 +385,11 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {"raw aiosmtplib": [], "engine SQLite": []}
         if args.postgres_url:
             results["engine PostgreSQL"] = []
+        if args.first_mail_only:
+            del results["raw aiosmtplib"]
         for run in range(args.runs):
-            results["raw aiosmtplib"].append(uvloop.run(baseline(n, args.connections, messages)))
+            if not args.first_mail_only:
+                results["raw aiosmtplib"].append(uvloop.run(baseline(n, args.connections, messages)))
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
                 results["engine SQLite"].append(uvloop.run(engine_run(n, args, url, Path(tmp), run)))
@@ -385,10 +398,17 @@ def main() -> None:
                         uvloop.run(engine_run(n, args, args.postgres_url, Path(tmp), run))
                     )
             print(f"round {run + 1}/{args.runs} at {n:,} done", file=sys.stderr, flush=True)
-        report(n, args, results)
+        if args.first_mail_only:
+            print(f"\n{n:,} recipients, {args.connections} SMTP connections, {args.runs} rounds (min/median/max)")
+        else:
+            report(n, args, results)
         for name, rs in results.items():
             if name != "raw aiosmtplib":
-                print(f"{name}: the start command itself took {spread([r['command_s'] for r in rs], '.3f')} s")
+                print(
+                    f"{name}: the start command itself took {spread([r['command_s'] for r in rs], '.3f')} s, "
+                    f"start to first mail {spread([r['first_s'] for r in rs], '.3f')} s; "
+                    f"load average {' '.join(r['load'] for r in rs)}"
+                )
 
 
 if __name__ == "__main__":
