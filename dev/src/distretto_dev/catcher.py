@@ -191,11 +191,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--http-port", type=int, default=8025)
-    parser.add_argument("--folder", type=Path, default=Path("var") / "mail", help="where .eml files go ('' = none)")
+    parser.add_argument("--folder", default=str(Path("var") / "mail"), help="where .eml files go ('' = none)")
     parser.add_argument("--keep", type=int, default=5000, help="mails kept in memory")
     args = parser.parse_args()
     configure_logging("catcher")
-    folder = args.folder if str(args.folder) else None
+    folder = Path(args.folder) if args.folder else None  # Path("") would be "." (the working directory)
     asyncio.run(serve(args.host, args.smtp_port, args.http_port, folder, args.keep))
 
 
