@@ -91,13 +91,12 @@ async def test_a_unit_of_work_inside_another_on_the_same_database_is_refused(tmp
         await other.dispose()
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a server drops connections; a file does not
 async def test_a_unit_of_work_after_the_server_dropped_its_pooled_connection_succeeds(
     database: DatabaseTarget,
 ) -> None:
     """No pre-ping on checkout: a connection the server closed while it sat in the pool is replaced
     when the next unit of work begins, and that unit of work runs as if nothing happened."""
-    if database.url.startswith("sqlite"):
-        pytest.skip("a server dropping a connection is a PostgreSQL matter")
     db = Database(database.url, schema=database.schema)
     admin = Database(database.url, schema=database.schema)
     try:

@@ -98,6 +98,13 @@ async def test_a_receiver_down_for_an_hour_then_back_gets_every_event_in_order(
         assert shown["enabled"] is True  # down for hours, not a day: still on
         async with serving(receiver):
             await wait_for(lambda: _accepted(receiver, 11), timeout=120, what="every event after the outage")
+
+            async def all_delivered() -> bool:
+                # The receiver has the 11th before the service records its answer: wait for the record.
+                items = (await client.get(f"/webhooks/{ep['id']}/messages", params={"limit": 100})).json()["items"]
+                return len(items) == 11 and {m["status"] for m in items} == {"delivered"}
+
+            await wait_for(all_delivered, timeout=120, what="every message recorded as delivered")
             messages = (await client.get(f"/webhooks/{ep['id']}/messages", params={"limit": 100})).json()["items"]
     in_log_order = [m["event_id"] for m in sorted(messages, key=lambda m: m["seq"])]
     assert len(in_log_order) == 11 and {m["status"] for m in messages} == {"delivered"}  # none given up
