@@ -13,6 +13,7 @@ time: each wait is a guard against a hang (``wait_for``, stretched by ``patience
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -277,7 +278,9 @@ async def test_every_effect_once_after_a_broker_and_instances_die(platform: Plat
     await wait_for(tolerant(figures), timeout=60, interval=1.0, what=f"district figures with {ORGANISATIONS} members")
 
     # ... and once everything is read (no group behind), it is there exactly once.
-    await wait_for(lambda: _nothing_lagging(platform), timeout=60, interval=1.0, what="every consumer group caught up")
+    await wait_for(
+        tolerant(lambda: _nothing_lagging(platform)), timeout=60, interval=1.0, what="every consumer group caught up"
+    )
     profile_rows = await rows(platform, "matchmaking", "SELECT organisation_id FROM organisation")
     assert sorted(r[0] for r in profile_rows) == sorted(org_ids)
     project_rows = await rows(platform, "projects", "SELECT organisation_id FROM member_organisation")
@@ -300,13 +303,20 @@ async def test_every_effect_once_after_a_broker_and_instances_die(platform: Plat
     assert len(after) == 1
 
 
+# One look at the cluster may not hang the poll: a client whose request went to the broker just killed
+# can wait on it without end (seen once: an admin request after the SIGKILL never answered). The
+# look is given up and made again; the wait around it still bounds the whole.
+ONE_LOOK = 30.0
+
+
 def tolerant(predicate: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
-    """``predicate``, answering None while the cluster's clients see errors (a broker just died)."""
+    """``predicate``, answering None while the cluster's clients see errors or hang (a broker just died)."""
 
     async def check() -> Any:
         try:
-            return await predicate()
-        except (KafkaError, OSError, httpx.HTTPError):
+            async with asyncio.timeout(ONE_LOOK):
+                return await predicate()
+        except (KafkaError, OSError, httpx.HTTPError, TimeoutError):
             return None
 
     return check
