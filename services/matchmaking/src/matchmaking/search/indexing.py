@@ -1,3 +1,5 @@
+# Over 600 lines: the write path, the encoder worker and the follower share one protocol (items, queue,
+# change log, leases); split apart, each would have to restate the others' invariants.
 """The search index follows the database, in every instance, without ever waiting for the encoder.
 
 A write (an opportunity published or changed, a competence profile changed) records, in its own
