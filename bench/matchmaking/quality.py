@@ -268,8 +268,9 @@ def main() -> None:
     today, today_q, today_s = build_today(data)
     new, new_q, new_s, n_texts = build_new(data)
     flat = Engine()  # the same profiles and vectors, each profile one vector: the centroid of its items
-    for doc in new.index.docs:
-        if doc is not None:
+    for row, key in enumerate(new.index.keys):
+        if key is not None:
+            doc = new.index.document(row, with_vector=True)
             flat.upsert(
                 Document(
                     key=doc.key,

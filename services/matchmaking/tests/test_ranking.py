@@ -307,3 +307,68 @@ def test_pytorch_is_never_imported(encoder: Encoder) -> None:
     encoder.encode_one("cell therapy")
     assert "torch" not in sys.modules
     assert "sentence_transformers" not in sys.modules
+
+
+def test_documents_whose_items_grow_shrink_move_and_are_compacted_rank_as_in_a_fresh_index() -> None:
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, DIM))
+
+    def unit(n: int) -> np.ndarray:
+        """Vectors near a few centres: cosines well apart from each other, few ties."""
+        v = (centres[rng.integers(0, len(centres), n)] + 0.8 * rng.normal(size=(n, DIM))).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def doc(i: int) -> Document:
+        words = " ".join(TERMS[j] for j in rng.choice(len(TERMS), 3, replace=False))
+        return Document(
+            key=f"profile:{i:04d}", kind="profile", entity_id=f"{i:04d}", fields={"description": words}, vector=None
+        )  # type: ignore[arg-type]
+
+    e = Engine(dense_floor=0.0)
+    e.index.two_stage_rows = 150  # a projection is fitted and kept up to date through the moves
+    live: dict[str, tuple[Document, list[tuple[tuple[str, str, str], np.ndarray]]]] = {}
+    queries = unit(5)
+    for round_ in range(5):
+        for i in rng.choice(400, 250, replace=False).tolist():
+            key = f"profile:{i:04d}"
+            if key in live and rng.random() < 0.15:
+                e.remove(key)
+                del live[key]
+                continue
+            d = doc(i)
+            n = int(rng.integers(0, 7))  # 0: none encoded yet
+            items = [((f"part#{j}", "description", f"part {j} of {i}"), v) for j, v in enumerate(unit(n))]
+            e.upsert(d, items)
+            live[key] = (d, items)
+        e.index.merge()
+        assert e.index.dead_items > 0 or round_ == 0
+        if round_ % 2:
+            e.index.compact()
+            assert e.index.dead_items == 0 and e.index.items == e.index.live_items
+        basis = e.index.projection.basis if e.index.projection else None
+        if basis is not None:
+            n_items = e.index.items
+            assert np.allclose(e.index.item_reduced[:n_items], e.index.item_vectors[:n_items] @ basis, atol=1e-5)
+
+        fresh = Engine(dense_floor=0.0)
+        for d, items in live.values():
+            fresh.upsert(d, items)
+        fresh.index.merge()
+        for q in queries:
+            query = Document(key="opportunity:q", kind="opportunity", entity_id="q", fields={}, vector=q)
+            for method in ("max", "soft3"):
+                got = exact(e, query, Filter(kind="profile"), limit=30, bm25_weight=0.0, aggregation=method)
+                want = exact(fresh, query, Filter(kind="profile"), limit=30, bm25_weight=0.0, aggregation=method)
+                assert got[0][1] > got[-1][1] > 0  # a ranking by cosine, not by key among ties
+                assert [k for k, _ in got] == [k for k, _ in want]
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+            best = e.rank(query, Filter(kind="profile"), limit=1, bm25_weight=0.0).hits[0]
+            key, (_, items) = best.key, live[best.key]
+            cosines = [float(v @ q) for _, v in items]
+            assert best.item is not None and best.item[2] == items[int(np.argmax(cosines))][0][2]
+        for key, (_, items) in list(live.items())[:20]:
+            stored = e.index.get(key)
+            assert stored is not None
+            want_vector = np.mean([v for _, v in items], axis=0) if items else np.zeros(DIM)
+            norm = np.linalg.norm(want_vector)
+            assert np.allclose(stored.vector, want_vector / norm if norm else want_vector, atol=1e-5)

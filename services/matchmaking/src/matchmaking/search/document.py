@@ -172,6 +172,8 @@ class Document:
     """``(len(items), DIM)`` unit rows, in the order of ``items``; a row of zeros is not encoded yet."""
     lang: str | None = None
     """The document's main language (detected from its fields when not given)."""
+    field_langs: dict[str, str] | None = None
+    """The language of each field (detected, when not given, by :meth:`field_tokens`)."""
 
     _field_terms: dict[str, frozenset[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -187,16 +189,19 @@ class Document:
     def field_tokens(self) -> dict[str, list[str]]:
         """The terms of each field, each in its own language (a short field falls back on the document's)."""
         if self._field_tokens is None:
-            fallback = self.main_language()
+            langs = dict(self.field_langs or {})
             words: dict[str, dict[str, str]] = {}
             tokens: dict[str, list[str]] = {}
             for name, text in self.fields.items():
-                pairs = analyse(text, detect_language(text, fallback))
+                lang = langs.get(name)
+                if lang is None:
+                    lang = langs[name] = detect_language(text, self.main_language())
+                pairs = analyse(text, lang)
                 tokens[name] = [term for term, _ in pairs]
                 words[name] = {}
                 for term, word in pairs:
                     words[name].setdefault(term, word)
-            self._field_tokens, self._field_words = tokens, words
+            self._field_tokens, self._field_words, self.field_langs = tokens, words, langs
         return self._field_tokens
 
     def field_words(self) -> dict[str, dict[str, str]]:

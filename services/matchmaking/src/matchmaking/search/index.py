@@ -1,38 +1,51 @@
 # Split once: its terms (text.py) and its document and filter (document.py) live apart; what stays
 # here is one Index whose BM25 side, dense side and filter columns share private state (the row
-# arrays, the cached masks, the delta), so they are kept together in one class.
-"""The in-memory search index: BM25 (bm25s) + dense vectors (numpy) + filter columns.
+# arrays, the item layout, the cached masks, the delta), so they are kept together in one class.
+"""The in-memory search index: BM25 (bm25s) + dense item vectors (numpy) + filter columns.
 
 One row per document (an opportunity or a competence profile). For speed at
 100,000 rows every filter is a numpy column (a filter's mask is cached until
 the next write), BM25 reads only the postings of the query's terms, and the
-dense scores come from a contiguous float32 matrix read in place: every row
-exactly on a small index, the eligible rows only under a selective filter, and
-on a large index (``two_stage_rows``) a first pass over a reduced matrix
-(``REDUCED_DIM`` principal directions, refitted at a build when the index has
-doubled, kept up to date by every write) to shortlist the rows to score exactly.
+dense scores come from a contiguous item matrix read in place: every item
+exactly on a small index, the eligible rows' items only under a selective
+filter, and on a large index (``two_stage_rows``) a first pass over a reduced
+matrix (``REDUCED_DIM`` principal directions, refitted at a build when the index
+has doubled, kept up to date by every write) to shortlist the rows to score exactly.
+
+Memory: a row keeps no Python object per term or per item. Its BM25 terms are
+one ``bytes`` of int32 term ids (one vocabulary for the index), its texts one
+zlib-compressed JSON (decompressed for the few rows an explanation shows, their
+terms worked out again with the stored per-field languages), its items' keys,
+kinds and labels one JSON string; a document's own vector (what it searches
+with as a query) is the mean of its item rows, worked out when it is asked for.
 
 BM25 and incremental updates: bm25s builds an immutable sparse index. Rows
 added or changed since the last build form a small *delta*: they are scored
 exactly with the same Lucene BM25 formula, using the main index's document
 frequencies and average length (a new term counts as df = 0 until the next
 build). Once the delta passes a threshold (or on the periodic merge job) the
-main index is rebuilt from every row's tokens and the delta is emptied. Removed
-rows are tombstoned (``alive`` = False) and dropped at the next build's
-compaction-free rebuild (they score zero and never pass the filter).
+main index is rebuilt from every row's terms and the delta is emptied. Removed
+rows are tombstoned (``alive`` = False) and left out of the next build (they
+score zero and never pass the filter).
 
 Items: a document's dense side is a set of *items* (an opportunity, a profile's
-description or one of its projects), each with its own vector in one item
-matrix; a document's dense score is the best of its items' cosines (its row of
-``slots`` names its item rows, -1 where unused). A document whose items are not
-encoded yet has no item rows: its dense score is 0 and BM25 alone finds it.
-Past ``COMPACT_ROWS`` documents the item matrix is held in float16 (half the
-memory; the exact rescoring converts the few rows it reads).
+description chunk or one of its projects), each with its own vector in one item
+matrix. A document's items are *contiguous* rows ``[item_start, item_start +
+item_count)``, so the best item of every document is one ``np.maximum.reduceat``
+over the item scores. A document whose items grow beyond their place moves to
+the end of the matrix; the rows it leaves (and the tail of a shrunk document)
+are dead, score ``-inf``, and are compacted away at a build once they are many.
+A document whose items are not encoded yet has none: its dense score is 0 and
+BM25 alone finds it. Past ``COMPACT_ROWS`` documents the item matrix is held in
+float16 (half the memory; the exact rescoring converts the few rows it reads).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,7 +54,7 @@ from datetime import date
 import bm25s
 import numpy as np
 
-from matchmaking.search.document import Document, Filter
+from matchmaking.search.document import Document, Filter, centroid
 from matchmaking.search.embeddings import DIM
 
 K1 = 1.5
@@ -109,12 +122,19 @@ class Snapshot:
     """What a build needs, taken on the caller's thread (the build may run in another)."""
 
     rows: int
-    tokens: list[list[str]]
+    tokens: list[bytes]
+    """Each row's term ids (int32 bytes)."""
+    terms: list[str]
+    """Term id → term (append-only: the ids of the snapshot stay valid)."""
     marks: dict[int, int]
     vectors: np.ndarray | None = None
     """The item vector matrix when the dense projection is to be (re)fitted, else None."""
     items: int = 0
     """Item rows in use when the snapshot was taken."""
+    layout: int = 0
+    """The item layout's generation (a compaction since the snapshot moves item rows)."""
+    reduced_dim: int = 0
+    """Dimensions of the projection to fit."""
 
 
 @dataclass
@@ -128,6 +148,29 @@ class Built:
     reduced: np.ndarray | None = None
     """``item_vectors[:items] @ projection.basis`` when the projection was refitted."""
     items: int = 0
+    layout: int = 0
+
+
+@dataclass(slots=True)
+class Stored:
+    """What the index keeps of one document besides its terms, vectors and filter columns."""
+
+    kind: str
+    entity_id: str
+    fields: bytes
+    """The document's fields, zlib-compressed JSON (read back for an explanation or a query)."""
+    langs: str
+    """The language of each field, in field order, comma-separated."""
+    lang: str | None
+    opportunity_type: str | None
+    org_kind: str | None
+    sectors: tuple[str, ...]
+    country: str | None
+    owner_id: str | None
+    expires_on: date | None
+    active: bool
+    items: str
+    """JSON list of the encoded items' ``[key, kind, label]``, in item-row order."""
 
 
 REDUCED_DIM = 96
@@ -161,23 +204,78 @@ def project(vectors: np.ndarray, basis: np.ndarray, chunk: int = 16_384) -> np.n
     return out
 
 
+def group_aggregate(sims: np.ndarray, counts: np.ndarray, weights: tuple[float, ...] = (1.0,)) -> np.ndarray:
+    """One score per group of consecutive ``sims`` (``counts[i]`` of them; a group of 0 scores 0).
+
+    ``weights``: of the best, second, third … item (one weight: the max; more: a weighted mean over
+    the items a group has, normalised by the weights used)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.zeros(counts.size, dtype=np.float32)
+    present = counts > 0
+    if not present.any():
+        return out
+    sizes = counts[present]
+    starts = np.zeros(sizes.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    if len(weights) == 1:
+        out[present] = np.maximum.reduceat(sims, starts)
+        return out
+    group = np.repeat(np.arange(sizes.size), sizes)
+    order = np.lexsort((-sims, group))
+    ranked = sims[order]
+    rank = np.arange(ranked.size) - np.repeat(starts, sizes)
+    w = np.zeros(ranked.size, dtype=np.float64)
+    inside = rank < len(weights)
+    w[inside] = np.asarray(weights)[rank[inside]]
+    out[present] = np.bincount(group, ranked * w, sizes.size) / np.bincount(group, w, sizes.size)
+    return out
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges ``[starts[i], starts[i] + counts[i])``."""
+    counts = counts.astype(np.int64, copy=False)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(counts.size, dtype=np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    return np.repeat(starts.astype(np.int64, copy=False) - offsets, counts) + np.arange(total, dtype=np.int64)
+
+
+_intern = sys.intern
+
+
+def _interned(value: str | None) -> str | None:
+    return None if value is None else _intern(value)
+
+
 class Index:
     """Rows of documents with BM25, dense and filter columns."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, reduced_dim: int = REDUCED_DIM) -> None:
         self.capacity = capacity
+        self.reduced_dim = reduced_dim
         self.size = 0
         self.item_capacity = capacity
         self.items = 0
-        """Item rows in use (a high-water mark: freed rows are reused)."""
-        self.item_vectors = np.zeros((capacity, DIM), dtype=np.float32)
+        """Item rows used so far (live or dead): the end of the item layout."""
+        self.item_vectors: np.ndarray = np.zeros((capacity, DIM), dtype=np.float32)
         """Item vectors, C-contiguous: ``item_vectors[:items]`` is a view, never copied by a query."""
-        self.item_reduced = np.zeros((capacity, REDUCED_DIM), dtype=np.float32)
+        self.item_reduced = np.zeros((capacity, reduced_dim), dtype=np.float32)
         """``item_vectors @ projection.basis`` (kept up to date by every write once a projection exists)."""
-        self.item_meta: list[ItemMeta | None] = []
-        self.free_items: list[int] = []
-        self.slots = np.full((capacity, 1), -1, dtype=np.int32)
-        """Item rows of each document row (-1: unused slot)."""
+        self.item_dead = np.zeros(capacity, dtype=bool)
+        """Item rows no document uses (left by a move or a shrink; compacted away at a build)."""
+        self.dead_items = 0
+        self.item_start = np.zeros(capacity, dtype=np.int64)
+        """First item row of each document row."""
+        self.item_count = np.zeros(capacity, dtype=np.int32)
+        """Encoded items of each document row (its live item rows)."""
+        self.item_alloc = np.zeros(capacity, dtype=np.int32)
+        """Item rows reserved for each document row (≥ ``item_count``)."""
+        self._segments: tuple[np.ndarray, np.ndarray] | None = None
+        """(sorted item starts, their document rows) of the rows with reserved items, for reduceat."""
+        self._layout = 0
+        """Bumped by every compaction (a build's reduced matrix from before it is recomputed)."""
         self._written_items: set[int] = set()
         """Item rows written since the last snapshot (projected again when a refitted basis is installed)."""
         self.compact_rows = COMPACT_ROWS
@@ -191,11 +289,17 @@ class Index:
         self.owner = np.full(capacity, -1, dtype=np.int32)
         self.sectors = np.zeros(capacity, dtype=np.uint64)
         self.expires = np.full(capacity, NO_EXPIRY, dtype=np.int32)
-        self.docs: list[Document | None] = []
+        self.keys: list[str | None] = []
+        """Each row's document key (None: removed)."""
+        self.records: list[Stored | None] = []
         self.row_of: dict[str, int] = {}
-        self.tokens: list[list[str]] = []
-        self.delta: dict[int, tuple[Counter[str], int, int]] = {}
-        """row → (term counts, length, version) of rows changed since the last BM25 build."""
+        self.term_ids: dict[str, int] = {}
+        self.terms: list[str] = []
+        self.tokens: list[bytes] = []
+        """Each row's BM25 terms as int32 term ids (``bytes``), boosted fields repeated."""
+        self.delta: dict[int, int] = {}
+        """row → version, of rows changed since the last BM25 build."""
+        self._delta_cache: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._version = 0
         self.stale = False
         """A row was removed since the last build (its terms still weigh in the main index's statistics)."""
@@ -212,8 +316,8 @@ class Index:
         if needed <= self.capacity:
             return
         new = max(needed, self.capacity * 2)
+        fills = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1, "expires": NO_EXPIRY}
         for name in (
-            "slots",
             "alive",
             "active",
             "kind",
@@ -222,17 +326,17 @@ class Index:
             "country",
             "owner",
             "sectors",
+            "expires",
+            "item_start",
+            "item_count",
+            "item_alloc",
         ):
             old = getattr(self, name)
-            fill = {"kind": -1, "opp_type": -1, "org_kind": -1, "country": -1, "owner": -1, "slots": -1}.get(name, 0)
+            fill = fills.get(name, 0)
             # np.zeros leaves the pages beyond the rows in use untouched (not resident) until written.
-            shape = (new, *old.shape[1:])
-            arr = np.zeros(shape, dtype=old.dtype) if fill == 0 else np.full(shape, fill, old.dtype)
+            arr = np.zeros(new, dtype=old.dtype) if fill == 0 else np.full(new, fill, old.dtype)
             arr[: self.size] = old[: self.size]
             setattr(self, name, arr)
-        expires = np.full(new, NO_EXPIRY, dtype=np.int32)
-        expires[: self.size] = self.expires[: self.size]
-        self.expires = expires
         self.capacity = new
 
     def _grow_items(self, needed: int) -> None:
@@ -244,37 +348,56 @@ class Index:
             arr = np.zeros((new, old.shape[1]), dtype=old.dtype)
             arr[: self.items] = old[: self.items]
             setattr(self, name, arr)
+        dead = np.zeros(new, dtype=bool)
+        dead[: self.items] = self.item_dead[: self.items]
+        self.item_dead = dead
         self.item_capacity = new
 
+    def _kill(self, start: int, end: int) -> None:
+        """Item rows ``[start, end)`` become dead (zero vectors; their reduced rows too)."""
+        if end <= start:
+            return
+        self.item_dead[start:end] = True
+        self.item_vectors[start:end] = 0
+        self.item_reduced[start:end] = 0
+        self.dead_items += end - start
+        self._written_items.update(range(start, end))
+
     def _set_items(self, row: int, items: list[Item]) -> None:
-        """Replace the item rows of document ``row`` (freed rows are reused by later writes)."""
-        old = self.slots[row]
-        for item_row in old[old >= 0].tolist():
-            self.item_meta[item_row] = None
-            self.free_items.append(item_row)
-        old[:] = -1
-        if len(items) > self.slots.shape[1]:
-            wider = np.full((self.capacity, len(items)), -1, dtype=np.int32)
-            wider[:, : self.slots.shape[1]] = self.slots
-            self.slots = wider
-        for slot, (meta, vector) in enumerate(items):
-            if self.free_items:
-                item_row = self.free_items.pop()
-            else:
-                item_row = self.items
-                self._grow_items(item_row + 1)
-                self.items += 1
-                self.item_meta.append(None)
-            self.item_meta[item_row] = meta
-            self.item_vectors[item_row] = vector
+        """Replace the item rows of document ``row``: in place when they fit, else at the end."""
+        n = len(items)
+        start, count, alloc = int(self.item_start[row]), int(self.item_count[row]), int(self.item_alloc[row])
+        if n > alloc:
+            # The items outgrow their place: it is left dead (its unused tail was already) and they move to the end.
+            self._kill(start, start + count)
+            start = self.items
+            self._grow_items(start + n)
+            self.items += n
+            self.item_start[row], self.item_alloc[row] = start, n
+            self._segments = None
+        else:
+            self._kill(start + n, start + count)
+            self.dead_items -= max(0, n - count)  # dead rows of its place used again
+        if n:
+            block = np.stack([np.asarray(vector, dtype=np.float32) for _, vector in items])
+            self.item_vectors[start : start + n] = block
+            self.item_dead[start : start + n] = False
             if self.projection is not None:
-                np.dot(
-                    self.item_vectors[item_row].astype(np.float32),
-                    self.projection.basis,
-                    out=self.item_reduced[item_row],
-                )
-            self._written_items.add(item_row)
-            self.slots[row, slot] = item_row
+                self.item_reduced[start : start + n] = block @ self.projection.basis
+            self._written_items.update(range(start, start + n))
+        self.item_count[row] = n
+        record = self.records[row] if row < len(self.records) else None
+        if record is not None:
+            record.items = json.dumps([list(meta) for meta, _ in items], ensure_ascii=False)
+
+    def _release_items(self, row: int) -> None:
+        """Free every item row of document ``row`` (a removal)."""
+        start, count, alloc = int(self.item_start[row]), int(self.item_count[row]), int(self.item_alloc[row])
+        self._kill(start, start + count)
+        self.item_count[row] = 0
+        self.item_alloc[row] = 0
+        if alloc:
+            self._segments = None
 
     def _sector_bits(self, sectors: Iterable[str]) -> int:
         bits = 0
@@ -282,6 +405,22 @@ class Index:
             # 64 bits: beyond 63 distinct sectors, codes share bits (a filter may then admit a near miss).
             bits |= 1 << (self._codes["sector"].code(s) % 64)
         return bits
+
+    def _term_bytes(self, tokens: list[str]) -> bytes:
+        ids = self.term_ids
+        terms = self.terms
+        out = []
+        for t in tokens:
+            tid = ids.get(t)
+            if tid is None:
+                tid = ids[t] = len(terms)
+                terms.append(t)
+            out.append(tid)
+        return np.asarray(out, dtype=np.int32).tobytes()
+
+    @staticmethod
+    def _pack_fields(fields: dict[str, str]) -> bytes:
+        return zlib.compress(json.dumps(fields, ensure_ascii=False).encode(), 1)
 
     def upsert(self, doc: Document, items: list[Item] | None = None) -> None:
         """Add or replace a document (it joins the BM25 delta until the next build).
@@ -293,16 +432,33 @@ class Index:
             row = self.size
             self._grow(row + 1)
             self.size += 1
-            self.docs.append(doc)
-            self.tokens.append([])
+            self.keys.append(doc.key)
+            self.records.append(None)
+            self.tokens.append(b"")
             self.row_of[doc.key] = row
-        self.docs[row] = doc
         if items is None and doc.items and doc.item_vectors is not None:
             encoded, matrix = doc.encoded_items()
             items = [((i.key, i.kind, i.label), matrix[n]) for n, i in enumerate(encoded)]
         elif items is None:
             vector = np.asarray(doc.vector, dtype=np.float32) if doc.vector is not None else None
             items = [((doc.key, doc.kind, ""), vector)] if vector is not None and vector.any() else []
+        tokens = doc.tokens()
+        langs = doc.field_langs or {}
+        self.records[row] = Stored(
+            kind=_intern(doc.kind),
+            entity_id=doc.entity_id,
+            fields=self._pack_fields(doc.fields),
+            langs=_intern(",".join(langs.get(name, "") for name in doc.fields)),
+            lang=_interned(doc.lang),
+            opportunity_type=_interned(doc.opportunity_type),
+            org_kind=_interned(doc.org_kind),
+            sectors=tuple(_intern(s) for s in doc.sectors),
+            country=_interned(doc.country),
+            owner_id=doc.owner_id,
+            expires_on=doc.expires_on,
+            active=doc.active,
+            items="[]",
+        )
         self._set_items(row, items)
         self.alive[row] = True
         self.active[row] = doc.active
@@ -313,11 +469,25 @@ class Index:
         self.owner[row] = self._codes["owner"].code(doc.owner_id)
         self.sectors[row] = np.uint64(self._sector_bits(doc.sectors))
         self.expires[row] = doc.expires_on.toordinal() if doc.expires_on else NO_EXPIRY
-        tokens = doc.tokens()
-        self.tokens[row] = tokens
+        self.tokens[row] = self._term_bytes(tokens)
         self._version += 1
-        self.delta[row] = (Counter(tokens), len(tokens), self._version)
+        self.delta[row] = self._version
         self._masks.clear()
+
+    def unchanged(self, doc: Document) -> bool:
+        """Whether the stored version of ``doc`` has the same texts and filter values (only its vectors
+        may differ)."""
+        row = self.row_of.get(doc.key)
+        rec = self.records[row] if row is not None else None
+        if rec is None:
+            return False
+        return (
+            rec.fields == self._pack_fields(doc.fields)
+            and (doc.lang is None or doc.lang == rec.lang)
+            and (rec.kind, rec.opportunity_type, rec.org_kind, rec.sectors, rec.country, rec.owner_id)
+            == (doc.kind, doc.opportunity_type, doc.org_kind, tuple(doc.sectors), doc.country, doc.owner_id)
+            and (rec.expires_on, rec.active) == (doc.expires_on, doc.active)
+        )
 
     def set_items(self, key: str, items: list[Item]) -> bool:
         """Replace a document's encoded items without touching its text (no BM25 change)."""
@@ -330,13 +500,13 @@ class Index:
     def set_active(self, key: str, active: bool, expires_on: date | None = None) -> bool:
         """Change a document's status/expiry without touching its text (no BM25 change)."""
         row = self.row_of.get(key)
-        doc = self.docs[row] if row is not None else None
-        if row is None or doc is None:
+        rec = self.records[row] if row is not None else None
+        if row is None or rec is None:
             return False
-        doc.active = active
+        rec.active = active
         self.active[row] = active
         if expires_on is not None:
-            doc.expires_on = expires_on
+            rec.expires_on = expires_on
             self.expires[row] = expires_on.toordinal()
         self._masks.clear()
         return True
@@ -348,17 +518,50 @@ class Index:
             return False
         self.alive[row] = False
         self.stale = True
-        self._set_items(row, [])
-        self.docs[row] = None
-        self.tokens[row] = []
+        self._release_items(row)
+        self.records[row] = None
+        self.keys[row] = None
+        self.tokens[row] = b""
         self.delta.pop(row, None)
+        self._version += 1
         self._masks.clear()
         return True
 
+    def document(self, row: int, *, with_vector: bool = False) -> Document:
+        """The document of ``row`` as stored (its vector: the mean of its items, when asked for)."""
+        rec = self.records[row]
+        key = self.keys[row]
+        assert rec is not None and key is not None
+        fields: dict[str, str] = json.loads(zlib.decompress(rec.fields))
+        doc = Document(
+            key=key,
+            kind=rec.kind,
+            entity_id=rec.entity_id,
+            fields=fields,
+            vector=self.vector(row) if with_vector else None,  # type: ignore[arg-type]
+            opportunity_type=rec.opportunity_type,
+            org_kind=rec.org_kind,
+            sectors=rec.sectors,
+            country=rec.country,
+            owner_id=rec.owner_id,
+            expires_on=rec.expires_on,
+            active=rec.active,
+            lang=rec.lang,
+        )
+        doc.field_langs = {name: lang for name, lang in zip(fields, rec.langs.split(","), strict=False) if lang}
+        return doc
+
+    def vector(self, row: int) -> np.ndarray:
+        """What document ``row`` searches with as a query: the unit mean of its items (zeros: none)."""
+        start, count = int(self.item_start[row]), int(self.item_count[row])
+        if count == 0:
+            return np.zeros(DIM, dtype=np.float32)
+        return centroid(self.item_vectors[start : start + count])
+
     def get(self, key: str) -> Document | None:
-        """The document stored under ``key``."""
+        """The document stored under ``key`` (with its vector)."""
         row = self.row_of.get(key)
-        return self.docs[row] if row is not None else None
+        return self.document(row, with_vector=True) if row is not None else None
 
     # -- build --------------------------------------------------------------------------
 
@@ -374,49 +577,94 @@ class Index:
 
     def snapshot(self) -> Snapshot:
         """What a build needs, taken on the caller's thread (the build may run in another)."""
-        marks = {row: entry[2] for row, entry in self.delta.items()}
+        marks = dict(self.delta)
         # The matrix itself, not a copy: item rows written during the build are re-projected at install.
         vectors = self.item_vectors[: self.items] if self._projection_due() else None
         self._written_items.clear()
-        return Snapshot(self.size, list(self.tokens[: self.size]), marks, vectors, self.items)
+        return Snapshot(
+            self.size,
+            list(self.tokens[: self.size]),
+            self.terms,
+            marks,
+            vectors,
+            self.items,
+            self._layout,
+            self.reduced_dim,
+        )
 
     @staticmethod
     def build(snapshot: Snapshot) -> Built:
-        """The BM25 postings over the snapshot's tokens, and the dense projection when due.
+        """The BM25 postings over the snapshot's terms, and the dense projection when due.
 
         CPU-heavy; safe to run in a worker thread.
         """
         projection = reduced = None
         if snapshot.vectors is not None:
-            basis = fit_projection(snapshot.vectors)
+            basis = fit_projection(snapshot.vectors, snapshot.reduced_dim or REDUCED_DIM)
             projection = Projection(basis, snapshot.rows)
             reduced = project(snapshot.vectors, basis)
-        main = build_main(snapshot.rows, snapshot.tokens)
-        return Built(main, snapshot.marks, snapshot.rows, projection, reduced, snapshot.items)
+        terms = snapshot.terms
+        tokens = [[terms[t] for t in np.frombuffer(b, dtype=np.int32).tolist()] for b in snapshot.tokens]
+        main = build_main(snapshot.rows, tokens)
+        del tokens
+        return Built(main, snapshot.marks, snapshot.rows, projection, reduced, snapshot.items, snapshot.layout)
 
     def install(self, built: Built) -> None:
         """Swap in a build; rows changed again since the snapshot stay in the delta."""
         self.main = built.main
         self.stale = False
         for row, mark in built.marks.items():
-            entry = self.delta.get(row)
-            if entry is not None and entry[2] == mark:
+            if self.delta.get(row) == mark:
                 del self.delta[row]
+        self._delta_cache = None
         if built.projection is not None and built.reduced is not None:
             self.projection = built.projection
-            self.item_reduced[: built.items] = built.reduced
-            # Item rows written while the build ran: project them with the new basis.
-            changed = sorted(self._written_items | set(range(built.items, self.items)))
-            if changed:
-                rows = np.asarray(changed, dtype=np.int64)
-                self.item_reduced[rows] = self.item_vectors[rows].astype(np.float32) @ built.projection.basis
+            if built.layout != self._layout:
+                # Item rows moved since the snapshot: project the current layout instead.
+                self.item_reduced[: self.items] = project(self.item_vectors[: self.items], built.projection.basis)
+            else:
+                self.item_reduced[: built.items] = built.reduced
+                # Item rows written while the build ran: project them with the new basis.
+                changed = sorted(self._written_items | set(range(built.items, self.items)))
+                if changed:
+                    rows = np.asarray(changed, dtype=np.int64)
+                    self.item_reduced[rows] = self.item_vectors[rows].astype(np.float32) @ built.projection.basis
+        if self.dead_items > max(1024, self.items // 8):
+            self.compact()
         if self.projection is not None and self.size >= self.compact_rows and self.item_vectors.dtype != np.float16:
             # A large index: the exact vectors are read only for a shortlist, half their memory suffices.
-            self.item_vectors = self.item_vectors.astype(np.float16)
+            half = np.zeros(self.item_vectors.shape, dtype=np.float16)
+            for start in range(0, self.items, 65_536):
+                half[start : start + 65_536] = self.item_vectors[start : min(self.items, start + 65_536)]
+            self.item_vectors = half
 
     def merge(self) -> None:
         """Rebuild the BM25 index (and the dense projection when due) now, synchronously."""
         self.install(self.build(self.snapshot()))
+
+    def compact(self) -> None:
+        """Drop the dead item rows: every document's items move down, in layout order."""
+        rows, starts = self._segment_rows()
+        counts = self.item_count[rows].astype(np.int64)
+        keep = _ranges(starts, counts)
+        new_starts = np.zeros(rows.size, dtype=np.int64)
+        np.cumsum(counts[:-1], out=new_starts[1:])
+        # keep[j] >= j: moving chunk by chunk in order never reads a row an earlier chunk overwrote.
+        for arr in (self.item_vectors, self.item_reduced):
+            for a in range(0, keep.size, 65_536):
+                b = min(keep.size, a + 65_536)
+                arr[a:b] = arr[keep[a:b]]
+        end = int(keep.size)
+        self.item_vectors[end : self.items] = 0
+        self.item_reduced[end : self.items] = 0
+        self.item_dead[: self.items] = False
+        self.item_start[rows] = new_starts
+        self.item_alloc[rows] = counts
+        self.items = end
+        self.dead_items = 0
+        self._segments = None
+        self._layout += 1
+        self._written_items.clear()
 
     # -- reads ------------------------------------------------------------------------
 
@@ -424,6 +672,11 @@ class Index:
     def documents(self) -> int:
         """Live documents."""
         return len(self.row_of)
+
+    @property
+    def live_items(self) -> int:
+        """Encoded items of the live documents."""
+        return int(self.item_count[: self.size].sum())
 
     def count(self, kind: str) -> int:
         """Live documents of one kind."""
@@ -471,6 +724,19 @@ class Index:
             m[self.row_of[f.exclude_key]] = False
         return m
 
+    def _delta_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The delta rows, their lengths, and all their term ids with the position of their row
+        (worked out once per version of the delta)."""
+        cached = self._delta_cache
+        if cached is None or cached[0] != self._version:
+            rows = np.fromiter(self.delta, dtype=np.int64, count=len(self.delta))
+            arrays = [np.frombuffer(self.tokens[r], dtype=np.int32) for r in rows.tolist()]
+            lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+            ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
+            owner = np.repeat(np.arange(rows.size), lengths)
+            cached = self._delta_cache = (self._version, rows, lengths, ids, owner)
+        return cached[1], cached[2], cached[3], cached[4]
+
     def bm25(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 of every row for the (deduplicated) query terms: only their postings are read."""
         n = self.size
@@ -485,75 +751,96 @@ class Index:
             # A term's postings name each row once, so a fancy-indexed += adds up correctly.
             scores[main.rows_of_postings[start:end]] += main.data[start:end]
         if self.delta:
-            idf = {t: math.log(1 + (main.docs - main.df.get(t, 0) + 0.5) / (main.df.get(t, 0) + 0.5)) for t in terms}
-            for row, (tf, dl, _) in self.delta.items():
-                norm = K1 * (1 - B + B * dl / main.avgdl)
-                scores[row] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in terms if t in tf)
+            rows, lengths, ids, owner = self._delta_terms()
+            norm = K1 * (1 - B + B * lengths / main.avgdl)
+            delta = np.zeros(rows.size, dtype=np.float64)
+            for term in terms:
+                tid = self.term_ids.get(term)
+                if tid is None:
+                    continue
+                tf = np.bincount(owner[ids == tid], minlength=rows.size).astype(np.float64)
+                if not tf.any():
+                    continue
+                df = main.df.get(term, 0)
+                idf = math.log(1 + (main.docs - df + 0.5) / (df + 0.5))
+                delta += idf * tf / (tf + norm)
+            scores[rows] = delta
         return scores
 
-    def _aggregate(
-        self, item_scores: np.ndarray, rows: np.ndarray | None, weights: tuple[float, ...] = (1.0,)
-    ) -> np.ndarray:
-        """Each document's aggregate of its items' scores (0 for a document with no encoded item).
+    def _segment_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(document rows, their item starts) of the rows with reserved items, in layout order."""
+        if self._segments is None:
+            rows = np.flatnonzero(self.item_alloc[: self.size] > 0)
+            starts = self.item_start[rows]
+            order = np.argsort(starts, kind="stable")
+            self._segments = (rows[order], starts[order])
+        return self._segments
 
-        ``item_scores`` has one score per item row plus a last entry, -inf, that the unused
-        slots (-1) pick up. ``weights``: of the best, second, third … item (one weight: the max;
-        more: a weighted mean over the items a document has, normalised by the weights used)."""
-        slots = self.slots[: self.size] if rows is None else self.slots[rows]
-        scores = item_scores[slots]
-        if len(weights) == 1:
-            best = scores.max(axis=1)
+    def _item_scores(self, q: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """``matrix[:items] @ q`` (float32), dead rows ``-inf``."""
+        if matrix.dtype == np.float32:
+            scores = matrix[: self.items] @ q
+        else:
+            scores = np.empty(self.items, dtype=np.float32)
+            for start in range(0, self.items, 65_536):
+                end = min(self.items, start + 65_536)
+                scores[start:end] = matrix[start:end].astype(np.float32) @ q
+        if self.dead_items:
+            scores[self.item_dead[: self.items]] = -np.inf
+        return scores
+
+    def _best_of_all(self, scores: np.ndarray) -> np.ndarray:
+        """Every document row's best item score (0 without items) from the scores of every item row."""
+        out = np.zeros(self.size, dtype=np.float32)
+        rows, starts = self._segment_rows()
+        if rows.size:
+            # Each document's items are contiguous; what lies between two starts is its items and dead rows.
+            best = np.maximum.reduceat(scores, starts)
             best[np.isneginf(best)] = 0.0
-            return best
-        ranked = -np.sort(-scores, axis=1)[:, : len(weights)]
-        present = np.isfinite(ranked)
-        w = np.zeros(ranked.shape[1], dtype=np.float32)
-        w[: min(len(weights), ranked.shape[1])] = weights[: ranked.shape[1]]
-        used = present * w
-        total = used.sum(axis=1)
-        sums = np.where(present, ranked, 0.0) @ w if ranked.size else np.zeros(ranked.shape[0], np.float32)
-        return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+            out[rows] = best
+        return out
 
     def dense(
         self, vector: np.ndarray, rows: np.ndarray | None = None, weights: tuple[float, ...] = (1.0,)
     ) -> np.ndarray:
         """Aggregated item cosine with ``vector`` of every document row, or of ``rows`` only (unit vectors):
-        the best item's by default (see :meth:`_aggregate` for ``weights``)."""
+        the best item's by default (see :func:`group_aggregate` for ``weights``)."""
         q = np.asarray(vector, dtype=np.float32)
-        scores = np.full(self.items + 1, -np.inf, dtype=np.float32)
         if rows is None:
-            if self.item_vectors.dtype == np.float32:
-                scores[: self.items] = self.item_vectors[: self.items] @ q
-            else:
-                for start in range(0, self.items, 65_536):
-                    end = min(self.items, start + 65_536)
-                    scores[start:end] = self.item_vectors[start:end].astype(np.float32) @ q
-            return self._aggregate(scores, None, weights)
-        slots = self.slots[rows]
-        used = slots[slots >= 0]
-        scores[used] = self.item_vectors[used].astype(np.float32, copy=False) @ q
-        return self._aggregate(scores, rows, weights)
+            scores = self._item_scores(q, self.item_vectors)
+            if len(weights) == 1:
+                return self._best_of_all(scores)
+            rows = np.arange(self.size)
+            flat = _ranges(self.item_start[rows], self.item_count[rows])
+            return group_aggregate(scores[flat], self.item_count[rows], weights)
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = self.item_count[rows]
+        flat = _ranges(self.item_start[rows], counts)
+        sims = self.item_vectors[flat].astype(np.float32, copy=False) @ q
+        return group_aggregate(sims, counts, weights)
 
     def best_item(self, vector: np.ndarray, key: str) -> tuple[str, str, str, float] | None:
         """The item of document ``key`` closest to ``vector``: key, kind, label, cosine (None: none encoded)."""
         row = self.row_of.get(key)
-        if row is None:
+        rec = self.records[row] if row is not None else None
+        if row is None or rec is None or self.item_count[row] == 0:
             return None
-        used = self.slots[row][self.slots[row] >= 0]
-        if used.size == 0:
-            return None
-        scores = self.item_vectors[used].astype(np.float32, copy=False) @ np.asarray(vector, dtype=np.float32)
+        start, count = int(self.item_start[row]), int(self.item_count[row])
+        scores = self.item_vectors[start : start + count].astype(np.float32, copy=False) @ np.asarray(
+            vector, dtype=np.float32
+        )
         best = int(np.argmax(scores))
-        meta = self.item_meta[int(used[best])] or ("", "", "")
-        return meta[0], meta[1], meta[2], round(float(scores[best]), 6)
+        metas = json.loads(rec.items)
+        key_, kind, label = metas[best] if best < len(metas) else ("", "", "")
+        return key_, kind, label, round(float(scores[best]), 6)
 
-    def item_count(self, key: str) -> int:
+    def item_count_of(self, key: str) -> int:
         """Encoded items of document ``key`` in the index."""
         row = self.row_of.get(key)
-        return 0 if row is None else int(np.count_nonzero(self.slots[row] >= 0))
+        return 0 if row is None else int(self.item_count[row])
 
     def dense_approx(self, vector: np.ndarray) -> np.ndarray | None:
-        """First-stage cosine estimate of every row from the reduced matrix.
+        """First-stage cosine estimate of every row (its best item's) from the reduced matrix.
 
         None when the index is below ``two_stage_rows`` or has no projection yet
         (then the exact cosines are computed).
@@ -561,9 +848,7 @@ class Index:
         if self.projection is None or self.size < self.two_stage_rows:
             return None
         q = np.asarray(vector, dtype=np.float32) @ self.projection.basis
-        scores = np.full(self.items + 1, -np.inf, dtype=np.float32)
-        scores[: self.items] = self.item_reduced[: self.items] @ q
-        return self._aggregate(scores, None)
+        return self._best_of_all(self._item_scores(q, self.item_reduced))
 
 
 def build_main(rows: int, tokens: list[list[str]]) -> _Main:

@@ -449,16 +449,6 @@ class IndexState:
         return sum(self.pending.values())
 
 
-def same_text_and_filters(a: Document, b: Document) -> bool:
-    """Whether two versions of a document differ in nothing but their vectors."""
-    return (
-        a.fields == b.fields
-        and a.lang == b.lang
-        and (a.kind, a.opportunity_type, a.org_kind, a.sectors, a.country, a.owner_id, a.expires_on, a.active)
-        == (b.kind, b.opportunity_type, b.org_kind, b.sectors, b.country, b.owner_id, b.expires_on, b.active)
-    )
-
-
 def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
     """Put loaded documents into this instance's index (None: remove)."""
     engine, state = ctx.get(Engine), ctx.get(IndexState)
@@ -468,10 +458,8 @@ def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
             state.pending.pop(key, None)
         else:
             doc, items, waiting = entry
-            held = engine.index.get(key)
-            if held is not None and same_text_and_filters(held, doc):
+            if engine.index.unchanged(doc):
                 # Only vectors arrived (the worker encoded items): no new BM25 terms to work out.
-                held.vector = doc.vector
                 engine.index.set_items(key, items)
             else:
                 engine.upsert(doc, items)
@@ -530,6 +518,10 @@ async def change_position(ctx: Ctx) -> int:
         return int((await session.execute(select(func.max(IndexChange.id)))).scalar() or 0)
 
 
+APPLY_CHUNK = 64
+"""Documents the follower loads and indexes at a time (the event loop answers queries in between)."""
+
+
 async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
     """Apply the change log past this instance's position; returns how many entries were read."""
     state = ctx.get(IndexState)
@@ -540,11 +532,15 @@ async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
             return seen
         keys = list(dict.fromkeys(r.doc_key for r in rows))
         docs = [k for k in keys if k != FEEDBACK_KEY]
-        async with ctx.db.read() as session:
-            found = await load_documents(session, docs) if docs else {}
-            votes = await load_feedback(session) if FEEDBACK_KEY in keys else None
-        apply(ctx, found)
-        if votes is not None:
+        for part in _chunks(docs, APPLY_CHUNK):
+            async with ctx.db.read() as session:
+                found = await load_documents(session, part)
+            apply(ctx, found)
+            # A backfill logs thousands of documents: queries are answered between two slices.
+            await asyncio.sleep(0)
+        if FEEDBACK_KEY in keys:
+            async with ctx.db.read() as session:
+                votes = await load_feedback(session)
             replace_feedback(ctx.get(Engine), votes)
         state.cursor = max(r.id for r in rows)
         seen += len(rows)
@@ -556,13 +552,14 @@ async def follow(ctx: Ctx) -> None:
     state = ctx.get(IndexState)
     interval = ctx.settings.index_poll_interval
     while True:
+        # Cleared before reading: a change committed while the log is read wakes the next round at once.
+        state.changed.clear()
         try:
             await catch_up(ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("index change log unreadable; retrying", error=repr(exc))
-        state.changed.clear()
         try:
             await asyncio.wait_for(state.changed.wait(), timeout=interval)
         except TimeoutError:
@@ -635,6 +632,8 @@ async def encode_forever(ctx: Ctx) -> None:
     """Task: encode queued texts while there are any; otherwise wait for a local write or poll."""
     state = ctx.get(IndexState)
     while True:
+        # Cleared before claiming: a text queued by a commit during the claim wakes the next round at once.
+        state.queued.clear()
         try:
             done = await encode_batch(ctx)
             ENCODE_BACKLOG.set(await backlog(ctx))
@@ -646,7 +645,6 @@ async def encode_forever(ctx: Ctx) -> None:
             await asyncio.sleep(ctx.settings.index_poll_interval * 4)
         if done:
             continue
-        state.queued.clear()
         try:
             await asyncio.wait_for(state.queued.wait(), timeout=ctx.settings.index_encode_poll)
         except TimeoutError:
@@ -656,53 +654,75 @@ async def encode_forever(ctx: Ctx) -> None:
 # -- start-up and housekeeping ---------------------------------------------------------------------
 
 
+REBUILD_CHUNK = 2000
+"""Documents loaded at a time by a start-up (a large register is never held whole in memory)."""
+
+
+async def document_keys(session: AsyncSession) -> list[str]:
+    """The key of every document the tables make (every opportunity, every organisation's profile)."""
+    opps = (await session.execute(select(Opportunity.id).order_by(Opportunity.id))).scalars()
+    org_ids = select(Organisation.organisation_id).order_by(Organisation.organisation_id)
+    orgs = (await session.execute(org_ids)).scalars()
+    return [f"{OPPORTUNITY}:{i}" for i in opps] + [f"{PROFILE}:{i}" for i in orgs]
+
+
 async def reconcile(ctx: Ctx) -> int:
     """Record the items of every document as its texts are now (a new item definition, a backfill,
     rows written before the vector store): changed documents are queued and logged. Returns how many."""
+    changed_count = 0
     async with ctx.db.transaction() as session:
-        sources = await load_sources(session, None)
-        wanted = sources.items()
-        stored: dict[str, set[tuple[str, str, str | None, str]]] = {}
-        for row in (await session.execute(select(IndexItem))).scalars():
-            stored.setdefault(row.doc_key, set()).add((row.item_key, row.kind, row.lang, row.text_hash))
-        changed = {
-            key: items
-            for key, items in wanted.items()
-            if {(i.key, i.kind, i.lang, text_key(i.text)) for i in items} != stored.get(key, set())
-        }
-        for key in stored.keys() - wanted.keys():
-            changed[key] = []
-        if changed:
-            await record_items(ctx, session, changed)
-    return len(changed)
+        keys = await document_keys(session)
+        recorded = set((await session.execute(select(IndexItem.doc_key).distinct())).scalars())
+        for part in _chunks(keys, REBUILD_CHUNK):
+            wanted = (await load_sources(session, part)).items()
+            stored: dict[str, set[tuple[str, str, str | None, str]]] = {}
+            for chunk in _chunks(part):
+                q = select(IndexItem).where(col(IndexItem.doc_key).in_(chunk))
+                for row in (await session.execute(q)).scalars():
+                    stored.setdefault(row.doc_key, set()).add((row.item_key, row.kind, row.lang, row.text_hash))
+            changed = {
+                key: items
+                for key, items in wanted.items()
+                if {(i.key, i.kind, i.lang, text_key(i.text)) for i in items} != stored.get(key, set())
+            }
+            if changed:
+                await record_items(ctx, session, changed)
+                changed_count += len(changed)
+        gone: dict[str, list[Item]] = {key: [] for key in sorted(recorded - set(keys))}
+        if gone:
+            await record_items(ctx, session, gone)
+            changed_count += len(gone)
+    return changed_count
 
 
 async def rebuild(ctx: Ctx) -> int:
-    """Fill this instance's index from the database; the follower goes on from the log's position
-    taken first (changes committed during the load are applied again, harmlessly)."""
+    """Fill this instance's index from the database, a slice of documents at a time; the follower
+    goes on from the log's position taken first (changes committed during the load are applied again,
+    harmlessly)."""
     state = ctx.get(IndexState)
     state.cursor = await change_position(ctx)
     queued = await reconcile(ctx)
     async with ctx.db.read() as session:
-        found = make_documents(await load_sources(session, None), await load_vectors(session, None))
+        keys = await document_keys(session)
         votes = await load_feedback(session)
     engine = ctx.get(Engine)
-    threshold, engine.merge_threshold = engine.merge_threshold, len(found) + 1
+    documents = 0
+    threshold, engine.merge_threshold = engine.merge_threshold, len(keys) + 1
     try:
-        apply(ctx, found)
+        for part in _chunks(keys, REBUILD_CHUNK):
+            async with ctx.db.read() as session:
+                found = await load_documents(session, part)
+            apply(ctx, found)
+            documents += sum(1 for v in found.values() if v is not None)
+            await asyncio.sleep(0)
     finally:
         engine.merge_threshold = threshold
     replace_feedback(engine, votes)
     built = await asyncio.to_thread(engine.index.build, engine.index.snapshot())
     engine.index.install(built)
     ENCODE_BACKLOG.set(await backlog(ctx))
-    log.info(
-        "index rebuilt",
-        documents=sum(1 for v in found.values() if v is not None),
-        documents_changed=queued,
-        items_pending=state.items_pending,
-    )
-    return sum(1 for v in found.values() if v is not None)
+    log.info("index rebuilt", documents=documents, documents_changed=queued, items_pending=state.items_pending)
+    return documents
 
 
 async def prune(ctx: Ctx) -> None:

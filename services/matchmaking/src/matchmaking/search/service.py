@@ -234,7 +234,7 @@ async def index_stats(ctx: Ctx) -> IndexStats:
         profiles=index.count(PROFILE),
         bm25_main_rows=index.main.docs,
         bm25_delta_rows=len(index.delta),
-        items=index.items - len(index.free_items),
+        items=index.live_items,
         items_pending=state.items_pending,
         change_position=state.cursor,
         changes_behind=max(0, await indexing.change_position(ctx) - state.cursor),
