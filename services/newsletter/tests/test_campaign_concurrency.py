@@ -1,5 +1,5 @@
 """Twenty "start" clicks on one campaign at the same moment: it starts once, its audience is frozen
-once, one CampaignStarted, one mail per recipient.
+once (a chunk at a time, the engine freezing the rest), one CampaignStarted, one mail per recipient.
 
 The campaign is loaded with its row locked (``distretto_shared.db.load``), so the second request
 sees "running" and is refused by the state machine (docs/architecture.md, "Concurrent writes").
@@ -26,7 +26,8 @@ CONCURRENT = 20
 async def test_twenty_starts_of_one_campaign_start_it_once(
     database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
 ) -> None:
-    app = create_app(make_settings(database, kafka_bootstrap, sink))
+    # one recipient frozen at a time: the engine freezes the rest while the starts still arrive
+    app = create_app(make_settings(database, kafka_bootstrap, sink, freeze_chunk=1))
     async with service_client(app) as client:
         await setup_list(client, "concorrenza")
         tpl = await setup_template(client)

@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
 
     delivery_enabled: bool = True
     claim_batch: int = 200
+    freeze_chunk: int = 2000
+    """Recipients frozen into the delivery ledger at a time: the start command freezes the first chunk,
+    the engine the next ones while the frozen rows waiting to be sent fall below one chunk."""
     lease_seconds: float = 10.0
     """A claim not renewed for this long is taken back (its process died). Live workers renew theirs
     four times per lease, and send a message only while their lease is known held."""

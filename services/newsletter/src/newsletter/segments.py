@@ -528,14 +528,23 @@ async def update_segment(ctx: Ctx, ref: str, data: SegmentUpdate) -> SegmentPubl
 async def delete_segment(ctx: Ctx, ref: str) -> None:
     async with ctx.db.transaction() as session:
         seg = await _load(session, ref)
+        # A started campaign whose audience is still being frozen (chunk by chunk) selects with it too.
         campaigns = (
             await session.execute(
-                select(Campaign.id, Campaign.segments).where(col(Campaign.status).in_(["draft", "scheduled"]))
+                select(Campaign.id, Campaign.segments, Campaign.status).where(
+                    sa.or_(col(Campaign.status).in_(["draft", "scheduled"]), col(Campaign.freeze_after).is_not(None))
+                )
             )
         ).all()
-        using = sorted(canonical_id(cid) for cid, segs in campaigns if seg.id in (segs or []))
+        using = [(cid, status) for cid, segs, status in campaigns if seg.id in (segs or [])]
         if using:
-            raise Conflict("campaigns not yet started target this segment", details={"campaigns": using})
+            waiting = any(status in ("draft", "scheduled") for _cid, status in using)
+            raise Conflict(
+                "campaigns not yet started target this segment"
+                if waiting
+                else "campaigns still selecting their audience target this segment",
+                details={"campaigns": sorted(canonical_id(cid) for cid, _status in using)},
+            )
         add_event(session, _changed_event(seg, deleted=True), source=ctx.source)
         await session.delete(seg)
 

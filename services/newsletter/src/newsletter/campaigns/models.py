@@ -41,6 +41,11 @@ class Campaign(Base, table=True):
     started_at: UtcDateTime | None = timestamp_column()
     finished_at: UtcDateTime | None = timestamp_column()
     recipients: int = 0
+    """How many people it goes to: counted when it starts, the ledger's own count once its whole
+    audience is frozen (see ``freeze_after``)."""
+    freeze_after: str | None = Field(default=None, max_length=32)
+    """Where freezing the audience into the ledger stopped: the last subscriber id frozen (the audience
+    is frozen in subscriber-id order, one chunk at a time); ``None`` once nothing is left to freeze."""
     web_url: str | None = Field(default=None, max_length=500)
     """The issue's public web version (e.g. on the foundation's site): when set, starting the campaign
     announces it to partners (``CampaignPublished``: subject and this link, nothing else)."""
@@ -177,7 +182,8 @@ class CampaignRecipients(BaseModel):
     status: str
     recipients: int
     frozen: bool
-    """True once the campaign started: the number is its ledger's, no longer counted anew."""
+    """True once the campaign started: the number is no longer counted anew (the count taken at the
+    start, then the ledger's own once the whole audience is frozen)."""
 
 
 class DeliveryPublic(BaseModel):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +19,7 @@ from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter import domain, metrics, segments
 from newsletter.bounces.models import Bounce
+from newsletter.campaigns import freeze
 from newsletter.campaigns.models import (
     AudienceChoice,
     AudienceCount,
@@ -39,7 +39,7 @@ from newsletter.context import Ctx, engine_of
 from newsletter.delivery import compose, ledger, rendering
 from newsletter.delivery.models import Delivery
 from newsletter.lists.service import resolve_lists
-from newsletter.subscribers.models import Subscriber, SubscriberInterest, Subscription
+from newsletter.subscribers.models import Subscriber
 from newsletter.tables import utcnow
 from newsletter.templates.models import Template
 from newsletter.templates.service import check_template_fields
@@ -154,26 +154,8 @@ def _apply(c: Campaign, action: domain.CampaignAction) -> None:
     c.updated_at = utcnow()
 
 
-async def _audience(session: AsyncSession, c: Campaign) -> sa.Select[Any]:
-    """The ids of the subscribers a campaign goes to: confirmed on one of its lists, not suppressed,
-    with one of its interests (when it names any), in its segments (when it names any; segments
-    carry the consent rule). The one selection behind both the freeze at start and the count before."""
-    S = Subscriber.__table__  # type: ignore[attr-defined]
-    SS = Subscription.__table__  # type: ignore[attr-defined]
-    SI = SubscriberInterest.__table__  # type: ignore[attr-defined]
-    audience = sa.select(S.c.id).where(
-        S.c.suppressed.is_(False),
-        sa.exists().where(SS.c.subscriber_id == S.c.id, SS.c.list_id.in_(c.lists), SS.c.status == "confirmed"),
-    )
-    if c.interests:
-        audience = audience.where(sa.exists().where(SI.c.subscriber_id == S.c.id, SI.c.interest.in_(c.interests)))
-    if c.segments:
-        audience = audience.where(await segments.audience_filter(session, list(c.segments)))
-    return audience
-
-
 async def _count_audience(session: AsyncSession, c: Campaign) -> int:
-    audience = (await _audience(session, c)).subquery()
+    audience = (await freeze.audience(session, c)).subquery()
     return int((await session.execute(sa.select(func.count()).select_from(audience))).scalar_one())
 
 
@@ -201,31 +183,6 @@ async def count_recipients(ctx: Ctx, campaign_id: str) -> CampaignRecipients:
             return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=c.recipients, frozen=True)
         count = await _count_audience(session, c)
         return CampaignRecipients(campaign_id=c.id, status=c.status, recipients=count, frozen=False)
-
-
-async def _freeze_audience(session: AsyncSession, c: Campaign) -> int:
-    """Insert one ledger row per eligible subscriber (on several lists: still one row)."""
-    S = Subscriber.__table__  # type: ignore[attr-defined]
-    D = Delivery.__table__  # type: ignore[attr-defined]
-    audience = await _audience(session, c)
-    now = utcnow()
-    src = sa.select(
-        sa.literal(c.id),
-        S.c.id,
-        sa.literal("campaign"),
-        sa.literal(c.id + ":") + S.c.id,
-        sa.literal("pending"),
-        sa.literal(0),
-        sa.literal(now, sa.DateTime(timezone=True)),
-    ).where(S.c.id.in_(audience))
-    await session.execute(
-        D.insert().from_select(
-            ["campaign_id", "subscriber_id", "kind", "dedupe_key", "status", "attempts", "created_at"], src
-        )
-    )
-    return int(
-        (await session.execute(sa.select(func.count()).select_from(D).where(D.c.campaign_id == c.id))).scalar_one()
-    )
 
 
 RENDER_CHECK_SAMPLE = 200
@@ -303,7 +260,11 @@ async def _check_renders(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
 async def start_in(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
     _apply(c, domain.CampaignAction.START)
     c.started_at = utcnow()
-    c.recipients = await _freeze_audience(session, c)
+    # Counted now; the ledger's own count once the last chunk is frozen (campaigns.freeze). Only the
+    # first chunk is frozen here, so the first mail leaves at once whatever the audience's size.
+    c.recipients = await _count_audience(session, c)
+    c.freeze_after = freeze.START
+    await freeze.freeze_next(session, c, ctx.settings.freeze_chunk)
     await _check_renders(session, ctx, c)  # raises before anything is committed: the campaign stays as it was
     add_event(
         session, contracts.CampaignStarted(campaign_id=c.id, name=c.name, recipients=c.recipients), source=ctx.source
@@ -316,7 +277,7 @@ async def start_in(session: AsyncSession, ctx: Ctx, c: Campaign) -> None:
             ),
             source=ctx.source,
         )
-    if c.recipients == 0:
+    if c.freeze_after is None and c.recipients == 0:
         await _finish(session, ctx, c)
 
 
@@ -358,6 +319,7 @@ async def campaign_action(ctx: Ctx, campaign_id: str, action: domain.CampaignAct
             await start_in(session, ctx, c)
         elif action == domain.CampaignAction.CANCEL:
             _apply(c, action)
+            c.freeze_after = None  # the rest of its audience is never frozen
             await session.execute(
                 sa.update(Delivery)
                 .where(col(Delivery.campaign_id) == c.id, col(Delivery.status) == "pending")
@@ -417,10 +379,19 @@ async def start_due_campaigns(ctx: Ctx) -> int:
 
 
 async def finish_done_campaigns(ctx: Ctx) -> int:
-    """Running campaigns with nothing left to send become finished; released rows of cancelled ones are cancelled."""
+    """Running campaigns with nothing left to freeze or send become finished; released rows of cancelled
+    ones are cancelled."""
     finished = 0
     async with ctx.db.read() as session:
-        running = (await session.execute(select(Campaign.id).where(Campaign.status == "running"))).scalars().all()
+        running = (
+            (
+                await session.execute(
+                    select(Campaign.id).where(Campaign.status == "running", col(Campaign.freeze_after).is_(None))
+                )
+            )
+            .scalars()
+            .all()
+        )
     for cid in running:
         async with ctx.db.transaction() as session:
             left = (
@@ -433,7 +404,7 @@ async def finish_done_campaigns(ctx: Ctx) -> int:
             if left:
                 continue
             c = await _load_campaign(session, cid)
-            if c.status != "running":
+            if c.status != "running" or c.freeze_after is not None:
                 continue
             await _finish(session, ctx, c)
             finished += 1

@@ -3,13 +3,14 @@
 Exactly once, also across a crash
 ---------------------------------
 The audience of a campaign is frozen into ``delivery`` rows, one per (campaign, subscriber)
-(unique), when it starts. A worker *claims* a batch in one transaction (``pending → sending``
-with a random claim token and ``claimed_at``; PostgreSQL ``FOR UPDATE SKIP LOCKED``), then for
-each row: renders, and sends over its own SMTP connection. The outcome (``sent`` with the
-server's reply) goes to a group committer that writes the outcomes of all connections in one
-transaction. The worker does not wait for that commit before it starts the next message: it
-sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits for the previous outcome to be
-durable **before it sends ``DATA``**.
+(unique): its first chunk when it starts, the next ones by the engine's freezer while the frozen
+rows waiting to be sent fall below a chunk (``campaigns.freeze``). A worker *claims* a batch in one
+transaction (``pending → sending`` with a random claim token and ``claimed_at``; PostgreSQL
+``FOR UPDATE SKIP LOCKED``), then for each row: renders, and sends over its own SMTP connection.
+The outcome (``sent`` with the server's reply) goes to a group committer that writes the
+outcomes of all connections in one transaction. The worker does not wait for that commit before
+it starts the next message: it sends the next ``MAIL FROM`` and ``RCPT TO`` at once, but waits
+for the previous outcome to be durable **before it sends ``DATA``**.
 
 Each claim has a lease row (``delivery_claim``, expiring ``lease_seconds`` after its last
 renewal). Every instance's lease keeper renews its own claims four times per lease and takes back

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from jinja2 import TemplateError
 
 from distretto_shared.contracts import newsletter as contracts
-from distretto_shared.db import Database
+from distretto_shared.db import Database, load
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from newsletter import domain
 from newsletter.bounces.repository import record_bounce_in
+from newsletter.campaigns.freeze import freeze_next
 from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
 from newsletter.delivery.compose import CampaignMail
@@ -67,7 +68,8 @@ class LeaseLost(Exception):
 
 
 class DeliveryEngine:
-    """Workers (one per SMTP connection) fed by one claimer through a bounded queue; one group committer.
+    """Workers (one per SMTP connection) fed by one claimer through a bounded queue; one group committer;
+    a freezer that freezes the next chunk of a campaign's audience before its frozen rows run out.
 
     The database never sits on the SMTP path except where the guarantee needs it (a message's DATA
     waits for the previous message of its connection to be durable): the claimer fills the queue
@@ -88,11 +90,15 @@ class DeliveryEngine:
         """Claimed rows waiting for a connection; the claimer keeps it above ``_low_water``."""
         self._low_water = max(self._connections * 2, settings.claim_batch // 2)
         self._hungry = asyncio.Event()
+        self._freeze_due = asyncio.Event()
         self._stopping = False
         self._wake = asyncio.Event()
         self._mails: dict[str, CampaignMail] = {}
         self._campaign_status: dict[str, tuple[str, float]] = {}
         self._leases: dict[str, Lease] = {}
+        self._stock: dict[str, int] = {}
+        """Per running campaign whose audience is still being frozen: at least how many of its rows
+        wait in the ledger (known from its last count, less what this process claimed since)."""
         self._finished: set[str] = set()
         self._loading: dict[tuple[str, str], asyncio.Future[Any]] = {}
         """Tokens whose rows are all settled: their lease rows are deleted by the next renewal."""
@@ -116,11 +122,12 @@ class DeliveryEngine:
     # lifecycle
 
     async def start(self) -> None:
-        """Start the committer, the claimer, the lease keeper and one worker per SMTP connection."""
+        """Start the committer, the claimer, the lease keeper, the freezer and one worker per SMTP connection."""
         self._stopping = False
         self._helpers.append(asyncio.create_task(self._committer(), name="newsletter-committer"))
         self._helpers.append(asyncio.create_task(self._claimer(), name="newsletter-claimer"))
         self._helpers.append(asyncio.create_task(self._lease_keeper(), name="newsletter-leases"))
+        self._helpers.append(asyncio.create_task(self._freezer(), name="newsletter-freezer"))
         for server in self.servers:
             for i in range(max(1, self.settings.smtp_connections_per_server)):
                 self._workers.append(
@@ -306,11 +313,74 @@ class DeliveryEngine:
                 log.warning("claim failed; retrying", error=repr(exc))
                 await self._idle(self._wake, 1.0)
                 continue
-            if not batch:
-                await self._idle(self._wake, self.settings.delivery_poll_interval)
-                continue
             for item in batch:
                 self._ready.put_nowait(item)
+                if item.campaign_id in self._stock:
+                    self._stock[item.campaign_id] -= 1
+            if len(batch) < self.settings.claim_batch:
+                self._stock.clear()  # less than asked for: count again (other instances claim too)
+            self._freeze_due.set()
+            if not batch:
+                await self._idle(self._wake, self.settings.delivery_poll_interval)
+
+    async def _freezer(self) -> None:
+        """After each claim (or every poll interval), freeze ahead what runs low; wake the claimer when it did."""
+        while True:
+            await self._idle(self._freeze_due, self.settings.delivery_poll_interval)
+            if self._stopping:
+                continue
+            try:
+                if await self.freeze_ahead():
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("freezing the next recipients failed; retrying", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def freeze_ahead(self) -> int:
+        """Freeze the next chunk of each running campaign whose frozen rows waiting to be sent fall below
+        one chunk (see ``campaigns.freeze``); the number of chunks frozen.
+
+        One small query per claim finds the campaigns still being frozen; their waiting rows are
+        counted (up to a chunk) only when this process's own reckoning says they run low.
+        """
+        chunk = max(1, self.settings.freeze_chunk)
+        low = []
+        async with self._db_slots, self.db.read() as session:
+            freezing = set(
+                (
+                    await session.execute(
+                        sa.select(C.c.id).where(C.c.status == "running", C.c.freeze_after.is_not(None))
+                    )
+                ).scalars()
+            )
+            for campaign_id in freezing:
+                if self._stock.get(campaign_id, 0) >= chunk:
+                    continue
+                waiting = (
+                    sa.select(D.c.id)
+                    .where(D.c.status == "pending", D.c.campaign_id == campaign_id)
+                    .limit(chunk)
+                    .subquery()
+                )
+                self._stock[campaign_id] = (
+                    await session.execute(sa.select(sa.func.count()).select_from(waiting))
+                ).scalar_one()
+                if self._stock[campaign_id] < chunk:
+                    low.append(campaign_id)
+        for campaign_id in set(self._stock) - freezing:
+            del self._stock[campaign_id]
+        chunks = 0
+        for campaign_id in low:
+            async with self._db_slots, self.db.transaction() as session:
+                campaign = await load(session, Campaign, campaign_id)  # its row locked: one freezer at a time
+                if campaign is None or campaign.status != "running":
+                    continue
+                added = await freeze_next(session, campaign, chunk)
+            self._stock[campaign_id] = self._stock.get(campaign_id, 0) + added
+            chunks += 1
+        return chunks
 
     async def release_stale(self) -> int:
         """Renew this process's leases, and give back rows whose lease ran out (their worker's process died).
