@@ -35,6 +35,7 @@ def env_for(database: DatabaseTarget, kafka_bootstrap: str, sink: SmtpSink, tmp_
         "NEWSLETTER_SMTP_SERVERS": f"127.0.0.1:{sink.port}",
         "NEWSLETTER_SMTP_CONNECTIONS_PER_SERVER": str(CONNECTIONS),
         "NEWSLETTER_CLAIM_BATCH": "5",
+        "NEWSLETTER_FREEZE_CHUNK": "10",  # the audience frozen a chunk at a time, across the kill too
         "NEWSLETTER_LEASE_SECONDS": "2",
         "NEWSLETTER_SCHEDULER_INTERVAL": "0.2",
         "NEWSLETTER_DELIVERY_POLL_INTERVAL": "0.05",
