@@ -2,6 +2,7 @@
 
     uv run python bench/services/run.py [--services membership,projects,newsletter,matchmaking]
         [--backends sqlite,postgres] [--clients 1,32] [--duration 3] [--hog 0] [--json]
+        [--matchmaking-encoder process|thread]
 
 Per service, a representative read and write:
 
@@ -21,8 +22,11 @@ Processes (all on this machine):
            connections, one request in flight per connection, latency per request
   hog      with ``--hog N``: N busy-loop processes, the "busy machine" of the comparison
 
-Matchmaking computes the vectors of what was written in the background: each of its measurements
-starts once its index has caught up (``GET /index``), the vectors of the last one's writes done.
+Matchmaking computes the vectors of what was written in the background, by default in a child
+process at a lower priority (``--matchmaking-encoder thread``: in the serving process, as before);
+the header says which, and ``server CPU`` counts the service's children too (the serving process
+alone is printed beside it when they differ). Each of its measurements starts once its index
+has caught up (``GET /index``), the vectors of the last one's writes done.
 
 Both apps are measured in the same run, one after the other on the same database, and the ratio
 service / bare is printed beside the figures. ``server CPU`` is the CPU time the measured process
@@ -242,8 +246,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path | None, timeout
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its descendants, from /proc."""
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """CPU time (user + system) of a process and (by default) its descendants, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pids = [pid]
@@ -252,6 +256,8 @@ def cpu_seconds(pid: int) -> float:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
+            if not descendants:
+                continue
             for task in Path(f"/proc/{p}/task").iterdir():
                 pids.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, IndexError):
@@ -533,7 +539,7 @@ def measure(
         "create": scenario.create,
         "then": scenario.then,
     }
-    before = cpu_seconds(pid)
+    before, own_before = cpu_seconds(pid), cpu_seconds(pid, descendants=False)
     spy = None
     if profile is not None:
         cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration))), "--rate", "200"]
@@ -554,9 +560,11 @@ def measure(
                     p.wait(60)
                 finally:
                     stop(p)
-    cpu = cpu_seconds(pid) - before
+    cpu, own = cpu_seconds(pid) - before, cpu_seconds(pid, descendants=False) - own_before
     total = result["requests"] + result["errors"]
     result["server_cpu_us_per_request"] = cpu / total * 1e6 if total else None
+    # the serving process alone (matchmaking's encoder child, when it runs one, left out)
+    result["server_own_cpu_us_per_request"] = own / total * 1e6 if total else None
     return result
 
 
@@ -564,8 +572,10 @@ def fmt(r: dict[str, Any]) -> str:
     cpu = r.get("server_cpu_us_per_request")
     p50, p99 = r.get("p50_ms") or 0.0, r.get("p99_ms") or 0.0
     errors = f", {r['errors']} errors {r['error_statuses']}" if r["errors"] else ""
+    own = r.get("server_own_cpu_us_per_request")
+    children = f" (serving process {own:.0f})" if own is not None and cpu and abs(cpu - own) >= 0.05 * cpu else ""
     return (
-        f"{r['rps']:7.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  CPU {cpu or 0:6.0f} µs/req"
+        f"{r['rps']:7.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  CPU {cpu or 0:6.0f} µs/req{children}"
         f"  ({r['requests']} ok{errors})"
     )
 
@@ -590,6 +600,7 @@ def bench_service(service: str, backend: str, args: Any, tmp: Path, broker_env: 
             f"{prefix}_LOG_LEVEL": "INFO",
             "DISTRETTO_DATA_DIR": str(data),
             "NEWSLETTER_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+            "MATCHMAKING_INDEX_ENCODER_PROCESS": "true" if args.matchmaking_encoder == "process" else "false",
         }
         port = free_port()
         log = data / "service.log" if args.keep_logs else None
@@ -672,6 +683,13 @@ def main() -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (in the temp dir)")
     parser.add_argument("--profile", help="folder: py-spy profiles of the service at the highest client count")
     parser.add_argument("--json", action="store_true", help="print the results as JSON at the end")
+    parser.add_argument(
+        "--matchmaking-encoder",
+        choices=("process", "thread"),
+        default="process",
+        help="where matchmaking's encoder worker runs: a child process at a lower priority (the default, as "
+        "served) or a thread of the serving process",
+    )
     args = parser.parse_args()
     if args.command == "hog":
         hog()
@@ -694,7 +712,15 @@ def main() -> None:
         + (f", {args.hog} CPU hogs running" if args.hog else ""),
         flush=True,
     )
-    results: dict[str, Any] = {"load_average": {"start": os.getloadavg()}, "hogs": args.hog, "results": {}}
+    if "matchmaking" in services:
+        where = "a child process (nice 10)" if args.matchmaking_encoder == "process" else "a thread of the service"
+        print(f"matchmaking's encoder worker runs in {where}; server CPU counts the service and its children")
+    results: dict[str, Any] = {
+        "load_average": {"start": os.getloadavg()},
+        "hogs": args.hog,
+        "matchmaking_encoder": args.matchmaking_encoder,
+        "results": {},
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="svcbench-") as tmp_name:
             tmp = Path(tmp_name)

@@ -16,8 +16,9 @@ OWNER = "0f1e2d3c-4b5a-4697-8877-665544332211"
 
 @pytest.fixture
 def settings(database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str) -> Settings:
-    """Settings of a matchmaking service on this test's database, broker and topics."""
-    return settings_for(Settings, database, kafka_bootstrap)
+    """Settings of a matchmaking service on this test's database, broker and topics (the encoder
+    worker a task of the app's process: test_encoder_process.py runs it as the child it is when served)."""
+    return settings_for(Settings, database, kafka_bootstrap, index_encoder_process=False)
 
 
 def opportunity(**overrides: Any) -> dict[str, Any]:

@@ -92,3 +92,46 @@ async def test_a_website_too_long_for_the_column_does_not_lose_the_organisation(
 
         found = await wait_for(known, what="organisation registered despite its website")
         assert found["name"] == "Longsite Diagnostics S.p.A."
+
+
+async def test_a_name_learnt_or_changed_after_the_names_were_loaded_is_removed_from_the_next_view(
+    settings: Settings, kafka_bootstrap: str, publish: Any
+) -> None:
+    """The service keeps the name forms in memory: an organisation registered, or renamed, after a
+    public view was served is removed from the next one (every instance learns it from the change log)."""
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    async with service_client(create_app(settings)) as client:
+        o = await publish(
+            client,
+            owner_organisation_id=str(owner),
+            title="Closed CAR-T bioreactor",
+            summary="Validated with Zephyrgen Therapeutics and with Quorvance Pharma on two GMP sites.",
+        )
+
+        async def public_summary() -> str:
+            return str((await client.get(f"/public/opportunities/{o['id']}")).json()["summary"])
+
+        assert "Zephyrgen" in await public_summary()  # an organisation nobody told the service of
+
+        def profile(name: str) -> membership.OrganisationProfile:
+            return membership.OrganisationProfile(organisation_id=str(other), name=name, kind="company")
+
+        await publish_events(
+            kafka_bootstrap,
+            [membership.OrganisationRegistered(organisation_id=str(other), profile=profile("Zephyrgen Therapeutics"))],
+        )
+
+        async def without(name: str) -> str | None:
+            text = await public_summary()
+            return text if name not in text else None
+
+        text = await wait_for(lambda: without("Zephyrgen"), what="the new organisation's name removed")
+        assert "Quorvance" in text and "[organisation]" in text
+
+        await publish_events(
+            kafka_bootstrap,
+            [membership.OrganisationUpdated(organisation_id=str(other), profile=profile("Quorvance Pharma S.p.A."))],
+        )
+        text = await wait_for(lambda: without("Quorvance"), what="the new name removed")
+        assert "GMP sites" in text

@@ -127,7 +127,7 @@ def backlog_of(metrics: str) -> float:
 async def test_a_new_text_is_found_by_bm25_at_once_and_the_queue_survives_a_restart(
     database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, payload: Any
 ) -> None:
-    serving = settings_for(Settings, database, kafka_bootstrap, index_encoder=False)
+    serving = settings_for(Settings, database, kafka_bootstrap, index_encoder=False, index_encoder_process=False)
     encoded_before = TEXTS_ENCODED._value.get()
     async with service_client(create_app(serving)) as a:
         offer = await post(a, payload)

@@ -5,6 +5,13 @@ import os
 # Set before numpy loads; an explicit OPENBLAS_NUM_THREADS in the environment wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from matchmaking.app import main
+import sys
 
-main()
+if sys.argv[1:2] == ["encode-worker"]:
+    from matchmaking.encoder_process import main as encode_worker
+
+    encode_worker(sys.argv[2:])
+else:
+    from matchmaking.app import main
+
+    main()

@@ -129,34 +129,67 @@ def brand_forms(name: str, website: str | None = None) -> set[str]:
 _WORD = re.compile(r"[^\W_]+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _name_pattern(name: str) -> tuple[str, re.Pattern[str]] | None:
+    """(lower-cased first word, compiled pattern) of one name form (compiled once per process)."""
+    parts = [part for part in re.split(r"[\s-]+", name) if part]
+    first = _WORD.findall(parts[0]) if parts else []
+    if not first:
+        return None
+    # Spaces and hyphens inside a name match any run of them ("Cell Forge", "Cell-Forge").
+    pattern = r"[\s-]+".join(re.escape(part) for part in parts)
+    flags: int = re.IGNORECASE
+    if name.isupper() and len(name) <= 5:
+        flags = 0  # an acronym only in capitals
+    elif name.isalpha() and name[0].isupper() and name[1:].islower():
+        # An ordinary word used as a brand ("Alpha"): only as written or in capitals, so that
+        # "alpha-synuclein" stays.
+        pattern, flags = f"(?:{pattern}|{re.escape(name.upper())})", 0
+    return first[0].lower(), re.compile(rf"(?<!\w){pattern}(?:['’]s)?(?!\w)", flags)
+
+
+class NamePatterns:
+    """Organisation name forms compiled once and looked up by their first word: anonymising a text
+    costs the words of the text, not the size of the register."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(n.strip() for n in names if n and len(n.strip()) >= 3)
+        by_first: dict[str, list[tuple[tuple[int, str], re.Pattern[str]]]] = {}
+        for name in self.names:
+            compiled = _name_pattern(name)
+            if compiled is not None:
+                by_first.setdefault(compiled[0], []).append(((-len(name), name), compiled[1]))
+        self._by_first = by_first
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def candidates(self, words: set[str]) -> list[re.Pattern[str]]:
+        """The patterns of the names whose first word is among ``words``, longest names first (so
+        "Alpha Bio Pharma" goes before "Alpha Bio")."""
+        found = [entry for word in words for entry in self._by_first.get(word, ())]
+        found.sort(key=lambda entry: entry[0])
+        return [pattern for _, pattern in found]
+
+
 @functools.lru_cache(maxsize=8)
-def _name_patterns(names: frozenset[str]) -> list[tuple[str, re.Pattern[str]]]:
-    """(lower-cased first word, compiled pattern) of each name, longest names first (so "Alpha Bio Pharma"
-    goes before "Alpha Bio")."""
-    out = []
-    for name in sorted(names, key=lambda n: (-len(n), n)):
-        parts = [part for part in re.split(r"[\s-]+", name) if part]
-        first = _WORD.findall(parts[0])
-        if not first:
-            continue
-        # Spaces and hyphens inside a name match any run of them ("Cell Forge", "Cell-Forge").
-        pattern = r"[\s-]+".join(re.escape(part) for part in parts)
-        flags: int = re.IGNORECASE
-        if name.isupper() and len(name) <= 5:
-            flags = 0  # an acronym only in capitals
-        elif name.isalpha() and name[0].isupper() and name[1:].islower():
-            # An ordinary word used as a brand ("Alpha"): only as written or in capitals, so that
-            # "alpha-synuclein" stays.
-            pattern, flags = f"(?:{pattern}|{re.escape(name.upper())})", 0
-        out.append((first[0].lower(), re.compile(rf"(?<!\w){pattern}(?:['’]s)?(?!\w)", flags)))
-    return out
+def _patterns_of(names: frozenset[str]) -> NamePatterns:
+    return NamePatterns(names)
 
 
-def anonymise_text(text: str, names: Iterable[str] = ()) -> str:
+def name_patterns(names: Iterable[str] | NamePatterns) -> NamePatterns:
+    """``names`` compiled (already compiled ones as they are)."""
+    if isinstance(names, NamePatterns):
+        return names
+    return _patterns_of(frozenset(n.strip() for n in names if n and len(n.strip()) >= 3))
+
+
+def anonymise_text(text: str, names: Iterable[str] | NamePatterns = ()) -> str:
     """``text`` without contact details, patent numbers, organisation and person names.
 
     ``names`` are the organisation names (or any of their forms) to remove: pass
-    :func:`brand_forms` of each to catch the forms a name takes in free text.
+    :func:`brand_forms` of each to catch the forms a name takes in free text (or a
+    :class:`NamePatterns` of them, compiled once for many texts).
     """
     if not text:
         return text
@@ -167,9 +200,8 @@ def anonymise_text(text: str, names: Iterable[str] = ()) -> str:
     out = PHONE.sub(PLACEHOLDER_CONTACT, out)
     # Only the names whose first word occurs in the text are tried (a register has thousands of forms).
     words = {w.lower() for w in _WORD.findall(out)}
-    for first, pattern in _name_patterns(frozenset(n.strip() for n in names if n and len(n.strip()) >= 3)):
-        if first in words:
-            out = pattern.sub(PLACEHOLDER_ORG, out)
+    for pattern in name_patterns(names).candidates(words):
+        out = pattern.sub(PLACEHOLDER_ORG, out)
     out = _SUFFIX_AFTER_PLACEHOLDER.sub(PLACEHOLDER_ORG, out)
     out = LEGAL_FORM.sub(PLACEHOLDER_ORG, out)
     out = PERSON.sub(PLACEHOLDER_PERSON + " ", out)
@@ -177,12 +209,12 @@ def anonymise_text(text: str, names: Iterable[str] = ()) -> str:
     return re.sub(r"[ \t]{2,}", " ", out).strip()
 
 
-def anonymise_list(values: Iterable[str], names: Iterable[str] = ()) -> list[str]:
+def anonymise_list(values: Iterable[str], names: Iterable[str] | NamePatterns = ()) -> list[str]:
     """Each value anonymised; values left empty (or only a placeholder) are dropped."""
-    names = list(names)
+    patterns = name_patterns(names)
     out = []
     for value in values:
-        clean = anonymise_text(value, names)
+        clean = anonymise_text(value, patterns)
         if clean and clean not in (PLACEHOLDER_ORG, PLACEHOLDER_CONTACT, PLACEHOLDER_PERSON, PLACEHOLDER_PATENT):
             out.append(clean)
     return out

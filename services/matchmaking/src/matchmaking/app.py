@@ -13,6 +13,7 @@ from distretto_shared.app import PeriodicJob, ServiceContext, ServiceSpec, cli
 from distretto_shared.app import create_app as _create
 from distretto_shared.context import Context
 from distretto_shared.contracts import matchmaking as contracts
+from matchmaking import encoder_process
 from matchmaking.config import Settings
 from matchmaking.matches import api as matches_api
 from matchmaking.matches import service as matches
@@ -20,6 +21,7 @@ from matchmaking.opportunities import api as opportunities_api
 from matchmaking.opportunities import service as opportunities
 from matchmaking.profiles import api as profiles_api
 from matchmaking.profiles import consumers
+from matchmaking.profiles.names import OrganisationNames
 from matchmaking.search import api as search_api
 from matchmaking.search import indexing
 from matchmaking.search import service as search
@@ -44,11 +46,15 @@ async def start_engine(ctx: ServiceContext) -> None:
     ctx.provide(shared_encoder(settings.embedding_threads), Encoder)
     state = indexing.IndexState()
     ctx.provide(state)
+    ctx.provide(OrganisationNames(full_reload_after=settings.index_change_retention / 2))
     await search.rebuild_index(ctx.context())
     await matches.refresh_match_gauge(ctx.context())
     ctx.tasks.append(asyncio.create_task(indexing.follow(ctx.context()), name="index-follower"))
     ctx.tasks.append(asyncio.create_task(search.merge_forever(ctx.context()), name="merge-bm25-delta"))
-    if settings.index_encoder:
+    if settings.index_encoder and settings.index_encoder_process:
+        ctx.provide(encoder_process.EncoderChild())
+        ctx.tasks.append(asyncio.create_task(encoder_process.supervise(ctx.context()), name="index-encoder-process"))
+    elif settings.index_encoder:
         ctx.tasks.append(asyncio.create_task(indexing.encode_forever(ctx.context()), name="index-encoder"))
 
     async def refresh_backlog() -> None:

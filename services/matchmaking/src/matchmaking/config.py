@@ -36,6 +36,11 @@ class Settings(ServiceSettings):
     index_encoder: bool = True
     """Run the encoder worker in this instance (off: the instance only serves and follows the index;
     another instance encodes the queued texts)."""
+    index_encoder_process: bool = True
+    """Run that worker in a child process at a lower OS priority (``encoder_process``), so encoding
+    never takes the CPU the requests need; off: a task of the serving process."""
+    index_encoder_nice: int = 10
+    """How much the encoder process lowers its priority (``os.nice``; 0: not at all)."""
     index_poll_interval: float = 0.5
     """Seconds between two reads of the index change log (writes of this instance wake it at once)."""
     index_encode_poll: float = 2.0

@@ -12,7 +12,7 @@ from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.conventions import paginate
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
-from matchmaking.anonymise import anonymise_list, anonymise_text
+from matchmaking.anonymise import NamePatterns, anonymise_list, anonymise_text
 from matchmaking.common import Ctx, after_commit, today
 from matchmaking.opportunities.domain import OpportunityStatus, OpportunityType, add_months
 from matchmaking.opportunities.models import (
@@ -45,7 +45,7 @@ def _own_filter(ctx: Ctx, q: Any, owner_column: Any) -> Any:
     return q.where(owner_column == ctx.own_organisation())
 
 
-def _published_event(o: Opportunity, names: list[str]) -> contracts.OpportunityPublished:
+def _published_event(o: Opportunity, names: NamePatterns) -> contracts.OpportunityPublished:
     return contracts.OpportunityPublished(
         opportunity_id=o.id,
         opportunity_type=o.opportunity_type,
@@ -78,7 +78,7 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                 if existing.first():
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             session.add(o)
-            add_event(session, _published_event(o, await org_names(session)), source=ctx.source)
+            add_event(session, _published_event(o, await org_names(ctx, session)), source=ctx.source)
             await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
@@ -90,20 +90,17 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         raise Invalid("nothing to change")
-    async with ctx.db.read() as session:
-        current = await opportunity_for(ctx, session, opportunity_id, "change this opportunity")
-    is_search = current.opportunity_type == OpportunityType.PARTNER_SEARCH
-    for name in ("topic_code", "role_sought", "deadline"):
-        if not is_search and changes.get(name) is not None:
-            raise Invalid(f"{name} belongs to partner searches only")
-        if is_search and name in ("topic_code", "role_sought") and name in changes and changes[name] is None:
-            raise Invalid(f"a partner search needs its {name}")
-    for name, value in changes.items():
-        setattr(current, name, value.value if hasattr(value, "value") else value)
+    # One unit of work: the row is loaded (and the caller's right to it checked) once.
     async with ctx.db.transaction() as session:
-        o = await get_opportunity_row(session, opportunity_id)
-        for name in changes:
-            setattr(o, name, getattr(current, name))
+        o = await opportunity_for(ctx, session, opportunity_id, "change this opportunity")
+        is_search = o.opportunity_type == OpportunityType.PARTNER_SEARCH
+        for name in ("topic_code", "role_sought", "deadline"):
+            if not is_search and changes.get(name) is not None:
+                raise Invalid(f"{name} belongs to partner searches only")
+            if is_search and name in ("topic_code", "role_sought") and name in changes and changes[name] is None:
+                raise Invalid(f"a partner search needs its {name}")
+        for name, value in changes.items():
+            setattr(o, name, value.value if hasattr(value, "value") else value)
         o.updated_at = utcnow()
         session.add(o)
         await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
@@ -215,7 +212,7 @@ async def list_opportunities(
     return listed
 
 
-def anonymous_view(o: Opportunity, names: list[str]) -> OpportunityAnonymous:
+def anonymous_view(o: Opportunity, names: NamePatterns) -> OpportunityAnonymous:
     """The public, anonymised view of an opportunity."""
     return OpportunityAnonymous(
         id=o.id,
@@ -247,7 +244,7 @@ async def list_public(
         reference=None,
     ).where(Opportunity.expires_on >= today())
     async with ctx.db.read() as session:
-        names = await org_names(session)
+        names = await org_names(ctx, session)
         listed: Page[OpportunityAnonymous] = await paginate(
             session, q, page, order_by=NEWEST_FIRST, map=lambda o: anonymous_view(o, names)
         )
@@ -260,4 +257,4 @@ async def get_public(ctx: Ctx, opportunity_id: str) -> OpportunityAnonymous:
         o = await get_opportunity_row(session, opportunity_id)
         if o.status != OpportunityStatus.ACTIVE or o.expires_on < today():
             raise NotFound(f"opportunity {opportunity_id} is not published")
-        return anonymous_view(o, await org_names(session))
+        return anonymous_view(o, await org_names(ctx, session))

@@ -5,19 +5,19 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from matchmaking.anonymise import brand_forms
-from matchmaking.profiles.models import Organisation, Participation, Project
+from matchmaking.anonymise import NamePatterns
+from matchmaking.common import Ctx
+from matchmaking.profiles.models import Participation, Project
+from matchmaking.profiles.names import OrganisationNames
 
 PUBLIC_STATUSES = ("active", "suspended", "lapsed", "left")
 """Organisations that are or were members: their profiles are public to members (applications are not)."""
 
 
-async def org_names(session: AsyncSession) -> list[str]:
-    """Every form of every known organisation's name (``anonymise.brand_forms``): what anonymisation removes."""
-    forms: set[str] = set()
-    for name, website in (await session.execute(select(Organisation.name, Organisation.website))).all():
-        forms |= brand_forms(name, website)
-    return sorted(forms)
+async def org_names(ctx: Ctx, session: AsyncSession) -> NamePatterns:
+    """Every form of every known organisation's name (``anonymise.brand_forms``), compiled: what
+    anonymisation removes (this instance's copy, brought up to date first: ``profiles.names``)."""
+    return await ctx.get(OrganisationNames).patterns(session)
 
 
 async def projects_of(session: AsyncSession, organisation_id: str) -> list[Project]:

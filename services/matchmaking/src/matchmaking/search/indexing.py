@@ -24,7 +24,7 @@ import asyncio
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -213,33 +213,53 @@ async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) 
     return len(missing)
 
 
-async def record_items(ctx: Ctx, session: AsyncSession, items: dict[str, list[Item]]) -> None:
+async def record_items(
+    ctx: Ctx, session: AsyncSession, items: dict[str, list[Item]], parts: dict[str, str] | None = None
+) -> None:
     """Make ``index_item`` hold exactly ``items`` for each of these documents (an empty list: none),
-    queue the texts without a vector and log the documents as changed."""
+    queue the texts without a vector and log the documents as changed.
+
+    ``parts`` (doc key → item-key prefix) narrows a document to the items under that prefix: the
+    others are left as they are (an opportunity of a profile changed, not the whole profile). Only
+    rows that differ are written, and only their texts looked up in the vector store.
+    """
+    parts = parts or {}
     keys = sorted(items)
+    fresh: dict[str, str] = {}
     for chunk in _chunks(keys):
-        current = {
-            (row.doc_key, row.item_key): row.text_hash
-            for row in (await session.execute(select(IndexItem).where(col(IndexItem.doc_key).in_(chunk)))).scalars()
-        }
+        whole = [k for k in chunk if k not in parts]
+        where = [col(IndexItem.doc_key).in_(whole)] if whole else []
+        where += [
+            (col(IndexItem.doc_key) == k) & col(IndexItem.item_key).startswith(parts[k], autoescape=True)
+            for k in chunk
+            if k in parts
+        ]
+        q = sa_select(
+            col(IndexItem.doc_key),
+            col(IndexItem.item_key),
+            col(IndexItem.kind),
+            col(IndexItem.lang),
+            col(IndexItem.label),
+            col(IndexItem.text_hash),
+        ).where(or_(*where))
+        current = {(d, i): (kind, lang, label, h) for d, i, kind, lang, label, h in (await session.execute(q)).all()}
         wanted = {(k, i.key): i for k in chunk for i in items[k]}
         gone = [pair for pair in current if pair not in wanted]
-        for doc_key in {d for d, _ in gone}:
+        for doc_key in sorted({d for d, _ in gone}):
             stale = [item for d, item in gone if d == doc_key]
             await session.execute(
                 delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
             )
-        rows = [
-            {
-                "doc_key": d,
-                "item_key": i.key,
-                "kind": i.kind,
-                "lang": i.lang,
-                "label": i.label[:300],
-                "text_hash": text_key(i.text),
-            }
-            for (d, _), i in wanted.items()
-        ]
+        rows = []
+        for (d, _), i in wanted.items():
+            row = (i.kind, i.lang, i.label[:300], text_key(i.text))
+            if current.get((d, i.key)) == row:
+                continue
+            kind, lang, label, hash_ = row
+            rows.append(
+                {"doc_key": d, "item_key": i.key, "kind": kind, "lang": lang, "label": label, "text_hash": hash_}
+            )
+            fresh[hash_] = i.text
         for part in _chunks(rows):
             stmt = _insert(ctx, IndexItem).values(list(part))
             excluded = stmt.excluded
@@ -253,7 +273,9 @@ async def record_items(ctx: Ctx, session: AsyncSession, items: dict[str, list[It
                 },
             )
             await session.execute(stmt)
-    await enqueue_texts(ctx, session, {text_key(i.text): i.text for docs in items.values() for i in docs})
+    # The texts of unchanged rows were queued (or had their vector) when those rows were written.
+    if fresh:
+        await enqueue_texts(ctx, session, fresh)
     await log_changes(ctx, session, keys)
 
 
@@ -297,8 +319,9 @@ def with_owners(keys: Sequence[str], owners: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-async def load_sources(session: AsyncSession, keys: Sequence[str] | None) -> Sources:
-    """The source rows of the documents ``keys`` (None: of every document)."""
+async def load_sources(session: AsyncSession, keys: Sequence[str] | None, *, with_items: bool = True) -> Sources:
+    """The source rows of the documents ``keys`` (None: of every document); ``with_items=False``
+    leaves out the profiles' published opportunities (only their items need them)."""
     opp_ids = org_ids = None
     if keys is not None:
         opp_ids = sorted({k.split(":", 1)[1] for k in keys if k.startswith(f"{OPPORTUNITY}:")})
@@ -336,7 +359,9 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None) -> Sou
         listed.sort(key=lambda p: p.project_id)
     published: dict[str, list[Opportunity]] = {}
     active = select(Opportunity).where(Opportunity.status == OpportunityStatus.ACTIVE.value)
-    if org_ids is None:
+    if not with_items:
+        owned = []
+    elif org_ids is None:
         owned = [o for o in opportunities.values() if o.status == OpportunityStatus.ACTIVE.value]
     else:
         owned = []
@@ -400,7 +425,7 @@ def make_documents(sources: Sources, vectors: Recorded) -> dict[str, Loaded | No
 
 async def load_documents(session: AsyncSession, keys: Sequence[str]) -> dict[str, Loaded | None]:
     """The index documents ``keys`` as the database holds them now (None: not in the index)."""
-    found = make_documents(await load_sources(session, keys), await load_vectors(session, keys))
+    found = make_documents(await load_sources(session, keys, with_items=False), await load_vectors(session, keys))
     return {k: found.get(k) for k in keys}
 
 
@@ -473,23 +498,43 @@ def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
 async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]) -> None:
     """In a writer's unit of work: record the items of ``keys`` as the session sees them now, and
     index them in this instance as soon as the transaction committed (BM25 at once; the dense side
-    with whatever items are already encoded, the rest when the worker has encoded them)."""
+    with whatever items are already encoded, the rest when the worker has encoded them).
+
+    An opportunity is also an item of its owner's profile: only that item of the profile is
+    recorded here (the work of one opportunity, however many the owner published); the profile is
+    reloaded by the follower (its next read of the change log takes many writes at once)."""
     await session.flush()
-    opp_ids = [k.split(":", 1)[1] for k in keys if k.startswith(f"{OPPORTUNITY}:")]
-    owners: dict[str, str] = {}
-    for chunk in _chunks(opp_ids):
-        q = select(Opportunity.id, Opportunity.owner_organisation_id).where(col(Opportunity.id).in_(chunk))
-        owners |= {f"{OPPORTUNITY}:{oid}": owner for oid, owner in (await session.execute(q)).all()}
-    known = set(
-        (
-            await session.execute(
-                select(Organisation.organisation_id).where(col(Organisation.organisation_id).in_(set(owners.values())))
-            )
-        ).scalars()
-    )
-    keys = with_owners(keys, {k: v for k, v in owners.items() if v in known})
+    keys = list(dict.fromkeys(keys))
     sources = await load_sources(session, keys)
-    await record_items(ctx, session, sources.items())
+    items = sources.items()
+    # Each opportunity's items are worked out once (language detection included) and given again
+    # under the owner's profile.
+    own = {f"{OPPORTUNITY}:{oid}": items.get(f"{OPPORTUNITY}:{oid}", []) for oid in sources.opportunities}
+    owners = {o.owner_organisation_id for o in sources.opportunities.values()} - set(sources.organisations)
+    active_owners: set[str] = set()
+    if owners:
+        q = select(Organisation.organisation_id).where(
+            col(Organisation.organisation_id).in_(sorted(owners)), Organisation.status == "active"
+        )
+        active_owners = set((await session.execute(q)).scalars())
+    parts: dict[str, str] = {}
+    for oid, o in sources.opportunities.items():
+        if o.owner_organisation_id not in active_owners:
+            continue
+        profile_key, prefix = f"{PROFILE}:{o.owner_organisation_id}", f"{OPPORTUNITY}:{oid}#"
+        # One prefix per profile: two opportunities of one owner in a unit of work record the profile whole.
+        if profile_key in parts:
+            parts.pop(profile_key)
+            items.pop(profile_key, None)
+            items |= (await load_sources(session, [profile_key])).items()
+            continue
+        if profile_key in items:
+            continue
+        parts[profile_key] = prefix
+        published = o.status == OpportunityStatus.ACTIVE.value
+        mine = own[f"{OPPORTUNITY}:{oid}"] if published else []
+        items[profile_key] = [replace(i, key=f"{OPPORTUNITY}:{oid}{i.key[len(OPPORTUNITY) :]}") for i in mine]
+    await record_items(ctx, session, items, parts)
     found = make_documents(sources, await load_vectors(session, keys))
     state = ctx.get(IndexState)
 

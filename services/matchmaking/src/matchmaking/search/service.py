@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from distretto_shared.logging import get_logger
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
-from matchmaking.anonymise import anonymise_text
+from matchmaking.anonymise import NamePatterns, anonymise_text
 from matchmaking.common import Ctx, today
 from matchmaking.opportunities.domain import OpportunityType
 from matchmaking.opportunities.models import (
@@ -143,7 +143,7 @@ async def _titles(ctx: Ctx, session: AsyncSession, hits: list[Hit]) -> dict[str,
     org_ids = [h.entity_id for h in hits if h.kind == PROFILE]
     titles: dict[str, str] = {}
     if opp_ids:
-        names: list[str] | None = None
+        names: NamePatterns | None = None
         rows = await session.execute(
             select(Opportunity.id, Opportunity.title, Opportunity.owner_organisation_id).where(
                 col(Opportunity.id).in_(opp_ids)
@@ -151,7 +151,7 @@ async def _titles(ctx: Ctx, session: AsyncSession, hits: list[Hit]) -> dict[str,
         )
         for oid, title, owner in rows.all():
             if not ctx.acts_for(owner):
-                names = names if names is not None else await org_names(session)
+                names = names if names is not None else await org_names(ctx, session)
                 title = anonymise_text(title, names)
             titles[f"{OPPORTUNITY}:{oid}"] = title
     if org_ids:
