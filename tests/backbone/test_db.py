@@ -113,3 +113,98 @@ async def test_a_unit_of_work_after_the_server_dropped_its_pooled_connection_suc
     finally:
         await db.dispose()
         await admin.dispose()
+
+
+async def test_on_sqlite_each_statement_of_a_unit_of_work_is_one_trip_to_the_driver_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite runs every call in its own thread, and each call is a hand-off between the event
+    loop and that thread. A unit of work costs one per statement: BEGIN IMMEDIATE, the use case's
+    insert, the outbox insert, COMMIT — and none to give the connection back to the pool. What the
+    statements answer (rows of a RETURNING, a rowcount, an integrity error that rolls back) is as
+    with any driver."""
+    import aiosqlite
+
+    from distretto_shared.migrations import upgrade_async
+
+    from .example import MIGRATIONS
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade_async(MIGRATIONS, url, None)
+    db = Database(url)
+    trips: list[str] = []
+    hand_off = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object, **kwargs: object) -> object:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await hand_off(self, fn, *args, **kwargs)
+
+    try:
+        await credit(db, "acc-1", 5, 1)  # the pool opens its connection (and sets its pragmas) here
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        await credit(db, "acc-1", 7, 2)
+        assert len(trips) == 4, trips  # BEGIN IMMEDIATE, INSERT ledger_entry, INSERT outbox, COMMIT
+
+        async with db.transaction() as session:
+            ids = (
+                await session.execute(
+                    text("INSERT INTO ledger_entry (account_id, amount, seq) VALUES ('acc-2', 1, 3) RETURNING seq")
+                )
+            ).scalars()
+            assert list(ids) == [3]
+            bump = text("UPDATE ledger_entry SET amount = amount + 1 WHERE account_id = 'acc-1'")
+            changed = await session.execute(bump)
+            assert changed.rowcount == 2  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            async with db.transaction() as session:
+                clash = text("INSERT INTO ledger_entry (id, account_id, amount, seq) VALUES (100, 'acc-3', 1, 4)")
+                await session.execute(clash)
+                await session.execute(clash)  # the same primary key again
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT account_id, amount FROM ledger_entry ORDER BY seq"))).all()
+            outbox = (await session.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        # acc-3's unit of work left nothing
+        assert [tuple(r) for r in rows] == [("acc-1", 6), ("acc-1", 8), ("acc-2", 1)]
+        assert outbox == 2
+    finally:
+        await db.dispose()
+
+
+async def test_on_sqlite_writers_of_one_process_queue_for_their_turn_and_give_up_like_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second unit of work waits while the first holds the write lock — in the event loop, not in
+    SQLite's sleeping busy handler — and gives up after the busy timeout; once the first committed,
+    the next one writes."""
+    import distretto_shared.db as db_module
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE t (v TEXT)"))
+        monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT", 0.2)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('first')"))
+                inside.set()
+                await release.wait()
+
+        async def second() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('second')"))
+
+        holder = asyncio.create_task(first())
+        await inside.wait()
+        with pytest.raises(TimeoutError, match="locked"):
+            await second()
+        release.set()
+        await holder
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t (v) VALUES ('third')"))
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT v FROM t ORDER BY rowid"))).scalars().all()
+        assert rows == ["first", "third"]
+    finally:
+        await db.dispose()

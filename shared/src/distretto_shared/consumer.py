@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,8 +39,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import Consumer as ConsumerAnnotation
-from faststream.kafka.annotations import KafkaMessage as KafkaMessageAnnotation
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -223,9 +222,11 @@ class ConsumerRunner:
         if self._db is not None and self._unhook is None:
             self._unhook = metrics.on_scrape(self.refresh_lag, min_interval=1.0)
 
-        async def raw_body(msg: StreamMessage[Any]) -> Any:
-            # Never let FastStream decode: a broken body must reach us, not fail before us.
-            return None
+        async def raw_records(msg: StreamMessage[Any]) -> Any:
+            # Never let FastStream decode: a broken body must reach us, not fail before us. The
+            # handler gets the fetched records themselves (FastStream's context annotations would
+            # be resolved in a thread pool, two thread hand-offs per batch).
+            return msg.raw_message
 
         subscriber = broker.subscriber(
             *sorted(topic_name(t) for t in self.consumers.topics),
@@ -240,13 +241,12 @@ class ConsumerRunner:
             group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=raw_body,
+            decoder=raw_records,
             title=f"{self.service}:{self.consumers.name}",
             description=f"Handles {', '.join(sorted(self.consumers.handlers))}",
         )
 
-        async def entry(message: KafkaMessageAnnotation, consumer: ConsumerAnnotation) -> None:
-            raw = message.raw_message
+        async def entry(raw: Any) -> None:
             raws = raw if isinstance(raw, tuple) else (raw,)
             records = [
                 Record(
@@ -430,11 +430,14 @@ class ConsumerRunner:
                     await handler(self.context, session, event, meta)
             if run:
                 await self._call_batch(run_handler, session, run)
+        handled: Counter[str] = Counter()
         for (_, meta, _, _), outcome in zip(work, outcomes, strict=True):
-            if outcome is Outcome.DUPLICATE:
-                metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc()
+            handled[meta.type if outcome is Outcome.HANDLED else ""] += 1
+        for event_type, count in handled.items():  # one update per type, not one per event
+            if event_type:
+                metrics.EVENTS_HANDLED.labels(self.service, self.consumers.name, event_type).inc(count)
             else:
-                metrics.EVENTS_HANDLED.labels(self.service, self.consumers.name, meta.type).inc()
+                metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc(count)
         return outcomes
 
     async def _call_batch(self, handler: Any, session: AsyncSession, batch: list[tuple[Event, EventMeta]]) -> None:

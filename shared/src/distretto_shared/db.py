@@ -8,17 +8,28 @@ the end and, when the unit of work added outbox rows, wakes the outbox relay.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from threading import Thread
 from typing import Any, TypeVar
 
+import aiosqlite
 from sqlalchemy import ColumnElement, event, func, select, text
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
 from distretto_shared.logging import get_logger
 
@@ -30,6 +41,9 @@ UNIT_OF_WORK = "distretto_unit_of_work"
 """``session.info`` key set in a unit of work (:meth:`Database.transaction`): :func:`load` locks there."""
 _WRITE = "distretto_write"
 """Execution option of a unit of work's connection: on SQLite it begins with ``BEGIN IMMEDIATE``."""
+
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite writer waits for the database's write lock before giving up."""
 
 _open_write: contextvars.ContextVar[dict[int, bool] | None] = contextvars.ContextVar(
     "distretto_open_write", default=None
@@ -84,7 +98,10 @@ class Database:
         self.sqlite = is_sqlite(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+            # SQLAlchemy's aiosqlite adaptation, with each statement run in one trip to the
+            # driver's thread (see ``_OneTripCursor``).
+            kwargs["module"] = _AiosqliteDbapi(aiosqlite, sqlite3)
         else:
             # No pre-ping: it costs BEGIN, a statement and ROLLBACK on every checkout. Connections
             # are recycled instead, a connection the driver already knows closed is discarded at
@@ -103,6 +120,37 @@ class Database:
         self._after_outbox_commit: list[Callable[[], None]] = []
         self.scrub_due = asyncio.Event()
         """Set after a commit that erased personal data: the scrub job then clears the leftovers."""
+        self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    @asynccontextmanager
+    async def sqlite_writer(self) -> AsyncIterator[None]:
+        """On SQLite, the turn of one of this process's writers (a no-op on PostgreSQL).
+
+        SQLite has one writer at a time; a writer that finds the write lock taken sleeps and tries
+        again (SQLite's busy handler: 1, 2, 5, 10 … ms), so two writers of one process — a use case
+        and the outbox relay — lose milliseconds to each other many times a second. Here they queue
+        in the event loop instead and each starts the moment the other has committed; writers of
+        other processes still meet at SQLite's own lock. Gives up like the busy timeout does.
+        """
+        if not self.sqlite:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        if self._writers is None or self._writers[0] is not loop:
+            self._writers = (loop, asyncio.Lock())
+        lock = self._writers[1]
+        if lock.locked():
+            try:
+                async with asyncio.timeout(SQLITE_BUSY_TIMEOUT):
+                    await lock.acquire()
+            except TimeoutError:
+                raise TimeoutError("the database is locked: another writer of this process kept it") from None
+        else:
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def on_outbox_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each commit that wrote outbox rows (the relay's wake-up)."""
@@ -113,7 +161,8 @@ class Database:
         """One unit of work: yields a session, commits at the end, rolls back on error.
 
         On SQLite the unit of work takes the database's write lock when it begins (``BEGIN
-        IMMEDIATE``), waiting for it up to the busy timeout. A deferred transaction that read first
+        IMMEDIATE``), waiting for it up to the busy timeout (behind this process's other writers
+        first: :meth:`sqlite_writer`). A deferred transaction that read first
         and writes later fails at once ("database is locked") when another writer committed in
         between — the lock cannot be upgraded from an old snapshot, and no timeout waits for that.
         A unit of work must therefore not open another one on the same database and wait for it.
@@ -125,7 +174,7 @@ class Database:
         marks[id(self)] = True
         token = _open_write.set(marks)
         try:
-            async with self.sessionmaker() as session:
+            async with self.sqlite_writer(), self.sessionmaker() as session:
                 session.info[UNIT_OF_WORK] = True
                 try:
                     if self.sqlite:
@@ -287,3 +336,115 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # A deleted or rewritten value is overwritten with zeros, not left in a free block (erasure).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+# -- SQLite: one trip to the driver's thread per statement ------------------------------------
+#
+# aiosqlite runs every call in its connection's thread; each call is a round trip between the
+# event loop and that thread (a queue, a wake-up of the loop — and, in a busy process, a wait for
+# the GIL). SQLAlchemy's adaptation makes three or four of them per statement: open a cursor,
+# execute, fetch the rows, close the cursor; and a COMMIT or ROLLBACK is one more even when no
+# transaction is open (the pool rolls back every connection it gets back). The classes below run
+# a statement's open-execute-fetch-close as one function in the thread, and skip a COMMIT or
+# ROLLBACK with no transaction to end (the sqlite3 module would do nothing either): a unit of work
+# then costs BEGIN IMMEDIATE, its statements and COMMIT — one trip each.
+
+
+class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    """A cursor whose ``execute``/``executemany`` run, fetch and close in one call to the thread."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+    _awaitable_cursor_close = False  # nothing stays open in the thread
+
+    def __init__(self, adapt_connection: Any) -> None:  # no driver cursor opened here
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: Any = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        try:
+            return await_(self._run(operation, parameters, many=False))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        try:
+            return await_(self._run(operation, seq_of_parameters, many=True))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        async with self._adapt_connection._execute_mutex:
+            driver = self._connection
+            description, rows, self._rowcount, self._lastrowid = await driver._execute(
+                _in_thread, driver, operation, parameters, many
+            )
+        self._description = description
+        self._rows = collections.deque(rows)
+
+
+def _in_thread(driver: Any, operation: Any, parameters: Any, many: bool) -> tuple[Any, Any, int, Any]:
+    """In aiosqlite's thread: one statement, its rows, its cursor closed."""
+    cursor = driver._conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else ()
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class _AiosqliteConnection(AsyncAdapt_aiosqlite_connection):
+    """SQLAlchemy's aiosqlite connection with one-trip cursors and no empty COMMIT/ROLLBACK trip."""
+
+    __slots__ = ()
+    _cursor_cls = _OneTripCursor
+
+    def _in_transaction(self) -> bool:
+        # sqlite3's flag (sqlite3_get_autocommit) may be read from any thread; nothing else runs
+        # on this connection meanwhile (SQLAlchemy uses it for one thing at a time).
+        conn = self._connection._connection
+        return conn is not None and conn.in_transaction
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            super().rollback()
+
+    def commit(self) -> None:
+        if self._in_transaction():
+            super().commit()
+
+
+class _AiosqliteDbapi(AsyncAdapt_aiosqlite_dbapi):
+    """The aiosqlite DBAPI adaptation handing out :class:`_AiosqliteConnection`."""
+
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        creator_fn = kw.pop("async_creator_fn", None)
+        connection = creator_fn(*arg, **kw) if creator_fn else self.aiosqlite.connect(*arg, **kw)
+        thread = connection if isinstance(connection, Thread) else getattr(connection, "_thread", None)
+        if thread is not None:
+            thread.daemon = True  # as SQLAlchemy does: a forgotten connection never holds the exit
+        return _AiosqliteConnection(self, await_(connection))

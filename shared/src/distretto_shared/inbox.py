@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, insert, select
+from sqlalchemy import Column, DateTime, Text, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, col
@@ -55,19 +55,48 @@ async def claim_many(session: AsyncSession, *, consumer: str, metas: list[EventM
     if not metas:
         return set()
     now = datetime.now(UTC)
-    rows: dict[tuple[str, str], dict[str, object]] = {}
+    rows: dict[tuple[str, str], EventMeta] = {}
     for m in metas:
-        rows.setdefault(
-            (m.source, m.id),
-            {"consumer": consumer, "source": m.source, "event_id": m.id, "event_type": m.type, "processed_at": now},
-        )
-    table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+        rows.setdefault((m.source, m.id), m)
     dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    if dialect == "postgresql":
+        # Arrays, not a VALUES list: the statement's text (and its prepared plan) is the same
+        # whatever the batch's size.
+        claimed = await session.execute(
+            _CLAIM_PG,
+            {
+                "consumer": consumer,
+                "sources": [m.source for m in rows.values()],
+                "ids": [m.id for m in rows.values()],
+                "types": [m.type for m in rows.values()],
+                "now": now,
+            },
+        )
+        return {(r[0], r[1]) for r in claimed}
+    table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    stmt = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id)
     claimed = await session.execute(
-        stmt.on_conflict_do_nothing().returning(table.c.source, table.c.event_id), list(rows.values())
+        stmt,
+        [
+            {"consumer": consumer, "source": m.source, "event_id": m.id, "event_type": m.type, "processed_at": now}
+            for m in rows.values()
+        ],
     )
     return {(r[0], r[1]) for r in claimed}
+
+
+_CLAIM_PG = text(
+    "INSERT INTO processed_event (consumer, source, event_id, event_type, processed_at) "
+    "SELECT CAST(:consumer AS TEXT), u.s, u.i, u.t, CAST(:now AS TIMESTAMPTZ) "
+    "FROM unnest(CAST(:sources AS TEXT[]), CAST(:ids AS TEXT[]), CAST(:types AS TEXT[])) AS u(s, i, t) "
+    "ON CONFLICT DO NOTHING RETURNING source, event_id"
+).bindparams(
+    bindparam("consumer", type_=Text()),
+    bindparam("sources", type_=postgresql.ARRAY(Text())),
+    bindparam("ids", type_=postgresql.ARRAY(Text())),
+    bindparam("types", type_=postgresql.ARRAY(Text())),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
 
 
 async def processed_among(session: AsyncSession, *, consumer: str, event_ids: list[str]) -> set[tuple[str, str]]:

@@ -429,9 +429,10 @@ class OutboxRelay:
                 if rows:
                     await self._send(rows)
                     now = datetime.now(UTC)
-                    sconn = await sconn.execution_options(**{_WRITE: True})
-                    await sconn.execute(self._done([row.id for row in rows], now))
-                    await sconn.commit()
+                    async with self.db.sqlite_writer():
+                        sconn = await sconn.execution_options(**{_WRITE: True})
+                        await sconn.execute(self._done([row.id for row in rows], now))
+                        await sconn.commit()
                 await self._maybe_prune(sconn)
         else:
             async with conn.begin():
@@ -469,10 +470,11 @@ class OutboxRelay:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.retention)
         for _ in range(10):  # bounded: the next prune goes on
             old = select(c.id).where(c.published_at < cutoff).order_by(c.published_at, c.id).limit(self.prune_batch)
-            if self.db.sqlite:
-                conn = await conn.execution_options(**{_WRITE: True})
-            result = await conn.execute(delete(table).where(c.id.in_(old.scalar_subquery())))
-            await conn.commit()
+            async with self.db.sqlite_writer():
+                if self.db.sqlite:
+                    conn = await conn.execution_options(**{_WRITE: True})
+                result = await conn.execute(delete(table).where(c.id.in_(old.scalar_subquery())))
+                await conn.commit()
             if (result.rowcount or 0) < self.prune_batch:
                 return
 

@@ -2,7 +2,9 @@
 
 Each row says what happened in a few parameters, put into words in the reader's
 language when shown; the district figures' row carries the new figures, which the
-home page's charts take over live.
+home page's charts take over live. One batch handler takes every event type: a fetched batch
+becomes its rows with one ``INSERT`` (the district figures arrive seldom, the organisations' and
+projects' events in bursts — an import, a replay, a consumer catching up).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.config import Settings
@@ -20,7 +23,7 @@ from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
-from distretto_shared.events import EventMeta
+from distretto_shared.events import Event, EventMeta
 
 Ctx = Context[Settings]
 
@@ -35,11 +38,15 @@ def _when(meta: EventMeta) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _add(session: AsyncSession, kind: str, subject: str, audience: str, meta: EventMeta, **params: Any) -> None:
-    session.add(Activity(at=_when(meta), kind=kind, subject=subject[:64], audience=audience, params=params))
+Row = dict[str, Any]
+"""An ``activity`` row's values, written with the rest of its batch by one ``INSERT``."""
 
 
-@consumers.handles(
+def _row(kind: str, subject: str, audience: str, meta: EventMeta, **params: Any) -> Row:
+    return {"at": _when(meta), "kind": kind, "subject": subject[:64], "audience": audience, "params": params}
+
+
+_ORGANISATION: tuple[type[Event], ...] = (
     ms.OrganisationRegistered,
     ms.OrganisationJoined,
     ms.OrganisationSuspended,
@@ -47,21 +54,62 @@ def _add(session: AsyncSession, kind: str, subject: str, audience: str, meta: Ev
     ms.OrganisationLeft,
     ms.OrganisationRejected,
 )
-async def on_organisation(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
+_ORGANISATION_KINDS: dict[type[Event], str] = {
+    ms.OrganisationRegistered: "organisation.registered",
+    ms.OrganisationSuspended: "organisation.suspended",
+    ms.OrganisationLapsed: "organisation.lapsed",
+    ms.OrganisationLeft: "organisation.left",
+    ms.OrganisationRejected: "organisation.rejected",
+}
+_DELIVERABLE_KINDS: dict[type[Event], str] = {
+    pj.DeliverableSubmitted: "deliverable.submitted",
+    pj.DeliverableDueSoon: "deliverable.due_soon",
+    pj.DeliverableOverdue: "deliverable.overdue",
+}
+_MATCH_KINDS: dict[type[Event], str] = {
+    mm.MatchProposed: "match.proposed",
+    mm.MatchAccepted: "match.accepted",
+    mm.MatchDeclined: "match.declined",
+    mm.MeetingScheduled: "meeting.scheduled",
+    mm.MeetingHeld: "meeting.held",
+}
+
+
+@consumers.handles_batch(
+    *_ORGANISATION,
+    ms.DistrictFiguresChanged,
+    pj.ProjectRegistered,
+    *_DELIVERABLE_KINDS,
+    pj.MilestoneReached,
+    nl.CampaignStarted,
+    nl.CampaignFinished,
+    mm.OpportunityPublished,
+    *_MATCH_KINDS,
+)
+async def on_events(ctx: Ctx, session: AsyncSession, batch: list[tuple[Any, EventMeta]]) -> None:
+    """A fetched batch of platform events → its ``activity`` rows, in order, with one ``INSERT``."""
+    names: dict[str, str] = {}  # organisation id → the last name this batch told
+    rows: list[Row] = []
+    for event, meta in batch:
+        if isinstance(event, _ORGANISATION):
+            rows.append(await _organisation(session, event, meta, names))
+        else:
+            rows.append(_other(event, meta))
+    await session.execute(insert(Activity.__table__), rows)  # type: ignore[attr-defined]
+
+
+async def _organisation(session: AsyncSession, event: Any, meta: EventMeta, names: dict[str, str]) -> Row:
     name = getattr(getattr(event, "profile", None), "name", None)
     if name is None:  # events without the profile: the name is the one the feed saw last
-        name = await _known_name(session, event.organisation_id)
-    kinds: dict[type, str] = {
-        ms.OrganisationRegistered: "organisation.registered",
-        ms.OrganisationJoined: "organisation.joined" if getattr(event, "first_join", True) else "organisation.rejoined",
-        ms.OrganisationSuspended: "organisation.suspended",
-        ms.OrganisationLapsed: "organisation.lapsed",
-        ms.OrganisationLeft: "organisation.left",
-        ms.OrganisationRejected: "organisation.rejected",
-    }
-    kind = kinds[type(event)]
+        name = names.get(event.organisation_id) or await _known_name(session, event.organisation_id)
+    if name:
+        names[event.organisation_id] = name
+    if isinstance(event, ms.OrganisationJoined):
+        kind = "organisation.joined" if event.first_join else "organisation.rejoined"
+    else:
+        kind = _ORGANISATION_KINDS[type(event)]
     audience = "public" if kind in ("organisation.joined", "organisation.rejoined", "organisation.left") else "staff"
-    _add(session, kind, event.organisation_id, audience, meta, name=name or "?")
+    return _row(kind, event.organisation_id, audience, meta, name=name or "?")
 
 
 async def _known_name(session: AsyncSession, organisation_id: str) -> str | None:
@@ -77,53 +125,30 @@ async def _known_name(session: AsyncSession, organisation_id: str) -> str | None
     return found.get("name") if isinstance(found, dict) else None
 
 
-@consumers.handles(ms.DistrictFiguresChanged)
-async def on_figures(ctx: Ctx, session: AsyncSession, event: ms.DistrictFiguresChanged, meta: EventMeta) -> None:
-    figures = event.model_dump(mode="json", exclude={"district"})
-    _add(session, "figures.changed", "district", "public", meta, members=event.members_total, figures=figures)
-
-
-@consumers.handles(pj.ProjectRegistered)
-async def on_project(ctx: Ctx, session: AsyncSession, event: pj.ProjectRegistered, meta: EventMeta) -> None:
-    acronym = event.project.acronym
-    _add(session, "project.registered", event.project_id, "staff", meta, acronym=acronym)
-
-
-@consumers.handles(pj.DeliverableSubmitted, pj.DeliverableDueSoon, pj.DeliverableOverdue)
-async def on_deliverable(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    kinds: dict[type, str] = {
-        pj.DeliverableSubmitted: "deliverable.submitted",
-        pj.DeliverableDueSoon: "deliverable.due_soon",
-        pj.DeliverableOverdue: "deliverable.overdue",
-    }
-    kind = kinds[type(event)]
-    _add(
-        session,
-        kind,
-        event.project_id,
-        "staff",
-        meta,
-        number=event.number,
-        acronym=event.acronym,
-        days=getattr(event, "days_left", None),
-        project_id=event.project_id,
-    )
-
-
-@consumers.handles(pj.MilestoneReached)
-async def on_milestone(ctx: Ctx, session: AsyncSession, event: pj.MilestoneReached, meta: EventMeta) -> None:
-    _add(session, "milestone.reached", event.project_id, "staff", meta, number=event.number, acronym=event.acronym)
-
-
-@consumers.handles(nl.CampaignStarted, nl.CampaignFinished)
-async def on_campaign(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    if isinstance(event, nl.CampaignStarted):
-        _add(
-            session, "campaign.started", event.campaign_id, "staff", meta, name=event.name, recipients=event.recipients
+def _other(event: Any, meta: EventMeta) -> Row:
+    """The row of an event that needs nothing but itself."""
+    if isinstance(event, ms.DistrictFiguresChanged):
+        figures = event.model_dump(mode="json", exclude={"district"})
+        return _row("figures.changed", "district", "public", meta, members=event.members_total, figures=figures)
+    if isinstance(event, pj.ProjectRegistered):
+        return _row("project.registered", event.project_id, "staff", meta, acronym=event.project.acronym)
+    if type(event) in _DELIVERABLE_KINDS:
+        return _row(
+            _DELIVERABLE_KINDS[type(event)],
+            event.project_id,
+            "staff",
+            meta,
+            number=event.number,
+            acronym=event.acronym,
+            days=getattr(event, "days_left", None),
+            project_id=event.project_id,
         )
-    else:
-        _add(
-            session,
+    if isinstance(event, pj.MilestoneReached):
+        return _row("milestone.reached", event.project_id, "staff", meta, number=event.number, acronym=event.acronym)
+    if isinstance(event, nl.CampaignStarted):
+        return _row("campaign.started", event.campaign_id, "staff", meta, name=event.name, recipients=event.recipients)
+    if isinstance(event, nl.CampaignFinished):
+        return _row(
             "campaign.finished",
             event.campaign_id,
             "staff",
@@ -132,21 +157,6 @@ async def on_campaign(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMe
             sent=event.sent,
             failed=event.failed,
         )
-
-
-@consumers.handles(mm.OpportunityPublished)
-async def on_opportunity(ctx: Ctx, session: AsyncSession, event: mm.OpportunityPublished, meta: EventMeta) -> None:
-    _add(session, "opportunity.published", event.opportunity_id, "staff", meta, title=getattr(event, "title", ""))
-
-
-@consumers.handles(mm.MatchProposed, mm.MatchAccepted, mm.MatchDeclined, mm.MeetingScheduled, mm.MeetingHeld)
-async def on_match(ctx: Ctx, session: AsyncSession, event: Any, meta: EventMeta) -> None:
-    kinds: dict[type, str] = {
-        mm.MatchProposed: "match.proposed",
-        mm.MatchAccepted: "match.accepted",
-        mm.MatchDeclined: "match.declined",
-        mm.MeetingScheduled: "meeting.scheduled",
-        mm.MeetingHeld: "meeting.held",
-    }
-    kind = kinds[type(event)]
-    _add(session, kind, event.match_id, "staff", meta)
+    if isinstance(event, mm.OpportunityPublished):
+        return _row("opportunity.published", event.opportunity_id, "staff", meta, title=getattr(event, "title", ""))
+    return _row(_MATCH_KINDS[type(event)], event.match_id, "staff", meta)
