@@ -403,13 +403,16 @@ def index_memory(index: Any) -> dict[str, float]:
     }
 
 
-def query_part(variant: str, profiles: int, real: int, queries: int) -> dict[str, Any]:
+def query_part(
+    variant: str, profiles: int, real: int, queries: int, reduced_dim: int | None = None, profile: bool = False
+) -> dict[str, Any]:
     """Build an index of ``profiles`` with synthetic vectors; rank ``queries`` real query texts."""
     from threadpoolctl import threadpool_limits
 
     from matchmaking.search.document import Document, Filter, profile_items
     from matchmaking.search.embeddings import DIM, shared_encoder
     from matchmaking.search.engine import Engine
+    from matchmaking.search.index import Index
 
     threadpool_limits(limits=1, user_api="blas")  # as the service sets it (MATCHMAKING_BLAS_THREADS)
     rng = random.Random(7)
@@ -443,6 +446,8 @@ def query_part(variant: str, profiles: int, real: int, queries: int) -> dict[str
     rss_vectors = rss_mb()
 
     engine = Engine()
+    if reduced_dim:
+        engine.index = Index(reduced_dim=reduced_dim)
     engine.merge_threshold = profiles + 1
     techniques = TECHNIQUES_EN + TECHNIQUES_IT
     diseases = DISEASES_EN + DISEASES_IT
@@ -494,7 +499,7 @@ def query_part(variant: str, profiles: int, real: int, queries: int) -> dict[str
         "variant": variant,
         "profiles": profiles,
         "items": total_items,
-        "float16": engine.index.item_vectors.dtype == np.float16,
+        "dtype": str(engine.index.item_vectors.dtype),
         "real_texts": len(sample_texts),
         "encode_rate": len(sample_texts) / encode_s,
         "add_s": add_s,
@@ -540,6 +545,17 @@ def query_part(variant: str, profiles: int, real: int, queries: int) -> dict[str
                 }
             )
         out["runs"][name] = runs
+        if profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for q in qdocs:
+                engine.rank(q, flt, limit=20, bm25_weight=weight)
+            profiler.disable()
+            print(f"--- profile of {len(qdocs)} queries, {name}", file=sys.stderr)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(18)
         # The same queries ranked exactly (every eligible row's exact cosine, no first stage).
         saved = engine.index.two_stage_rows
         engine.index.two_stage_rows = 10**9
@@ -600,13 +616,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--skip", choices=["backfill", "queries"], action="append", default=[])
     parser.add_argument("--part", help=argparse.SUPPRESS)
+    parser.add_argument("--reduced-dim", type=int, help="dimensions of the first-stage matrix (default: the index's)")
+    parser.add_argument("--cprofile", action="store_true", help="print a cProfile of each query loop (stderr)")
     args = parser.parse_args()
 
     if args.part == "backfill":
         print(json.dumps({"new": asyncio.run(backfill_part(args)), "today": today_rates(args)}))
         return
     if args.part in ("today", "items"):
-        print(json.dumps(query_part(args.part, args.profiles, args.real, args.queries)))
+        result = query_part(args.part, args.profiles, args.real, args.queries, args.reduced_dim, args.cprofile)
+        print(json.dumps(result))
         return
 
     print(f"matchmaking latency — load average at start {load()} (2 cores shared; figures are noisy)")
@@ -670,7 +689,7 @@ def main() -> None:
                         "--queries",
                         str(args.queries),
                         *(["--reduced-dim", str(args.reduced_dim)] if args.reduced_dim else []),
-                        *(["--profile"] if args.profile else []),
+                        *(["--cprofile"] if args.cprofile else []),
                     ]
                 )
             )
@@ -697,7 +716,7 @@ def main() -> None:
                 )
             print(
                 f"      build {r['add_s']:.1f} s add + {r['build_s']:.1f} s bm25s/projection; item vectors "
-                f"{'float16' if r['float16'] else 'float32'}; RSS MB: start {r['rss_start']:.0f}, model + sample "
+                f"{r['dtype']}; RSS MB: start {r['rss_start']:.0f}, model + sample "
                 f"{r['rss_base']:.0f}, + synthetic matrix {r['rss_vectors']:.0f}, rows added {r['rss_added']:.0f}, "
                 f"index built and matrix freed {r['rss_index']:.0f}; {r['real_texts']} real texts at "
                 f"{r['encode_rate']:.1f}/s; load {r['load']}"

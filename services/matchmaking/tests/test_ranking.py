@@ -372,3 +372,31 @@ def test_documents_whose_items_grow_shrink_move_and_are_compacted_rank_as_in_a_f
             want_vector = np.mean([v for _, v in items], axis=0) if items else np.zeros(DIM)
             norm = np.linalg.norm(want_vector)
             assert np.allclose(stored.vector, want_vector / norm if norm else want_vector, atol=1e-5)
+
+
+def test_a_large_index_in_int8_ranks_as_in_float32() -> None:
+    # The production threshold is 50,000 documents: the same code on a smaller index.
+    small, large = two_stage_engine(1500)[0], two_stage_engine(1500)[0]
+    small.index.compact_rows = 10**9
+    large.index.compact_rows = 1000
+    for e in (small, large):
+        e.index.merge()
+    assert large.index.quantised and not small.index.quantised
+    assert large.index.item_vectors.nbytes * 4 == small.index.item_vectors.nbytes
+    _, rng, subspace, centres = two_stage_engine(1)
+    for n in range(10):
+        base = clustered_document(rng, subspace, centres, 50_000 + n)
+        q = Document(key="opportunity:q", kind="opportunity", entity_id="q", fields=base.fields, vector=base.vector)
+        for weight in (None, 0.0):
+            want = small.rank(q, Filter(kind="profile"), limit=10, bm25_weight=weight).hits
+            got = large.rank(q, Filter(kind="profile"), limit=10, bm25_weight=weight).hits
+            dense = {h.key: h.dense for h in want}
+            common = [h for h in got if h.key in dense]
+            assert len(common) >= 8
+            assert [h.dense for h in common] == pytest.approx([dense[h.key] for h in common], abs=2e-3)
+            # The same documents, but for those within the quantisation error of the last place.
+            clearly_in = {w.key for w in want if w.score > want[-1].score + 1e-2}
+            assert clearly_in and clearly_in <= {h.key for h in got}
+        stored = large.index.get("profile:00007")
+        assert stored is not None and np.linalg.norm(stored.vector) == pytest.approx(1.0, abs=1e-5)
+        assert float(stored.vector @ small.index.get("profile:00007").vector) > 0.999  # type: ignore[union-attr]
