@@ -219,12 +219,17 @@ class DeliveryEngine:
             values: dict[str, Any] = {"status": "sending", "claim_token": token, "claimed_at": now}
             if server is not None:
                 values["smtp_server"] = server.name
+            if self.db.sqlite:
+                picked = D.c.id.in_(pick.scalar_subquery())
+            else:
+                # The batch is picked once, in a CTE (PostgreSQL never inlines one that locks rows).
+                # Under ``IN (…)`` a planner whose statistics say the ledger is tiny (gathered before a
+                # campaign froze its rows) re-ran the locking LIMIT for every pending row: seconds a claim.
+                batch = pick.cte("picked")
+                picked = D.c.id == batch.c.id
             ids = (
                 await session.execute(
-                    D.update()
-                    .where(D.c.id.in_(pick.scalar_subquery()), D.c.status == "pending")
-                    .values(**values)
-                    .returning(D.c.id)
+                    D.update().where(picked, D.c.status == "pending").values(**values).returning(D.c.id)
                 )
             ).all()
             if not ids:
