@@ -178,7 +178,7 @@ class Database:
                 session.info[UNIT_OF_WORK] = True
                 try:
                     if self.sqlite:
-                        await session.connection(execution_options={_WRITE: True})
+                        await _begin_immediate(await session.connection())
                     else:
                         await self._begin(session)
                     yield session
@@ -294,6 +294,17 @@ async def _start_transaction(conn: Any) -> None:
     start = getattr(dbapi, "_start_transaction", None)
     if start is not None and getattr(dbapi, "_transaction", True) is None:
         await start()
+
+
+async def _begin_immediate(conn: Any) -> None:
+    """SQLite: ``BEGIN IMMEDIATE`` sent to aiosqlite's connection directly (one trip to its thread,
+    no statement machinery); the unit of work holds the write lock from here."""
+    sync = conn.sync_connection
+    dbapi = sync.connection.dbapi_connection if sync is not None else None
+    if isinstance(dbapi, _AiosqliteConnection):
+        await dbapi._connection.execute("BEGIN IMMEDIATE")
+        return
+    await conn.exec_driver_sql("BEGIN IMMEDIATE")  # another adaptation: through SQLAlchemy
 
 
 def _is_disconnect(exc: BaseException) -> bool:

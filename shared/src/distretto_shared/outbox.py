@@ -172,13 +172,42 @@ def add_events(
     return entries
 
 
+_COLUMNS = ("event_id", "topic", "key", "event_type", "headers", "payload", "created_at")
+_INSERT = "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload, created_at) VALUES ({})"
+_INSERT_SQLITE = _INSERT.format(", ".join("?" * len(_COLUMNS)))
+_INSERT_PG = _INSERT.format(", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1)))
+_bind_processors: dict[str, tuple[Any, ...]] = {}
+
+
+def _processors(dialect: Any) -> tuple[Any, ...]:
+    """The columns' bind processors for ``dialect`` (how SQLAlchemy itself would convert the values)."""
+    found = _bind_processors.get(dialect.name)
+    if found is None:
+        c = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+        found = tuple(c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS)
+        _bind_processors[dialect.name] = found
+    return found
+
+
 @sa_event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     """Insert the unit of work's outbox rows, in the order they were added, just before it commits."""
     rows = session.info.pop(_PENDING, None)
     if rows:
-        # Core on the unit of work's connection: no ORM execution layer on the hot path.
-        session.connection().execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
+        _insert_rows(session.connection(), rows)
+
+
+def _insert_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """One ``executemany`` of a fixed statement on the unit of work's connection, with the values
+    converted once here as SQLAlchemy would (no statement construction, caching or compilation on
+    the hot path; errors come wrapped as from any statement)."""
+    procs = _processors(conn.dialect)
+    values = [tuple(p(r[k]) if p else r[k] for k, p in zip(_COLUMNS, procs, strict=True)) for r in rows]
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        conn.exec_driver_sql(_INSERT_SQLITE if name == "sqlite" else _INSERT_PG, values)
+    else:
+        conn.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
 
 
 @sa_event.listens_for(Session, "after_rollback")
@@ -234,6 +263,7 @@ class OutboxRelay:
         self.prune_interval = prune_interval
         self.prune_batch = prune_batch
         self._next_prune = 0.0
+        self._built: tuple[Any, Any] | None = None
         self._sent_ns = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -397,53 +427,59 @@ class OutboxRelay:
         async with self.db.engine.connect() as conn:
             return await self._cycle(conn)
 
-    def _claim(self) -> Any:
-        c = OutboxMessage.__table__.c  # type: ignore[attr-defined]  # Core, not ORM: a hot path
-        return (
-            select(c.id, c.topic, c.key, c.headers, c.payload, c.created_at)
-            .where(c.published_at.is_(None))
-            .order_by(c.id)
-            .limit(self.batch_size)
-        )
-
-    def _done(self, ids: list[int], now: datetime) -> Any:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        # PostgreSQL: one array parameter, so the statement text (and its prepared plan) is the
-        # same whatever the batch's size.
-        these = (
-            table.c.id.in_(ids)
-            if self.db.sqlite
-            else table.c.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger())))
-        )
-        if self.retention > 0:
-            return update(table).where(these).values(published_at=now)
-        return delete(table).where(these)
+    def _statements(self) -> tuple[Any, Any]:
+        """The cycle's claim and acknowledgement, built once (their cache keys too): (claim, done)."""
+        if self._built is None:
+            table = OutboxMessage.__table__  # type: ignore[attr-defined]  # Core, not ORM: a hot path
+            c = table.c
+            claim = (
+                select(c.id, c.topic, c.key, c.headers, c.payload, c.created_at)
+                .where(c.published_at.is_(None))
+                .order_by(c.id)
+                .limit(self.batch_size)
+            )
+            # PostgreSQL: one array parameter, so the statement text (and its prepared plan) is the
+            # same whatever the batch's size.
+            these = (
+                c.id.in_(bindparam("ids", expanding=True))
+                if self.db.sqlite
+                else c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger())))
+            )
+            done = (
+                update(table).where(these).values(published_at=bindparam("published"))
+                if self.retention > 0
+                else delete(table).where(these)
+            )
+            self._built = (claim if self.db.sqlite else claim.with_for_update(skip_locked=True), done)
+        return self._built
 
     async def _cycle(self, conn: AsyncConnection | None) -> int:
         """Claim → send all → acknowledged → delete (or mark); returns how many were published."""
         now = datetime.now(UTC)
         if conn is None:  # SQLite: never hold the write lock while waiting for the broker
             async with self.db.engine.connect() as sconn:
-                rows = (await sconn.execute(self._claim())).all()
+                claim, done = self._statements()
+                rows = (await sconn.execute(claim)).all()
                 await sconn.rollback()
                 if rows:
                     await self._send(rows)
                     now = datetime.now(UTC)
                     async with self.db.sqlite_writer():
                         sconn = await sconn.execution_options(**{_WRITE: True})
-                        await sconn.execute(self._done([row.id for row in rows], now))
+                        await sconn.execute(done, {"ids": [row.id for row in rows], "published": now})
                         await sconn.commit()
                 await self._maybe_prune(sconn)
         else:
+            claim, done = self._statements()
             async with conn.begin():
-                rows = (await conn.execute(self._claim().with_for_update(skip_locked=True))).all()
+                rows = (await conn.execute(claim)).all()
                 if rows:
                     # The idempotent producer keeps per-partition order across its own retries; if
                     # any send fails, the transaction rolls back, nothing of this batch is removed and
                     # the batch is sent again (consumers' inboxes absorb the repeats).
                     await self._send(rows)
                     now = datetime.now(UTC)
-                    await conn.execute(self._done([row.id for row in rows], now))
+                    await conn.execute(done, {"ids": [row.id for row in rows], "published": now})
             await self._maybe_prune(conn)
         if rows:
             self._observe(rows, now)
