@@ -197,35 +197,39 @@ async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> N
         await session.execute(_insert(ctx, IndexChange).values([{"doc_key": k, "created_at": now} for k in chunk]))
 
 
-async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> int:
-    """Queue the texts (by fingerprint) that have no vector yet; returns how many were new to the queue."""
+async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
+    """Queue the texts (by fingerprint) that have no vector yet; returns the stored vectors of the others."""
     hashes = sorted(texts)
-    known: set[str] = set()
+    known: dict[str, bytes] = {}
     for chunk in _chunks(hashes):
-        known |= set(
-            (await session.execute(select(TextVector.text_hash).where(col(TextVector.text_hash).in_(chunk)))).scalars()
-        )
+        q = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(col(TextVector.text_hash).in_(chunk))
+        known |= {h: v for h, v in (await session.execute(q)).all()}
     missing = [h for h in hashes if h not in known]
     now = utcnow()
     for chunk in _chunks(missing):
         rows = [{"text_hash": h, "text": texts[h], "length": len(texts[h]), "created_at": now} for h in chunk]
         await session.execute(_insert(ctx, EncodeQueue).values(rows).on_conflict_do_nothing())
-    return len(missing)
+    return known
 
 
 async def record_items(
     ctx: Ctx, session: AsyncSession, items: dict[str, list[Item]], parts: dict[str, str] | None = None
-) -> None:
+) -> Recorded:
     """Make ``index_item`` hold exactly ``items`` for each of these documents (an empty list: none),
     queue the texts without a vector and log the documents as changed.
 
     ``parts`` (doc key → item-key prefix) narrows a document to the items under that prefix: the
     others are left as they are (an opportunity of a profile changed, not the whole profile). Only
     rows that differ are written, and only their texts looked up in the vector store.
+
+    Returns the recorded items with their vectors (as :func:`load_vectors` would) of the whole
+    documents whose every item was written here (a new document, a changed text): the writer need
+    not read them back.
     """
     parts = parts or {}
     keys = sorted(items)
     fresh: dict[str, str] = {}
+    rewritten: set[str] = set()
     for chunk in _chunks(keys):
         whole = [k for k in chunk if k not in parts]
         where = [col(IndexItem.doc_key).in_(whole)] if whole else []
@@ -251,9 +255,11 @@ async def record_items(
                 delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
             )
         rows = []
+        kept: set[str] = set()
         for (d, _), i in wanted.items():
             row = (i.kind, i.lang, i.label[:300], text_key(i.text))
             if current.get((d, i.key)) == row:
+                kept.add(d)
                 continue
             kind, lang, label, hash_ = row
             rows.append(
@@ -273,10 +279,16 @@ async def record_items(
                 },
             )
             await session.execute(stmt)
+        rewritten |= {k for k in chunk if k not in parts and k not in kept}
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
-    if fresh:
-        await enqueue_texts(ctx, session, fresh)
+    stored = await enqueue_texts(ctx, session, fresh) if fresh else {}
     await log_changes(ctx, session, keys)
+    out: Recorded = {}
+    for key in sorted(rewritten):
+        written = sorted(items[key], key=lambda i: i.key)
+        if written:
+            out[key] = [((i.key, i.kind, i.label[:300]), from_blob(stored.get(text_key(i.text)))) for i in written]
+    return out
 
 
 # -- reads: documents with their encoded items --------------------------------------------------------
@@ -534,8 +546,12 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
         published = o.status == OpportunityStatus.ACTIVE.value
         mine = own[f"{OPPORTUNITY}:{oid}"] if published else []
         items[profile_key] = [replace(i, key=f"{OPPORTUNITY}:{oid}{i.key[len(OPPORTUNITY) :]}") for i in mine]
-    await record_items(ctx, session, items, parts)
-    found = make_documents(sources, await load_vectors(session, keys))
+    vectors = await record_items(ctx, session, items, parts)
+    # Documents rewritten whole came back with their vectors; only the others are read.
+    rest = [k for k in keys if k not in vectors and items.get(k)]
+    if rest:
+        vectors |= await load_vectors(session, rest)
+    found = make_documents(sources, vectors)
     state = ctx.get(IndexState)
 
     def done() -> None:

@@ -188,10 +188,18 @@ def _stemmer(lang: str) -> Stemmer.Stemmer:
 
 def detect_language(text: str, fallback: str = DEFAULT_LANGUAGE) -> str:
     """``"it"`` or ``"en"``: the language ``text`` is written in (``fallback`` when unsure)."""
+    lang, confidence = _classify(text)
+    return lang if lang is not None and confidence >= MIN_CONFIDENCE else fallback
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify(text: str) -> tuple[str | None, float]:
+    """The language of ``text`` and the identifier's confidence (None: too few words to tell), worked
+    out once per text: a write asks for the same texts again (an item and its document, the index)."""
     if sum(1 for w in _TOKEN.findall(text) if len(w) >= 3) < 2:
-        return fallback
+        return None, 0.0
     lang, confidence = _identifier().classify(text)
-    return str(lang) if confidence >= MIN_CONFIDENCE else fallback
+    return str(lang), float(confidence)
 
 
 def _words(text: str, lang: str) -> list[str]:
