@@ -5,8 +5,8 @@ patterns on every write and public read made both cost the size of the register.
 kept per organisation instead, and brought up to date from the index change log: every change to
 an organisation (its registration, a new name or website, a status) appends ``profile:<id>`` to
 that log in the same transaction, in commit order, whichever instance made it. Before each use,
-one statement reads the log's last id; only when it moved are the organisations it names since
-reloaded (one more statement), and the patterns recompiled only when a form changed. The
+one statement reads the log's last id and the organisations it names since the last look, and the
+patterns are recompiled only when a form changed. The
 register is read whole again at the first use and after half the log's retention without a look
 (its older entries may have been pruned).
 """
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -44,12 +46,12 @@ class OrganisationNames:
 
     async def patterns(self, session: AsyncSession) -> NamePatterns:
         """The compiled forms of every organisation, as of the last committed change ``session`` sees."""
-        last = int((await session.execute(select(func.max(IndexChange.id)))).scalar() or 0)
         now = time.monotonic()
-        if self._cursor is None or now - self._synced_at > self.full_reload_after or last < self._cursor:
+        if self._cursor is None or now - self._synced_at > self.full_reload_after:
+            last = int((await session.execute(select(func.max(IndexChange.id)))).scalar() or 0)
             await self._load_all(session, last, now)
-        elif last > self._cursor:
-            await self._load_changed(session, self._cursor, last, now)
+        else:
+            await self._load_changed(session, self._cursor, now)
         return self._patterns
 
     async def forms(self, session: AsyncSession) -> list[str]:
@@ -65,18 +67,24 @@ class OrganisationNames:
         self._install(sources, forms, last, now, rebuild=True)
         self.reloads += 1
 
-    async def _load_changed(self, session: AsyncSession, after: int, last: int, now: float) -> None:
-        changed = select(func.substr(IndexChange.doc_key, len(PROFILE_PREFIX) + 1)).where(
-            col(IndexChange.id) > after,
-            col(IndexChange.id) <= last,
-            col(IndexChange.doc_key).startswith(PROFILE_PREFIX),
+    async def _load_changed(self, session: AsyncSession, after: int, now: float) -> None:
+        # One statement: the log's last id (the row without an organisation), and the organisations
+        # named in the log since ``after``.
+        last_id = sa.select(sa.null(), sa.null(), sa.null(), func.max(IndexChange.id))
+        named = select(func.substr(IndexChange.doc_key, len(PROFILE_PREFIX) + 1)).where(
+            col(IndexChange.id) > after, col(IndexChange.doc_key).startswith(PROFILE_PREFIX)
         )
-        q = select(Organisation.organisation_id, Organisation.name, Organisation.website).where(
-            col(Organisation.organisation_id).in_(changed.scalar_subquery())
-        )
-        found = {oid: (name, website) for oid, name, website in (await session.execute(q)).all()}
+        changed = sa.select(
+            col(Organisation.organisation_id), col(Organisation.name), col(Organisation.website), sa.null()
+        ).where(col(Organisation.organisation_id).in_(named.scalar_subquery()))
+        rows: list[Any] = list((await session.execute(sa.union_all(last_id, changed))).all())
+        last = max((int(r[3]) for r in rows if r[3] is not None), default=0)
+        found = {r[0]: (r[1], r[2]) for r in rows if r[0] is not None}
+        if last < after:
+            await self._load_all(session, last, now)  # the log was emptied (pruned whole): start again
+            return
         if self._cursor is None or last <= self._cursor:
-            return  # another request brought the copy further meanwhile
+            return  # nothing new, or another request brought the copy further meanwhile
         sources, forms = dict(self._sources), dict(self._forms)
         rebuild = False
         for oid, source in found.items():

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -320,6 +321,20 @@ class Sources:
         return out
 
 
+def _in_session(session: AsyncSession, model: Any, ids: Sequence[str]) -> dict[str, Any]:
+    """The rows of ``model`` with these primary keys that ``session`` holds, loaded and not expired."""
+    mapper = sa_inspect(model)
+    held = session.sync_session.identity_map
+    out: dict[str, Any] = {}
+    for i in ids:
+        obj = held.get(mapper.identity_key_from_primary_key((i,)))
+        if obj is not None:
+            state = sa_inspect(obj)
+            if state.persistent and not state.expired_attributes:
+                out[i] = obj
+    return out
+
+
 def with_owners(keys: Sequence[str], owners: dict[str, str]) -> list[str]:
     """``keys`` plus the profiles of the owners of the opportunities among them (an opportunity is an
     item of its owner's profile)."""
@@ -344,7 +359,10 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None, *, wit
         q = select(Opportunity).order_by(Opportunity.id)
         opportunities = {o.id: o for o in (await session.execute(q)).scalars()}
     else:
-        for chunk in _chunks(opp_ids):
+        # A writer's own rows are in its session already (flushed, nothing expired): not read again.
+        opportunities = _in_session(session, Opportunity, opp_ids)
+        missing = [i for i in opp_ids if i not in opportunities]
+        for chunk in _chunks(missing):
             q = select(Opportunity).where(col(Opportunity.id).in_(chunk))
             opportunities |= {o.id: o for o in (await session.execute(q)).scalars()}
     if org_ids is None:
