@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import aiosqlite
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
     JSON,
@@ -214,6 +217,28 @@ def _insert_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
 def _drop_pending(session: Session) -> None:
     """A rolled-back unit of work publishes nothing."""
     session.info.pop(_PENDING, None)
+
+
+class _Claimed(NamedTuple):
+    """A claimed outbox row, as the relay sends it."""
+
+    id: int
+    topic: str
+    key: str
+    headers: dict[str, str]
+    payload: str
+    created_at: datetime
+
+
+_CLAIM_SQL = "SELECT id, topic, key, headers, payload, created_at FROM outbox WHERE published_at IS NULL ORDER BY id"
+_CLAIM_PG = _CLAIM_SQL + " LIMIT $1 FOR UPDATE SKIP LOCKED"
+_CLAIM_SQLITE = _CLAIM_SQL + " LIMIT ?"
+_DELETE_PG = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+_MARK_PG = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
+
+
+def _headers(value: Any) -> dict[str, str]:
+    return json.loads(value) if isinstance(value, str | bytes) else dict(value)
 
 
 class OutboxRelay:
@@ -454,36 +479,98 @@ class OutboxRelay:
         return self._built
 
     async def _cycle(self, conn: AsyncConnection | None) -> int:
-        """Claim → send all → acknowledged → delete (or mark); returns how many were published."""
+        """Claim → send all → acknowledged → delete (or mark); returns how many were published.
+
+        The statements go to the driver itself (asyncpg, aiosqlite), as a hand-written relay would
+        send them: a cycle runs many times a second when every use case commits one event.
+        """
         now = datetime.now(UTC)
         if conn is None:  # SQLite: never hold the write lock while waiting for the broker
             async with self.db.engine.connect() as sconn:
-                claim, done = self._statements()
-                rows = (await sconn.execute(claim)).all()
-                await sconn.rollback()
-                if rows:
-                    await self._send(rows)
-                    now = datetime.now(UTC)
-                    async with self.db.sqlite_writer():
-                        sconn = await sconn.execution_options(**{_WRITE: True})
-                        await sconn.execute(done, {"ids": [row.id for row in rows], "published": now})
-                        await sconn.commit()
+                driver = await _driver(sconn)
+                if not isinstance(driver, aiosqlite.Connection):
+                    rows = await self._cycle_sqlalchemy_sqlite(sconn)
+                else:
+                    parse = self._created_at_parser(sconn)
+                    fetched = await driver.execute_fetchall(_CLAIM_SQLITE, (self.batch_size,))
+                    rows = [_Claimed(r[0], r[1], r[2], _headers(r[3]), r[4], parse(r[5])) for r in fetched]
+                    if rows:
+                        await self._send(rows)
+                        now = datetime.now(UTC)
+                        ids = [row.id for row in rows]
+                        marks = ", ".join("?" * len(ids))
+                        async with self.db.sqlite_writer():
+                            await driver.execute("BEGIN IMMEDIATE")
+                            try:
+                                if self.retention > 0:
+                                    stamp = self._published_value(sconn, now)
+                                    sql = f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})"
+                                    await driver.execute(sql, (stamp, *ids))
+                                else:
+                                    await driver.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids)
+                                await driver.commit()
+                            except BaseException:
+                                await driver.rollback()
+                                raise
                 await self._maybe_prune(sconn)
         else:
-            claim, done = self._statements()
-            async with conn.begin():
-                rows = (await conn.execute(claim)).all()
-                if rows:
-                    # The idempotent producer keeps per-partition order across its own retries; if
-                    # any send fails, the transaction rolls back, nothing of this batch is removed and
-                    # the batch is sent again (consumers' inboxes absorb the repeats).
-                    await self._send(rows)
-                    now = datetime.now(UTC)
-                    await conn.execute(done, {"ids": [row.id for row in rows], "published": now})
+            driver = await _driver(conn)
+            if isinstance(driver, asyncpg.Connection) and not conn.in_transaction():
+                async with driver.transaction():
+                    fetched = await driver.fetch(_CLAIM_PG, self.batch_size)
+                    rows = [_Claimed(r[0], r[1], r[2], _headers(r[3]), r[4], r[5]) for r in fetched]
+                    if rows:
+                        # The idempotent producer keeps per-partition order across its own retries;
+                        # if any send fails, the transaction rolls back, nothing of this batch is
+                        # removed and the batch is sent again (consumers' inboxes absorb the repeats).
+                        await self._send(rows)
+                        now = datetime.now(UTC)
+                        ids = [row.id for row in rows]
+                        if self.retention > 0:
+                            await driver.execute(_MARK_PG, ids, now)
+                        else:
+                            await driver.execute(_DELETE_PG, ids)
+            else:
+                claim, done = self._statements()
+                async with conn.begin():
+                    rows = list((await conn.execute(claim)).all())
+                    if rows:
+                        await self._send(rows)
+                        now = datetime.now(UTC)
+                        await conn.execute(done, {"ids": [row.id for row in rows], "published": now})
             await self._maybe_prune(conn)
         if rows:
             self._observe(rows, now)
         return len(rows)
+
+    async def _cycle_sqlalchemy_sqlite(self, sconn: AsyncConnection) -> list[Any]:
+        """The SQLite cycle through SQLAlchemy (a driver other than aiosqlite)."""
+        claim, done = self._statements()
+        rows = list((await sconn.execute(claim)).all())
+        await sconn.rollback()
+        if rows:
+            await self._send(rows)
+            async with self.db.sqlite_writer():
+                sconn = await sconn.execution_options(**{_WRITE: True})
+                await sconn.execute(done, {"ids": [row.id for row in rows], "published": datetime.now(UTC)})
+                await sconn.commit()
+        return rows
+
+    def _created_at_parser(self, conn: AsyncConnection) -> Any:
+        """SQLite stores the timestamp as text: read it back as SQLAlchemy does (an aware UTC datetime)."""
+        column = OutboxMessage.__table__.c.created_at  # type: ignore[attr-defined]
+        process = column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+
+        def parse(value: Any) -> datetime:
+            when = process(value) if process is not None else value
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+        return parse
+
+    def _published_value(self, conn: AsyncConnection, now: datetime) -> Any:
+        column = OutboxMessage.__table__.c.published_at  # type: ignore[attr-defined]
+        process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        return process(now) if process is not None else now
 
     async def _send(self, rows: Sequence[Any]) -> None:
         producer = await self._ensure_producer()
@@ -601,3 +688,10 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection under ``conn`` (asyncpg's or aiosqlite's)."""
+    raw = await conn.get_raw_connection()
+    dbapi = raw.dbapi_connection
+    return getattr(dbapi, "_connection", None)
