@@ -404,7 +404,13 @@ def index_memory(index: Any) -> dict[str, float]:
 
 
 def query_part(
-    variant: str, profiles: int, real: int, queries: int, reduced_dim: int | None = None, profile: bool = False
+    variant: str,
+    profiles: int,
+    real: int,
+    queries: int,
+    reduced_dim: int | None = None,
+    profile: bool = False,
+    shortlist: int | None = None,
 ) -> dict[str, Any]:
     """Build an index of ``profiles`` with synthetic vectors; rank ``queries`` real query texts."""
     from threadpoolctl import threadpool_limits
@@ -448,6 +454,8 @@ def query_part(
     engine = Engine()
     if reduced_dim:
         engine.index = Index(reduced_dim=reduced_dim)
+    if shortlist:
+        engine.shortlist = shortlist
     engine.merge_threshold = profiles + 1
     techniques = TECHNIQUES_EN + TECHNIQUES_IT
     diseases = DISEASES_EN + DISEASES_IT
@@ -500,6 +508,8 @@ def query_part(
         "profiles": profiles,
         "items": total_items,
         "dtype": str(engine.index.item_vectors.dtype),
+        "reduced_dim": engine.index.reduced_dim,
+        "shortlist": engine.shortlist,
         "real_texts": len(sample_texts),
         "encode_rate": len(sample_texts) / encode_s,
         "add_s": add_s,
@@ -618,13 +628,16 @@ def main() -> None:
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--reduced-dim", type=int, help="dimensions of the first-stage matrix (default: the index's)")
     parser.add_argument("--cprofile", action="store_true", help="print a cProfile of each query loop (stderr)")
+    parser.add_argument("--shortlist", type=int, help="rows rescored exactly after the first stage (default: 1,000)")
     args = parser.parse_args()
 
     if args.part == "backfill":
         print(json.dumps({"new": asyncio.run(backfill_part(args)), "today": today_rates(args)}))
         return
     if args.part in ("today", "items"):
-        result = query_part(args.part, args.profiles, args.real, args.queries, args.reduced_dim, args.cprofile)
+        result = query_part(
+            args.part, args.profiles, args.real, args.queries, args.reduced_dim, args.cprofile, args.shortlist
+        )
         print(json.dumps(result))
         return
 
@@ -690,6 +703,7 @@ def main() -> None:
                         str(args.queries),
                         *(["--reduced-dim", str(args.reduced_dim)] if args.reduced_dim else []),
                         *(["--cprofile"] if args.cprofile else []),
+                        *(["--shortlist", str(args.shortlist)] if args.shortlist else []),
                     ]
                 )
             )
@@ -715,7 +729,8 @@ def main() -> None:
                     f"load at each run {', '.join(x['load'] for x in runs)}; lowest recall@20 {ex['min']:.2f}"
                 )
             print(
-                f"      build {r['add_s']:.1f} s add + {r['build_s']:.1f} s bm25s/projection; item vectors "
+                f"      first stage {r['reduced_dim']} dimensions, {r['shortlist']:,} rows rescored; "
+                f"build {r['add_s']:.1f} s add + {r['build_s']:.1f} s bm25s/projection; item vectors "
                 f"{r['dtype']}; RSS MB: start {r['rss_start']:.0f}, model + sample "
                 f"{r['rss_base']:.0f}, + synthetic matrix {r['rss_vectors']:.0f}, rows added {r['rss_added']:.0f}, "
                 f"index built and matrix freed {r['rss_index']:.0f}; {r['real_texts']} real texts at "

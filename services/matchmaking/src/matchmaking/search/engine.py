@@ -17,7 +17,7 @@ the cosine is rescaled to put that at 0 before it is weighed against BM25.
 Up to ``Index.two_stage_rows`` rows (20,000), or when a filter leaves at most
 ``exact_rows`` eligible rows, it is computed for every eligible row, so the
 ranking is exact. Above, the cosine of every row is first estimated from a
-96-dimension projection of the vectors, and the ``shortlist`` (1,000) rows with
+64-dimension projection of the vectors, and the ``shortlist`` (2,000) rows with
 the best estimated fused score, plus every row with feedback, are rescored
 exactly and ranked (the latency benchmark checks the top 20 against the exact
 ranking).
@@ -171,7 +171,7 @@ class Engine:
         """Up to this many rows a pending BM25 delta is merged before a query (exact scores, cheap build)."""
         self.exact_rows = 8192
         """Up to this many eligible rows, their exact cosines are computed directly (a selective filter)."""
-        self.shortlist = 1000
+        self.shortlist = 2000
         """Rows rescored exactly after the first stage (at least four times the requested depth)."""
 
     def lean_of(self, score_parts: dict[str, Any]) -> float:
