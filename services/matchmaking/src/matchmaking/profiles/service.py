@@ -129,7 +129,8 @@ def _org_public(ctx: Ctx, org: Organisation, projects: list[Project]) -> Organis
         competences=org.competences,
         keywords=org.keywords,
         projects=[f"{p.acronym}: {p.title}" for p in projects],
-        indexed=ctx.get(Engine).index.get(f"{PROFILE}:{org.organisation_id}") is not None,
+        # Whether it is indexed, not the indexed document (rebuilt from its compressed fields).
+        indexed=f"{PROFILE}:{org.organisation_id}" in ctx.get(Engine).index.row_of,
     )
 
 

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from distretto_shared.logging import get_logger
@@ -181,21 +183,50 @@ def change_lock_key(ctx: Ctx) -> int:
     return zlib.crc32(f"distretto-matchmaking-index-{ctx.db.schema or ''}".encode()) & 0x7FFFFFFF
 
 
+_CHANGES = "matchmaking_index_changes"
+"""``session.info`` key: (the advisory lock's key or None on SQLite, the document keys to log)."""
+
+
 async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> None:
-    """Append ``keys`` to the change log.
+    """Append ``keys`` to the change log when the unit of work commits (as its last statements).
 
     On PostgreSQL the writer first takes a transaction-level advisory lock, held until its commit:
     change ids are then handed out in commit order, so a follower that has read id ``n`` has seen
-    every committed id below it. SQLite has one writer at a time anyway.
+    every committed id below it. SQLite has one writer at a time anyway. The lock is taken just
+    before the commit (``_write_changes``), so concurrent writers queue behind each other for the
+    append and the commit only, not for the rest of their work.
     """
-    keys = sorted(set(keys))
+    keys = set(keys)
     if not keys:
         return
-    if not ctx.db.sqlite:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": change_lock_key(ctx)})
+    pending: tuple[int | None, set[str]] | None = session.info.get(_CHANGES)
+    if pending is None:
+        pending = (None if ctx.db.sqlite else change_lock_key(ctx), set())
+        session.info[_CHANGES] = pending
+    pending[1].update(keys)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_changes(session: Session) -> None:
+    """Append the unit of work's change-log entries, after its other rows, just before it commits."""
+    pending = session.info.pop(_CHANGES, None)
+    if not pending:
+        return
+    lock_key, keys = pending
+    session.flush()
+    conn = session.connection()
+    if lock_key is not None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
     now = utcnow()
-    for chunk in _chunks(keys):
-        await session.execute(_insert(ctx, IndexChange).values([{"doc_key": k, "created_at": now} for k in chunk]))
+    table = IndexChange.__table__  # type: ignore[attr-defined]
+    for chunk in _chunks(sorted(keys)):
+        conn.execute(table.insert(), [{"doc_key": k, "created_at": now} for k in chunk])
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_changes(session: Session) -> None:
+    """A rolled-back unit of work logs nothing."""
+    session.info.pop(_CHANGES, None)
 
 
 async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
