@@ -237,7 +237,7 @@ class DeliveryEngine:
             await session.execute(
                 DC.insert().values(token=token, expires_at=now + timedelta(seconds=self.settings.lease_seconds))
             )
-            self._leases[token] = Lease(token, began + self.lease_valid_for, len(ids))
+            lease = Lease(token, began + self.lease_valid_for, len(ids))
             rows = (
                 await session.execute(
                     sa.select(
@@ -301,6 +301,10 @@ class DeliveryEngine:
                 }
                 for item in items:
                     item.eligible = item.subscriber_id in still
+        # Known to the lease keeper only once committed: on PostgreSQL a renewal that ran before the
+        # commit did not see the lease row yet, and took the new claim for one taken back (its 200
+        # rows were then left unsent until the lease ran out and sent again from the ledger).
+        self._leases[token] = lease
         return claimed
 
     async def _claimer(self) -> None:
