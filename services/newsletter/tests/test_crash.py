@@ -7,11 +7,13 @@ may land inside that window or not, and the test accepts exactly what the guaran
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from distretto_dev.testing import DatabaseTarget, ServiceProcess, service_client
@@ -246,3 +248,43 @@ def _drain(engine: DeliveryEngine) -> list[Outcome]:
     while not engine._queue.empty():
         out.append(engine._queue.get_nowait())
     return out
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # SQLite runs one writer at a time
+async def test_a_renewal_during_a_claims_transaction_does_not_take_the_claim_for_lost(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, sink: SmtpSink
+) -> None:
+    """The lease keeper renews while a claim's transaction is still open (its lease row not visible
+    yet): the claim, once committed, is still this process's to send — not taken for one another
+    instance took back (its rows would wait out the lease and be sent from the ledger again)."""
+    settings = make_settings(database, kafka_bootstrap, sink, delivery_enabled=False)
+    app = create_app(settings)
+    async with service_client(app) as client:
+        await setup_list(client, "all")
+        for i in range(3):
+            await add_subscriber(client, f"lease{i}@example.org", ["all"])
+        tpl = await setup_template(client)
+        r = await client.post(
+            "/campaigns", json={"name": "c", "subject": "Hi", "template_id": tpl["id"], "lists": ["all"]}
+        )
+        assert (await client.post(f"/campaigns/{r.json()['id']}/start")).status_code == 200
+        db = app.state.ctx.db
+        engine = DeliveryEngine(db, settings.model_copy(update={"delivery_enabled": True}), source="/t")
+        async with db.engine.connect() as locker:
+            held = await locker.begin()
+            # the claim's eligibility read waits on this lock, inside its transaction
+            await locker.execute(sa.text("LOCK TABLE subscription IN ACCESS EXCLUSIVE MODE"))
+            claiming = asyncio.create_task(engine.claim(None, 10))
+
+            async def waiting() -> bool:
+                async with db.read() as session:
+                    query = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'subscription'::regclass"
+                    return bool((await session.execute(sa.text(query))).scalar_one())
+
+            await wait_until(waiting, what="the claim waiting inside its transaction")
+            await engine.release_stale()
+            await held.rollback()
+        items = await claiming
+        assert len(items) == 3
+        assert await engine._lease_held(items[0].token)  # the fence before DATA lets it be sent
+        assert await engine.release_stale() == 0  # and nothing of it goes back to pending
