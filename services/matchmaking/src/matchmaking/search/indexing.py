@@ -215,12 +215,22 @@ def _write_changes(session: Session) -> None:
     lock_key, keys = pending
     session.flush()
     conn = session.connection()
-    if lock_key is not None:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
     now = utcnow()
+    if lock_key is not None:
+        # The lock and the append in one round trip (the lock's one-row subquery yields before any
+        # row is inserted, so every id is handed out under it).
+        conn.execute(_LOCKED_APPEND, {"lock": lock_key, "keys": sorted(keys), "now": now})
+        return
     table = IndexChange.__table__  # type: ignore[attr-defined]
     for chunk in _chunks(sorted(keys)):
         conn.execute(table.insert(), [{"doc_key": k, "created_at": now} for k in chunk])
+
+
+_LOCKED_APPEND = text(
+    "INSERT INTO index_change (doc_key, created_at) "
+    "SELECT k, CAST(:now AS timestamptz) FROM (SELECT pg_advisory_xact_lock(CAST(:lock AS bigint))) AS l, "
+    "unnest(CAST(:keys AS text[])) AS k"
+)
 
 
 @sa_event.listens_for(Session, "after_rollback")
