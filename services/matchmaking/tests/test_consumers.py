@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from distretto_shared.contracts import membership, projects
 from distretto_shared.topics import ensure_topics
 from matchmaking.app import create_app
 from matchmaking.config import Settings
+from matchmaking.opportunities.service import expire_due
 
 
 def profile(org_id: str, name: str, kind: str, description: str, **kw: Any) -> membership.OrganisationProfile:
@@ -170,3 +172,75 @@ async def test_profiles_follow_events_and_a_restart_rebuilds_the_same_index(
         ]
         assert [o for o, _ in fits_again] == [o for o, _ in fits_before]
         assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(fits_again, fits_before, strict=True))
+
+
+async def test_a_withdrawn_or_expired_opportunity_leaves_its_owners_profile(
+    settings: Settings, kafka_bootstrap: str, topic_prefix: str, publish: Any
+) -> None:
+    """An opportunity is also an item of its owner's profile: once withdrawn (or expired) the profile no
+    longer matches on it, in this instance and in one started afresh."""
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    imaging = IMAGING.model_copy(update={"organisation_id": str(uuid.uuid4())})
+    ortho = ORTHO.model_copy(update={"organisation_id": str(uuid.uuid4())})
+    app = create_app(settings)
+    soon = date.today() + timedelta(days=1)
+    async with service_client(app) as client:
+        await publish_events(
+            kafka_bootstrap,
+            [
+                membership.OrganisationJoined(organisation_id=o.organisation_id, profile=o, joined_on=date(2025, 1, 1))
+                for o in (imaging, ortho)
+            ],
+        )
+
+        async def indexed(org_id: str) -> bool:
+            r = await client.get(f"/organisations/{org_id}")
+            return r.status_code == 200 and bool(r.json()["indexed"])
+
+        await wait_for(lambda: indexed(ortho.organisation_id), what="members indexed")
+        await wait_for(lambda: indexed(imaging.organisation_id), what="members indexed")
+        rd = await publish(client, **RD_REQUEST)
+        assert [org for org, _ in await ranked(client, rd["id"])] == [imaging.organisation_id, ortho.organisation_id]
+
+        # The robotics lab publishes an offer on the very subject: its profile now ranks first, on that item.
+        offers = []
+        for summary in ("microwave breast imaging", "microwave mammography screening"):
+            offers.append(
+                await publish(
+                    client,
+                    opportunity_type="technology_offer",
+                    title="Microwave imaging prototype for breast cancer screening",
+                    summary=f"We offer a validated {summary} device for clinical studies.",
+                    keywords=["breast cancer", "screening", "microwave imaging"],
+                    sectors=["medical_devices"],
+                    owner_organisation_id=ortho.organisation_id,
+                    expires_on=soon.isoformat(),
+                )
+            )
+
+        async def ortho_entry() -> dict[str, Any]:
+            await encoded(client)
+            page = (await client.get(f"/opportunities/{rd['id']}/counterparts", params={"target": "profiles"})).json()
+            return next(i for i in page["items"] if i["counterpart_id"] == ortho.organisation_id)  # type: ignore[no-any-return]
+
+        # The lab's profile now matches on its offers (explained by one of them).
+        first = await ortho_entry()
+        assert first["explanation"]["matched_item"]["kind"] == "opportunity", first
+        assert first["explanation"]["matched_item"]["key"].split(":")[1].split("#")[0] in {
+            uuid.UUID(o["id"]).hex for o in offers
+        }
+
+        # One offer withdrawn, the other expired: the profile is back to its own description.
+        assert (await client.post(f"/opportunities/{offers[0]['id']}/withdraw")).status_code == 200
+        expired = await expire_due(app.state.ctx.context(), on=soon + timedelta(days=1))
+        assert expired == [uuid.UUID(offers[1]["id"]).hex]
+        after = await ortho_entry()
+        assert after["explanation"]["matched_item"]["kind"] != "opportunity", after
+        assert after["score_parts"]["dense"] < first["score_parts"]["dense"]
+        before_restart = await ranked(client, rd["id"])
+
+    # A service started afresh on the same database agrees.
+    async with service_client(create_app(settings)) as client:
+        again = await ranked(client, rd["id"])
+        assert [o for o, _ in again] == [o for o, _ in before_restart]
+        assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(again, before_restart, strict=True))

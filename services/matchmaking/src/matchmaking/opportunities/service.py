@@ -13,7 +13,7 @@ from distretto_shared.conventions import paginate
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
 from matchmaking.anonymise import NamePatterns, anonymise_list, anonymise_text
-from matchmaking.common import Ctx, after_commit, today
+from matchmaking.common import Ctx, today
 from matchmaking.opportunities.domain import OpportunityStatus, OpportunityType, add_months
 from matchmaking.opportunities.models import (
     Opportunity,
@@ -25,8 +25,7 @@ from matchmaking.opportunities.models import (
 )
 from matchmaking.opportunities.repository import get_opportunity_row, opportunity_for, opportunity_query
 from matchmaking.profiles.repository import org_names
-from matchmaking.search.engine import Engine
-from matchmaking.search.indexing import OPPORTUNITY, log_changes, refresh_documents
+from matchmaking.search.indexing import OPPORTUNITY, refresh_documents
 from matchmaking.tables import utcnow
 
 NEWEST_FIRST = (col(Opportunity.created_at).desc(), Opportunity.id)
@@ -125,13 +124,8 @@ async def renew_opportunity(ctx: Ctx, opportunity_id: str, req: RenewRequest) ->
         o.updated_at = utcnow()
         session.add(o)
         add_event(session, contracts.OpportunityRenewed(opportunity_id=o.id, expires_on=new_expiry), source=ctx.source)
-        key = f"{OPPORTUNITY}:{o.id}"
-        await log_changes(ctx, session, [key])
-
-        def reactivate() -> None:
-            ctx.get(Engine).index.set_active(key, True, new_expiry)
-
-        after_commit(session, reactivate)
+        # Re-indexed, not only re-activated: an opportunity is also an item of its owner's profile.
+        await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
     return to_public(o)
 
 
@@ -145,13 +139,8 @@ async def withdraw_opportunity(ctx: Ctx, opportunity_id: str) -> OpportunityPubl
         o.updated_at = utcnow()
         session.add(o)
         add_event(session, contracts.OpportunityWithdrawn(opportunity_id=o.id), source=ctx.source)
-        key = f"{OPPORTUNITY}:{o.id}"
-        await log_changes(ctx, session, [key])
-
-        def deactivate() -> None:
-            ctx.get(Engine).index.set_active(key, False)
-
-        after_commit(session, deactivate)
+        # Its item leaves the owner's profile too (refresh_documents records it without it).
+        await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
     return to_public(o)
 
 
@@ -175,14 +164,9 @@ async def expire_due(ctx: Ctx, on: date | None = None) -> list[str]:
             o.updated_at = utcnow()
             session.add(o)
             add_event(session, contracts.OpportunityExpired(opportunity_id=o.id), source=ctx.source)
-        keys = [f"{OPPORTUNITY}:{o.id}" for o in due]
-        await log_changes(ctx, session, keys)
-
-        def deactivate() -> None:
-            for key in keys:
-                ctx.get(Engine).index.set_active(key, False)
-
-        after_commit(session, deactivate)
+        if due:
+            # Their items leave their owners' profiles too.
+            await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}" for o in due])
     return [o.id for o in due]
 
 
