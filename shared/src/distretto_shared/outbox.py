@@ -6,6 +6,12 @@ idempotent producer (``acks=all``) in batches, marks them published, wakes
 right after a commit and also polls, so it catches up after a crash. With
 several instances on one PostgreSQL database, an advisory lock keeps exactly
 one relay active, so per-key order holds.
+
+Hand-written on purpose: the relay's cycle (claim, acknowledge, commit) sends its statements to the
+driver itself (asyncpg, aiosqlite), and ``add_events`` inserts with one fixed statement. At one event
+per transaction the relay runs a cycle per commit, and ``bench/backbone/run.py`` showed SQLAlchemy's
+statement machinery as a large share of the producer's CPU there; the lean baseline in
+``bench/backbone/lean.py`` is the yardstick these paths are measured against.
 """
 
 from __future__ import annotations
