@@ -149,6 +149,24 @@ async def contact_changed(session: AsyncSession, ctx: Ctx, ref: membership_contr
             fetch.wake.set()
 
 
+async def _welcome_turn(session: AsyncSession, organisation_id: str) -> None:
+    """Take the organisation's welcome turn until the commit: the join's handler and the contact
+    fetcher decide on its welcome mails one after the other.
+
+    On PostgreSQL (read committed) they could otherwise both decide "the other one sends it": the
+    join's handler selects the organisation's contacts before a contact row is committed, the fetcher
+    completes that contact and reads the organisation before the join is committed — no welcome at
+    all (seen in the cluster test: one contact of 24, whose events arrived together after a broker
+    failover). With the turn, whichever comes second sees what the first committed. Taken before any
+    row lock of the transaction. SQLite runs one writer at a time: nothing to take.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"newsletter.welcome:{organisation_id}"},
+        )
+
+
 async def _contact_known(session: AsyncSession, ctx: Ctx, contact: MemberContact) -> None:
     """A consenting contact's details are here: the members list and, if due, the welcome mail."""
     settings: Settings = ctx.settings  # type: ignore[assignment]
@@ -198,6 +216,9 @@ async def fetch_contact_details(ctx: Ctx, client: httpx.AsyncClient | None = Non
                 return done
             async with ctx.db.transaction() as session:
                 contact = await session.get(MemberContact, contact_id)
+                if contact is not None:
+                    await _welcome_turn(session, contact.organisation_id)
+                    contact = await session.get(MemberContact, contact_id, populate_existing=True)
                 if contact is None or not contact.details_due or _utc(contact.updated_at) != _utc(seen_at):
                     continue  # changed meanwhile: the newer state decides
                 if response.status_code == 404:
@@ -306,6 +327,7 @@ async def contact_erased(session: AsyncSession, ctx: Ctx, contact_id: str, email
 async def organisation_joined(session: AsyncSession, ctx: Ctx, event: membership_contracts.OrganisationJoined) -> None:
     """OrganisationJoined: a digest line always; on the first join, a welcome mail to consenting contacts."""
     settings = ctx.settings
+    await _welcome_turn(session, event.organisation_id)
     org = await session.get(MemberOrganisation, event.organisation_id)
     if org is None:
         org = MemberOrganisation(organisation_id=event.organisation_id, name=event.profile.name)
