@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -354,8 +355,6 @@ async def migrate(url: str, schema: str | None) -> None:
 
 def relay_settings() -> dict[str, Any]:
     """The relay as the services run it: their default settings, for what this relay takes."""
-    import inspect
-
     from distretto_shared.outbox import OutboxRelay
     from distretto_shared.settings import ServiceSettings
 
@@ -369,6 +368,15 @@ def relay_settings() -> dict[str, Any]:
     return {arg: fields[name].default for arg, name in wanted.items() if arg in accepted and name in fields}
 
 
+def distretto_api() -> str:
+    """Which unit of work the Distretto pipeline uses here (the Core one where the backbone has it)."""
+    from distretto_shared.db import Database
+
+    if hasattr(Database, "core_transaction"):
+        return "Database.core_transaction() + add_events, handles_batch(core=True)"
+    return "Database.transaction() (ORM session)"
+
+
 async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total: Any) -> None:
     """The producing service: use case (state rows + outbox events per transaction) and relay."""
     from distretto_shared import outbox
@@ -378,11 +386,17 @@ async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total
     db = Database(spec.producer_url, schema=spec.producer_schema)
     relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, **relay_settings())
     add_events = getattr(outbox, "add_events", None)  # the batch form, where the backbone has it
+    core = hasattr(db, "core_transaction") and add_events is not None
     await relay.start()
 
     async def use_case(events: list[BenchEvent]) -> None:
+        rows = [{"account_id": e.key, "amount": 1, "seq": e.seq} for e in events]
+        if core:  # the Core unit of work: no ORM session on the hot path
+            async with db.core_transaction() as uow:
+                await uow.execute(entries.insert(), rows)
+                add_events(uow, events, source=SOURCE)
+            return
         async with db.transaction() as session:
-            rows = [{"account_id": e.key, "amount": 1, "seq": e.seq} for e in events]
             await session.execute(entries.insert(), rows)
             if add_events is not None and len(events) > 1:
                 add_events(session, events, source=SOURCE)
@@ -424,7 +438,23 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any, tot
     def rolled_back(session: Session) -> None:
         pending.pop(id(session), None)
 
-    if hasattr(consumers, "handles_batch"):  # a handler of the whole batch, where the backbone has it
+    def done(seqs: list[int]) -> Callable[[], None]:
+        def committed() -> None:  # the handler's commit time
+            now = time.time()
+            for seq in seqs:
+                tally.add(seq, now)
+
+        return committed
+
+    if "core" in inspect.signature(getattr(consumers, "handles_batch", lambda: None)).parameters:
+
+        @consumers.handles_batch(BenchEvent, core=True)  # the Core unit of work: claim, effects, commit
+        async def on_core_batch(ctx: object, uow: Any, batch: list[tuple[BenchEvent, Any]]) -> None:
+            rows = [{"event_id": meta.id, "account_id": event.key, "seq": event.seq} for event, meta in batch]
+            await uow.execute(effects.insert(), rows)
+            uow.after_commit(done([event.seq for event, _ in batch]))
+
+    elif hasattr(consumers, "handles_batch"):  # a handler of the whole batch, where the backbone has it
 
         @consumers.handles_batch(BenchEvent)
         async def on_batch(ctx: object, session: Any, batch: list[tuple[BenchEvent, Any]]) -> None:
@@ -813,7 +843,7 @@ def main() -> None:
         print(
             f"broker {bootstrap}; throughput runs write {f'{args.events} events' if args.events else f'for {args.tput_seconds:g} s'}, {KEYS} keys, {TOPIC.partitions} partitions; "
             f"latency at {args.rate} events/s for {args.seconds:g} s; {os.cpu_count()} cores; load {load_before}; "
-            f"Distretto relay {relay_settings()}",
+            f"Distretto relay {relay_settings()}; Distretto unit of work: {distretto_api()}",
             file=out,
             flush=True,
         )

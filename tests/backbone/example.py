@@ -110,6 +110,8 @@ class BatchCalls:
     """Sizes of the batches the batch handler was called with (failed calls included)."""
 
     sizes: list[int] = []
+    units: list[str] = []
+    """The kind of unit of work each call got (``AsyncSession`` or ``CoreUnitOfWork``)."""
     flaky_seq: int | None = None
     """A seq whose batch fails while ``flaky_left`` > 0 (a transient fault that passes)."""
     flaky_left = 0
@@ -121,6 +123,7 @@ batch_projection = Consumers("example-batch-projection")
 @batch_projection.handles_batch(AccountCredited)
 async def on_credited_batch(ctx: object, session: AsyncSession, batch: list[tuple[AccountCredited, EventMeta]]) -> None:
     BatchCalls.sizes.append(len(batch))
+    BatchCalls.units.append(type(session).__name__)
     for event, _meta in batch:
         if Faults.reject_seq is not None and event.seq == Faults.reject_seq:
             raise PermanentEventError(f"seq {event.seq} refused")
@@ -131,3 +134,8 @@ async def on_credited_batch(ctx: object, session: AsyncSession, batch: list[tupl
     await session.execute(
         effects.insert(), [{"event_id": meta.id, "account_id": e.account_id, "seq": e.seq} for e, meta in batch]
     )
+
+
+core_batch_projection = Consumers("example-core-batch-projection")
+"""The same batch handler on the Core unit of work: inbox claim, effects and commit on one connection."""
+core_batch_projection.handles_batch(AccountCredited, core=True)(on_credited_batch)

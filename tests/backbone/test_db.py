@@ -11,14 +11,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from distretto_dev.testing import DatabaseTarget
 from distretto_shared.db import Database
-from distretto_shared.outbox import OutboxMessage
+from distretto_shared.outbox import OutboxMessage, add_event, add_events
 
-from .example import credit
+from .example import AccountCredited, credit, entries
 
 
 async def test_read_after_gives_the_next_batch_past_a_position_in_order_and_filtered(db: Database) -> None:
@@ -143,7 +144,16 @@ async def test_on_sqlite_each_statement_of_a_unit_of_work_is_one_trip_to_the_dri
         await credit(db, "acc-1", 5, 1)  # the pool opens its connection (and sets its pragmas) here
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
         await credit(db, "acc-1", 7, 2)
-        assert len(trips) == 4, trips  # BEGIN IMMEDIATE, INSERT ledger_entry, INSERT outbox, COMMIT
+        # BEGIN IMMEDIATE with the INSERT into ledger_entry; the outbox INSERT with the COMMIT.
+        assert trips == ["_in_thread", "_commit_in_thread"], trips
+        trips.clear()
+        async with db.core_transaction() as uow:  # the Core unit of work: the same two trips
+            await uow.execute(entries.insert(), [{"account_id": "acc-0", "amount": 0, "seq": 0}])
+            add_event(uow, AccountCredited(account_id="acc-0", amount=0, seq=0), source="/tests")
+        assert trips == ["_in_thread", "_commit_in_thread"], trips
+        async with db.core_transaction() as uow:  # nothing done: nothing sent
+            pass
+        assert len(trips) == 2, trips
 
         async with db.transaction() as session:
             ids = (
@@ -164,8 +174,8 @@ async def test_on_sqlite_each_statement_of_a_unit_of_work_is_one_trip_to_the_dri
             rows = (await session.execute(text("SELECT account_id, amount FROM ledger_entry ORDER BY seq"))).all()
             outbox = (await session.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         # acc-3's unit of work left nothing
-        assert [tuple(r) for r in rows] == [("acc-1", 6), ("acc-1", 8), ("acc-2", 1)]
-        assert outbox == 2
+        assert [tuple(r) for r in rows] == [("acc-0", 0), ("acc-1", 6), ("acc-1", 8), ("acc-2", 1)]
+        assert outbox == 3
     finally:
         await db.dispose()
 
@@ -208,3 +218,129 @@ async def test_on_sqlite_writers_of_one_process_queue_for_their_turn_and_give_up
         assert rows == ["first", "third"]
     finally:
         await db.dispose()
+
+
+# -- the Core unit of work (``Database.core_transaction``) ------------------------------------
+
+
+async def _outbox_seqs(db: Database) -> list[int]:
+    async with db.read() as session:
+        payloads = (await session.execute(select(OutboxMessage.payload).order_by(OutboxMessage.id))).scalars()  # type: ignore[arg-type]
+        return [json.loads(p)["seq"] for p in payloads]
+
+
+async def _ledger_seqs(db: Database) -> list[int]:
+    async with db.read() as session:
+        return list((await session.execute(select(entries.c.seq).order_by(entries.c.seq))).scalars())
+
+
+async def test_a_core_unit_of_work_commits_rows_and_events_together_wakes_the_relay_and_rolls_back_whole(
+    db: Database,
+) -> None:
+    woken: list[int] = []
+    db.on_outbox_commit(lambda: woken.append(1))
+    after: list[str] = []
+    async with db.core_transaction() as uow:
+        await uow.execute(entries.insert(), [{"account_id": "acc-1", "amount": 1, "seq": s} for s in range(3)])
+        entries_out = add_events(
+            uow, [AccountCredited(account_id="acc-1", amount=1, seq=s) for s in range(3)], source="/tests"
+        )
+        uow.after_commit(lambda: after.append("committed"))
+        assert await uow.scalar(select(func.count()).select_from(entries)) == 3  # its own writes, visible
+        assert woken == [] and after == []  # nothing before the commit
+    assert woken == [1] and after == ["committed"]  # the relay woken once, after the commit
+    assert await _outbox_seqs(db) == [0, 1, 2] and await _ledger_seqs(db) == [0, 1, 2]
+
+    # An error in the use case: neither its rows nor its events stay, nobody is woken.
+    with pytest.raises(ValueError, match="refused"):
+        async with db.core_transaction() as uow:
+            await uow.execute(entries.insert(), [{"account_id": "acc-2", "amount": 1, "seq": 9}])
+            add_event(uow, AccountCredited(account_id="acc-2", amount=1, seq=9), source="/tests")
+            uow.after_commit(lambda: after.append("never"))
+            raise ValueError("use case refused")
+    # A failing commit (an event id already in the outbox): the whole unit of work is rolled back.
+    with pytest.raises(IntegrityError):
+        async with db.core_transaction() as uow:
+            await uow.execute(entries.insert(), [{"account_id": "acc-3", "amount": 1, "seq": 10}])
+            add_event(uow, AccountCredited(account_id="acc-3", amount=1, seq=10), source="/tests")
+            add_event(
+                uow,
+                AccountCredited(account_id="acc-3", amount=1, seq=11),
+                source="/tests",
+                event_id=entries_out[0].event_id,
+            )
+    assert woken == [1] and after == ["committed"]
+    assert await _outbox_seqs(db) == [0, 1, 2] and await _ledger_seqs(db) == [0, 1, 2]
+
+    # The connection went back to the pool clean: the next unit of work works.
+    async with db.core_transaction() as uow:
+        add_event(uow, AccountCredited(account_id="acc-4", amount=1, seq=12), source="/tests")
+        db.request_scrub(uow)
+    assert await _outbox_seqs(db) == [0, 1, 2, 12] and woken == [1, 1]
+    assert db.scrub_due.is_set()  # an erasure's commit starts the scrub job
+
+
+async def test_a_core_unit_of_work_inside_any_other_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        async with db.core_transaction():
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with db.core_transaction():
+                    pass
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with db.transaction():
+                    pass
+        async with db.transaction():
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with db.core_transaction():
+                    pass
+        async with db.core_transaction() as uow:  # after both ended, a new one is fine
+            assert await uow.scalar(text("SELECT 1")) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_a_core_unit_of_work_on_sqlite_holds_the_write_lock_from_its_first_read(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.core_transaction() as uow:
+            await uow.execute(text("CREATE TABLE t (v TEXT)"))
+        async with db.core_transaction() as uow:
+            before = await uow.scalar(text("SELECT count(*) FROM t"))
+            # BEGIN IMMEDIATE went with that read: another writer cannot slip in before the write.
+            assert await asyncio.to_thread(_try_to_write, path) == "database is locked"
+            await uow.execute(text("INSERT INTO t (v) VALUES ('mine')"))
+        assert before == 0
+        assert await asyncio.to_thread(_try_to_write, path) == "written"  # released at the commit
+        with pytest.raises(ValueError):
+            async with db.core_transaction() as uow:
+                await uow.execute(text("INSERT INTO t (v) VALUES ('rolled back')"))
+                raise ValueError
+        assert await asyncio.to_thread(_try_to_write, path) == "written"  # released at the rollback
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT v FROM t ORDER BY rowid"))).scalars().all()
+        assert rows == ["mine", "other", "other"]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_core_unit_of_work_after_the_server_dropped_its_pooled_connection_succeeds(
+    database: DatabaseTarget,
+) -> None:
+    db = Database(database.url, schema=database.schema)
+    admin = Database(database.url, schema=database.schema)
+    try:
+        for round_ in range(3):
+            async with db.core_transaction() as uow:
+                pid = await uow.scalar(text("SELECT pg_backend_pid()"))
+            async with admin.core_transaction() as uow:  # the pooled connection is killed, as a restart would
+                assert await uow.scalar(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}) is True
+            async with db.core_transaction() as uow:
+                now_pid = await uow.scalar(text("SELECT pg_backend_pid()"))
+                value = await uow.scalar(text("SELECT CAST(:v AS integer)"), {"v": round_})
+            assert now_pid != pid and value == round_
+    finally:
+        await db.dispose()
+        await admin.dispose()

@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -61,9 +62,11 @@ log = get_logger(__name__)
 Handler = Callable[[Any, AsyncSession, Any, EventMeta], Awaitable[None]]
 """``async def h(ctx, session, event, meta)``: ``ctx`` is the service's :class:`~distretto_shared.context.Context`
 (principal ``service:<name>``)."""
-BatchHandler = Callable[[Any, AsyncSession, list[tuple[Any, EventMeta]]], Awaitable[None]]
+BatchHandler = Callable[[Any, Any, list[tuple[Any, EventMeta]]], Awaitable[None]]
 """``async def h(ctx, session, batch)``: ``batch`` is ``[(event, meta), …]`` in delivery order, each
-event new to this consumer; its effects are written for all of them, ideally with one statement."""
+event new to this consumer; its effects are written for all of them, ideally with one statement.
+``session`` is an ``AsyncSession``, or a :class:`~distretto_shared.db.CoreUnitOfWork` for a handler
+registered with ``handles_batch(…, core=True)``."""
 
 DLQ_ERROR = "dlq_error"
 DLQ_ERROR_KIND = "dlq_error_kind"
@@ -99,6 +102,8 @@ class Consumers:
         self.handlers: dict[str, Any] = {}
         """Event type → its handler (a :data:`Handler`, or a :data:`BatchHandler` for the types in ``batched``)."""
         self.batched: set[str] = set()
+        self.core: set[str] = set()
+        """The batch-handled types whose handler writes Core statements only (``handles_batch(core=True)``)."""
         self.topics: set[str] = set()
 
     def handles(self, *event_classes: type[Event]) -> Callable[[Handler], Handler]:
@@ -108,24 +113,34 @@ class Consumers:
             for cls in event_classes:
                 self.handlers[cls.event_type] = fn
                 self.batched.discard(cls.event_type)
+                self.core.discard(cls.event_type)
                 self.topics.add(cls.topic)
             return fn
 
         return register
 
-    def handles_batch(self, *event_classes: type[Event]) -> Callable[[BatchHandler], BatchHandler]:
+    def handles_batch(self, *event_classes: type[Event], core: bool = False) -> Callable[[BatchHandler], BatchHandler]:
         """Register the decorated coroutine as the batch handler of these event types.
 
         It is called as ``h(ctx, session, [(event, meta), …])`` with consecutive new events of these
         types from one fetched batch, in delivery order, inside the batch's transaction. If it fails,
         the batch is split and retried; an event that fails alone is retried, then dead-lettered,
         like any other (it is then called with a batch of one).
+
+        ``core=True``: the handler writes Core statements only, so it gets a
+        :class:`~distretto_shared.db.CoreUnitOfWork` instead of a session; a fetched batch whose
+        events all have such handlers is claimed in the inbox, handled and committed on one
+        connection (``Database.core_transaction``), without an ORM session.
         """
 
         def register(fn: BatchHandler) -> BatchHandler:
             for cls in event_classes:
                 self.handlers[cls.event_type] = fn
                 self.batched.add(cls.event_type)
+                if core:
+                    self.core.add(cls.event_type)
+                else:
+                    self.core.discard(cls.event_type)
                 self.topics.add(cls.topic)
             return fn
 
@@ -404,7 +419,7 @@ class ConsumerRunner:
 
     async def _fast_path(self, work: list[tuple[Record, EventMeta, Event, Any]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        async with self.db.transaction() as session:
+        async with self._unit_of_work(m.type for _, m, _, _ in work) as session:
             # One statement claims the batch in the inbox; a clash with a racing consumer waits
             # for it, and what it committed is not claimed again.
             fresh = await inbox.claim_many(session, consumer=self.consumers.name, metas=[m for _, m, _, _ in work])
@@ -440,7 +455,14 @@ class ConsumerRunner:
                 metrics.INBOX_DUPLICATES.labels(self.service, self.consumers.name).inc(count)
         return outcomes
 
-    async def _call_batch(self, handler: Any, session: AsyncSession, batch: list[tuple[Event, EventMeta]]) -> None:
+    def _unit_of_work(self, types: Iterable[str]) -> AbstractAsyncContextManager[Any]:
+        """A Core unit of work when every one of ``types`` has a Core batch handler, else a session."""
+        core = self.consumers.core
+        if core and all(t in core for t in types):
+            return self.db.core_transaction()
+        return self.db.transaction()
+
+    async def _call_batch(self, handler: Any, session: Any, batch: list[tuple[Event, EventMeta]]) -> None:
         if len(batch) == 1:
             with self._event_context(batch[0][1]):
                 await handler(self.context, session, batch)
@@ -514,7 +536,7 @@ class ConsumerRunner:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 duplicate = False
-                async with self.db.transaction() as session:
+                async with self._unit_of_work((meta.type,)) as session:
                     fresh = await inbox.claim(session, consumer=self.consumers.name, meta=meta)
                     if fresh and meta.type in self.consumers.batched:
                         await handler(self.context, session, [(event, meta)])

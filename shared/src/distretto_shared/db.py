@@ -19,7 +19,7 @@ import collections
 import contextlib
 import contextvars
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from threading import Thread
 from typing import Any, TypeVar
@@ -32,9 +32,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
@@ -43,6 +43,8 @@ from distretto_shared.logging import get_logger
 log = get_logger(__name__)
 
 OUTBOX_DIRTY = "distretto_outbox_dirty"
+OUTBOX_PENDING = "distretto_outbox_pending"
+"""``info`` key of a unit of work: the outbox rows it added, inserted with one statement at commit."""
 SCRUB_DUE = "distretto_scrub_due"
 UNIT_OF_WORK = "distretto_unit_of_work"
 """``session.info`` key set in a unit of work (:meth:`Database.transaction`): :func:`load` locks there."""
@@ -94,6 +96,43 @@ def is_transient_db_error(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | ConnectionError | OSError | asyncio.TimeoutError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class CoreUnitOfWork:
+    """A unit of work on one connection, without an ORM session (:meth:`Database.core_transaction`).
+
+    Core statements go to :meth:`execute` (or :meth:`exec_driver_sql`); ``add_event`` /
+    ``add_events`` record events in it; ``info`` is this unit of work's own (not the pooled
+    connection's). :meth:`after_commit` registers what runs once it has committed.
+    """
+
+    __slots__ = ("_after_commit", "connection", "info")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.info: dict[str, Any] = {UNIT_OF_WORK: True}
+        self._after_commit: list[Callable[[], None]] = []
+
+    @property
+    def dialect(self) -> Any:
+        """The connection's SQLAlchemy dialect."""
+        return self.connection.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
+        """Run a Core statement (a list of parameter dicts: one ``executemany``)."""
+        return await self.connection.execute(statement, parameters)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        """The first column of the first row of a Core statement (``None`` without rows)."""
+        return await self.connection.scalar(statement, parameters)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
+        """Run a statement written for the driver (its own parameter style)."""
+        return await self.connection.exec_driver_sql(statement, parameters)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this unit of work has committed (never if it rolled back)."""
+        self._after_commit.append(callback)
 
 
 class Database:
@@ -163,6 +202,29 @@ class Database:
         """Call ``callback`` after each commit that wrote outbox rows (the relay's wake-up)."""
         self._after_outbox_commit.append(callback)
 
+    @contextlib.contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        """Refuse a unit of work opened inside another on this database (it would wait on itself)."""
+        open_now = _open_write.get()
+        if open_now is not None and open_now.get(id(self)):
+            raise RuntimeError("a unit of work opened inside another on the same database")
+        marks = dict(open_now or {})
+        marks[id(self)] = True
+        token = _open_write.set(marks)
+        try:
+            yield
+        finally:
+            marks[id(self)] = False
+            _open_write.reset(token)
+
+    def _committed(self, info: dict[str, Any]) -> None:
+        """After a unit of work committed: wake the relay if it wrote outbox rows, the scrubber if it erased."""
+        if info.pop(OUTBOX_DIRTY, False):
+            for callback in self._after_outbox_commit:
+                callback()
+        if info.pop(SCRUB_DUE, False):
+            self.scrub_due.set()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: yields a session, commits at the end, rolls back on error.
@@ -173,14 +235,11 @@ class Database:
         and writes later fails at once ("database is locked") when another writer committed in
         between — the lock cannot be upgraded from an old snapshot, and no timeout waits for that.
         A unit of work must therefore not open another one on the same database and wait for it.
+
+        For a unit of work made of Core statements only (no ORM objects), :meth:`core_transaction`
+        gives the same guarantees without the session's cost.
         """
-        open_now = _open_write.get()
-        if open_now is not None and open_now.get(id(self)):
-            raise RuntimeError("a unit of work opened inside another on the same database")
-        marks = dict(open_now or {})
-        marks[id(self)] = True
-        token = _open_write.set(marks)
-        try:
+        with self._one_at_a_time():
             async with self.sqlite_writer(), self.sessionmaker() as session:
                 session.info[UNIT_OF_WORK] = True
                 try:
@@ -193,14 +252,67 @@ class Database:
                 except BaseException:
                     await session.rollback()
                     raise
-                if session.info.pop(OUTBOX_DIRTY, False):
-                    for callback in self._after_outbox_commit:
-                        callback()
-                if session.info.pop(SCRUB_DUE, False):
-                    self.scrub_due.set()
-        finally:
-            marks[id(self)] = False
-            _open_write.reset(token)
+                self._committed(session.info)
+
+    @asynccontextmanager
+    async def core_transaction(self) -> AsyncIterator[CoreUnitOfWork]:
+        """One unit of work of Core statements on one connection, without an ORM session.
+
+        The same contract as :meth:`transaction` — ``BEGIN IMMEDIATE`` on SQLite behind this
+        process's other writers, a dropped pooled connection replaced once at the start, commit at
+        the end and rollback on error, the outbox rows added with ``add_event``/``add_events``
+        inserted with one statement just before the commit and the relay woken after it,
+        :meth:`request_scrub`, no unit of work inside another — for the hot paths that need no ORM
+        objects: a use case inserting rows, a batch handler writing its effects with one statement.
+        It yields a :class:`CoreUnitOfWork` (``execute``, ``scalar``, ``exec_driver_sql``, ``info``).
+        """
+        with self._one_at_a_time():
+            async with self.sqlite_writer():
+                conn = await self._connect_and_begin()
+                uow = CoreUnitOfWork(conn)
+                try:
+                    try:
+                        yield uow
+                        rows = uow.info.pop(OUTBOX_PENDING, None)
+                        if rows:
+                            from distretto_shared.outbox import _insert_rows
+
+                            await conn.run_sync(_insert_rows, rows)
+                        await conn.commit()
+                    except BaseException:
+                        uow.info.pop(OUTBOX_PENDING, None)
+                        await _rollback_quietly(conn)
+                        raise
+                finally:
+                    with contextlib.suppress(Exception):  # a broken connection is discarded by the pool
+                        await conn.close()
+            self._committed(uow.info)
+            for callback in uow._after_commit:
+                callback()
+
+    async def _connect_and_begin(self) -> AsyncConnection:
+        """A pooled connection with the unit of work's transaction begun on it (see :meth:`_begin`)."""
+        for attempt in (1, 2):
+            conn = await self.engine.connect()
+            try:
+                conn.sync_connection.begin()  # type: ignore[union-attr]  # no I/O: the driver begins below
+                if self.sqlite:
+                    await _begin_immediate(conn)
+                else:
+                    await _start_transaction(conn)
+                return conn
+            except BaseException as exc:
+                retry = attempt == 1 and not self.sqlite and isinstance(exc, Exception) and _is_disconnect(exc)
+                if retry:
+                    log.info("database connection was closed; beginning again on a new one", error=repr(exc))
+                    with contextlib.suppress(Exception):
+                        await conn.invalidate()
+                await _rollback_quietly(conn)
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                if not retry:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _begin(self, session: AsyncSession) -> None:
         """Begin the unit of work's transaction now (the BEGIN it would send with its first statement).
@@ -222,7 +334,7 @@ class Database:
                     await conn.invalidate()
                 await session.rollback()
 
-    def request_scrub(self, session: AsyncSession) -> None:
+    def request_scrub(self, session: AsyncSession | CoreUnitOfWork) -> None:
         """Mark ``session``'s unit of work as an erasure: once it commits, the scrub job runs."""
         session.info[SCRUB_DUE] = True
 
@@ -304,14 +416,23 @@ async def _start_transaction(conn: Any) -> None:
 
 
 async def _begin_immediate(conn: Any) -> None:
-    """SQLite: ``BEGIN IMMEDIATE`` sent to aiosqlite's connection directly (one trip to its thread,
-    no statement machinery); the unit of work holds the write lock from here."""
+    """SQLite: the unit of work's ``BEGIN IMMEDIATE``. On aiosqlite it goes to the driver with the
+    unit of work's first statement, in the same trip to its thread (or with its COMMIT when it has
+    none but outbox rows; nothing is sent for a unit of work that did nothing): the write lock is
+    held from before the first statement to the commit, as if sent on its own."""
     sync = conn.sync_connection
     dbapi = sync.connection.dbapi_connection if sync is not None else None
     if isinstance(dbapi, _AiosqliteConnection):
-        await dbapi._connection.execute("BEGIN IMMEDIATE")
+        dbapi._deferred_begin = True
         return
     await conn.exec_driver_sql("BEGIN IMMEDIATE")  # another adaptation: through SQLAlchemy
+
+
+async def _rollback_quietly(conn: AsyncConnection) -> None:
+    """Roll back; a connection already broken says so by raising, which must not hide the error that
+    got us here (the pool discards such a connection when it is closed)."""
+    with contextlib.suppress(Exception):
+        await conn.rollback()
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -409,17 +530,23 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             self._adapt_connection._handle_exception(error)
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapt: Any = self._adapt_connection  # an _AiosqliteConnection
+        async with adapt._execute_mutex:
             driver = self._connection
+            begin = adapt._deferred_begin
+            adapt._deferred_begin = False
             description, rows, self._rowcount, self._lastrowid = await driver._execute(
-                _in_thread, driver, operation, parameters, many
+                _in_thread, driver, operation, parameters, many, begin
             )
         self._description = description
         self._rows = collections.deque(rows)
 
 
-def _in_thread(driver: Any, operation: Any, parameters: Any, many: bool) -> tuple[Any, Any, int, Any]:
-    """In aiosqlite's thread: one statement, its rows, its cursor closed."""
+def _in_thread(driver: Any, operation: Any, parameters: Any, many: bool, begin: bool) -> tuple[Any, Any, int, Any]:
+    """In aiosqlite's thread: the unit of work's BEGIN if it is still to be sent, then one statement,
+    its rows, its cursor closed."""
+    if begin:
+        driver._conn.execute("BEGIN IMMEDIATE")
     cursor = driver._conn.cursor()
     try:
         if many:
@@ -435,11 +562,35 @@ def _in_thread(driver: Any, operation: Any, parameters: Any, many: bool) -> tupl
         cursor.close()
 
 
-class _AiosqliteConnection(AsyncAdapt_aiosqlite_connection):
-    """SQLAlchemy's aiosqlite connection with one-trip cursors and no empty COMMIT/ROLLBACK trip."""
+def _commit_in_thread(driver: Any, begin: bool, inserts: list[tuple[str, list[Any]]]) -> None:
+    """In aiosqlite's thread: the BEGIN if still to be sent, the rows kept for the commit, COMMIT."""
+    conn = driver._conn
+    if begin:
+        conn.execute("BEGIN IMMEDIATE")
+    for sql, rows in inserts:
+        conn.executemany(sql, rows)
+    conn.commit()
 
-    __slots__ = ()
+
+class _AiosqliteConnection(AsyncAdapt_aiosqlite_connection):
+    """SQLAlchemy's aiosqlite connection with one-trip cursors and no empty COMMIT/ROLLBACK trip.
+
+    A unit of work's ``BEGIN IMMEDIATE`` travels with its first statement and the outbox rows with
+    its COMMIT (:meth:`insert_at_commit`): a unit of work of one statement plus events is two trips
+    to the driver's thread.
+    """
+
+    __slots__ = ("_at_commit", "_deferred_begin")
     _cursor_cls = _OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._deferred_begin = False
+        self._at_commit: list[tuple[str, list[Any]]] = []
+
+    def insert_at_commit(self, sql: str, rows: list[Any]) -> None:
+        """``executemany(sql, rows)`` in the same trip as the COMMIT (dropped by a rollback)."""
+        self._at_commit.append((sql, rows))
 
     def _in_transaction(self) -> bool:
         # sqlite3's flag (sqlite3_get_autocommit) may be read from any thread; nothing else runs
@@ -448,11 +599,23 @@ class _AiosqliteConnection(AsyncAdapt_aiosqlite_connection):
         return conn is not None and conn.in_transaction
 
     def rollback(self) -> None:
+        self._deferred_begin = False
+        self._at_commit = []
         if self._in_transaction():
             super().rollback()
 
     def commit(self) -> None:
-        if self._in_transaction():
+        begin, inserts = self._deferred_begin, self._at_commit
+        self._deferred_begin = False
+        if inserts:
+            self._at_commit = []
+            driver = self._connection
+            try:
+                await_(driver._execute(_commit_in_thread, driver, begin, inserts))
+            except Exception as error:
+                self._handle_exception(error)
+            return
+        if not begin and self._in_transaction():
             super().commit()
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Text, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, col
 
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.events import EventMeta
 from distretto_shared.tables import BackboneTable
 
@@ -25,7 +27,11 @@ class ProcessedEvent(BackboneTable, table=True):
     processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-async def is_processed(session: AsyncSession, *, consumer: str, source: str, event_id: str) -> bool:
+def _dialect(session: AsyncSession | CoreUnitOfWork) -> Any:
+    return session.dialect if isinstance(session, CoreUnitOfWork) else session.get_bind().dialect
+
+
+async def is_processed(session: AsyncSession | CoreUnitOfWork, *, consumer: str, source: str, event_id: str) -> bool:
     """True when this consumer has already handled the event."""
     row = (
         await session.execute(
@@ -39,12 +45,14 @@ async def is_processed(session: AsyncSession, *, consumer: str, source: str, eve
     return row is not None
 
 
-async def claim(session: AsyncSession, *, consumer: str, meta: EventMeta) -> bool:
+async def claim(session: AsyncSession | CoreUnitOfWork, *, consumer: str, meta: EventMeta) -> bool:
     """Record the event as processed in this transaction; False if it already was."""
     return bool(await claim_many(session, consumer=consumer, metas=[meta]))
 
 
-async def claim_many(session: AsyncSession, *, consumer: str, metas: list[EventMeta]) -> set[tuple[str, str]]:
+async def claim_many(
+    session: AsyncSession | CoreUnitOfWork, *, consumer: str, metas: list[EventMeta]
+) -> set[tuple[str, str]]:
     """Record these events as processed in this transaction; returns the ``(source, id)`` pairs that
     were not yet — the ones to handle now.
 
@@ -58,7 +66,7 @@ async def claim_many(session: AsyncSession, *, consumer: str, metas: list[EventM
     rows: dict[tuple[str, str], EventMeta] = {}
     for m in metas:
         rows.setdefault((m.source, m.id), m)
-    dialect = session.get_bind().dialect.name
+    dialect = _dialect(session).name
     if dialect == "postgresql":
         # Arrays, not a VALUES list: the statement's text (and its prepared plan) is the same
         # whatever the batch's size.
@@ -99,11 +107,13 @@ _CLAIM_PG = text(
 )
 
 
-async def processed_among(session: AsyncSession, *, consumer: str, event_ids: list[str]) -> set[tuple[str, str]]:
+async def processed_among(
+    session: AsyncSession | CoreUnitOfWork, *, consumer: str, event_ids: list[str]
+) -> set[tuple[str, str]]:
     """The (source, id) pairs among ``event_ids`` this consumer has already handled."""
     if not event_ids:
         return set()
-    rows = await session.execute(
+    rows: Any = await session.execute(
         select(col(ProcessedEvent.source), col(ProcessedEvent.event_id)).where(
             col(ProcessedEvent.consumer) == consumer, col(ProcessedEvent.event_id).in_(event_ids)
         )
@@ -111,7 +121,7 @@ async def processed_among(session: AsyncSession, *, consumer: str, event_ids: li
     return {(r[0], r[1]) for r in rows}
 
 
-async def record_many(session: AsyncSession, *, consumer: str, metas: list[EventMeta]) -> None:
+async def record_many(session: AsyncSession | CoreUnitOfWork, *, consumer: str, metas: list[EventMeta]) -> None:
     """Insert the inbox rows of events known not to be processed yet, in one statement."""
     if not metas:
         return

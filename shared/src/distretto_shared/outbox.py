@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import Field
 
 from distretto_shared import metrics, tracing
-from distretto_shared.db import _WRITE, OUTBOX_DIRTY, Database
+from distretto_shared.db import _WRITE, OUTBOX_DIRTY, OUTBOX_PENDING, CoreUnitOfWork, Database, _AiosqliteConnection
 from distretto_shared.events import Event, encode
 from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
@@ -97,8 +97,8 @@ class OutboxMessage(BackboneTable, table=True):
     published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
-_PENDING = "distretto_outbox_pending"
-"""``session.info`` key: the outbox rows a unit of work added, inserted with one statement at commit."""
+_PENDING = OUTBOX_PENDING
+"""``info`` key: the outbox rows a unit of work added, inserted with one statement at commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +114,15 @@ class OutboxEntry:
 
 
 def add_event(
-    session: AsyncSession,
+    session: AsyncSession | CoreUnitOfWork,
     event: Event,
     *,
     source: str,
     correlation_id: str | None = None,
     event_id: str | None = None,
 ) -> OutboxEntry:
-    """Record ``event`` in the outbox, in the caller's transaction.
+    """Record ``event`` in the outbox, in the caller's unit of work (a session of
+    ``Database.transaction()`` or a ``CoreUnitOfWork`` of ``Database.core_transaction()``).
 
     The correlation id and traceparent default to those of the request or the
     event being handled, so a chain of events stays traceable. ``event_id`` (the
@@ -136,7 +137,7 @@ def add_event(
 
 
 def add_events(
-    session: AsyncSession,
+    session: AsyncSession | CoreUnitOfWork,
     events: Sequence[Event],
     *,
     source: str,
@@ -213,7 +214,10 @@ def _insert_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
     procs = _processors(conn.dialect)
     values = [tuple(p(r[k]) if p else r[k] for k, p in zip(_COLUMNS, procs, strict=True)) for r in rows]
     name = conn.dialect.name
-    if name in ("sqlite", "postgresql"):
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, _AiosqliteConnection):  # in the same trip to the driver's thread as the COMMIT
+        dbapi.insert_at_commit(_INSERT_SQLITE, values)
+    elif name in ("sqlite", "postgresql"):
         conn.exec_driver_sql(_INSERT_SQLITE if name == "sqlite" else _INSERT_PG, values)
     else:
         conn.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
