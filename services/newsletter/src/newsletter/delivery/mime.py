@@ -66,6 +66,60 @@ def _qp(text: str, cache: dict[str, bytes] | None = None) -> bytes:
     return b"".join(out)
 
 
+def _qp_piece(text: str, *, last: bool) -> bytes:
+    """One piece of a body encoded on its own, CRLF: a soft line break after it unless it ends a line."""
+    data = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    if not text.endswith("\n"):
+        data += b"\n" if last else b"=\n"
+    return data.replace(b"\n", b"\r\n")
+
+
+class PreparedBody:
+    """A body part quoted-printable-encoded once per campaign, with the per-mail values left as slots.
+
+    ``pieces`` are literal text or the index of a value given to :meth:`encode`. Each literal is
+    encoded once; per mail only the values are encoded, each between soft line breaks (``=`` at a
+    line's end, RFC 2045 6.7), so the body decodes to exactly the text the pieces join to — the same
+    text :func:`_qp` would encode line by line, without re-encoding the long lines around a name.
+    ``ValueError`` when a literal holds a carriage return or the body does not end with a line end
+    (the caller then encodes the whole text per mail).
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, pieces: Sequence[str | int]) -> None:
+        merged: list[str | int] = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                if "\r" in piece:
+                    raise ValueError("a carriage return in the template's text")
+                if not piece:
+                    continue
+                if merged and isinstance(merged[-1], str):
+                    merged[-1] += piece
+                    continue
+            merged.append(piece)
+        if not merged or not isinstance(merged[-1], str) or not merged[-1].endswith("\n"):
+            raise ValueError("the body does not end with a line end")
+        self.parts: list[bytes | int] = [
+            _qp_piece(p, last=i == len(merged) - 1) if isinstance(p, str) else p for i, p in enumerate(merged)
+        ]
+
+    def encode(self, values: Sequence[str]) -> bytes:
+        """The body for one mail's ``values`` (``ValueError`` when one holds a carriage return)."""
+        out = []
+        for part in self.parts:
+            if isinstance(part, bytes):
+                out.append(part)
+                continue
+            value = values[part]
+            if value:
+                if "\r" in value:
+                    raise ValueError("a carriage return in a value")
+                out.append(_qp_piece(value, last=False))
+        return b"".join(out)
+
+
 def message_id_for(campaign_id: str | None, key: str, domain_name: str) -> str:
     """A deterministic Message-ID: the same (campaign, recipient) always gets the same one."""
     digest = hashlib.sha256(f"{campaign_id}:{key}".encode()).hexdigest()[:32]
@@ -113,8 +167,29 @@ def build_message(
     defects. Every dynamic header value is stripped of CR/LF and control characters first;
     ``shared_headers`` are lines built once by :func:`header_block`.
     """
-    # "=_" never occurs in quoted-printable output ("=" is always encoded), so it cannot clash.
-    boundary = "=_d" + message_id[1:25]
+    head = message_head(
+        from_header=from_header,
+        to_name=to_name,
+        to_addr=to_addr,
+        subject=subject,
+        message_id=message_id,
+        extra_headers=extra_headers,
+        date=date,
+    )
+    return assemble(head, shared_headers, message_id, _qp(text, qp_cache), _qp(html, qp_cache))
+
+
+def message_head(
+    *,
+    from_header: str,
+    to_name: str,
+    to_addr: str,
+    subject: str,
+    message_id: str,
+    extra_headers: Sequence[tuple[str, str]] = (),
+    date: str | None = None,
+) -> bytes:
+    """The header lines every message has its own values of (CRLF after each)."""
     headers = [
         f"From: {from_header}",
         f"To: {format_address(to_name, to_addr)}",
@@ -124,18 +199,24 @@ def build_message(
         "MIME-Version: 1.0",
     ]
     headers += [f"{name}: {domain.clean_header_text(value, limit=1900)}" for name, value in extra_headers]
-    b = boundary.encode()
+    headers.append("")
+    return "\r\n".join(headers).encode("utf-8")
+
+
+def assemble(head: bytes, shared_headers: bytes, message_id: str, text_qp: bytes, html_qp: bytes) -> bytes:
+    """The message from its header lines and its two bodies, already quoted-printable with CRLF."""
+    # "=_" never occurs in quoted-printable output ("=" is always encoded), so it cannot clash.
+    b = ("=_d" + message_id[1:25]).encode()
     return b"".join(
         [
-            "\r\n".join(headers).encode("utf-8"),
-            b"\r\n",
+            head,
             shared_headers,
             b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n--' + b + b"\r\n",
             _PLAIN_HEAD,
-            _qp(text, qp_cache),
+            text_qp,
             b"\r\n--" + b + b"\r\n",
             _HTML_HEAD,
-            _qp(html, qp_cache),
+            html_qp,
             b"\r\n--" + b + b"--\r\n",
         ]
     )

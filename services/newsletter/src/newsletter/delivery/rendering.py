@@ -33,20 +33,45 @@ def check_template(source: str, *, html: bool) -> None:
 
 def footer(text: str, html: str, *, unsubscribe_url: str, preferences_url: str) -> tuple[str, str]:
     """Append the visible unsubscribe and preferences links (bulk-sender rules want them in the body)."""
-    text = (
-        f"{text.rstrip()}\n\n--\nUnsubscribe / Disiscriviti: {unsubscribe_url}\n"
-        f"Preferences / Preferenze: {preferences_url}\n"
+    links: dict[Slot, str] = {("unsubscribe_url",): unsubscribe_url, ("preferences_url",): preferences_url}
+    text_tail, html_tail = footer_pieces()
+    return (
+        text.rstrip() + "".join(p if isinstance(p, str) else ESCAPES[p[1]](links[p[0]]) for p in text_tail),
+        html + "".join(p if isinstance(p, str) else ESCAPES[p[1]](links[p[0]]) for p in html_tail),
     )
-    html = (
-        f'{html}\n<hr><p style="font-size:12px;color:#666">'
-        f'<a href="{_attr(unsubscribe_url)}">Unsubscribe / Disiscriviti</a> · '
-        f'<a href="{_attr(preferences_url)}">Preferences / Preferenze</a></p>\n'
+
+
+def footer_pieces() -> tuple[list[str | tuple[Slot, str]], list[str | tuple[Slot, str]]]:
+    """The footer of the text and of the HTML part: literal text and (link slot, how it is escaped)."""
+    unsub, prefs = ("unsubscribe_url",), ("preferences_url",)
+    return (
+        [
+            "\n\n--\nUnsubscribe / Disiscriviti: ",
+            (unsub, "text"),
+            "\nPreferences / Preferenze: ",
+            (prefs, "text"),
+            "\n",
+        ],
+        [
+            '\n<hr><p style="font-size:12px;color:#666"><a href="',
+            (unsub, "attr"),
+            '">Unsubscribe / Disiscriviti</a> · <a href="',
+            (prefs, "attr"),
+            '">Preferences / Preferenze</a></p>\n',
+        ],
     )
-    return text, html
 
 
 def _attr(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+ESCAPES: dict[str, Any] = {
+    "text": str,
+    "html": lambda value: str(markupsafe.escape(value)),
+    "attr": lambda value: _attr(str(value)),
+}
+"""How a value is printed: as it is (text), HTML-escaped (the template's HTML), as an attribute (the footer)."""
 
 
 # -- compiled templates: rendered once per campaign, per-recipient fields substituted -----------
@@ -128,7 +153,7 @@ def template_slots(ast: nodes.Template) -> list[Slot] | None:
     return slots
 
 
-class _Missing(Exception):
+class _Missing(LookupError):
     """A field the fast path cannot supply (a missing attribute): Jinja renders that mail."""
 
 
@@ -174,12 +199,13 @@ class CompiledTemplate:
         """The template's output for one recipient (``values`` for the fast path, ``context`` for Jinja)."""
         if self.pieces is not None:
             try:
-                return self._join(values)
+                return self.join(values)
             except _Missing:
                 pass
         return sandbox.render(self.template, context)
 
-    def _join(self, values: dict[Slot, Any]) -> str:
+    def join(self, values: dict[Slot, Any]) -> str:
+        """The pieces joined with ``values`` (``LookupError`` when one is missing)."""
         out = []
         for piece in self.pieces or ():
             if isinstance(piece, str):
