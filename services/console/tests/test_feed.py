@@ -39,6 +39,7 @@ async def test_a_batch_of_events_becomes_the_feed_in_order_each_event_once(datab
     db = Database(database.url, schema=database.schema)
     # No dead letter is expected, so no broker is needed.
     runner = ConsumerRunner(consumers, db=db, service="console", bootstrap_servers="127.0.0.1:1")
+    assert set(consumers.handlers) <= consumers.core  # every type on the Core unit of work (no ORM session)
     profile = ms.OrganisationProfile(organisation_id="o-7", name="Nuova Bio S.r.l.", kind="company")
     events: list[Event] = [
         ms.OrganisationRegistered(organisation_id="o-7", profile=profile),

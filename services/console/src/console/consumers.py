@@ -4,7 +4,9 @@ Each row says what happened in a few parameters, put into words in the reader's
 language when shown; the district figures' row carries the new figures, which the
 home page's charts take over live. One batch handler takes every event type: a fetched batch
 becomes its rows with one ``INSERT`` (the district figures arrive seldom, the organisations' and
-projects' events in bursts — an import, a replay, a consumer catching up).
+projects' events in bursts — an import, a replay, a consumer catching up). Its statements are Core
+only, so it runs in the backbone's Core unit of work (``handles_batch(core=True)``): the inbox claim,
+the rows and the commit on one connection, without an ORM session.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.config import Settings
 from console.models import Activity, utcnow
@@ -23,6 +24,7 @@ from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import newsletter as nl
 from distretto_shared.contracts import projects as pj
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.events import Event, EventMeta
 
 Ctx = Context[Settings]
@@ -85,8 +87,9 @@ _MATCH_KINDS: dict[type[Event], str] = {
     nl.CampaignFinished,
     mm.OpportunityPublished,
     *_MATCH_KINDS,
+    core=True,
 )
-async def on_events(ctx: Ctx, session: AsyncSession, batch: list[tuple[Any, EventMeta]]) -> None:
+async def on_events(ctx: Ctx, session: CoreUnitOfWork, batch: list[tuple[Any, EventMeta]]) -> None:
     """A fetched batch of platform events → its ``activity`` rows, in order, with one ``INSERT``."""
     names: dict[str, str] = {}  # organisation id → the last name this batch told
     rows: list[Row] = []
@@ -98,7 +101,7 @@ async def on_events(ctx: Ctx, session: AsyncSession, batch: list[tuple[Any, Even
     await session.execute(insert(Activity.__table__), rows)  # type: ignore[attr-defined]
 
 
-async def _organisation(session: AsyncSession, event: Any, meta: EventMeta, names: dict[str, str]) -> Row:
+async def _organisation(session: CoreUnitOfWork, event: Any, meta: EventMeta, names: dict[str, str]) -> Row:
     name = getattr(getattr(event, "profile", None), "name", None)
     if name is None:  # events without the profile: the name is the one the feed saw last
         name = names.get(event.organisation_id) or await _known_name(session, event.organisation_id)
@@ -112,7 +115,7 @@ async def _organisation(session: AsyncSession, event: Any, meta: EventMeta, name
     return _row(kind, event.organisation_id, audience, meta, name=name or "?")
 
 
-async def _known_name(session: AsyncSession, organisation_id: str) -> str | None:
+async def _known_name(session: CoreUnitOfWork, organisation_id: str) -> str | None:
     from sqlmodel import col, select
 
     rows = await session.execute(
