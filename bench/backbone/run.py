@@ -120,6 +120,15 @@ class Result:
     """Latency runs: the rate the producer reached (below the asked rate: saturated), events/s."""
     effects: tuple[int, int] | None = None
     """After the run, the consumer's effect rows: (all, distinct events) — warm-up included."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Throughput runs: CPU seconds (all threads) of each process over the measured part, by side —
+    the producer from the first measured write until the run ended, the consumer from the first
+    measured event to the last one. Robust to a busy machine, unlike events/s."""
+
+    def cpu_per_1000(self, side: str) -> float | None:
+        """CPU milliseconds per 1,000 events of one side."""
+        seconds = self.cpu.get(side)
+        return seconds / self.events * 1e6 if seconds is not None and self.events else None
 
     def pct(self, q: float) -> float | None:
         if not self.latencies:
@@ -209,6 +218,7 @@ async def drive(
         await use_case(new_events(-WARMUP + i, 1))
     await wait_for(go, stop)
     commits: list[tuple[int, float]] = []
+    cpu0 = time.process_time()
     results.put(("t0", time.time()))
     if spec.mode == "throughput":
 
@@ -226,6 +236,7 @@ async def drive(
         await paced(spec.n, spec.rate, step)
     results.put(("commits", commits))
     await wait_for(stop, stop)
+    results.put(("cpu", "producer", time.process_time() - cpu0))
 
 
 class Tally:
@@ -240,6 +251,7 @@ class Tally:
         self.raw_latencies: list[float] = []
         """Raw aiokafka only: send → receipt, seconds (its records carry their send time)."""
         self.done = asyncio.Event()
+        self.cpu0: float | None = None
 
     def add(self, seq: int, committed: float) -> None:
         if seq < 0:
@@ -247,6 +259,9 @@ class Tally:
             if self.warmed >= WARMUP:
                 self.warm.set()
             return
+        if self.cpu0 is None:
+            # The CPU of the batch that held the first measured event is left out; one batch of many.
+            self.cpu0 = time.process_time()
         self.handled.append((seq, committed))
         self.check()
 
@@ -258,6 +273,8 @@ class Tally:
     def report(self, results: Any) -> None:
         end = max((t for _, t in self.handled), default=0.0)
         results.put(("done", end, len(self.handled), self.handled, self.raw_latencies))
+        if self.cpu0 is not None:
+            results.put(("cpu", "consumer", time.process_time() - self.cpu0))
 
     async def wait(self, stop: Any) -> None:
         while not self.done.is_set() and not stop.is_set():
@@ -391,7 +408,7 @@ async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total
 
     async def use_case(events: list[BenchEvent]) -> None:
         rows = [{"account_id": e.key, "amount": 1, "seq": e.seq} for e in events]
-        if core:  # the Core unit of work: no ORM session on the hot path
+        if core and add_events is not None:  # the Core unit of work: no ORM session on the hot path
             async with db.core_transaction() as uow:
                 await uow.execute(entries.insert(), rows)
                 add_events(uow, events, source=SOURCE)
@@ -536,11 +553,14 @@ SIDES = {
 # -- orchestration ------------------------------------------------------------------------
 
 
-def two_processes(spec: Spec, timeout: float) -> tuple[float | None, list[float], int, float | None]:
+def two_processes(
+    spec: Spec, timeout: float, cpu: dict[str, float] | None = None
+) -> tuple[float | None, list[float], int, float | None]:
     """Run the consumer and the producer of ``spec.pipeline`` in two spawned processes.
 
     Returns (events/s or None when the run did not finish, latencies in seconds, events written, and for a
     latency run the rate the producer reached: below the asked rate, the producer was saturated).
+    ``cpu`` gets each side's CPU seconds over the measured part, where the side reports it.
     """
     producer, consumer = SIDES[spec.pipeline]
     ctx = mp.get_context("spawn")
@@ -577,6 +597,9 @@ def two_processes(spec: Spec, timeout: float) -> tuple[float | None, list[float]
                 continue
             if item[0] == "t0":
                 t0 = item[1]
+            elif item[0] == "cpu":
+                if cpu is not None:
+                    cpu[item[1]] = item[2]
             elif item[0] == "commits":
                 commits = item[1]
             else:
@@ -589,6 +612,11 @@ def two_processes(spec: Spec, timeout: float) -> tuple[float | None, list[float]
             if p.is_alive():
                 p.kill()
                 p.join()
+        with contextlib.suppress(Exception):  # what the children said as they stopped
+            while True:
+                item = results.get_nowait()
+                if item[0] == "cpu" and cpu is not None:
+                    cpu[item[1]] = item[2]
         results.close()
         results.cancel_join_thread()
     written = max(0, total.value)
@@ -688,8 +716,10 @@ def one_run(
         profile=profile,
     )
     effects = None
+    cpu: dict[str, float] = {}
     try:
-        tput, lat, n, reached = two_processes(spec, timeout=(args.seconds + 120) if mode == "latency" else args.timeout)
+        timeout = (args.seconds + 120) if mode == "latency" else args.timeout
+        tput, lat, n, reached = two_processes(spec, timeout=timeout, cpu=cpu)
         if backend != "-":
             effects = asyncio.run(count_effects(urls[1], schemas[1]))
     finally:
@@ -701,7 +731,7 @@ def one_run(
         topic = topic_name(TOPIC.name)
         asyncio.run(drop_topics(bootstrap, [topic, f"{topic}.dlq"]))
         os.environ.pop("DISTRETTO_TOPIC_PREFIX", None)
-    return Result(pipeline, backend, mode, per_tx, n, tput, lat, reached, effects)
+    return Result(pipeline, backend, mode, per_tx, n, tput, lat, reached, effects, cpu if mode == "throughput" else {})
 
 
 def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
@@ -756,6 +786,8 @@ def table(results: list[Result], args: argparse.Namespace, out: TextIO) -> dict[
         }
         if ratios:
             figures[backend]["distretto_over_lean"] = dict(zip(keys, ratios, strict=True))
+        if backend != "-":
+            cpu_table(results, args, backend, out, figures[backend])
     print(
         "(throughput ratio: higher is better for Distretto; latency ratio: lower is better; rate reached: the\n"
         f" producer's pace in the latency run — below {args.rate} ev/s it was saturated, and its own backlog\n"
@@ -763,6 +795,40 @@ def table(results: list[Result], args: argparse.Namespace, out: TextIO) -> dict[
         file=out,
     )
     return figures
+
+
+def cpu_table(
+    results: list[Result], args: argparse.Namespace, backend: str, out: TextIO, figures: dict[str, Any]
+) -> None:
+    """CPU milliseconds per 1,000 events, producer + consumer, of the throughput runs (and the ratio
+    lean / Distretto: like the throughput ratio, higher is better for Distretto)."""
+    pipelines = [p for p in args.pipelines if p != "raw"]
+    runs = {(r.pipeline, r.per_tx): r for r in results if r.backend == backend and r.mode == "throughput" and r.cpu}
+    if not runs:
+        return
+    print(
+        f"CPU ms per 1,000 events (producer + consumer){'':4s}" + "".join(f"{f'{k} ev/tx':>16s}" for k in args.per_tx),
+        file=out,
+    )
+    cells: dict[str, list[tuple[float | None, float | None]]] = {}
+    for pipeline in pipelines:
+        pairs = []
+        for k in args.per_tx:
+            r = runs.get((pipeline, k))
+            pairs.append((r.cpu_per_1000("producer"), r.cpu_per_1000("consumer")) if r else (None, None))
+        cells[pipeline] = pairs
+        text = [f"{fmt(p)} + {fmt(c)}" if p is not None and c is not None else "–" for p, c in pairs]
+        print(f"  {LABELS[pipeline]:46s}" + "".join(f"{t:>16s}" for t in text), file=out)
+        figures.setdefault(pipeline, {})["cpu_ms_per_1000"] = {
+            f"tput_{k}": {"producer": p, "consumer": c} for k, (p, c) in zip(args.per_tx, pairs, strict=True)
+        }
+    if "distretto" in cells and "lean" in cells:
+        line = []
+        for (dp, dc), (lp, lc) in zip(cells["distretto"], cells["lean"], strict=True):
+            line.append(
+                f"{lp / dp:.2f} / {lc / dc:.2f}" if None not in (dp, dc, lp, lc) and dp and dc else "–"  # type: ignore[operator]
+            )
+        print(f"  {'lean / Distretto (producer / consumer)':46s}" + "".join(f"{t:>16s}" for t in line), file=out)
 
 
 WATCHDOG = """
