@@ -30,6 +30,7 @@ from newsletter.delivery.ledger import (
     _SET_STATUS,
     _SIMPLE_STATUS,
     DC,
+    PG_CLAIM,
     PG_MARK_SENT,
     PG_SET_STATUS,
     SS,
@@ -188,9 +189,48 @@ class DeliveryEngine:
     # claiming
 
     async def claim(self, server: SmtpServer | None, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` pending rows of running campaigns (and transactional mails)."""
+        """Claim up to ``limit`` pending rows of running campaigns (and transactional mails).
+
+        One transaction: the batch flipped to ``sending`` under a new claim token, the claim's lease
+        row, and what rendering needs. On PostgreSQL the first three are one statement, then one read
+        of who is still subscribed; on a SQLite file all of it is one hand-off to the recorder's thread.
+        """
         token = uuid.uuid4().hex
         now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self.settings.lease_seconds)
+        async with self._db_slots:
+            began = time.monotonic()
+            if self._sqlite is not None:
+                claimed = await self._sqlite.claim(token, now, expires, server.name if server else None, limit)
+            elif self._unnest:
+                claimed = await self._claim_pg(token, now, expires, server, limit)
+            else:
+                claimed = await self._claim_core(token, now, server, limit)
+        # Known to the lease keeper only once committed: on PostgreSQL a renewal that ran before the
+        # commit did not see the lease row yet, and took the new claim for one taken back (its 200
+        # rows were then left unsent until the lease ran out and sent again from the ledger).
+        if claimed:
+            self._leases[token] = Lease(token, began + self.lease_valid_for, len(claimed))
+        return claimed
+
+    async def _claim_pg(
+        self, token: str, now: datetime, expires: datetime, server: SmtpServer | None, limit: int
+    ) -> list[Claimed]:
+        async with self.db.transaction() as session:
+            params = {
+                "now": now,
+                "expires": expires,
+                "token": token,
+                "limit": limit,
+                "server": server.name if server else None,
+            }
+            rows = (await session.execute(PG_CLAIM, params)).all()
+            claimed = self._claimed(rows, token)
+            await self._honour_unsubscribes(session, claimed)
+        return claimed
+
+    async def _claim_core(self, token: str, now: datetime, server: SmtpServer | None, limit: int) -> list[Claimed]:
+        """The claim through SQLAlchemy (SQLite in memory or with a schema: no file for the recorder)."""
         pick = (
             sa.select(D.c.id)
             .select_from(D.outerjoin(C, C.c.id == D.c.campaign_id))
@@ -200,36 +240,20 @@ class DeliveryEngine:
                 sa.or_(D.c.campaign_id.is_(None), C.c.status == "running"),
             )
             # The order of ix_delivery_status_campaign (status, campaign_id, id): the index hands the
-            # rows over in order and LIMIT stops the scan. ORDER BY id alone sorted every pending row
-            # on each claim (SQLite) or walked past every sent row (PostgreSQL).
+            # rows over in order and LIMIT stops the scan.
             .order_by(D.c.campaign_id, D.c.id)
             .limit(limit)
         )
-        if not self.db.sqlite:
-            pick = pick.with_for_update(skip_locked=True, of=D)
-        async with self._db_slots:
-            return await self._claim(pick, token, now, server, limit)
-
-    async def _claim(
-        self, pick: Any, token: str, now: datetime, server: SmtpServer | None, limit: int
-    ) -> list[Claimed]:
-        # One transaction, one connection: flip the batch to ``sending`` and read what rendering needs.
-        began = time.monotonic()
         async with self.db.transaction() as session:
             values: dict[str, Any] = {"status": "sending", "claim_token": token, "claimed_at": now}
             if server is not None:
                 values["smtp_server"] = server.name
-            if self.db.sqlite:
-                picked = D.c.id.in_(pick.scalar_subquery())
-            else:
-                # The batch is picked once, in a CTE (PostgreSQL never inlines one that locks rows).
-                # Under ``IN (…)`` a planner whose statistics say the ledger is tiny (gathered before a
-                # campaign froze its rows) re-ran the locking LIMIT for every pending row: seconds a claim.
-                batch = pick.cte("picked")
-                picked = D.c.id == batch.c.id
             ids = (
                 await session.execute(
-                    D.update().where(picked, D.c.status == "pending").values(**values).returning(D.c.id)
+                    D.update()
+                    .where(D.c.id.in_(pick.scalar_subquery()), D.c.status == "pending")
+                    .values(**values)
+                    .returning(D.c.id)
                 )
             ).all()
             if not ids:
@@ -237,7 +261,6 @@ class DeliveryEngine:
             await session.execute(
                 DC.insert().values(token=token, expires_at=now + timedelta(seconds=self.settings.lease_seconds))
             )
-            lease = Lease(token, began + self.lease_valid_for, len(ids))
             rows = (
                 await session.execute(
                     sa.select(
@@ -259,53 +282,58 @@ class DeliveryEngine:
                     .order_by(D.c.id)
                 )
             ).all()
-            claimed = []
-            by_campaign: dict[str, list[Claimed]] = {}
-            for r in rows:
-                item = Claimed(
-                    id=r.id,
-                    token=token,
-                    kind=r.kind,
-                    campaign_id=r.campaign_id,
-                    subscriber_id=r.subscriber_id,
-                    email=r.email or r.sub_email,
-                    payload=r.payload,
-                    attempts=r.attempts,
-                    name=r.name or "",
-                    language=r.language or "it",
-                    attributes=r.attributes or {},
-                )
-                if r.kind == "campaign":
-                    item.eligible = r.sub_email is not None and not r.suppressed
-                    if item.eligible and r.campaign_id:
-                        by_campaign.setdefault(r.campaign_id, []).append(item)
-                claimed.append(item)
-            # Honour an unsubscribe that happened after the campaign started.
-            for campaign_id, items in by_campaign.items():
-                mail = self._mails.get(campaign_id)
-                if mail is not None:
-                    lists = mail.lists
-                else:
-                    lists = (
-                        await session.execute(sa.select(C.c.lists).where(C.c.id == campaign_id))
-                    ).scalar_one_or_none() or []
-                still = {
-                    r[0]
-                    for r in await session.execute(
-                        sa.select(SS.c.subscriber_id).where(
-                            SS.c.subscriber_id.in_([i.subscriber_id for i in items]),
-                            SS.c.list_id.in_(lists),
-                            SS.c.status == "confirmed",
-                        )
-                    )
-                }
-                for item in items:
-                    item.eligible = item.subscriber_id in still
-        # Known to the lease keeper only once committed: on PostgreSQL a renewal that ran before the
-        # commit did not see the lease row yet, and took the new claim for one taken back (its 200
-        # rows were then left unsent until the lease ran out and sent again from the ledger).
-        self._leases[token] = lease
+            claimed = self._claimed(rows, token)
+            await self._honour_unsubscribes(session, claimed)
         return claimed
+
+    @staticmethod
+    def _claimed(rows: Any, token: str) -> list[Claimed]:
+        claimed = []
+        for r in rows:
+            item = Claimed(
+                id=r.id,
+                token=token,
+                kind=r.kind,
+                campaign_id=r.campaign_id,
+                subscriber_id=r.subscriber_id,
+                email=r.email or r.sub_email,
+                payload=r.payload,
+                attempts=r.attempts,
+                name=r.name or "",
+                language=r.language or "it",
+                attributes=r.attributes or {},
+            )
+            if r.kind == "campaign":
+                item.eligible = r.sub_email is not None and not r.suppressed
+            claimed.append(item)
+        return claimed
+
+    async def _honour_unsubscribes(self, session: Any, claimed: list[Claimed]) -> None:
+        """Honour an unsubscribe that happened after the campaign started (one read per campaign)."""
+        by_campaign: dict[str, list[Claimed]] = {}
+        for item in claimed:
+            if item.kind == "campaign" and item.eligible and item.campaign_id:
+                by_campaign.setdefault(item.campaign_id, []).append(item)
+        for campaign_id, items in by_campaign.items():
+            mail = self._mails.get(campaign_id)
+            if mail is not None:
+                lists = mail.lists
+            else:
+                lists = (
+                    await session.execute(sa.select(C.c.lists).where(C.c.id == campaign_id))
+                ).scalar_one_or_none() or []
+            still = {
+                r[0]
+                for r in await session.execute(
+                    sa.select(SS.c.subscriber_id).where(
+                        SS.c.subscriber_id.in_([i.subscriber_id for i in items]),
+                        SS.c.list_id.in_(lists),
+                        SS.c.status == "confirmed",
+                    )
+                )
+            }
+            for item in items:
+                item.eligible = item.subscriber_id in still
 
     async def _claimer(self) -> None:
         """Keep the ready queue above its low-water mark, so that no connection waits for a claim."""

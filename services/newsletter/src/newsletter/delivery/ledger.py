@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +60,36 @@ PG_SET_STATUS = sa.text(
     " WHERE delivery.id = v.id AND delivery.claim_token = v.token"
 )
 
+PG_CLAIM = (
+    sa.text(
+        "WITH picked AS ("
+        " SELECT delivery.id FROM delivery LEFT OUTER JOIN campaign ON campaign.id = delivery.campaign_id"
+        " WHERE delivery.status = 'pending' AND (delivery.next_attempt_at IS NULL OR delivery.next_attempt_at <= :now)"
+        " AND (delivery.campaign_id IS NULL OR campaign.status = 'running')"
+        " ORDER BY delivery.campaign_id, delivery.id LIMIT :limit FOR UPDATE OF delivery SKIP LOCKED),"
+        " claimed AS (UPDATE delivery SET status = 'sending', claim_token = :token, claimed_at = :now,"
+        " smtp_server = COALESCE(CAST(:server AS varchar), delivery.smtp_server)"
+        " FROM picked WHERE delivery.id = picked.id AND delivery.status = 'pending'"
+        " RETURNING delivery.id, delivery.kind, delivery.campaign_id, delivery.subscriber_id, delivery.email,"
+        " delivery.payload, delivery.attempts),"
+        " lease AS (INSERT INTO delivery_claim (token, expires_at) SELECT :token, :expires"
+        " WHERE EXISTS (SELECT 1 FROM claimed))"
+        " SELECT claimed.id, claimed.kind, claimed.campaign_id, claimed.subscriber_id, claimed.email, claimed.payload,"
+        " claimed.attempts, subscriber.email AS sub_email, subscriber.name, subscriber.language,"
+        " subscriber.attributes, subscriber.suppressed"
+        " FROM claimed LEFT OUTER JOIN subscriber ON subscriber.id = claimed.subscriber_id ORDER BY claimed.id"
+    )
+    .bindparams(
+        sa.bindparam("now", type_=D.c.claimed_at.type),
+        sa.bindparam("expires", type_=DC.c.expires_at.type),
+    )
+    .columns(payload=sa.JSON, attributes=sa.JSON)
+)
+"""A claim on PostgreSQL in one statement: pick the batch (locked, skipping rows another claim holds;
+in a CTE, which PostgreSQL never inlines when it locks rows: under ``IN (…)`` a planner with stale
+statistics re-ran the locking ``LIMIT`` per pending row), flip it to ``sending``, write the lease row
+(only when a row was claimed) and read what rendering needs, each row joined with its subscriber."""
+
 _SIMPLE_STATUS = {"released": "pending", "skipped": "skipped"}
 """What a row becomes when its message was not sent: released (paused, stopping) or skipped (unsubscribed)."""
 
@@ -111,6 +142,25 @@ class SqliteRecorder:
     by SQLAlchemy's own SQLite DATETIME processor, so they compare with the rest.
     """
 
+    CLAIM = (
+        "UPDATE delivery SET status = 'sending', claim_token = ?, claimed_at = ?,"
+        " smtp_server = coalesce(?, smtp_server)"
+        " WHERE status = 'pending' AND id IN (SELECT delivery.id FROM delivery"
+        " LEFT OUTER JOIN campaign ON campaign.id = delivery.campaign_id"
+        " WHERE delivery.status = 'pending' AND (delivery.next_attempt_at IS NULL OR delivery.next_attempt_at <= ?)"
+        " AND (delivery.campaign_id IS NULL OR campaign.status = 'running')"
+        " ORDER BY delivery.campaign_id, delivery.id LIMIT ?) RETURNING id"
+    )
+    CLAIMED = (
+        "SELECT delivery.id, delivery.kind, delivery.campaign_id, delivery.subscriber_id, delivery.email,"
+        " delivery.payload, delivery.attempts, subscriber.email, subscriber.name, subscriber.language,"
+        " subscriber.attributes, subscriber.suppressed,"
+        " EXISTS (SELECT 1 FROM subscription, campaign, json_each(campaign.lists) AS l"
+        " WHERE campaign.id = delivery.campaign_id AND subscription.subscriber_id = delivery.subscriber_id"
+        " AND subscription.list_id = l.value AND subscription.status = 'confirmed')"
+        " FROM delivery LEFT OUTER JOIN subscriber ON subscriber.id = delivery.subscriber_id"
+        " WHERE delivery.id IN (SELECT value FROM json_each(?)) ORDER BY delivery.id"
+    )
     SENT = (
         "UPDATE delivery SET status = 'sent', smtp_code = ?, smtp_reply = ?, smtp_server = ?, message_id = ?,"
         " sent_at = ?, attempts = attempts + 1 WHERE id = ? AND claim_token = ?"
@@ -143,6 +193,58 @@ class SqliteRecorder:
             self._conn = conn
         return self._conn
 
+    def _claim(self, token: str, now: str, expires: str, server: str | None, limit: int) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = conn.execute(self.CLAIM, (token, now, server, now, limit)).fetchall()
+            rows: list[tuple[Any, ...]] = []
+            if ids:
+                conn.execute("INSERT INTO delivery_claim (token, expires_at) VALUES (?, ?)", (token, expires))
+                # by primary key (claim_token has no index), the ids as one JSON array
+                rows = conn.execute(self.CLAIMED, (json.dumps([r[0] for r in ids]),)).fetchall()
+            conn.execute("COMMIT")
+            return rows
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+
+    async def claim(
+        self, token: str, now: datetime, expires: datetime, server: str | None, limit: int
+    ) -> list[Claimed]:
+        """Claim up to ``limit`` pending rows of running campaigns (and transactional mails) in one
+        transaction on this thread: flip them to ``sending``, write the lease row, read what rendering
+        needs (with whether each campaign recipient is still subscribed to one of its lists)."""
+        stamp = self._stamp
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._executor, self._claim, token, stamp(now), stamp(expires), server, limit)
+        claimed = []
+        for r in rows:
+            item = Claimed(
+                id=r[0],
+                token=token,
+                kind=r[1],
+                campaign_id=r[2],
+                subscriber_id=r[3],
+                email=r[4] or r[7],
+                payload=json.loads(r[5]) if r[5] is not None else None,
+                attempts=r[6],
+                name=r[8] or "",
+                language=r[9] or "it",
+                attributes=json.loads(r[10]) if r[10] else {},
+            )
+            if r[1] == "campaign":
+                item.eligible = r[7] is not None and not r[11] and bool(r[12])
+            claimed.append(item)
+        return claimed
+
+    def _stamp(self, when: datetime) -> str:
+        return self._timestamp(when) if self._timestamp else when.isoformat(" ")  # type: ignore[no-any-return]
+
     def _write(self, sent: list[tuple[Any, ...]], simple: list[tuple[Any, ...]], renew: list[str], now: str) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
@@ -168,7 +270,7 @@ class SqliteRecorder:
 
     async def write(self, sent: list[Outcome], simple: list[Outcome], renew: list[str], now: datetime) -> None:
         """Record sent and released/skipped outcomes (and renew leases) in one transaction."""
-        stamp = self._timestamp(now) if self._timestamp else now.isoformat(" ")
+        stamp = self._stamp(now)
         sent_rows = [(o.code, o.reply, o.server, o.message_id, stamp, o.delivery_id, o.token) for o in sent]
         simple_rows = [(_SIMPLE_STATUS[o.status], o.delivery_id, o.token) for o in simple]
         loop = asyncio.get_running_loop()
