@@ -55,7 +55,7 @@ class Settings(ServiceSettings):
     smtp_starttls: bool = False
 
     delivery_enabled: bool = True
-    claim_batch: int = 200
+    claim_batch: int = 500
     freeze_chunk: int = 2000
     """Recipients frozen into the delivery ledger at a time: the start command freezes the first chunk,
     the engine the next ones while the frozen rows waiting to be sent fall below one chunk."""

@@ -69,7 +69,7 @@ PG_CLAIM = (
         " ORDER BY delivery.campaign_id, delivery.id LIMIT :limit FOR UPDATE OF delivery SKIP LOCKED),"
         " claimed AS (UPDATE delivery SET status = 'sending', claim_token = :token, claimed_at = :now,"
         " smtp_server = COALESCE(CAST(:server AS varchar), delivery.smtp_server)"
-        " FROM picked WHERE delivery.id = picked.id AND delivery.status = 'pending'"
+        " WHERE delivery.id = ANY (ARRAY(SELECT id FROM picked))"
         " RETURNING delivery.id, delivery.kind, delivery.campaign_id, delivery.subscriber_id, delivery.email,"
         " delivery.payload, delivery.attempts),"
         " lease AS (INSERT INTO delivery_claim (token, expires_at) SELECT :token, :expires"
@@ -88,7 +88,14 @@ PG_CLAIM = (
 """A claim on PostgreSQL in one statement: pick the batch (locked, skipping rows another claim holds;
 in a CTE, which PostgreSQL never inlines when it locks rows: under ``IN (…)`` a planner with stale
 statistics re-ran the locking ``LIMIT`` per pending row), flip it to ``sending``, write the lease row
-(only when a row was claimed) and read what rendering needs, each row joined with its subscriber."""
+(only when a row was claimed) and read what rendering needs, each row joined with its subscriber.
+
+The rows are flipped by primary key from an array (``= ANY (ARRAY(…))``: an index scan of the
+primary key whatever the statistics say); they were locked by the pick while still pending (the
+lock re-checks its ``WHERE``), so nobody changed them since. ``UPDATE … FROM picked`` let a planner that took the
+ledger for small (statistics gathered before the campaign froze its rows) join every pending row
+against the whole batch: EXPLAIN ANALYZE showed 499,500 rows removed by the join filter and 160 ms
+for a 500-row claim with 1,000 rows pending — the largest share of the database's CPU per mail."""
 
 _SIMPLE_STATUS = {"released": "pending", "skipped": "skipped"}
 """What a row becomes when its message was not sent: released (paused, stopping) or skipped (unsubscribed)."""
