@@ -244,3 +244,71 @@ async def test_a_withdrawn_or_expired_opportunity_leaves_its_owners_profile(
         again = await ranked(client, rd["id"])
         assert [o for o, _ in again] == [o for o, _ in before_restart]
         assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(again, before_restart, strict=True))
+
+
+async def test_another_instance_sees_an_opportunity_join_and_leave_its_owners_profile(
+    settings: Settings, kafka_bootstrap: str, topic_prefix: str, payload: Any
+) -> None:
+    """Only the opportunity's items of the owner's profile travel through the change log: an instance
+    that did not write them still matches the profile on the offer (and no longer once withdrawn),
+    and scores it as one started afresh on the same database does."""
+    await ensure_topics(kafka_bootstrap, [membership.ORGANISATION_TOPIC])
+    imaging = IMAGING.model_copy(update={"organisation_id": str(uuid.uuid4())})
+    ortho = ORTHO.model_copy(update={"organisation_id": str(uuid.uuid4())})
+    async with service_client(create_app(settings)) as a, service_client(create_app(settings)) as b:
+        await publish_events(
+            kafka_bootstrap,
+            [
+                membership.OrganisationJoined(organisation_id=o.organisation_id, profile=o, joined_on=date(2025, 1, 1))
+                for o in (imaging, ortho)
+            ],
+        )
+
+        async def indexed() -> bool:
+            for client in (a, b):
+                for org in (imaging, ortho):
+                    r = await client.get(f"/organisations/{org.organisation_id}")
+                    if r.status_code != 200 or not r.json()["indexed"]:
+                        return False
+            return True
+
+        await wait_for(indexed, what="members indexed by both instances")
+        created = await a.post("/opportunities", json=payload(**RD_REQUEST))
+        assert created.status_code == 201, created.text
+        rd = created.json()
+        offer = await a.post(
+            "/opportunities",
+            json=payload(
+                opportunity_type="technology_offer",
+                title="Microwave imaging prototype for breast cancer screening",
+                summary="We offer a validated microwave mammography screening device for clinical studies.",
+                keywords=["breast cancer", "screening", "microwave imaging"],
+                sectors=["medical_devices"],
+                owner_organisation_id=ortho.organisation_id,
+            ),
+        )
+        assert offer.status_code == 201, offer.text
+
+        async def ortho_entry(client: httpx.AsyncClient) -> dict[str, Any]:
+            await encoded(a)
+            await encoded(client)
+            page = (await client.get(f"/opportunities/{rd['id']}/counterparts", params={"target": "profiles"})).json()
+            return next(i for i in page["items"] if i["counterpart_id"] == ortho.organisation_id)  # type: ignore[no-any-return]
+
+        on_b = await ortho_entry(b)
+        offer_key = f"opportunity:{uuid.UUID(offer.json()['id']).hex}#"
+        assert on_b["explanation"]["matched_item"]["kind"] == "opportunity", on_b
+        assert on_b["explanation"]["matched_item"]["key"].startswith(offer_key)
+        on_a = await ortho_entry(a)
+        assert abs(on_a["score"] - on_b["score"]) < 1e-4
+
+        assert (await a.post(f"/opportunities/{offer.json()['id']}/withdraw")).status_code == 200
+        after = await ortho_entry(b)
+        assert after["explanation"]["matched_item"]["kind"] != "opportunity", after
+        assert after["score_parts"]["dense"] < on_b["score_parts"]["dense"]
+        on_b_after = await ranked(b, rd["id"])
+
+    async with service_client(create_app(settings)) as fresh:
+        again = await ranked(fresh, rd["id"])
+        assert [o for o, _ in again] == [o for o, _ in on_b_after]
+        assert all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(again, on_b_after, strict=True))

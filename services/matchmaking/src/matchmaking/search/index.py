@@ -533,6 +533,25 @@ class Index:
         self._set_items(row, items)
         return True
 
+    def patch_items(self, key: str, prefix: str, items: list[Item]) -> bool:
+        """Replace only the encoded items of document ``key`` whose item key starts with ``prefix`` by
+        ``items`` (the others keep their vectors; no BM25 change). False: the document is not here."""
+        row = self.row_of.get(key)
+        rec = self.records[row] if row is not None else None
+        if row is None or rec is None:
+            return False
+        start, count = int(self.item_start[row]), int(self.item_count[row])
+        metas = json.loads(rec.items)
+        vectors = self._vectors(slice(start, start + count)) if count else np.zeros((0, DIM), dtype=np.float32)
+        kept: list[Item] = [
+            ((m[0], m[1], m[2]), vectors[n].copy())
+            for n, m in enumerate(metas[:count])
+            if not str(m[0]).startswith(prefix)
+        ]
+        merged = sorted(kept + list(items), key=lambda item: item[0][0])
+        self._set_items(row, merged)
+        return True
+
     def set_active(self, key: str, active: bool, expires_on: date | None = None) -> bool:
         """Change a document's status/expiry without touching its text (no BM25 change)."""
         row = self.row_of.get(key)

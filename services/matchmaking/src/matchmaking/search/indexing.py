@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, func, or_, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import literal as sa_literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,6 +69,17 @@ INDEX_CHANGES = Counter("distretto_matchmaking_index_changes_total", "Change-log
 
 PROFILE = "profile"
 OPPORTUNITY = "opportunity"
+PROFILE_ITEM = "profile-item"
+"""Change-log key ``profile-item:<opportunity id>``: only the items of that opportunity in its owner's
+profile changed (the rest of the profile did not): a follower reloads those items, not the profile."""
+
+
+def change_key(doc_key: str, prefix: str | None = None) -> str:
+    """The change-log key of document ``doc_key``, or of only its items under ``prefix`` (an
+    opportunity's items in its owner's profile have a key of their own; any other part: the document)."""
+    if prefix and doc_key.startswith(f"{PROFILE}:") and prefix.startswith(f"{OPPORTUNITY}:") and prefix.endswith("#"):
+        return f"{PROFILE_ITEM}:{prefix[len(OPPORTUNITY) + 1 : -1]}"
+    return doc_key
 
 
 # -- documents -----------------------------------------------------------------------------
@@ -185,6 +197,8 @@ def change_lock_key(ctx: Ctx) -> int:
 
 _CHANGES = "matchmaking_index_changes"
 """``session.info`` key: (the advisory lock's key or None on SQLite, the document keys to log)."""
+_LOGGED = "matchmaking_index_logged"
+"""``session.info`` key: the change-log entries (id, key) the unit of work appended (set at its commit)."""
 
 
 async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> None:
@@ -216,20 +230,26 @@ def _write_changes(session: Session) -> None:
     session.flush()
     conn = session.connection()
     now = utcnow()
+    logged: list[tuple[int, str]] = []
     if lock_key is not None:
         # The lock and the append in one round trip (the lock's one-row subquery yields before any
         # row is inserted, so every id is handed out under it).
-        conn.execute(_LOCKED_APPEND, {"lock": lock_key, "keys": sorted(keys), "now": now})
-        return
-    table = IndexChange.__table__  # type: ignore[attr-defined]
-    for chunk in _chunks(sorted(keys)):
-        conn.execute(table.insert(), [{"doc_key": k, "created_at": now} for k in chunk])
+        result = conn.execute(_LOCKED_APPEND, {"lock": lock_key, "keys": sorted(keys), "now": now})
+        logged = [(int(i), str(k)) for i, k in result.all()]
+    else:
+        table = IndexChange.__table__  # type: ignore[attr-defined]
+        for chunk in _chunks(sorted(keys)):
+            stmt = table.insert().returning(table.c.id, table.c.doc_key)
+            result = conn.execute(stmt, [{"doc_key": k, "created_at": now} for k in chunk])
+            logged += [(int(i), str(k)) for i, k in result.all()]
+    # Read by the writer's after-commit hook: what it indexed itself, its follower need not load again.
+    session.info[_LOGGED] = logged
 
 
 _LOCKED_APPEND = text(
     "INSERT INTO index_change (doc_key, created_at) "
     "SELECT k, CAST(:now AS timestamptz) FROM (SELECT pg_advisory_xact_lock(CAST(:lock AS bigint))) AS l, "
-    "unnest(CAST(:keys AS text[])) AS k"
+    "unnest(CAST(:keys AS text[])) AS k RETURNING id, doc_key"
 )
 
 
@@ -237,6 +257,7 @@ _LOCKED_APPEND = text(
 def _drop_changes(session: Session) -> None:
     """A rolled-back unit of work logs nothing."""
     session.info.pop(_CHANGES, None)
+    session.info.pop(_LOGGED, None)
 
 
 async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
@@ -324,7 +345,7 @@ async def record_items(
         rewritten |= {k for k in chunk if k not in parts and k not in kept}
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
     stored = await enqueue_texts(ctx, session, fresh) if fresh else {}
-    await log_changes(ctx, session, keys)
+    await log_changes(ctx, session, [change_key(k, parts.get(k)) for k in keys])
     out: Recorded = {}
     for key in sorted(rewritten):
         written = sorted(items[key], key=lambda i: i.key)
@@ -335,8 +356,22 @@ async def record_items(
 
 # -- reads: documents with their encoded items --------------------------------------------------------
 
-Loaded = tuple[Document, list[IndexItemVector], int]
+Waiting = dict[str, int]
+"""Of one document: items still waiting for their vector, by part (an opportunity's items in its owner's
+profile: ``opportunity:<id>#``; every other item: ``""``)."""
+
+Loaded = tuple[Document, list[IndexItemVector], Waiting]
 """A document, its encoded items, and how many of its items are still waiting for their vector."""
+
+
+def waiting_of(recorded: Iterable[tuple[ItemMeta, np.ndarray | None]]) -> Waiting:
+    """The items of ``recorded`` without a vector, counted by part."""
+    out: Waiting = {}
+    for meta, vector in recorded:
+        if vector is None:
+            part = _part_of(meta[0]) or ""
+            out[part] = out.get(part, 0) + 1
+    return out
 
 
 @dataclass
@@ -481,7 +516,7 @@ def make_documents(sources: Sources, vectors: Recorded) -> dict[str, Loaded | No
         recorded = vectors.get(doc.key, [])
         encoded = [(k, v) for k, v in recorded if v is not None]
         doc.vector = document_vector([v for _, v in encoded])
-        return doc, encoded, len(recorded) - len(encoded)
+        return doc, encoded, waiting_of(recorded)
 
     for o in sources.opportunities.values():
         out[f"{OPPORTUNITY}:{o.id}"] = loaded(opportunity_document(o))
@@ -529,8 +564,10 @@ class IndexState:
 
     def __init__(self) -> None:
         self.cursor = 0
-        self.pending: dict[str, int] = {}
-        """doc key → items recorded but not yet encoded (as indexed here)."""
+        self.pending: dict[str, Waiting] = {}
+        """doc key → items recorded but not yet encoded (as indexed here), by part."""
+        self.applied: dict[int, str] = {}
+        """Change-log id → key of entries this instance's writers indexed themselves (the follower skips them)."""
         self.changed = asyncio.Event()
         """Set after a local commit logged changes, and after the worker stored vectors."""
         self.queued = asyncio.Event()
@@ -542,7 +579,7 @@ class IndexState:
     @property
     def items_pending(self) -> int:
         """Items of indexed documents not yet searchable by the dense side."""
-        return sum(self.pending.values())
+        return sum(sum(parts.values()) for parts in self.pending.values())
 
 
 def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
@@ -566,14 +603,76 @@ def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
     update_gauges(ctx)
 
 
+def patch(ctx: Ctx, doc_key: str, parts: dict[str, list[tuple[ItemMeta, np.ndarray | None]]]) -> bool:
+    """Replace only these parts of a profile in this instance's index (False: it is not indexed here)."""
+    engine, state = ctx.get(Engine), ctx.get(IndexState)
+    if doc_key not in engine.index.row_of:
+        return False
+    waiting = dict(state.pending.get(doc_key, {}))
+    for prefix, recorded in parts.items():
+        encoded: list[IndexItemVector] = [(meta, v) for meta, v in recorded if v is not None]
+        engine.index.patch_items(doc_key, prefix, encoded)
+        count = sum(1 for _, v in recorded if v is None)
+        if count:
+            waiting[prefix] = count
+        else:
+            waiting.pop(prefix, None)
+    if waiting:
+        state.pending[doc_key] = waiting
+    else:
+        state.pending.pop(doc_key, None)
+    update_gauges(ctx)
+    return True
+
+
+Parts = dict[str, dict[str, list[tuple[ItemMeta, np.ndarray | None]]]]
+"""profile key → opportunity item-key prefix → its recorded items with their vectors (None: not encoded yet)."""
+
+
+async def load_profile_parts(session: AsyncSession, opportunity_ids: Sequence[str]) -> Parts:
+    """The items of these opportunities in their owners' profiles: one statement, whatever the number
+    of items the profiles hold."""
+    ids = sorted(set(opportunity_ids))
+    if not ids:
+        return {}
+    prefix = sa_literal(f"{OPPORTUNITY}:") + col(Opportunity.id) + "#"
+    # The profile by its key (the primary key's index), the part by its item keys' prefix (an
+    # equality: the same under every collation, unlike a range or LIKE).
+    on = (col(IndexItem.doc_key) == sa_literal(f"{PROFILE}:") + col(Opportunity.owner_organisation_id)) & (
+        func.substr(col(IndexItem.item_key), 1, func.length(prefix)) == prefix
+    )
+    q = (
+        sa_select(
+            col(Opportunity.id),
+            col(Opportunity.owner_organisation_id),
+            col(IndexItem.item_key),
+            col(IndexItem.kind),
+            col(IndexItem.label),
+            col(TextVector.vector),
+        )
+        .select_from(Opportunity)
+        .outerjoin(IndexItem, on)
+        .outerjoin(TextVector, col(TextVector.text_hash) == col(IndexItem.text_hash))
+        .where(col(Opportunity.id).in_(ids))
+        .order_by(Opportunity.id, IndexItem.item_key)
+    )
+    out: Parts = {}
+    for oid, owner, item_key, kind, label, blob in (await session.execute(q)).all():
+        recorded = out.setdefault(f"{PROFILE}:{owner}", {}).setdefault(f"{OPPORTUNITY}:{oid}#", [])
+        if item_key is not None:
+            recorded.append(((item_key, kind, label), from_blob(blob)))
+    return out
+
+
 async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]) -> None:
     """In a writer's unit of work: record the items of ``keys`` as the session sees them now, and
     index them in this instance as soon as the transaction committed (BM25 at once; the dense side
     with whatever items are already encoded, the rest when the worker has encoded them).
 
     An opportunity is also an item of its owner's profile: only that item of the profile is
-    recorded here (the work of one opportunity, however many the owner published); the profile is
-    reloaded by the follower (its next read of the change log takes many writes at once)."""
+    recorded here and patched into this instance's profile (the work of one opportunity, however
+    many the owner published); the other instances' followers load only that part of the profile.
+    The change-log entries indexed here are marked as such: this instance's follower skips them."""
     await session.flush()
     keys = list(dict.fromkeys(keys))
     sources = await load_sources(session, keys)
@@ -611,10 +710,29 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
     if rest:
         vectors |= await load_vectors(session, rest)
     found = make_documents(sources, vectors)
+    # The owner's profile gets this opportunity's items as recorded above (the same texts under
+    # other keys, hence the same vectors), patched in after the commit like the documents.
+    patches: dict[str, tuple[str, list[tuple[ItemMeta, np.ndarray | None]]]] = {}
+    for profile_key, prefix in parts.items():
+        opp_key = prefix[:-1]
+        recorded = vectors.get(opp_key, []) if items.get(profile_key) else []
+        rekeyed = [((f"{opp_key}{k[len(OPPORTUNITY) :]}", kind, label), v) for (k, kind, label), v in recorded]
+        patches[profile_key] = (prefix, rekeyed)
     state = ctx.get(IndexState)
 
     def done() -> None:
-        apply(ctx, {k: found.get(k) for k in keys})
+        logged = {key: change_id for change_id, key in session.info.pop(_LOGGED, [])}
+        # A change the follower has already read (it ran between the commit and this hook) was
+        # loaded by it, as committed or newer: not applied again here.
+        behind = {key for key, change_id in logged.items() if change_id <= state.cursor}
+        apply(ctx, {k: found.get(k) for k in keys if k not in behind})
+        for k in keys:
+            if k in logged and k not in behind:
+                state.applied[logged[k]] = k
+        for profile_key, (prefix, recorded) in patches.items():
+            key = change_key(profile_key, prefix)
+            if key in logged and key not in behind and patch(ctx, profile_key, {prefix: recorded}):
+                state.applied[logged[key]] = key
         state.queued.set()
 
     after_commit(session, done)
@@ -650,8 +768,18 @@ async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
         rows = await ctx.db.read_after(IndexChange.id, state.cursor, batch)
         if not rows:
             return seen
-        keys = list(dict.fromkeys(r.doc_key for r in rows))
-        docs = [k for k in keys if k != FEEDBACK_KEY]
+        # Entries this instance's own writers indexed at their commit are not loaded again.
+        fresh = [r for r in rows if state.applied.pop(r.id, None) != r.doc_key]
+        keys = list(dict.fromkeys(r.doc_key for r in fresh))
+        docs = [k for k in keys if k != FEEDBACK_KEY and not k.startswith(f"{PROFILE_ITEM}:")]
+        items_of = [k[len(PROFILE_ITEM) + 1 :] for k in keys if k.startswith(f"{PROFILE_ITEM}:")]
+        for part in _chunks(items_of, APPLY_CHUNK):
+            # Only an opportunity's items changed in its owner's profile: those items are reloaded
+            # and patched in (a profile reloaded whole in this round, or not indexed here, is loaded whole).
+            async with ctx.db.read() as session:
+                loaded = await load_profile_parts(session, part)
+            whole = [d for d in loaded if d in docs or not patch(ctx, d, loaded[d])]
+            docs += [d for d in whole if d not in docs]
         for part in _chunks(docs, APPLY_CHUNK):
             async with ctx.db.read() as session:
                 found = await load_documents(session, part)
@@ -663,6 +791,8 @@ async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
                 votes = await load_feedback(session)
             replace_feedback(ctx.get(Engine), votes)
         state.cursor = max(r.id for r in rows)
+        for passed in [i for i in state.applied if i <= state.cursor]:
+            del state.applied[passed]  # read before its writer's hook ran: loaded above instead
         seen += len(rows)
         INDEX_CHANGES.inc(len(rows))
 
@@ -725,8 +855,16 @@ async def store_vectors(ctx: Ctx, rows: list[tuple[str, str]], vectors: np.ndarr
         ]
         await session.execute(_insert(ctx, TextVector).values(values).on_conflict_do_nothing())
         await session.execute(delete(EncodeQueue).where(col(EncodeQueue.text_hash).in_(hashes)))
-        users = select(IndexItem.doc_key).where(col(IndexItem.text_hash).in_(hashes)).distinct()
-        await log_changes(ctx, session, list((await session.execute(users)).scalars()))
+        users = sa_select(col(IndexItem.doc_key), col(IndexItem.item_key)).where(col(IndexItem.text_hash).in_(hashes))
+        await log_changes(ctx, session, [change_key(d, _part_of(i)) for d, i in (await session.execute(users)).all()])
+
+
+def _part_of(item_key: str) -> str | None:
+    """The part of a profile an item belongs to when it is one of an opportunity's (``opportunity:<id>#``)."""
+    if not item_key.startswith(f"{OPPORTUNITY}:"):
+        return None
+    head, sep, _ = item_key.partition("#")
+    return f"{head}#" if sep else None
 
 
 async def backlog(ctx: Ctx) -> int:
