@@ -97,6 +97,42 @@ ledger for small (statistics gathered before the campaign froze its rows) join e
 against the whole batch: EXPLAIN ANALYZE showed 499,500 rows removed by the join filter and 160 ms
 for a 500-row claim with 1,000 rows pending — the largest share of the database's CPU per mail."""
 
+PG_OUTCOMES = (
+    "WITH sent AS (UPDATE delivery SET status = 'sent', smtp_code = v.code, smtp_reply = v.reply,"
+    " smtp_server = v.server, message_id = v.mid, sent_at = $1, attempts = delivery.attempts + 1"
+    " FROM unnest($2::integer[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[])"
+    " AS v(id, token, code, reply, server, mid)"
+    " WHERE delivery.id = v.id AND delivery.claim_token = v.token RETURNING 1),"
+    " simple AS (UPDATE delivery SET status = w.status, claim_token = NULL"
+    " FROM unnest($8::integer[], $9::varchar[], $10::varchar[]) AS w(id, token, status)"
+    " WHERE delivery.id = w.id AND delivery.claim_token = w.token RETURNING 1)"
+    " SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM simple)"
+)
+"""The common group commit on PostgreSQL (sent, released and skipped outcomes): one statement sent
+by the driver (asyncpg) outside a transaction block, so one round trip and its own commit. Measured
+per 20-row commit against ``BEGIN``/statement/``COMMIT`` through SQLAlchemy: server CPU 0.31 against
+0.54–0.62 ms, this process's 0.20 against 0.94–1.0 ms."""
+
+
+async def pg_record(conn: Any, sent: list[Outcome], simple: list[Outcome], now: datetime) -> None:
+    """Record sent and released/skipped outcomes with :data:`PG_OUTCOMES` on a pooled connection
+    (``AUTOCOMMIT``: the driver runs the statement in a transaction of its own)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    await raw.fetchrow(
+        PG_OUTCOMES,
+        now,
+        [o.delivery_id for o in sent],
+        [o.token for o in sent],
+        [o.code for o in sent],
+        [o.reply for o in sent],
+        [o.server for o in sent],
+        [o.message_id for o in sent],
+        [o.delivery_id for o in simple],
+        [o.token for o in simple],
+        [_SIMPLE_STATUS[o.status] for o in simple],
+    )
+
+
 _SIMPLE_STATUS = {"released": "pending", "skipped": "skipped"}
 """What a row becomes when its message was not sent: released (paused, stopping) or skipped (unsubscribed)."""
 
