@@ -78,7 +78,7 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             session.add(o)
             add_event(session, _published_event(o, await org_names(ctx, session)), source=ctx.source)
-            await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
+            await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"], created=True)
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return to_public(o)

@@ -260,10 +260,32 @@ def _drop_changes(session: Session) -> None:
     session.info.pop(_LOGGED, None)
 
 
+_ENQUEUE_UNKNOWN = text(
+    "WITH known AS (SELECT text_hash, vector FROM text_vector WHERE text_hash = ANY(CAST(:hashes AS text[]))), "
+    "queued AS (INSERT INTO encode_queue (text_hash, text, length, created_at) "
+    "SELECT h, t, n, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:hashes AS text[]), CAST(:texts AS text[]), CAST(:lengths AS integer[])) AS v(h, t, n) "
+    "WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.text_hash = v.h) ON CONFLICT DO NOTHING) "
+    "SELECT text_hash, vector FROM known"
+)
+
+
 async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
     """Queue the texts (by fingerprint) that have no vector yet; returns the stored vectors of the others."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
+    if not ctx.db.sqlite:
+        # PostgreSQL: the lookup and the queueing of the others in one round trip.
+        now = utcnow()
+        for chunk in _chunks(hashes):
+            params = {
+                "hashes": list(chunk),
+                "texts": [texts[h] for h in chunk],
+                "lengths": [len(texts[h]) for h in chunk],
+                "now": now,
+            }
+            known |= {h: bytes(v) for h, v in (await session.execute(_ENQUEUE_UNKNOWN, params)).all()}
+        return known
     for chunk in _chunks(hashes):
         q = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(col(TextVector.text_hash).in_(chunk))
         known |= {h: v for h, v in (await session.execute(q)).all()}
@@ -276,7 +298,12 @@ async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) 
 
 
 async def record_items(
-    ctx: Ctx, session: AsyncSession, items: dict[str, list[Item]], parts: dict[str, str] | None = None
+    ctx: Ctx,
+    session: AsyncSession,
+    items: dict[str, list[Item]],
+    parts: dict[str, str] | None = None,
+    *,
+    new: Iterable[str] = (),
 ) -> Recorded:
     """Make ``index_item`` hold exactly ``items`` for each of these documents (an empty list: none),
     queue the texts without a vector and log the documents as changed.
@@ -288,28 +315,35 @@ async def record_items(
     Returns the recorded items with their vectors (as :func:`load_vectors` would) of the whole
     documents whose every item was written here (a new document, a changed text): the writer need
     not read them back.
+
+    ``new``: documents (or their parts) known to have no recorded item yet (an opportunity just
+    created): not looked up.
     """
     parts = parts or {}
+    new = set(new)
     keys = sorted(items)
     fresh: dict[str, str] = {}
     rewritten: set[str] = set()
     for chunk in _chunks(keys):
-        whole = [k for k in chunk if k not in parts]
+        whole = [k for k in chunk if k not in parts and k not in new]
         where = [col(IndexItem.doc_key).in_(whole)] if whole else []
         where += [
             (col(IndexItem.doc_key) == k) & col(IndexItem.item_key).startswith(parts[k], autoescape=True)
             for k in chunk
-            if k in parts
+            if k in parts and k not in new
         ]
-        q = sa_select(
-            col(IndexItem.doc_key),
-            col(IndexItem.item_key),
-            col(IndexItem.kind),
-            col(IndexItem.lang),
-            col(IndexItem.label),
-            col(IndexItem.text_hash),
-        ).where(or_(*where))
-        current = {(d, i): (kind, lang, label, h) for d, i, kind, lang, label, h in (await session.execute(q)).all()}
+        current: dict[tuple[str, str], tuple[str, str | None, str, str]] = {}
+        if where:
+            q = sa_select(
+                col(IndexItem.doc_key),
+                col(IndexItem.item_key),
+                col(IndexItem.kind),
+                col(IndexItem.lang),
+                col(IndexItem.label),
+                col(IndexItem.text_hash),
+            ).where(or_(*where))
+            found = (await session.execute(q)).all()
+            current = {(d, i): (kind, lang, label, h) for d, i, kind, lang, label, h in found}
         wanted = {(k, i.key): i for k in chunk for i in items[k]}
         gone = [pair for pair in current if pair not in wanted]
         for doc_key in sorted({d for d, _ in gone}):
@@ -664,7 +698,7 @@ async def load_profile_parts(session: AsyncSession, opportunity_ids: Sequence[st
     return out
 
 
-async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]) -> None:
+async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str], *, created: bool = False) -> None:
     """In a writer's unit of work: record the items of ``keys`` as the session sees them now, and
     index them in this instance as soon as the transaction committed (BM25 at once; the dense side
     with whatever items are already encoded, the rest when the worker has encoded them).
@@ -672,7 +706,8 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
     An opportunity is also an item of its owner's profile: only that item of the profile is
     recorded here and patched into this instance's profile (the work of one opportunity, however
     many the owner published); the other instances' followers load only that part of the profile.
-    The change-log entries indexed here are marked as such: this instance's follower skips them."""
+    The change-log entries indexed here are marked as such: this instance's follower skips them.
+    ``created``: the documents were created in this unit of work (they have no recorded item yet)."""
     await session.flush()
     keys = list(dict.fromkeys(keys))
     sources = await load_sources(session, keys)
@@ -704,7 +739,8 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
         published = o.status == OpportunityStatus.ACTIVE.value
         mine = own[f"{OPPORTUNITY}:{oid}"] if published else []
         items[profile_key] = [replace(i, key=f"{OPPORTUNITY}:{oid}{i.key[len(OPPORTUNITY) :]}") for i in mine]
-    vectors = await record_items(ctx, session, items, parts)
+    # Created here: the documents and their parts of the owners' profiles have nothing recorded yet.
+    vectors = await record_items(ctx, session, items, parts, new=set(keys) | set(parts) if created else ())
     # Documents rewritten whole came back with their vectors; only the others are read.
     rest = [k for k in keys if k not in vectors and items.get(k)]
     if rest:
