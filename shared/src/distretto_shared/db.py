@@ -271,21 +271,15 @@ class Database:
                 conn = await self._connect_and_begin()
                 uow = CoreUnitOfWork(conn)
                 try:
-                    try:
-                        yield uow
-                        rows = uow.info.pop(OUTBOX_PENDING, None)
-                        if rows:
-                            from distretto_shared.outbox import _insert_rows
-
-                            await conn.run_sync(_insert_rows, rows)
-                        await conn.commit()
-                    except BaseException:
-                        uow.info.pop(OUTBOX_PENDING, None)
-                        await _rollback_quietly(conn)
-                        raise
-                finally:
+                    yield uow
+                    # The outbox rows, the COMMIT and the connection's return to the pool in one call.
+                    await conn.run_sync(_commit_and_close, uow.info.pop(OUTBOX_PENDING, None))
+                except BaseException:
+                    uow.info.pop(OUTBOX_PENDING, None)
+                    await _rollback_quietly(conn)
                     with contextlib.suppress(Exception):  # a broken connection is discarded by the pool
                         await conn.close()
+                    raise
             self._committed(uow.info)
             for callback in uow._after_commit:
                 callback()
@@ -426,6 +420,17 @@ async def _begin_immediate(conn: Any) -> None:
         dbapi._deferred_begin = True
         return
     await conn.exec_driver_sql("BEGIN IMMEDIATE")  # another adaptation: through SQLAlchemy
+
+
+def _commit_and_close(conn: Any, rows: list[dict[str, Any]] | None) -> None:
+    """A Core unit of work's end, in one hop into SQLAlchemy: its outbox rows, COMMIT, back to the pool."""
+    if rows:
+        from distretto_shared.outbox import _insert_rows
+
+        _insert_rows(conn, rows)
+    conn.commit()
+    with contextlib.suppress(Exception):  # committed: a failure to give the connection back is the pool's
+        conn.close()
 
 
 async def _rollback_quietly(conn: AsyncConnection) -> None:
