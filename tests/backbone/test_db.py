@@ -325,6 +325,22 @@ async def test_a_core_unit_of_work_on_sqlite_holds_the_write_lock_from_its_first
         await db.dispose()
 
 
+async def test_on_sqlite_a_unit_of_work_whose_first_read_is_streamed_holds_the_write_lock_too(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE t (v TEXT)"))
+        async with db.transaction() as session:
+            streamed = await session.stream(text("SELECT count(*) FROM t"))
+            assert [tuple(r) async for r in streamed] == [(0,)]
+            assert await asyncio.to_thread(_try_to_write, path) == "database is locked"
+            await session.execute(text("INSERT INTO t (v) VALUES ('mine')"))
+        assert await asyncio.to_thread(_try_to_write, path) == "written"
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 async def test_a_core_unit_of_work_after_the_server_dropped_its_pooled_connection_succeeds(
     database: DatabaseTarget,

@@ -243,6 +243,15 @@ class ConsumerRunner:
             # be resolved in a thread pool, two thread hand-offs per batch).
             return msg.raw_message
 
+        async def batch_message(raw: tuple[Any, ...], original: Callable[[Any], Awaitable[Any]]) -> Any:
+            # FastStream's batch message, without its decoding every record's headers into a dict of
+            # its own (nothing reads them: ``handle_batch`` decodes each record's headers once).
+            if len(raw) <= 1:
+                return await original(raw)
+            msg = await original(raw[:1])
+            msg.raw_message = raw  # the acknowledgement and a rewind (nack) cover the whole batch
+            return msg
+
         subscriber = broker.subscriber(
             *sorted(topic_name(t) for t in self.consumers.topics),
             batch=True,
@@ -256,6 +265,7 @@ class ConsumerRunner:
             group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=batch_message,
             decoder=raw_records,
             title=f"{self.service}:{self.consumers.name}",
             description=f"Handles {', '.join(sorted(self.consumers.handlers))}",

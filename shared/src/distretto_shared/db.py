@@ -593,6 +593,15 @@ class _AiosqliteConnection(AsyncAdapt_aiosqlite_connection):
         self._deferred_begin = False
         self._at_commit: list[tuple[str, list[Any]]] = []
 
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and self._deferred_begin:  # a streamed read keeps its cursor open: BEGIN first
+            self._deferred_begin = False
+            try:
+                await_(self._connection.execute("BEGIN IMMEDIATE"))
+            except Exception as error:
+                self._handle_exception(error)
+        return super().cursor(server_side)
+
     def insert_at_commit(self, sql: str, rows: list[Any]) -> None:
         """``executemany(sql, rows)`` in the same trip as the COMMIT (dropped by a rollback)."""
         self._at_commit.append((sql, rows))

@@ -509,19 +509,14 @@ class OutboxRelay:
                         now = datetime.now(UTC)
                         ids = [row.id for row in rows]
                         marks = ", ".join("?" * len(ids))
+                        if self.retention > 0:
+                            stamp = self._published_value(sconn, now)
+                            sql, args = f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})", (stamp, *ids)
+                        else:
+                            sql, args = f"DELETE FROM outbox WHERE id IN ({marks})", tuple(ids)
                         async with self.db.sqlite_writer():
-                            await driver.execute("BEGIN IMMEDIATE")
-                            try:
-                                if self.retention > 0:
-                                    stamp = self._published_value(sconn, now)
-                                    sql = f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})"
-                                    await driver.execute(sql, (stamp, *ids))
-                                else:
-                                    await driver.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids)
-                                await driver.commit()
-                            except BaseException:
-                                await driver.rollback()
-                                raise
+                            # BEGIN IMMEDIATE, the acknowledgement and COMMIT in one trip to the thread.
+                            await driver._execute(_acknowledge_in_thread, driver, sql, args)
                 await self._maybe_prune(sconn)
         else:
             driver = await _driver(conn)
@@ -698,6 +693,18 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
+
+
+def _acknowledge_in_thread(driver: Any, sql: str, args: tuple[Any, ...]) -> None:
+    """In aiosqlite's thread: the relay's short write transaction (rolled back if it fails)."""
+    conn = driver._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(sql, args)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 async def _driver(conn: AsyncConnection) -> Any:
