@@ -4,9 +4,10 @@ All three move the same events through the same throwaway broker (SASL/SCRAM + A
 invocation, each run with its own topic and consumer group, producer and consumer in two
 processes that share only Kafka:
 
-- **Distretto**: the producing process runs the use case (state rows + ``add_event`` in one
-  ``Database.transaction()``) and the :class:`OutboxRelay`; the consuming process runs a
-  :class:`ConsumerRunner` (FastStream batch subscriber, inbox, one effect row per event);
+- **Distretto**: the producing process runs the use case (state rows + ``add_events`` in one
+  ``Database.core_transaction()``, the Core unit of work) and the :class:`OutboxRelay`; the consuming
+  process runs a :class:`ConsumerRunner` (FastStream batch subscriber, inbox, one effect row per
+  event, a ``handles_batch(core=True)`` handler); the first line printed names the API used;
 - **lean**: the same architecture written by hand on the same migrated tables (``lean.py``, the
   yardstick: executemany use case, a relay that claims 500 rows, sends, deletes on one connection,
   a consumer that claims its batch in the inbox with one statement);
@@ -20,7 +21,9 @@ Measured, on each database (PostgreSQL and SQLite):
 - latency at a fixed rate (500 events/s, one event per transaction): p50 / p99 from the commit of
   the use case's transaction to the commit of the handler's (raw: from ``send`` to receipt).
 
-The ratios Distretto / lean are printed beside them. ``--json`` prints the figures as JSON on
+The ratios Distretto / lean are printed beside them, and for the throughput runs the CPU time of
+each process per 1,000 events (producer + consumer, all threads, over the measured part) with the
+ratio lean / Distretto — a busy machine swings events/s from run to run, CPU per event far less. ``--json`` prints the figures as JSON on
 stdout (the table then goes to stderr).
 
 Usage: uv run python bench/backbone/run.py [--events 4000] [--rate 500] [--seconds 8]

@@ -422,7 +422,7 @@ async def _begin_immediate(conn: Any) -> None:
     await conn.exec_driver_sql("BEGIN IMMEDIATE")  # another adaptation: through SQLAlchemy
 
 
-def _commit_and_close(conn: Any, rows: list[dict[str, Any]] | None) -> None:
+def _commit_and_close(conn: Any, rows: list[list[Any]] | None) -> None:
     """A Core unit of work's end, in one hop into SQLAlchemy: its outbox rows, COMMIT, back to the pool."""
     if rows:
         from distretto_shared.outbox import _insert_rows

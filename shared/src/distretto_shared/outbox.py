@@ -151,7 +151,7 @@ def add_events(
     cid = correlation_id or correlation_id_var.get()
     traceparent = traceparent_var.get()
     now = datetime.now(UTC)
-    pending: list[dict[str, Any]] = session.info.setdefault(_PENDING, [])
+    pending: list[list[Any]] = session.info.setdefault(_PENDING, [])  # rows in ``_COLUMNS`` order
     entries = []
     for event, event_id in zip(events, ids, strict=True):
         key, headers, body = encode(
@@ -165,17 +165,7 @@ def add_events(
             headers=headers,
             payload=body.decode(),
         )
-        pending.append(
-            {
-                "event_id": entry.event_id,
-                "topic": entry.topic,
-                "key": key,
-                "event_type": entry.event_type,
-                "headers": headers,
-                "payload": entry.payload,
-                "created_at": now,
-            }
-        )
+        pending.append([entry.event_id, entry.topic, key, entry.event_type, headers, entry.payload, now])
         entries.append(entry)
     if entries:
         session.info[OUTBOX_DIRTY] = True
@@ -186,15 +176,17 @@ _COLUMNS = ("event_id", "topic", "key", "event_type", "headers", "payload", "cre
 _INSERT = "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload, created_at) VALUES ({})"
 _INSERT_SQLITE = _INSERT.format(", ".join("?" * len(_COLUMNS)))
 _INSERT_PG = _INSERT.format(", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1)))
-_bind_processors: dict[str, tuple[Any, ...]] = {}
+_bind_processors: dict[str, tuple[tuple[int, Any], ...]] = {}
 
 
-def _processors(dialect: Any) -> tuple[Any, ...]:
-    """The columns' bind processors for ``dialect`` (how SQLAlchemy itself would convert the values)."""
+def _processors(dialect: Any) -> tuple[tuple[int, Any], ...]:
+    """The columns' bind processors for ``dialect`` (how SQLAlchemy itself would convert the values),
+    as (position in ``_COLUMNS``, processor) for the columns that have one."""
     found = _bind_processors.get(dialect.name)
     if found is None:
         c = OutboxMessage.__table__.c  # type: ignore[attr-defined]
-        found = tuple(c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS)
+        procs = (c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS)
+        found = tuple((i, p) for i, p in enumerate(procs) if p is not None)
         _bind_processors[dialect.name] = found
     return found
 
@@ -207,20 +199,24 @@ def _write_pending(session: Session) -> None:
         _insert_rows(session.connection(), rows)
 
 
-def _insert_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
+def _insert_rows(conn: Any, rows: list[list[Any]]) -> None:
     """One ``executemany`` of a fixed statement on the unit of work's connection, with the values
     converted once here as SQLAlchemy would (no statement construction, caching or compilation on
-    the hot path; errors come wrapped as from any statement)."""
-    procs = _processors(conn.dialect)
-    values = [tuple(p(r[k]) if p else r[k] for k, p in zip(_COLUMNS, procs, strict=True)) for r in rows]
+    the hot path; errors come wrapped as from any statement). ``rows`` are in ``_COLUMNS`` order."""
     name = conn.dialect.name
+    if name not in ("sqlite", "postgresql"):
+        rows_by_name = [dict(zip(_COLUMNS, r, strict=True)) for r in rows]
+        conn.execute(insert(OutboxMessage.__table__), rows_by_name)  # type: ignore[attr-defined]
+        return
+    procs = _processors(conn.dialect)
+    for row in rows:  # the rows are this unit of work's own, used once: converted in place
+        for i, process in procs:
+            row[i] = process(row[i])
     dbapi = conn.connection.dbapi_connection
     if isinstance(dbapi, _AiosqliteConnection):  # in the same trip to the driver's thread as the COMMIT
-        dbapi.insert_at_commit(_INSERT_SQLITE, values)
-    elif name in ("sqlite", "postgresql"):
-        conn.exec_driver_sql(_INSERT_SQLITE if name == "sqlite" else _INSERT_PG, values)
+        dbapi.insert_at_commit(_INSERT_SQLITE, rows)
     else:
-        conn.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
+        conn.exec_driver_sql(_INSERT_SQLITE if name == "sqlite" else _INSERT_PG, [tuple(r) for r in rows])
 
 
 @sa_event.listens_for(Session, "after_rollback")
