@@ -283,7 +283,7 @@ async def engine_run(n: int, args: argparse.Namespace, url: str, workdir: Path, 
         database_schema=schema,
         smtp_servers="127.0.0.1:1",
         smtp_connections_per_server=args.connections,
-        claim_batch=args.claim_batch,
+        **({"claim_batch": args.claim_batch} if args.claim_batch else {}),
         **({"freeze_chunk": args.freeze_chunk} if args.freeze_chunk else {}),
         link_base_url="https://distretto.example/newsletter",
         secret_key=secrets.token_urlsafe(32),
@@ -398,7 +398,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000", help="recipients, comma-separated (e.g. 10000,100000)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--claim-batch", type=int, default=200)
+    parser.add_argument("--claim-batch", type=int, default=0, help="rows per claim (default: the service's, 500)")
     parser.add_argument(
         "--freeze-chunk", type=int, default=0, help="recipients frozen at a time (default: the service's, 2000)"
     )

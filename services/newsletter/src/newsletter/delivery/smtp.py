@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +53,16 @@ def parse_servers(settings: Settings) -> list[SmtpServer]:
     if not servers:
         raise ValueError("NEWSLETTER_SMTP_SERVERS names no server")
     return servers
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+def _envelope(address: str) -> bytes | None:
+    """``<address>`` for a plain ASCII address (what aiosmtplib's quoting makes of it), else ``None``."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return None
 
 
 @dataclass
@@ -110,8 +121,20 @@ class SmtpConnection:
             await self.close()
             return SendResult(False, None, f"connect failed: {exc}", "transient")
         try:
-            await client.mail(sender)
-            await client.rcpt(recipient)
+            mail_from, rcpt_to = _envelope(sender), _envelope(recipient)
+            if client.is_ehlo_or_helo_needed or mail_from is None or rcpt_to is None:
+                await client.mail(sender)
+                await client.rcpt(recipient)
+            else:
+                # aiosmtplib's mail() and rcpt() parse and quote the address with the email package
+                # each time (a tenth of a mail's CPU in the profile): a plain address is quoted here,
+                # the replies checked as they check them
+                reply = await client.execute_command(b"MAIL", b"FROM:" + mail_from)
+                if reply.code != 250:
+                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+                reply = await client.execute_command(b"RCPT", b"TO:" + rcpt_to)
+                if reply.code not in (250, 251):
+                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
             if before_data is not None:
                 try:
                     await before_data()
