@@ -400,3 +400,63 @@ def test_a_large_index_in_int8_ranks_as_in_float32() -> None:
         stored = large.index.get("profile:00007")
         assert stored is not None and np.linalg.norm(stored.vector) == pytest.approx(1.0, abs=1e-5)
         assert float(stored.vector @ small.index.get("profile:00007").vector) > 0.999  # type: ignore[union-attr]
+
+
+def test_profiles_whose_opportunity_items_are_patched_in_rank_as_in_a_fresh_index() -> None:
+    """An opportunity's items patched into its owner's profile (added, changed, removed; the profile
+    outgrowing its place, compactions between) give the ranking and explanations a fresh index gives."""
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(6, DIM))
+
+    def unit(n: int) -> np.ndarray:
+        v = (centres[rng.integers(0, len(centres), n)] + 0.8 * rng.normal(size=(n, DIM))).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def doc(i: int) -> Document:
+        words = " ".join(TERMS[j] for j in rng.choice(len(TERMS), 3, replace=False))
+        return Document(
+            key=f"profile:{i:04d}", kind="profile", entity_id=f"{i:04d}", fields={"description": words}, vector=None
+        )  # type: ignore[arg-type]
+
+    e = Engine(dense_floor=0.0)
+    e.index.two_stage_rows = 100
+    live: dict[str, tuple[Document, dict[str, list[tuple[tuple[str, str, str], np.ndarray]]]]] = {}
+    queries = unit(5)
+    for i in range(200):
+        d = doc(i)
+        own = [((f"description#{j}", "description", f"description {j} of {i}"), v) for j, v in enumerate(unit(2))]
+        e.upsert(d, own)
+        live[d.key] = (d, {"": own})
+    for round_ in range(4):
+        for i in rng.choice(200, 150, replace=False).tolist():
+            key = f"profile:{i:04d}"
+            prefix = f"opportunity:{int(rng.integers(0, 6)):032x}#"
+            n = int(rng.integers(0, 4))  # 0: the opportunity left the profile (or has no vector yet)
+            items = [((f"{prefix}{j}", "opportunity", f"offer {prefix} {j}"), v) for j, v in enumerate(unit(n))]
+            assert e.index.patch_items(key, prefix, items)
+            live[key][1][prefix] = items
+        e.index.merge()
+        if round_ % 2:
+            e.index.compact()
+            assert e.index.dead_items == 0 and e.index.items == e.index.live_items
+        basis = e.index.projection.basis if e.index.projection else None
+        if basis is not None:
+            n_items = e.index.items
+            assert np.allclose(e.index.item_reduced[:n_items], e.index.item_vectors[:n_items] @ basis, atol=1e-5)
+        assert e.index.live_items == sum(len(p) for _, parts in live.values() for p in parts.values())
+
+        fresh = Engine(dense_floor=0.0)
+        for d, parts in live.values():
+            fresh.upsert(d, sorted((i for p in parts.values() for i in p), key=lambda i: i[0][0]))
+        fresh.index.merge()
+        for q in queries:
+            query = Document(key="opportunity:q", kind="opportunity", entity_id="q", fields={}, vector=q)
+            for method in ("max", "soft3"):
+                got = exact(e, query, Filter(kind="profile"), limit=30, bm25_weight=0.0, aggregation=method)
+                want = exact(fresh, query, Filter(kind="profile"), limit=30, bm25_weight=0.0, aggregation=method)
+                assert [k for k, _ in got] == [k for k, _ in want]
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-5)
+            best = e.rank(query, Filter(kind="profile"), limit=1, bm25_weight=0.0).hits[0]
+            every = [i for p in live[best.key][1].values() for i in p]
+            closest = every[int(np.argmax([float(v @ q) for _, v in every]))]
+            assert best.item is not None and best.item[2] == closest[0][2]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from distretto_shared.context import Context
 from matchmaking.config import Settings
@@ -17,17 +17,25 @@ Ctx = Context[Settings]
 ``Engine`` and ``Encoder`` singletons (``ctx.get(Engine)``), provided at start-up."""
 
 
+_AFTER_COMMIT = "matchmaking_after_commit"
+
+
 def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
     """Run ``fn`` once the session's transaction committed (never on rollback)."""
-    pending: list[Callable[[], None]] = session.info.setdefault("matchmaking_after_commit", [])
-    if not pending:
+    session.info.setdefault(_AFTER_COMMIT, []).append(fn)
 
-        def run(_session: Any) -> None:
-            for callback in session.info.pop("matchmaking_after_commit", []):
-                callback()
 
-        event.listen(session.sync_session, "after_commit", run, once=True)
-    pending.append(fn)
+# Listeners on the Session class, not one registered per session: SQLAlchemy builds an instance's own
+# listener collections on its first ``event.listen``, which cost a write request more than the callbacks.
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 def today() -> date:

@@ -535,21 +535,64 @@ class Index:
 
     def patch_items(self, key: str, prefix: str, items: list[Item]) -> bool:
         """Replace only the encoded items of document ``key`` whose item key starts with ``prefix`` by
-        ``items`` (the others keep their vectors; no BM25 change). False: the document is not here."""
+        ``items`` (the others keep their rows and vectors; no BM25 change). False: the document is not here.
+
+        The cost is the part's, not the document's: kept rows move only when rows before them left,
+        and a document that outgrows its place moves once with room to grow (a profile gains its
+        opportunities' items one at a time)."""
         row = self.row_of.get(key)
         rec = self.records[row] if row is not None else None
         if row is None or rec is None:
             return False
-        start, count = int(self.item_start[row]), int(self.item_count[row])
-        metas = json.loads(rec.items)
-        vectors = self._vectors(slice(start, start + count)) if count else np.zeros((0, DIM), dtype=np.float32)
-        kept: list[Item] = [
-            ((m[0], m[1], m[2]), vectors[n].copy())
-            for n, m in enumerate(metas[:count])
-            if not str(m[0]).startswith(prefix)
-        ]
-        merged = sorted(kept + list(items), key=lambda item: item[0][0])
-        self._set_items(row, merged)
+        start, count, alloc = int(self.item_start[row]), int(self.item_count[row]), int(self.item_alloc[row])
+        metas = json.loads(rec.items)[:count]
+        keep = [n for n, m in enumerate(metas) if not str(m[0]).startswith(prefix)]
+        if len(keep) == count and not items:
+            return True
+        kept, total = len(keep), len(keep) + len(items)
+        arrays = ("item_vectors", "item_scale", "item_reduced")
+        if total > alloc:
+            # Moved to the end with room to grow; its old place is left dead.
+            room = max(total, 2 * alloc, 4)
+            place = self.items
+            self._grow_items(place + room)
+            self.items += room
+            picked = start + np.asarray(keep, dtype=np.int64)
+            for name in arrays:
+                arr = getattr(self, name)
+                arr[place : place + kept] = arr[picked]
+            self.item_dead[place : place + kept] = False
+            self.item_owner[place : place + kept] = row
+            self._kill(start, start + count)
+            self.item_dead[place + total : place + room] = True
+            self.dead_items += room - total
+            self.item_start[row], self.item_alloc[row] = place, room
+            self._segments = None
+            self._written_items.update(range(place, place + kept))
+            start = place
+        else:
+            if kept != count:
+                picked = start + np.asarray(keep, dtype=np.int64)
+                for name in arrays:
+                    arr = getattr(self, name)
+                    arr[start : start + kept] = arr[picked]
+                self._written_items.update(range(start, start + kept))
+            self._kill(start + total, start + count)
+            self.dead_items -= max(0, total - count)  # dead rows of its place used again
+        if items:
+            block = np.stack([np.asarray(vector, dtype=np.float32) for _, vector in items])
+            at = slice(start + kept, start + total)
+            if self.quantised:
+                self.item_vectors[at], self.item_scale[at] = quantise(block)
+            else:
+                self.item_vectors[at] = block
+            self.item_dead[at] = False
+            self.item_owner[at] = row
+            if self.projection is not None:
+                self.item_reduced[at] = block @ self.projection.basis
+            self._written_items.update(range(start + kept, start + total))
+        self.item_count[row] = total
+        rec.items = json.dumps([metas[n] for n in keep] + [list(meta) for meta, _ in items], ensure_ascii=False)
         return True
 
     def set_active(self, key: str, active: bool, expires_on: date | None = None) -> bool:
