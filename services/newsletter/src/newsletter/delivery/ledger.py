@@ -49,7 +49,7 @@ PG_MARK_SENT = sa.text(
     " FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS varchar[]), CAST(:codes AS integer[]),"
     " CAST(:replies AS varchar[]), CAST(:servers AS varchar[]), CAST(:mids AS varchar[]))"
     " AS v(id, token, code, reply, server, mid)"
-    " WHERE delivery.id = v.id AND delivery.claim_token = v.token"
+    " WHERE delivery.id = ANY(CAST(:ids AS integer[])) AND delivery.id = v.id AND delivery.claim_token = v.token"
 ).bindparams(sa.bindparam("now", type_=D.c.sent_at.type))
 """The sent outcomes of one group commit in one statement on PostgreSQL: one array per column, one
 plan, one round trip (an ``executemany`` is one statement execution per row)."""
@@ -57,7 +57,7 @@ PG_SET_STATUS = sa.text(
     "UPDATE delivery SET status = v.status, claim_token = NULL"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS varchar[]), CAST(:statuses AS varchar[]))"
     " AS v(id, token, status)"
-    " WHERE delivery.id = v.id AND delivery.claim_token = v.token"
+    " WHERE delivery.id = ANY(CAST(:ids AS integer[])) AND delivery.id = v.id AND delivery.claim_token = v.token"
 )
 
 PG_CLAIM = (
@@ -102,14 +102,21 @@ PG_OUTCOMES = (
     " smtp_server = v.server, message_id = v.mid, sent_at = $1, attempts = delivery.attempts + 1"
     " FROM unnest($2::integer[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[])"
     " AS v(id, token, code, reply, server, mid)"
-    " WHERE delivery.id = v.id AND delivery.claim_token = v.token RETURNING 1),"
+    " WHERE delivery.id = ANY($2::integer[]) AND delivery.id = v.id AND delivery.claim_token = v.token"
+    " RETURNING 1),"
     " simple AS (UPDATE delivery SET status = w.status, claim_token = NULL"
     " FROM unnest($8::integer[], $9::varchar[], $10::varchar[]) AS w(id, token, status)"
-    " WHERE delivery.id = w.id AND delivery.claim_token = w.token RETURNING 1)"
+    " WHERE delivery.id = ANY($8::integer[]) AND delivery.id = w.id AND delivery.claim_token = w.token"
+    " RETURNING 1)"
     " SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM simple)"
 )
 """The common group commit on PostgreSQL (sent, released and skipped outcomes): one statement sent
-by the driver (asyncpg) outside a transaction block, so one round trip and its own commit. Measured
+by the driver (asyncpg) outside a transaction block, so one round trip and its own commit. The
+``id = ANY(ids)`` beside the join lets the planner reach the rows by primary key whatever its
+statistics say: with those gathered before the campaign froze its rows, it read the whole ledger
+for every commit (EXPLAIN ANALYZE: a sequential scan of 2,000 rows for 17 outcomes, 0.86 ms against
+0.42 ms — and it grows with the ledger; measured in the benchmark, about 1.5 ms of server CPU per
+commit). Measured
 per 20-row commit against ``BEGIN``/statement/``COMMIT`` through SQLAlchemy: server CPU 0.31 against
 0.54–0.62 ms, this process's 0.20 against 0.94–1.0 ms."""
 
