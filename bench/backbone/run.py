@@ -407,17 +407,18 @@ async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total
     relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, **relay_settings())
     add_events = getattr(outbox, "add_events", None)  # the batch form, where the backbone has it
     core = hasattr(db, "core_transaction") and add_events is not None
+    insert_entries = entries.insert()  # built once, as a service's module-level statement would be
     await relay.start()
 
     async def use_case(events: list[BenchEvent]) -> None:
         rows = [{"account_id": e.key, "amount": 1, "seq": e.seq} for e in events]
         if core and add_events is not None:  # the Core unit of work: no ORM session on the hot path
             async with db.core_transaction() as uow:
-                await uow.execute(entries.insert(), rows)
+                await uow.execute(insert_entries, rows)
                 add_events(uow, events, source=SOURCE)
             return
         async with db.transaction() as session:
-            await session.execute(entries.insert(), rows)
+            await session.execute(insert_entries, rows)
             if add_events is not None and len(events) > 1:
                 add_events(session, events, source=SOURCE)
             else:
@@ -458,6 +459,8 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any, tot
     def rolled_back(session: Session) -> None:
         pending.pop(id(session), None)
 
+    insert_effects = effects.insert()  # built once, as a service's module-level statement would be
+
     def done(seqs: list[int]) -> Callable[[], None]:
         def committed() -> None:  # the handler's commit time
             now = time.time()
@@ -471,7 +474,7 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any, tot
         @consumers.handles_batch(BenchEvent, core=True)  # the Core unit of work: claim, effects, commit
         async def on_core_batch(ctx: object, uow: Any, batch: list[tuple[BenchEvent, Any]]) -> None:
             rows = [{"event_id": meta.id, "account_id": event.key, "seq": event.seq} for event, meta in batch]
-            await uow.execute(effects.insert(), rows)
+            await uow.execute(insert_effects, rows)
             uow.after_commit(done([event.seq for event, _ in batch]))
 
     elif hasattr(consumers, "handles_batch"):  # a handler of the whole batch, where the backbone has it
@@ -479,7 +482,7 @@ async def distretto_consumer(spec: Spec, warm: Any, stop: Any, results: Any, tot
         @consumers.handles_batch(BenchEvent)
         async def on_batch(ctx: object, session: Any, batch: list[tuple[BenchEvent, Any]]) -> None:
             rows = [{"event_id": meta.id, "account_id": event.key, "seq": event.seq} for event, meta in batch]
-            await session.execute(effects.insert(), rows)
+            await session.execute(insert_effects, rows)
             pending.setdefault(id(session.sync_session), []).extend(event.seq for event, _ in batch)
 
     else:
