@@ -1,15 +1,19 @@
 """Database access: one async engine per service, one transaction per unit of work.
 
 SQLite (aiosqlite) is the embedded default, PostgreSQL (asyncpg) is used by URL.
-``Database.transaction()`` is the only way use cases write: it commits once at
-the end and, when the unit of work added outbox rows, wakes the outbox relay.
+Use cases write in a unit of work: ``Database.transaction()`` (an ORM session) or
+``Database.core_transaction()`` (the same contract on one connection, for Core statements only);
+either commits once at the end and, when it added outbox rows, wakes the outbox relay.
 
 Hand-written on purpose, below SQLAlchemy: on SQLite each statement runs in one trip to
 aiosqlite's thread (``_OneTripCursor``, built on aiosqlite's internal ``_execute``; aiosqlite is
-pinned in the lock file) and ``BEGIN IMMEDIATE`` goes to the driver directly. SQLAlchemy's own
-adaptation makes three or four thread trips per statement; ``bench/backbone/run.py`` at one event per
-transaction showed the use case's process saturated on them, and the change took a unit of work
-from 0.87–1.04 ms to 0.60–0.74 ms of CPU (three alternating rounds, before and after).
+pinned in the lock file), a unit of work's ``BEGIN IMMEDIATE`` travels with its first statement and
+its outbox rows with its COMMIT. SQLAlchemy's own adaptation makes three or four thread trips per
+statement; ``bench/backbone/run.py`` at one event per transaction showed the use case's process
+saturated on them. One state row plus one event, CPU of the event loop's thread per unit of work
+(three alternating rounds): 0.87–1.04 ms with SQLAlchemy's adaptation, 0.60–0.74 ms with one trip per
+statement, 0.69–0.74 ms (session) and 0.55–0.60 ms (Core) with two trips per unit of work, measured
+on a busier machine.
 """
 
 from __future__ import annotations
