@@ -271,7 +271,11 @@ _ENQUEUE_UNKNOWN = text(
 
 
 async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
-    """Queue the texts (by fingerprint) that have no vector yet; returns the stored vectors of the others."""
+    """Queue the texts (by fingerprint) that have no vector yet; returns the stored vectors of the others.
+
+    Its statements go to the unit of work's connection, past the ORM (nothing of theirs is an ORM
+    instance; the callers have flushed)."""
+    conn = await session.connection()
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
     if not ctx.db.sqlite:
@@ -284,16 +288,17 @@ async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) 
                 "lengths": [len(texts[h]) for h in chunk],
                 "now": now,
             }
-            known |= {h: bytes(v) for h, v in (await session.execute(_ENQUEUE_UNKNOWN, params)).all()}
+            found = (await conn.execute(_ENQUEUE_UNKNOWN, params)).all()
+            known |= {h: bytes(v) for h, v in found}
         return known
     for chunk in _chunks(hashes):
         q = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(col(TextVector.text_hash).in_(chunk))
-        known |= {h: v for h, v in (await session.execute(q)).all()}
+        known |= {h: v for h, v in (await conn.execute(q)).all()}
     missing = [h for h in hashes if h not in known]
     now = utcnow()
     for chunk in _chunks(missing):
         rows = [{"text_hash": h, "text": texts[h], "length": len(texts[h]), "created_at": now} for h in chunk]
-        await session.execute(_insert(ctx, EncodeQueue).values(rows).on_conflict_do_nothing())
+        await conn.execute(_insert(ctx, EncodeQueue).values(rows).on_conflict_do_nothing())
     return known
 
 
@@ -321,6 +326,8 @@ async def record_items(
     """
     parts = parts or {}
     new = set(new)
+    # Core statements on the unit of work's connection (no ORM instance involved; the callers flushed).
+    conn = await session.connection()
     keys = sorted(items)
     fresh: dict[str, str] = {}
     rewritten: set[str] = set()
@@ -342,13 +349,13 @@ async def record_items(
                 col(IndexItem.label),
                 col(IndexItem.text_hash),
             ).where(or_(*where))
-            found = (await session.execute(q)).all()
+            found = (await conn.execute(q)).all()
             current = {(d, i): (kind, lang, label, h) for d, i, kind, lang, label, h in found}
         wanted = {(k, i.key): i for k in chunk for i in items[k]}
         gone = [pair for pair in current if pair not in wanted]
         for doc_key in sorted({d for d, _ in gone}):
             stale = [item for d, item in gone if d == doc_key]
-            await session.execute(
+            await conn.execute(
                 delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
             )
         rows = []
@@ -375,7 +382,7 @@ async def record_items(
                     "text_hash": excluded.text_hash,
                 },
             )
-            await session.execute(stmt)
+            await conn.execute(stmt)
         rewritten |= {k for k in chunk if k not in parts and k not in kept}
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
     stored = await enqueue_texts(ctx, session, fresh) if fresh else {}
@@ -721,7 +728,7 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
         q = select(Organisation.organisation_id).where(
             col(Organisation.organisation_id).in_(sorted(owners)), Organisation.status == "active"
         )
-        active_owners = set((await session.execute(q)).scalars())
+        active_owners = set((await (await session.connection()).execute(q)).scalars())
     parts: dict[str, str] = {}
     for oid, o in sources.opportunities.items():
         if o.owner_organisation_id not in active_owners:
