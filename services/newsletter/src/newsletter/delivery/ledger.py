@@ -285,7 +285,7 @@ class SqliteRecorder:
                 attempts=r[6],
                 name=r[8] or "",
                 language=r[9] or "it",
-                attributes=json.loads(r[10]) if r[10] else {},
+                attributes=(json.loads(r[10]) if r[10] else None) or {},
             )
             if r[1] == "campaign":
                 item.eligible = r[7] is not None and not r[11] and bool(r[12])
