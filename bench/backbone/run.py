@@ -23,8 +23,11 @@ Measured, on each database (PostgreSQL and SQLite):
 
 The ratios Distretto / lean are printed beside them, and for the throughput runs the CPU time of
 each process per 1,000 events (producer + consumer, all threads, over the measured part) with the
-ratio lean / Distretto — a busy machine swings events/s from run to run, CPU per event far less. ``--json`` prints the figures as JSON on
-stdout (the table then goes to stderr).
+ratio lean / Distretto — a busy machine swings events/s from run to run, CPU per event far less —
+and the CPU the PostgreSQL server and the Kafka broker spent per 1,000 events over the whole run
+(on 2 cores the servers share the CPU with the pipelines, so their share limits events/s too; read
+on an idle machine: every process named ``postgres`` is counted). ``--json`` prints the figures as
+JSON on stdout (the table then goes to stderr).
 
 Usage: uv run python bench/backbone/run.py [--events 4000] [--rate 500] [--seconds 8]
        [--per-tx 1 100] [--backends postgresql sqlite] [--pipelines distretto lean raw]
@@ -132,6 +135,13 @@ class Result:
         """CPU milliseconds per 1,000 events of one side."""
         seconds = self.cpu.get(side)
         return seconds / self.events * 1e6 if seconds is not None and self.events else None
+
+    def server_cpu_per_1000(self, side: str) -> float | None:
+        """CPU milliseconds per 1,000 events of a server (``postgresql`` or ``broker``) over the whole
+        run, warm-up included: divided by every event the consumer handled."""
+        seconds = self.cpu.get(f"server:{side}")
+        moved = self.effects[0] if self.effects else None
+        return seconds / moved * 1e6 if seconds is not None and moved else None
 
     def pct(self, q: float) -> float | None:
         if not self.latencies:
@@ -559,6 +569,49 @@ SIDES = {
 # -- orchestration ------------------------------------------------------------------------
 
 
+def server_cpu() -> dict[tuple[str, str], tuple[str, float]]:
+    """CPU seconds so far (user + system) of the machine's PostgreSQL server processes and Kafka brokers.
+
+    Keyed by (pid, start time): every process named ``postgres`` (the server and its backends) and
+    every JVM running ``kafka.Kafka``. :func:`server_cpu_delta` takes the difference of two readings.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[tuple[str, str], tuple[str, float]] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")]
+            if comm.startswith(b"postgres"):
+                side = "postgresql"
+            elif comm == b"java":
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"kafka.Kafka" not in f.read():
+                        continue
+                side = "broker"
+            else:
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            found[(pid, fields[19].decode())] = (side, (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def server_cpu_delta(
+    before: dict[tuple[str, str], tuple[str, float]], after: dict[tuple[str, str], tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds the servers spent between two readings, by side. A process that started in between
+    counts whole; one that ended in between is not counted (a backend whose connection closed early —
+    the pipelines keep theirs open until the run ends)."""
+    totals = {"postgresql": 0.0, "broker": 0.0}
+    for key, (side, seconds) in after.items():
+        totals[side] += seconds - before.get(key, (side, 0.0))[1]
+    return totals
+
+
 def two_processes(
     spec: Spec, timeout: float, cpu: dict[str, float] | None = None
 ) -> tuple[float | None, list[float], int, float | None]:
@@ -725,7 +778,11 @@ def one_run(
     cpu: dict[str, float] = {}
     try:
         timeout = (args.seconds + 120) if mode == "latency" else args.timeout
+        before = server_cpu()
         tput, lat, n, reached = two_processes(spec, timeout=timeout, cpu=cpu)
+        if mode == "throughput":
+            for side, seconds in server_cpu_delta(before, server_cpu()).items():
+                cpu[f"server:{side}"] = seconds
         if backend != "-":
             effects = asyncio.run(count_effects(urls[1], schemas[1]))
     finally:
@@ -835,6 +892,29 @@ def cpu_table(
                 f"{lp / dp:.2f} / {lc / dc:.2f}" if None not in (dp, dc, lp, lc) and dp and dc else "–"  # type: ignore[operator]
             )
         print(f"  {'lean / Distretto (producer / consumer)':46s}" + "".join(f"{t:>16s}" for t in line), file=out)
+    print(
+        f"server CPU ms per 1,000 events (PostgreSQL + broker){'':0s}"
+        + "".join(f"{f'{k} ev/tx':>14s}" for k in args.per_tx),
+        file=out,
+    )
+    for pipeline in pipelines:
+        text = []
+        servers = []
+        for k in args.per_tx:
+            r = runs.get((pipeline, k))
+            db = r.server_cpu_per_1000("postgresql") if r else None
+            broker = r.server_cpu_per_1000("broker") if r else None
+            servers.append({"postgresql": db, "broker": broker})
+            text.append(f"{fmt(db)} + {fmt(broker)}" if db is not None and broker is not None else "–")
+        print(f"  {LABELS[pipeline]:46s}" + "".join(f"{t:>16s}" for t in text), file=out)
+        figures.setdefault(pipeline, {})["server_cpu_ms_per_1000"] = {
+            f"tput_{k}": v for k, v in zip(args.per_tx, servers, strict=True)
+        }
+    print(
+        "  (every process named postgres and the broker's JVM, over the whole run, warm-up included: on a\n"
+        "   shared machine it counts other work on the same server too; on SQLite the PostgreSQL share is others')",
+        file=out,
+    )
 
 
 WATCHDOG = """
