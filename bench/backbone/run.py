@@ -573,7 +573,8 @@ def server_cpu() -> dict[tuple[str, str], tuple[str, float]]:
     """CPU seconds so far (user + system) of the machine's PostgreSQL server processes and Kafka brokers.
 
     Keyed by (pid, start time): every process named ``postgres`` (the server and its backends) and
-    every JVM running ``kafka.Kafka``. :func:`server_cpu_delta` takes the difference of two readings.
+    every JVM running ``kafka.Kafka``, each with its own CPU and that of the children it reaped.
+    :func:`server_cpu_delta` takes the difference of two readings.
     """
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[tuple[str, str], tuple[str, float]] = {}
@@ -594,7 +595,10 @@ def server_cpu() -> dict[tuple[str, str], tuple[str, float]]:
             else:
                 continue
             fields = stat[stat.rindex(b")") + 2 :].split()
-            found[(pid, fields[19].decode())] = (side, (int(fields[11]) + int(fields[12])) / tick)
+            # utime + stime, and cutime + cstime: the CPU of children it reaped — the postmaster's
+            # holds every backend that ended (a connection the pipelines closed when they stopped)
+            ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+            found[(pid, fields[19].decode())] = (side, ticks / tick)
         except (OSError, ValueError, IndexError):
             continue
     return found
@@ -604,8 +608,8 @@ def server_cpu_delta(
     before: dict[tuple[str, str], tuple[str, float]], after: dict[tuple[str, str], tuple[str, float]]
 ) -> dict[str, float]:
     """CPU seconds the servers spent between two readings, by side. A process that started in between
-    counts whole; one that ended in between is not counted (a backend whose connection closed early —
-    the pipelines keep theirs open until the run ends)."""
+    counts whole; a PostgreSQL backend that ended in between is counted in its parent's reaped
+    children's time (the postmaster reaps every backend)."""
     totals = {"postgresql": 0.0, "broker": 0.0}
     for key, (side, seconds) in after.items():
         totals[side] += seconds - before.get(key, (side, 0.0))[1]
