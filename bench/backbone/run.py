@@ -108,6 +108,7 @@ class Spec:
     consumer_url: str = ""
     consumer_schema: str | None = None
     profile: str | None = None
+    relay_retention: float | None = None  # None: the services' default
 
 
 @dataclass
@@ -383,7 +384,7 @@ async def migrate(url: str, schema: str | None) -> None:
     await upgrade_async(MIGRATIONS, url, schema)
 
 
-def relay_settings() -> dict[str, Any]:
+def relay_settings(retention: float | None = None) -> dict[str, Any]:
     """The relay as the services run it: their default settings, for what this relay takes."""
     from distretto_shared.outbox import OutboxRelay
     from distretto_shared.settings import ServiceSettings
@@ -395,7 +396,10 @@ def relay_settings() -> dict[str, Any]:
         "retention": "relay_retention_seconds",
     }
     accepted = inspect.signature(OutboxRelay).parameters
-    return {arg: fields[name].default for arg, name in wanted.items() if arg in accepted and name in fields}
+    settings = {arg: fields[name].default for arg, name in wanted.items() if arg in accepted and name in fields}
+    if retention is not None and "retention" in settings:
+        settings["retention"] = retention  # --relay-retention: the published rows kept, or deleted (0)
+    return settings
 
 
 def distretto_api() -> str:
@@ -414,7 +418,9 @@ async def distretto_producer(spec: Spec, go: Any, stop: Any, results: Any, total
     from tests.backbone.example import entries
 
     db = Database(spec.producer_url, schema=spec.producer_schema)
-    relay = outbox.OutboxRelay(db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, **relay_settings())
+    relay = outbox.OutboxRelay(
+        db, service=f"bench{spec.run_id}", bootstrap_servers=spec.bootstrap, **relay_settings(spec.relay_retention)
+    )
     add_events = getattr(outbox, "add_events", None)  # the batch form, where the backbone has it
     core = hasattr(db, "core_transaction") and add_events is not None
     insert_entries = entries.insert()  # built once, as a service's module-level statement would be
@@ -777,6 +783,7 @@ def one_run(
         consumer_url=urls[1],
         consumer_schema=schemas[1],
         profile=profile,
+        relay_retention=args.relay_retention,
     )
     effects = None
     cpu: dict[str, float] = {}
@@ -976,6 +983,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a throughput run may take")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the table on stderr)")
     parser.add_argument("--profile", type=Path, help="directory for cProfile output, one file per process")
+    parser.add_argument(
+        "--relay-retention",
+        type=float,
+        help="seconds the Distretto relay keeps published rows (0: deletes each once acknowledged); "
+        "default: the services' default",
+    )
     args = parser.parse_args()
     out = sys.stderr if args.json else sys.stdout
     # SIGTERM/SIGHUP unwind like Ctrl-C: children stopped, schemas and topics dropped, broker stopped.
@@ -999,7 +1012,7 @@ def main() -> None:
         print(
             f"broker {bootstrap}; throughput runs write {f'{args.events} events' if args.events else f'for {args.tput_seconds:g} s'}, {KEYS} keys, {TOPIC.partitions} partitions; "
             f"latency at {args.rate} events/s for {args.seconds:g} s; {os.cpu_count()} cores; load {load_before}; "
-            f"Distretto relay {relay_settings()}; Distretto unit of work: {distretto_api()}",
+            f"Distretto relay {relay_settings(args.relay_retention)}; Distretto unit of work: {distretto_api()}",
             file=out,
             flush=True,
         )
