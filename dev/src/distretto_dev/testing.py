@@ -84,6 +84,11 @@ os.environ["DISTRETTO_TRUSTED_KEYS"] = KEYRING.env("gateway")["DISTRETTO_TRUSTED
 # (development mode stays off: a test that needs it turns it on itself).
 for _secret in ("NEWSLETTER_SECRET_KEY", "PARTNERS_SECRET_KEY"):
     os.environ.setdefault(_secret, new_secret())
+# The services delete an outbox row once the broker acknowledged it; the tests keep published rows
+# (as an operator auditing the outbox would), so a test reads back every event a use case wrote even
+# after the relay published it. The relay's delete is tested on its own (tests/backbone/test_outbox.py).
+for _name in TEST_PROCESSES:
+    os.environ.setdefault(f"{_name.upper()}_RELAY_RETENTION_SECONDS", "3600")
 GATEWAY_SIGNER = KEYRING.signer("gateway")
 
 ADMIN = Principal(id="user:test-admin", role=Role.ADMIN)

@@ -57,9 +57,12 @@ class ServiceSettings(BaseSettings):
     """Longest pause, in seconds, between two attempts to reach the broker (the first connection, the
     relay's publishing): a broker back from a restart is used within this long of being ready."""
     relay_batch_size: int = 500
-    relay_retention_seconds: float = 3600.0
-    """How long published outbox rows are kept (for audit), pruned in batches; 0 deletes each row once
-    the broker acknowledged it."""
+    relay_retention_seconds: float = 0.0
+    """How long published outbox rows are kept (for audit), pruned in batches; 0 (the default) deletes
+    each row once the broker acknowledged it. The events themselves stay on their topics (most are
+    kept forever); keeping the rows too costs PostgreSQL about as much CPU again per event as the
+    relay's delete (an UPDATE writes a new row version and an entry in each of the table's three
+    indexes), measured with ``bench/backbone/run.py --relay-retention``."""
     consumer_max_attempts: int = 5
     consumer_backoff_initial: float = 0.2
     consumer_backoff_max: float = 5.0
