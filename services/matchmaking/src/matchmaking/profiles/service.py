@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,23 +134,15 @@ async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic
         rows = (await session.execute(_ONE_PROFILE, {"organisation_id": organisation_id})).all()
     if not rows or not (ctx.acts_for(organisation_id) or rows[0].status in PUBLIC_STATUSES):
         raise NotFound(f"organisation {organisation_id} not known to matchmaking")
-    org = rows[0]
-    return OrganisationPublic(
-        organisation_id=org.organisation_id,
-        name=org.name,
-        kind=org.kind,
-        status=org.status,
-        sectors=org.sectors,
-        country=org.country,
-        description=org.description,
-        competences=org.competences,
-        keywords=org.keywords,
-        projects=[f"{r.acronym}: {r.title}" for r in rows if r.title is not None],
-        indexed=f"{PROFILE}:{org.organisation_id}" in ctx.get(Engine).index.row_of,
-    )
+    return _public(ctx, rows[0], [f"{r.acronym}: {r.title}" for r in rows if r.title is not None])
 
 
 def _org_public(ctx: Ctx, org: Organisation, projects: list[Project]) -> OrganisationPublic:
+    return _public(ctx, org, [f"{p.acronym}: {p.title}" for p in projects])
+
+
+def _public(ctx: Ctx, org: Any, projects: list[str]) -> OrganisationPublic:
+    """A competence profile as the API shows it, from an ``Organisation`` or a row with its columns."""
     return OrganisationPublic(
         organisation_id=org.organisation_id,
         name=org.name,
@@ -159,7 +153,7 @@ def _org_public(ctx: Ctx, org: Organisation, projects: list[Project]) -> Organis
         description=org.description,
         competences=org.competences,
         keywords=org.keywords,
-        projects=[f"{p.acronym}: {p.title}" for p in projects],
+        projects=projects,
         # Whether it is indexed, not the indexed document (rebuilt from its compressed fields).
         indexed=f"{PROFILE}:{org.organisation_id}" in ctx.get(Engine).index.row_of,
     )

@@ -81,16 +81,7 @@ class CampaignMail:
             if fast is not None:
                 return fast
         subscriber = {"name": item.name, "email": item.email, "language": item.language, "attributes": item.attributes}
-        values: dict[Slot, Any] = {
-            ("subscriber", "name"): item.name,
-            ("subscriber", "email"): item.email,
-            ("subscriber", "language"): item.language,
-            ("unsubscribe_url",): links["unsubscribe_url"],
-            ("preferences_url",): links["preferences_url"],
-            ("unsubscribe_token",): links["unsubscribe_token"],
-        }
-        for key, value in item.attributes.items():
-            values[("subscriber", "attributes", key)] = value
+        values = _values(item, links)
         mail = self.renderer.render({"subscriber": subscriber, "campaign": self.campaign_ctx, **links}, values)
         text, html = footer(
             mail.text, mail.html, unsubscribe_url=links["unsubscribe_url"], preferences_url=links["preferences_url"]
@@ -113,16 +104,7 @@ class CampaignMail:
         """The common case: the pre-encoded bodies with this recipient's values (``None``: a value is
         missing or cannot take this path, and the mail is rendered in full)."""
         assert self._bodies is not None and item.email is not None and item.subscriber_id is not None
-        values: dict[Slot, Any] = {
-            ("subscriber", "name"): item.name,
-            ("subscriber", "email"): item.email,
-            ("subscriber", "language"): item.language,
-            ("unsubscribe_url",): links["unsubscribe_url"],
-            ("preferences_url",): links["preferences_url"],
-            ("unsubscribe_token",): links["unsubscribe_token"],
-        }
-        for key, value in item.attributes.items():
-            values[("subscriber", "attributes", key)] = value
+        values = _values(item, links)
         try:
             filled = [ESCAPES[how](values[slot]) for slot, how in self._keys]
             subject = self.renderer.subject_t.join(values)
@@ -139,6 +121,21 @@ class CampaignMail:
             extra_headers=[("List-Unsubscribe", list_unsubscribe(self.settings, links))],
         )
         return message_id, assemble(head, self.shared_headers, message_id, text_qp, html_qp)
+
+
+def _values(item: Claimed, links: dict[str, str]) -> dict[Slot, Any]:
+    """The recipient's values by template slot: who they are and their own links."""
+    values: dict[Slot, Any] = {
+        ("subscriber", "name"): item.name,
+        ("subscriber", "email"): item.email,
+        ("subscriber", "language"): item.language,
+        ("unsubscribe_url",): links["unsubscribe_url"],
+        ("preferences_url",): links["preferences_url"],
+        ("unsubscribe_token",): links["unsubscribe_token"],
+    }
+    for key, value in item.attributes.items():
+        values[("subscriber", "attributes", key)] = value
+    return values
 
 
 # -- SMTP ----------------------------------------------------------------------

@@ -256,11 +256,7 @@ class SqliteRecorder:
             conn.execute("COMMIT")
             return rows
         except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            self._conn = None
-            with contextlib.suppress(Exception):
-                conn.close()
+            self._abandon(conn)
             raise
 
     async def claim(
@@ -292,6 +288,14 @@ class SqliteRecorder:
             claimed.append(item)
         return claimed
 
+    def _abandon(self, conn: Any) -> None:
+        """After a failed transaction: roll back, and let the next call open a fresh connection."""
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
+        self._conn = None
+        with contextlib.suppress(Exception):
+            conn.close()
+
     def _stamp(self, when: datetime) -> str:
         return self._timestamp(when) if self._timestamp else when.isoformat(" ")  # type: ignore[no-any-return]
 
@@ -311,11 +315,7 @@ class SqliteRecorder:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            self._conn = None
-            with contextlib.suppress(Exception):
-                conn.close()
+            self._abandon(conn)
             raise
 
     async def write(self, sent: list[Outcome], simple: list[Outcome], renew: list[str], now: datetime) -> None:
