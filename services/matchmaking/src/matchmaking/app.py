@@ -58,6 +58,7 @@ async def start_engine(ctx: ServiceContext) -> None:
         ctx.tasks.append(asyncio.create_task(indexing.encode_forever(ctx.context()), name="index-encoder"))
 
     async def refresh_backlog() -> None:
+        indexing.update_gauges(ctx.context())
         indexing.ENCODE_BACKLOG.set(await indexing.backlog(ctx.context()))
 
     state.on_stop.append(metrics.on_scrape(refresh_backlog, min_interval=1.0))

@@ -114,13 +114,20 @@ async def supervise(ctx: Ctx) -> None:
         await asyncio.sleep(RESTART_DELAY)
 
 
+WAKE_INTERVAL = 0.05
+"""Seconds between two wake-ups passed to the child: the commits of that time wake it once (a
+write to its pipe per commit cost the serving process more than the rest of the hand-over; the
+child takes longer than this to encode a batch anyway, and encodes on while texts are queued)."""
+
+
 async def _wake(state: indexing.IndexState, stdin: asyncio.StreamWriter) -> None:
-    """Pass on every local commit that queued texts (several at once: one line)."""
+    """Pass on the local commits that queued texts (those of one ``WAKE_INTERVAL``: one line)."""
     while True:
         await state.queued.wait()
         state.queued.clear()
         stdin.write(b"\n")
         await stdin.drain()
+        await asyncio.sleep(WAKE_INTERVAL)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

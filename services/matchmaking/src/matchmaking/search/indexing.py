@@ -190,6 +190,20 @@ def _insert(ctx: Ctx, model: Any) -> Any:
     return (sqlite.insert if ctx.db.sqlite else postgresql.insert)(model)
 
 
+def _sqlite_upsert_items() -> Any:
+    insert = sqlite.insert(IndexItem)
+    columns = ("kind", "lang", "label", "text_hash")
+    return insert.on_conflict_do_update(
+        index_elements=["doc_key", "item_key"], set_={c: insert.excluded[c] for c in columns}
+    )
+
+
+_UPSERT_ITEMS = _sqlite_upsert_items()
+"""SQLite: ``index_item`` rows written or overwritten. Built once and run with a list of rows (an
+``executemany``), so its compiled form is cached (a multi-row VALUES built from the rows themselves
+has no cache key: it was compiled again on every write)."""
+
+
 def change_lock_key(ctx: Ctx) -> int:
     """The transaction lock that orders the change log (advisory locks are database-wide: the schema counts)."""
     return zlib.crc32(f"distretto-matchmaking-index-{ctx.db.schema or ''}".encode()) & 0x7FFFFFFF
@@ -260,37 +274,19 @@ def _drop_changes(session: Session) -> None:
     session.info.pop(_LOGGED, None)
 
 
-_ENQUEUE_UNKNOWN = text(
-    "WITH known AS (SELECT text_hash, vector FROM text_vector WHERE text_hash = ANY(CAST(:hashes AS text[]))), "
-    "queued AS (INSERT INTO encode_queue (text_hash, text, length, created_at) "
-    "SELECT h, t, n, CAST(:now AS timestamptz) "
-    "FROM unnest(CAST(:hashes AS text[]), CAST(:texts AS text[]), CAST(:lengths AS integer[])) AS v(h, t, n) "
-    "WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.text_hash = v.h) ON CONFLICT DO NOTHING) "
-    "SELECT text_hash, vector FROM known"
-)
+_QUEUE_TEXT = sqlite.insert(EncodeQueue).on_conflict_do_nothing()
+"""SQLite: a text queued unless it is already (built once, run with a list of rows: its compiled form is cached)."""
 
 
-async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
-    """Queue the texts (by fingerprint) that have no vector yet; returns the stored vectors of the others.
+async def enqueue_texts(session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
+    """SQLite: queue the texts (by fingerprint) that have no vector yet; returns the stored vectors
+    of the others (PostgreSQL: :func:`_write_items_pg`).
 
     Its statements go to the unit of work's connection, past the ORM (nothing of theirs is an ORM
     instance; the callers have flushed)."""
     conn = await session.connection()
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
-    if not ctx.db.sqlite:
-        # PostgreSQL: the lookup and the queueing of the others in one round trip.
-        now = utcnow()
-        for chunk in _chunks(hashes):
-            params = {
-                "hashes": list(chunk),
-                "texts": [texts[h] for h in chunk],
-                "lengths": [len(texts[h]) for h in chunk],
-                "now": now,
-            }
-            found = (await conn.execute(_ENQUEUE_UNKNOWN, params)).all()
-            known |= {h: bytes(v) for h, v in found}
-        return known
     for chunk in _chunks(hashes):
         q = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(col(TextVector.text_hash).in_(chunk))
         known |= {h: v for h, v in (await conn.execute(q)).all()}
@@ -298,7 +294,50 @@ async def enqueue_texts(ctx: Ctx, session: AsyncSession, texts: dict[str, str]) 
     now = utcnow()
     for chunk in _chunks(missing):
         rows = [{"text_hash": h, "text": texts[h], "length": len(texts[h]), "created_at": now} for h in chunk]
-        await conn.execute(_insert(ctx, EncodeQueue).values(rows).on_conflict_do_nothing())
+        await conn.execute(_QUEUE_TEXT, rows)
+    return known
+
+
+_WRITE_ITEMS = text(
+    "WITH written AS (INSERT INTO index_item (doc_key, item_key, kind, lang, label, text_hash) "
+    "SELECT * FROM unnest(CAST(:docs AS text[]), CAST(:items AS text[]), CAST(:kinds AS text[]), "
+    "CAST(:langs AS text[]), CAST(:labels AS text[]), CAST(:item_hashes AS text[])) "
+    "ON CONFLICT (doc_key, item_key) DO UPDATE SET kind = EXCLUDED.kind, lang = EXCLUDED.lang, "
+    "label = EXCLUDED.label, text_hash = EXCLUDED.text_hash), "
+    "known AS (SELECT text_hash, vector FROM text_vector WHERE text_hash = ANY(CAST(:hashes AS text[]))), "
+    "queued AS (INSERT INTO encode_queue (text_hash, text, length, created_at) "
+    "SELECT h, t, n, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:hashes AS text[]), CAST(:texts AS text[]), CAST(:lengths AS integer[])) AS v(h, t, n) "
+    "WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.text_hash = v.h) ON CONFLICT DO NOTHING) "
+    "SELECT text_hash, vector FROM known"
+)
+"""PostgreSQL: ``index_item`` rows written or overwritten, and their new texts queued unless they
+have a vector (whose stored vectors it returns), in one round trip (the two writes touch different
+tables; ``known`` is read before either writes)."""
+
+
+async def _write_items_pg(conn: Any, rows: list[dict[str, Any]], texts: dict[str, str]) -> dict[str, bytes]:
+    """Write ``rows`` to ``index_item`` and queue the ``texts`` without a vector (by fingerprint);
+    returns the stored vectors of the others. ``CHUNK`` rows and texts per statement."""
+    hashes = sorted(texts)
+    known: dict[str, bytes] = {}
+    now = utcnow()
+    for start in range(0, max(len(rows), len(hashes)), CHUNK):
+        part, chunk = rows[start : start + CHUNK], hashes[start : start + CHUNK]
+        params = {
+            "docs": [r["doc_key"] for r in part],
+            "items": [r["item_key"] for r in part],
+            "kinds": [r["kind"] for r in part],
+            "langs": [r["lang"] for r in part],
+            "labels": [r["label"] for r in part],
+            "item_hashes": [r["text_hash"] for r in part],
+            "hashes": chunk,
+            "texts": [texts[h] for h in chunk],
+            "lengths": [len(texts[h]) for h in chunk],
+            "now": now,
+        }
+        found = (await conn.execute(_WRITE_ITEMS, params)).all()
+        known |= {h: bytes(v) for h, v in found}
     return known
 
 
@@ -331,6 +370,7 @@ async def record_items(
     keys = sorted(items)
     fresh: dict[str, str] = {}
     rewritten: set[str] = set()
+    upserts: list[dict[str, Any]] = []
     for chunk in _chunks(keys):
         whole = [k for k in chunk if k not in parts and k not in new]
         where = [col(IndexItem.doc_key).in_(whole)] if whole else []
@@ -370,22 +410,17 @@ async def record_items(
                 {"doc_key": d, "item_key": i.key, "kind": kind, "lang": lang, "label": label, "text_hash": hash_}
             )
             fresh[hash_] = i.text
-        for part in _chunks(rows):
-            stmt = _insert(ctx, IndexItem).values(list(part))
-            excluded = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["doc_key", "item_key"],
-                set_={
-                    "kind": excluded.kind,
-                    "lang": excluded.lang,
-                    "label": excluded.label,
-                    "text_hash": excluded.text_hash,
-                },
-            )
-            await conn.execute(stmt)
+        if ctx.db.sqlite:
+            for part in _chunks(rows):
+                await conn.execute(_UPSERT_ITEMS, list(part))
+        else:
+            upserts += rows
         rewritten |= {k for k in chunk if k not in parts and k not in kept}
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
-    stored = await enqueue_texts(ctx, session, fresh) if fresh else {}
+    if ctx.db.sqlite:
+        stored = await enqueue_texts(session, fresh) if fresh else {}
+    else:
+        stored = await _write_items_pg(conn, upserts, fresh)
     await log_changes(ctx, session, [change_key(k, parts.get(k)) for k in keys])
     out: Recorded = {}
     for key in sorted(rewritten):
@@ -641,7 +676,6 @@ def apply(ctx: Ctx, found: dict[str, Loaded | None]) -> None:
                 state.pending[key] = waiting
             else:
                 state.pending.pop(key, None)
-    update_gauges(ctx)
 
 
 def patch(ctx: Ctx, doc_key: str, parts: dict[str, list[tuple[ItemMeta, np.ndarray | None]]]) -> bool:
@@ -662,7 +696,6 @@ def patch(ctx: Ctx, doc_key: str, parts: dict[str, list[tuple[ItemMeta, np.ndarr
         state.pending[doc_key] = waiting
     else:
         state.pending.pop(doc_key, None)
-    update_gauges(ctx)
     return True
 
 
@@ -787,6 +820,8 @@ async def feedback_changed(ctx: Ctx, session: AsyncSession) -> None:
 
 
 def update_gauges(ctx: Ctx) -> None:
+    """The index's gauges, set when ``/metrics`` is scraped (counting them on every write cost the
+    size of the index and of the pending set each time)."""
     index = ctx.get(Engine).index
     INDEX_DOCUMENTS.labels(OPPORTUNITY).set(index.count(OPPORTUNITY))
     INDEX_DOCUMENTS.labels(PROFILE).set(index.count(PROFILE))
@@ -864,13 +899,18 @@ async def follow(ctx: Ctx) -> None:
 
 async def claim(ctx: Ctx, limit: int) -> list[tuple[str, str]]:
     """Claim up to ``limit`` queued texts, shortest first (one batch has texts of similar length),
-    for a lease: another worker skips them until it ends (a dead worker's claim runs out)."""
+    for a lease: another worker skips them until it ends (a dead worker's claim runs out).
+
+    Only texts some item still uses are claimed: a text replaced before its turn (an opportunity
+    changed just after it was published) is not encoded for nothing; ``prune`` drops it from the
+    queue. A text whose item is not committed yet is claimed by the round its commit wakes."""
     state = ctx.get(IndexState)
     now = utcnow()
+    used = sa_select(sa_literal(1)).where(col(IndexItem.text_hash) == col(EncodeQueue.text_hash)).exists()
     async with ctx.db.transaction() as session:
         q = (
             select(EncodeQueue.text_hash, EncodeQueue.text)
-            .where(or_(col(EncodeQueue.claimed_until).is_(None), col(EncodeQueue.claimed_until) < now))
+            .where(or_(col(EncodeQueue.claimed_until).is_(None), col(EncodeQueue.claimed_until) < now), used)
             .order_by(col(EncodeQueue.length), col(EncodeQueue.text_hash))
             .limit(limit)
         )
