@@ -61,7 +61,7 @@ def _read(raw: bytes) -> dict[str, Any]:
     parts = list(msg.iter_parts())
     assert all(not p.defects for p in parts)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-    assert raw.endswith(b"\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.endswith(b"\r\n") and raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")
     headers = {k: str(v) for k, v in msg.items() if k != "Date"}
     return {"headers": headers, "bodies": [p.get_content() for p in parts]}
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
 
+from newsletter import domain
 from newsletter.delivery import mime
 
 
@@ -34,8 +36,32 @@ def test_built_message_is_rfc5322_multipart_alternative_without_injection() -> N
     assert "Ciao Zoë\n.\nline with = sign" in text and "x" * 200 in text.replace("\n", "")
     assert "<p>Ciao Zoë</p>" in html
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert raw.endswith(b"\r\n") and raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")
     assert mime.message_id_for("c1", "s1", "d") == mime.message_id_for("c1", "s1", "d")
     assert mime.message_id_for("c1", "s1", "d") != mime.message_id_for("c1", "s2", "d")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mario Rossi",
+        "",
+        " x",
+        "x ",
+        "a  b",
+        "a\tb",
+        "Zoë D'Àngelo, Jr.",
+        "a\u00a0b",
+        "a\u2028b",
+        "x\r\nBcc: y",
+        "é" * 300,
+    ],
+)
+def test_the_common_cases_shortcuts_are_the_general_paths(value: str) -> None:
+    assert mime.clean_header(value, 200) == domain.clean_header_text(value, limit=200)
+    assert mime.format_address(value, "a@example.org") == email.utils.formataddr(
+        (domain.clean_header_text(value, limit=200), "a@example.org"), charset="utf-8"
+    )
 
 
 def _stdlib(**parts: str) -> bytes:
@@ -105,7 +131,8 @@ def test_hand_written_message_reads_back_as_the_standard_librarys(parts: dict[st
         **parts,
     )
     assert all(len(line) <= 998 for line in ours.split(b"\r\n"))
-    assert ours.endswith(b"\r\n") and b"\n" not in ours.replace(b"\r\n", b"")
+    # every line end CRLF, the last line's too: the engine's DATA relies on it (``send(crlf=True)``)
+    assert ours.endswith(b"\r\n") and ours.count(b"\r") == ours.count(b"\n") == ours.count(b"\r\n")
     got, want = _read(ours), _read(_stdlib(**parts))
     # The subject reads back exactly as given. (The standard library's folding of a long encoded
     # subject can drop the space between two encoded words: compared with the input instead.)

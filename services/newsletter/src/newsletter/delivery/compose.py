@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsletter import domain
 from newsletter.campaigns.models import Campaign
 from newsletter.config import Settings
 from newsletter.delivery.ledger import Claimed
@@ -12,6 +11,7 @@ from newsletter.delivery.mime import (
     PreparedBody,
     assemble,
     build_message,
+    clean_header,
     header_block,
     message_head,
     message_id_for,
@@ -116,7 +116,7 @@ class CampaignMail:
             from_header=self.from_header,
             to_name=item.name,
             to_addr=item.email,
-            subject=domain.clean_header_text(subject),
+            subject=clean_header(subject, 300),
             message_id=message_id,
             extra_headers=[("List-Unsubscribe", list_unsubscribe(self.settings, links))],
         )

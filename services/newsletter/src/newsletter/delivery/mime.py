@@ -15,6 +15,7 @@ import binascii
 import email.utils
 import functools
 import hashlib
+import re
 import time
 from collections.abc import Sequence
 from email.header import Header
@@ -22,8 +23,16 @@ from email.header import Header
 from newsletter import domain
 
 
+def clean_header(value: str, limit: int) -> str:
+    """:func:`domain.clean_header_text`, with the common case (printable, single spaces, no space at
+    either end: nothing to collapse) checked in C first: three such values a mail."""
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value[:limit]
+    return domain.clean_header_text(value, limit=limit)
+
+
 def _encode_header_text(value: str, name: str) -> str:
-    value = domain.clean_header_text(value, limit=500)
+    value = clean_header(value, 500)
     if value.isascii() and len(value) < 900:
         return value
     return _rfc2047(value, name)
@@ -35,9 +44,16 @@ def _rfc2047(value: str, name: str) -> str:
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
 
 
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+"""What makes ``formataddr`` quote a name (``email.utils.specialsre``)."""
+
+
 def format_address(name: str, addr: str) -> str:
     """``Name <addr>`` with the name quoted or RFC 2047-encoded as needed, never spanning lines."""
-    return email.utils.formataddr((domain.clean_header_text(name, limit=200), addr), charset="utf-8")
+    name = clean_header(name, 200)
+    if name and name.isascii() and addr.isascii() and not _SPECIALS.search(name):
+        return f"{name} <{addr}>"  # what formataddr makes of it, without its encode attempts
+    return email.utils.formataddr((name, addr), charset="utf-8")
 
 
 def _qp(text: str, cache: dict[str, bytes] | None = None) -> bytes:
@@ -198,7 +214,7 @@ def message_head(
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]
-    headers += [f"{name}: {domain.clean_header_text(value, limit=1900)}" for name, value in extra_headers]
+    headers += [f"{name}: {clean_header(value, 1900)}" for name, value in extra_headers]
     headers.append("")
     return "\r\n".join(headers).encode("utf-8")
 
