@@ -39,6 +39,7 @@ to the committer without waiting: losing one in a crash only sends its row round
 the lease.
 
 The package: ``rendering`` (templates compiled once per campaign), ``mime`` (the message bytes),
-``compose`` (one recipient's message), ``smtp`` (connections and their rate), ``ledger`` (claimed
+``compose`` (one recipient's message), ``smtp`` (connections and their rate: aiosmtplib opens each
+connection, the engine's own protocol writes every message's commands), ``ledger`` (claimed
 rows, outcomes, the group commit's statements) and ``engine`` (the workers and the committer).
 """

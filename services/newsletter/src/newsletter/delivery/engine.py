@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -638,7 +639,7 @@ class DeliveryEngine:
                 raise LeaseLost(item.token)
 
         try:
-            result = await conn.send(self.settings.from_address, item.email, message, before_data=fence)
+            result = await conn.send(self.settings.from_address, item.email, message, before_data=fence, crlf=True)
         except LeaseLost:
             self._settle(item.token)  # the row is another instance's now: no outcome of ours
             return last
@@ -732,8 +733,9 @@ class DeliveryEngine:
         else:  # the common case: plain Core statements on one connection, no ORM session
             async with self.db.engine.begin() as conn:
                 await self._write(conn, sent, simple, now)
-        for o in sent:
-            SENT.labels(o.kind).inc()
+        kinds = Counter(o.kind for o in sent)  # one labelled counter update per kind, not per mail
+        for kind, count in kinds.items():
+            SENT.labels(kind).inc(count)
         self.sent_total += len(sent)
 
     async def _write(self, conn: Any, sent: list[Outcome], simple: list[Outcome], now: datetime) -> None:
