@@ -366,7 +366,9 @@ class OutboxRelay:
                 bootstrap_servers=self.bootstrap_servers,
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=2,
+                # The relay appends a whole batch before it awaits anything: a linger would only
+                # delay the one produce request the batch makes.
+                linger_ms=0,
                 max_batch_size=256 * 1024,
                 request_timeout_ms=15000,
                 **self.credentials.aiokafka(),
