@@ -7,8 +7,10 @@ import contextlib
 import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 from sqlalchemy import func, select
 
 from distretto_dev.testing import DatabaseTarget, headers_of, read_topic, wait_for
@@ -185,3 +187,38 @@ async def test_with_a_retention_published_rows_are_kept_then_pruned(
 
 async def _count_is(coro: object, n: int) -> bool:
     return (await coro) == n  # type: ignore[misc]
+
+
+async def test_a_batch_the_broker_refused_is_sent_again_before_any_later_batch(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    # The relay claims the next batch while the broker acknowledges one; it must send it only once
+    # that one was acknowledged whole, or a key's later events would reach the topic first.
+    for seq in range(30):
+        await credit(db, f"acc-{seq % 3}", 1, seq)
+    relay = relay_for(db, kafka_bootstrap, batch_size=10)
+    sent: list[list[int]] = []
+    real_enqueue = relay._enqueue
+
+    async def refusing_the_second_batch(rows: Any) -> asyncio.Future[Any]:
+        sent.append([json.loads(row.payload)["seq"] for row in rows])
+        if len(sent) == 2:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(KafkaError("refused by the test"))
+            return refused
+        return await real_enqueue(rows)
+
+    relay._enqueue = refusing_the_second_batch  # type: ignore[method-assign]
+    await relay.start()
+    try:
+        await wait_for(lambda: _zero(_rows(db)), what="outbox published and deleted")
+    finally:
+        await relay.stop()
+    assert sent == [list(range(10)), list(range(10, 20)), list(range(10, 20)), list(range(20, 30))]
+    records = await read_topic(kafka_bootstrap, topics, min_count=30)
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_key[r.key.decode()].append(decode(headers_of(r), r.value)[1].seq)  # type: ignore[attr-defined]
+    for key, seqs in per_key.items():
+        assert seqs == sorted(seqs), f"{key} reordered: {seqs}"
+    assert sorted(s for seqs in per_key.values() for s in seqs) == list(range(30))

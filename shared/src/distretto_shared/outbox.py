@@ -22,7 +22,7 @@ import fcntl
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,6 +240,18 @@ _CLAIM_SQL = "SELECT id, topic, key, headers, payload, created_at FROM outbox WH
 _CLAIM_PG = _CLAIM_SQL + " LIMIT $1 FOR UPDATE SKIP LOCKED"
 _CLAIM_SQLITE = _CLAIM_SQL + " LIMIT ?"
 _DELETE_PG = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+# The pipelined relay's claims, made while it holds the relay lock (no row locks: no other relay runs)
+# and while the batch before is being acknowledged — that batch's rows excluded, they are still there.
+_NEXT_PG = (
+    "SELECT id, topic, key, headers, payload, created_at FROM outbox"
+    " WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+)
+# SQLite: one writer at a time, and the batch being acknowledged is still in the table, so every row
+# committed since has a larger id than that batch's last one.
+_NEXT_SQLITE = (
+    "SELECT id, topic, key, headers, payload, created_at FROM outbox"
+    " WHERE published_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+)
 _MARK_PG = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
 
 
@@ -253,11 +265,15 @@ class OutboxRelay:
     One cycle claims up to ``batch_size`` unpublished rows in id order, sends them all, waits for
     the broker's acknowledgements (``acks=all``, idempotent producer) and then deletes them — or,
     with a ``retention``, marks them published and prunes rows published longer ago than that, in
-    batches, at most every ``prune_interval`` seconds. On PostgreSQL the cycle is one transaction
-    on the connection that holds the relay's advisory lock (``SELECT … FOR UPDATE SKIP LOCKED``);
-    on SQLite the rows are read, sent, then deleted by a short write transaction on one
-    connection, so the database's write lock is never held while waiting for the broker.
-    Commits wake the relay; wake-ups arriving while a cycle runs make one more cycle, not one each.
+    batches, at most every ``prune_interval`` seconds. The active relay pipelines its cycles: a
+    batch's rows are deleted while the broker acknowledges the next batch (:meth:`_pipeline`),
+    and the next batch is sent only once the one before was acknowledged whole. It runs on the
+    connection that holds the relay's advisory lock on PostgreSQL, one statement per step (the lock
+    keeps every other relay of the database away, so no row locks); on SQLite the rows are read
+    without a lock and deleted by a short write transaction, so the database's write lock is never
+    held while waiting for the broker. :meth:`publish_pending` (a caller without the lock) claims
+    ``FOR UPDATE SKIP LOCKED`` in one transaction instead. Commits wake the relay; wake-ups arriving
+    while a cycle runs make one more cycle, not one each.
     """
 
     def __init__(
@@ -296,6 +312,8 @@ class OutboxRelay:
         self._next_prune = 0.0
         self._built: tuple[Any, Any] | None = None
         self._sent_ns = 0
+        self._done: Sequence[_Claimed] = ()
+        """The pipelined relay's last batch: acknowledged by the broker, deleted (or marked) next cycle."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -414,11 +432,12 @@ class OutboxRelay:
         while not self._stopping:
             self.last_loop = time.monotonic()
             try:
-                published = await self._cycle(conn)
+                published = await self._cycle(conn, pipelined=True)
                 self.last_error = None
                 backoff = 0.2
             except Exception as exc:  # broker or database away: retry with backoff
                 self.last_error = repr(exc)
+                self._done = ()  # not deleted: sent again (consumers' inboxes absorb the repeats)
                 metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
                 log.warning("outbox publish failed; retrying", error=repr(exc), backoff=backoff)
                 await self._close_producer()
@@ -429,6 +448,12 @@ class OutboxRelay:
                 continue
             if published >= self.batch_size:
                 continue  # more may be waiting
+            if self._done:
+                # The batch just sent is deleted by the next cycle, which also takes what was
+                # committed meanwhile: after the linger, not only after a wake-up.
+                await asyncio.sleep(self.linger)
+                self._wake.clear()
+                continue
             await self._sleep(self.poll_interval)
         return False
 
@@ -436,7 +461,7 @@ class OutboxRelay:
         """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
         try:
             async with asyncio.timeout(timeout):
-                while await self._cycle(conn):
+                while await self._cycle(conn, pipelined=True):
                     pass
         except Exception as exc:
             log.info("outbox not drained at stop; the next start publishes it", error=repr(exc))
@@ -486,16 +511,21 @@ class OutboxRelay:
             self._built = (claim if self.db.sqlite else claim.with_for_update(skip_locked=True), done)
         return self._built
 
-    async def _cycle(self, conn: AsyncConnection | None) -> int:
+    async def _cycle(self, conn: AsyncConnection | None, *, pipelined: bool = False) -> int:
         """Claim → send all → acknowledged → delete (or mark); returns how many were published.
 
         The statements go to the driver itself (asyncpg, aiosqlite), as a hand-written relay would
         send them: a cycle runs many times a second when every use case commits one event.
+        ``pipelined`` (only by the relay holding the lock): see :meth:`_pipeline`.
         """
         now = datetime.now(UTC)
         if conn is None:  # SQLite: never hold the write lock while waiting for the broker
             async with self.db.engine.connect() as sconn:
                 driver = await _driver(sconn)
+                if pipelined and isinstance(driver, aiosqlite.Connection):
+                    published = await self._pipeline_sqlite(sconn, driver)
+                    await self._maybe_prune(sconn)
+                    return published
                 if not isinstance(driver, aiosqlite.Connection):
                     rows = await self._cycle_sqlalchemy_sqlite(sconn)
                 else:
@@ -518,6 +548,10 @@ class OutboxRelay:
                 await self._maybe_prune(sconn)
         else:
             driver = await _driver(conn)
+            if pipelined and isinstance(driver, asyncpg.Connection) and not conn.in_transaction():
+                published = await self._pipeline_pg(driver)
+                await self._maybe_prune(conn)
+                return published
             if isinstance(driver, asyncpg.Connection) and not conn.in_transaction():
                 async with driver.transaction():
                     fetched = await driver.fetch(_CLAIM_PG, self.batch_size)
@@ -545,6 +579,79 @@ class OutboxRelay:
         if rows:
             self._observe(rows, now)
         return len(rows)
+
+    async def _pipeline(
+        self,
+        claim: Callable[[Sequence[_Claimed]], Awaitable[list[_Claimed]]],
+        acknowledge: Callable[[Sequence[_Claimed]], Awaitable[None]],
+    ) -> int:
+        """One pipelined cycle: claim → send → delete (or mark) the batch before → acknowledged.
+
+        The batch the broker acknowledged last cycle is still in the table: this cycle's claim skips
+        it, and it is deleted while the broker acknowledges this cycle's batch, so the database's
+        acknowledgement is off the relay's path. A batch is sent only once the one before was
+        acknowledged whole, so a key's events reach the broker in id order even when a send fails
+        (the failed batch stays in the table and is sent again). Returns how many rows were sent;
+        the next cycle comes right after (see :meth:`_lead`) and deletes them.
+        """
+        done, self._done = self._done, ()
+        rows = await claim(done)
+        if not rows:
+            if done:
+                await acknowledge(done)
+            return 0
+        acks = await self._enqueue(rows)
+        try:
+            if done:
+                await acknowledge(done)
+            await acks
+        except BaseException:
+            acks.cancel()
+            with contextlib.suppress(BaseException):
+                await acks
+            raise
+        self._observe(rows, datetime.now(UTC))
+        self._done = rows
+        return len(rows)
+
+    async def _pipeline_pg(self, driver: asyncpg.Connection) -> int:
+        """:meth:`_pipeline` on the connection holding the relay's advisory lock, one statement each."""
+
+        async def claim(sent: Sequence[_Claimed]) -> list[_Claimed]:
+            fetched = await driver.fetch(_NEXT_PG, self.batch_size, [row.id for row in sent])
+            return [_Claimed(r[0], r[1], r[2], _headers(r[3]), r[4], r[5]) for r in fetched]
+
+        async def acknowledge(rows: Sequence[_Claimed]) -> None:
+            ids = [row.id for row in rows]
+            if self.retention > 0:
+                await driver.execute(_MARK_PG, ids, datetime.now(UTC))
+            else:
+                await driver.execute(_DELETE_PG, ids)
+
+        return await self._pipeline(claim, acknowledge)
+
+    async def _pipeline_sqlite(self, sconn: AsyncConnection, driver: aiosqlite.Connection) -> int:
+        """:meth:`_pipeline` on SQLite: reads without a lock, each acknowledgement a short write transaction."""
+        parse = self._created_at_parser(sconn)
+
+        async def claim(sent: Sequence[_Claimed]) -> list[_Claimed]:
+            after = sent[-1].id if sent else 0
+            fetched = await driver.execute_fetchall(_NEXT_SQLITE, (after, self.batch_size))
+            return [_Claimed(r[0], r[1], r[2], _headers(r[3]), r[4], parse(r[5])) for r in fetched]
+
+        async def acknowledge(rows: Sequence[_Claimed]) -> None:
+            ids = [row.id for row in rows]
+            marks = ", ".join("?" * len(ids))
+            if self.retention > 0:
+                stamp = self._published_value(sconn, datetime.now(UTC))
+                sql, args = f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})", (stamp, *ids)
+            else:
+                sql, args = f"DELETE FROM outbox WHERE id IN ({marks})", tuple(ids)
+            async with self.db.sqlite_writer():
+                # BEGIN IMMEDIATE, the acknowledgement and COMMIT in one trip to the thread.
+                await driver._execute(_acknowledge_in_thread, driver, sql, args)
+
+        return await self._pipeline(claim, acknowledge)
 
     async def _cycle_sqlalchemy_sqlite(self, sconn: AsyncConnection) -> list[Any]:
         """The SQLite cycle through SQLAlchemy (a driver other than aiosqlite)."""
@@ -576,6 +683,10 @@ class OutboxRelay:
         return process(now) if process is not None else now
 
     async def _send(self, rows: Sequence[Any]) -> None:
+        await (await self._enqueue(rows))
+
+    async def _enqueue(self, rows: Sequence[Any]) -> asyncio.Future[Any]:
+        """Hand ``rows`` to the producer, in order; returns what completes once the broker acknowledged them all."""
         producer = await self._ensure_producer()
         self._sent_ns = time.time_ns()
         futures = []
@@ -584,7 +695,7 @@ class OutboxRelay:
             futures.append(
                 await producer.send(row.topic, value=row.payload.encode(), key=row.key.encode(), headers=headers)
             )
-        await asyncio.gather(*futures)
+        return asyncio.gather(*futures)
 
     async def _maybe_prune(self, conn: AsyncConnection) -> None:
         """With a retention: delete rows published before it, a batch at a time, now and then."""
