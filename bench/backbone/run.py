@@ -25,8 +25,9 @@ The ratios Distretto / lean are printed beside them, and for the throughput runs
 each process per 1,000 events (producer + consumer, all threads, over the measured part) with the
 ratio lean / Distretto — a busy machine swings events/s from run to run, CPU per event far less —
 and the CPU the PostgreSQL server and the Kafka broker spent per 1,000 events over the whole run
-(on 2 cores the servers share the CPU with the pipelines, so their share limits events/s too; read
-on an idle machine: every process named ``postgres`` is counted). ``--json`` prints the figures as
+(on 2 cores the servers share the CPU with the pipelines, so their share limits events/s too; the
+broker is the bench's own, but every process named ``postgres`` is counted: read that share on an
+idle machine). ``--json`` prints the figures as
 JSON on stdout (the table then goes to stderr).
 
 Usage: uv run python bench/backbone/run.py [--events 4000] [--rate 500] [--seconds 8]
@@ -575,12 +576,14 @@ SIDES = {
 # -- orchestration ------------------------------------------------------------------------
 
 
-def server_cpu() -> dict[tuple[str, str], tuple[str, float]]:
+def server_cpu(broker_dir: str | None = None) -> dict[tuple[str, str], tuple[str, float]]:
     """CPU seconds so far (user + system) of the machine's PostgreSQL server processes and Kafka brokers.
 
     Keyed by (pid, start time): every process named ``postgres`` (the server and its backends) and
-    every JVM running ``kafka.Kafka``, each with its own CPU and that of the children it reaped.
-    :func:`server_cpu_delta` takes the difference of two readings.
+    every JVM running ``kafka.Kafka`` — with ``broker_dir``, only the broker whose command line names
+    it (the bench's own throwaway broker; other brokers on a shared machine are not counted) — each
+    with its own CPU and that of the children it reaped. :func:`server_cpu_delta` takes the
+    difference of two readings.
     """
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[tuple[str, str], tuple[str, float]] = {}
@@ -595,8 +598,9 @@ def server_cpu() -> dict[tuple[str, str], tuple[str, float]]:
                 side = "postgresql"
             elif comm == b"java":
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"kafka.Kafka" not in f.read():
-                        continue
+                    cmdline = f.read()
+                if b"kafka.Kafka" not in cmdline or (broker_dir is not None and broker_dir.encode() not in cmdline):
+                    continue
                 side = "broker"
             else:
                 continue
@@ -789,10 +793,13 @@ def one_run(
     cpu: dict[str, float] = {}
     try:
         timeout = (args.seconds + 120) if mode == "latency" else args.timeout
-        before = server_cpu()
+        # The throwaway broker's folder is on its command line; an external broker (KAFKA_BOOTSTRAP_SERVERS)
+        # is counted as every broker of the machine.
+        broker_dir = None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() else tmp
+        before = server_cpu(broker_dir)
         tput, lat, n, reached = two_processes(spec, timeout=timeout, cpu=cpu)
         if mode == "throughput":
-            for side, seconds in server_cpu_delta(before, server_cpu()).items():
+            for side, seconds in server_cpu_delta(before, server_cpu(broker_dir)).items():
                 cpu[f"server:{side}"] = seconds
         if backend != "-":
             effects = asyncio.run(count_effects(urls[1], schemas[1]))
@@ -922,8 +929,8 @@ def cpu_table(
             f"tput_{k}": v for k, v in zip(args.per_tx, servers, strict=True)
         }
     print(
-        "  (every process named postgres and the broker's JVM, over the whole run, warm-up included: on a\n"
-        "   shared machine it counts other work on the same server too; on SQLite the PostgreSQL share is others')",
+        "  (every process named postgres and the bench's own broker, over the whole run, warm-up included: on a\n"
+        "   shared machine the PostgreSQL share counts other work on the server too — on SQLite it is others')",
         file=out,
     )
 
