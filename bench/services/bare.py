@@ -1,11 +1,15 @@
 """The yardstick of the request-path benchmark: a bare FastAPI + SQLAlchemy Core app.
 
-It answers the benchmark's routes of each service with the same SQL statements the service issues
-(the same tables, on the same database, migrated by the service itself; the aggregate a write
-changes loaded ``FOR UPDATE`` as the service's units of work do), and nothing else: no
-credential, no middleware, no request metrics, no logging, no pydantic models, no ORM. Writes take
-the same locks (SQLite: ``BEGIN IMMEDIATE``) and commit as the service does, outbox row included.
-What the service costs beyond this is what its plumbing costs.
+It answers the benchmark's routes of each service with the SQL statements of the aggregate a
+route reads or changes (the same tables, on the same database, migrated by the service itself; the
+aggregate a write changes loaded ``FOR UPDATE`` as the service's units of work do), and nothing
+else: no credential, no middleware, no request metrics, no logging, no pydantic models, no ORM.
+Writes take the same locks (SQLite: ``BEGIN IMMEDIATE``) and commit as the service does, outbox
+row included. What a service does besides in the same request is left out and counted in the
+service's figure: matchmaking's search index (its items, change log and encoding queue, written in
+the write's transaction, and the vectors its encoder child computes after), projects' deadline
+schedule, the newsletter's wake-up of its delivery engine. What the service costs beyond this is
+its plumbing and that extra work.
 
     uv run python bench/services/bare.py --service membership --url <SQLAlchemy URL> [--schema S] --port P
 

@@ -15,7 +15,7 @@ Processes (all on this machine):
   service  ``python -m <service> serve`` (uvicorn, as deployed): every request carries a real
            ``X-Distretto-Identity`` credential signed by a gateway key the service trusts (one
            principal per client, as the gateway's cached credentials are); logs at INFO, JSON
-  bare     ``bench/services/bare.py``: the same SQL on the same database (the yardstick)
+  bare     ``bench/services/bare.py``: the aggregate's SQL on the same database (the yardstick)
   broker   one Kafka broker (KRaft, SASL/SCRAM) the services' relays publish to, unless
            ``KAFKA_BOOTSTRAP_SERVERS`` names one (topics get a prefix unique to the run)
   load     this script, while it measures: asyncio + uvloop, raw sockets, N keep-alive
