@@ -10,6 +10,10 @@ from sqlmodel import Column, Field
 from distretto_shared.conventions import UtcDateTime
 from newsletter.tables import Base, timestamp_column, utcnow
 
+# The predicates of the ledger's partial indexes (the same text in migration 0012).
+TRANSACTIONAL = sa.text("campaign_id IS NULL")
+TO_SEND = sa.text("status IN ('pending', 'sending')")
+
 
 class Delivery(Base, table=True):
     """One mail to one recipient: the ledger row that makes delivery exactly-once.
@@ -17,6 +21,12 @@ class Delivery(Base, table=True):
     Campaign rows are one per (campaign, subscriber) (unique); transactional rows
     (confirmation, welcome) are unique by ``dedupe_key`` and carry their rendered content.
     Status: pending → sending (claimed with a token and a lease) → sent | failed | skipped | cancelled.
+
+    Both secondary indexes are partial, so that a mail's three row writes (freeze, claim, outcome)
+    touch as few indexes as possible: ``dedupe_key`` is indexed for transactional rows only (campaign
+    rows are unique by (campaign, subscriber) already; a lookup by key names ``campaign_id IS NULL``),
+    and on PostgreSQL the status index holds only the rows still to send (``pending``, ``sending``:
+    what claims, lease renewals and take-backs look for) — a row that reaches its outcome leaves it.
     """
 
     __tablename__ = "delivery"
@@ -24,7 +34,7 @@ class Delivery(Base, table=True):
     campaign_id: str | None = Field(default=None, max_length=32)
     subscriber_id: str | None = Field(default=None, max_length=32)
     kind: str = Field(default="campaign", max_length=20)
-    dedupe_key: str = Field(max_length=200, unique=True)
+    dedupe_key: str = Field(max_length=200)
     email: str | None = Field(default=None, max_length=254)
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(sa.JSON, nullable=True))
     status: str = Field(default="pending", max_length=20)
@@ -42,7 +52,23 @@ class Delivery(Base, table=True):
     )
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
-        sa.Index("ix_delivery_status_campaign", "status", "campaign_id", "id"),
+        sa.Index(
+            "uq_delivery_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=TRANSACTIONAL,
+            sqlite_where=TRANSACTIONAL,
+        ),
+        sa.Index(
+            "ix_delivery_status_campaign",
+            "status",
+            "campaign_id",
+            "id",
+            # PostgreSQL only: SQLite's planner does not see that ``status = 'pending'`` implies this
+            # predicate (it would scan the table), and its updates rewrite only the indexes of the
+            # columns they change, so it has less to save.
+            postgresql_where=TO_SEND,
+        ),
     )
 
 

@@ -286,7 +286,9 @@ async def _welcome_once(
 ) -> None:
     """Queue the welcome mail unless it was queued before, or segments marked ``welcome`` leave this contact out."""
     key = f"welcome:{contact.organisation_id}:{contact.contact_id}"
-    if (await session.execute(select(Delivery.id).where(Delivery.dedupe_key == key))).first() is not None:
+    # campaign_id IS NULL: the predicate of the key's (partial) unique index
+    queued = select(Delivery.id).where(Delivery.dedupe_key == key, col(Delivery.campaign_id).is_(None))
+    if (await session.execute(queued)).first() is not None:
         return
     if not await segments.in_welcome_segment(session, sub.id):
         log.info("welcome not sent: the contact is in no welcome segment", organisation_id=contact.organisation_id)
