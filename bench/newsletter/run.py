@@ -5,8 +5,9 @@
     uv run python bench/newsletter/run.py --postgres-url postgresql+asyncpg://user:pw@host/db
 
 In each round, taking turns against a fresh counting SMTP sink (aiosmtpd, its own process): the
-raw baseline (prerendered messages sent with aiosmtplib over the same number of connections: no
-database, no rendering, no ledger), then the engine on a SQLite file, then on PostgreSQL (a schema
+raw baseline (the same campaign's mails, rendered beforehand by the engine's composer, sent with
+aiosmtplib over the same number of connections: no database, no rendering, no ledger; the sink
+reads the same bytes per mail from both), then the engine on a SQLite file, then on PostgreSQL (a schema
 of its own, dropped afterwards; skipped without a URL). Printed per engine, as min/median/max over
 the rounds: emails/s from the start command to the last mail, and once flowing (from the 10th to
 the 90th percentile of the mails, as the sink saw them); CPU per mail of this process (the sender;
@@ -130,21 +131,44 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 1)[0]
 
 
-def sample_messages(count: int) -> list[bytes]:
-    from newsletter.delivery import mime
+BODY = "Notizie del distretto. " * 60
+SUBJECT = "Notizie dal Distretto, {{ subscriber.name }}"
+BODY_HTML = "<h1>Ciao {{ subscriber.name }}</h1><p>" + BODY + "</p>"
+BODY_TEXT = "Ciao {{ subscriber.name }}\n\n" + BODY
+"""The campaign both sides send: the engine renders it per recipient, the raw baseline sends it prerendered."""
 
-    body = "Notizie del distretto. " * 60
+
+def sample_messages(count: int) -> list[bytes]:
+    """The engine's own mails of the bench's campaign, rendered beforehand (by the engine's composer:
+    the same headers, unsubscribe footer and encoding, so the sink reads the same bytes from both)."""
+    from newsletter.campaigns.models import Campaign
+    from newsletter.config import Settings
+    from newsletter.delivery.compose import CampaignMail
+    from newsletter.delivery.ledger import Claimed
+    from newsletter.delivery.mime import format_address
+    from newsletter.templates.models import Template
+
+    settings = Settings(link_base_url="https://distretto.example/newsletter", secret_key=secrets.token_urlsafe(32))
+    template = Template(name="bench", subject=SUBJECT, body_html=BODY_HTML, body_text=BODY_TEXT)
+    campaign = Campaign(name="bench", subject=SUBJECT, template_id=template.id, lists=["all"])
+    mail = CampaignMail(
+        settings, campaign, template, from_header=format_address(settings.from_name, settings.from_address)
+    )
     return [
-        mime.build_message(
-            from_header="Distretto <news@distretto.example>",
-            to_name=f"Recipient {i}",
-            to_addr=f"r{i}@example.org",
-            subject=f"Notizie dal Distretto, Recipient {i}",
-            text=f"Ciao Recipient {i}\n\n{body}",
-            html=f"<h1>Ciao Recipient {i}</h1><p>{body}</p>",
-            message_id=mime.message_id_for("bench", str(i), "distretto.example"),
-            extra_headers=[("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
-        )
+        mail.compose(
+            Claimed(
+                id=i,
+                token="",
+                kind="campaign",
+                campaign_id=campaign.id,
+                subscriber_id=secrets.token_hex(16),
+                email=f"r{i}@example.org",
+                payload=None,
+                attempts=0,
+                name=f"Recipient {i}",
+                attributes={"city": "Siena"},
+            )
+        )[1]
         for i in range(count)
     ]
 
@@ -189,7 +213,7 @@ async def baseline(n: int, connections: int, messages: list[bytes]) -> dict[str,
 
         async def worker(client: aiosmtplib.SMTP) -> None:
             for i in queue:
-                await client.mail("news@distretto.example")
+                await client.mail("newsletter@distretto.example")
                 await client.rcpt(f"r{i}@example.org")
                 await client.data(messages[i % len(messages)])
 
@@ -301,9 +325,9 @@ async def engine_run(n: int, args: argparse.Namespace, url: str, workdir: Path, 
             ctx,
             TemplateCreate(
                 name="bench",
-                subject="Notizie dal Distretto, {{ subscriber.name }}",
-                body_html="<h1>Ciao {{ subscriber.name }}</h1><p>" + "Notizie del distretto. " * 60 + "</p>",
-                body_text="Ciao {{ subscriber.name }}\n\n" + "Notizie del distretto. " * 60,
+                subject=SUBJECT,
+                body_html=BODY_HTML,
+                body_text=BODY_TEXT,
             ),
         )
         campaign = await campaigns.create_campaign(
