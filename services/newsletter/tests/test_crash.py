@@ -240,6 +240,8 @@ async def test_a_paused_worker_whose_claim_was_taken_back_sends_nothing(
         assert (await ledger(database)) == Counter({"sent": 3})
     finally:
         await conn.close()
+        await paused.stop()  # (the connections their commits keep)
+        await other.stop()
         await db.dispose()
 
 

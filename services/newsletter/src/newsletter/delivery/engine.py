@@ -40,8 +40,8 @@ from newsletter.delivery.ledger import (
     Claimed,
     D,
     Outcome,
+    PgRecorder,
     SqliteRecorder,
-    pg_record,
 )
 from newsletter.delivery.mime import build_message, format_address, message_id_for
 from newsletter.delivery.smtp import SendResult, SmtpConnection, SmtpServer, parse_servers
@@ -112,7 +112,7 @@ class DeliveryEngine:
         self._sqlite = SqliteRecorder.for_database(db)
         self._unnest = not db.sqlite
         # the group commit's common case on PostgreSQL: one statement, committed on its own
-        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._pg = PgRecorder(db.engine) if self._unnest else None
         self.sent_total = 0
         self.first_sent_at: float | None = None
         """When the first mail of this engine was accepted (monotonic; the benchmark's start-to-first-mail)."""
@@ -176,6 +176,8 @@ class DeliveryEngine:
         self._helpers.clear()
         if self._sqlite is not None:
             self._sqlite.close()
+        if self._pg is not None:
+            await self._pg.close()
 
     _committing = False
 
@@ -727,9 +729,8 @@ class DeliveryEngine:
                 await self._write_failures(session, rest, now)
         elif self._sqlite is not None:  # the common case on SQLite: one thread hand-off per commit
             await self._sqlite.write(sent, simple, [], now)
-        elif self._unnest:  # the common case on PostgreSQL: one statement, its own transaction
-            async with self._autocommit.connect() as conn:
-                await pg_record(conn, sent, simple, now)
+        elif self._pg is not None:  # the common case on PostgreSQL: one statement, its own transaction
+            await self._pg.record(sent, simple, now)
         else:  # the common case: plain Core statements on one connection, no ORM session
             async with self.db.engine.begin() as conn:
                 await self._write(conn, sent, simple, now)
