@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast
+from sqlalchemy import String, bindparam, cast
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
+from sqlmodel import col, select
 
 from distretto_shared.db import load
 from distretto_shared.web import NotFound
@@ -15,6 +15,7 @@ from matchmaking.opportunities.domain import OpportunityStatus
 from matchmaking.opportunities.models import (
     Opportunity,
 )
+from matchmaking.profiles.models import Organisation
 
 
 async def get_opportunity_row(session: AsyncSession, opportunity_id: str) -> Opportunity:
@@ -41,6 +42,31 @@ async def opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, 
     o = await load(session, Opportunity, opportunity_id)
     if o is not None and ctx.acts_for(o.owner_organisation_id):
         return o
+    if o is not None and is_published(o) and not ctx.principal.is_anonymous:
+        ctx.require_private_of(o.owner_organisation_id, what)
+    raise NotFound(f"opportunity {opportunity_id} not found")
+
+
+_WITH_OWNER = (
+    select(Opportunity, Organisation.status)
+    .outerjoin(Organisation, col(Organisation.organisation_id) == col(Opportunity.owner_organisation_id))
+    .where(col(Opportunity.id) == bindparam("opportunity_id", type_=String))
+    .with_for_update(of=Opportunity)  # the opportunity's row only (SQLite: one writer anyway)
+    .execution_options(populate_existing=True)
+)
+"""An opportunity (``opportunity_id``), locked and read afresh, and its owner's status (built once)."""
+
+
+async def opportunity_and_owner_for(
+    ctx: Ctx, session: AsyncSession, opportunity_id: str, what: str
+) -> tuple[Opportunity, bool]:
+    """In a unit of work: :func:`opportunity_for` (the row locked and read afresh, as ``load`` does),
+    and whether its owner is an active organisation (its profile lists the opportunity), read by
+    the same statement."""
+    row = (await session.execute(_WITH_OWNER, {"opportunity_id": opportunity_id})).first()
+    o, status = (row[0], row[1]) if row is not None else (None, None)
+    if o is not None and ctx.acts_for(o.owner_organisation_id):
+        return o, status == "active"
     if o is not None and is_published(o) and not ctx.principal.is_anonymous:
         ctx.require_private_of(o.owner_organisation_id, what)
     raise NotFound(f"opportunity {opportunity_id} not found")

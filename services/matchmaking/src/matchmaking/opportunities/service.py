@@ -23,8 +23,13 @@ from matchmaking.opportunities.models import (
     OpportunityUpdate,
     RenewRequest,
 )
-from matchmaking.opportunities.repository import get_opportunity_row, opportunity_for, opportunity_query
-from matchmaking.profiles.repository import org_names
+from matchmaking.opportunities.repository import (
+    get_opportunity_row,
+    opportunity_and_owner_for,
+    opportunity_for,
+    opportunity_query,
+)
+from matchmaking.profiles.repository import org_names, org_names_and_status
 from matchmaking.search.indexing import OPPORTUNITY, refresh_documents
 from matchmaking.tables import utcnow
 
@@ -77,8 +82,12 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                 if existing.first():
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             session.add(o)
-            add_event(session, _published_event(o, await org_names(ctx, session)), source=ctx.source)
-            await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"], created=True)
+            owner = o.owner_organisation_id
+            names, owner_status = await org_names_and_status(ctx, session, owner)
+            add_event(session, _published_event(o, names), source=ctx.source)
+            await refresh_documents(
+                ctx, session, [f"{OPPORTUNITY}:{o.id}"], created=True, owners_active={owner: owner_status == "active"}
+            )
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return to_public(o)
@@ -91,7 +100,7 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
         raise Invalid("nothing to change")
     # One unit of work: the row is loaded (and the caller's right to it checked) once.
     async with ctx.db.transaction() as session:
-        o = await opportunity_for(ctx, session, opportunity_id, "change this opportunity")
+        o, owner_active = await opportunity_and_owner_for(ctx, session, opportunity_id, "change this opportunity")
         is_search = o.opportunity_type == OpportunityType.PARTNER_SEARCH
         for name in ("topic_code", "role_sought", "deadline"):
             if not is_search and changes.get(name) is not None:
@@ -102,7 +111,9 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
             setattr(o, name, value.value if hasattr(value, "value") else value)
         o.updated_at = utcnow()
         session.add(o)
-        await refresh_documents(ctx, session, [f"{OPPORTUNITY}:{o.id}"])
+        await refresh_documents(
+            ctx, session, [f"{OPPORTUNITY}:{o.id}"], owners_active={o.owner_organisation_id: owner_active}
+        )
     return to_public(o)
 
 

@@ -20,6 +20,13 @@ async def org_names(ctx: Ctx, session: AsyncSession) -> NamePatterns:
     return await ctx.get(OrganisationNames).patterns(session)
 
 
+async def org_names_and_status(
+    ctx: Ctx, session: AsyncSession, organisation_id: str
+) -> tuple[NamePatterns, str | None]:
+    """:func:`org_names`, and the status of one organisation (None: not known here), in one statement."""
+    return await ctx.get(OrganisationNames).patterns_and_status(session, organisation_id)
+
+
 async def projects_of(session: AsyncSession, organisation_id: str) -> list[Project]:
     q = (
         select(Project)

@@ -21,8 +21,8 @@ every document with its current texts — a backfill of a whole register is the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import String, bindparam, delete, func, or_, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import literal as sa_literal
@@ -51,7 +51,7 @@ from matchmaking.search.embeddings import DIM, MODEL_ID, Encoder, text_hash
 from matchmaking.search.engine import Engine
 from matchmaking.search.index import Item as IndexItemVector
 from matchmaking.search.index import ItemMeta
-from matchmaking.search.store import EncodeQueue, IndexChange, IndexItem, TextVector
+from matchmaking.search.store import EncodeQueue, IndexChange, IndexItem, TextVector, log_order
 from matchmaking.tables import utcnow
 
 log = get_logger(__name__)
@@ -204,51 +204,59 @@ _UPSERT_ITEMS = _sqlite_upsert_items()
 has no cache key: it was compiled again on every write)."""
 
 
-def change_lock_key(ctx: Ctx) -> int:
-    """The transaction lock that orders the change log (advisory locks are database-wide: the schema counts)."""
-    return zlib.crc32(f"distretto-matchmaking-index-{ctx.db.schema or ''}".encode()) & 0x7FFFFFFF
-
-
 _CHANGES = "matchmaking_index_changes"
-"""``session.info`` key: (the advisory lock's key or None on SQLite, the document keys to log)."""
+"""``session.info`` key: the document keys the unit of work logs at its commit."""
 _LOGGED = "matchmaking_index_logged"
 """``session.info`` key: the change-log entries (id, key) the unit of work appended (set at its commit)."""
+_APPENDED = "matchmaking_index_appended"
+"""``session.info`` key: the keys the unit of work has appended to the change log already."""
+_WATCHED = "matchmaking_index_watched"
+"""``session.info`` key: the ``IndexState`` of the writer that indexes the unit of work's documents
+itself once it committed (its entries are marked in flight there until then)."""
 
 
 async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> None:
-    """Append ``keys`` to the change log when the unit of work commits (as its last statements).
+    """Append ``keys`` to the change log when the unit of work commits (on PostgreSQL, the writes of
+    :func:`record_items` append theirs with the items, in the same statement).
 
-    On PostgreSQL the writer first takes a transaction-level advisory lock, held until its commit:
-    change ids are then handed out in commit order, so a follower that has read id ``n`` has seen
-    every committed id below it. SQLite has one writer at a time anyway. The lock is taken just
-    before the commit (``_write_changes``), so concurrent writers queue behind each other for the
-    append and the commit only, not for the rest of their work.
+    The entries' commit order is the database's to record (:func:`~matchmaking.search.store.log_order`):
+    on PostgreSQL each gets its ``seq`` at the commit, from a deferred trigger that takes a
+    transaction lock for the commit only (migration 0004), so writers never hold a lock across a
+    round trip to the client; SQLite has one writer at a time, its ids are in commit order.
     """
     keys = set(keys)
     if not keys:
         return
-    pending: tuple[int | None, set[str]] | None = session.info.get(_CHANGES)
+    pending: set[str] | None = session.info.get(_CHANGES)
     if pending is None:
-        pending = (None if ctx.db.sqlite else change_lock_key(ctx), set())
-        session.info[_CHANGES] = pending
-    pending[1].update(keys)
+        pending = session.info[_CHANGES] = set()
+    pending.update(keys)
+
+
+def _appended(session: Session | AsyncSession, logged: list[tuple[int, str]]) -> None:
+    """Record change-log entries the unit of work appended: read by the writer's after-commit hook
+    (what it indexed itself, its follower need not load again), marked in flight for the follower."""
+    session.info.setdefault(_LOGGED, []).extend(logged)
+    session.info.setdefault(_APPENDED, set()).update(key for _, key in logged)
+    state: IndexState | None = session.info.get(_WATCHED)
+    if state is not None:
+        # In flight until the writer's hook: a follower reading one meanwhile marks it (and loads it).
+        for change_id, _ in logged:
+            state.inflight[change_id] = False
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_changes(session: Session) -> None:
-    """Append the unit of work's change-log entries, after its other rows, just before it commits."""
-    pending = session.info.pop(_CHANGES, None)
-    if not pending:
+    """Append the unit of work's change-log entries not appended yet, just before it commits."""
+    keys = session.info.pop(_CHANGES, set()) - session.info.get(_APPENDED, set())
+    if not keys:
         return
-    lock_key, keys = pending
     session.flush()
     conn = session.connection()
     now = utcnow()
     logged: list[tuple[int, str]] = []
-    if lock_key is not None:
-        # The lock and the append in one round trip (the lock's one-row subquery yields before any
-        # row is inserted, so every id is handed out under it).
-        result = conn.execute(_LOCKED_APPEND, {"lock": lock_key, "keys": sorted(keys), "now": now})
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(_APPEND_PG, {"keys": sorted(keys), "now": now})
         logged = [(int(i), str(k)) for i, k in result.all()]
     else:
         table = IndexChange.__table__  # type: ignore[attr-defined]
@@ -256,14 +264,12 @@ def _write_changes(session: Session) -> None:
             stmt = table.insert().returning(table.c.id, table.c.doc_key)
             result = conn.execute(stmt, [{"doc_key": k, "created_at": now} for k in chunk])
             logged += [(int(i), str(k)) for i, k in result.all()]
-    # Read by the writer's after-commit hook: what it indexed itself, its follower need not load again.
-    session.info[_LOGGED] = logged
+    _appended(session, logged)
 
 
-_LOCKED_APPEND = text(
+_APPEND_PG = text(
     "INSERT INTO index_change (doc_key, created_at) "
-    "SELECT k, CAST(:now AS timestamptz) FROM (SELECT pg_advisory_xact_lock(CAST(:lock AS bigint))) AS l, "
-    "unnest(CAST(:keys AS text[])) AS k RETURNING id, doc_key"
+    "SELECT k, CAST(:now AS timestamptz) FROM unnest(CAST(:keys AS text[])) AS k RETURNING id, doc_key"
 )
 
 
@@ -271,8 +277,18 @@ _LOCKED_APPEND = text(
 def _drop_changes(session: Session) -> None:
     """A rolled-back unit of work logs nothing."""
     session.info.pop(_CHANGES, None)
-    session.info.pop(_LOGGED, None)
+    session.info.pop(_APPENDED, None)
+    logged = session.info.pop(_LOGGED, None)
+    state: IndexState | None = session.info.pop(_WATCHED, None)
+    if state is not None and logged:
+        for change_id, _ in logged:
+            state.inflight.pop(change_id, None)
 
+
+_KNOWN_VECTORS = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(
+    col(TextVector.text_hash).in_(bindparam("hashes", expanding=True))
+)
+"""The stored vectors of some texts (``hashes``: their fingerprints)."""
 
 _QUEUE_TEXT = sqlite.insert(EncodeQueue).on_conflict_do_nothing()
 """SQLite: a text queued unless it is already (built once, run with a list of rows: its compiled form is cached)."""
@@ -288,8 +304,7 @@ async def enqueue_texts(session: AsyncSession, texts: dict[str, str]) -> dict[st
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
     for chunk in _chunks(hashes):
-        q = sa_select(col(TextVector.text_hash), col(TextVector.vector)).where(col(TextVector.text_hash).in_(chunk))
-        known |= {h: v for h, v in (await conn.execute(q)).all()}
+        known |= {h: v for h, v in (await conn.execute(_KNOWN_VECTORS, {"hashes": list(chunk)})).all()}
     missing = [h for h in hashes if h not in known]
     now = utcnow()
     for chunk in _chunks(missing):
@@ -308,23 +323,31 @@ _WRITE_ITEMS = text(
     "queued AS (INSERT INTO encode_queue (text_hash, text, length, created_at) "
     "SELECT h, t, n, CAST(:now AS timestamptz) "
     "FROM unnest(CAST(:hashes AS text[]), CAST(:texts AS text[]), CAST(:lengths AS integer[])) AS v(h, t, n) "
-    "WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.text_hash = v.h) ON CONFLICT DO NOTHING) "
-    "SELECT text_hash, vector FROM known"
+    "WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.text_hash = v.h) ON CONFLICT DO NOTHING), "
+    "logged AS (INSERT INTO index_change (doc_key, created_at) "
+    "SELECT k, CAST(:now AS timestamptz) FROM unnest(CAST(:logged AS text[])) AS k RETURNING id, doc_key) "
+    "SELECT text_hash, vector, CAST(NULL AS integer) FROM known UNION ALL SELECT doc_key, NULL, id FROM logged"
 )
-"""PostgreSQL: ``index_item`` rows written or overwritten, and their new texts queued unless they
-have a vector (whose stored vectors it returns), in one round trip (the two writes touch different
-tables; ``known`` is read before either writes)."""
+"""PostgreSQL: ``index_item`` rows written or overwritten, their new texts queued unless they have
+a vector (whose stored vectors it returns), and the documents' change-log entries appended (whose
+ids it returns), in one round trip (the writes touch different tables; ``known`` is read before
+any writes; the entries' commit order is given at the commit, see :func:`log_changes`)."""
 
 
-async def _write_items_pg(conn: Any, rows: list[dict[str, Any]], texts: dict[str, str]) -> dict[str, bytes]:
-    """Write ``rows`` to ``index_item`` and queue the ``texts`` without a vector (by fingerprint);
-    returns the stored vectors of the others. ``CHUNK`` rows and texts per statement."""
+async def _write_items_pg(
+    conn: Any, rows: list[dict[str, Any]], texts: dict[str, str], changes: list[str]
+) -> tuple[dict[str, bytes], list[tuple[int, str]]]:
+    """Write ``rows`` to ``index_item``, queue the ``texts`` without a vector (by fingerprint) and
+    append ``changes`` to the change log; returns the stored vectors of the others and the entries
+    appended (id, key). ``CHUNK`` rows, texts and changes per statement."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
+    logged: list[tuple[int, str]] = []
     now = utcnow()
-    for start in range(0, max(len(rows), len(hashes)), CHUNK):
+    for start in range(0, max(len(rows), len(hashes), len(changes)), CHUNK):
         part, chunk = rows[start : start + CHUNK], hashes[start : start + CHUNK]
         params = {
+            "logged": changes[start : start + CHUNK],
             "docs": [r["doc_key"] for r in part],
             "items": [r["item_key"] for r in part],
             "kinds": [r["kind"] for r in part],
@@ -336,9 +359,45 @@ async def _write_items_pg(conn: Any, rows: list[dict[str, Any]], texts: dict[str
             "lengths": [len(texts[h]) for h in chunk],
             "now": now,
         }
-        found = (await conn.execute(_WRITE_ITEMS, params)).all()
-        known |= {h: bytes(v) for h, v in found}
-    return known
+        for key, vector, change_id in (await conn.execute(_WRITE_ITEMS, params)).all():
+            if change_id is None:
+                known[key] = bytes(vector)
+            else:
+                logged.append((int(change_id), str(key)))
+    return known, logged
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escape character ``/``) matching the strings that start with ``prefix``."""
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+@functools.lru_cache(maxsize=64)
+def _current_items(whole: bool, narrowed: int) -> Any:
+    """The recorded items of some documents whole (parameter ``whole``: their keys) and of
+    ``narrowed`` others under a prefix (``doc<n>``, ``prefix<n>``: a LIKE pattern). Built once per
+    shape: building a statement cost a write more than running it."""
+    where: list[Any] = [col(IndexItem.doc_key).in_(bindparam("whole", expanding=True))] if whole else []
+    where += [
+        (col(IndexItem.doc_key) == bindparam(f"doc{n}", type_=String))
+        & col(IndexItem.item_key).like(bindparam(f"prefix{n}", type_=String), escape="/")
+        for n in range(narrowed)
+    ]
+    return sa_select(
+        col(IndexItem.doc_key),
+        col(IndexItem.item_key),
+        col(IndexItem.kind),
+        col(IndexItem.lang),
+        col(IndexItem.label),
+        col(IndexItem.text_hash),
+    ).where(or_(*where))
+
+
+_DELETE_ITEMS = delete(IndexItem).where(
+    col(IndexItem.doc_key) == bindparam("doc", type_=String),
+    col(IndexItem.item_key).in_(bindparam("stale", expanding=True)),
+)
+"""Some items of one document (``doc``, ``stale``: their item keys) dropped."""
 
 
 async def record_items(
@@ -373,31 +432,19 @@ async def record_items(
     upserts: list[dict[str, Any]] = []
     for chunk in _chunks(keys):
         whole = [k for k in chunk if k not in parts and k not in new]
-        where = [col(IndexItem.doc_key).in_(whole)] if whole else []
-        where += [
-            (col(IndexItem.doc_key) == k) & col(IndexItem.item_key).startswith(parts[k], autoescape=True)
-            for k in chunk
-            if k in parts and k not in new
-        ]
+        narrowed = [k for k in chunk if k in parts and k not in new]
         current: dict[tuple[str, str], tuple[str, str | None, str, str]] = {}
-        if where:
-            q = sa_select(
-                col(IndexItem.doc_key),
-                col(IndexItem.item_key),
-                col(IndexItem.kind),
-                col(IndexItem.lang),
-                col(IndexItem.label),
-                col(IndexItem.text_hash),
-            ).where(or_(*where))
-            found = (await conn.execute(q)).all()
+        if whole or narrowed:
+            params: dict[str, Any] = {"whole": whole} if whole else {}
+            for n, k in enumerate(narrowed):
+                params[f"doc{n}"], params[f"prefix{n}"] = k, _like_prefix(parts[k])
+            found = (await conn.execute(_current_items(bool(whole), len(narrowed)), params)).all()
             current = {(d, i): (kind, lang, label, h) for d, i, kind, lang, label, h in found}
         wanted = {(k, i.key): i for k in chunk for i in items[k]}
         gone = [pair for pair in current if pair not in wanted]
         for doc_key in sorted({d for d, _ in gone}):
             stale = [item for d, item in gone if d == doc_key]
-            await conn.execute(
-                delete(IndexItem).where(col(IndexItem.doc_key) == doc_key, col(IndexItem.item_key).in_(stale))
-            )
+            await conn.execute(_DELETE_ITEMS, {"doc": doc_key, "stale": stale})
         rows = []
         kept: set[str] = set()
         for (d, _), i in wanted.items():
@@ -417,11 +464,15 @@ async def record_items(
             upserts += rows
         rewritten |= {k for k in chunk if k not in parts and k not in kept}
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
+    changes = [change_key(k, parts.get(k)) for k in keys]
     if ctx.db.sqlite:
         stored = await enqueue_texts(session, fresh) if fresh else {}
+        await log_changes(ctx, session, changes)
     else:
-        stored = await _write_items_pg(conn, upserts, fresh)
-    await log_changes(ctx, session, [change_key(k, parts.get(k)) for k in keys])
+        # The change-log entries go with the items (the log's order is the commit's, not the append's).
+        appended: set[str] = session.info.get(_APPENDED, set())
+        stored, logged = await _write_items_pg(conn, upserts, fresh, sorted(set(changes) - appended))
+        _appended(session, logged)
     out: Recorded = {}
     for key in sorted(rewritten):
         written = sorted(items[key], key=lambda i: i.key)
@@ -525,11 +576,18 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None, *, wit
             q2 = select(Organisation).where(col(Organisation.organisation_id).in_(chunk))
             organisations |= {o.organisation_id: o for o in (await session.execute(q2)).scalars()}
     projects: dict[str, list[Project]] = {}
-    pairs = select(Participation.organisation_id, Project).join(
-        Project, col(Project.project_id) == col(Participation.project_id)
-    )
     wanted = sorted(organisations)
-    if org_ids is None:
+    # Built only when used: a writer's opportunity alone (no profile) needs neither statement.
+    pairs = (
+        select(Participation.organisation_id, Project).join(
+            Project, col(Project.project_id) == col(Participation.project_id)
+        )
+        if org_ids is None or wanted
+        else None
+    )
+    if pairs is None:
+        rows = []
+    elif org_ids is None:
         rows = list((await session.execute(pairs)).all())
     else:
         rows = []
@@ -540,7 +598,6 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None, *, wit
     for listed in projects.values():
         listed.sort(key=lambda p: p.project_id)
     published: dict[str, list[Opportunity]] = {}
-    active = select(Opportunity).where(Opportunity.status == OpportunityStatus.ACTIVE.value)
     if not with_items:
         owned = []
     elif org_ids is None:
@@ -548,7 +605,11 @@ async def load_sources(session: AsyncSession, keys: Sequence[str] | None, *, wit
     else:
         owned = []
         for chunk in _chunks(wanted):
-            q3 = active.where(col(Opportunity.owner_organisation_id).in_(chunk))
+            q3 = (
+                select(Opportunity)
+                .where(Opportunity.status == OpportunityStatus.ACTIVE.value)
+                .where(col(Opportunity.owner_organisation_id).in_(chunk))
+            )
             owned += (await session.execute(q3)).scalars()
     for o in owned:
         published.setdefault(o.owner_organisation_id, []).append(o)
@@ -644,6 +705,9 @@ class IndexState:
         """doc key → items recorded but not yet encoded (as indexed here), by part."""
         self.applied: dict[int, str] = {}
         """Change-log id → key of entries this instance's writers indexed themselves (the follower skips them)."""
+        self.inflight: dict[int, bool] = {}
+        """Change-log id → read by the follower yet, of entries whose writer (of this instance) has not
+        run its after-commit hook yet (the hook does not index what the follower loaded already)."""
         self.changed = asyncio.Event()
         """Set after a local commit logged changes, and after the worker stored vectors."""
         self.queued = asyncio.Event()
@@ -738,7 +802,20 @@ async def load_profile_parts(session: AsyncSession, opportunity_ids: Sequence[st
     return out
 
 
-async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str], *, created: bool = False) -> None:
+_ACTIVE_OWNERS = sa_select(col(Organisation.organisation_id)).where(
+    col(Organisation.organisation_id).in_(bindparam("owners", expanding=True)), col(Organisation.status) == "active"
+)
+"""Which of some organisations (``owners``) are active."""
+
+
+async def refresh_documents(
+    ctx: Ctx,
+    session: AsyncSession,
+    keys: Sequence[str],
+    *,
+    created: bool = False,
+    owners_active: dict[str, bool] | None = None,
+) -> None:
     """In a writer's unit of work: record the items of ``keys`` as the session sees them now, and
     index them in this instance as soon as the transaction committed (BM25 at once; the dense side
     with whatever items are already encoded, the rest when the worker has encoded them).
@@ -747,7 +824,9 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
     recorded here and patched into this instance's profile (the work of one opportunity, however
     many the owner published); the other instances' followers load only that part of the profile.
     The change-log entries indexed here are marked as such: this instance's follower skips them.
-    ``created``: the documents were created in this unit of work (they have no recorded item yet)."""
+    ``created``: the documents were created in this unit of work (they have no recorded item yet).
+    ``owners_active``: organisation id → whether it is active, as the caller read it in this unit of
+    work (the owners of the opportunities among ``keys`` found there are not read again)."""
     await session.flush()
     keys = list(dict.fromkeys(keys))
     sources = await load_sources(session, keys)
@@ -756,12 +835,12 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
     # under the owner's profile.
     own = {f"{OPPORTUNITY}:{oid}": items.get(f"{OPPORTUNITY}:{oid}", []) for oid in sources.opportunities}
     owners = {o.owner_organisation_id for o in sources.opportunities.values()} - set(sources.organisations)
-    active_owners: set[str] = set()
+    known = owners_active or {}
+    active_owners = {o for o in owners if known.get(o)}
+    owners = {o for o in owners if o not in known}
     if owners:
-        q = select(Organisation.organisation_id).where(
-            col(Organisation.organisation_id).in_(sorted(owners)), Organisation.status == "active"
-        )
-        active_owners = set((await (await session.connection()).execute(q)).scalars())
+        result = await (await session.connection()).execute(_ACTIVE_OWNERS, {"owners": sorted(owners)})
+        active_owners |= set(result.scalars())
     parts: dict[str, str] = {}
     for oid, o in sources.opportunities.items():
         if o.owner_organisation_id not in active_owners:
@@ -779,6 +858,8 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
         published = o.status == OpportunityStatus.ACTIVE.value
         mine = own[f"{OPPORTUNITY}:{oid}"] if published else []
         items[profile_key] = [replace(i, key=f"{OPPORTUNITY}:{oid}{i.key[len(OPPORTUNITY) :]}") for i in mine]
+    state = ctx.get(IndexState)
+    session.info[_WATCHED] = state
     # Created here: the documents and their parts of the owners' profiles have nothing recorded yet.
     vectors = await record_items(ctx, session, items, parts, new=set(keys) | set(parts) if created else ())
     # Documents rewritten whole came back with their vectors; only the others are read.
@@ -794,13 +875,13 @@ async def refresh_documents(ctx: Ctx, session: AsyncSession, keys: Sequence[str]
         recorded = vectors.get(opp_key, []) if items.get(profile_key) else []
         rekeyed = [((f"{opp_key}{k[len(OPPORTUNITY) :]}", kind, label), v) for (k, kind, label), v in recorded]
         patches[profile_key] = (prefix, rekeyed)
-    state = ctx.get(IndexState)
 
     def done() -> None:
+        session.info.pop(_WATCHED, None)
         logged = {key: change_id for change_id, key in session.info.pop(_LOGGED, [])}
         # A change the follower has already read (it ran between the commit and this hook) was
         # loaded by it, as committed or newer: not applied again here.
-        behind = {key for key, change_id in logged.items() if change_id <= state.cursor}
+        behind = {key for key, change_id in logged.items() if state.inflight.pop(change_id, False)}
         apply(ctx, {k: found.get(k) for k in keys if k not in behind})
         for k in keys:
             if k in logged and k not in behind:
@@ -831,7 +912,7 @@ def update_gauges(ctx: Ctx) -> None:
 async def change_position(ctx: Ctx) -> int:
     """The last id of the change log."""
     async with ctx.db.read() as session:
-        return int((await session.execute(select(func.max(IndexChange.id)))).scalar() or 0)
+        return int((await session.execute(select(func.max(log_order(ctx.db.sqlite))))).scalar() or 0)
 
 
 APPLY_CHUNK = 64
@@ -841,11 +922,15 @@ APPLY_CHUNK = 64
 async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
     """Apply the change log past this instance's position; returns how many entries were read."""
     state = ctx.get(IndexState)
+    order = log_order(ctx.db.sqlite)
     seen = 0
     while True:
-        rows = await ctx.db.read_after(IndexChange.id, state.cursor, batch)
+        rows = await ctx.db.read_after(order, state.cursor, batch)
         if not rows:
             return seen
+        for r in rows:
+            if r.id in state.inflight:
+                state.inflight[r.id] = True  # loaded here: its writer's hook leaves it
         # Entries this instance's own writers indexed at their commit are not loaded again.
         fresh = [r for r in rows if state.applied.pop(r.id, None) != r.doc_key]
         keys = list(dict.fromkeys(r.doc_key for r in fresh))
@@ -868,9 +953,7 @@ async def catch_up(ctx: Ctx, batch: int = 2000) -> int:
             async with ctx.db.read() as session:
                 votes = await load_feedback(session)
             replace_feedback(ctx.get(Engine), votes)
-        state.cursor = max(r.id for r in rows)
-        for passed in [i for i in state.applied if i <= state.cursor]:
-            del state.applied[passed]  # read before its writer's hook ran: loaded above instead
+        state.cursor = max(r.id if ctx.db.sqlite else r.seq for r in rows)
         seen += len(rows)
         INDEX_CHANGES.inc(len(rows))
 

@@ -5,14 +5,16 @@
 - ``text_vector``: one vector per fingerprint (hash of the model id and the text): a text is
   encoded once, whatever document, instance or restart needs it again.
 - ``encode_queue``: texts still to encode, claimed by an encoder worker for a lease.
-- ``index_change``: the change log every instance's in-memory index follows (ids increase in
-  commit order: writers take a transaction lock before appending on PostgreSQL, and SQLite has
-  one writer at a time).
+- ``index_change``: the change log every instance's in-memory index follows, in commit order
+  (:func:`log_order`): on PostgreSQL each entry gets its ``seq`` at its transaction's commit, under
+  a transaction lock taken there by the database (migration 0004); SQLite has one writer at a
+  time, its ids are in commit order.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field as SQLField
@@ -65,3 +67,11 @@ class IndexChange(Base, table=True):
     id: int | None = SQLField(default=None, primary_key=True)
     doc_key: str = SQLField(max_length=80)
     created_at: datetime = timestamp_column()
+    seq: int | None = SQLField(default=None, sa_type=sa.BigInteger, index=True)
+    """PostgreSQL: the entry's place in commit order, given at its commit (SQLite: empty)."""
+
+
+def log_order(sqlite: bool) -> Any:
+    """The change log's commit-order column: ``seq`` on PostgreSQL (given at commit), ``id`` on SQLite
+    (one writer at a time). A reader that has read up to ``n`` has seen every committed entry below."""
+    return IndexChange.id if sqlite else IndexChange.seq
