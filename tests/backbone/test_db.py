@@ -280,6 +280,50 @@ async def test_a_core_unit_of_work_commits_rows_and_events_together_wakes_the_re
     assert db.scrub_due.is_set()  # an erasure's commit starts the scrub job
 
 
+async def test_a_core_unit_of_work_inserts_rows_as_sqlalchemy_would_whatever_their_column_types(
+    db: Database,
+) -> None:
+    # A plain insert goes to the driver on the unit of work's own path: JSON and timestamps are
+    # stored as SQLAlchemy stores them (read back equal, also through SQLAlchemy's own insert), a
+    # statement with values / RETURNING runs as SQLAlchemy runs it, a missing key is SQLAlchemy's error.
+    from datetime import UTC, datetime
+
+    outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+    when = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+
+    def row(n: int) -> dict[str, object]:
+        return {
+            "event_id": f"e{n}",
+            "topic": "t",
+            "key": "k",
+            "event_type": "x",
+            "headers": {"ce_id": f"e{n}", "n": str(n)},
+            "payload": "{}",
+            "created_at": when,
+        }
+
+    async with db.core_transaction() as uow:
+        await uow.execute(outbox.insert(), [row(1), row(2)])  # the driver's path
+        await uow.execute(outbox.insert().values(row(3)))  # SQLAlchemy's
+        returned = (await uow.execute(outbox.insert().returning(outbox.c.event_id), [row(4)])).scalar_one()
+        await uow.connection.execute(outbox.insert(), [row(5)])  # SQLAlchemy's, for comparison
+    assert returned == "e4"
+    async with db.read() as session:
+        got = (await session.execute(select(outbox.c.event_id, outbox.c.headers, outbox.c.created_at))).all()
+    assert sorted((e, h, c.replace(tzinfo=c.tzinfo or UTC)) for e, h, c in got) == [
+        (f"e{n}", row(n)["headers"], when) for n in range(1, 6)
+    ]
+    with pytest.raises(Exception, match="event_type"):
+        async with db.core_transaction() as uow:
+            await uow.execute(outbox.insert(), [row(6), {k: v for k, v in row(7).items() if k != "event_type"}])
+    assert await _outbox_seqs_count(db) == 5
+
+
+async def _outbox_seqs_count(db: Database) -> int:
+    async with db.read() as session:
+        return int((await session.execute(select(func.count()).select_from(OutboxMessage))).scalar_one())
+
+
 async def test_a_core_unit_of_work_inside_any_other_on_the_same_database_is_refused(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
     try:
