@@ -34,7 +34,7 @@ from axe_playwright_python.async_playwright import Axe
 from babel.dates import format_date
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_dev.testing import ServiceProcess, free_port, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, start_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DISTRETTO_CHROMIUM", "/usr/bin/chromium")
@@ -120,7 +120,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         for name in SERVICES:
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=root / f"{name}.log")
             procs.append(proc)
-            await proc.start(timeout=120)
+        await start_processes(procs, timeout=120)
         # Logging in hashes a password: on a loaded machine that can take longer than httpx's 5 s.
         async with httpx.AsyncClient(timeout=60) as client:
             for proc in procs:

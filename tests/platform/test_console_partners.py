@@ -17,7 +17,7 @@ import uvicorn
 from playwright.async_api import Browser, expect
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, publish_events, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, publish_events, start_processes, wait_for
 from distretto_shared.contracts import membership as ms
 
 from .test_console import ADMIN, CHROMIUM, Platform, _ready, browser, check, login, new_page
@@ -92,7 +92,7 @@ async def platform(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> A
                 name, port=ports[name], env={**common, **env[name]}, log_path=tmp_path / f"{name}.log"
             )
             procs.append(proc)
-            await proc.start(timeout=120)
+        await start_processes(procs, timeout=120)
         async with httpx.AsyncClient() as client:
             for proc in procs:
                 await wait_for(lambda p=proc: _ready(client, p.url), timeout=120, what=f"{proc.module} ready")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess
+from distretto_dev.testing import ServiceProcess, start_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "services" / "projects" / "tests" / "fixtures"
@@ -47,8 +47,7 @@ async def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         log_path=root / "gateway.log",
     )
     try:
-        await projects.start(timeout=90)
-        await gateway.start(timeout=90)
+        await start_processes([projects, gateway], timeout=90)
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as gw:
             response = await gw.post("/auth/token", json=ADMIN)
             assert response.status_code == 200, response.text

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, start_processes, wait_for
 from distretto_shared.contracts import membership as membership_contracts
 
 ADMIN = {"email": "admin@e2e.example", "password": "e2e-admin-password"}
@@ -87,7 +87,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         for name in ("membership", "projects", "newsletter", "matchmaking", "partners", "gateway"):
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=root / f"{name}.log")
             procs.append(proc)
-            await proc.start()
+        await start_processes(procs)
         async with httpx.AsyncClient() as client:
             for proc in procs:  # every service ready: database, broker, relay
                 await wait_for(lambda p=proc: _ready(client, p.url), timeout=90, what=f"{proc.module} ready")

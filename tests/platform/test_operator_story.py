@@ -35,7 +35,7 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, kcat, read_topic, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, headers_of, kcat, read_topic, start_processes, wait_for
 from distretto_shared import monitoring
 from distretto_shared.consumer import REPLAY_FOR
 from distretto_shared.contracts import membership as membership_contracts
@@ -139,7 +139,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         for name in SERVICES:
             proc = ServiceProcess(name, port=ports[name], env={**common, **env[name]}, log_path=logs / f"{name}.log")
             procs.append(proc)
-            await proc.start(timeout=120)
+        await start_processes(procs, timeout=120)
         # Logging in hashes a password: on a loaded machine that can take longer than httpx's 5 s.
         async with httpx.AsyncClient(timeout=60) as client:
             for proc in procs:

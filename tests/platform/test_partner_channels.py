@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, kcat, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, kcat, start_processes, wait_for
 from distretto_shared.kafka_security import KafkaCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
@@ -101,9 +101,7 @@ async def platform(
         log_path=root / "gateway.log",
     )
     try:
-        await membership.start(timeout=90)
-        await partners.start(timeout=90)
-        await gateway.start(timeout=90)
+        await start_processes([membership, partners, gateway], timeout=90)
         yield gateway.url, kafka_bootstrap, prefix
     finally:
         for proc in (gateway, partners, membership):

@@ -20,7 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import POSTGRES_ENV, DatabaseTarget, ServiceProcess, drop_schema, free_port, wait_for
+from distretto_dev.testing import (
+    POSTGRES_ENV,
+    DatabaseTarget,
+    ServiceProcess,
+    drop_schema,
+    free_port,
+    start_processes,
+    wait_for,
+)
 
 SERVICES = ("membership", "projects", "newsletter", "matchmaking", "partners")
 ADMIN = {"email": "admin@security.example", "password": secrets.token_urlsafe(16)}
@@ -99,11 +107,10 @@ async def platform(
     platform = Platform(f"http://127.0.0.1:{ports['gateway']}", services, database, root)
     try:
         for name in (*SERVICES, "gateway"):
-            proc = ServiceProcess(
+            platform.processes[name] = ServiceProcess(
                 name, port=ports[name], env={**common, **extra.get(name, {})}, log_path=root / f"{name}.log"
             )
-            platform.processes[name] = proc
-            await proc.start(timeout=90)
+        await start_processes(list(platform.processes.values()), timeout=90)
         for name in SERVICES:
             await wait_for(lambda n=name: _ready(services[n]), timeout=90, interval=0.3, what=f"{name} ready")
         yield platform

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, start_processes, wait_for
 
 SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
 ADMIN = {"email": "admin@webhook.example", "password": "webhook-admin-password"}
@@ -66,8 +66,7 @@ async def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         log_path=root / "gateway.log",
     )
     try:
-        await newsletter.start(timeout=90)
-        await gw.start(timeout=90)
+        await start_processes([newsletter, gw], timeout=90)
         yield gw.url
     finally:
         gw.stop()

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from distretto_dev.kafka_runner import EmbeddedKafka
-from distretto_dev.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, wait_for
+from distretto_dev.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, start_processes, wait_for
 from distretto_shared.identity import Principal, Role
 
 
@@ -103,8 +103,7 @@ async def stack(request: pytest.FixtureRequest, broker: EmbeddedKafka, tmp_path:
         log_path=tmp_path / "newsletter.log",
     )
     try:
-        await membership.start(timeout=90)
-        await newsletter.start(timeout=90)
+        await start_processes([membership, newsletter], timeout=90)
         yield Stack(membership, newsletter, tmp_path / "data", Path(broker.data_dir) / "logs", pg_url, schemas)
     finally:
         newsletter.stop()

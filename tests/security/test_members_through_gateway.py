@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess, wait_for
+from distretto_dev.testing import ServiceProcess, start_processes, wait_for
 
 ADMIN = {"email": "admin@members.example", "password": "members-admin-password"}
 PLACE = "Sala riservata, Via Banchi di Sopra 3, Siena"
@@ -68,9 +68,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         log_path=root / "gateway.log",
     )
     try:
-        await membership.start(timeout=90)
-        await matchmaking.start(timeout=120)
-        await gateway.start(timeout=90)
+        await start_processes([membership, matchmaking, gateway], timeout=120)
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as gw:
             admin = await _login(gw, ADMIN["email"], ADMIN["password"])
             m, mm = "/api/membership", "/api/matchmaking"

@@ -360,10 +360,8 @@ class ServiceProcess:
 
         return httpx.AsyncClient(base_url=self.url, auth=identity_auth(principal, self.name), **kwargs)
 
-    async def start(self, timeout: float = 60.0) -> ServiceProcess:
-        """Start the process and wait until ``/healthz`` answers."""
-        import httpx
-
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it (:meth:`wait_started` waits)."""
         env = {**os.environ, **self.env}
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
@@ -373,6 +371,13 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        return self
+
+    async def wait_started(self, timeout: float = 60.0) -> ServiceProcess:
+        """Wait until the launched process answers ``/healthz`` (killed if it does not in time)."""
+        import httpx
+
+        assert self.proc is not None, "launch() first"
         timeout = patience(timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         async with httpx.AsyncClient() as client:
@@ -384,9 +389,13 @@ class ServiceProcess:
                         return self
                 except httpx.HTTPError:
                     pass
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
         self.kill()
         raise RuntimeError(f"{self.module} did not answer /healthz within {timeout}s; log: {self.log_path}")
+
+    async def start(self, timeout: float = 60.0) -> ServiceProcess:
+        """Start the process and wait until ``/healthz`` answers."""
+        return await self.launch().wait_started(timeout)
 
     def kill(self) -> None:
         """SIGKILL: the crash a test wants to survive."""
@@ -402,6 +411,24 @@ class ServiceProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+async def start_processes(processes: list[ServiceProcess], timeout: float = 60.0) -> None:
+    """Launch every process, then wait until each answers ``/healthz``: their start-ups overlap
+    (a stack of services starts in about the time of its slowest, not the sum). No service waits
+    for another at start-up, as under ``make up``. If one fails, every one of them is killed."""
+    waits: list[asyncio.Task[ServiceProcess]] = []
+    try:
+        for process in processes:
+            process.launch()
+        waits = [asyncio.create_task(process.wait_started(timeout)) for process in processes]
+        await asyncio.gather(*waits)
+    except BaseException:
+        for wait in waits:
+            wait.cancel()
+        for process in processes:
+            process.kill()
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
