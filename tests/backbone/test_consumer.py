@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
 from distretto_dev.testing import read_topic, wait_for
@@ -33,7 +32,6 @@ async def running_consumer(db: Database, bootstrap: str, **kw: float) -> AsyncIt
         batch_size=int(kw.get("batch_size", 500)),
         backoff_initial=0.05,
         backoff_max=0.2,
-        commit_interval=kw.get("commit_interval", 0.2),
     )
     broker = KafkaBroker(bootstrap, logger=None, security=default_credentials().faststream())
     runner.attach(broker)
@@ -172,67 +170,6 @@ async def test_consumer_restarted_mid_stream_loses_nothing_and_doubles_nothing(
         await wait_for(lambda: _at_least(db, total), timeout=60, what="all handled after restart")
     seqs = await seqs_handled(db)
     assert sorted(seqs) == list(range(total))
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of ``topic`` (partitions without one left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **default_credentials().aiokafka())
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic == topic and meta.offset >= 0}
-
-
-def next_offsets(records: list[tuple[int, int]]) -> dict[int, int]:
-    """Partition → the offset after its last record, from (partition, offset) pairs."""
-    ends: dict[int, int] = {}
-    for partition, offset in records:
-        ends[partition] = max(ends.get(partition, 0), offset + 1)
-    return ends
-
-
-async def test_a_stopping_consumer_commits_the_offsets_of_every_batch_it_handled(
-    db: Database, kafka_bootstrap: str, topics: str
-) -> None:
-    # Offsets wait for the next commit (an hour away here): the stop commits them, and only them.
-    total = 40
-    await send_raw(kafka_bootstrap, topics, [encoded(credited(f"acc-{i % 5}", i)) for i in range(total)])
-    async with running_consumer(db, kafka_bootstrap, commit_interval=3600) as runner:
-        await wait_for(lambda: _at_least(db, total), what="all handled")
-        group = runner.group_id
-    records = await read_topic(kafka_bootstrap, topics, min_count=total)
-    assert await committed_offsets(kafka_bootstrap, group, topics) == next_offsets(
-        [(r.partition, r.offset) for r in records]
-    )
-
-
-async def test_offsets_not_yet_committed_at_a_crash_are_delivered_again_without_second_effects(
-    db: Database, kafka_bootstrap: str, topics: str
-) -> None:
-    total = 30
-    await send_raw(kafka_bootstrap, topics, [encoded(credited(f"acc-{i % 3}", i)) for i in range(total)])
-    async with running_consumer(db, kafka_bootstrap, commit_interval=3600, batch_size=5) as runner:
-        await wait_for(lambda: _at_least(db, total), what="all handled")
-        await runner._committer.close()  # a crash: the handled batches' offsets are never committed
-        group = runner.group_id
-    committed = await committed_offsets(kafka_bootstrap, group, topics)
-    records = await read_topic(kafka_bootstrap, topics, min_count=total)
-    # Only the first batch's commit (the one due at once) can have reached the broker.
-    again = [r for r in records if r.offset >= committed.get(r.partition, 0)]
-    assert again, "every offset was committed: nothing to deliver again"
-    before = metrics.INBOX_DUPLICATES.labels("example", "example-projection")._value.get()
-    wanted = next_offsets([(r.partition, r.offset) for r in records])
-    async with running_consumer(db, kafka_bootstrap, commit_interval=3600):
-        await wait_for(lambda: _duplicates_at_least(before + len(again)), what="the uncommitted events delivered again")
-    assert sorted(await seqs_handled(db)) == list(range(total))
-    assert metrics.INBOX_DUPLICATES.labels("example", "example-projection")._value.get() == before + len(again)
-    assert await committed_offsets(kafka_bootstrap, group, topics) == wanted
-
-
-async def _duplicates_at_least(n: float) -> bool:
-    return metrics.INBOX_DUPLICATES.labels("example", "example-projection")._value.get() >= n
 
 
 async def _at_least(db: Database, n: int) -> bool:

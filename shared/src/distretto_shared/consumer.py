@@ -8,12 +8,9 @@ A service declares its handlers on a :class:`Consumers` object::
     async def on_joined(ctx, session, event, meta): ...   # ctx: the service's Context (principal service:<name>)
 
 :class:`ConsumerRunner` subscribes to the topics of those events with
-FastStream (``AckPolicy.NACK_ON_ERROR``: an offset is committed only after the
-handler returned, i.e. after its transaction committed; an exception seeks back
-so the message is read again). Offsets are committed at most every
-``commit_interval`` seconds (see :class:`_OffsetCommitter`): at one or two events per batch,
-a commit per batch was an ``OffsetCommit`` request (a write to ``__consumer_offsets`` on the
-broker) for every one or two events. For each message it:
+FastStream (``AckPolicy.NACK_ON_ERROR``: the offset is committed only after the
+handler returns, i.e. after its transaction committed; an exception seeks back
+so the message is read again). For each message it:
 
 1. decodes the CloudEvents headers and the body; a message that can never
    succeed (headers missing, not JSON, unknown type, fails validation) goes to
@@ -22,10 +19,6 @@ broker) for every one or two events. For each message it:
    duplicate is skipped) and calls the handler in that transaction;
 3. retries a failing handler with exponential backoff; after N attempts the
    message goes to the dead-letter topic, and the partition keeps flowing.
-
-One file (over 600 lines): the runner's batch path, its retries and dead letters, and its two
-adaptations of FastStream's subscriber (prompt fetches, the offset committer) share the runner's
-state and each other's private types; split apart, each part would import the others' internals.
 """
 
 from __future__ import annotations
@@ -43,11 +36,11 @@ from itertools import chain
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,129 +159,8 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
-class _OffsetCommitter:
-    """Commits the offsets of handled batches, at most once every ``interval`` seconds.
-
-    A batch's offsets become committable once its transaction committed (FastStream acknowledges
-    it after the handler returned); they are committed at once when the last commit is older than
-    ``interval``, else by a timer at most ``interval`` later, when the group takes partitions away
-    (before the rebalance) and when the subscriber stops (before its consumer stops). Never an
-    offset past a record whose effects are not committed; after a crash up to ``interval`` seconds
-    of handled events are delivered again, and the inbox makes them duplicates without effect.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.consumer: AIOKafkaConsumer | None = None
-        self.pending: dict[TopicPartition, int] = {}
-        """Partition → the next offset to read, of batches handled but not committed yet."""
-        self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-
-    async def handled(self, consumer: AIOKafkaConsumer, records: Iterable[Any]) -> None:
-        """The batch ``records`` is committed in the database: its offsets may be committed."""
-        self.consumer = consumer
-        pending = self.pending
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            if record.offset >= pending.get(tp, -1):
-                pending[tp] = record.offset + 1
-        loop = asyncio.get_running_loop()
-        wait = self._last + self.interval - loop.time()
-        if wait <= 0:
-            await self.flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(wait, self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly())
-
-    async def _flush_quietly(self) -> None:
-        try:
-            await self.flush()
-        except Exception as exc:  # the next batch's or the stop's commit covers these offsets too
-            log.warning("offset commit failed", error=repr(exc))
-
-    async def flush(self) -> None:
-        """Commit the pending offsets of the partitions the consumer still has."""
-        async with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            consumer, offsets = self.consumer, self.pending
-            if consumer is None or not offsets:
-                return
-            self.pending = {}
-            mine = consumer.assignment()
-            offsets = {tp: offset for tp, offset in offsets.items() if tp in mine}
-            if not offsets:  # a partition taken away meanwhile: its new owner reads from its committed offset
-                return
-            self._last = asyncio.get_running_loop().time()
-            try:
-                await consumer.commit(offsets)
-            except BaseException:
-                for tp, offset in offsets.items():  # for the next commit (later offsets of a partition win)
-                    if offset > self.pending.get(tp, -1):
-                        self.pending[tp] = offset
-                raise
-
-    async def close(self) -> None:
-        """Stop the timer (nothing is committed after this)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._flushing is not None and not self._flushing.done():
-            self._flushing.cancel()
-            with contextlib.suppress(BaseException):
-                await self._flushing
-        self.pending = {}
-
-
-class _DeferredCommit:
-    """What FastStream's acknowledgement of one batch commits through (its ``consumer``): the
-    batch's offsets handed to the :class:`_OffsetCommitter`; a rewind (``seek``) goes to the consumer."""
-
-    __slots__ = ("committer", "consumer", "records")
-
-    def __init__(self, committer: _OffsetCommitter, consumer: AIOKafkaConsumer, records: tuple[Any, ...]) -> None:
-        self.committer = committer
-        self.consumer = consumer
-        self.records = records
-
-    async def commit(self) -> None:
-        await self.committer.handled(self.consumer, self.records)
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.consumer.seek(partition, offset)
-
-
-class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits the handled batches' offsets before the group takes partitions away."""
-
-    def __init__(self, committer: _OffsetCommitter) -> None:
-        self.committer = committer
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        try:
-            await self.committer.flush()
-        except Exception as exc:  # the partitions' next owner reads from the last committed offset
-            log.warning("offset commit before a rebalance failed", error=repr(exc))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
-
-
-_COMMITTERS: dict[int, _OffsetCommitter] = {}
-"""id(subscriber) → its runner's committer (the subscriber's class is FastStream's, slotted)."""
-
-
 class _PromptBatchSubscriber(BatchSubscriber):
-    """FastStream's batch subscriber without the pause after an empty fetch, whose stop commits
-    the handled batches' offsets before its consumer stops.
+    """FastStream's batch subscriber without the pause after an empty fetch.
 
     FastStream sleeps ``batch_timeout_ms`` after a ``getmany`` that returned nothing, on top of
     the ``getmany`` that already waited that long: a record arriving meanwhile waits up to 200 ms
@@ -300,17 +172,6 @@ class _PromptBatchSubscriber(BatchSubscriber):
     async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
         messages = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
         return tuple(chain.from_iterable(messages.values()))
-
-    async def stop(self) -> None:
-        committer = _COMMITTERS.get(id(self))
-        if committer is not None and self.consumer is not None:
-            await super(LogicSubscriber, self).stop()  # no batch being handled any more
-            try:
-                await committer.flush()
-            except Exception as exc:  # the next start reads again from the last committed offset
-                log.warning("offset commit at stop failed", error=repr(exc))
-            await committer.close()
-        await super().stop()
 
 
 def _no_sleep_after_empty_fetch(subscriber: Any) -> None:
@@ -336,7 +197,6 @@ class ConsumerRunner:
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         batch_size: int = 500,
-        commit_interval: float = 0.2,
     ) -> None:
         self.consumers = consumers
         self._db = db
@@ -349,10 +209,6 @@ class ConsumerRunner:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.batch_size = batch_size
-        self.commit_interval = commit_interval
-        """Seconds between two offset commits at most (handled batches' offsets wait for the next)."""
-        self._committer = _OffsetCommitter(commit_interval)
-        self._subscriber: Any = None
         self.group_id = f"{service}.{consumers.name}"
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -387,18 +243,13 @@ class ConsumerRunner:
             # be resolved in a thread pool, two thread hand-offs per batch).
             return msg.raw_message
 
-        committer = self._committer
-
         async def batch_message(raw: tuple[Any, ...], original: Callable[[Any], Awaitable[Any]]) -> Any:
             # FastStream's batch message, without its decoding every record's headers into a dict of
             # its own (nothing reads them: ``handle_batch`` decodes each record's headers once).
             if len(raw) <= 1:
-                msg = await original(raw)
-            else:
-                msg = await original(raw[:1])
-                msg.raw_message = raw  # the acknowledgement and a rewind (nack) cover the whole batch
-            # Its acknowledgement hands the batch's offsets to the committer (see ``_OffsetCommitter``).
-            msg.consumer = _DeferredCommit(committer, msg.consumer, raw)
+                return await original(raw)
+            msg = await original(raw[:1])
+            msg.raw_message = raw  # the acknowledgement and a rewind (nack) cover the whole batch
             return msg
 
         subscriber = broker.subscriber(
@@ -414,7 +265,6 @@ class ConsumerRunner:
             group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            listener=_CommitBeforeRevoke(committer),
             parser=batch_message,
             decoder=raw_records,
             title=f"{self.service}:{self.consumers.name}",
@@ -443,8 +293,6 @@ class ConsumerRunner:
                 raise
 
         _no_sleep_after_empty_fetch(subscriber)
-        _COMMITTERS[id(subscriber)] = committer
-        self._subscriber = subscriber
         subscriber(entry)
 
     async def refresh_lag(self) -> None:
@@ -666,9 +514,6 @@ class ConsumerRunner:
         if self._unhook is not None:
             self._unhook()
             self._unhook = None
-        if self._subscriber is not None:
-            _COMMITTERS.pop(id(self._subscriber), None)
-        await self._committer.close()
         await self._close_lag_clients()
         if self._producer is not None:
             with contextlib.suppress(Exception):
