@@ -40,6 +40,10 @@ DISTRETTO_BENCH_POSTGRES_URL, else DISTRETTO_TEST_POSTGRES_URL, else deploy/post
 each run migrates and then drops its own schemas. ``--profile DIR`` writes one cProfile file per
 process and run (read with ``python -m pstats``).
 Every child process dies with the benchmark (also on Ctrl-C, SIGTERM or a kill of the parent).
+
+One file (over 600 lines): the runs of the three pipelines, their child processes, the CPU and
+latency measurement and the report share the run's settings and process plumbing; only the lean
+yardstick lives apart (``lean.py``), so it can be read on its own.
 """
 
 from __future__ import annotations

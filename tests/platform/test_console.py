@@ -8,6 +8,9 @@ signs up and confirms from the caught mail; both languages
 render. axe-core runs on every page and fails the test on a serious or critical violation.
 
 ``DISTRETTO_CONSOLE_SCREENSHOTS=docs/console`` also saves screenshots of the main pages.
+
+One file (over 600 lines): every journey runs on one module-scoped stack of real processes and one
+browser; split into files, each file would start its own stack (a minute or more each).
 """
 
 from __future__ import annotations
