@@ -109,6 +109,37 @@ async def _has_error(relay: OutboxRelay) -> bool:
     return relay.last_error is not None
 
 
+async def test_a_relay_waiting_for_its_topics_sends_nothing_before_them_and_all_after(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    # A service's relay waits until the service created its topics; stopped before that, it leaves
+    # the rows for the next start instead of trying (and waiting) to send them.
+    await credit(db, "acc-w", 5, 1)
+    relay = relay_for(db, kafka_bootstrap, wait_for_topics=True)
+    await relay.start()
+    try:
+        await wait_for(lambda: _is_active(relay), what="relay took the lead")
+    finally:
+        await relay.stop()
+    assert await unpublished(db) == 1
+    assert await read_topic(kafka_bootstrap, topics, timeout=1.5) == []
+
+    relay = relay_for(db, kafka_bootstrap, wait_for_topics=True)
+    await relay.start()
+    try:
+        relay.topics_ready.set()
+        relay.notify()
+        await wait_for(lambda: _zero(unpublished(db)), what="published once the topics are there")
+    finally:
+        await relay.stop()
+    records = await read_topic(kafka_bootstrap, topics, min_count=1)
+    assert [decode(headers_of(r), r.value)[1].account_id for r in records] == ["acc-w"]  # type: ignore[attr-defined]
+
+
+async def _is_active(relay: OutboxRelay) -> bool:
+    return relay.active
+
+
 async def test_only_one_relay_is_active_per_database(
     database: DatabaseTarget, db: Database, kafka_bootstrap: str, tmp_path: object
 ) -> None:

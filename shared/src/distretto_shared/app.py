@@ -153,6 +153,8 @@ class ServiceContext:
             lock_dir=default_data_dir() / "locks",
             backoff_max=settings.kafka_retry_backoff_max,
             standby_interval=settings.relay_standby_interval,
+            # Topics are created when the broker first answers (_connect_broker): nothing is sent before.
+            wait_for_topics=settings.create_topics and bool(spec.topics),
         )
         self.broker_connected = False
         self.broker_error: str | None = None
@@ -250,6 +252,8 @@ async def _connect_broker(ctx: ServiceContext) -> None:
                 await ensure_topics(
                     ctx.settings.kafka_bootstrap_servers, ctx.spec.topics, ctx.settings.kafka_credentials()
                 )
+                ctx.relay.topics_ready.set()
+                ctx.relay.notify()
             if ctx.settings.create_topics and ctx.spec.retired_topics:
                 await delete_retired_topics(
                     ctx.settings.kafka_bootstrap_servers, ctx.spec.retired_topics, ctx.settings.kafka_credentials()

@@ -292,8 +292,14 @@ class OutboxRelay:
         prune_batch: int = 1000,
         backoff_max: float = 2.0,
         standby_interval: float = 1.0,
+        wait_for_topics: bool = False,
     ) -> None:
         self.db = db
+        self.topics_ready = asyncio.Event()
+        """Set once the service's topics exist. A relay told to wait for them publishes nothing before:
+        a send to a topic not created yet only waits for metadata until its timeout."""
+        if not wait_for_topics:
+            self.topics_ready.set()
         self.backoff_max = backoff_max
         """Longest pause between two failed publishes: a broker back from a restart is used within it."""
         self.standby_interval = standby_interval
@@ -429,6 +435,9 @@ class OutboxRelay:
     async def _lead(self, conn: AsyncConnection | None) -> bool:
         """Relay while holding the lock; True if the lock's connection was lost."""
         backoff = 0.2
+        while not self._stopping and not self.topics_ready.is_set():
+            self.last_loop = time.monotonic()
+            await self._sleep(self.poll_interval)  # woken by stop() and by notify()
         while not self._stopping:
             self.last_loop = time.monotonic()
             try:
@@ -459,6 +468,8 @@ class OutboxRelay:
 
     async def _drain(self, conn: AsyncConnection | None, timeout: float = 5.0) -> None:
         """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
+        if not self.topics_ready.is_set():
+            return  # stopped before its topics were there: the next start publishes it
         try:
             async with asyncio.timeout(timeout):
                 while await self._cycle(conn, pipelined=True):
