@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
@@ -189,3 +190,24 @@ async def test_dead_letter_topic_is_readable_by_cli(
     assert len(out) == 1 and "missing CloudEvents headers" in out[0]
     assert await asyncio.to_thread(main, ["--bootstrap", kafka_bootstrap, "replay", topics, "--offset", "7"]) == 2
     assert (await read_topic(kafka_bootstrap, topics + ".dlq", min_count=1))[0].value == b"oops"
+
+
+def test_environments_under_different_topic_prefixes_never_share_a_consumer_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A group's members rebalance together whatever topics each reads: two environments (or two
+    # test runs) sharing a cluster must not join each other's groups. The service's ACL covers
+    # every group starting with "<service>.".
+    from distretto_shared.topics import consumer_group
+
+    monkeypatch.setenv("DISTRETTO_TOPIC_PREFIX", "staging.")
+    staging = consumer_group("newsletter", "newsletter-audience")
+    monkeypatch.setenv("DISTRETTO_TOPIC_PREFIX", "prod.")
+    prod = consumer_group("newsletter", "newsletter-audience")
+    monkeypatch.delenv("DISTRETTO_TOPIC_PREFIX")
+    plain = consumer_group("newsletter", "newsletter-audience")
+    assert (staging, prod, plain) == (
+        "newsletter.staging.newsletter-audience",
+        "newsletter.prod.newsletter-audience",
+        "newsletter.newsletter-audience",
+    )

@@ -55,7 +55,7 @@ from distretto_shared.events import (
 )
 from distretto_shared.kafka_security import KafkaCredentials, default_credentials
 from distretto_shared.logging import correlation_id_var, get_logger, traceparent_var
-from distretto_shared.topics import dlq_topic, topic_name
+from distretto_shared.topics import consumer_group, dlq_topic, topic_name
 
 log = get_logger(__name__)
 
@@ -210,6 +210,9 @@ class ConsumerRunner:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.group_id = f"{service}.{consumers.name}"
+        """The consumers' name in dead letters, replays and traces (the same in every environment)."""
+        self.kafka_group = consumer_group(service, consumers.name)
+        """The group on the broker (:func:`~distretto_shared.topics.consumer_group`)."""
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._admin: AIOKafkaAdminClient | None = None
@@ -262,7 +265,7 @@ class ConsumerRunner:
             # prefetched and make up the next one (up to ``max_records``).
             fetch_min_bytes=1,
             fetch_max_wait_ms=200,
-            group_id=self.group_id,
+            group_id=self.kafka_group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             parser=batch_message,
@@ -326,7 +329,7 @@ class ConsumerRunner:
                 tps += [TopicPartition(topic, p) for p in sorted(partitions)]
             if not tps:
                 return
-            committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
+            committed = await self._admin.list_consumer_group_offsets(self.kafka_group, partitions=tps)
             end = await self._offsets.end_offsets(tps)
             begin = await self._offsets.beginning_offsets(tps)
         except Exception:

@@ -65,6 +65,16 @@ def topic_name(name: str) -> str:
     return os.environ.get("DISTRETTO_TOPIC_PREFIX", "") + name
 
 
+def consumer_group(service: str, name: str) -> str:
+    """The Kafka consumer group of a service's consumers ``name``: ``<service>.`` + ``DISTRETTO_TOPIC_PREFIX`` + name.
+
+    Environments sharing a cluster under different prefixes never share a group (a group's members
+    rebalance together, whatever topics each reads), and the service's ACL prefix ``<service>.``
+    still covers it. Without a prefix it is ``<service>.<name>``.
+    """
+    return f"{service}.{os.environ.get('DISTRETTO_TOPIC_PREFIX', '')}{name}"
+
+
 def dlq_topic(topic: str) -> str:
     """The dead-letter topic of ``topic``."""
     return f"{topic}.dlq"
