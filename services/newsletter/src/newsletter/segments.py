@@ -36,6 +36,7 @@ from distretto_shared.casing import snake_case
 from distretto_shared.context import Context, staff_request_context
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.conventions import Id, UtcDateTime, canonical_id, hex_id
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.outbox import add_event
 from distretto_shared.web import (
     Conflict,
@@ -449,6 +450,25 @@ async def _validated(session: AsyncSession, rule: Rule) -> Rule:
 
 def _public(s: Segment) -> SegmentPublic:
     return SegmentPublic(**s.model_dump())
+
+
+_SEGMENT = Segment.__table__  # type: ignore[attr-defined]
+_SEGMENT_BY_ID = sa.select(_SEGMENT.c.id).where(_SEGMENT.c.id == sa.bindparam("ref"))
+_SEGMENT_BY_NAME = sa.select(_SEGMENT.c.id).where(_SEGMENT.c.name == sa.bindparam("ref"))
+
+
+async def resolve_ids(uow: CoreUnitOfWork, refs: list[str]) -> list[str]:
+    """:func:`resolve` in a Core unit of work (the same lookups, by id then by name, without ORM objects)."""
+    out: list[str] = []
+    for ref in refs:
+        found = await uow.scalar(_SEGMENT_BY_ID, {"ref": hex_id(ref)})
+        if found is None:
+            found = await uow.scalar(_SEGMENT_BY_NAME, {"ref": ref})
+        if found is None:
+            raise Invalid(f"no segment {ref!r}", details={"segments": [ref]})
+        if found not in out:
+            out.append(found)
+    return out
 
 
 async def _load(session: AsyncSession, ref: str) -> Segment:

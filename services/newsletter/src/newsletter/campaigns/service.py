@@ -13,7 +13,7 @@ from sqlmodel import col, func, select
 
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.conventions import canonical_id
-from distretto_shared.db import load
+from distretto_shared.db import CoreUnitOfWork, load
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
@@ -38,9 +38,9 @@ from newsletter.consent.models import ConsentRecord
 from newsletter.context import Ctx, engine_of
 from newsletter.delivery import compose, ledger, rendering
 from newsletter.delivery.models import Delivery
-from newsletter.lists.service import resolve_lists
+from newsletter.lists.service import resolve_list_ids, resolve_lists
 from newsletter.subscribers.models import Subscriber
-from newsletter.tables import utcnow
+from newsletter.tables import new_id, utcnow
 from newsletter.templates.models import Template
 from newsletter.templates.service import check_template_fields
 
@@ -94,46 +94,70 @@ async def _load_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
     return c
 
 
+_TEMPLATE = Template.__table__  # type: ignore[attr-defined]
+# The edits' statements, built once (as the page's reads above): a campaign is created and edited
+# in a Core unit of work — its row inserted, or locked (``FOR UPDATE``, as ``load`` does) and
+# updated — and its answer made from the values written, with no ORM object, flush or session.
+_TEMPLATE_EXISTS = sa.select(_TEMPLATE.c.id).where(_TEMPLATE.c.id == sa.bindparam("id"))
+_CAMPAIGN_INSERT = _CAMPAIGN.insert()
+_CAMPAIGN_LOCKED = _CAMPAIGN_ROW.with_for_update()
+_CAMPAIGN_UPDATE = _CAMPAIGN.update().where(_CAMPAIGN.c.id == sa.bindparam("campaign_key"))
+
+
+async def _check_template(uow: CoreUnitOfWork, template_id: str) -> bool:
+    return await uow.scalar(_TEMPLATE_EXISTS, {"id": template_id}) is not None
+
+
 async def create_campaign(ctx: Ctx, data: CampaignCreate, *, kind: str = "regular") -> CampaignPublic:
     check_template_fields(data.subject, None, None)
-    async with ctx.db.transaction() as session:
-        if await session.get(Template, data.template_id) is None:
+    async with ctx.db.core_transaction() as uow:
+        if not await _check_template(uow, data.template_id):
             shown = canonical_id(data.template_id)
             raise Invalid(f"no template {shown!r}", details={"template_id": shown})
-        lists = await resolve_lists(session, data.lists)
-        c = Campaign(
-            name=data.name,
-            subject=data.subject,
-            template_id=data.template_id,
-            lists=[lst.id for lst in lists],
-            interests=data.interests,
-            segments=await segments.resolve(session, data.segments),
-            data=data.data,
-            kind=kind,
-            web_url=data.web_url,
-        )
-        session.add(c)
-        await session.flush()
-        return await campaign_public(session, c, stats=False)
+        lists = await resolve_list_ids(uow, data.lists)
+        now = utcnow()
+        values = {
+            "id": new_id(),
+            "name": data.name,
+            "subject": data.subject,
+            "template_id": data.template_id,
+            "lists": lists,
+            "interests": data.interests,
+            "segments": await segments.resolve_ids(uow, data.segments),
+            "data": data.data,
+            "kind": kind,
+            "status": "draft",
+            "send_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "recipients": 0,
+            "freeze_after": None,
+            "web_url": data.web_url,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await uow.execute(_CAMPAIGN_INSERT, values)
+    return CampaignPublic.model_validate(values)
 
 
 async def update_campaign(ctx: Ctx, campaign_id: str, data: CampaignUpdate) -> CampaignPublic:
     check_template_fields(data.subject, None, None)
-    async with ctx.db.transaction() as session:
-        c = await _load_campaign(session, campaign_id)
-        if c.status not in domain.EDITABLE:
-            raise Conflict(f"a campaign that is {c.status} cannot be edited")
+    async with ctx.db.core_transaction() as uow:
+        row = (await uow.execute(_CAMPAIGN_LOCKED, {"id": campaign_id})).mappings().first()
+        if row is None:
+            raise NotFound(f"no campaign {canonical_id(campaign_id)!r}")
+        if row["status"] not in domain.EDITABLE:
+            raise Conflict(f"a campaign that is {row['status']} cannot be edited")
         changes = data.model_dump(exclude_unset=True, exclude_none=True)
-        if "template_id" in changes and await session.get(Template, changes["template_id"]) is None:
+        if "template_id" in changes and not await _check_template(uow, changes["template_id"]):
             raise Invalid(f"no template {canonical_id(changes['template_id'])!r}")
         if "lists" in changes:
-            changes["lists"] = [lst.id for lst in await resolve_lists(session, changes["lists"])]
+            changes["lists"] = await resolve_list_ids(uow, changes["lists"])
         if "segments" in changes:
-            changes["segments"] = await segments.resolve(session, changes["segments"])
-        for k, v in changes.items():
-            setattr(c, k, v)
-        c.updated_at = utcnow()
-        return await campaign_public(session, c, stats=False)
+            changes["segments"] = await segments.resolve_ids(uow, changes["segments"])
+        changes["updated_at"] = utcnow()
+        await uow.execute(_CAMPAIGN_UPDATE, {**changes, "campaign_key": row["id"]})
+    return CampaignPublic.model_validate({**row, **changes})
 
 
 async def get_campaign(ctx: Ctx, campaign_id: str) -> CampaignPublic:

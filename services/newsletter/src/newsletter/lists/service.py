@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
 from distretto_shared.conventions import hex_id
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.web import Conflict, Invalid, NotFound, PageParams
 from newsletter.config import Settings
 from newsletter.context import Ctx
@@ -89,15 +90,33 @@ async def resolve_lists(session: AsyncSession, refs: Sequence[str], *, public_on
         .scalars()
         .all()
     )
-    known = {r.id for r in rows} | {r.slug for r in rows}
-    missing = [r for r in refs if r not in known and hex_id(r) not in known]
-    if missing:
-        raise Invalid(f"unknown list(s): {', '.join(missing)}", details={"lists": missing})
+    _refuse_unknown(refs, rows)
     if public_only:
         private = [r.slug for r in rows if r.visibility != "public"]
         if private:
             raise Invalid(f"list(s) not open to sign-up: {', '.join(private)}", details={"lists": private})
     return list(rows)
+
+
+_LIST = MailingList.__table__  # type: ignore[attr-defined]
+_LIST_IDS = sa.select(_LIST.c.id, _LIST.c.slug).where(
+    sa.or_(_LIST.c.id.in_(sa.bindparam("ids", expanding=True)), _LIST.c.slug.in_(sa.bindparam("refs", expanding=True)))
+)
+"""The lists with these ids or slugs (built once: the same query as :func:`resolve_lists`, without ORM objects)."""
+
+
+async def resolve_list_ids(uow: CoreUnitOfWork, refs: Sequence[str]) -> list[str]:
+    """:func:`resolve_lists` in a Core unit of work: the ids of the lists named (422 for an unknown one)."""
+    rows = (await uow.execute(_LIST_IDS, {"ids": [hex_id(r) for r in refs], "refs": list(refs)})).all()
+    _refuse_unknown(refs, rows)
+    return [r.id for r in rows]
+
+
+def _refuse_unknown(refs: Sequence[str], rows: Sequence[MailingList] | Sequence[sa.Row[tuple[str, str]]]) -> None:
+    known = {r.id for r in rows} | {r.slug for r in rows}
+    missing = [r for r in refs if r not in known and hex_id(r) not in known]
+    if missing:
+        raise Invalid(f"unknown list(s): {', '.join(missing)}", details={"lists": missing})
 
 
 async def ensure_members_list(session: AsyncSession, settings: Settings) -> MailingList:
