@@ -37,7 +37,7 @@ from axe_playwright_python.async_playwright import Axe
 from babel.dates import format_date
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_dev.testing import ServiceProcess, free_port, start_processes, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, start_processes, stop_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DISTRETTO_CHROMIUM", "/usr/bin/chromium")
@@ -131,8 +131,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             token = (await client.post(gateway + "/auth/token", json=ADMIN)).json()["access_token"]
         yield Platform(gateway, f"http://127.0.0.1:{catcher_port}", token)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_processes(procs)
         catcher.terminate()
         catcher.wait(10)
 

@@ -17,7 +17,7 @@ import uvicorn
 from playwright.async_api import Browser, expect
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, publish_events, start_processes, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, publish_events, start_processes, stop_processes, wait_for
 from distretto_shared.contracts import membership as ms
 
 from .test_console import ADMIN, CHROMIUM, Platform, _ready, browser, check, login, new_page
@@ -98,8 +98,7 @@ async def platform(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> A
                 await wait_for(lambda p=proc: _ready(client, p.url), timeout=120, what=f"{proc.module} ready")
         yield Platform(gateway, ""), receiver
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_processes(procs)
         server.should_exit = True
         await serving
 

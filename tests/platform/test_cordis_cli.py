@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess, start_processes
+from distretto_dev.testing import ServiceProcess, start_processes, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "services" / "projects" / "tests" / "fixtures"
@@ -53,8 +53,7 @@ async def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
             assert response.status_code == 200, response.text
             yield Stack(gateway.url, response.json()["access_token"])
     finally:
-        gateway.stop()
-        projects.stop()
+        stop_processes([gateway, projects])
 
 
 async def _cli(stack: Stack, *args: str, token_env: str | None = None) -> tuple[int, str, str]:

@@ -19,7 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, read_topic, start_processes, wait_for
+from distretto_dev.testing import (
+    ServiceProcess,
+    free_port,
+    headers_of,
+    read_topic,
+    start_processes,
+    stop_processes,
+    wait_for,
+)
 from distretto_shared.contracts import membership as membership_contracts
 
 ADMIN = {"email": "admin@e2e.example", "password": "e2e-admin-password"}
@@ -95,8 +103,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             gateway, f"http://127.0.0.1:{catcher_port}", prefix, kafka_bootstrap, root, {p.module: p for p in procs}
         )
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_processes(procs)
         catcher.terminate()
         catcher.wait(10)
 

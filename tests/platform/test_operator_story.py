@@ -35,7 +35,16 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from distretto_dev.testing import ServiceProcess, free_port, headers_of, kcat, read_topic, start_processes, wait_for
+from distretto_dev.testing import (
+    ServiceProcess,
+    free_port,
+    headers_of,
+    kcat,
+    read_topic,
+    start_processes,
+    stop_processes,
+    wait_for,
+)
 from distretto_shared import monitoring
 from distretto_shared.consumer import REPLAY_FOR
 from distretto_shared.contracts import membership as membership_contracts
@@ -196,8 +205,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
                 gateway, f"http://127.0.0.1:{ports['console']}", kafka_bootstrap, prefix, prometheus, home, ports
             )
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_processes(procs)
         catcher.terminate()
         catcher.wait(10)
 

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, kcat, start_processes, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, kcat, start_processes, stop_processes, wait_for
 from distretto_shared.kafka_security import KafkaCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
@@ -104,8 +104,7 @@ async def platform(
         await start_processes([membership, partners, gateway], timeout=90)
         yield gateway.url, kafka_bootstrap, prefix
     finally:
-        for proc in (gateway, partners, membership):
-            proc.stop()
+        stop_processes([gateway, partners, membership])
 
 
 async def test_the_same_joining_arrives_on_the_stream_as_a_webhook_and_on_kafka_with_one_id(

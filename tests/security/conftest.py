@@ -27,6 +27,7 @@ from distretto_dev.testing import (
     drop_schema,
     free_port,
     start_processes,
+    stop_processes,
     wait_for,
 )
 
@@ -115,8 +116,7 @@ async def platform(
             await wait_for(lambda n=name: _ready(services[n]), timeout=90, interval=0.3, what=f"{name} ready")
         yield platform
     finally:
-        for proc in reversed(list(platform.processes.values())):
-            proc.stop()
+        stop_processes(list(platform.processes.values()))
         if database.schema:
             await drop_schema(database.url, database.schema)
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from distretto_dev.testing import ServiceProcess, free_port, start_processes, wait_for
+from distretto_dev.testing import ServiceProcess, free_port, start_processes, stop_processes, wait_for
 
 SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
 ADMIN = {"email": "admin@webhook.example", "password": "webhook-admin-password"}
@@ -69,8 +69,7 @@ async def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         await start_processes([newsletter, gw], timeout=90)
         yield gw.url
     finally:
-        gw.stop()
-        newsletter.stop()
+        stop_processes([gw, newsletter])
 
 
 async def test_only_signed_reports_count_and_known_and_unknown_addresses_look_alike(gateway: str) -> None:

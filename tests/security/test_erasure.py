@@ -22,7 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from distretto_dev.kafka_runner import EmbeddedKafka
-from distretto_dev.testing import POSTGRES_ENV, ServiceProcess, free_port, identity_headers, start_processes, wait_for
+from distretto_dev.testing import (
+    POSTGRES_ENV,
+    ServiceProcess,
+    free_port,
+    identity_headers,
+    start_processes,
+    stop_processes,
+    wait_for,
+)
 from distretto_shared.identity import Principal, Role
 
 
@@ -106,8 +114,7 @@ async def stack(request: pytest.FixtureRequest, broker: EmbeddedKafka, tmp_path:
         await start_processes([membership, newsletter], timeout=90)
         yield Stack(membership, newsletter, tmp_path / "data", Path(broker.data_dir) / "logs", pg_url, schemas)
     finally:
-        newsletter.stop()
-        membership.stop()
+        stop_processes([newsletter, membership])
         if pg_url:
             engine = create_async_engine(pg_url)
             async with engine.begin() as conn:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.testing import ServiceProcess, start_processes, wait_for
+from distretto_dev.testing import ServiceProcess, start_processes, stop_processes, wait_for
 
 ADMIN = {"email": "admin@members.example", "password": "members-admin-password"}
 PLACE = "Sala riservata, Via Banchi di Sopra 3, Siena"
@@ -131,9 +131,7 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             partner = await _login(gw, "pat@partner.example", "a-long-password-1")
         yield Platform(gateway.url, a, b, match["id"], member_a, partner)
     finally:
-        gateway.stop()
-        matchmaking.stop()
-        membership.stop()
+        stop_processes([gateway, matchmaking, membership])
 
 
 async def test_a_member_of_a_gets_nothing_private_of_b(platform: Platform) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from distretto_dev.testing import (
     DatabaseTarget,
     ServiceProcess,
     free_port,
+    patience,
     publish_events,
     service_client,
     wait_for,
@@ -268,6 +270,39 @@ async def test_a_slow_sse_client_holds_at_most_one_batch_and_then_gets_everythin
         seen = await _read_sse(reader, total)
         writer.close()
         assert seen == list(range(1, total + 1))
+    finally:
+        proc.kill()
+
+
+async def test_asked_to_stop_with_a_stream_open_the_service_ends_the_stream_and_stops_by_itself(
+    database: DatabaseTarget, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # A partner's stream never ends by itself: a stop (SIGTERM, as from an orchestrator) bounds
+    # the wait for it, ends it (the client reconnects with Last-Event-ID) and runs the service's own
+    # shutdown, rather than waiting until the process is killed.
+    log = tmp_path / "partners.log"
+    env = env_of(database, kafka_bootstrap, DISTRETTO_DATA_DIR=str(tmp_path / "var"), PARTNERS_LOG_LEVEL="INFO")
+    proc = await ServiceProcess("partners", env=env, log_path=log).start()
+    try:
+        async with proc.client() as admin:
+            made = await admin.post(
+                "/partners", json={"name": "Held", "event_types": ORG_TYPES, "api_key_id": PARTNER_KEY}
+            )
+            assert made.status_code == 201, made.text
+        reader, writer = await _raw_stream(proc)
+        assert b"retry: 2000" in await asyncio.wait_for(reader.readuntil(b"retry: 2000"), patience(30))
+        assert proc.proc is not None
+        proc.terminate()
+        code = await asyncio.to_thread(proc.proc.wait, patience(60))
+        rest = await asyncio.wait_for(reader.read(), patience(30))  # the server closed the stream
+        writer.close()
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        # uvicorn exits by the signal it handled (-15) once the service has stopped: not killed.
+        assert code in (0, -signal.SIGTERM), log.read_text()
+        assert rest.endswith(b"\r\n\r\n") or rest == b"" or rest.endswith(b"\n"), rest[-200:]
+        assert any(line["event"] == "service stopped" for line in lines), "the service's shutdown did not run"
+        # a stop, not a failure: no request cancelled by the server's grace running out
+        assert [line["event"] for line in lines if line.get("logger", "").startswith("uvicorn")] == []
     finally:
         proc.kill()
 

@@ -126,6 +126,11 @@ class ServiceContext:
         self.broker = build_broker(spec, settings)
         self.singletons: dict[type, Any] = {}
         """Service singletons by type (a ranking engine, a delivery engine): ``provide`` / ``Context.get``."""
+        self.stopping = asyncio.Event()
+        """Set as soon as the server is asked to stop, before it waits for the requests still open: a
+        response that never ends by itself (an event stream) ends when it sees it."""
+        self.on_stop: list[Callable[[], None]] = [self.stopping.set]
+        """Called (on the event loop) when the server is asked to stop, with :attr:`stopping`."""
         self.runners = [
             ConsumerRunner(
                 c,
@@ -487,6 +492,28 @@ class Serve:
     server itself and returns True, or returns False for the default ``uvicorn.run(app, …)``."""
 
 
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that tells the service when it is asked to stop (SIGTERM, Ctrl-C), before it
+        waits up to ``http_shutdown_grace`` for the requests still open: ``ServiceContext.on_stop``."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            self.stop_loop = asyncio.get_running_loop()
+            await super().startup(sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            ctx = getattr(getattr(self.config.app, "state", None), "ctx", None)
+            loop = getattr(self, "stop_loop", None)
+            if ctx is not None and loop is not None:
+                for callback in ctx.on_stop:
+                    loop.call_soon_threadsafe(callback)  # a signal handler: hand over to the loop
+
+    return Server
+
+
 def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
     """The service's command line: ``serve`` (default), ``migrate``, ``asyncapi``."""
 
@@ -535,6 +562,7 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
             "access_log": False,
             # log_config=None: uvicorn's records go through our JSON formatter, not its own handlers.
             "log_config": None,
+            "timeout_graceful_shutdown": settings.http_shutdown_grace,
             **(serve.uvicorn_options if serve is not None else {}),
         }
         configure_logging(spec.name, settings.log_level, settings.log_json)
@@ -542,6 +570,6 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
             return
         with contextlib.suppress(AttributeError):  # a process of its own (tests run many apps in one: not there)
             app.state.freeze_after_start = True
-        uvicorn.run(app, **options)
+        _server_class()(uvicorn.Config(app, **options)).run()
 
     return main

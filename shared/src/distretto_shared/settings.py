@@ -47,6 +47,10 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_password: str = Field(default_factory=lambda: os.environ.get("KAFKA_SASL_PASSWORD", ""))
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_shutdown_grace: float = Field(default=5.0, gt=0)
+    """Seconds a stopping server waits for requests still open before it cancels them and stops the
+    service. A partner's event stream never ends by itself: without a bound, a stop would wait for
+    it until the process is killed (its client reconnects with ``Last-Event-ID`` and loses nothing)."""
     log_level: str = "INFO"
     log_json: bool = True
     relay_poll_interval: float = 1.0

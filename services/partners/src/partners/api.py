@@ -129,7 +129,7 @@ async def _events(
         regrant = True
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
-        while True:
+        while not tail.closing:  # the service is stopping: the client resumes with Last-Event-ID
             if regrant or tail.last_seq > checked:
                 types = await service.still_granted(d, partner_id, types)
                 if not types:

@@ -50,6 +50,7 @@ async def start_channels(ctx: ServiceContext) -> None:
     ctx.db.on_outbox_commit(notifier.notify)
     tail = LogTail(ctx.db, notifier, settings.stream_poll_seconds)
     ctx.provide(tail)
+    ctx.on_stop.append(tail.close)
     await tail.refresh()
     client = httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,

@@ -64,6 +64,13 @@ class LogTail:
         self.poll_seconds = poll_seconds
         self.last_seq = 0
         self._moved = Notifier()
+        self.closing = False
+        """Set when the service is asked to stop: every stream ends (its client resumes elsewhere)."""
+
+    def close(self) -> None:
+        """End the streams: the service is stopping."""
+        self.closing = True
+        self._moved.notify()
 
     async def refresh(self) -> int:
         """Read the newest position; wake the waiting streams when it moved."""
@@ -87,7 +94,7 @@ class LogTail:
 
     async def wait_beyond(self, position: int, timeout: float) -> bool:
         """Wait until the log has a position after ``position`` (True) or the timeout (False)."""
-        if self.last_seq > position:
+        if self.last_seq > position or self.closing:
             return True
         await self._moved.wait(timeout)
         return self.last_seq > position

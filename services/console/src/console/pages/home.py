@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
@@ -84,7 +85,7 @@ async def live(request: Request, user: OptionalUserDep, after: int | None = None
     poll = ctx.settings.stream_poll_seconds
     idle = 0.0
     yield ServerSentEvent(comment="connected", retry=3000)
-    while True:
+    while not ctx.stopping.is_set():  # the service is stopping: the reader resumes with Last-Event-ID
         if await request.is_disconnected():
             return
         rows = await service.activity_after(ctx.db, last, staff)
@@ -104,4 +105,5 @@ async def live(request: Request, user: OptionalUserDep, after: int | None = None
             if idle >= 15:  # a comment now and then, so no proxy on the way closes an idle stream
                 idle = 0.0
                 yield ServerSentEvent(comment="keep-alive")
-        await asyncio.sleep(poll)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.stopping.wait(), poll)
