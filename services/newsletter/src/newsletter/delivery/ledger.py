@@ -63,9 +63,10 @@ PG_SET_STATUS = sa.text(
 PG_CLAIM = (
     sa.text(
         "WITH picked AS ("
-        " SELECT delivery.id FROM delivery LEFT OUTER JOIN campaign ON campaign.id = delivery.campaign_id"
+        " SELECT delivery.id FROM delivery"
         " WHERE delivery.status = 'pending' AND (delivery.next_attempt_at IS NULL OR delivery.next_attempt_at <= :now)"
-        " AND (delivery.campaign_id IS NULL OR campaign.status = 'running')"
+        " AND (delivery.campaign_id IS NULL"
+        " OR delivery.campaign_id IN (SELECT campaign.id FROM campaign WHERE campaign.status = 'running'))"
         " ORDER BY delivery.campaign_id, delivery.id LIMIT :limit FOR UPDATE OF delivery SKIP LOCKED),"
         " claimed AS (UPDATE delivery SET status = 'sending', claim_token = :token, claimed_at = :now,"
         " smtp_server = COALESCE(CAST(:server AS varchar), delivery.smtp_server)"
@@ -95,7 +96,15 @@ primary key whatever the statistics say); they were locked by the pick while sti
 lock re-checks its ``WHERE``), so nobody changed them since. ``UPDATE … FROM picked`` let a planner that took the
 ledger for small (statistics gathered before the campaign froze its rows) join every pending row
 against the whole batch: EXPLAIN ANALYZE showed 499,500 rows removed by the join filter and 160 ms
-for a 500-row claim with 1,000 rows pending — the largest share of the database's CPU per mail."""
+for a 500-row claim with 1,000 rows pending — the largest share of the database's CPU per mail.
+
+The running campaigns are a subquery (one hashed set), not a join: the pick is then a scan of one
+table whose order is that of ``ix_delivery_status_campaign`` (status, campaign_id, id), so its
+``LIMIT`` can stop the index scan after the batch. With the statistics of a freshly analysed ledger
+of 10,000 pending rows, the join was planned as a scan of every pending row, joined and sorted to
+keep 500 (EXPLAIN ANALYZE: the pick 15 ms), the subquery as that index scan (1-5 ms). Statistics
+that take the ledger for nearly empty (gathered before the campaign froze its rows, as in the
+benchmark) still get a bitmap scan and a sort of the pending rows either way."""
 
 PG_STILL_SUBSCRIBED = sa.text(
     "SELECT subscriber_id FROM subscription WHERE subscriber_id = ANY(CAST(:ids AS varchar[]))"
