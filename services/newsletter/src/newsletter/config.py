@@ -62,9 +62,10 @@ class Settings(ServiceSettings):
     lease_seconds: float = 10.0
     """A claim not renewed for this long is taken back (its process died). Live workers renew theirs
     four times per lease, and send a message only while their lease is known held."""
-    commit_linger_seconds: float = 0.004
-    """The group committer waits this long after the first outcome (or until every connection has
-    reported) so that one transaction records many sends."""
+    commit_linger_seconds: float = 0.04
+    """The group committer waits at most this long after the first outcome so that one transaction
+    records many sends: less as soon as every connection has reported, or a connection's next message
+    waits for one of the outcomes before its ``DATA`` (so the linger never holds a connection up)."""
     delivery_poll_interval: float = 0.5
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0

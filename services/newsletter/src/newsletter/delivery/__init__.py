@@ -23,8 +23,9 @@ the claim token as well, so a late outcome never overwrites the new owner's.
 
 The window, exactly: per connection, at most one message can have been accepted by the server
 (``250`` after the final ``.``) without its ``sent`` being durable — from that ``250`` until the
-group commit that carries it (the committer's linger, ``NEWSLETTER_COMMIT_LINGER_SECONDS``,
-4 ms by default, plus the transaction). The next message of the connection cannot reach
+group commit that carries it (the committer's linger, at most ``NEWSLETTER_COMMIT_LINGER_SECONDS``,
+40 ms by default, and ended as soon as the connection's next message waits for it; plus the
+transaction). The next message of the connection cannot reach
 ``DATA`` inside that interval, so it cannot be accepted too. If the process dies then, that one
 message is sent again after the lease: at most one repeat per connection, as before the
 pipelining. SMTP has no two-phase commit, so no sender can close this alone (the deterministic

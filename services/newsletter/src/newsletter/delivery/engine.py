@@ -109,7 +109,10 @@ class DeliveryEngine:
         # Fewer database sessions at once than the pool holds: overflow connections are opened and
         # closed again for every use (a thread and the PRAGMAs each time on SQLite).
         self._db_slots = asyncio.Semaphore(3)
-        self._queue_full = asyncio.Event()
+        self._commit_now = asyncio.Event()
+        """Ends the committer's linger: every connection has reported, or one waits for its commit."""
+        self._awaited: set[asyncio.Future[None]] = set()
+        """Commits that a connection's next message waits for (before its DATA)."""
         self._sqlite = SqliteRecorder.for_database(db)
         self._unnest = not db.sqlite
         # the group commit's common case on PostgreSQL: one statement, committed on its own
@@ -167,6 +170,7 @@ class DeliveryEngine:
         # the committer drains what the workers reported
         deadline = time.monotonic() + 10
         while (not self._queue.empty() or self._committing) and time.monotonic() < deadline:
+            self._commit_now.set()  # no linger: nothing more is coming
             await asyncio.sleep(0.05)
         for task in [*self._workers, *self._helpers]:
             task.cancel()
@@ -645,7 +649,7 @@ class DeliveryEngine:
 
         async def fence() -> None:
             if last is not None:
-                await last
+                await self._durable(last)
             if not await self._lease_held(item.token):
                 raise LeaseLost(item.token)
 
@@ -665,6 +669,17 @@ class DeliveryEngine:
             self.first_sent_at = time.monotonic()
         return self._record([out])
 
+    async def _durable(self, done: asyncio.Future[None]) -> None:
+        """Wait for an outcome's commit (``done``: :meth:`_record`'s future); a connection waits for
+        it, so the committer lingers no longer."""
+        if not done.done():
+            self._awaited.add(done)
+            self._commit_now.set()
+            try:
+                await done
+            finally:
+                self._awaited.discard(done)
+
     def _outcome(self, item: Claimed, status: str) -> Outcome:
         return Outcome(
             delivery_id=item.id,
@@ -683,7 +698,7 @@ class DeliveryEngine:
             self._queue.put_nowait(out)
         outcomes[-1].done = done
         if self._queue.qsize() + 1 >= self._connections:
-            self._queue_full.set()
+            self._commit_now.set()
         return done
 
     # the group commit
@@ -714,17 +729,21 @@ class DeliveryEngine:
                     out.done.set_result(None)
 
     async def _queue_ready(self) -> Outcome:
-        """Wait for an outcome, then linger briefly so that one commit carries many.
+        """Wait for an outcome, then linger so that one commit carries many.
 
         The linger ends early once as many outcomes wait as there are connections (each connection
-        has at most one accepted message waiting for its commit, so nothing more would come soon).
+        has at most one accepted message waiting for its commit, so nothing more would come soon),
+        or as soon as a connection's next message waits for one of them before its DATA: until
+        then a longer linger costs no connection any time, and each commit carries more outcomes.
         """
         first = await self._queue.get()
+        self._committing = True  # ``stop`` waits for this outcome's commit, lingering or not
         linger = self.settings.commit_linger_seconds
-        if linger > 0 and self._queue.qsize() + 1 < self._connections:
-            self._queue_full.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue_full.wait(), timeout=linger)
+        if linger > 0 and not self._stopping and self._queue.qsize() + 1 < self._connections:
+            self._commit_now.clear()
+            if not any(not f.done() for f in self._awaited):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._commit_now.wait(), timeout=linger)
         return first
 
     async def _commit(self, batch: list[Outcome]) -> None:
