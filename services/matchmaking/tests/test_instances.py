@@ -150,3 +150,24 @@ async def test_a_new_text_is_found_by_bm25_at_once_and_the_queue_survives_a_rest
         assert [h[0] for h in hits] == [request["id"]] and hits[0][2] > 0.5
         assert backlog_of((await a.get("/metrics")).text) == 0
         assert TEXTS_ENCODED._value.get() - encoded_before == 2
+
+
+async def test_the_writer_indexes_its_own_create_and_change_before_it_answers(
+    database: DatabaseTarget, kafka_bootstrap: str, payload: Any
+) -> None:
+    """The writing instance indexes what it wrote itself, after its unit of work and before its answer:
+    with no follower round due (polling every hour, no worker to wake it), the next read sees it."""
+    serving = settings_for(
+        Settings, database, kafka_bootstrap, index_encoder=False, index_encoder_process=False, index_poll_interval=3600
+    )
+    async with service_client(create_app(serving)) as a:
+        offer = await post(a, payload)
+        request = await post(a, payload, **REQUEST, owner_organisation_id=str(uuid.uuid4()))
+        assert [h[0] for h in await ranking(a, offer["id"])] == [request["id"]]
+        params = {"target": "opportunities", "sector": "nutraceutics"}
+        assert (await a.get(f"/opportunities/{offer['id']}/counterparts", params=params)).json()["items"] == []
+
+        changed = await a.patch(f"/opportunities/{request['id']}", json={"sectors": ["nutraceutics"]})
+        assert changed.status_code == 200, changed.text
+        page = (await a.get(f"/opportunities/{offer['id']}/counterparts", params=params)).json()
+        assert [i["counterpart_id"] for i in page["items"]] == [request["id"]]
