@@ -369,6 +369,54 @@ async def test_a_core_unit_of_work_on_sqlite_holds_the_write_lock_from_its_first
         await db.dispose()
 
 
+async def test_on_sqlite_core_units_of_work_take_turns_on_one_kept_connection_given_up_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    """SQLite has one writer at a time: the process's Core units of work write in turn on one
+    connection, checked out of the pool once, holding no lock between them. One that fails gives it
+    up (rolled back, back to the pool) and the next takes a fresh one; ``dispose`` gives it back."""
+    from sqlalchemy import event
+
+    path = tmp_path / "db.sqlite"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    pool = db.engine.sync_engine.pool
+    checkouts: list[int] = []
+    checkins: list[int] = []
+    event.listen(pool, "checkout", lambda dbapi, _record, _proxy: checkouts.append(id(dbapi)))
+    event.listen(pool, "checkin", lambda dbapi, _record: checkins.append(id(dbapi)))
+    try:
+        async with db.core_transaction() as uow:
+            await uow.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+        for n in (1, 11, 21):  # each followed by another writer's row (the next id)
+            async with db.core_transaction() as uow:
+                await uow.execute(text("INSERT INTO t (id, v) VALUES (:n, 'mine')"), {"n": n})
+            assert await asyncio.to_thread(_try_to_write, path) == "written"  # no lock kept between them
+        assert len(checkouts) == 1 and checkins == []  # one checkout for the four, still out
+
+        with pytest.raises(IntegrityError):
+            async with db.core_transaction() as uow:
+                await uow.execute(text("INSERT INTO t (id, v) VALUES (30, 'rolled back')"))
+                await uow.execute(text("INSERT INTO t (id, v) VALUES (1, 'again')"))  # the same key again
+        assert checkins == checkouts  # given back after the failure
+        async with db.core_transaction() as uow:
+            await uow.execute(text("INSERT INTO t (id, v) VALUES (40, 'mine')"))
+        assert len(checkouts) == 2  # a fresh one after the failure, kept again
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+        assert [tuple(r) for r in rows] == [
+            (1, "mine"),
+            (2, "other"),
+            (11, "mine"),
+            (12, "other"),
+            (21, "mine"),
+            (22, "other"),
+            (40, "mine"),
+        ]
+    finally:
+        await db.dispose()
+    assert sorted(checkins) == sorted(checkouts)  # every connection back in the pool before it closed
+
+
 async def test_on_sqlite_a_unit_of_work_whose_first_read_is_streamed_holds_the_write_lock_too(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     db = Database(f"sqlite+aiosqlite:///{path}")
