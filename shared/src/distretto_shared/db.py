@@ -372,9 +372,10 @@ class Database:
         so one connection serves every Core unit of work in turn, checked out of the pool once
         instead of once per unit of work. It holds no lock between units of work (none is open);
         a unit of work that fails gives it back to the pool and the next checks out a fresh one, as
-        does the first one in another event loop. One state row plus one event, CPU per unit of work
-        (3,000 each, three alternated runs on a loaded machine): 705 / 705 / 667 µs checking out per
-        unit of work, 477 / 476 / 416 µs on the kept connection.
+        does the first one in another event loop. One state row plus one event, CPU per unit of work,
+        ten alternated pairs (3,000 or 5,000 each) on a machine loaded by other work: checking out per
+        unit of work 410–705 µs, median 496; on the kept connection 322–505 µs, median 420 (lower in
+        eight pairs of ten).
         """
         loop = asyncio.get_running_loop()
         kept = self._writer
