@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from distretto_dev.testing import read_topic, wait_for
 from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.kafka_security import default_credentials
+from distretto_shared.topics import consumer_group
 
 from .conftest import Platform, ready
 
@@ -40,7 +41,11 @@ pytestmark = pytest.mark.timeout(1800)
 
 ORGANISATIONS = 24
 BEFORE_CRASH = ORGANISATIONS // 3
-PROFILES_GROUP = "matchmaking.matchmaking-profiles"
+
+
+def profiles_group(platform: Platform) -> str:
+    """Matchmaking's profiles consumers' group on the broker (the run's topic prefix is in it)."""
+    return consumer_group("matchmaking", "matchmaking-profiles", platform.prefix)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,7 +328,7 @@ def tolerant(predicate: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[
 
 
 async def _two_members_with_work(platform: Platform) -> set[tuple[str, int]] | None:
-    assignment = await group_assignment(platform, PROFILES_GROUP)
+    assignment = await group_assignment(platform, profiles_group(platform))
     if not assignment or len(assignment) != 2 or not all(assignment.values()):
         return None
     return set().union(*assignment.values())
@@ -332,7 +337,7 @@ async def _two_members_with_work(platform: Platform) -> set[tuple[str, int]] | N
 async def _one_member_with_everything(
     platform: Platform, before: set[tuple[str, int]]
 ) -> dict[str, set[tuple[str, int]]] | None:
-    assignment = await group_assignment(platform, PROFILES_GROUP)
+    assignment = await group_assignment(platform, profiles_group(platform))
     if not assignment or len(assignment) != 1:
         return None
     return assignment if next(iter(assignment.values())) == before else None

@@ -325,12 +325,22 @@ async def service_client(app: Any, principal: Principal | None = ADMIN) -> Async
     audience = getattr(getattr(app, "state", None), "service_name", None)
     if audience is None:
         principal = None
-    async with LifespanManager(app, startup_timeout=patience(60), shutdown_timeout=patience(30)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://service", auth=identity_auth(principal, audience or "")
-        ) as client:
-            yield client
+    try:
+        # Both under the suite's 300 s per test together with a failing wait_for (150 s): a hang is
+        # reported with its tasks below, not cut off by the test's timeout.
+        async with LifespanManager(app, startup_timeout=patience(40), shutdown_timeout=patience(20)) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://service", auth=identity_auth(principal, audience or "")
+            ) as client:
+                yield client
+    except TimeoutError:
+        # A start or a stop that hangs: show where every task of the loop is waiting (in the
+        # test's report), not only that the time ran out.
+        print(f"service_client: the app's start or stop timed out; {len(asyncio.all_tasks())} tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise
 
 
 class ServiceProcess:

@@ -65,14 +65,17 @@ def topic_name(name: str) -> str:
     return os.environ.get("DISTRETTO_TOPIC_PREFIX", "") + name
 
 
-def consumer_group(service: str, name: str) -> str:
+def consumer_group(service: str, name: str, prefix: str | None = None) -> str:
     """The Kafka consumer group of a service's consumers ``name``: ``<service>.`` + ``DISTRETTO_TOPIC_PREFIX`` + name.
 
     Environments sharing a cluster under different prefixes never share a group (a group's members
     rebalance together, whatever topics each reads), and the service's ACL prefix ``<service>.``
-    still covers it. Without a prefix it is ``<service>.<name>``.
+    still covers it. Without a prefix it is ``<service>.<name>``. ``prefix``: another environment's
+    (default: this process's ``DISTRETTO_TOPIC_PREFIX``).
     """
-    return f"{service}.{os.environ.get('DISTRETTO_TOPIC_PREFIX', '')}{name}"
+    if prefix is None:
+        prefix = os.environ.get("DISTRETTO_TOPIC_PREFIX", "")
+    return f"{service}.{prefix}{name}"
 
 
 def dlq_topic(topic: str) -> str:
