@@ -12,6 +12,10 @@ driver itself (asyncpg, aiosqlite), and ``add_events`` inserts with one fixed st
 per transaction the relay runs a cycle per commit, and ``bench/backbone/run.py`` showed SQLAlchemy's
 statement machinery as a large share of the producer's CPU there; the lean baseline in
 ``bench/backbone/lean.py`` is the yardstick these paths are measured against.
+
+One file (over 600 lines): the outbox table, ``add_event(s)`` and the relay share the row format, the
+statements and the ordering rules (claim in id order, delete only what the broker acknowledged);
+split apart, each piece would import the others' private helpers.
 """
 
 from __future__ import annotations
