@@ -38,6 +38,23 @@ async def test_read_after_gives_the_next_batch_past_a_position_in_order_and_filt
     assert len(ids) == 8 and ids == sorted(ids)
 
 
+async def test_a_core_read_sees_what_was_committed_and_commits_nothing(db: Database) -> None:
+    for seq in range(3):
+        await credit(db, "acc-r", 10, seq)
+    by_account = select(entries.c.amount).where(entries.c.account_id == "acc-r").order_by(entries.c.seq)
+
+    async with db.core_read() as conn:
+        assert list((await conn.execute(by_account)).scalars()) == [10, 10, 10]
+        await conn.execute(entries.insert().values(account_id="acc-r", amount=99, seq=3))  # never committed
+
+    async with db.read() as session:
+        assert list((await session.execute(by_account)).scalars()) == [10, 10, 10]
+    async with db.transaction() as session:  # the connection went back to the pool holding no lock
+        await session.execute(entries.insert().values(account_id="acc-r", amount=5, seq=4))
+    async with db.core_read() as conn:
+        assert list((await conn.execute(by_account)).scalars()) == [10, 10, 10, 5]
+
+
 def _try_to_write(path: Path) -> str:
     """What a second writer sees, without waiting: 'written' or SQLite's error."""
     conn = sqlite3.connect(path, timeout=0, isolation_level=None)

@@ -481,6 +481,16 @@ class Database:
         async with self.sessionmaker() as session:
             yield session
 
+    @asynccontextmanager
+    async def core_read(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for reads only, with Core statements (no ORM session, nothing committed).
+
+        For a request's read that only turns rows into its answer: it makes no session and no ORM
+        objects. The connection goes back to the pool, rolled back, at the end.
+        """
+        async with self.engine.connect() as conn:
+            yield conn
+
     async def read_after(self, position: Any, after: int, limit: int, *where: ColumnElement[bool]) -> list[Any]:
         """Up to ``limit`` rows of ``position``'s table whose ``position`` (an increasing integer
         column: an id, a sequence number) is past ``after``, in that order, matching ``where`` —
