@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from membership.figures.models import YearlyFigures
@@ -29,6 +29,21 @@ async def latest(session: AsyncSession, org: Organisation) -> YearlyFigures | No
     if org.latest_year is None:
         return None
     return await of_year(session, org.id, org.latest_year)
+
+
+_FIGURES = YearlyFigures.__table__  # type: ignore[attr-defined]
+_FIGURES_OF_YEAR = select(_FIGURES).where(
+    _FIGURES.c.organisation_id == bindparam("id"), _FIGURES.c.year == bindparam("year")
+)
+
+
+async def latest_on(conn: AsyncConnection, organisation: Mapping[Any, Any]) -> YearlyFigures | None:
+    """:func:`latest` for an organisation read as a row on a plain connection (``Database.core_read``)."""
+    if organisation["latest_year"] is None:
+        return None
+    key = {"id": organisation["id"], "year": organisation["latest_year"]}
+    row = (await conn.execute(_FIGURES_OF_YEAR, key)).mappings().first()
+    return None if row is None else YearlyFigures.model_validate(dict(row))
 
 
 async def latest_of(session: AsyncSession, orgs: Sequence[Organisation]) -> dict[str, YearlyFigures]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, String, cast, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import RowMapping, Select, String, bindparam, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from distretto_shared.db import contains_text, load
@@ -41,6 +41,20 @@ async def visible(ctx: Ctx, session: AsyncSession, organisation_id: str) -> Orga
     if org is None or not (ctx.acts_for(org.id) or org.status in PUBLIC_STATUSES):
         raise NotFound(f"organisation {organisation_id} does not exist")
     return org
+
+
+_ORGANISATION = Organisation.__table__  # type: ignore[attr-defined]
+_ORGANISATION_ROW = select(_ORGANISATION).where(_ORGANISATION.c.id == bindparam("id"))
+"""Built once, the id a bound parameter: SQLAlchemy neither builds nor keys it per request."""
+
+
+async def visible_row(ctx: Ctx, conn: AsyncConnection, organisation_id: str) -> RowMapping:
+    """:func:`visible` for a read on a plain connection (``Database.core_read``): the organisation's
+    row, no ORM object, under the same rule (404 when the caller may not know it exists)."""
+    row = (await conn.execute(_ORGANISATION_ROW, {"id": organisation_id})).mappings().first()
+    if row is None or not (ctx.acts_for(row["id"]) or row["status"] in PUBLIC_STATUSES):
+        raise NotFound(f"organisation {organisation_id} does not exist")
+    return row
 
 
 async def own(ctx: Ctx, session: AsyncSession, organisation_id: str, what: str) -> Organisation:

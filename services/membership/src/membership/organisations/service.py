@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import ValidationError
 
 from distretto_shared.contracts import membership as contracts
@@ -49,21 +52,25 @@ def profile(org: Organisation) -> contracts.OrganisationProfile:
 def organisation_public(ctx: Ctx, org: Organisation, latest: YearlyFigures | None = None) -> OrganisationPublic:
     """The organisation as ``ctx``'s caller may see it: in full for itself and staff, else the
     register's public fields (no figures, size class, fee plan, renewal date or open actions)."""
-    status = MembershipStatus(org.status)
+    return public_of(ctx, fields(org), latest)
+
+
+def public_of(ctx: Ctx, org: Mapping[Any, Any], latest: YearlyFigures | None = None) -> OrganisationPublic:
+    """:func:`organisation_public` of the organisation's fields (its ORM object's, or its row's)."""
     times = {
-        "status_changed_at": as_utc(org.status_changed_at),
-        "created_at": as_utc(org.created_at),
-        "updated_at": as_utc(org.updated_at),
+        "status_changed_at": as_utc(org["status_changed_at"]),
+        "created_at": as_utc(org["created_at"]),
+        "updated_at": as_utc(org["updated_at"]),
     }
-    if not ctx.acts_for(org.id):
-        public = {name: value for name, value in fields(org).items() if name not in PRIVATE_ORGANISATION_FIELDS}
+    if not ctx.acts_for(org["id"]):
+        public = {name: value for name, value in org.items() if name not in PRIVATE_ORGANISATION_FIELDS}
         return OrganisationPublic.model_validate({**public, **times})
     return OrganisationPublic.model_validate(
         {
-            **fields(org),
+            **org,
             **times,
-            "latest_figures": figures_public(latest, org.kind) if latest else None,
-            "allowed_actions": allowed_actions(status),
+            "latest_figures": figures_public(latest, org["kind"]) if latest else None,
+            "allowed_actions": allowed_actions(MembershipStatus(org["status"])),
         }
     )
 
@@ -85,9 +92,10 @@ async def create_organisation(ctx: Ctx, data: OrganisationCreate) -> Organisatio
 
 async def get_organisation(ctx: Ctx, organisation_id: str) -> OrganisationPublic:
     """One organisation with its latest figures."""
-    async with ctx.db.read() as session:
-        org = await repository.visible(ctx, session, organisation_id)
-        return organisation_public(ctx, org, await figures_repository.latest(session, org))
+    # Core on a plain connection: the row becomes the answer, no session or ORM object on the way.
+    async with ctx.db.core_read() as conn:
+        org = await repository.visible_row(ctx, conn, organisation_id)
+        return public_of(ctx, org, await figures_repository.latest_on(conn, org))
 
 
 async def list_organisations(
