@@ -3,7 +3,8 @@ event summary of a project."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import select
 
 from distretto_shared.contracts import projects as contracts
@@ -29,6 +30,28 @@ async def member_ids(session: AsyncSession, project_id: str) -> list[str]:
         .distinct()
     )
     return sorted(r[0] for r in rows)
+
+
+_PROJECT = Project.__table__  # type: ignore[attr-defined]
+_PARTICIPANT = Participant.__table__  # type: ignore[attr-defined]
+# A project's page read as Core statements built once, the id a bound parameter: SQLAlchemy neither
+# builds nor keys them per request, and no ORM object is made for a row only turned into the answer.
+_PROJECT_ROW = sa.select(_PROJECT).where(_PROJECT.c.id == sa.bindparam("id"))
+_MEMBER_IDS = (
+    sa.select(_PARTICIPANT.c.organisation_id)
+    .where(_PARTICIPANT.c.project_id == sa.bindparam("id"), _PARTICIPANT.c.organisation_id.is_not(None))
+    .distinct()
+)
+
+
+async def project_page(conn: AsyncConnection, project_id: str) -> ProjectPublic:
+    """The project as the API shows it, read on a plain connection (``Database.core_read``); a 404
+    when missing. The same statements as :func:`load_project` and :func:`member_ids`."""
+    row = (await conn.execute(_PROJECT_ROW, {"id": project_id})).mappings().first()
+    if row is None:
+        raise NotFound(f"project {project_id} not found")
+    members = sorted(r[0] for r in await conn.execute(_MEMBER_IDS, {"id": row["id"]}))
+    return ProjectPublic.model_validate({**row, "member_organisation_ids": members})
 
 
 async def summary(session: AsyncSession, project: Project) -> contracts.ProjectSummary:

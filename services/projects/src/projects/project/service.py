@@ -23,6 +23,7 @@ from projects.project.repository import (
     load_project,
     member_ids,
     members_of,
+    project_page,
     project_public,
     summary,
 )
@@ -100,9 +101,8 @@ async def update_project(ctx: Ctx, project_id: str, data: ProjectUpdate) -> Proj
 
 async def get_project(ctx: Ctx, project_id: str) -> ProjectPublic:
     """One project."""
-    async with ctx.db.read() as session:
-        project = await load_project(session, project_id)
-        return project_public(project, await member_ids(session, project.id))
+    async with ctx.db.core_read() as conn:
+        return await project_page(conn, project_id)
 
 
 @dataclass(frozen=True)
