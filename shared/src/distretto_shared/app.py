@@ -329,7 +329,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(spec.name, settings.log_level, settings.log_json)
+        configure_logging(spec.name, settings.log_level, settings.log_json, settings.log_repeat_interval)
         tracing.configure(spec.name)  # OTLP export only when an endpoint is configured
         ctx = ServiceContext(spec, settings)
         app.state.ctx = ctx
@@ -540,7 +540,7 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
                 print(f"{spec.name}: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
         if args.command == "migrate":
-            configure_logging(spec.name, settings.log_level, settings.log_json)
+            configure_logging(spec.name, settings.log_level, settings.log_json, settings.log_repeat_interval)
             asyncio.run(
                 upgrade_async(spec.migrations, settings.resolved_database_url(), settings.database_schema, settings)
             )
@@ -565,7 +565,7 @@ def cli(spec: ServiceSpec, serve: Serve | None = None) -> Callable[[], None]:
             "timeout_graceful_shutdown": settings.http_shutdown_grace,
             **(serve.uvicorn_options if serve is not None else {}),
         }
-        configure_logging(spec.name, settings.log_level, settings.log_json)
+        configure_logging(spec.name, settings.log_level, settings.log_json, settings.log_repeat_interval)
         if serve is not None and serve.run is not None and serve.run(app, settings, args, options):
             return
         with contextlib.suppress(AttributeError):  # a process of its own (tests run many apps in one: not there)

@@ -73,6 +73,11 @@ CONSUMER_RETRIES = Counter(
 )
 DEAD_LETTER_KINDS = ("invalid", "rejected", "failed")
 """``reason`` of a dead letter: undecodable, refused by the handler, retries exhausted."""
+LOG_RECORDS_SUPPRESSED = Counter(
+    "distretto_log_records_suppressed_total",
+    "Repeated log lines of a library left out of the log (the next one written carries the count)",
+    ["service", "logger"],
+)
 DEAD_LETTERS = Counter(
     "distretto_dead_letters_total",
     "Messages sent to a dead-letter topic",

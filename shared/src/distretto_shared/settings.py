@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
     it until the process is killed (its client reconnects with ``Last-Event-ID`` and loses nothing)."""
     log_level: str = "INFO"
     log_json: bool = True
+    log_repeat_interval: float = Field(default=30.0, ge=0)
+    """Seconds between two writes of the same Kafka-library log line (same logger and message
+    template): while the broker is away aiokafka repeats its errors about every 100 ms per client;
+    the lines in between are left out, counted in ``distretto_log_records_suppressed_total``, and
+    the next one written says how many (``suppressed``). 0 writes every one."""
     relay_poll_interval: float = 1.0
     relay_standby_interval: float = 1.0
     """Seconds between two tries of the outbox lock by an instance whose relay stands by: when the
