@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distretto_dev.kafka_runner import EmbeddedKafka
-from distretto_dev.testing import ADMIN, ServiceProcess, free_port, identity_auth, wait_for
+from distretto_dev.testing import ADMIN, ServiceProcess, identity_auth, own_broker, wait_for
 from distretto_shared.dlq import list_dead_letters
 from distretto_shared.logging import RepeatFilter
 
@@ -163,11 +162,7 @@ def test_a_kafka_library_s_repeated_line_is_written_once_per_interval_with_the_c
 async def test_a_service_whose_broker_went_away_writes_each_kafka_error_once_and_counts_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = EmbeddedKafka(
-        data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="256m"
-    ).start()
-    for name, value in broker.credentials.env().items():  # this test's own broker: its super user
-        monkeypatch.setenv(name, value)
+    broker = own_broker(tmp_path, monkeypatch)
     log = tmp_path / "service.log"
     proc = ServiceProcess(
         "tests.backbone.logservice",

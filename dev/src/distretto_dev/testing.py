@@ -170,6 +170,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
 
 
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A broker of this test's own, started (one the test may stop and start again, unlike the
+    session's), with its super user's credentials in the environment; stop it in ``finally``."""
+    from distretto_dev.kafka_runner import EmbeddedKafka
+
+    broker = EmbeddedKafka(
+        data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="256m"
+    ).start()
+    for name, value in broker.credentials.env().items():
+        monkeypatch.setenv(name, value)
+    return broker
+
+
 @pytest.fixture
 def topic_prefix(monkeypatch: pytest.MonkeyPatch) -> str:
     """A unique topic prefix for this test."""

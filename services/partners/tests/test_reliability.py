@@ -20,12 +20,12 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from distretto_dev.kafka_runner import EmbeddedKafka
 from distretto_dev.smtp_sink import SmtpSink
 from distretto_dev.testing import (
     DatabaseTarget,
     ServiceProcess,
     free_port,
+    own_broker,
     patience,
     publish_events,
     service_client,
@@ -372,11 +372,7 @@ def _metric(text: str, name: str) -> float:
 async def test_the_broker_restarted_mid_stream_loses_nothing_on_sse_or_webhooks(
     database: DatabaseTarget, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = EmbeddedKafka(
-        data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="256m"
-    ).start()
-    for name, value in broker.credentials.env().items():  # this test's own broker: its super user
-        monkeypatch.setenv(name, value)
+    broker = own_broker(tmp_path, monkeypatch)
     proc: ServiceProcess | None = None
     receiver = Receiver(port=free_port())
     try:
