@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -385,11 +386,16 @@ class ServiceProcess:
         return httpx.AsyncClient(base_url=self.url, auth=identity_auth(principal, self.name), **kwargs)
 
     def launch(self) -> ServiceProcess:
-        """Start the process without waiting for it (:meth:`wait_started` waits)."""
+        """Start the process without waiting for it (:meth:`wait_started` waits). It dies with the
+        test process, even one killed by SIGKILL or interrupted before its ``finally``: util-linux's
+        ``setpriv --pdeathsig`` sets ``PR_SET_PDEATHSIG`` and execs the service (no ``preexec_fn``,
+        unsafe in a process with threads). Without ``setpriv`` it is left running in that case."""
         env = {**os.environ, **self.env}
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        setpriv = shutil.which("setpriv")
+        die_with_us = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "serve", "--port", str(self.port)],
+            [*die_with_us, sys.executable, "-m", self.module, "serve", "--port", str(self.port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
