@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import RowMapping, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.web import Invalid
 from membership.lifecycle.domain import MembershipStatus
 from membership.lifecycle.models import FeePlan, Renewal, StatusChange
@@ -24,6 +25,26 @@ async def plan(session: AsyncSession, fee_plan_id: str | None) -> FeePlan | None
     if found is None:
         raise Invalid(f"fee plan {fee_plan_id} does not exist")
     return found
+
+
+_FEE_PLAN = FeePlan.__table__  # type: ignore[attr-defined]
+_FEE_PLAN_ROW = select(_FEE_PLAN).where(_FEE_PLAN.c.id == bindparam("id"))
+_STATUS_CHANGE_INSERT = StatusChange.__table__.insert()  # type: ignore[attr-defined]
+
+
+async def plan_in(uow: CoreUnitOfWork, fee_plan_id: str | None) -> RowMapping | None:
+    """:func:`plan` in a Core unit of work: the fee plan's row (None for none); 422 when it does not exist."""
+    if fee_plan_id is None:
+        return None
+    found = (await uow.execute(_FEE_PLAN_ROW, {"id": fee_plan_id})).mappings().first()
+    if found is None:
+        raise Invalid(f"fee plan {fee_plan_id} does not exist")
+    return found
+
+
+async def record_step(uow: CoreUnitOfWork, change: StatusChange) -> None:
+    """Store a lifecycle step (built, not yet stored) in a Core unit of work."""
+    await uow.execute(_STATUS_CHANGE_INSERT, [{name: getattr(change, name) for name in StatusChange.model_fields}])
 
 
 async def plan_named(session: AsyncSession, name: str) -> FeePlan | None:

@@ -50,22 +50,19 @@ def _zero_transitions() -> None:
 _zero_transitions()
 
 
-def _apply(
-    ctx: Ctx,
-    session: AsyncSession,
-    org: Organisation,
-    action: LifecycleAction,
-    reason: str = "",
-) -> tuple[MembershipStatus, MembershipStatus]:
-    """Move ``org`` along the lifecycle, record the step and its event. Raises Conflict when illegal."""
+def _step(
+    ctx: Ctx, org: Organisation, action: LifecycleAction, reason: str = ""
+) -> tuple[tuple[MembershipStatus, MembershipStatus], StatusChange, Event | None]:
+    """Move ``org`` along the lifecycle: the step, its record and its event (None when it announces
+    nothing), for the caller's unit of work to store. Raises Conflict when illegal."""
     try:
         step = domain.transition(MembershipStatus(org.status), action)
     except IllegalTransition as exc:
         raise Conflict(str(exc), details={"status": exc.status.value, "action": action.value}) from exc
     before, after = step.before, step.after
-    session.add(StatusChange(organisation_id=org.id, action=action, from_status=before, to_status=after, reason=reason))
+    change = StatusChange(organisation_id=org.id, action=action, from_status=before, to_status=after, reason=reason)
     if step.announce is None:
-        return before, after
+        return (before, after), change, None
     org.status = after
     org.status_changed_at = org.updated_at = utcnow()
     event: Event
@@ -85,8 +82,22 @@ def _apply(
             event = contracts.OrganisationLapsed(organisation_id=org.id, renewal_due=org.renewal_due)
         case Announcement.left:
             event = contracts.OrganisationLeft(organisation_id=org.id, reason=reason)
-    add_event(session, event, source=ctx.source)
-    return before, after
+    return (before, after), change, event
+
+
+def _apply(
+    ctx: Ctx,
+    session: AsyncSession,
+    org: Organisation,
+    action: LifecycleAction,
+    reason: str = "",
+) -> tuple[MembershipStatus, MembershipStatus]:
+    """Move ``org`` along the lifecycle, record the step and its event. Raises Conflict when illegal."""
+    step, change, event = _step(ctx, org, action, reason)
+    session.add(change)
+    if event is not None:
+        add_event(session, event, source=ctx.source)
+    return step
 
 
 def _count(step: tuple[MembershipStatus, MembershipStatus]) -> None:
@@ -98,18 +109,30 @@ def _period_months(ctx: Ctx, plan: FeePlan | None) -> int:
     return plan.period_months if plan else ctx.settings.default_period_months
 
 
+_APPROVED = ("fee_plan_id", "joined_on", "renewal_due", "status", "status_changed_at", "updated_at")
+"""The columns an approval may change."""
+
+
 async def approve(ctx: Ctx, organisation_id: str, request: ApproveRequest) -> OrganisationPublic:
     """applied → active: the organisation becomes a member; its first renewal falls due one period later."""
-    async with ctx.db.transaction() as session:
-        org = await organisations.for_staff(ctx, session, organisation_id, "approve an application")
+    # Core unit of work: the same statements as an ORM session's, without the session.
+    async with ctx.db.core_transaction() as uow:
+        org = await organisations.for_staff_in(ctx, uow, organisation_id, "approve an application")
         joined_on = request.joined_on or common.today()
-        if MembershipStatus(org.status) is MembershipStatus.applied:
-            plan = await repository.plan(session, request.fee_plan_id)
-            org.fee_plan_id = plan.id if plan else None
+        applied = MembershipStatus(org.status) is MembershipStatus.applied
+        if applied:
+            plan = await repository.plan_in(uow, request.fee_plan_id)
+            org.fee_plan_id = plan["id"] if plan else None
             org.joined_on = joined_on
-            org.renewal_due = domain.add_months(joined_on, _period_months(ctx, plan))
-        step = _apply(ctx, session, org, LifecycleAction.approve)
-        latest = await figures.latest(session, org)
+            period = plan["period_months"] if plan else ctx.settings.default_period_months
+            org.renewal_due = domain.add_months(joined_on, period)
+        step, change, event = _step(ctx, org, LifecycleAction.approve)
+        if applied or event is not None:
+            await organisations.update(uow, org.id, {name: getattr(org, name) for name in _APPROVED})
+        await repository.record_step(uow, change)
+        if event is not None:
+            add_event(uow, event, source=ctx.source)
+        latest = await figures.latest_on(uow.connection, fields(org))
     _count(step)
     return organisation_public(ctx, org, latest)
 

@@ -18,13 +18,14 @@ from sqlalchemy import RowMapping, Select, String, bindparam, cast, func, or_, s
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from distretto_shared.db import contains_text, load
+from distretto_shared.db import CoreUnitOfWork, contains_text, load
 from distretto_shared.web import NotFound
 from membership.common import Ctx
 from membership.figures.domain import SizeClass
 from membership.lifecycle.domain import MembershipStatus
 from membership.organisations.domain import PUBLIC_STATUSES, OrganisationKind, OrganisationOrder, Sector
 from membership.organisations.models import Organisation
+from membership.tables import fields
 
 
 async def get(session: AsyncSession, organisation_id: str) -> Organisation:
@@ -46,6 +47,44 @@ async def visible(ctx: Ctx, session: AsyncSession, organisation_id: str) -> Orga
 _ORGANISATION = Organisation.__table__  # type: ignore[attr-defined]
 _ORGANISATION_ROW = select(_ORGANISATION).where(_ORGANISATION.c.id == bindparam("id"))
 """Built once, the id a bound parameter: SQLAlchemy neither builds nor keys it per request."""
+
+
+_ORGANISATION_INSERT = _ORGANISATION.insert()
+_VAT_HOLDER = (
+    select(_ORGANISATION.c.id, _ORGANISATION.c.name).where(_ORGANISATION.c.vat_number == bindparam("vat")).limit(1)
+)
+
+
+async def vat_holder_row(uow: CoreUnitOfWork, vat: str | None) -> RowMapping | None:
+    """:func:`vat_holder` in a Core unit of work: the id and name of the organisation registered with
+    this VAT number, if any."""
+    if not vat:
+        return None
+    return (await uow.execute(_VAT_HOLDER, {"vat": vat})).mappings().first()
+
+
+async def insert(uow: CoreUnitOfWork, org: Organisation) -> None:
+    """Insert a new organisation (built, not yet stored) in a Core unit of work."""
+    await uow.execute(_ORGANISATION_INSERT, [fields(org)])
+
+
+_ORGANISATION_LOCKED = _ORGANISATION_ROW.with_for_update()
+_ORGANISATION_UPDATE = _ORGANISATION.update().where(_ORGANISATION.c.id == bindparam("organisation_key"))
+
+
+async def for_staff_in(ctx: Ctx, uow: CoreUnitOfWork, organisation_id: str, what: str) -> Organisation:
+    """:func:`for_staff` in a Core unit of work: the organisation, its row locked until the commit
+    (``SELECT … FOR UPDATE``, as :func:`load` locks it in a session), for a staff decision."""
+    ctx.require_staff(what)
+    row = (await uow.execute(_ORGANISATION_LOCKED, {"id": organisation_id})).mappings().first()
+    if row is None:
+        raise NotFound(f"organisation {organisation_id} does not exist")
+    return Organisation.model_validate(dict(row))
+
+
+async def update(uow: CoreUnitOfWork, organisation_id: str, values: dict[str, Any]) -> None:
+    """Store these columns of an organisation (a Core unit of work's ``UPDATE``)."""
+    await uow.execute(_ORGANISATION_UPDATE, {**values, "organisation_key": organisation_id})
 
 
 async def visible_row(ctx: Ctx, conn: AsyncConnection, organisation_id: str) -> RowMapping:

@@ -78,14 +78,15 @@ def public_of(ctx: Ctx, org: Mapping[Any, Any], latest: YearlyFigures | None = N
 async def create_organisation(ctx: Ctx, data: OrganisationCreate) -> OrganisationPublic:
     """Enter an organisation in the register as an applicant."""
     ctx.require_staff("register an organisation")
-    async with ctx.db.transaction() as session:
-        holder = await repository.vat_holder(session, data.vat_number)
+    org = Organisation.model_validate(data.model_dump())
+    # Core unit of work: the same statements as an ORM session's flush, without the session.
+    async with ctx.db.core_transaction() as uow:
+        holder = await repository.vat_holder_row(uow, data.vat_number)
         if holder:
-            raise Conflict(f"VAT number {data.vat_number} is already registered to {holder.name!r} ({holder.id})")
-        org = Organisation.model_validate(data.model_dump())
-        session.add(org)
+            raise Conflict(f"VAT number {data.vat_number} is already registered to {holder['name']!r} ({holder['id']})")
+        await repository.insert(uow, org)
         add_event(
-            session, contracts.OrganisationRegistered(organisation_id=org.id, profile=profile(org)), source=ctx.source
+            uow, contracts.OrganisationRegistered(organisation_id=org.id, profile=profile(org)), source=ctx.source
         )
     return organisation_public(ctx, org)
 
