@@ -72,14 +72,24 @@ async def freeze_next(session: AsyncSession, c: Campaign, size: int) -> int:
     found, last = (await session.execute(sa.select(sa.func.count(), sa.func.max(chunk.c.id)))).one()
     added, now = 0, utcnow()
     if found:
-        rows = selection.where(S.c.id <= last).with_only_columns(
-            sa.literal(c.id),
-            S.c.id,
-            sa.literal("campaign"),
-            sa.literal(c.id + ":") + S.c.id,
-            sa.literal("pending"),
-            sa.literal(0),
-            sa.literal(now, sa.DateTime(timezone=True)),
+        # Inserted in subscriber order, so that the ledger's ids (the order claims and outcomes go
+        # in) follow the (campaign, subscriber) unique index: a group commit's new index entries
+        # then sit side by side instead of all over it (unordered, PostgreSQL inserted the chunk in
+        # its plan's order: half the benchmark's rows out of subscriber order). Measured on
+        # PostgreSQL, 10,000 rows claimed in 500s and recorded in 22s, four alternated pairs: the
+        # outcomes' server CPU 0.016-0.021 against 0.022-0.025 ms a mail (the claims' unchanged).
+        rows = (
+            selection.where(S.c.id <= last)
+            .with_only_columns(
+                sa.literal(c.id),
+                S.c.id,
+                sa.literal("campaign"),
+                sa.literal(c.id + ":") + S.c.id,
+                sa.literal("pending"),
+                sa.literal(0),
+                sa.literal(now, sa.DateTime(timezone=True)),
+            )
+            .order_by(S.c.id)
         )
         dialect = (await session.connection()).dialect.name
         insert = (postgresql.insert(D) if dialect == "postgresql" else sqlite.insert(D)).from_select(
