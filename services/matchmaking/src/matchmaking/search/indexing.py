@@ -972,7 +972,8 @@ async def follow(ctx: Ctx) -> None:
         except Exception as exc:
             log.warning("index change log unreadable; retrying", error=repr(exc))
         try:
-            await asyncio.wait_for(state.changed.wait(), timeout=interval)
+            async with asyncio.timeout(interval):  # not wait_for: see encode_forever
+                await state.changed.wait()
         except TimeoutError:
             pass
 
@@ -1070,7 +1071,11 @@ async def encode_forever(ctx: Ctx) -> None:
         if done:
             continue
         try:
-            await asyncio.wait_for(state.queued.wait(), timeout=ctx.settings.index_encode_poll)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns, swallowing the stop's
+            # cancellation, when the event is set in the same turn of the loop (a write just before
+            # the stop), and the stop then waits for this task for ever.
+            async with asyncio.timeout(ctx.settings.index_encode_poll):
+                await state.queued.wait()
         except TimeoutError:
             pass
 
