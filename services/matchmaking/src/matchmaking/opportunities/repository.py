@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import String, bindparam, cast
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from distretto_shared.db import load
+from distretto_shared.db import CoreUnitOfWork, load
 from distretto_shared.web import NotFound
 from matchmaking.common import Ctx, today
 from matchmaking.opportunities.domain import OpportunityStatus
@@ -47,26 +48,27 @@ async def opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, 
     raise NotFound(f"opportunity {opportunity_id} not found")
 
 
+_TABLE: Any = Opportunity.__table__  # type: ignore[attr-defined]
 _WITH_OWNER = (
-    select(Opportunity, Organisation.status)
-    .outerjoin(Organisation, col(Organisation.organisation_id) == col(Opportunity.owner_organisation_id))
-    .where(col(Opportunity.id) == bindparam("opportunity_id", type_=String))
-    .with_for_update(of=Opportunity)  # the opportunity's row only (SQLite: one writer anyway)
-    .execution_options(populate_existing=True)
+    sa_select(*_TABLE.columns, col(Organisation.status).label("owner_status"))
+    .select_from(_TABLE.outerjoin(Organisation, col(Organisation.organisation_id) == _TABLE.c.owner_organisation_id))
+    .where(_TABLE.c.id == bindparam("opportunity_id", type_=String))
+    .with_for_update(of=_TABLE)  # the opportunity's row only (SQLite: one writer anyway)
 )
-"""An opportunity (``opportunity_id``), locked and read afresh, and its owner's status (built once)."""
+"""An opportunity's row (``opportunity_id``), locked, and its owner's status (built once)."""
+_COLUMNS = tuple(c.key for c in _TABLE.columns)
 
 
-async def opportunity_and_owner_for(
-    ctx: Ctx, session: AsyncSession, opportunity_id: str, what: str
+async def locked_opportunity_and_owner(
+    ctx: Ctx, uow: CoreUnitOfWork, opportunity_id: str, what: str
 ) -> tuple[Opportunity, bool]:
-    """In a unit of work: :func:`opportunity_for` (the row locked and read afresh, as ``load`` does),
-    and whether its owner is an active organisation (its profile lists the opportunity), read by
-    the same statement."""
-    row = (await session.execute(_WITH_OWNER, {"opportunity_id": opportunity_id})).first()
-    o, status = (row[0], row[1]) if row is not None else (None, None)
+    """In a Core unit of work: :func:`opportunity_for` (the row locked, as ``load`` does; the
+    opportunity returned is built from it, not an instance of a session), and whether its owner is
+    an active organisation (its profile lists the opportunity), read by the same statement."""
+    row = (await uow.execute(_WITH_OWNER, {"opportunity_id": opportunity_id})).first()
+    o = Opportunity(**dict(zip(_COLUMNS, row, strict=False))) if row is not None else None
     if o is not None and ctx.acts_for(o.owner_organisation_id):
-        return o, status == "active"
+        return o, row is not None and row[-1] == "active"
     if o is not None and is_published(o) and not ctx.principal.is_anonymous:
         ctx.require_private_of(o.owner_organisation_id, what)
     raise NotFound(f"opportunity {opportunity_id} not found")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
+from sqlalchemy import String, bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.conventions import paginate
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
 from matchmaking.anonymise import NamePatterns, anonymise_list, anonymise_text
@@ -25,16 +30,47 @@ from matchmaking.opportunities.models import (
 )
 from matchmaking.opportunities.repository import (
     get_opportunity_row,
-    opportunity_and_owner_for,
+    locked_opportunity_and_owner,
     opportunity_for,
     opportunity_query,
 )
 from matchmaking.profiles.repository import org_names, org_names_and_status
-from matchmaking.search.indexing import OPPORTUNITY, refresh_documents
+from matchmaking.search.indexing import OPPORTUNITY, forget_changes, refresh_documents, refresh_opportunity
 from matchmaking.tables import utcnow
 
 NEWEST_FIRST = (col(Opportunity.created_at).desc(), Opportunity.id)
 """The order of the opportunity lists (the id breaks ties, so pages never overlap)."""
+
+_TABLE: Any = Opportunity.__table__  # type: ignore[attr-defined]
+_INSERT = _TABLE.insert()
+"""An opportunity's row (run with a list of one row: the Core unit of work's planned insert)."""
+_UPDATE = (
+    _TABLE.update()
+    .where(_TABLE.c.id == bindparam("v_id", type_=String))
+    .values({c: bindparam(f"v_{c.key}", type_=c.type) for c in _TABLE.columns if c.key != "id"})
+)
+"""An opportunity's row written whole (``v_<column>``), built once (the row is locked: nothing else
+changes it meanwhile)."""
+_BY_REFERENCE = sa_select(_TABLE.c.id).where(_TABLE.c.reference == bindparam("reference", type_=String))
+
+
+def row_values(o: Opportunity) -> dict[str, Any]:
+    """An opportunity's column values."""
+    return {c.key: getattr(o, c.key) for c in _TABLE.columns}
+
+
+@asynccontextmanager
+async def _indexed_write(ctx: Ctx) -> AsyncIterator[CoreUnitOfWork]:
+    """A Core unit of work that records index items (``refresh_opportunity``): what it logged is
+    forgotten if it rolls back."""
+    uow: CoreUnitOfWork | None = None
+    try:
+        async with ctx.db.core_transaction() as uow:
+            yield uow
+    except BaseException:
+        if uow is not None:
+            forget_changes(uow.info)
+        raise
 
 
 def to_public(o: Opportunity) -> OpportunityPublic:
@@ -76,18 +112,17 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
     o = Opportunity(**data.model_dump(exclude={"expires_on"}), expires_on=expires_on)
     o.opportunity_type = OpportunityType(data.opportunity_type).value
     try:
-        async with ctx.db.transaction() as session:
+        # A Core unit of work: the row inserted as built here (no session, nothing flushed).
+        async with _indexed_write(ctx) as uow:
             if data.reference:
-                existing = await session.execute(select(Opportunity.id).where(Opportunity.reference == data.reference))
+                existing = await uow.execute(_BY_REFERENCE, {"reference": data.reference})
                 if existing.first():
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
-            session.add(o)
+            await uow.execute(_INSERT, [row_values(o)])
             owner = o.owner_organisation_id
-            names, owner_status = await org_names_and_status(ctx, session, owner)
-            add_event(session, _published_event(o, names), source=ctx.source)
-            await refresh_documents(
-                ctx, session, [f"{OPPORTUNITY}:{o.id}"], created=True, owners_active={owner: owner_status == "active"}
-            )
+            names, owner_status = await org_names_and_status(ctx, uow, owner)
+            add_event(uow, _published_event(o, names), source=ctx.source)
+            await refresh_opportunity(ctx, uow, o, created=True, owner_active=owner_status == "active")
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return to_public(o)
@@ -98,9 +133,10 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         raise Invalid("nothing to change")
-    # One unit of work: the row is loaded (and the caller's right to it checked) once.
-    async with ctx.db.transaction() as session:
-        o, owner_active = await opportunity_and_owner_for(ctx, session, opportunity_id, "change this opportunity")
+    # One Core unit of work: the row is read locked (and the caller's right to it checked) once,
+    # changed here and written whole.
+    async with _indexed_write(ctx) as uow:
+        o, owner_active = await locked_opportunity_and_owner(ctx, uow, opportunity_id, "change this opportunity")
         is_search = o.opportunity_type == OpportunityType.PARTNER_SEARCH
         for name in ("topic_code", "role_sought", "deadline"):
             if not is_search and changes.get(name) is not None:
@@ -110,10 +146,8 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
         for name, value in changes.items():
             setattr(o, name, value.value if hasattr(value, "value") else value)
         o.updated_at = utcnow()
-        session.add(o)
-        await refresh_documents(
-            ctx, session, [f"{OPPORTUNITY}:{o.id}"], owners_active={o.owner_organisation_id: owner_active}
-        )
+        await uow.execute(_UPDATE, {f"v_{name}": value for name, value in row_values(o).items()})
+        await refresh_opportunity(ctx, uow, o, created=False, owner_active=owner_active)
     return to_public(o)
 
 

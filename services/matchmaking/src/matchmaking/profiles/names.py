@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from distretto_shared.db import CoreUnitOfWork
 from matchmaking.anonymise import NamePatterns, brand_forms
 from matchmaking.profiles.models import Organisation
 from matchmaking.search.store import IndexChange, log_order
@@ -50,11 +51,11 @@ class OrganisationNames:
         return (await self.patterns_and_status(session, None))[0]
 
     async def patterns_and_status(
-        self, session: AsyncSession, organisation_id: str | None
+        self, session: AsyncSession | CoreUnitOfWork, organisation_id: str | None
     ) -> tuple[NamePatterns, str | None]:
         """:meth:`patterns`, and the status of organisation ``organisation_id`` (None: not known
         here) read by the same statement (a writer needs both: what to anonymise, and whether the
-        owner of what it writes has a profile)."""
+        owner of what it writes has a profile). ``session``: a session or a Core unit of work."""
         now = time.monotonic()
         if self._cursor is None or now - self._synced_at > self.full_reload_after:
             last = int((await session.execute(select(func.max(_order(session))))).scalar() or 0)
@@ -70,7 +71,7 @@ class OrganisationNames:
         """Every form of every known organisation's name, sorted."""
         return sorted((await self.patterns(session)).names)
 
-    async def _load_all(self, session: AsyncSession, last: int, now: float) -> None:
+    async def _load_all(self, session: AsyncSession | CoreUnitOfWork, last: int, now: float) -> None:
         rows = (
             await session.execute(select(Organisation.organisation_id, Organisation.name, Organisation.website))
         ).all()
@@ -79,14 +80,17 @@ class OrganisationNames:
         self._install(sources, forms, last, now, rebuild=True)
         self.reloads += 1
 
-    async def _load_changed(self, session: AsyncSession, after: int, now: float, status_of: str | None) -> str | None:
+    async def _load_changed(
+        self, session: AsyncSession | CoreUnitOfWork, after: int, now: float, status_of: str | None
+    ) -> str | None:
         """Bring the copy up to date; returns the status of organisation ``status_of``."""
         # One statement: the log's last position (the row without an organisation), the organisations
         # named in the log since ``after``, and the status of ``status_of`` (a row of its own). On the
         # unit of work's connection: nothing of the session's needs flushing for it.
         statement = _changed_statement(_is_sqlite(session), status_of is not None)
         params: dict[str, Any] = {"after": after} if status_of is None else {"after": after, "status_of": status_of}
-        rows: list[Any] = list((await (await session.connection()).execute(statement, params)).all())
+        conn: Any = session if isinstance(session, CoreUnitOfWork) else await session.connection()
+        rows: list[Any] = list((await conn.execute(statement, params)).all())
         last = max((int(r[3]) for r in rows if r[3] is not None), default=0)
         found = {r[0]: (r[1], r[2]) for r in rows if r[0] is not None}
         status = next((r[4] for r in rows if r[4] is not None), None)
@@ -121,12 +125,14 @@ class OrganisationNames:
         self._cursor, self._synced_at = last, now
 
 
-def _is_sqlite(session: AsyncSession) -> bool:
+def _is_sqlite(session: AsyncSession | CoreUnitOfWork) -> bool:
+    if isinstance(session, CoreUnitOfWork):
+        return bool(session.dialect.name == "sqlite")
     bind = session.bind
     return bind is not None and bind.dialect.name == "sqlite"
 
 
-def _order(session: AsyncSession) -> Any:
+def _order(session: AsyncSession | CoreUnitOfWork) -> Any:
     """The change log's commit-order column on ``session``'s database."""
     return log_order(_is_sqlite(session))
 

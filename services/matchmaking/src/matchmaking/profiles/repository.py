@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from distretto_shared.db import CoreUnitOfWork
 from matchmaking.anonymise import NamePatterns
 from matchmaking.common import Ctx
 from matchmaking.profiles.models import Participation, Project
@@ -21,7 +22,7 @@ async def org_names(ctx: Ctx, session: AsyncSession) -> NamePatterns:
 
 
 async def org_names_and_status(
-    ctx: Ctx, session: AsyncSession, organisation_id: str
+    ctx: Ctx, session: AsyncSession | CoreUnitOfWork, organisation_id: str
 ) -> tuple[NamePatterns, str | None]:
     """:func:`org_names`, and the status of one organisation (None: not known here), in one statement."""
     return await ctx.get(OrganisationNames).patterns_and_status(session, organisation_id)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.logging import get_logger
 from matchmaking.common import Ctx, after_commit
 from matchmaking.matches.models import Match, MatchFeedback
@@ -233,12 +234,13 @@ async def log_changes(ctx: Ctx, session: AsyncSession, keys: Iterable[str]) -> N
     pending.update(keys)
 
 
-def _appended(session: Session | AsyncSession, logged: list[tuple[int, str]]) -> None:
-    """Record change-log entries the unit of work appended: read by the writer's after-commit hook
-    (what it indexed itself, its follower need not load again), marked in flight for the follower."""
-    session.info.setdefault(_LOGGED, []).extend(logged)
-    session.info.setdefault(_APPENDED, set()).update(key for _, key in logged)
-    state: IndexState | None = session.info.get(_WATCHED)
+def _appended(info: dict[str, Any], logged: list[tuple[int, str]]) -> None:
+    """Record change-log entries the unit of work (its ``info``) appended: read by the writer's
+    after-commit hook (what it indexed itself, its follower need not load again), marked in flight
+    for the follower."""
+    info.setdefault(_LOGGED, []).extend(logged)
+    info.setdefault(_APPENDED, set()).update(key for _, key in logged)
+    state: IndexState | None = info.get(_WATCHED)
     if state is not None:
         # In flight until the writer's hook: a follower reading one meanwhile marks it (and loads it).
         for change_id, _ in logged:
@@ -259,12 +261,31 @@ def _write_changes(session: Session) -> None:
         result = conn.execute(_APPEND_PG, {"keys": sorted(keys), "now": now})
         logged = [(int(i), str(k)) for i, k in result.all()]
     else:
-        table = IndexChange.__table__  # type: ignore[attr-defined]
         for chunk in _chunks(sorted(keys)):
-            stmt = table.insert().returning(table.c.id, table.c.doc_key)
-            result = conn.execute(stmt, [{"doc_key": k, "created_at": now} for k in chunk])
+            result = conn.execute(_APPEND_SQLITE, [{"doc_key": k, "created_at": now} for k in chunk])
             logged += [(int(i), str(k)) for i, k in result.all()]
-    _appended(session, logged)
+    _appended(session.info, logged)
+
+
+_APPEND_SQLITE = IndexChange.__table__.insert().returning(  # type: ignore[attr-defined]
+    IndexChange.__table__.c.id,  # type: ignore[attr-defined]
+    IndexChange.__table__.c.doc_key,  # type: ignore[attr-defined]
+)
+"""SQLite: change-log entries appended (a list of rows), their ids returned (built once)."""
+
+
+async def _append_now(conn: Any, info: dict[str, Any], keys: Iterable[str]) -> None:
+    """SQLite, in a Core unit of work: append ``keys`` to the change log now, not at the commit
+    (one writer at a time: the ids are in commit order wherever in the transaction they are taken)."""
+    keys = set(keys) - info.get(_APPENDED, set())
+    if not keys:
+        return
+    now = utcnow()
+    logged: list[tuple[int, str]] = []
+    for chunk in _chunks(sorted(keys)):
+        result = await conn.execute(_APPEND_SQLITE, [{"doc_key": k, "created_at": now} for k in chunk])
+        logged += [(int(i), str(k)) for i, k in result.all()]
+    _appended(info, logged)
 
 
 _APPEND_PG = text(
@@ -276,10 +297,16 @@ _APPEND_PG = text(
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_changes(session: Session) -> None:
     """A rolled-back unit of work logs nothing."""
-    session.info.pop(_CHANGES, None)
-    session.info.pop(_APPENDED, None)
-    logged = session.info.pop(_LOGGED, None)
-    state: IndexState | None = session.info.pop(_WATCHED, None)
+    forget_changes(session.info)
+
+
+def forget_changes(info: dict[str, Any]) -> None:
+    """What a rolled-back unit of work (its ``info``) logged is forgotten (a Core unit of work's
+    writer calls it; a session's rollback does through its listener)."""
+    info.pop(_CHANGES, None)
+    info.pop(_APPENDED, None)
+    logged = info.pop(_LOGGED, None)
+    state: IndexState | None = info.pop(_WATCHED, None)
     if state is not None and logged:
         for change_id, _ in logged:
             state.inflight.pop(change_id, None)
@@ -294,13 +321,12 @@ _QUEUE_TEXT = sqlite.insert(EncodeQueue).on_conflict_do_nothing()
 """SQLite: a text queued unless it is already (built once, run with a list of rows: its compiled form is cached)."""
 
 
-async def enqueue_texts(session: AsyncSession, texts: dict[str, str]) -> dict[str, bytes]:
+async def enqueue_texts(conn: Any, texts: dict[str, str]) -> dict[str, bytes]:
     """SQLite: queue the texts (by fingerprint) that have no vector yet; returns the stored vectors
     of the others (PostgreSQL: :func:`_write_items_pg`).
 
-    Its statements go to the unit of work's connection, past the ORM (nothing of theirs is an ORM
-    instance; the callers have flushed)."""
-    conn = await session.connection()
+    Its statements go to the unit of work's connection (``conn``), past the ORM (nothing of theirs
+    is an ORM instance; the callers have flushed)."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
     for chunk in _chunks(hashes):
@@ -402,7 +428,7 @@ _DELETE_ITEMS = delete(IndexItem).where(
 
 async def record_items(
     ctx: Ctx,
-    session: AsyncSession,
+    session: AsyncSession | CoreUnitOfWork,
     items: dict[str, list[Item]],
     parts: dict[str, str] | None = None,
     *,
@@ -421,11 +447,14 @@ async def record_items(
 
     ``new``: documents (or their parts) known to have no recorded item yet (an opportunity just
     created): not looked up.
+
+    ``session``: an ORM unit of work (on SQLite its change-log entries are appended at its commit)
+    or a Core one (appended here).
     """
     parts = parts or {}
     new = set(new)
     # Core statements on the unit of work's connection (no ORM instance involved; the callers flushed).
-    conn = await session.connection()
+    conn: Any = session if isinstance(session, CoreUnitOfWork) else await session.connection()
     keys = sorted(items)
     fresh: dict[str, str] = {}
     rewritten: set[str] = set()
@@ -466,13 +495,16 @@ async def record_items(
     # The texts of unchanged rows were queued (or had their vector) when those rows were written.
     changes = [change_key(k, parts.get(k)) for k in keys]
     if ctx.db.sqlite:
-        stored = await enqueue_texts(session, fresh) if fresh else {}
-        await log_changes(ctx, session, changes)
+        stored = await enqueue_texts(conn, fresh) if fresh else {}
+        if isinstance(session, CoreUnitOfWork):
+            await _append_now(conn, session.info, changes)
+        else:
+            await log_changes(ctx, session, changes)
     else:
         # The change-log entries go with the items (the log's order is the commit's, not the append's).
         appended: set[str] = session.info.get(_APPENDED, set())
         stored, logged = await _write_items_pg(conn, upserts, fresh, sorted(set(changes) - appended))
-        _appended(session, logged)
+        _appended(session.info, logged)
     out: Recorded = {}
     for key in sorted(rewritten):
         written = sorted(items[key], key=lambda i: i.key)
@@ -620,7 +652,7 @@ Recorded = dict[str, list[tuple[ItemMeta, np.ndarray | None]]]
 """doc key → its recorded items in key order (key, kind, label), each with its vector (None: not encoded yet)."""
 
 
-async def load_vectors(session: AsyncSession, keys: Sequence[str] | None) -> Recorded:
+async def load_vectors(session: AsyncSession | CoreUnitOfWork, keys: Sequence[str] | None) -> Recorded:
     """The recorded items of the documents ``keys`` (None: of every document) with their vectors."""
     q = (
         sa_select(
@@ -830,6 +862,35 @@ async def refresh_documents(
     await session.flush()
     keys = list(dict.fromkeys(keys))
     sources = await load_sources(session, keys)
+    await _record_and_index(ctx, session, keys, sources, created=created, owners_active=owners_active)
+
+
+async def refresh_opportunity(
+    ctx: Ctx, uow: CoreUnitOfWork, o: Opportunity, *, created: bool, owner_active: bool
+) -> None:
+    """:func:`refresh_documents` of one opportunity in a Core unit of work (``o``: its row as
+    written there, not an instance of a session; ``owner_active``: whether its owner is an active
+    organisation, as the caller read it there). The writer's index gets it once it committed; if
+    the unit of work rolls back, the caller passes its ``info`` to :func:`forget_changes`."""
+    keys = [f"{OPPORTUNITY}:{o.id}"]
+    sources = Sources({o.id: o}, {}, {}, {})
+    await _record_and_index(
+        ctx, uow, keys, sources, created=created, owners_active={o.owner_organisation_id: owner_active}
+    )
+
+
+async def _record_and_index(
+    ctx: Ctx,
+    session: AsyncSession | CoreUnitOfWork,
+    keys: list[str],
+    sources: Sources,
+    *,
+    created: bool,
+    owners_active: dict[str, bool] | None,
+) -> None:
+    """The rest of :func:`refresh_documents`, once the documents' rows are loaded (``sources``), in
+    an ORM or a Core unit of work."""
+    conn: Any = session if isinstance(session, CoreUnitOfWork) else await session.connection()
     items = sources.items()
     # Each opportunity's items are worked out once (language detection included) and given again
     # under the owner's profile.
@@ -839,7 +900,7 @@ async def refresh_documents(
     active_owners = {o for o in owners if known.get(o)}
     owners = {o for o in owners if o not in known}
     if owners:
-        result = await (await session.connection()).execute(_ACTIVE_OWNERS, {"owners": sorted(owners)})
+        result = await conn.execute(_ACTIVE_OWNERS, {"owners": sorted(owners)})
         active_owners |= set(result.scalars())
     parts: dict[str, str] = {}
     for oid, o in sources.opportunities.items():
@@ -848,6 +909,8 @@ async def refresh_documents(
         profile_key, prefix = f"{PROFILE}:{o.owner_organisation_id}", f"{OPPORTUNITY}:{oid}#"
         # One prefix per profile: two opportunities of one owner in a unit of work record the profile whole.
         if profile_key in parts:
+            if isinstance(session, CoreUnitOfWork):
+                raise AssertionError("a Core unit of work refreshes one opportunity")
             parts.pop(profile_key)
             items.pop(profile_key, None)
             items |= (await load_sources(session, [profile_key])).items()
@@ -859,7 +922,8 @@ async def refresh_documents(
         mine = own[f"{OPPORTUNITY}:{oid}"] if published else []
         items[profile_key] = [replace(i, key=f"{OPPORTUNITY}:{oid}{i.key[len(OPPORTUNITY) :]}") for i in mine]
     state = ctx.get(IndexState)
-    session.info[_WATCHED] = state
+    info = session.info
+    info[_WATCHED] = state
     # Created here: the documents and their parts of the owners' profiles have nothing recorded yet.
     vectors = await record_items(ctx, session, items, parts, new=set(keys) | set(parts) if created else ())
     # Documents rewritten whole came back with their vectors; only the others are read.
@@ -877,8 +941,8 @@ async def refresh_documents(
         patches[profile_key] = (prefix, rekeyed)
 
     def done() -> None:
-        session.info.pop(_WATCHED, None)
-        logged = {key: change_id for change_id, key in session.info.pop(_LOGGED, [])}
+        info.pop(_WATCHED, None)
+        logged = {key: change_id for change_id, key in info.pop(_LOGGED, [])}
         # A change the follower has already read (it ran between the commit and this hook) was
         # loaded by it, as committed or newer: not applied again here.
         behind = {key for key, change_id in logged.items() if state.inflight.pop(change_id, False)}
@@ -892,7 +956,10 @@ async def refresh_documents(
                 state.applied[logged[key]] = key
         state.queued.set()
 
-    after_commit(session, done)
+    if isinstance(session, CoreUnitOfWork):
+        session.after_commit(done)
+    else:
+        after_commit(session, done)
 
 
 async def feedback_changed(ctx: Ctx, session: AsyncSession) -> None:
@@ -1062,6 +1129,7 @@ async def encode_forever(ctx: Ctx) -> None:
         try:
             done = await encode_batch(ctx)
             ENCODE_BACKLOG.set(await backlog(ctx))
+
         except asyncio.CancelledError:
             raise
         except Exception as exc:
