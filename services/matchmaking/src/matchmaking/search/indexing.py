@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
-from sqlalchemy import String, bindparam, delete, func, or_, text, update
+from sqlalchemy import Integer, String, bindparam, delete, func, or_, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import literal as sa_literal
@@ -321,6 +321,21 @@ _QUEUE_TEXT = sqlite.insert(EncodeQueue).on_conflict_do_nothing()
 """SQLite: a text queued unless it is already (built once, run with a list of rows: its compiled form is cached)."""
 
 
+def _queue_one() -> Any:
+    queue, vectors = EncodeQueue.__table__, TextVector.__table__  # type: ignore[attr-defined]
+    h = bindparam("h", type_=String)
+    row = sa_select(
+        h, bindparam("t", type_=String), bindparam("n", type_=Integer), bindparam("now", type_=queue.c.created_at.type)
+    ).where(~sa_select(sa_literal(1)).where(vectors.c.text_hash == h).exists())
+    insert = sqlite.insert(queue).from_select(["text_hash", "text", "length", "created_at"], row)
+    return insert.on_conflict_do_nothing().returning(queue.c.text_hash)
+
+
+_QUEUE_ONE = _queue_one()
+"""SQLite: one text (``h``, ``t``, ``n``: its fingerprint, text, length) queued unless it has a vector
+or is queued already; returns its fingerprint when it queued it (built once)."""
+
+
 async def enqueue_texts(conn: Any, texts: dict[str, str]) -> dict[str, bytes]:
     """SQLite: queue the texts (by fingerprint) that have no vector yet; returns the stored vectors
     of the others (PostgreSQL: :func:`_write_items_pg`).
@@ -329,6 +344,14 @@ async def enqueue_texts(conn: Any, texts: dict[str, str]) -> dict[str, bytes]:
     is an ORM instance; the callers have flushed)."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
+    if len(hashes) == 1:
+        # One text (a write of one document, a new text): queued by one statement, which tells
+        # whether it was; only a text it did not queue (it has a vector, or is queued) is looked up.
+        h = hashes[0]
+        params = {"h": h, "t": texts[h], "n": len(texts[h]), "now": utcnow()}
+        if (await conn.execute(_QUEUE_ONE, params)).first() is not None:
+            return known
+        return {k: v for k, v in (await conn.execute(_KNOWN_VECTORS, {"hashes": hashes})).all()}
     for chunk in _chunks(hashes):
         known |= {h: v for h, v in (await conn.execute(_KNOWN_VECTORS, {"hashes": list(chunk)})).all()}
     missing = [h for h in hashes if h not in known]
