@@ -113,13 +113,21 @@ PG_STILL_SUBSCRIBED = sa.text(
 """Which of a claim's recipients are still confirmed on one of their campaign's lists, on PostgreSQL:
 the ids as one array (an ``IN`` of 500 parameters was built, sent and planned anew for each claim)."""
 
-PG_OUTCOMES = (
-    "WITH sent AS (UPDATE delivery SET status = 'sent', smtp_code = v.code, smtp_reply = v.reply,"
+PG_SENT_ONLY = (
+    "UPDATE delivery SET status = 'sent', smtp_code = v.code, smtp_reply = v.reply,"
     " smtp_server = v.server, message_id = v.mid, sent_at = $1, attempts = delivery.attempts + 1"
     " FROM unnest($2::integer[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[])"
     " AS v(id, token, code, reply, server, mid)"
     " WHERE delivery.id = ANY($2::integer[]) AND delivery.id = v.id AND delivery.claim_token = v.token"
-    " RETURNING 1),"
+)
+"""The most common group commit on PostgreSQL, only sent outcomes: the first part of
+:data:`PG_OUTCOMES` alone. Without the second update (over empty arrays) and the counts, measured
+on a ledger of 10,000 rows recorded in commits of 22, six alternated pairs: the server's CPU
+0.012-0.015 (median 0.0135) against 0.014-0.017 (0.0155) ms a mail, lower in five pairs of six
+(about 0.09 ms a commit); this process's median 0.0071 against 0.0075."""
+
+PG_OUTCOMES = (
+    f"WITH sent AS ({PG_SENT_ONLY} RETURNING 1),"
     " simple AS (UPDATE delivery SET status = w.status, claim_token = NULL"
     " FROM unnest($8::integer[], $9::varchar[], $10::varchar[]) AS w(id, token, status)"
     " WHERE delivery.id = ANY($8::integer[]) AND delivery.id = w.id AND delivery.claim_token = w.token"
@@ -139,8 +147,9 @@ per 20-row commit against ``BEGIN``/statement/``COMMIT`` through SQLAlchemy: ser
 
 
 class PgRecorder:
-    """The group commit's common case on PostgreSQL: :data:`PG_OUTCOMES` on one connection the
-    committer keeps (``AUTOCOMMIT``: the driver runs the statement in a transaction of its own).
+    """The group commit's common case on PostgreSQL: :data:`PG_OUTCOMES` (:data:`PG_SENT_ONLY` when
+    every outcome is ``sent``) on one connection the committer keeps (``AUTOCOMMIT``: the driver
+    runs the statement in a transaction of its own).
 
     Kept rather than taken from the pool per commit, and with generic plans only
     (``plan_cache_mode``): the commits of a campaign are many and small (eight outcomes on average
@@ -170,6 +179,18 @@ class PgRecorder:
                 raise
             self._conn, self._raw = conn, raw
         try:
+            if not simple:
+                await self._raw.execute(
+                    PG_SENT_ONLY,
+                    now,
+                    [o.delivery_id for o in sent],
+                    [o.token for o in sent],
+                    [o.code for o in sent],
+                    [o.reply for o in sent],
+                    [o.server for o in sent],
+                    [o.message_id for o in sent],
+                )
+                return
             await self._raw.fetchrow(
                 PG_OUTCOMES,
                 now,
