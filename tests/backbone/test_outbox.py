@@ -253,3 +253,25 @@ async def test_a_batch_the_broker_refused_is_sent_again_before_any_later_batch(
     for key, seqs in per_key.items():
         assert seqs == sorted(seqs), f"{key} reordered: {seqs}"
     assert sorted(s for seqs in per_key.values() for s in seqs) == list(range(30))
+
+
+async def test_the_linger_never_holds_a_commit_made_while_idle_and_ends_on_enough_commits_or_stop(
+    db: Database, kafka_bootstrap: str, topics: str
+) -> None:
+    # A linger of an hour: whatever is published below was published without waiting for it.
+    relay = relay_for(db, kafka_bootstrap, linger=3600, linger_commits=3)
+    await relay.start()
+    try:
+        await wait_for(lambda: relay.active, what="relay active")
+        went_round = relay.last_loop
+        await wait_for(lambda: relay.last_loop > went_round, what="relay idle (an empty cycle done)")
+        await credit(db, "acc-l", 1, 0)  # the relay is idle: sent at once
+        first = await read_topic(kafka_bootstrap, topics, min_count=1)
+        assert [decode(headers_of(r), r.value)[1].seq for r in first] == [0]  # type: ignore[attr-defined]
+        for seq in (1, 2, 3):  # rows keep coming: the relay lingers, until three commits came
+            await credit(db, "acc-l", 1, seq)
+        records = await read_topic(kafka_bootstrap, topics, min_count=4)
+        assert [decode(headers_of(r), r.value)[1].seq for r in records] == [0, 1, 2, 3]  # type: ignore[attr-defined]
+    finally:
+        await relay.stop()  # ends the linger: the batch sent last is deleted before the relay stops
+    assert await _rows(db) == 0

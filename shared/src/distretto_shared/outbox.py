@@ -277,7 +277,9 @@ class OutboxRelay:
     without a lock and deleted by a short write transaction, so the database's write lock is never
     held while waiting for the broker. :meth:`publish_pending` (a caller without the lock) claims
     ``FOR UPDATE SKIP LOCKED`` in one transaction instead. Commits wake the relay; wake-ups arriving
-    while a cycle runs make one more cycle, not one each.
+    while a cycle runs make one more cycle, not one each. A relay woken from idle runs its cycle at
+    once; after a cycle that sent rows it lingers (:meth:`_linger`, 8 ms or 64 commits), so rows
+    that keep coming share the next cycle.
     """
 
     def __init__(
@@ -290,7 +292,8 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         lock_dir: Path | None = None,
-        linger: float = 0.002,
+        linger: float = 0.008,
+        linger_commits: int = 64,
         retention: float = 0.0,
         prune_interval: float = 30.0,
         prune_batch: int = 1000,
@@ -315,6 +318,10 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.lock_dir = lock_dir
         self.linger = linger
+        """Longest wait of a committed row for the cycle that sends it, while rows keep coming (see
+        :meth:`_linger`); a relay woken from idle does not linger."""
+        self.linger_commits = linger_commits
+        """Commits that end the linger early: enough rows wait to fill a produce request well."""
         self.retention = retention
         """Seconds a published row is kept (for audit); 0 deletes it once the broker acknowledged it."""
         self.prune_interval = prune_interval
@@ -325,6 +332,10 @@ class OutboxRelay:
         self._done: Sequence[_Claimed] = ()
         """The pipelined relay's last batch: acknowledged by the broker, deleted (or marked) next cycle."""
         self._wake = asyncio.Event()
+        self._enough = asyncio.Event()
+        """Set once ``linger_commits`` commits came since the last claim (or on stop): ends the linger."""
+        self._commits = 0
+        """Commits notified since the last claim."""
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = False
@@ -340,6 +351,9 @@ class OutboxRelay:
 
     def notify(self) -> None:
         """Wake the relay (called after a commit that wrote outbox rows)."""
+        self._commits += 1
+        if self._commits >= self.linger_commits:
+            self._enough.set()
         self._wake.set()
 
     @property
@@ -376,6 +390,7 @@ class OutboxRelay:
         """Stop the relay, letting an in-flight batch finish."""
         self._stopping = True
         self._wake.set()
+        self._enough.set()
         if self._unhook is not None:
             self._unhook()
             self._unhook = None
@@ -444,6 +459,9 @@ class OutboxRelay:
             await self._sleep(self.poll_interval)  # woken by stop() and by notify()
         while not self._stopping:
             self.last_loop = time.monotonic()
+            # Commits from here on are taken by this cycle's claim or counted for the next linger.
+            self._commits = 0
+            self._enough.clear()
             try:
                 published = await self._cycle(conn, pipelined=True)
                 self.last_error = None
@@ -464,11 +482,25 @@ class OutboxRelay:
             if self._done:
                 # The batch just sent is deleted by the next cycle, which also takes what was
                 # committed meanwhile: after the linger, not only after a wake-up.
-                await asyncio.sleep(self.linger)
+                await self._linger()
                 self._wake.clear()
                 continue
             await self._sleep(self.poll_interval)
         return False
+
+    async def _linger(self) -> None:
+        """After a cycle that sent rows: wait ``linger``, or until ``linger_commits`` commits came since
+        its claim, whichever is first (stop ends it too).
+
+        Rows that keep coming are then sent together: each cycle (a claim, a produce request, a
+        delete; on PostgreSQL a commit) carries more of them when use cases commit one event each,
+        and the consumer gets them in fewer batches. A relay woken from idle does not linger (see
+        :meth:`_sleep`), so a lone commit is sent at once; the linger only delays rows that arrive
+        while the relay is busy, by at most ``linger`` after the cycle before theirs.
+        """
+        if not self._enough.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._enough.wait(), timeout=self.linger)
 
     async def _drain(self, conn: AsyncConnection | None, timeout: float = 5.0) -> None:
         """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
@@ -482,12 +514,10 @@ class OutboxRelay:
             log.info("outbox not drained at stop; the next start publishes it", error=repr(exc))
 
     async def _sleep(self, seconds: float) -> None:
+        """Wait until woken (a commit, a stop) or ``seconds``; no linger after a wake-up. Commits
+        that arrived while a cycle ran have set the wake-up already: the next cycle takes them all."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-            # Commits arriving while a cycle runs are taken together by the next one; the linger
-            # gathers commits arriving together into one cycle (fewer cycles when CPU is scarce).
-            if self.linger:
-                await asyncio.sleep(self.linger)
         self._wake.clear()
 
     async def publish_pending(self) -> int:
