@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -15,6 +16,7 @@ from distretto_dev.testing import DatabaseTarget, service_client, settings_for, 
 from distretto_shared.db import Database
 from matchmaking.app import create_app
 from matchmaking.config import Settings
+from matchmaking.opportunities import service as opportunity_service
 from matchmaking.search.indexing import TEXTS_ENCODED
 from matchmaking.search.store import EncodeQueue, IndexItem, TextVector
 
@@ -171,3 +173,42 @@ async def test_the_writer_indexes_its_own_create_and_change_before_it_answers(
         assert changed.status_code == 200, changed.text
         page = (await a.get(f"/opportunities/{offer['id']}/counterparts", params=params)).json()
         assert [i["counterpart_id"] for i in page["items"]] == [request["id"]]
+
+
+async def test_a_write_that_fails_after_indexing_leaves_nothing_behind_and_the_next_one_is_indexed(
+    database: DatabaseTarget, kafka_bootstrap: str, payload: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish whose unit of work fails after it recorded its index items and change-log entries
+    (on the Core unit of work, before the commit): no opportunity, no item, no change-log entry; the
+    next publish is indexed before it answers."""
+    real = opportunity_service.refresh_opportunity
+    fail: list[bool] = []
+
+    async def refresh_then_fail(*args: Any, **kwargs: Any) -> Any:
+        done = await real(*args, **kwargs)
+        if fail:
+            fail.clear()
+            raise RuntimeError("the database went away before the commit")
+        return done
+
+    monkeypatch.setattr(opportunity_service, "refresh_opportunity", refresh_then_fail)
+    serving = settings_for(
+        Settings, database, kafka_bootstrap, index_encoder=False, index_encoder_process=False, index_poll_interval=3600
+    )
+    async with service_client(create_app(serving)) as a:
+        offer = await post(a, payload)
+        before = await stats(a)
+        fail.append(True)
+        failed = await a.post("/opportunities", json=payload(**REQUEST, owner_organisation_id=str(uuid.uuid4())))
+        assert failed.status_code == 500 and failed.json()["error"] == "internal_error", failed.text
+        assert fail == []  # the failure came after the index items were recorded
+        assert await stats(a) == before
+        listed = (await a.get("/opportunities")).json()
+        assert [o["id"] for o in listed["items"]] == [offer["id"]]
+        assert await ranking(a, offer["id"]) == []
+
+        request = await post(a, payload, **REQUEST, owner_organisation_id=str(uuid.uuid4()))
+        assert [h[0] for h in await ranking(a, offer["id"])] == [request["id"]]
+        after = await stats(a)
+        assert after["opportunities"] == before["opportunities"] + 1
+        assert after["changes_behind"] == before["changes_behind"] + 1  # the failed write's entry is not in the log
