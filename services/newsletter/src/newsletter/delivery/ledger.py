@@ -178,28 +178,22 @@ class PgRecorder:
                 await self._discard(conn)
                 raise
             self._conn, self._raw = conn, raw
+        columns = (
+            [o.delivery_id for o in sent],
+            [o.token for o in sent],
+            [o.code for o in sent],
+            [o.reply for o in sent],
+            [o.server for o in sent],
+            [o.message_id for o in sent],
+        )
         try:
             if not simple:
-                await self._raw.execute(
-                    PG_SENT_ONLY,
-                    now,
-                    [o.delivery_id for o in sent],
-                    [o.token for o in sent],
-                    [o.code for o in sent],
-                    [o.reply for o in sent],
-                    [o.server for o in sent],
-                    [o.message_id for o in sent],
-                )
+                await self._raw.execute(PG_SENT_ONLY, now, *columns)
                 return
             await self._raw.fetchrow(
                 PG_OUTCOMES,
                 now,
-                [o.delivery_id for o in sent],
-                [o.token for o in sent],
-                [o.code for o in sent],
-                [o.reply for o in sent],
-                [o.server for o in sent],
-                [o.message_id for o in sent],
+                *columns,
                 [o.delivery_id for o in simple],
                 [o.token for o in simple],
                 [_SIMPLE_STATUS[o.status] for o in simple],
