@@ -16,7 +16,7 @@ import jwt
 import pytest
 import uvicorn
 
-from distretto_dev.testing import KEYRING, DatabaseTarget, free_port, service_client
+from distretto_dev.testing import KEYRING, DatabaseTarget, free_port, service_client, wait_for
 from distretto_shared.identity import Principal, Verifier, key_id, load_private_key, parse_trusted_keys, public_pem
 from gateway.app import create_app
 from gateway.config import Settings
@@ -183,11 +183,13 @@ async def upstreams() -> AsyncIterator[Upstreams]:
         ups.apps[name] = app
     async with httpx.AsyncClient() as client:
         for url in ups.urls.values():
-            for _ in range(100):
+
+            async def healthy(url: str = url) -> bool:
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url + "/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
+                    return (await client.get(url + "/healthz")).status_code == 200
+                return False
+
+            await wait_for(healthy, what=f"{url} answering /healthz")
     yield ups
     for server in servers:
         server.should_exit = True

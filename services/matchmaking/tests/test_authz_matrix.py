@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
 import httpx
 
 from distretto_dev.authz_matrix import MEMBERS, OWN, PUBLIC, STAFF, Case, assert_covered, check, ok, principals
-from distretto_dev.testing import identity_headers, service_client
+from distretto_dev.testing import identity_headers, service_client, wait_for
 from distretto_shared.contracts.membership import OrganisationProfile
 from matchmaking.app import create_app
 from matchmaking.config import Settings
@@ -49,12 +48,12 @@ async def _fresh_offer() -> dict[str, str]:
 
 async def _match(client: httpx.AsyncClient, offer: str, request: str, tag: str) -> str:
     body = {"opportunity_id": offer, "counterpart_type": "opportunity", "counterpart_id": request}
-    for _ in range(100):  # the index takes the new documents after their commit
+
+    async def proposed() -> httpx.Response | None:  # the index takes the new documents after their commit
         response = await client.post("/matches", json=body)
-        if response.status_code != 409:
-            break
-        await asyncio.sleep(0.1)
-    mid = str((await ok(response, 201))["id"])
+        return None if response.status_code == 409 else response
+
+    mid = str((await ok(await wait_for(proposed, what="the match proposed"), 201))["id"])
     for side in ("opportunity", "counterpart"):
         await ok(await client.post(f"/matches/{mid}/accept", json={"side": side}))
     meeting = {"scheduled_at": "2030-05-01T10:00:00Z", "place": f"place-secret-{tag}"}

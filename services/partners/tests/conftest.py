@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from distretto_dev.testing import DatabaseTarget, free_port, settings_for
+from distretto_dev.testing import DatabaseTarget, free_port, settings_for, wait_for
 from distretto_shared.contracts import membership as ms
 from distretto_shared.identity import Principal, Role
 from partners.config import Settings
@@ -158,17 +158,29 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def running_receiver() -> AsyncIterator[Receiver]:
-    """A receiver on a real socket."""
-    receiver = Receiver(port=free_port())
+async def serving(receiver: Receiver) -> AsyncIterator[None]:
+    """The receiver listening on its port until the block ends (then the port refuses connections)."""
     server = uvicorn.Server(
         uvicorn.Config(receiver, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+
+    async def started() -> bool:
+        if task.done():
+            task.result()  # it could not start: its error, now
+        return bool(server.started)
+
+    await wait_for(started, what="the receiver listening")
     try:
-        yield receiver
+        yield
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def running_receiver() -> AsyncIterator[Receiver]:
+    """A receiver on a real socket."""
+    receiver = Receiver(port=free_port())
+    async with serving(receiver):
+        yield receiver

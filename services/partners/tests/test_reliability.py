@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from distretto_dev.smtp_sink import SmtpSink
 from distretto_dev.testing import (
@@ -36,28 +34,10 @@ from partners.app import create_app
 from partners.config import Settings
 from partners.models import PublicEventRow
 
-from .conftest import ORG_TYPES, PARTNER, PARTNER_KEY, Receiver, env_of, joined, make_settings
+from .conftest import ORG_TYPES, PARTNER, PARTNER_KEY, Receiver, env_of, joined, make_settings, serving
 
 DEFAULT_SCHEDULE = Settings.model_fields["webhook_retry_schedule"].default
 HOUR = 3600.0
-
-
-@contextlib.asynccontextmanager
-async def serving(receiver: Receiver) -> AsyncIterator[None]:
-    """The receiver listening on its port until the block ends (then the port refuses connections)."""
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _endpoint(client: Any, receiver: Receiver, path: str, **partner: Any) -> dict[str, Any]:
