@@ -500,7 +500,8 @@ class OutboxRelay:
         """
         if not self._enough.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._enough.wait(), timeout=self.linger)
+                async with asyncio.timeout(self.linger):
+                    await self._enough.wait()
 
     async def _drain(self, conn: AsyncConnection | None, timeout: float = 5.0) -> None:
         """On a graceful stop, publish what is still waiting (bounded; the next start does the rest)."""
@@ -516,8 +517,11 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         """Wait until woken (a commit, a stop) or ``seconds``; no linger after a wake-up. Commits
         that arrived while a cycle ran have set the wake-up already: the next cycle takes them all."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that comes in
+        # the loop turn the event is set (a stop right after a commit would not stop the relay).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     async def publish_pending(self) -> int:
