@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import String, bindparam, cast
@@ -17,6 +18,7 @@ from matchmaking.opportunities.models import (
     Opportunity,
 )
 from matchmaking.profiles.models import Organisation
+from matchmaking.search.indexing import opportunity_recorded
 
 
 async def get_opportunity_row(session: AsyncSession, opportunity_id: str) -> Opportunity:
@@ -49,26 +51,37 @@ async def opportunity_for(ctx: Ctx, session: AsyncSession, opportunity_id: str, 
 
 
 _TABLE: Any = Opportunity.__table__  # type: ignore[attr-defined]
-_WITH_OWNER = (
-    sa_select(*_TABLE.columns, col(Organisation.status).label("owner_status"))
-    .select_from(_TABLE.outerjoin(Organisation, col(Organisation.organisation_id) == _TABLE.c.owner_organisation_id))
-    .where(_TABLE.c.id == bindparam("opportunity_id", type_=String))
-    .with_for_update(of=_TABLE)  # the opportunity's row only (SQLite: one writer anyway)
-)
-"""An opportunity's row (``opportunity_id``), locked, and its owner's status (built once)."""
+
+
+@functools.cache
+def _with_owner(sqlite: bool) -> Any:
+    """An opportunity's row (``opportunity_id``), locked, its owner's status and its recorded index
+    items (built once per database kind)."""
+    return (
+        sa_select(*_TABLE.columns, col(Organisation.status).label("owner_status"), opportunity_recorded(sqlite))
+        .select_from(
+            _TABLE.outerjoin(Organisation, col(Organisation.organisation_id) == _TABLE.c.owner_organisation_id)
+        )
+        .where(_TABLE.c.id == bindparam("opportunity_id", type_=String))
+        .with_for_update(of=_TABLE)  # the opportunity's row only (SQLite: one writer anyway)
+    )
+
+
 _COLUMNS = tuple(c.key for c in _TABLE.columns)
 
 
 async def locked_opportunity_and_owner(
     ctx: Ctx, uow: CoreUnitOfWork, opportunity_id: str, what: str
-) -> tuple[Opportunity, bool]:
+) -> tuple[Opportunity, bool, list[Any]]:
     """In a Core unit of work: :func:`opportunity_for` (the row locked, as ``load`` does; the
-    opportunity returned is built from it, not an instance of a session), and whether its owner is
-    an active organisation (its profile lists the opportunity), read by the same statement."""
-    row = (await uow.execute(_WITH_OWNER, {"opportunity_id": opportunity_id})).first()
+    opportunity returned is built from it, not an instance of a session), whether its owner is an
+    active organisation (its profile lists the opportunity), and its rows in the search index
+    (:func:`~matchmaking.search.indexing.opportunity_recorded`), read by the same statement."""
+    statement = _with_owner(uow.dialect.name == "sqlite")
+    row: Any = (await uow.execute(statement, {"opportunity_id": opportunity_id})).first()
     o = Opportunity(**dict(zip(_COLUMNS, row, strict=False))) if row is not None else None
     if o is not None and ctx.acts_for(o.owner_organisation_id):
-        return o, row is not None and row[-1] == "active"
+        return o, row[-2] == "active", list(row[-1] or [])
     if o is not None and is_published(o) and not ctx.principal.is_anonymous:
         ctx.require_private_of(o.owner_organisation_id, what)
     raise NotFound(f"opportunity {opportunity_id} not found")

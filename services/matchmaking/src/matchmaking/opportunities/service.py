@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, bindparam
+from sqlalchemy import String, bindparam, text
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -35,28 +36,34 @@ from matchmaking.opportunities.repository import (
     opportunity_query,
 )
 from matchmaking.profiles.repository import org_names, org_names_and_status
-from matchmaking.search.indexing import OPPORTUNITY, forget_changes, refresh_documents, refresh_opportunity
+from matchmaking.search.indexing import OPPORTUNITY, Along, forget_changes, refresh_documents, refresh_opportunity
 from matchmaking.tables import utcnow
 
 NEWEST_FIRST = (col(Opportunity.created_at).desc(), Opportunity.id)
 """The order of the opportunity lists (the id breaks ties, so pages never overlap)."""
 
 _TABLE: Any = Opportunity.__table__  # type: ignore[attr-defined]
-_INSERT = _TABLE.insert()
-"""An opportunity's row (run with a list of one row: the Core unit of work's planned insert)."""
-_UPDATE = (
-    _TABLE.update()
-    .where(_TABLE.c.id == bindparam("v_id", type_=String))
-    .values({c: bindparam(f"v_{c.key}", type_=c.type) for c in _TABLE.columns if c.key != "id"})
-)
-"""An opportunity's row written whole (``v_<column>``), built once (the row is locked: nothing else
-changes it meanwhile)."""
+_QUOTE = postgresql.dialect().identifier_preparer.quote
+_VALUES = {c.key: bindparam(f"v_{c.key}", type_=c.type) for c in _TABLE.columns}
+"""Each column's parameter (``v_<column>``), typed as the column (JSON lists serialised, dates bound)."""
+_INSERT = text(
+    f"INSERT INTO {_QUOTE(_TABLE.name)} ({', '.join(_QUOTE(c.name) for c in _TABLE.columns)}) "
+    f"VALUES ({', '.join(f':v_{c.key}' for c in _TABLE.columns)})"
+).bindparams(*_VALUES.values())
+_UPDATE = text(
+    f"UPDATE {_QUOTE(_TABLE.name)} SET "
+    + ", ".join(f"{_QUOTE(c.name)} = :v_{c.key}" for c in _TABLE.columns if c.key != "id")
+    + f" WHERE {_QUOTE(_TABLE.c.id.name)} = :v_id"
+).bindparams(*_VALUES.values())
+"""An opportunity's row inserted, or written whole (the row is locked: nothing else changes it meanwhile):
+statements as text (the same on SQLite and PostgreSQL, which types each parameter from its column),
+so that the index write can run them with its own (:class:`~matchmaking.search.indexing.Along`)."""
 _BY_REFERENCE = sa_select(_TABLE.c.id).where(_TABLE.c.reference == bindparam("reference", type_=String))
 
 
 def row_values(o: Opportunity) -> dict[str, Any]:
-    """An opportunity's column values."""
-    return {c.key: getattr(o, c.key) for c in _TABLE.columns}
+    """An opportunity's column values, as the parameters of ``_INSERT`` and ``_UPDATE``."""
+    return {f"v_{c.key}": getattr(o, c.key) for c in _TABLE.columns}
 
 
 @asynccontextmanager
@@ -118,11 +125,11 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                 existing = await uow.execute(_BY_REFERENCE, {"reference": data.reference})
                 if existing.first():
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
-            await uow.execute(_INSERT, [row_values(o)])
-            owner = o.owner_organisation_id
-            names, owner_status = await org_names_and_status(ctx, uow, owner)
+            names, owner_status = await org_names_and_status(ctx, uow, o.owner_organisation_id)
             add_event(uow, _published_event(o, names), source=ctx.source)
-            await refresh_opportunity(ctx, uow, o, created=True, owner_active=owner_status == "active")
+            # The row is inserted by the index write's statement (PostgreSQL: one round trip for both).
+            along = Along(_INSERT, row_values(o))
+            await refresh_opportunity(ctx, uow, o, created=True, owner_active=owner_status == "active", along=along)
     except IntegrityError as exc:
         raise Conflict(f"an opportunity with reference {data.reference} exists already") from exc
     return to_public(o)
@@ -136,7 +143,9 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
     # One Core unit of work: the row is read locked (and the caller's right to it checked) once,
     # changed here and written whole.
     async with _indexed_write(ctx) as uow:
-        o, owner_active = await locked_opportunity_and_owner(ctx, uow, opportunity_id, "change this opportunity")
+        o, owner_active, recorded = await locked_opportunity_and_owner(
+            ctx, uow, opportunity_id, "change this opportunity"
+        )
         is_search = o.opportunity_type == OpportunityType.PARTNER_SEARCH
         for name in ("topic_code", "role_sought", "deadline"):
             if not is_search and changes.get(name) is not None:
@@ -146,8 +155,8 @@ async def update_opportunity(ctx: Ctx, opportunity_id: str, data: OpportunityUpd
         for name, value in changes.items():
             setattr(o, name, value.value if hasattr(value, "value") else value)
         o.updated_at = utcnow()
-        await uow.execute(_UPDATE, {f"v_{name}": value for name, value in row_values(o).items()})
-        await refresh_opportunity(ctx, uow, o, created=False, owner_active=owner_active)
+        along = Along(_UPDATE, row_values(o))
+        await refresh_opportunity(ctx, uow, o, created=False, owner_active=owner_active, recorded=recorded, along=along)
     return to_public(o)
 
 

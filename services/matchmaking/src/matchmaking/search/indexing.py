@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Integer, String, bindparam, delete, func, or_, text, update
+from sqlalchemy import JSON, Integer, String, bindparam, delete, func, or_, text, type_coerce, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import literal as sa_literal
@@ -383,17 +383,36 @@ ids it returns), in one round trip (the writes touch different tables; ``known``
 any writes; the entries' commit order is given at the commit, see :func:`log_changes`)."""
 
 
+@dataclass(frozen=True)
+class Along:
+    """A write of the unit of work's own row (``statement``: an ``INSERT`` or ``UPDATE`` as text, its
+    parameters typed by its bind parameters; ``params``) that the index write runs with its own: on
+    PostgreSQL as a data-modifying ``WITH`` of the items statement (one round trip for both), on
+    SQLite just before it."""
+
+    statement: Any
+    params: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=8)
+def _write_items_along(statement: Any) -> Any:
+    """:data:`_WRITE_ITEMS` that also runs ``statement`` (a data-modifying ``WITH`` named ``along``;
+    its bind parameters keep their types). Built once per statement."""
+    combined = text(f"WITH along AS ({statement.text}), {_WRITE_ITEMS.text[len('WITH ') :]}")
+    return combined.bindparams(*statement._bindparams.values())
+
+
 async def _write_items_pg(
-    conn: Any, rows: list[dict[str, Any]], texts: dict[str, str], changes: list[str]
+    conn: Any, rows: list[dict[str, Any]], texts: dict[str, str], changes: list[str], along: Along | None = None
 ) -> tuple[dict[str, bytes], list[tuple[int, str]]]:
     """Write ``rows`` to ``index_item``, queue the ``texts`` without a vector (by fingerprint) and
     append ``changes`` to the change log; returns the stored vectors of the others and the entries
-    appended (id, key). ``CHUNK`` rows, texts and changes per statement."""
+    appended (id, key). ``CHUNK`` rows, texts and changes per statement; ``along`` with the first."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
     logged: list[tuple[int, str]] = []
     now = utcnow()
-    for start in range(0, max(len(rows), len(hashes), len(changes)), CHUNK):
+    for start in range(0, max(len(rows), len(hashes), len(changes), 1 if along else 0), CHUNK):
         part, chunk = rows[start : start + CHUNK], hashes[start : start + CHUNK]
         params = {
             "logged": changes[start : start + CHUNK],
@@ -408,7 +427,10 @@ async def _write_items_pg(
             "lengths": [len(texts[h]) for h in chunk],
             "now": now,
         }
-        for key, vector, change_id in (await conn.execute(_WRITE_ITEMS, params)).all():
+        statement = _WRITE_ITEMS
+        if along is not None and start == 0:
+            statement, params = _write_items_along(along.statement), {**along.params, **params}
+        for key, vector, change_id in (await conn.execute(statement, params)).all():
             if change_id is None:
                 known[key] = bytes(vector)
             else:
@@ -449,6 +471,28 @@ _DELETE_ITEMS = delete(IndexItem).where(
 """Some items of one document (``doc``, ``stale``: their item keys) dropped."""
 
 
+RecordedRow = tuple[str, str, str, str | None, str, str]
+"""An ``index_item`` row as read: document key, item key, kind, language, label, text fingerprint."""
+
+
+def opportunity_recorded(sqlite: bool) -> Any:
+    """A correlated scalar subquery of a statement over ``opportunity``: the recorded items of the
+    opportunity's document and of its part of its owner's profile, as one JSON array of
+    :data:`RecordedRow` (a writer that reads the row anyway needs no statement of its own for them)."""
+    table: Any = Opportunity.__table__  # type: ignore[attr-defined]
+    items: Any = IndexItem.__table__  # type: ignore[attr-defined]
+    doc = sa_literal(f"{OPPORTUNITY}:") + table.c.id
+    part = doc + "#"
+    columns = (items.c.doc_key, items.c.item_key, items.c.kind, items.c.lang, items.c.label, items.c.text_hash)
+    rows = (
+        func.json_group_array(func.json_array(*columns)) if sqlite else func.json_agg(func.json_build_array(*columns))
+    )
+    owned = items.c.doc_key == sa_literal(f"{PROFILE}:") + table.c.owner_organisation_id
+    # substr, not LIKE: nothing in an id is a wildcard to escape.
+    where = or_(items.c.doc_key == doc, owned & (func.substr(items.c.item_key, 1, func.length(part)) == part))
+    return sa_select(type_coerce(rows, JSON)).where(where).scalar_subquery()
+
+
 async def record_items(
     ctx: Ctx,
     session: AsyncSession | CoreUnitOfWork,
@@ -456,6 +500,8 @@ async def record_items(
     parts: dict[str, str] | None = None,
     *,
     new: Iterable[str] = (),
+    recorded: Sequence[Sequence[Any]] | None = None,
+    along: Along | None = None,
 ) -> Recorded:
     """Make ``index_item`` hold exactly ``items`` for each of these documents (an empty list: none),
     queue the texts without a vector and log the documents as changed.
@@ -473,11 +519,23 @@ async def record_items(
 
     ``session``: an ORM unit of work (on SQLite its change-log entries are appended at its commit)
     or a Core one (appended here).
+
+    ``recorded``: the rows these documents (their parts) hold now, as the caller read them in this
+    unit of work with its row lock (:func:`opportunity_recorded`): not read again. Only for documents
+    that fit in one statement (``CHUNK``).
+
+    ``along``: the write of the unit of work's own row, run with the items' (a Core unit of work's
+    round trip saved on PostgreSQL); on SQLite first, before anything is read.
     """
     parts = parts or {}
+    if recorded is not None and len(items) > CHUNK:
+        raise ValueError("recorded rows are given for one chunk of documents at most")
     new = set(new)
     # Core statements on the unit of work's connection (no ORM instance involved; the callers flushed).
     conn: Any = session if isinstance(session, CoreUnitOfWork) else await session.connection()
+    if along is not None and ctx.db.sqlite:
+        await conn.execute(along.statement, along.params)
+        along = None
     keys = sorted(items)
     fresh: dict[str, str] = {}
     rewritten: set[str] = set()
@@ -486,7 +544,12 @@ async def record_items(
         whole = [k for k in chunk if k not in parts and k not in new]
         narrowed = [k for k in chunk if k in parts and k not in new]
         current: dict[tuple[str, str], tuple[str, str | None, str, str]] = {}
-        if whole or narrowed:
+        if recorded is not None:
+            # Read by the caller: only the rows of these documents (a profile's under its part) count.
+            for d, i, kind, lang, label, h in recorded:
+                if d in whole or (d in narrowed and i.startswith(parts[d])):
+                    current[(d, i)] = (kind, lang, label, h)
+        elif whole or narrowed:
             params: dict[str, Any] = {"whole": whole} if whole else {}
             for n, k in enumerate(narrowed):
                 params[f"doc{n}"], params[f"prefix{n}"] = k, _like_prefix(parts[k])
@@ -526,7 +589,7 @@ async def record_items(
     else:
         # The change-log entries go with the items (the log's order is the commit's, not the append's).
         appended: set[str] = session.info.get(_APPENDED, set())
-        stored, logged = await _write_items_pg(conn, upserts, fresh, sorted(set(changes) - appended))
+        stored, logged = await _write_items_pg(conn, upserts, fresh, sorted(set(changes) - appended), along)
         _appended(session.info, logged)
     out: Recorded = {}
     for key in sorted(rewritten):
@@ -889,16 +952,33 @@ async def refresh_documents(
 
 
 async def refresh_opportunity(
-    ctx: Ctx, uow: CoreUnitOfWork, o: Opportunity, *, created: bool, owner_active: bool
+    ctx: Ctx,
+    uow: CoreUnitOfWork,
+    o: Opportunity,
+    *,
+    created: bool,
+    owner_active: bool,
+    recorded: Sequence[Sequence[Any]] | None = None,
+    along: Along | None = None,
 ) -> None:
     """:func:`refresh_documents` of one opportunity in a Core unit of work (``o``: its row as
     written there, not an instance of a session; ``owner_active``: whether its owner is an active
     organisation, as the caller read it there). The writer's index gets it once it committed; if
-    the unit of work rolls back, the caller passes its ``info`` to :func:`forget_changes`."""
+    the unit of work rolls back, the caller passes its ``info`` to :func:`forget_changes`.
+    ``recorded``: its rows in ``index_item`` as the caller read them with the row lock
+    (:func:`opportunity_recorded`; a JSON null when there are none), not read again. ``along``: the
+    write of the opportunity's row, run with the items' (:class:`Along`)."""
     keys = [f"{OPPORTUNITY}:{o.id}"]
     sources = Sources({o.id: o}, {}, {}, {})
     await _record_and_index(
-        ctx, uow, keys, sources, created=created, owners_active={o.owner_organisation_id: owner_active}
+        ctx,
+        uow,
+        keys,
+        sources,
+        created=created,
+        owners_active={o.owner_organisation_id: owner_active},
+        recorded=recorded,
+        along=along,
     )
 
 
@@ -910,9 +990,11 @@ async def _record_and_index(
     *,
     created: bool,
     owners_active: dict[str, bool] | None,
+    recorded: Sequence[Sequence[Any]] | None = None,
+    along: Along | None = None,
 ) -> None:
     """The rest of :func:`refresh_documents`, once the documents' rows are loaded (``sources``), in
-    an ORM or a Core unit of work."""
+    an ORM or a Core unit of work (``recorded``, ``along``: see :func:`record_items`)."""
     conn: Any = session if isinstance(session, CoreUnitOfWork) else await session.connection()
     items = sources.items()
     # Each opportunity's items are worked out once (language detection included) and given again
@@ -948,7 +1030,9 @@ async def _record_and_index(
     info = session.info
     info[_WATCHED] = state
     # Created here: the documents and their parts of the owners' profiles have nothing recorded yet.
-    vectors = await record_items(ctx, session, items, parts, new=set(keys) | set(parts) if created else ())
+    vectors = await record_items(
+        ctx, session, items, parts, new=set(keys) | set(parts) if created else (), recorded=recorded, along=along
+    )
     # Documents rewritten whole came back with their vectors; only the others are read.
     rest = [k for k in keys if k not in vectors and items.get(k)]
     if rest:
