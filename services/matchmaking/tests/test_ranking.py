@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -142,6 +143,30 @@ def test_explanation_names_fields_and_terms(engine: Engine, encoder: Encoder) ->
     matched = hit.explanation["matched_fields"]["description"]
     assert {"microwave", "imaging", "breast", "screening"} <= set(matched)
     assert "microwave" in hit.explanation["summary"]
+
+
+def test_short_and_long_documents_come_back_with_their_fields() -> None:
+    """A short document's fields are kept as they are, a long one's compressed: both read back whole
+    (what an explanation shows), and an unchanged document is recognised as such either way."""
+    index = Index()
+    long_text = "Piattaforma di bioprocesso chiusa e automatizzata per terapie cellulari. " * 20
+    docs = {
+        "opportunity:short": {"title": "Kit diagnostico", "summary": ""},
+        "opportunity:long": {"title": "Bioprocesso", "summary": long_text},
+    }
+    for key, fields in docs.items():
+        index.upsert(
+            Document(key=key, kind="opportunity", entity_id=key, fields=fields, vector=np.zeros(DIM, np.float32))
+        )
+    stored = {key: index.records[index.row_of[key]] for key in docs}
+    assert stored["opportunity:short"] is not None and stored["opportunity:short"].fields.startswith(b"{")
+    assert stored["opportunity:long"] is not None and len(stored["opportunity:long"].fields) < len(long_text) // 4
+    for key, fields in docs.items():
+        row = index.row_of[key]
+        assert index.document(row).fields == fields
+        same = Document(key=key, kind="opportunity", entity_id=key, fields=dict(fields), vector=np.zeros(DIM))
+        assert index.unchanged(same)
+        assert not index.unchanged(replace(same, fields={**fields, "title": "Altro"}))
 
 
 def test_delta_rows_are_searchable_before_and_after_the_merge(encoder: Encoder) -> None:
