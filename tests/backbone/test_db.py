@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from distretto_dev.testing import DatabaseTarget
 from distretto_shared.db import Database
-from distretto_shared.outbox import OutboxMessage, add_event, add_events
+from distretto_shared.outbox import OUTBOX_CTE_PG, OutboxMessage, add_event, add_events, take_pending_pg
 
 from .example import AccountCredited, credit, entries
 
@@ -295,6 +295,42 @@ async def test_a_core_unit_of_work_commits_rows_and_events_together_wakes_the_re
         db.request_scrub(uow)
     assert await _outbox_seqs(db) == [0, 1, 2, 12] and woken == [1, 1]
     assert db.scrub_due.is_set()  # an erasure's commit starts the scrub job
+
+
+async def test_a_statement_of_the_callers_own_writes_a_core_unit_of_works_events_on_postgresql(
+    db: Database,
+) -> None:
+    """``take_pending_pg``: the events added so far are written by the caller's statement (with its own
+    write: one round trip), in order and as the commit writes them; those added later at the commit; a
+    rollback drops them; the relay is woken once, after the commit. SQLite: nothing is taken (its rows
+    travel with the COMMIT anyway)."""
+    woken: list[int] = []
+    db.on_outbox_commit(lambda: woken.append(1))
+    async with db.core_transaction() as uow:
+        add_events(uow, [AccountCredited(account_id="acc-1", amount=1, seq=s) for s in range(2)], source="/tests")
+        taken = take_pending_pg(uow)
+        if db.sqlite:
+            assert taken is None
+        else:
+            assert taken is not None and len(taken["outbox_event_id"]) == 2
+            await uow.execute(text(f"WITH {OUTBOX_CTE_PG} SELECT 1"), taken)
+            assert take_pending_pg(uow) is None  # taken once
+            assert woken == []
+        add_event(uow, AccountCredited(account_id="acc-1", amount=1, seq=2), source="/tests")
+    assert woken == [1] and await _outbox_seqs(db) == [0, 1, 2]
+    async with db.read() as session:
+        stored = (await session.execute(select(OutboxMessage.headers).order_by(OutboxMessage.id))).scalars().all()  # type: ignore[arg-type]
+    assert [h["ce_type"] for h in stored] == [AccountCredited.event_type] * 3  # JSON either way
+    assert stored[0].keys() == stored[2].keys()
+
+    with pytest.raises(ValueError, match="refused"):
+        async with db.core_transaction() as uow:
+            add_event(uow, AccountCredited(account_id="acc-2", amount=1, seq=9), source="/tests")
+            taken = take_pending_pg(uow)
+            if taken is not None:
+                await uow.execute(text(f"WITH {OUTBOX_CTE_PG} SELECT 1"), taken)
+            raise ValueError("use case refused")
+    assert woken == [1] and await _outbox_seqs(db) == [0, 1, 2]
 
 
 async def test_a_core_unit_of_work_inserts_rows_as_sqlalchemy_would_whatever_their_column_types(

@@ -127,7 +127,8 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
                     raise Conflict(f"an opportunity with reference {data.reference} exists already")
             names, owner_status = await org_names_and_status(ctx, uow, o.owner_organisation_id)
             add_event(uow, _published_event(o, names), source=ctx.source)
-            # The row is inserted by the index write's statement (PostgreSQL: one round trip for both).
+            # The row and the event are inserted by the index write's statement (PostgreSQL: one round
+            # trip for the three).
             along = Along(_INSERT, row_values(o))
             await refresh_opportunity(ctx, uow, o, created=True, owner_active=owner_status == "active", along=along)
     except IntegrityError as exc:

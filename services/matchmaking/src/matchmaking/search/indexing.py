@@ -42,6 +42,7 @@ from sqlmodel import col, select
 
 from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.logging import get_logger
+from distretto_shared.outbox import OUTBOX_CTE_PG, take_pending_pg
 from matchmaking.common import Ctx, after_commit
 from matchmaking.matches.models import Match, MatchFeedback
 from matchmaking.opportunities.domain import OpportunityStatus
@@ -387,18 +388,20 @@ any writes; the entries' commit order is given at the commit, see :func:`log_cha
 class Along:
     """A write of the unit of work's own row (``statement``: an ``INSERT`` or ``UPDATE`` as text, its
     parameters typed by its bind parameters; ``params``) that the index write runs with its own: on
-    PostgreSQL as a data-modifying ``WITH`` of the items statement (one round trip for both), on
-    SQLite just before it."""
+    PostgreSQL as a data-modifying ``WITH`` of the items statement (one round trip for both, the
+    outbox rows added so far included), on SQLite just before it."""
 
     statement: Any
     params: dict[str, Any]
 
 
 @functools.lru_cache(maxsize=8)
-def _write_items_along(statement: Any) -> Any:
+def _write_items_along(statement: Any, outbox: bool) -> Any:
     """:data:`_WRITE_ITEMS` that also runs ``statement`` (a data-modifying ``WITH`` named ``along``;
-    its bind parameters keep their types). Built once per statement."""
-    combined = text(f"WITH along AS ({statement.text}), {_WRITE_ITEMS.text[len('WITH ') :]}")
+    its bind parameters keep their types) and, with ``outbox``, writes the unit of work's pending
+    outbox rows (:data:`~distretto_shared.outbox.OUTBOX_CTE_PG`). Built once per shape."""
+    ctes = f"WITH along AS ({statement.text}), " + (f"{OUTBOX_CTE_PG}, " if outbox else "")
+    combined = text(ctes + _WRITE_ITEMS.text[len("WITH ") :])
     return combined.bindparams(*statement._bindparams.values())
 
 
@@ -407,7 +410,8 @@ async def _write_items_pg(
 ) -> tuple[dict[str, bytes], list[tuple[int, str]]]:
     """Write ``rows`` to ``index_item``, queue the ``texts`` without a vector (by fingerprint) and
     append ``changes`` to the change log; returns the stored vectors of the others and the entries
-    appended (id, key). ``CHUNK`` rows, texts and changes per statement; ``along`` with the first."""
+    appended (id, key). ``CHUNK`` rows, texts and changes per statement; ``along`` with the first,
+    and with it the outbox rows a Core unit of work (``conn``) added so far."""
     hashes = sorted(texts)
     known: dict[str, bytes] = {}
     logged: list[tuple[int, str]] = []
@@ -429,7 +433,9 @@ async def _write_items_pg(
         }
         statement = _WRITE_ITEMS
         if along is not None and start == 0:
-            statement, params = _write_items_along(along.statement), {**along.params, **params}
+            outbox = take_pending_pg(conn) if isinstance(conn, CoreUnitOfWork) else None
+            statement = _write_items_along(along.statement, outbox is not None)
+            params = {**along.params, **(outbox or {}), **params}
         for key, vector, change_id in (await conn.execute(statement, params)).all():
             if change_id is None:
                 known[key] = bytes(vector)
