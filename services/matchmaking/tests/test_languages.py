@@ -12,7 +12,15 @@ import pytest
 from distretto_dev.testing import service_client
 from matchmaking.app import create_app
 from matchmaking.config import Settings
-from matchmaking.search.document import CHUNK_WORDS, Document, Filter, centroid, chunk_text, profile_items
+from matchmaking.search.document import (
+    CHUNK_WORDS,
+    Document,
+    Filter,
+    centroid,
+    chunk_text,
+    opportunity_items,
+    profile_items,
+)
 from matchmaking.search.embeddings import Encoder, shared_encoder
 from matchmaking.search.engine import Engine, aggregate
 from matchmaking.search.text import detect_language, tokenize
@@ -21,6 +29,29 @@ from matchmaking.search.text import detect_language, tokenize
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
     return shared_encoder(2)
+
+
+def test_an_opportunitys_items_are_in_its_language() -> None:
+    """One chunk is in the opportunity's language, as its document's terms are; a long English summary
+    under an Italian title gives chunks of their own languages."""
+    from datetime import date
+
+    from matchmaking.opportunities.models import Opportunity
+    from matchmaking.search.indexing import opportunity_document
+
+    def offer(title: str, summary: str) -> Any:
+        values = {"id": "o1", "title": title, "summary": summary, "keywords": ["biomarcatori"]}
+        values |= {"technology_fields": [], "market_fields": ["oncologia"], "sectors": [], "topic_code": None}
+        values |= {"opportunity_type": "technology_offer", "owner_organisation_id": "x", "status": "active"}
+        return Opportunity(**values, expires_on=date(2030, 1, 1))
+
+    short = offer("Kit diagnostico per la diagnosi precoce dei tumori", "Cerchiamo partner industriali.")
+    (item,) = opportunity_items(short)
+    assert item.lang == "it" == opportunity_document(short).main_language()
+    english = "We license a validated assay for early detection of pancreatic cancer in blood samples. " * 12
+    mixed = offer("Kit diagnostico per la diagnosi precoce dei tumori", english)
+    items = opportunity_items(mixed)
+    assert len(items) > 1 and items[-1].lang == "en" and opportunity_document(mixed).main_language() == "en"
 
 
 def test_language_detection_stemming_and_stop_words() -> None:

@@ -95,14 +95,38 @@ def opportunity_item_text(title: str, keywords: Sequence[str], summary: str) -> 
     return " ".join(p for p in (title.strip().rstrip(".") + ".", _joined("Keywords", keywords), summary) if p)
 
 
+def opportunity_fields(o: Opportunity) -> dict[str, str]:
+    """The texts of an opportunity the index searches, by field."""
+    return {
+        "title": o.title,
+        "summary": o.summary,
+        "keywords": "; ".join(o.keywords),
+        "technology": "; ".join(o.technology_fields),
+        "market": "; ".join(o.market_fields),
+        "topic": o.topic_code or "",
+    }
+
+
+def opportunity_language(o: Opportunity) -> str:
+    """The language an opportunity is written in: of all its fields together (its document's
+    :meth:`Document.main_language`; worked out once per text, see ``text._classify``)."""
+    return detect_language(" ".join(opportunity_fields(o).values()), DEFAULT_LANGUAGE)
+
+
 def opportunity_items(o: Opportunity, prefix: str = "opportunity") -> list[Item]:
-    """An opportunity's items: its title, keywords and summary, chunked."""
+    """An opportunity's items: its title, keywords and summary, chunked. One chunk (the usual case)
+    is in the opportunity's language, as its document is (told from its texts without the item's
+    English labels, "Keywords:", "Technology:"); each of several chunks is told apart, that
+    language its fallback."""
     text = opportunity_item_text(o.title, o.keywords, o.summary)
     extra = " ".join(p for p in (_joined("Technology", o.technology_fields), _joined("Market", o.market_fields)) if p)
     if extra:
         text = f"{text} {extra}"
-    fallback = detect_language(text)
-    return _items(prefix, "opportunity", text, f"opportunity “{o.title}”", fallback)
+    lang, label = opportunity_language(o), f"opportunity “{o.title}”"
+    pieces = chunk_text(text)
+    if len(pieces) == 1:
+        return [Item(key=f"{prefix}#0", kind="opportunity", text=pieces[0], lang=lang, label=label)]
+    return _items(prefix, "opportunity", text, label, lang)
 
 
 def profile_items(

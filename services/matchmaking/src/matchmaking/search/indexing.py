@@ -48,7 +48,15 @@ from matchmaking.matches.models import Match, MatchFeedback
 from matchmaking.opportunities.domain import OpportunityStatus
 from matchmaking.opportunities.models import Opportunity
 from matchmaking.profiles.models import Organisation, Participation, Project
-from matchmaking.search.document import Document, Item, centroid, opportunity_items, profile_items
+from matchmaking.search.document import (
+    Document,
+    Item,
+    centroid,
+    opportunity_fields,
+    opportunity_items,
+    opportunity_language,
+    profile_items,
+)
 from matchmaking.search.embeddings import DIM, MODEL_ID, Encoder, text_hash
 from matchmaking.search.engine import Engine
 from matchmaking.search.index import Item as IndexItemVector
@@ -87,18 +95,6 @@ def change_key(doc_key: str, prefix: str | None = None) -> str:
 # -- documents -----------------------------------------------------------------------------
 
 
-def opportunity_fields(o: Opportunity) -> dict[str, str]:
-    """The texts of an opportunity the index searches, by field."""
-    return {
-        "title": o.title,
-        "summary": o.summary,
-        "keywords": "; ".join(o.keywords),
-        "technology": "; ".join(o.technology_fields),
-        "market": "; ".join(o.market_fields),
-        "topic": o.topic_code or "",
-    }
-
-
 def opportunity_document(o: Opportunity, vector: Any = None) -> Document:
     """An opportunity as an index document."""
     return Document(
@@ -106,6 +102,7 @@ def opportunity_document(o: Opportunity, vector: Any = None) -> Document:
         kind=OPPORTUNITY,
         entity_id=o.id,
         fields=opportunity_fields(o),
+        lang=opportunity_language(o),
         vector=vector,
         opportunity_type=o.opportunity_type,
         sectors=tuple(o.sectors),
