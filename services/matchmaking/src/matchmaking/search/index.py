@@ -548,13 +548,17 @@ class Index:
         """Replace only the encoded items of document ``key`` whose item key starts with ``prefix`` by
         ``items`` (the others keep their rows and vectors; no BM25 change). False: the document is not here.
 
-        The cost is the part's, not the document's: kept rows move only when rows before them left,
-        and a document that outgrows its place moves once with room to grow (a profile gains its
-        opportunities' items one at a time)."""
+        Rows move as the part needs: kept rows only when rows before them left, and a document that
+        outgrows its place once, with room to grow (a profile gains its opportunities' items one at
+        a time). The item keys are one JSON string per document, read and written whole when the part
+        had encoded items or gets some; a part with none that gets none (a write whose text the encoder
+        has not reached yet) is told by a search of that string, without reading it."""
         row = self.row_of.get(key)
         rec = self.records[row] if row is not None else None
         if row is None or rec is None:
             return False
+        if not items and "[" + json.dumps(prefix, ensure_ascii=False)[:-1] not in rec.items:
+            return True  # no item of the part is here (each meta is a list whose first element is its key)
         start, count, alloc = int(self.item_start[row]), int(self.item_count[row]), int(self.item_alloc[row])
         metas = json.loads(rec.items)[:count]
         keep = [n for n, m in enumerate(metas) if not str(m[0]).startswith(prefix)]
