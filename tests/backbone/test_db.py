@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from distretto_dev.testing import DatabaseTarget
-from distretto_shared.db import Database
+from distretto_shared.db import Database, instance_of
 from distretto_shared.outbox import OUTBOX_CTE_PG, OutboxMessage, add_event, add_events, take_pending_pg
 
 from .example import AccountCredited, credit, entries
@@ -331,6 +331,26 @@ async def test_a_statement_of_the_callers_own_writes_a_core_unit_of_works_events
                 await uow.execute(text(f"WITH {OUTBOX_CTE_PG} SELECT 1"), taken)
             raise ValueError("use case refused")
     assert woken == [1] and await _outbox_seqs(db) == [0, 1, 2]
+
+
+async def test_an_instance_built_from_values_is_the_one_the_constructor_builds(db: Database) -> None:
+    """``instance_of``: the same fields (defaults included) as the constructor's, assignable, dumped
+    alike, and stored by a session like any new instance."""
+    from datetime import UTC, datetime
+
+    values = {"event_id": "e-1", "topic": "t", "key": "k", "event_type": "x", "headers": {"a": "1"}}
+    values |= {"payload": "{}", "created_at": datetime(2026, 1, 2, tzinfo=UTC)}
+    built, constructed = instance_of(OutboxMessage, values), OutboxMessage(**values)
+    assert built.model_dump() == constructed.model_dump() and built.id is None and built.published_at is None
+    assert values == {**values} and "id" not in values  # the caller's dict is left as it was
+    built.topic = "t2"
+    assert built.topic == "t2" and built.model_dump()["topic"] == "t2"
+    async with db.transaction() as session:
+        session.add(built)
+    async with db.read() as session:
+        stored = (await session.execute(select(OutboxMessage).where(OutboxMessage.event_id == "e-1"))).scalar_one()
+    assert (stored.topic, stored.headers) == ("t2", {"a": "1"})
+    assert stored.created_at.replace(tzinfo=None) == datetime(2026, 1, 2)  # SQLite keeps no zone
 
 
 async def test_a_core_unit_of_work_inserts_rows_as_sqlalchemy_would_whatever_their_column_types(

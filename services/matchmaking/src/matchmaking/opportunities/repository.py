@@ -10,7 +10,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from distretto_shared.db import CoreUnitOfWork, load
+from distretto_shared.db import CoreUnitOfWork, instance_of, load
 from distretto_shared.web import NotFound
 from matchmaking.common import Ctx, today
 from matchmaking.opportunities.domain import OpportunityStatus
@@ -79,7 +79,7 @@ async def locked_opportunity_and_owner(
     (:func:`~matchmaking.search.indexing.opportunity_recorded`), read by the same statement."""
     statement = _with_owner(uow.dialect.name == "sqlite")
     row: Any = (await uow.execute(statement, {"opportunity_id": opportunity_id})).first()
-    o = Opportunity(**dict(zip(_COLUMNS, row, strict=False))) if row is not None else None
+    o = instance_of(Opportunity, dict(zip(_COLUMNS, row, strict=False))) if row is not None else None
     if o is not None and ctx.acts_for(o.owner_organisation_id):
         return o, row[-2] == "active", list(row[-1] or [])
     if o is not None and is_published(o) and not ctx.principal.is_anonymous:

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from distretto_shared.contracts import matchmaking as contracts
 from distretto_shared.conventions import paginate
-from distretto_shared.db import CoreUnitOfWork
+from distretto_shared.db import CoreUnitOfWork, instance_of
 from distretto_shared.outbox import add_event
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams
 from matchmaking.anonymise import NamePatterns, anonymise_list, anonymise_text
@@ -116,8 +116,9 @@ async def create_opportunity(ctx: Ctx, data: OpportunityCreate) -> OpportunityPu
         raise Invalid("expires_on must be in the future", details={"expires_on": expires_on.isoformat()})
     if data.deadline is not None and data.deadline < now:
         raise Invalid("the call deadline has already passed", details={"deadline": data.deadline.isoformat()})
-    o = Opportunity(**data.model_dump(exclude={"expires_on"}), expires_on=expires_on)
-    o.opportunity_type = OpportunityType(data.opportunity_type).value
+    values = data.model_dump(exclude={"expires_on"})
+    values |= {"expires_on": expires_on, "opportunity_type": OpportunityType(data.opportunity_type).value}
+    o = instance_of(Opportunity, values)  # validated above: built without the constructor's per-field work
     try:
         # A Core unit of work: the row inserted as built here (no session, nothing flushed).
         async with _indexed_write(ctx) as uow:
