@@ -28,6 +28,24 @@ REQUEST = {
 }
 
 
+async def test_writes_that_fill_the_bm25_delta_have_it_merged_by_the_merge_task(
+    settings: Settings, publish: Any
+) -> None:
+    """A delta the writes filled is merged long before the periodic merge: the engine asks the
+    service's merge task instead of merging in the writing request (test_ranking checks the asking)."""
+    settings = settings.model_copy(update={"delta_merge_threshold": 3, "merge_interval": 3600.0})
+    async with service_client(create_app(settings)) as client:
+        for n in range(3):
+            await publish(client, title=f"Closed-system bioreactor for CAR-T cells, batch {n}")
+
+        async def merged() -> dict[str, Any] | None:
+            stats = (await client.get("/index")).json()
+            return stats if stats["bm25_delta_rows"] == 0 else None
+
+        stats = await wait_for(merged, what="the BM25 delta merged by the merge task")
+        assert stats["opportunities"] == 3 and stats["bm25_main_rows"] >= 3  # in the built index
+
+
 async def test_ranking_filters_and_the_match_lifecycle(
     settings: Settings, topic_prefix: str, publish: Any, payload: Any
 ) -> None:

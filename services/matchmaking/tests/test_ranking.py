@@ -169,6 +169,36 @@ def test_short_and_long_documents_come_back_with_their_fields() -> None:
         assert not index.unchanged(replace(same, fields={**fields, "title": "Altro"}))
 
 
+def test_a_full_delta_is_merged_by_whoever_asks_and_its_size_grows_with_the_index() -> None:
+    """With ``on_merge_due`` (the service's merge task) a write that fills the delta asks for the merge
+    instead of running it; the delta may hold an eighth of the index before it is full."""
+
+    def doc(i: int) -> Document:
+        fields = {"title": f"{TERMS[i % len(TERMS)]} {i}", "summary": ""}
+        return Document(key=f"opportunity:{i}", kind="opportunity", entity_id=str(i), fields=fields, vector=None)  # type: ignore[arg-type]
+
+    e = Engine()
+    e.merge_threshold = 4
+    for i in range(3):
+        e.upsert(doc(i))
+    e.upsert(doc(3))  # no one to ask: merged by the write itself
+    assert not e.index.delta
+    asked: list[int] = []
+    e.on_merge_due = lambda: asked.append(len(e.index.delta))
+    for i in range(4, 8):
+        e.upsert(doc(i))
+    assert asked == [4] and len(e.index.delta) == 4  # asked, not merged
+    e.merge_threshold = 10**9
+    for i in range(8, 80):
+        e.upsert(doc(i))
+    e.index.merge()
+    e.merge_threshold, asked[:] = 4, []
+    for i in range(80, 100):
+        e.upsert(doc(i))
+    # 80 rows, then more: asked once the delta holds an eighth of them (11 of 91), not at 4
+    assert asked[0] == 11 and e.index.size == 100
+
+
 def test_delta_rows_are_searchable_before_and_after_the_merge(encoder: Encoder) -> None:
     e = Engine()
     e.eager_merge_rows = 0  # behave as a large index: no merge at query time

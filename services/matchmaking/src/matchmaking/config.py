@@ -21,7 +21,8 @@ class Settings(ServiceSettings):
     feedback_counterpart_weight: float = 0.05
     """Score added for a counterpart others found useful, across every query (saturating)."""
     delta_merge_threshold: int = 500
-    """Documents changed since the last BM25 build before the BM25 index is rebuilt."""
+    """Documents changed since the last BM25 build before the BM25 index is rebuilt (at least: an eighth
+    of the index when that is more), by the merge task in a worker thread."""
     merge_interval: float = 30.0
     """Seconds between two checks that merge the BM25 delta into the main index."""
     expiry_check_interval: float = 3600.0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -56,6 +57,11 @@ FIELD_LABELS = {
     "topic": "call topic",
 }
 
+
+MERGE_FRACTION = 8
+"""The BM25 delta is merged when it holds this fraction of the index's rows (1/8), or the engine's
+``merge_threshold`` if more: a build costs the whole index, so each write's share of the builds stays
+the same as the index grows (at 20,000 rows a build every 500 writes cost each write 0.56 ms of CPU)."""
 
 DEFAULT_BM25_WEIGHT = 0.5
 DEFAULT_DENSE_FLOOR = 0.7
@@ -167,6 +173,11 @@ class Engine:
         self.feedback_weights = feedback or FeedbackWeights()
         self.feedback = Feedback()
         self.merge_threshold = 500
+        self.on_merge_due: Callable[[], None] | None = None
+        """Called, instead of merging at once, when a write leaves the BM25 delta at the threshold: the
+        service's merge task then builds in a worker thread (a build costs the whole index, 0.3 s at
+        20,000 rows, which the writing request would otherwise wait for with every other request of
+        the event loop). None: merged at once."""
         self.eager_merge_rows = 5000
         """Up to this many rows a pending BM25 delta is merged before a query (exact scores, cheap build)."""
         self.exact_rows = 8192
@@ -195,10 +206,13 @@ class Engine:
 
     def upsert(self, doc: Document, items: list[Item] | None = None) -> None:
         """Index (or re-index) a document with its encoded items (None: its own vector as its one item);
-        merges the BM25 delta when it grew too large."""
+        merges the BM25 delta when it grew too large (``MERGE_FRACTION``; or asks for it: ``on_merge_due``)."""
         self.index.upsert(doc, items)
-        if len(self.index.delta) >= self.merge_threshold:
-            self.index.merge()
+        if len(self.index.delta) >= max(self.merge_threshold, self.index.size // MERGE_FRACTION):
+            if self.on_merge_due is None:
+                self.index.merge()
+            else:
+                self.on_merge_due()
 
     def remove(self, key: str) -> None:
         """Drop a document from the index."""

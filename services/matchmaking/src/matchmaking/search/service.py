@@ -9,6 +9,7 @@ No request waits for the encoder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -60,15 +61,25 @@ async def merge_delta(ctx: Ctx) -> None:
 
 async def merge_forever(ctx: Ctx) -> None:
     """Task of every instance (each has its own index, so this is no leader's job): merge the BM25
-    delta every ``merge_interval`` seconds."""
-    while True:
-        await asyncio.sleep(ctx.settings.merge_interval)
-        try:
-            await merge_delta(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("merging the BM25 delta failed", error=repr(exc))
+    delta every ``merge_interval`` seconds, and at once when writes left it at the engine's threshold
+    (``Engine.on_merge_due``: the build runs here, in a worker thread, not in the writing request)."""
+    engine = ctx.get(Engine)
+    due = asyncio.Event()
+    engine.on_merge_due = due.set
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ctx.settings.merge_interval):  # not wait_for: see encode_forever
+                    await due.wait()
+            due.clear()
+            try:
+                await merge_delta(ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("merging the BM25 delta failed", error=repr(exc))
+    finally:
+        engine.on_merge_due = None
 
 
 # -- ranking -------------------------------------------------------------------------------------
