@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from distretto_shared.contracts import public as pub
 from distretto_shared.db import Database
 from distretto_shared.outbox import add_event
+from distretto_shared.waits import woken
 from partners import domain
 from partners.models import Partner, PublicEventRow, WebhookEndpoint, WebhookMessage
 
@@ -45,12 +46,7 @@ class Notifier:
 
     async def wait(self, timeout: float) -> bool:
         """Wait for the next notification (True) or the timeout (False)."""
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await woken(self._event, timeout)
 
 
 class LogTail:

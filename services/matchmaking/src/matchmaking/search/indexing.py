@@ -43,6 +43,7 @@ from sqlmodel import col, select
 from distretto_shared.db import CoreUnitOfWork
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import OUTBOX_CTE_PG, take_pending_pg
+from distretto_shared.waits import woken
 from matchmaking.common import Ctx, after_commit
 from matchmaking.matches.models import Match, MatchFeedback
 from matchmaking.opportunities.domain import OpportunityStatus
@@ -1148,11 +1149,7 @@ async def follow(ctx: Ctx) -> None:
             raise
         except Exception as exc:
             log.warning("index change log unreadable; retrying", error=repr(exc))
-        try:
-            async with asyncio.timeout(interval):  # not wait_for: see encode_forever
-                await state.changed.wait()
-        except TimeoutError:
-            pass
+        await woken(state.changed, interval)
 
 
 # -- the encoder worker ------------------------------------------------------------------------------
@@ -1248,14 +1245,7 @@ async def encode_forever(ctx: Ctx) -> None:
             await asyncio.sleep(ctx.settings.index_poll_interval * 4)
         if done:
             continue
-        try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns, swallowing the stop's
-            # cancellation, when the event is set in the same turn of the loop (a write just before
-            # the stop), and the stop then waits for this task for ever.
-            async with asyncio.timeout(ctx.settings.index_encode_poll):
-                await state.queued.wait()
-        except TimeoutError:
-            pass
+        await woken(state.queued, ctx.settings.index_encode_poll)
 
 
 # -- start-up and housekeeping ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ No request waits for the encoder.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from distretto_shared.logging import get_logger
+from distretto_shared.waits import woken
 from distretto_shared.web import Conflict, Invalid, NotFound, Page, PageParams, make_page
 from matchmaking.anonymise import NamePatterns, anonymise_text
 from matchmaking.common import Ctx, today
@@ -68,9 +68,7 @@ async def merge_forever(ctx: Ctx) -> None:
     engine.on_merge_due = due.set
     try:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ctx.settings.merge_interval):  # not wait_for: see encode_forever
-                    await due.wait()
+            await woken(due, ctx.settings.merge_interval)
             due.clear()
             try:
                 await merge_delta(ctx)

@@ -20,6 +20,7 @@ from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.db import Database, load
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
+from distretto_shared.waits import woken
 from newsletter import domain
 from newsletter.bounces.repository import record_bounce_in
 from newsletter.campaigns.freeze import freeze_next
@@ -613,8 +614,7 @@ class DeliveryEngine:
             await conn.close()
 
     async def _idle(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=seconds)
+        await woken(event, seconds)
         event.clear()
 
     async def _send_one(
@@ -742,8 +742,7 @@ class DeliveryEngine:
         if linger > 0 and not self._stopping and self._queue.qsize() + 1 < self._connections:
             self._commit_now.clear()
             if not any(not f.done() for f in self._awaited):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._commit_now.wait(), timeout=linger)
+                await woken(self._commit_now, linger)
         return first
 
     async def _commit(self, batch: list[Outcome]) -> None:

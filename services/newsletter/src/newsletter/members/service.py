@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html as html_lib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +17,7 @@ from distretto_shared.contracts import membership as membership_contracts
 from distretto_shared.contracts import newsletter as contracts
 from distretto_shared.logging import get_logger
 from distretto_shared.outbox import add_event
+from distretto_shared.waits import woken
 from newsletter import domain, segments
 from newsletter.bounces.models import Suppression
 from newsletter.config import Settings
@@ -270,8 +270,7 @@ async def contact_fetcher(ctx: Ctx) -> None:
     settings = ctx.settings
     wake = ctx.get(ContactFetch).wake
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), settings.contact_fetch_interval)
+        await woken(wake, settings.contact_fetch_interval)
         wake.clear()
         try:
             await fetch_contact_details(ctx)
