@@ -17,7 +17,8 @@ Processes (all on this machine):
            principal per client, as the gateway's cached credentials are); logs at INFO, JSON
   bare     ``bench/services/bare.py``: the aggregate's SQL on the same database (the yardstick)
   broker   one Kafka broker (KRaft, SASL/SCRAM) the services' relays publish to, unless
-           ``KAFKA_BOOTSTRAP_SERVERS`` names one (topics get a prefix unique to the run)
+           ``KAFKA_BOOTSTRAP_SERVERS`` names one (topics get a prefix unique to the run, and to each
+           service's measurement in it: no service consumes the events another's measurement wrote)
   load     this script, while it measures: asyncio + uvloop, raw sockets, N keep-alive
            connections, one request in flight per connection, latency per request
   hog      with ``--hog N``: N busy-loop processes, the "busy machine" of the comparison
@@ -594,6 +595,11 @@ def bench_service(service: str, backend: str, args: Any, tmp: Path, broker_env: 
         data.mkdir()
         env = {
             **broker_env,
+            # Topics of this measurement's own: a service that consumes another's events (matchmaking,
+            # projects and the newsletter consume membership's) would otherwise work through the backlog
+            # an earlier measurement wrote while it is measured (matchmaking profiling and encoding
+            # thousands of new organisations), and its figures would depend on which services ran before.
+            "DISTRETTO_TOPIC_PREFIX": f"{broker_env['DISTRETTO_TOPIC_PREFIX']}{service}-{backend}.",
             **ring.env(service),
             **target.env(prefix),
             f"{prefix}_CREATE_TOPICS": "true",
