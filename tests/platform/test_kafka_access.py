@@ -10,13 +10,13 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from distretto_dev.testing import kcat
+from distretto_dev.testing import kcat, wait_for
 from distretto_shared.contracts import matchmaking as mm
 from distretto_shared.contracts import membership as ms
 from distretto_shared.contracts import projects as pj
@@ -34,10 +34,20 @@ def rights(topic_prefix: str) -> dict[str, list[Acl]]:
 
 
 @pytest.fixture
-def users(kafka_bootstrap: str, rights: dict[str, list[Acl]]) -> Iterator[dict[str, str]]:
-    """Every service's user and password on the session's broker, with those ACLs."""
+async def users(kafka_bootstrap: str, rights: dict[str, list[Acl]]) -> AsyncIterator[dict[str, str]]:
+    """Every service's user and password on the session's broker, with those ACLs, once each password
+    logs in: what the test asserts is authorisation, so authentication must be settled before it (a
+    fresh user's credential reaches the broker that serves the login a moment after it is committed;
+    one CI run's gateway login failed there, and its refusal said "transport failure", not "authorised")."""
     passwords = {name: f"pw-{uuid.uuid4().hex}" for name in kafka_access.SERVICES}
     kafka_access.provision(kafka_bootstrap, passwords, KafkaCredentials.from_env(), attempts=1, rights=rights)
+    for name, password in passwords.items():
+
+        async def logs_in(name: str = name, password: str = password) -> bool:
+            listed = await asyncio.to_thread(kcat, kafka_bootstrap, service_user(name), password, "-L", timeout=30)
+            return listed.returncode == 0
+
+        await wait_for(logs_in, timeout=30, what=f"{service_user(name)} to log in")
     yield passwords
 
 
@@ -63,14 +73,14 @@ async def test_a_service_reads_what_it_consumes_and_is_refused_the_rest(
     assert allowed.returncode == 0, allowed.stderr  # type: ignore[attr-defined]
     assert allowed.stdout.strip() == "organisation-record"  # type: ignore[attr-defined]
     refused = await asyncio.to_thread(_read, kafka_bootstrap, "projects", users["projects"], contact)
-    assert refused.returncode != 0 and "authoriz" in refused.stderr.lower()  # type: ignore[attr-defined]
+    assert refused.returncode != 0 and "authoriz" in refused.stderr.lower(), refused.stderr  # type: ignore[attr-defined]
     assert "contact-record" not in refused.stdout  # type: ignore[attr-defined]
 
     # the newsletter does consume the contacts; the gateway consumes nothing at all
     news = await asyncio.to_thread(_read, kafka_bootstrap, "newsletter", users["newsletter"], contact)
     assert news.stdout.strip() == "contact-record", news.stderr  # type: ignore[attr-defined]
     gateway = await asyncio.to_thread(_read, kafka_bootstrap, "gateway", users["gateway"], organisation)
-    assert gateway.returncode != 0 and "authoriz" in gateway.stderr.lower()  # type: ignore[attr-defined]
+    assert gateway.returncode != 0 and "authoriz" in gateway.stderr.lower(), gateway.stderr  # type: ignore[attr-defined]
 
     # matchmaking may not publish as membership
     forged = await asyncio.to_thread(
